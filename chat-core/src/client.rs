@@ -1,0 +1,302 @@
+//! The client API used by the terminal client, the relay, the tests and the load generator:
+//! connect and handshake, then a sending half and a receiving half.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::connection::{Connection, FrameReader, FrameWriter};
+use crate::frame::FrameError;
+use crate::protocol::{
+    Body, ClientFrame, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME, MessageAttr, Outgoing,
+    PROTOCOL_VERSION, Rejected, RelayHello, ServerFrame, Target, Welcome,
+};
+
+/// What to say in the handshake.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// Requested nickname.
+    pub nick: String,
+    /// Client software name and version.
+    pub client: String,
+    /// Account password, if any.
+    pub password: Option<String>,
+    /// Time allowed for connecting and completing the handshake.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("nick", &self.nick)
+            .field("client", &self.client)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl ConnectOptions {
+    /// Options for `nick` with a 10-second handshake timeout.
+    pub fn new(nick: impl Into<String>) -> Self {
+        ConnectOptions {
+            nick: nick.into(),
+            client: concat!("chat-core/", env!("CARGO_PKG_VERSION")).to_owned(),
+            password: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the client software name.
+    pub fn client(mut self, client: impl Into<String>) -> Self {
+        self.client = client.into();
+        self
+    }
+}
+
+/// Why connecting failed, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The TCP connection could not be opened.
+    #[error("cannot connect to {addr}: {}", describe_io(.source))]
+    Connect {
+        /// The address tried.
+        addr: String,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The handshake did not complete in time.
+    #[error("no answer from {addr} within {secs} s (is it a chat server?)")]
+    Timeout {
+        /// The address tried.
+        addr: String,
+        /// The timeout.
+        secs: u64,
+    },
+    /// The server refused the handshake.
+    #[error("the server refused the connection: {}", .0.message)]
+    Rejected(Rejected),
+    /// The server closed the connection before answering.
+    #[error("the server closed the connection during the handshake")]
+    Closed,
+    /// The server's answer broke the protocol.
+    #[error("protocol error during the handshake: {0} (is it a chat server?)")]
+    Protocol(#[from] FrameError),
+    /// The server answered the handshake with something other than Welcome or Rejected.
+    #[error("unexpected answer to the handshake: {0}")]
+    Unexpected(String),
+}
+
+fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running and listening there?)".to_owned()
+        }
+        io::ErrorKind::TimedOut => "timed out".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+/// A connected, welcomed client over TCP.
+pub type TcpClient = Client<OwnedReadHalf, OwnedWriteHalf>;
+
+/// A connected client whose handshake succeeded.
+#[derive(Debug)]
+pub struct Client<R, W> {
+    /// The server's welcome.
+    pub welcome: Welcome,
+    /// Sends frames.
+    pub sender: ClientSender<W>,
+    /// Receives frames.
+    pub events: ClientEvents<R>,
+}
+
+/// Connects to `addr` (`host:port`) over TCP and performs the handshake.
+pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<TcpClient, ClientError> {
+    let timeout = opts.timeout;
+    let attempt = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let conn = Connection::tcp(stream, HANDSHAKE_MAX_FRAME).map_err(|source| {
+            ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            }
+        })?;
+        handshake(conn, None, opts).await
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| ClientError::Timeout {
+            addr: addr.to_owned(),
+            secs: timeout.as_secs(),
+        })?
+}
+
+/// Performs the handshake on an open connection: an optional relay frame, `Hello`, then waits
+/// for `Welcome` or `Rejected`. No timeout is applied here.
+pub async fn handshake<R, W>(
+    mut conn: Connection<R, W, ServerFrame, ClientFrame>,
+    relay: Option<RelayHello>,
+    opts: &ConnectOptions,
+) -> Result<Client<R, W>, ClientError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if let Some(relay) = relay {
+        conn.writer.feed(&ClientFrame::RelayHello(relay)).await?;
+    }
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        nick: opts.nick.clone(),
+        client: opts.client.clone(),
+        password: opts.password.clone(),
+    };
+    conn.send(&ClientFrame::Hello(hello)).await?;
+    // Server frames can be larger than what the server accepts (a Welcome carries the roster).
+    conn.reader.set_max_frame(MAX_SERVER_FRAME);
+    let welcome = match conn.recv().await {
+        Ok(Some(ServerFrame::Welcome(w))) => w,
+        Ok(Some(ServerFrame::Rejected(r))) => return Err(ClientError::Rejected(r)),
+        Ok(Some(other)) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        Ok(None) => return Err(ClientError::Closed),
+        Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(ClientError::Closed);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    conn.writer.set_max_frame(welcome.limits.max_frame as usize);
+    let (reader, writer) = conn.split();
+    Ok(Client {
+        welcome,
+        sender: ClientSender {
+            writer,
+            next_tag: 1,
+        },
+        events: ClientEvents { reader },
+    })
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<R, W> {
+    /// The nickname the server assigned.
+    pub fn nick(&self) -> &str {
+        &self.welcome.nick
+    }
+
+    /// The next frame from the server; `Ok(None)` when it closed the connection.
+    pub async fn recv(&mut self) -> Result<Option<ServerFrame>, FrameError> {
+        self.events.next().await
+    }
+}
+
+/// The sending half of a client.
+#[derive(Debug)]
+pub struct ClientSender<W> {
+    writer: FrameWriter<W, ClientFrame>,
+    next_tag: u64,
+}
+
+impl<W: AsyncWrite + Unpin> ClientSender<W> {
+    /// Sends a text message to a room; returns its tag.
+    pub async fn say(&mut self, room: &str, text: impl Into<String>) -> Result<u64, FrameError> {
+        self.message(
+            Target::Room(room.to_owned()),
+            Body::Text(text.into()),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Sends an action (`/me`) to a room; returns its tag.
+    pub async fn action(&mut self, room: &str, text: impl Into<String>) -> Result<u64, FrameError> {
+        self.message(
+            Target::Room(room.to_owned()),
+            Body::Action(text.into()),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Sends a private message to one or several nicknames; returns its tag.
+    pub async fn private<S: AsRef<str>>(
+        &mut self,
+        to: &[S],
+        text: impl Into<String>,
+    ) -> Result<u64, FrameError> {
+        let to = to.iter().map(|s| s.as_ref().to_owned()).collect();
+        self.message(Target::Users(to), Body::Text(text.into()), Vec::new())
+            .await
+    }
+
+    /// Sends any message; returns the tag it was given.
+    pub async fn message(
+        &mut self,
+        to: Target,
+        body: Body,
+        attrs: Vec<MessageAttr>,
+    ) -> Result<u64, FrameError> {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let frame = ClientFrame::Send(Outgoing {
+            tag,
+            to,
+            body,
+            attrs,
+        });
+        self.writer.send(&frame).await?;
+        Ok(tag)
+    }
+
+    /// Asks for the members of a room.
+    pub async fn who(&mut self, room: &str) -> Result<(), FrameError> {
+        self.send(&ClientFrame::Who {
+            room: room.to_owned(),
+        })
+        .await
+    }
+
+    /// Sends a ping.
+    pub async fn ping(&mut self, nonce: u64) -> Result<(), FrameError> {
+        self.send(&ClientFrame::Ping { nonce }).await
+    }
+
+    /// Says goodbye; the server answers with `Bye` and closes.
+    pub async fn quit(&mut self, reason: impl Into<String>) -> Result<(), FrameError> {
+        self.send(&ClientFrame::Quit {
+            reason: reason.into(),
+        })
+        .await
+    }
+
+    /// Sends any frame.
+    pub async fn send(&mut self, frame: &ClientFrame) -> Result<(), FrameError> {
+        self.writer.send(frame).await
+    }
+
+    /// Closes the write side of the connection.
+    pub async fn close(&mut self) -> Result<(), FrameError> {
+        self.writer.close().await
+    }
+}
+
+/// The receiving half of a client.
+#[derive(Debug)]
+pub struct ClientEvents<R> {
+    reader: FrameReader<R, ServerFrame>,
+}
+
+impl<R: AsyncRead + Unpin> ClientEvents<R> {
+    /// The next frame from the server; `Ok(None)` when it closed the connection.
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<ServerFrame>, FrameError> {
+        self.reader.recv().await
+    }
+}

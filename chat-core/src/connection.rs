@@ -1,0 +1,191 @@
+//! A typed, framed connection over any `AsyncRead + AsyncWrite`.
+
+use std::fmt;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::frame::{FrameCodec, FrameError};
+use crate::protocol::{ClientFrame, ServerFrame};
+
+/// Initial read-buffer size. Kept small so that idle connections stay cheap; it grows as
+/// larger frames arrive.
+const INITIAL_READ_BUFFER: usize = 256;
+
+/// Reads frames of type `In`.
+pub struct FrameReader<R, In> {
+    inner: FramedRead<R, FrameCodec<In, ()>>,
+}
+
+impl<R, In> fmt::Debug for FrameReader<R, In> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("max_frame", &self.inner.decoder().max_frame())
+            .field("buffered", &self.inner.read_buffer().len())
+            .finish()
+    }
+}
+
+impl<R: AsyncRead + Unpin, In: DeserializeOwned> FrameReader<R, In> {
+    /// Reads frames of at most `max_frame` payload bytes from `reader`.
+    pub fn new(reader: R, max_frame: usize) -> Self {
+        FrameReader {
+            inner: FramedRead::with_capacity(
+                reader,
+                FrameCodec::new(max_frame),
+                INITIAL_READ_BUFFER,
+            ),
+        }
+    }
+
+    /// The next frame; `Ok(None)` when the peer closed the connection between frames.
+    /// Cancel-safe: a frame is never half-consumed.
+    pub async fn recv(&mut self) -> Result<Option<In>, FrameError> {
+        self.inner.next().await.transpose()
+    }
+
+    /// Changes the payload limit for the frames that follow.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.inner.decoder_mut().set_max_frame(max);
+    }
+
+    /// Bytes received but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.inner.read_buffer().len()
+    }
+
+    /// The underlying reader.
+    pub fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
+}
+
+/// Writes frames of type `Out`.
+pub struct FrameWriter<W, Out> {
+    inner: FramedWrite<W, FrameCodec<(), Out>>,
+}
+
+impl<W, Out> fmt::Debug for FrameWriter<W, Out> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameWriter")
+            .field("max_frame", &self.inner.encoder().max_frame())
+            .finish()
+    }
+}
+
+impl<W: AsyncWrite + Unpin, Out: Serialize> FrameWriter<W, Out> {
+    /// Writes frames of at most `max_frame` payload bytes to `writer`.
+    pub fn new(writer: W, max_frame: usize) -> Self {
+        FrameWriter {
+            inner: FramedWrite::new(writer, FrameCodec::new(max_frame)),
+        }
+    }
+
+    /// Writes one frame and flushes it.
+    pub async fn send(&mut self, frame: &Out) -> Result<(), FrameError> {
+        self.inner.send(frame).await
+    }
+
+    /// Queues one frame without flushing (see [`FrameWriter::flush`]).
+    pub async fn feed(&mut self, frame: &Out) -> Result<(), FrameError> {
+        self.inner.feed(frame).await
+    }
+
+    /// Flushes queued frames.
+    pub async fn flush(&mut self) -> Result<(), FrameError> {
+        SinkExt::<&Out>::flush(&mut self.inner).await
+    }
+
+    /// Flushes and shuts down the write side (the peer sees end of stream).
+    pub async fn close(&mut self) -> Result<(), FrameError> {
+        SinkExt::<&Out>::close(&mut self.inner).await
+    }
+
+    /// Changes the payload limit for the frames that follow.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.inner.encoder_mut().set_max_frame(max);
+    }
+
+    /// The underlying writer, for writing pre-encoded frames.
+    pub fn get_mut(&mut self) -> &mut W {
+        self.inner.get_mut()
+    }
+}
+
+/// Both directions of a framed connection: reads `In`, writes `Out`.
+#[derive(Debug)]
+pub struct Connection<R, W, In, Out> {
+    /// The reading half.
+    pub reader: FrameReader<R, In>,
+    /// The writing half.
+    pub writer: FrameWriter<W, Out>,
+}
+
+/// A client's view of a TCP connection to a server.
+pub type ClientConnection = Connection<OwnedReadHalf, OwnedWriteHalf, ServerFrame, ClientFrame>;
+/// A server's view of a TCP connection from a client.
+pub type ServerConnection = Connection<OwnedReadHalf, OwnedWriteHalf, ClientFrame, ServerFrame>;
+
+impl<In: DeserializeOwned, Out: Serialize> Connection<OwnedReadHalf, OwnedWriteHalf, In, Out> {
+    /// Wraps a TCP stream, with Nagle's algorithm turned off (chat is latency-bound).
+    pub fn tcp(stream: TcpStream, max_frame: usize) -> std::io::Result<Self> {
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        Ok(Connection::new(r, w, max_frame))
+    }
+}
+
+impl<S, In, Out> Connection<ReadHalf<S>, WriteHalf<S>, In, Out>
+where
+    S: AsyncRead + AsyncWrite,
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    /// Wraps any bidirectional stream (TLS, Unix socket, in-memory duplex, ...).
+    pub fn from_stream(stream: S, max_frame: usize) -> Self {
+        let (r, w) = tokio::io::split(stream);
+        Connection::new(r, w, max_frame)
+    }
+}
+
+impl<R, W, In, Out> Connection<R, W, In, Out>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    /// Combines a reader and a writer.
+    pub fn new(reader: R, writer: W, max_frame: usize) -> Self {
+        Connection {
+            reader: FrameReader::new(reader, max_frame),
+            writer: FrameWriter::new(writer, max_frame),
+        }
+    }
+
+    /// The next frame; see [`FrameReader::recv`].
+    pub async fn recv(&mut self) -> Result<Option<In>, FrameError> {
+        self.reader.recv().await
+    }
+
+    /// Writes and flushes one frame.
+    pub async fn send(&mut self, frame: &Out) -> Result<(), FrameError> {
+        self.writer.send(frame).await
+    }
+
+    /// Changes the payload limit in both directions.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.reader.set_max_frame(max);
+        self.writer.set_max_frame(max);
+    }
+
+    /// Separates the halves so they can be used from different tasks.
+    pub fn split(self) -> (FrameReader<R, In>, FrameWriter<W, Out>) {
+        (self.reader, self.writer)
+    }
+}

@@ -1,0 +1,333 @@
+//! Nickname, room-name and message-text rules: the one place that decides what is allowed.
+
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+/// Most characters in a nickname (the relay's `*` included).
+pub const MAX_NICK_CHARS: usize = 32;
+/// Most characters in a room name.
+pub const MAX_ROOM_CHARS: usize = 32;
+/// Most bytes in a client software name.
+pub const MAX_CLIENT_NAME: usize = 64;
+/// The prefix that marks guests connected through a relay.
+pub const RELAY_PREFIX: char = '*';
+/// Characters a nickname may not start with.
+pub const RESERVED_FIRST: [char; 3] = ['*', '#', '@'];
+
+/// A rule a nickname breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum NickError {
+    /// Empty nickname.
+    #[error("a nickname must not be empty")]
+    Empty,
+    /// More than [`MAX_NICK_CHARS`] characters.
+    #[error("a nickname is at most {max} characters long (this one has {len})")]
+    TooLong {
+        /// The limit.
+        max: u32,
+        /// The length given.
+        len: u32,
+    },
+    /// Contains whitespace.
+    #[error("a nickname must not contain spaces or other whitespace")]
+    Whitespace,
+    /// Contains a control or invisible formatting character.
+    #[error("a nickname must not contain control or invisible characters")]
+    Invisible,
+    /// Contains a comma (it separates several recipients in `/msg a,b`).
+    #[error("a nickname must not contain ','")]
+    Comma,
+    /// Starts with a reserved character.
+    #[error(
+        "a nickname must not start with '{0}' ('*' marks relayed guests, '#' rooms, '@' operators)"
+    )]
+    ReservedStart(char),
+}
+
+/// Checks a nickname a client asks for directly (not through a relay).
+pub fn validate_nick(nick: &str) -> Result<(), NickError> {
+    if let Some(first) = nick.chars().next()
+        && RESERVED_FIRST.contains(&first)
+    {
+        return Err(NickError::ReservedStart(first));
+    }
+    validate_body(nick)
+}
+
+/// Checks a nickname presented through a relay: `*` followed by a valid nickname, 32
+/// characters in all.
+pub fn validate_relayed_nick(nick: &str) -> Result<(), NickError> {
+    match nick.strip_prefix(RELAY_PREFIX) {
+        Some(rest) => {
+            validate_nick(rest)?;
+            validate_body(nick)
+        }
+        None => Err(NickError::Empty),
+    }
+}
+
+/// The nickname a relay presents for a guest who asked for `requested`: the `*` prefix is
+/// added unless already there, and the result must satisfy [`validate_relayed_nick`].
+pub fn relayed_nick(requested: &str) -> Result<String, NickError> {
+    let nick = if requested.starts_with(RELAY_PREFIX) {
+        requested.to_owned()
+    } else {
+        format!("{RELAY_PREFIX}{requested}")
+    };
+    validate_relayed_nick(&nick)?;
+    Ok(nick)
+}
+
+fn validate_body(nick: &str) -> Result<(), NickError> {
+    if nick.is_empty() {
+        return Err(NickError::Empty);
+    }
+    let len = nick.chars().count();
+    if len > MAX_NICK_CHARS {
+        return Err(NickError::TooLong {
+            max: MAX_NICK_CHARS as u32,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        });
+    }
+    for c in nick.chars() {
+        if c.is_whitespace() {
+            return Err(NickError::Whitespace);
+        }
+        if c.is_control() || is_invisible(c) {
+            return Err(NickError::Invisible);
+        }
+        if c == ',' {
+            return Err(NickError::Comma);
+        }
+    }
+    Ok(())
+}
+
+/// Default-ignorable and bidirectional-control code points: they render as nothing and would
+/// let two different nicknames look identical.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The keys on which nickname uniqueness is decided: two nicknames may not be online together
+/// if any key of one equals the same key of the other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NickKeys {
+    /// Case-folded form (NFKC, then lowercase): `Alice` and `alice` share it.
+    pub folded: String,
+    /// UTS #39 skeleton of the folded form, folded again: `alice` and `аlice` (Cyrillic а)
+    /// share it, whatever their case.
+    pub skeleton: String,
+    /// Skeleton of the nickname as written, then folded: catches look-alikes that only exist
+    /// in one case, such as `AIice` (capital i) and `Alice`.
+    pub cased_skeleton: String,
+}
+
+impl NickKeys {
+    /// The keys, each paired with its kind so that keys of different kinds never collide.
+    pub fn tagged(&self) -> [(u8, &str); 3] {
+        [
+            (0, &self.folded),
+            (1, &self.skeleton),
+            (2, &self.cased_skeleton),
+        ]
+    }
+}
+
+/// Computes the uniqueness keys of a nickname.
+pub fn nick_keys(nick: &str) -> NickKeys {
+    let folded = fold(nick);
+    let skeleton = fold(&unicode_security::skeleton(&folded).collect::<String>());
+    let cased_skeleton = fold(&unicode_security::skeleton(nick).collect::<String>());
+    NickKeys {
+        folded,
+        skeleton,
+        cased_skeleton,
+    }
+}
+
+/// Case-folds a nickname for lookups (`/msg ALICE` reaches `alice`).
+pub fn fold(s: &str) -> String {
+    s.nfkc().flat_map(char::to_lowercase).collect()
+}
+
+/// A rule a room name breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RoomError {
+    /// Empty name.
+    #[error("a room name must not be empty")]
+    Empty,
+    /// Too long.
+    #[error("a room name is at most {max} characters long")]
+    TooLong {
+        /// The limit.
+        max: u32,
+    },
+    /// A character other than letters, digits, `-`, `_` and `.`.
+    #[error("a room name may contain only letters, digits, '-', '_' and '.'")]
+    BadChar,
+}
+
+/// Checks a room name (given without its optional leading `#`).
+pub fn validate_room(name: &str) -> Result<(), RoomError> {
+    if name.is_empty() {
+        return Err(RoomError::Empty);
+    }
+    if name.chars().count() > MAX_ROOM_CHARS {
+        return Err(RoomError::TooLong {
+            max: MAX_ROOM_CHARS as u32,
+        });
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(RoomError::BadChar);
+    }
+    Ok(())
+}
+
+/// A rule a message text breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// Nothing but whitespace.
+    #[error("the message is empty")]
+    Empty,
+    /// Longer than the limit.
+    #[error("the message is {len} bytes long; the limit is {max}")]
+    TooLong {
+        /// Length given.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Contains a control character other than newline and tab.
+    #[error("the message contains a control character (only newline and tab are allowed)")]
+    Control,
+}
+
+/// Checks a message text: not blank, at most `max` bytes, and no control characters except
+/// newline and tab (so nobody can send terminal escape sequences to others).
+pub fn validate_text(text: &str, max: usize) -> Result<(), TextError> {
+    if text.len() > max {
+        return Err(TextError::TooLong {
+            len: text.len(),
+            max,
+        });
+    }
+    if text.trim().is_empty() {
+        return Err(TextError::Empty);
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(TextError::Control);
+    }
+    Ok(())
+}
+
+/// Checks a client software name: at most [`MAX_CLIENT_NAME`] bytes, no control characters.
+pub fn validate_client_name(name: &str) -> bool {
+    name.len() <= MAX_CLIENT_NAME && !name.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_nicknames() {
+        for nick in [
+            "alice",
+            "Bob_2",
+            "ça-va",
+            "日本",
+            "x",
+            "a".repeat(32).as_str(),
+            "🦀crab",
+        ] {
+            assert_eq!(validate_nick(nick), Ok(()), "{nick}");
+        }
+    }
+
+    #[test]
+    fn refuses_each_rule() {
+        assert_eq!(validate_nick(""), Err(NickError::Empty));
+        assert_eq!(
+            validate_nick(&"a".repeat(33)),
+            Err(NickError::TooLong { max: 32, len: 33 })
+        );
+        assert_eq!(validate_nick("al ice"), Err(NickError::Whitespace));
+        assert_eq!(validate_nick("al\u{3000}ice"), Err(NickError::Whitespace));
+        assert_eq!(validate_nick("al\tice"), Err(NickError::Whitespace));
+        assert_eq!(validate_nick("al\u{1b}ice"), Err(NickError::Invisible));
+        assert_eq!(validate_nick("al\u{200b}ice"), Err(NickError::Invisible));
+        assert_eq!(validate_nick("al\u{202e}ice"), Err(NickError::Invisible));
+        assert_eq!(validate_nick("a,b"), Err(NickError::Comma));
+        for c in RESERVED_FIRST {
+            assert_eq!(
+                validate_nick(&format!("{c}x")),
+                Err(NickError::ReservedStart(c))
+            );
+        }
+        assert_eq!(validate_nick("x*"), Ok(()));
+    }
+
+    #[test]
+    fn relayed_nicknames() {
+        assert_eq!(relayed_nick("alice").as_deref(), Ok("*alice"));
+        assert_eq!(relayed_nick("*alice").as_deref(), Ok("*alice"));
+        assert_eq!(relayed_nick("**alice"), Err(NickError::ReservedStart('*')));
+        assert_eq!(relayed_nick("#x"), Err(NickError::ReservedStart('#')));
+        assert_eq!(
+            relayed_nick(&"a".repeat(32)),
+            Err(NickError::TooLong { max: 32, len: 33 })
+        );
+        assert_eq!(validate_relayed_nick("alice"), Err(NickError::Empty));
+        assert_eq!(validate_relayed_nick("*"), Err(NickError::Empty));
+    }
+
+    #[test]
+    fn case_and_look_alike_keys() {
+        assert_eq!(nick_keys("Alice").folded, nick_keys("alice").folded);
+        let cyrillic = "\u{0430}lice";
+        assert_ne!(nick_keys(cyrillic).folded, nick_keys("alice").folded);
+        assert_eq!(nick_keys(cyrillic).skeleton, nick_keys("alice").skeleton);
+        assert_eq!(
+            nick_keys("AIice").cased_skeleton,
+            nick_keys("Alice").cased_skeleton
+        );
+        assert_eq!(
+            nick_keys("\u{0410}LICE").skeleton,
+            nick_keys("alice").skeleton
+        );
+        assert_eq!(nick_keys("ｂｏｂ").folded, nick_keys("bob").folded);
+        assert_ne!(nick_keys("alice").skeleton, nick_keys("alicia").skeleton);
+    }
+
+    #[test]
+    fn text_rules() {
+        assert_eq!(validate_text("hi", 10), Ok(()));
+        assert_eq!(validate_text("two\nlines\tok", 100), Ok(()));
+        assert_eq!(validate_text("  \n", 10), Err(TextError::Empty));
+        assert_eq!(validate_text("\u{1b}[2J", 10), Err(TextError::Control));
+        assert_eq!(
+            validate_text("héllo", 5),
+            Err(TextError::TooLong { len: 6, max: 5 })
+        );
+    }
+
+    #[test]
+    fn room_rules() {
+        assert_eq!(validate_room("lobby"), Ok(()));
+        assert_eq!(validate_room("rust-lang.de"), Ok(()));
+        assert_eq!(validate_room(""), Err(RoomError::Empty));
+        assert_eq!(validate_room("a b"), Err(RoomError::BadChar));
+    }
+}
