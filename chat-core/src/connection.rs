@@ -63,6 +63,11 @@ impl<R: AsyncRead + Unpin, In: DeserializeOwned> FrameReader<R, In> {
     pub fn get_ref(&self) -> &R {
         self.inner.get_ref()
     }
+
+    /// The underlying reader; bytes buffered but not yet decoded are dropped.
+    pub fn into_inner(self) -> R {
+        self.inner.into_inner()
+    }
 }
 
 /// Writes frames of type `Out`.

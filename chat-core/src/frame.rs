@@ -97,6 +97,8 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameErr
 pub struct FrameCodec<In, Out> {
     inner: LengthDelimitedCodec,
     max: usize,
+    /// Payload length of a frame whose prefix the inner codec has already consumed.
+    pending: Option<usize>,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -111,6 +113,7 @@ impl<In, Out> FrameCodec<In, Out> {
         FrameCodec {
             inner,
             max,
+            pending: None,
             _types: PhantomData,
         }
     }
@@ -132,14 +135,22 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
-        if src.len() >= LEN_PREFIX {
+        if self.pending.is_none() {
+            if src.len() < LEN_PREFIX {
+                return Ok(None);
+            }
             let len = u64::from((&src[..LEN_PREFIX]).get_u32());
             if len > self.max as u64 {
                 return Err(FrameError::TooLarge { len, max: self.max });
             }
+            // With the prefix complete and within the limit, the inner codec consumes it now.
+            self.pending = Some(len as usize);
         }
         match self.inner.decode(src)? {
-            Some(payload) => Ok(Some(codec::decode(&payload)?)),
+            Some(payload) => {
+                self.pending = None;
+                Ok(Some(codec::decode(&payload)?))
+            }
             None => Ok(None),
         }
     }
@@ -148,18 +159,17 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
         if let Some(frame) = self.decode(src)? {
             return Ok(Some(frame));
         }
-        if src.is_empty() {
-            return Ok(None);
+        match self.pending {
+            None if src.is_empty() => Ok(None),
+            None => Err(FrameError::Truncated {
+                have: src.len(),
+                need: LEN_PREFIX,
+            }),
+            Some(len) => Err(FrameError::Truncated {
+                have: LEN_PREFIX + src.len(),
+                need: LEN_PREFIX + len,
+            }),
         }
-        let need = if src.len() < LEN_PREFIX {
-            LEN_PREFIX
-        } else {
-            LEN_PREFIX + (&src[..LEN_PREFIX]).get_u32() as usize
-        };
-        Err(FrameError::Truncated {
-            have: src.len(),
-            need,
-        })
     }
 }
 
@@ -218,6 +228,25 @@ mod tests {
         assert!(codec.decode(&mut buf).expect("partial is fine").is_none());
         let err = codec.decode_eof(&mut buf).expect_err("truncated");
         assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn frames_arriving_byte_by_byte_decode_correctly() {
+        let mut codec = FrameCodec::<ClientFrame, ServerFrame>::new(1024);
+        let frames: Vec<ClientFrame> = (0..5).map(|n| ClientFrame::Ping { nonce: n }).collect();
+        let mut wire = Vec::new();
+        for f in &frames {
+            wire.extend_from_slice(&encode_frame(f, 1024).expect("encode"));
+        }
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for byte in wire {
+            buf.put_u8(byte);
+            while let Some(f) = codec.decode(&mut buf).expect("decode") {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, frames);
     }
 
     #[test]

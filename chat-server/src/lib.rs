@@ -1,1 +1,22 @@
+//! The chat suite's server as a library: [`Server::bind`] then [`Server::run`] with a shutdown
+//! future, or [`run`] for both. The binary in `main.rs` only parses flags, sets up logging and
+//! wires Ctrl-C / SIGTERM to the shutdown future.
+//!
+//! Architecture (see docs/architecture.md): one task per connection reads and checks frames
+//! ([`session`]), one hub task owns the chat state and fans messages out ([`hub`]), one writer
+//! task per connection drains its byte-bounded queue ([`outbox`]), and a blocking thread
+//! appends the event records to the message log ([`eventlog`]).
 
+pub mod config;
+pub mod event;
+pub mod eventlog;
+mod hub;
+mod outbox;
+pub mod ratelimit;
+pub mod server;
+mod session;
+pub mod stats;
+
+pub use config::{Cli, Config};
+pub use server::{Server, ServerError, run};
+pub use stats::{Stats, StatsSnapshot};

@@ -1,0 +1,279 @@
+//! Server configuration: the command line (with environment fallbacks) and the resolved
+//! [`Config`] that [`crate::Server`] runs with.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_core::protocol::DEFAULT_MAX_FRAME;
+use clap::Parser;
+
+use crate::ratelimit::RateConfig;
+
+/// Default chat port.
+pub const DEFAULT_PORT: u16 = 12345;
+
+/// Everything the server needs to run. `Config::default()` works out of the box (loopback,
+/// port 12345, no log file); the binary fills it from [`Cli`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to accept chat connections on.
+    pub listen: Vec<SocketAddr>,
+    /// Message log (JSON Lines); `None` writes no log.
+    pub log_file: Option<PathBuf>,
+    /// How often counters are printed and logged; `None` never.
+    pub stats_interval: Option<Duration>,
+    /// Flood control.
+    pub rate: RateConfig,
+    /// Most simultaneous connections (handshaking ones included).
+    pub max_clients: usize,
+    /// Secret a relay must present to connect guests; `None` accepts no relay.
+    pub relay_secret: Option<String>,
+    /// Largest frame payload accepted from a client, in bytes.
+    pub max_frame: usize,
+    /// Largest message text, in bytes.
+    pub max_message_len: usize,
+    /// Most recipients of one private message.
+    pub max_targets: usize,
+    /// Bytes that may wait in one client's send queue before it is disconnected.
+    pub send_queue_bytes: usize,
+    /// Time allowed between connecting and `Hello`.
+    pub hello_timeout: Duration,
+    /// Port reserved for the monitor's HTTP server.
+    pub http_port: u16,
+    /// Port reserved for the monitor's WebSocket feed.
+    pub ws_port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                DEFAULT_PORT,
+            )],
+            log_file: None,
+            stats_interval: Some(Duration::from_secs(60)),
+            rate: RateConfig::default(),
+            max_clients: 1024,
+            relay_secret: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            max_message_len: 4096,
+            max_targets: 16,
+            send_queue_bytes: 1024 * 1024,
+            hello_timeout: Duration::from_secs(10),
+            http_port: 8000,
+            ws_port: 8765,
+        }
+    }
+}
+
+/// chat-server: the chat suite's server.
+///
+/// Every option can also be set through the environment variable named in brackets.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on for chat; repeat for several (IPv4 or IPv6, optionally with
+    /// `:port`, e.g. `--listen 0.0.0.0 --listen ::`).
+    #[arg(
+        long,
+        env = "CHAT_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1"
+    )]
+    pub listen: Vec<String>,
+
+    /// Chat port, used for every --listen address without its own port. 0 picks a free port.
+    #[arg(long, short, env = "CHAT_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Port of the monitor's HTTP server (reserved: the monitor is not part of this build).
+    #[arg(long, env = "CHAT_HTTP_PORT", default_value_t = 8000)]
+    pub http_port: u16,
+
+    /// Port of the monitor's WebSocket feed (reserved: the monitor is not part of this build).
+    #[arg(long, env = "CHAT_WS_PORT", default_value_t = 8765)]
+    pub ws_port: u16,
+
+    /// Message log file (JSON Lines) [default: messages.jsonl in the data folder, e.g.
+    /// ~/.local/share/chat-suite/messages.jsonl].
+    #[arg(long, env = "CHAT_LOG_FILE", conflicts_with = "no_log_file")]
+    pub log_file: Option<PathBuf>,
+
+    /// Write no message log.
+    #[arg(long, env = "CHAT_NO_LOG_FILE")]
+    pub no_log_file: bool,
+
+    /// Seconds between statistics lines in the console and the log; 0 turns them off.
+    #[arg(long, env = "CHAT_STATS_INTERVAL", default_value_t = 60)]
+    pub stats_interval: u64,
+
+    /// Messages a client may send back to back before the rate limit applies.
+    #[arg(long, env = "CHAT_RATE_BURST", default_value_t = 10)]
+    pub rate_burst: u32,
+
+    /// Sustained messages per second allowed per client after the burst.
+    #[arg(long, env = "CHAT_RATE_PER_SEC", default_value_t = 2.0)]
+    pub rate_per_sec: f64,
+
+    /// Seconds a client stays muted after exceeding the rate limit.
+    #[arg(long, env = "CHAT_RATE_MUTE", default_value_t = 5)]
+    pub rate_mute: u64,
+
+    /// Messages refused while muted before a client is disconnected for flooding.
+    #[arg(long, env = "CHAT_FLOOD_KICK_AFTER", default_value_t = 20)]
+    pub flood_kick_after: u32,
+
+    /// Most simultaneous connections.
+    #[arg(long, env = "CHAT_MAX_CLIENTS", default_value_t = 1024)]
+    pub max_clients: usize,
+
+    /// Secret that relays must present to connect `*` guests. Prefer the environment variable
+    /// or --relay-secret-file: command lines are visible to other users. No secret, no relays.
+    #[arg(long, env = "CHAT_RELAY_SECRET", hide_env_values = true)]
+    pub relay_secret: Option<String>,
+
+    /// Read the relay secret from this file (first line).
+    #[arg(long, env = "CHAT_RELAY_SECRET_FILE", conflicts_with = "relay_secret")]
+    pub relay_secret_file: Option<PathBuf>,
+
+    /// Largest frame accepted from a client, in bytes.
+    #[arg(long, env = "CHAT_MAX_FRAME", default_value_t = DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+
+    /// Largest message text, in bytes.
+    #[arg(long, env = "CHAT_MAX_MESSAGE_LEN", default_value_t = 4096)]
+    pub max_message_len: usize,
+
+    /// Bytes that may wait in one client's send queue; a client that falls further behind is
+    /// disconnected ("send queue exceeded").
+    #[arg(long, env = "CHAT_SEND_QUEUE_BYTES", default_value_t = 1024 * 1024)]
+    pub send_queue_bytes: usize,
+
+    /// Seconds a new connection has to send its Hello.
+    #[arg(long, env = "CHAT_HELLO_TIMEOUT", default_value_t = 10)]
+    pub hello_timeout: u64,
+}
+
+impl Cli {
+    /// Resolves the command line into a [`Config`]; `default_log` is used when neither
+    /// --log-file nor --no-log-file is given.
+    pub fn into_config(self, default_log: Option<PathBuf>) -> anyhow::Result<Config> {
+        use anyhow::Context;
+        let listen = self
+            .listen
+            .iter()
+            .map(|s| parse_listen(s, self.port))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let relay_secret = match (&self.relay_secret, &self.relay_secret_file) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the relay secret file {}", path.display())
+                })?;
+                Some(text.lines().next().unwrap_or("").to_owned())
+            }
+            (None, None) => None,
+        };
+        if relay_secret.as_deref().is_some_and(str::is_empty) {
+            anyhow::bail!("the relay secret must not be empty");
+        }
+        if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
+            anyhow::bail!("--rate-per-sec must be a positive number");
+        }
+        if self.rate_burst == 0 {
+            anyhow::bail!("--rate-burst must be at least 1");
+        }
+        if self.max_frame < 1024 || self.max_frame > u32::MAX as usize {
+            anyhow::bail!("--max-frame must be between 1024 and {}", u32::MAX);
+        }
+        let log_file = if self.no_log_file {
+            None
+        } else {
+            self.log_file.or(default_log)
+        };
+        Ok(Config {
+            listen,
+            log_file,
+            stats_interval: (self.stats_interval > 0)
+                .then(|| Duration::from_secs(self.stats_interval)),
+            rate: RateConfig {
+                burst: self.rate_burst,
+                per_sec: self.rate_per_sec,
+                mute: Duration::from_secs(self.rate_mute),
+                kick_after: self.flood_kick_after.max(1),
+            },
+            max_clients: self.max_clients.max(1),
+            relay_secret,
+            max_frame: self.max_frame,
+            max_message_len: self.max_message_len.min(self.max_frame / 2),
+            max_targets: Config::default().max_targets,
+            send_queue_bytes: self.send_queue_bytes.max(self.max_frame + 1024),
+            hello_timeout: Duration::from_secs(self.hello_timeout.max(1)),
+            http_port: self.http_port,
+            ws_port: self.ws_port,
+        })
+    }
+}
+
+/// Parses `127.0.0.1`, `::1`, `0.0.0.0:4000` or `[::1]:4000`.
+pub fn parse_listen(s: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, port)),
+        Err(_) => anyhow::bail!(
+            "--listen {s:?}: expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1, \
+             optionally with a port (127.0.0.1:4000, [::1]:4000)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let p = |s| parse_listen(s, 7).expect(s).to_string();
+        assert_eq!(p("127.0.0.1"), "127.0.0.1:7");
+        assert_eq!(p("::1"), "[::1]:7");
+        assert_eq!(p("[::1]"), "[::1]:7");
+        assert_eq!(p("0.0.0.0:4000"), "0.0.0.0:4000");
+        assert_eq!(p("[::]:4000"), "[::]:4000");
+        assert!(parse_listen("localhost", 7).is_err());
+    }
+
+    #[test]
+    fn defaults_from_an_empty_command_line() {
+        let cli = Cli::try_parse_from(["chat-server"]).expect("parse");
+        let cfg = cli.into_config(Some("x.jsonl".into())).expect("config");
+        assert_eq!(cfg.listen, Config::default().listen);
+        assert_eq!(cfg.log_file, Some(PathBuf::from("x.jsonl")));
+        assert_eq!(cfg.rate, RateConfig::default());
+        assert_eq!(cfg.stats_interval, Some(Duration::from_secs(60)));
+        assert_eq!(cfg.relay_secret, None);
+    }
+
+    #[test]
+    fn several_listen_addresses_and_no_log() {
+        let cli = Cli::try_parse_from([
+            "chat-server",
+            "--listen",
+            "127.0.0.1",
+            "--listen",
+            "::1",
+            "--port",
+            "0",
+            "--no-log-file",
+        ])
+        .expect("parse");
+        let cfg = cli.into_config(Some("x".into())).expect("config");
+        assert_eq!(cfg.listen.len(), 2);
+        assert_eq!(cfg.log_file, None);
+    }
+}

@@ -1,0 +1,144 @@
+//! The event record: one type describing everything that happens on the server. The hub
+//! produces each record once; the message log writes it as one JSON line (and the monitor
+//! will stream the same records).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::stats::StatsSnapshot;
+
+/// One thing that happened, with its sequence number and time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Position in the server's event stream, starting at 1, without gaps.
+    pub seq: u64,
+    /// When it happened (UTC, millisecond precision in JSON).
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub ts: DateTime<Utc>,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened. Serialized with a `"kind"` field naming the variant in snake_case.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A public or private message was accepted and delivered.
+    Message {
+        /// Message id.
+        id: u64,
+        /// Sender.
+        from: String,
+        /// The room, for a public message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The recipients, for a private message.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        to: Vec<String>,
+        /// True for `/me` actions.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        action: bool,
+        /// The text.
+        text: String,
+    },
+    /// A user completed the handshake.
+    Join {
+        /// Assigned nickname.
+        nick: String,
+        /// Real address (the guest's, for relayed users).
+        addr: String,
+        /// Connected through a relay.
+        relayed: bool,
+        /// Client software.
+        client: String,
+    },
+    /// The server assigned a nickname other than the one asked for.
+    NickChanged {
+        /// Asked for.
+        requested: String,
+        /// Assigned.
+        nick: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A user quit.
+    Leave {
+        /// Nickname.
+        nick: String,
+        /// Address.
+        addr: String,
+        /// Quit message.
+        message: String,
+    },
+    /// A user's connection ended without a quit: closed, failed, kicked, or server shutdown.
+    Disconnect {
+        /// Nickname.
+        nick: String,
+        /// Address.
+        addr: String,
+        /// Short reason (`connection closed`, `protocol error`, `flooding`, ...).
+        reason: String,
+        /// Detail.
+        message: String,
+    },
+    /// A connection was refused during the handshake.
+    Rejected {
+        /// Address (the guest's real one if a relay vouched for it).
+        addr: String,
+        /// The nickname asked for, if the Hello got that far.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        nick: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// A user went over its rate limit and was muted.
+    RateLimited {
+        /// Nickname.
+        nick: String,
+        /// Address.
+        addr: String,
+        /// How long the mute lasts, in milliseconds.
+        retry_after_ms: u64,
+    },
+    /// Periodic counters.
+    Stats(StatsSnapshot),
+}
+
+/// Records are shared between sinks without copying.
+pub type SharedEvent = Arc<Event>;
+
+fn rfc3339_millis<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn json_shape() {
+        let ev = Event {
+            seq: 7,
+            ts: Utc
+                .with_ymd_and_hms(2026, 11, 21, 12, 4, 31)
+                .single()
+                .expect("valid time"),
+            kind: EventKind::Message {
+                id: 3,
+                from: "alice".into(),
+                room: None,
+                to: vec!["bob".into()],
+                action: false,
+                text: "psst".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).expect("json"),
+            r#"{"seq":7,"ts":"2026-11-21T12:04:31.000Z","kind":"message","id":3,"from":"alice","to":["bob"],"text":"psst"}"#
+        );
+    }
+}

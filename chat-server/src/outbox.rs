@@ -1,0 +1,251 @@
+//! Per-connection send queue, bounded in bytes, and the task that drains it to the socket.
+//!
+//! The hub pushes already-encoded frames (shared `Bytes`) without ever waiting: a push either
+//! fits under the byte limit or fails, and the hub then disconnects that client. The writer
+//! task takes everything queued in one go and writes it with vectored writes, so a burst of
+//! frames for one client costs one syscall, not one per frame.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::Stats;
+
+/// How long a closing connection may take to write what is left (the final `Bye`).
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Slices per vectored write (well under the usual IOV_MAX of 1024).
+const MAX_IOV: usize = 64;
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The queue would exceed its byte limit.
+    Full,
+    /// The connection is closing.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    closed: bool,
+}
+
+/// A byte-bounded queue of encoded frames for one connection.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    limit: usize,
+    data: Notify,
+    closed: CancellationToken,
+}
+
+impl Outbox {
+    /// A queue holding at most `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Self {
+        Outbox {
+            state: Mutex::new(State::default()),
+            limit,
+            data: Notify::new(),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent, so poisoning is
+        // ignored rather than propagated.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a frame. Never waits.
+    pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(PushError::Closed);
+        }
+        if st.bytes + frame.len() > self.limit {
+            return Err(PushError::Full);
+        }
+        st.bytes += frame.len();
+        st.queue.push_back(frame);
+        drop(st);
+        self.data.notify_one();
+        Ok(())
+    }
+
+    /// Closes the queue. With `discard`, frames not yet taken by the writer are dropped (the
+    /// client is not reading them anyway). `last`, if given, is queued after everything else
+    /// regardless of the byte limit. Closing twice keeps the first close.
+    pub(crate) fn close(&self, last: Option<Bytes>, discard: bool) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        st.closed = true;
+        if discard {
+            st.queue.clear();
+            st.bytes = 0;
+        }
+        if let Some(last) = last {
+            st.bytes += last.len();
+            st.queue.push_back(last);
+        }
+        drop(st);
+        self.data.notify_one();
+        self.closed.cancel();
+    }
+
+    /// Resolves once the queue is closed.
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// Whether the queue is closed.
+    #[cfg(test)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Moves everything queued into `batch`, waiting until there is something. Returns false
+    /// when the queue is closed and empty: the writer is done.
+    async fn take(&self, batch: &mut VecDeque<Bytes>) -> bool {
+        loop {
+            {
+                let mut st = self.lock();
+                if !st.queue.is_empty() {
+                    batch.append(&mut st.queue);
+                    st.bytes = 0;
+                    return true;
+                }
+                if st.closed {
+                    return false;
+                }
+            }
+            self.data.notified().await;
+        }
+    }
+}
+
+/// Drains `outbox` into `sink` until the outbox is closed and empty or the socket fails.
+/// Once the outbox is closed, at most [`CLOSE_GRACE`] is spent on what is left.
+pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
+    mut sink: W,
+    outbox: Arc<Outbox>,
+    stats: Arc<Stats>,
+) {
+    let mut batch = VecDeque::new();
+    let grace = async {
+        outbox.closed().await;
+        tokio::time::sleep(CLOSE_GRACE).await;
+    };
+    tokio::pin!(grace);
+    loop {
+        let more = tokio::select! {
+            more = outbox.take(&mut batch) => more,
+            () = &mut grace => break,
+        };
+        if !more {
+            break;
+        }
+        let written = tokio::select! {
+            res = write_batch(&mut sink, &mut batch) => res,
+            () = &mut grace => break,
+        };
+        match written {
+            Ok(n) => {
+                stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                // The peer is gone; the reading side notices and reports it.
+                outbox.close(None, true);
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.shutdown()).await;
+}
+
+/// Writes every frame in `batch` with as few syscalls as possible; returns bytes written.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    sink: &mut W,
+    batch: &mut VecDeque<Bytes>,
+) -> io::Result<usize> {
+    let mut total = 0;
+    while !batch.is_empty() {
+        let mut n = {
+            let iov: Vec<IoSlice<'_>> = batch
+                .iter()
+                .take(MAX_IOV)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            sink.write_vectored(&iov).await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        total += n;
+        while n > 0 {
+            let Some(front) = batch.front_mut() else {
+                break;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                batch.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_respects_the_byte_limit() {
+        let ob = Outbox::new(10);
+        assert_eq!(ob.push(Bytes::from_static(b"123456")), Ok(()));
+        assert_eq!(ob.push(Bytes::from_static(b"12345")), Err(PushError::Full));
+        assert_eq!(ob.push(Bytes::from_static(b"1234")), Ok(()));
+        ob.close(Some(Bytes::from_static(b"bye, beyond the limit")), false);
+        assert_eq!(ob.push(Bytes::from_static(b"x")), Err(PushError::Closed));
+        assert!(ob.is_closed());
+    }
+
+    #[tokio::test]
+    async fn writer_drains_everything_then_stops() {
+        let ob = Arc::new(Outbox::new(1024));
+        for i in 0..100u8 {
+            ob.push(Bytes::from(vec![i; 3])).expect("push");
+        }
+        ob.close(Some(Bytes::from_static(b"end")), false);
+        let mut out = Vec::new();
+        let stats = Arc::new(Stats::default());
+        run_writer(&mut out, ob, stats.clone()).await;
+        assert_eq!(out.len(), 303);
+        assert_eq!(&out[300..], b"end");
+        assert_eq!(&out[297..300], &[99, 99, 99]);
+        assert_eq!(stats.bytes_out.load(Ordering::Relaxed), 303);
+    }
+
+    #[tokio::test]
+    async fn discarding_close_drops_pending_frames() {
+        let ob = Arc::new(Outbox::new(1024));
+        ob.push(Bytes::from_static(b"stale")).expect("push");
+        ob.close(Some(Bytes::from_static(b"bye")), true);
+        let mut out = Vec::new();
+        run_writer(&mut out, ob, Arc::new(Stats::default())).await;
+        assert_eq!(out, b"bye");
+    }
+}

@@ -1,0 +1,246 @@
+//! Binding, the accept loops, periodic statistics and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use chat_core::frame::encode_frame;
+use chat_core::protocol::{MAX_SERVER_FRAME, RejectReason, Rejected, ServerFrame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::event::EventKind;
+use crate::eventlog;
+use crate::hub::{Cmd, Hub};
+use crate::session::{self, Shared};
+use crate::stats::Stats;
+
+/// Commands that may wait for the hub before sessions stop reading their sockets.
+const HUB_QUEUE: usize = 4096;
+/// How long shutdown waits for connections to deliver their final `Bye`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The message log could not be opened.
+    #[error("cannot open the message log {path}: {source}")]
+    Log {
+        /// The path.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+}
+
+/// A bound server, ready to run. Binding first lets callers learn the actual ports (tests bind
+/// port 0) before serving.
+#[derive(Debug)]
+pub struct Server {
+    config: Arc<Config>,
+    listeners: Vec<TcpListener>,
+    log: Option<std::fs::File>,
+    stats: Arc<Stats>,
+}
+
+impl Server {
+    /// Binds every listening address and opens the message log.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let mut listeners = Vec::with_capacity(config.listen.len());
+        for &addr in &config.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            listeners.push(listener);
+        }
+        let log = match &config.log_file {
+            Some(path) => Some(eventlog::open(path).map_err(|source| ServerError::Log {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Server {
+            config: Arc::new(config),
+            listeners,
+            log,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// The addresses actually bound (with real port numbers).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The server's live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then says `Bye` to every client, waits (briefly) for
+    /// the goodbyes to be written, and flushes the message log before returning.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            config,
+            listeners,
+            log,
+            stats,
+        } = self;
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let (log_tx, log_task) = match (log, &config.log_file) {
+            (Some(file), Some(path)) => {
+                let (tx, task) = eventlog::spawn(file, path.clone());
+                (Some(tx), Some(task))
+            }
+            _ => (None, None),
+        };
+        let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
+        let hub = Hub::new(config.clone(), stats.clone(), log_tx);
+        let hub_task = tokio::spawn(hub.run(hub_rx, token.clone()));
+
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            stats: stats.clone(),
+            hub: hub_tx,
+            shutdown: token.clone(),
+            tracker: tracker.clone(),
+            next_conn: AtomicU64::new(1),
+        });
+        let slots = Arc::new(Semaphore::new(config.max_clients));
+        for listener in listeners {
+            tracker.spawn(accept_loop(listener, shared.clone(), slots.clone()));
+        }
+        if let Some(every) = config.stats_interval {
+            tracker.spawn(report_stats(shared.clone(), every));
+        }
+
+        shutdown.await;
+        tracing::info!("shutting down: saying goodbye to every client");
+        token.cancel();
+        drop(shared);
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some connections did not close within {} s",
+                SHUTDOWN_GRACE.as_secs()
+            );
+        }
+        let _ = hub_task.await;
+        if let Some(task) = log_task {
+            let _ = task.await;
+        }
+        tracing::info!("stopped: {}", stats.snapshot());
+    }
+}
+
+/// Binds and runs a server until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    Server::bind(config).await?.run(shutdown).await;
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore>) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            res = listener.accept() => res,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        shared
+                            .tracker
+                            .spawn(session::serve(stream, peer, shared.clone(), permit));
+                    }
+                    Err(_) => {
+                        shared
+                            .tracker
+                            .spawn(refuse_full(stream, peer, shared.clone()));
+                    }
+                }
+            }
+            Err(e) => {
+                // Typically out of file descriptors: wait instead of spinning.
+                tracing::warn!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn refuse_full(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let max = shared.config.max_clients;
+    let message = format!("the server is full ({max} connections); try again later");
+    let _ = shared
+        .hub
+        .send(Cmd::Record(EventKind::Rejected {
+            addr: peer.to_string(),
+            nick: None,
+            reason: message.clone(),
+        }))
+        .await;
+    let frame = ServerFrame::Rejected(Rejected {
+        reason: RejectReason::ServerFull,
+        message,
+    });
+    if let Ok(bytes) = encode_frame(&frame, MAX_SERVER_FRAME) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await
+        })
+        .await;
+    }
+}
+
+async fn report_stats(shared: Arc<Shared>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let snapshot = shared.stats.snapshot();
+        tracing::info!("stats: {snapshot}");
+        if shared
+            .hub
+            .send(Cmd::Record(EventKind::Stats(snapshot)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

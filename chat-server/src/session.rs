@@ -1,0 +1,541 @@
+//! One task per connection: the handshake, then reading, checking and rate-limiting the
+//! client's frames and turning them into hub commands. Writing is done by the connection's
+//! writer task (see [`crate::outbox`]).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use chat_core::connection::FrameReader;
+use chat_core::frame::{FrameError, encode_frame};
+use chat_core::names;
+use chat_core::protocol::{
+    Body, ClientFrame, DisconnectReason, ErrorCode, ErrorFrame, HANDSHAKE_MAX_FRAME, Hello,
+    MAX_SERVER_FRAME, MIN_PROTOCOL_VERSION, Outgoing, PROTOCOL_VERSION, RejectReason, Rejected,
+    ServerFrame, Target,
+};
+use chrono::Utc;
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::event::EventKind;
+use crate::hub::{Cmd, ConnId, JoinRequest};
+use crate::outbox::{CLOSE_GRACE, Outbox, PushError, run_writer};
+use crate::ratelimit::{RateLimiter, Verdict};
+use crate::stats::Stats;
+
+/// Most attributes on one message.
+const MAX_ATTRS: usize = 8;
+/// Longest quit message kept, in bytes.
+const MAX_QUIT_MESSAGE: usize = 256;
+/// After the server closes a connection it keeps reading (and discarding) for this long, so
+/// that unread input does not turn the close into a reset that would destroy the final frame
+/// before the client reads it.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What every session shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Arc<Config>,
+    pub stats: Arc<Stats>,
+    pub hub: mpsc::Sender<Cmd>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub next_conn: AtomicU64,
+}
+
+/// A refused handshake.
+struct Refusal {
+    /// What to tell the client; `None` when it is gone already.
+    reason: Option<RejectReason>,
+    message: String,
+    nick: Option<String>,
+    addr: SocketAddr,
+}
+
+impl Refusal {
+    fn new(reason: RejectReason, message: impl Into<String>, addr: SocketAddr) -> Self {
+        Refusal {
+            reason: Some(reason),
+            message: message.into(),
+            nick: None,
+            addr,
+        }
+    }
+}
+
+/// A completed handshake.
+struct Accepted {
+    hello: Hello,
+    version: u16,
+    addr: SocketAddr,
+    relayed: bool,
+}
+
+type Reader = FrameReader<Counting<OwnedReadHalf>, ClientFrame>;
+
+/// Serves one accepted TCP connection until it ends.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+) {
+    Stats::add(&shared.stats.connections_total, 1);
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader: Reader = FrameReader::new(
+        Counting {
+            inner: r,
+            stats: shared.stats.clone(),
+        },
+        HANDSHAKE_MAX_FRAME,
+    );
+    let timeout = shared.config.hello_timeout;
+    let outcome = tokio::select! {
+        res = tokio::time::timeout(timeout, handshake(&mut reader, &shared, peer)) => match res {
+            Ok(res) => res,
+            Err(_) => Err(Refusal::new(
+                RejectReason::HelloTimeout,
+                format!("no Hello received within {} s", timeout.as_secs()),
+                peer,
+            )),
+        },
+        () = shared.shutdown.cancelled() => Err(Refusal::new(
+            RejectReason::ShuttingDown,
+            "the server is shutting down",
+            peer,
+        )),
+    };
+    match outcome {
+        Ok(accepted) => chat(reader, w, accepted, &shared).await,
+        Err(refusal) => refuse(reader, w, refusal, &shared).await,
+    }
+}
+
+/// Reads the optional relay frame and the Hello, and checks them.
+async fn handshake(
+    reader: &mut Reader,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> Result<Accepted, Refusal> {
+    let mut addr = peer;
+    let mut relayed = false;
+    let mut frame = next_handshake_frame(reader, peer).await?;
+    if let ClientFrame::RelayHello(relay) = frame {
+        let Some(secret) = shared.config.relay_secret.as_deref() else {
+            return Err(Refusal::new(
+                RejectReason::RelayRefused,
+                "this server does not accept relayed connections",
+                peer,
+            ));
+        };
+        if !bool::from(relay.secret.as_bytes().ct_eq(secret.as_bytes())) {
+            return Err(Refusal::new(
+                RejectReason::RelayRefused,
+                "the relay's secret does not match the server's",
+                peer,
+            ));
+        }
+        addr = relay.peer_addr.parse().map_err(|_| {
+            Refusal::new(
+                RejectReason::Malformed,
+                format!(
+                    "the relay sent an invalid guest address {:?}",
+                    relay.peer_addr
+                ),
+                peer,
+            )
+        })?;
+        relayed = true;
+        frame = next_handshake_frame(reader, addr).await?;
+    }
+    let ClientFrame::Hello(hello) = frame else {
+        return Err(Refusal::new(
+            RejectReason::ExpectedHello,
+            "the first frame must be Hello",
+            addr,
+        ));
+    };
+    let with_nick = |mut r: Refusal| {
+        r.nick = Some(hello.nick.clone());
+        r
+    };
+    if hello.version < MIN_PROTOCOL_VERSION {
+        return Err(with_nick(Refusal::new(
+            RejectReason::VersionMismatch {
+                client: hello.version,
+                server_min: MIN_PROTOCOL_VERSION,
+                server_max: PROTOCOL_VERSION,
+            },
+            format!(
+                "protocol version {} is too old: this server speaks versions {} to {}; \
+                 please upgrade the client",
+                hello.version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
+            ),
+            addr,
+        )));
+    }
+    if !names::validate_client_name(&hello.client) {
+        return Err(with_nick(Refusal::new(
+            RejectReason::Malformed,
+            "the client name is too long or contains control characters",
+            addr,
+        )));
+    }
+    let nick_check = if relayed {
+        names::validate_relayed_nick(&hello.nick)
+    } else if hello.nick.starts_with(names::RELAY_PREFIX) {
+        return Err(with_nick(Refusal::new(
+            RejectReason::NickReservedForRelay,
+            "nicknames starting with '*' are reserved for guests connecting through a relay",
+            addr,
+        )));
+    } else {
+        names::validate_nick(&hello.nick)
+    };
+    if let Err(rule) = nick_check {
+        return Err(with_nick(Refusal::new(
+            RejectReason::InvalidNick(rule.clone()),
+            format!("invalid nickname {:?}: {rule}", hello.nick),
+            addr,
+        )));
+    }
+    Ok(Accepted {
+        version: hello.version.min(PROTOCOL_VERSION),
+        hello,
+        addr,
+        relayed,
+    })
+}
+
+async fn next_handshake_frame(
+    reader: &mut Reader,
+    addr: SocketAddr,
+) -> Result<ClientFrame, Refusal> {
+    match reader.recv().await {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err(Refusal {
+            reason: None,
+            message: "connection closed before Hello".into(),
+            nick: None,
+            addr,
+        }),
+        Err(e @ FrameError::TooLarge { .. }) => Err(Refusal::new(
+            RejectReason::FrameTooLarge,
+            e.to_string(),
+            addr,
+        )),
+        Err(FrameError::Io(e)) => Err(Refusal {
+            reason: None,
+            message: format!("connection failed before Hello: {e}"),
+            nick: None,
+            addr,
+        }),
+        Err(e) => Err(Refusal::new(RejectReason::Malformed, e.to_string(), addr)),
+    }
+}
+
+/// Tells the client why it was refused, records it, and closes.
+async fn refuse<W: AsyncWrite + Unpin>(
+    reader: Reader,
+    mut w: W,
+    refusal: Refusal,
+    shared: &Shared,
+) {
+    let Refusal {
+        reason,
+        message,
+        nick,
+        addr,
+    } = refusal;
+    let _ = shared
+        .hub
+        .send(Cmd::Record(EventKind::Rejected {
+            addr: addr.to_string(),
+            nick,
+            reason: message.clone(),
+        }))
+        .await;
+    if let Some(reason) = reason {
+        let frame = ServerFrame::Rejected(Rejected { reason, message });
+        if let Ok(bytes) = encode_frame(&frame, MAX_SERVER_FRAME) {
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                w.write_all(&bytes).await?;
+                w.shutdown().await
+            })
+            .await;
+            linger(reader).await;
+        }
+    }
+}
+
+/// Discards what the client still sends, for a moment, before the socket is dropped.
+async fn linger(reader: Reader) {
+    let mut rest = reader.into_inner();
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut limited = tokio::io::AsyncReadExt::take(&mut rest, 1 << 20);
+        tokio::io::copy(&mut limited, &mut tokio::io::sink()).await
+    })
+    .await;
+}
+
+/// The chat phase of a connection.
+async fn chat<W>(mut reader: Reader, w: W, accepted: Accepted, shared: &Shared)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &shared.config;
+    let conn: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let outbox = Arc::new(Outbox::new(config.send_queue_bytes));
+    let writer = shared
+        .tracker
+        .spawn(run_writer(w, outbox.clone(), shared.stats.clone()));
+    let join = Cmd::Join(Box::new(JoinRequest {
+        conn,
+        version: accepted.version,
+        nick: accepted.hello.nick,
+        client: accepted.hello.client,
+        addr: accepted.addr,
+        relayed: accepted.relayed,
+        outbox: outbox.clone(),
+    }));
+    if shared.hub.send(join).await.is_err() {
+        outbox.close(None, true);
+        let _ = writer.await;
+        return;
+    }
+    reader.set_max_frame(config.max_frame);
+    let mut limiter = RateLimiter::new(config.rate, Instant::now());
+
+    let end = loop {
+        let frame = tokio::select! {
+            biased;
+            () = outbox.closed() => break None,
+            () = shared.shutdown.cancelled() => break None,
+            frame = reader.recv() => frame,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                break Some((
+                    DisconnectReason::ConnectionClosed,
+                    "connection closed".to_owned(),
+                ));
+            }
+            Err(e) if e.is_protocol_violation() => {
+                break Some((DisconnectReason::ProtocolError, e.to_string()));
+            }
+            Err(e) => break Some((DisconnectReason::ConnectionClosed, e.to_string())),
+        };
+        if let ClientFrame::Quit { reason } = frame {
+            break Some((DisconnectReason::Quit, clean_quit_message(&reason)));
+        }
+        let tag = match &frame {
+            ClientFrame::Send(out) => Some(out.tag),
+            _ => None,
+        };
+        match limiter.check(Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Refuse { retry_after, first } => {
+                Stats::add(&shared.stats.rate_limited, 1);
+                let retry_after_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX);
+                if !reply(
+                    &outbox,
+                    &ServerFrame::RateLimited {
+                        tag,
+                        retry_after_ms,
+                    },
+                ) {
+                    break Some(overflow(config));
+                }
+                if first {
+                    let cmd = Cmd::RateLimited {
+                        conn,
+                        retry_after_ms: u64::from(retry_after_ms),
+                    };
+                    if shared.hub.send(cmd).await.is_err() {
+                        break None;
+                    }
+                }
+                continue;
+            }
+            Verdict::Kick => {
+                break Some((
+                    DisconnectReason::Flooding,
+                    "disconnected for flooding: kept sending while rate-limited".to_owned(),
+                ));
+            }
+        }
+        let cmd = match frame {
+            ClientFrame::Send(msg) => match check_outgoing(&msg, config) {
+                Ok(()) => Cmd::Send { conn, msg },
+                Err(err) => {
+                    if !reply(&outbox, &ServerFrame::Error(err)) {
+                        break Some(overflow(config));
+                    }
+                    continue;
+                }
+            },
+            ClientFrame::Who { room } => Cmd::Who { conn, room },
+            ClientFrame::Ping { nonce } => {
+                let pong = ServerFrame::Pong {
+                    nonce,
+                    server_time: Utc::now(),
+                };
+                if !reply(&outbox, &pong) {
+                    break Some(overflow(config));
+                }
+                continue;
+            }
+            ClientFrame::Hello(_) | ClientFrame::RelayHello(_) => {
+                break Some((
+                    DisconnectReason::ProtocolError,
+                    "the handshake was already done; Hello may be sent only once".to_owned(),
+                ));
+            }
+            ClientFrame::Quit { .. } => continue,
+        };
+        if shared.hub.send(cmd).await.is_err() {
+            break None;
+        }
+    };
+
+    let linger_after = matches!(
+        end,
+        Some((
+            DisconnectReason::ProtocolError | DisconnectReason::Flooding,
+            _
+        ))
+    );
+    if let Some((reason, message)) = end {
+        let leave = Cmd::Leave {
+            conn,
+            reason,
+            message,
+        };
+        if shared.hub.send(leave).await.is_err() {
+            outbox.close(None, true);
+        }
+    }
+    if shared.shutdown.is_cancelled() {
+        // Normally the hub says bye to everyone; this covers a session it never saw.
+        let bye = ServerFrame::Bye {
+            reason: DisconnectReason::ServerShutdown,
+            message: "the server is shutting down".into(),
+        };
+        outbox.close(encode_frame(&bye, MAX_SERVER_FRAME).ok(), false);
+    }
+    let _ = writer.await;
+    if linger_after {
+        linger(reader).await;
+    }
+}
+
+fn overflow(config: &Config) -> (DisconnectReason, String) {
+    (
+        DisconnectReason::SendQueueExceeded,
+        format!(
+            "send queue exceeded ({} bytes waiting): the client is not reading",
+            config.send_queue_bytes
+        ),
+    )
+}
+
+/// Queues a direct answer; false if the client's queue is full.
+fn reply(outbox: &Outbox, frame: &ServerFrame) -> bool {
+    match encode_frame(frame, MAX_SERVER_FRAME) {
+        Ok(bytes) => outbox.push(bytes) != Err(PushError::Full),
+        Err(_) => true,
+    }
+}
+
+/// Checks a message before it goes to the hub, so that the hub's work stays minimal.
+fn check_outgoing(msg: &Outgoing, config: &Config) -> Result<(), ErrorFrame> {
+    let err = |code, message: String| ErrorFrame {
+        tag: Some(msg.tag),
+        code,
+        message,
+    };
+    let text = match &msg.body {
+        Body::Text(t) | Body::Action(t) => t,
+    };
+    if let Err(e) = names::validate_text(text, config.max_message_len) {
+        let code = match e {
+            names::TextError::TooLong { .. } => ErrorCode::MessageTooLong {
+                max: u32::try_from(config.max_message_len).unwrap_or(u32::MAX),
+            },
+            _ => ErrorCode::InvalidText,
+        };
+        return Err(err(code, e.to_string()));
+    }
+    match &msg.to {
+        Target::Room(room) => {
+            if let Err(e) = names::validate_room(room) {
+                return Err(err(ErrorCode::NoSuchRoom(room.clone()), e.to_string()));
+            }
+        }
+        Target::Users(users) => {
+            if users.is_empty() || users.len() > config.max_targets {
+                let max = u32::try_from(config.max_targets).unwrap_or(u32::MAX);
+                return Err(err(
+                    ErrorCode::BadTargets { max },
+                    format!("a private message needs 1 to {max} recipients"),
+                ));
+            }
+        }
+    }
+    if msg.attrs.len() > MAX_ATTRS {
+        return Err(err(
+            ErrorCode::Unsupported,
+            format!("at most {MAX_ATTRS} message attributes are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+fn clean_quit_message(reason: &str) -> String {
+    let mut out: String = reason.chars().filter(|c| !c.is_control()).collect();
+    if out.len() > MAX_QUIT_MESSAGE {
+        let mut cut = MAX_QUIT_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+/// Counts bytes read from a client into the server's statistics (one relaxed atomic add per
+/// read syscall, not per frame).
+#[derive(Debug)]
+pub(crate) struct Counting<R> {
+    inner: R,
+    stats: Arc<Stats>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        res
+    }
+}

@@ -1,0 +1,148 @@
+//! Helpers shared by the server's integration tests: an in-process server on port 0 and
+//! clients that wait for specific frames with a timeout (never a sleep).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_core::client::{ConnectOptions, TcpClient, connect};
+use chat_core::protocol::{ChatMessage, ServerFrame};
+use chat_server::{Config, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server on 127.0.0.1:0 with a log in a fresh temp dir; `tweak` adjusts the config.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("messages.jsonl");
+        let mut config = Config {
+            listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            log_file: Some(log.clone()),
+            stats_interval: None,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let server = Server::bind(config).await.expect("bind");
+        let addr = server.local_addrs()[0];
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            log,
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        }
+    }
+
+    pub async fn client(&self, nick: &str) -> TcpClient {
+        connect(&self.addr.to_string(), &ConnectOptions::new(nick))
+            .await
+            .unwrap_or_else(|e| panic!("{nick} could not connect: {e}"))
+    }
+
+    /// Stops the server and waits until it has finished (log flushed); returns the log lines.
+    pub async fn stop(mut self) -> Vec<serde_json::Value> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task");
+        read_log(&self.log)
+    }
+}
+
+pub fn read_log(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
+        .collect()
+}
+
+/// Reads frames until one satisfies `pred`; panics after [`WAIT`] or if the connection ends.
+pub async fn expect<F>(client: &mut TcpClient, what: &str, mut pred: F) -> ServerFrame
+where
+    F: FnMut(&ServerFrame) -> bool,
+{
+    let nick = client.welcome.nick.clone();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match client.events.next().await {
+                Ok(Some(frame)) if pred(&frame) => return frame,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("{nick}: connection closed while waiting for {what}"),
+                Err(e) => panic!("{nick}: error while waiting for {what}: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{nick}: timed out waiting for {what}"))
+}
+
+/// Waits for a chat message with this text.
+pub async fn expect_text(client: &mut TcpClient, text: &str) -> ChatMessage {
+    match expect(
+        client,
+        &format!("message {text:?}"),
+        |f| matches!(f, ServerFrame::Message(m) if m.body.text() == text),
+    )
+    .await
+    {
+        ServerFrame::Message(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+/// The next chat message, whatever it is (other frames are skipped).
+pub async fn next_message(client: &mut TcpClient) -> ChatMessage {
+    match expect(client, "any message", |f| {
+        matches!(f, ServerFrame::Message(_))
+    })
+    .await
+    {
+        ServerFrame::Message(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+/// Reads until the server closes the connection; returns every frame seen.
+pub async fn read_to_end(client: &mut TcpClient) -> Vec<ServerFrame> {
+    let mut frames = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Ok(Some(f)) = client.events.next().await {
+            frames.push(f);
+        }
+    })
+    .await
+    .expect("connection closes in time");
+    frames
+}
+
+/// Proves the server still serves: `a` says something in the lobby and `b` receives it.
+pub async fn still_chatting(a: &mut TcpClient, b: &mut TcpClient, text: &str) {
+    a.sender.say("lobby", text).await.expect("send");
+    expect_text(b, text).await;
+    expect_text(a, text).await;
+}
