@@ -281,6 +281,12 @@ impl<W: AsyncWrite + Unpin> ClientSender<W> {
         self.writer.send(frame).await
     }
 
+    /// The underlying writer, for writing bytes directly (tests, tools). Anything written
+    /// here must be whole frames, or the server will disconnect the client.
+    pub fn get_mut(&mut self) -> &mut W {
+        self.writer.get_mut()
+    }
+
     /// Closes the write side of the connection.
     pub async fn close(&mut self) -> Result<(), FrameError> {
         self.writer.close().await

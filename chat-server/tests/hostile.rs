@@ -1,0 +1,473 @@
+//! Bad input of every kind gets a clear error for that client and leaves everyone else
+//! unaffected.
+
+mod common;
+
+use std::time::Duration;
+
+use chat_core::connection::FrameReader;
+use chat_core::frame::encode_frame;
+use chat_core::protocol::{
+    ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME, RejectReason,
+    ServerFrame,
+};
+use common::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+
+/// A raw TCP connection that sends whatever bytes the test wants.
+async fn raw(
+    server: &TestServer,
+) -> (
+    FrameReader<OwnedReadHalf, ServerFrame>,
+    tokio::net::tcp::OwnedWriteHalf,
+) {
+    let stream = TcpStream::connect(server.addr).await.expect("connect");
+    let (r, w) = stream.into_split();
+    (FrameReader::new(r, MAX_SERVER_FRAME), w)
+}
+
+fn hello(nick: &str, version: u16) -> Vec<u8> {
+    let frame = ClientFrame::Hello(Hello {
+        version,
+        nick: nick.into(),
+        client: "test".into(),
+        password: None,
+    });
+    encode_frame(&frame, HANDSHAKE_MAX_FRAME)
+        .expect("encode")
+        .to_vec()
+}
+
+/// Reads frames until the server closes; returns them.
+async fn frames_until_close(r: &mut FrameReader<OwnedReadHalf, ServerFrame>) -> Vec<ServerFrame> {
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Ok(Some(f)) = r.recv().await {
+            out.push(f);
+        }
+    })
+    .await
+    .expect("the server closes the connection in time");
+    out
+}
+
+fn rejection(frames: &[ServerFrame]) -> (RejectReason, String) {
+    match frames {
+        [ServerFrame::Rejected(r)] => (r.reason.clone(), r.message.clone()),
+        other => panic!("expected exactly one Rejected frame, got {other:?}"),
+    }
+}
+
+fn bye(frames: &[ServerFrame]) -> (DisconnectReason, String) {
+    match frames.last() {
+        Some(ServerFrame::Bye { reason, message }) => (*reason, message.clone()),
+        other => panic!("expected Bye last, got {other:?} in {frames:?}"),
+    }
+}
+
+/// Starts a server with two chatting bystanders, runs `attack`, and checks the bystanders
+/// still chat afterwards and saw no trace of the attack.
+async fn with_bystanders<F, Fut>(attack: F)
+where
+    F: FnOnce(TestServer) -> Fut,
+    Fut: std::future::Future<Output = TestServer>,
+{
+    let server = TestServer::start_with(|c| c.hello_timeout = Duration::from_millis(300)).await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    still_chatting(&mut alice, &mut bob, "before").await;
+    let server = attack(server).await;
+    still_chatting(&mut alice, &mut bob, "after").await;
+    still_chatting(&mut bob, &mut alice, "after, the other way").await;
+    let log = server.stop().await;
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "rejected" || e["kind"] == "disconnect"),
+        "the attack is logged"
+    );
+}
+
+#[tokio::test]
+async fn oversized_length_before_hello() {
+    with_bystanders(|server| async move {
+        let (mut r, mut w) = raw(&server).await;
+        w.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+            .await
+            .expect("write");
+        let (reason, message) = rejection(&frames_until_close(&mut r).await);
+        assert_eq!(reason, RejectReason::FrameTooLarge);
+        assert!(
+            message.contains("4294967295") && message.contains(&HANDSHAKE_MAX_FRAME.to_string()),
+            "{message}"
+        );
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_length_after_hello() {
+    with_bystanders(|server| async move {
+        let mut eve = server.client("eve").await;
+        let w = eve_writer(&mut eve);
+        w.write_all(&[0x7f, 0, 0, 0]).await.expect("write");
+        let frames = read_to_end(&mut eve).await;
+        let (reason, message) = bye(&frames);
+        assert_eq!(reason, DisconnectReason::ProtocolError);
+        assert!(
+            message.contains("too large") && message.contains("65536"),
+            "{message}"
+        );
+        server
+    })
+    .await;
+}
+
+/// The raw socket under a client, for writing bytes the API would never produce.
+fn eve_writer(client: &mut chat_core::client::TcpClient) -> &mut tokio::net::tcp::OwnedWriteHalf {
+    client.sender.get_mut()
+}
+
+#[tokio::test]
+async fn garbage_bytes() {
+    with_bystanders(|server| async move {
+        let (mut r, mut w) = raw(&server).await;
+        w.write_all(b"\x00\x00\x00\x0bGET / HTTP/")
+            .await
+            .expect("write");
+        let (reason, message) = rejection(&frames_until_close(&mut r).await);
+        assert_eq!(reason, RejectReason::Malformed);
+        assert!(message.contains("cannot decode"), "{message}");
+
+        // An HTTP request: its first four bytes announce a huge frame.
+        let (mut r, mut w) = raw(&server).await;
+        w.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let (reason, _) = rejection(&frames_until_close(&mut r).await);
+        assert_eq!(reason, RejectReason::FrameTooLarge);
+
+        // Garbage after a successful handshake.
+        let mut eve = server.client("eve").await;
+        eve_writer(&mut eve)
+            .write_all(b"\x00\x00\x00\x04\xff\xff\xff\xff")
+            .await
+            .expect("write");
+        let (reason, message) = bye(&read_to_end(&mut eve).await);
+        assert_eq!(reason, DisconnectReason::ProtocolError);
+        assert!(message.contains("cannot decode"), "{message}");
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn truncated_frame() {
+    with_bystanders(|server| async move {
+        let (mut r, mut w) = raw(&server).await;
+        let full = hello("trunc", 1);
+        w.write_all(&full[..full.len() - 3]).await.expect("write");
+        w.shutdown().await.expect("half-close");
+        let (reason, message) = rejection(&frames_until_close(&mut r).await);
+        assert_eq!(reason, RejectReason::Malformed);
+        assert!(message.contains("middle of a frame"), "{message}");
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_protocol_version() {
+    with_bystanders(|server| async move {
+        let (mut r, mut w) = raw(&server).await;
+        w.write_all(&hello("oldie", 0)).await.expect("write");
+        let (reason, message) = rejection(&frames_until_close(&mut r).await);
+        assert_eq!(
+            reason,
+            RejectReason::VersionMismatch {
+                client: 0,
+                server_min: 1,
+                server_max: 1
+            }
+        );
+        assert!(
+            message.contains("version 0")
+                && message.contains("1 to 1")
+                && message.contains("upgrade"),
+            "{message}"
+        );
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn newer_client_is_served_at_the_servers_version() {
+    let server = TestServer::start().await;
+    let (mut r, mut w) = raw(&server).await;
+    w.write_all(&hello("future", 7)).await.expect("write");
+    match tokio::time::timeout(WAIT, r.recv()).await.expect("answer") {
+        Ok(Some(ServerFrame::Welcome(welcome))) => assert_eq!(welcome.version, 1),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_hello_in_time() {
+    with_bystanders(|server| async move {
+        let (mut r, _w) = raw(&server).await;
+        let (reason, message) = rejection(&frames_until_close(&mut r).await);
+        assert_eq!(reason, RejectReason::HelloTimeout);
+        assert!(message.contains("no Hello"), "{message}");
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn first_frame_not_hello() {
+    with_bystanders(|server| async move {
+        let (mut r, mut w) = raw(&server).await;
+        let ping = encode_frame(&ClientFrame::Ping { nonce: 1 }, 64).expect("encode");
+        w.write_all(&ping).await.expect("write");
+        let (reason, _) = rejection(&frames_until_close(&mut r).await);
+        assert_eq!(reason, RejectReason::ExpectedHello);
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hello_twice() {
+    with_bystanders(|server| async move {
+        let mut eve = server.client("eve").await;
+        eve_writer(&mut eve)
+            .write_all(&hello("eve2", 1))
+            .await
+            .expect("write");
+        let (reason, message) = bye(&read_to_end(&mut eve).await);
+        assert_eq!(reason, DisconnectReason::ProtocolError);
+        assert!(message.contains("only once"), "{message}");
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn abrupt_disconnect_mid_handshake_and_mid_frame() {
+    with_bystanders(|server| async move {
+        let (_r, mut w) = raw(&server).await;
+        w.write_all(&[0, 0]).await.expect("write");
+        drop(w);
+        drop(_r);
+        let mut eve = server.client("eve").await;
+        eve_writer(&mut eve)
+            .write_all(&[0, 0, 0, 50, 1, 2])
+            .await
+            .expect("write");
+        drop(eve);
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn flooding_is_rate_limited_then_disconnected() {
+    let server = TestServer::start_with(|c| {
+        c.rate.burst = 3;
+        c.rate.per_sec = 0.001;
+        c.rate.mute = Duration::from_secs(60);
+        c.rate.kick_after = 5;
+    })
+    .await;
+    let mut alice = server.client("alice").await;
+    let mut flooder = server.client("flooder").await;
+    for i in 0..3 {
+        flooder
+            .sender
+            .say("lobby", format!("msg {i}"))
+            .await
+            .expect("send");
+        expect_text(&mut alice, &format!("msg {i}")).await;
+    }
+    let tag = flooder
+        .sender
+        .say("lobby", "one too many")
+        .await
+        .expect("send");
+    match expect(&mut flooder, "rate limit", |f| {
+        matches!(f, ServerFrame::RateLimited { .. })
+    })
+    .await
+    {
+        ServerFrame::RateLimited {
+            tag: t,
+            retry_after_ms,
+        } => {
+            assert_eq!(t, Some(tag));
+            assert!(
+                retry_after_ms > 50_000 && retry_after_ms <= 60_000,
+                "{retry_after_ms}"
+            );
+        }
+        _ => unreachable!(),
+    }
+    // Keep flooding: disconnected with a reason (writes may fail once the server closes).
+    for i in 0..10 {
+        if flooder
+            .sender
+            .say("lobby", format!("flood {i}"))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (reason, message) = bye(&read_to_end(&mut flooder).await);
+    assert_eq!(reason, DisconnectReason::Flooding);
+    assert!(message.contains("flooding"), "{message}");
+    let left = expect(&mut alice, "flooder left", |f| {
+        matches!(f, ServerFrame::Left { .. })
+    })
+    .await;
+    assert!(matches!(
+        left,
+        ServerFrame::Left {
+            reason: DisconnectReason::Flooding,
+            ..
+        }
+    ));
+
+    let mut bob = server.client("bob").await;
+    still_chatting(&mut alice, &mut bob, "calm again").await;
+    let log = server.stop().await;
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "rate_limited" && e["nick"] == "flooder")
+    );
+    assert!(
+        log.iter().any(|e| e["kind"] == "disconnect"
+            && e["nick"] == "flooder"
+            && e["reason"] == "flooding")
+    );
+    assert!(
+        !log.iter().any(|e| e["text"] == "one too many"),
+        "a refused message is not delivered"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
+    let server = TestServer::start_with(|c| {
+        c.send_queue_bytes = 256 * 1024;
+        c.rate.burst = 1_000_000;
+        c.rate.per_sec = 1_000_000.0;
+    })
+    .await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    // The slow client completes the handshake with a tiny receive buffer, then never reads.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(server.addr).await.expect("connect");
+    let conn = chat_core::Connection::tcp(stream, HANDSHAKE_MAX_FRAME).expect("conn");
+    let sleeper =
+        chat_core::client::handshake(conn, None, &chat_core::ConnectOptions::new("sleeper"))
+            .await
+            .expect("sleeper handshake");
+    expect(&mut alice, "sleeper joined", |f| {
+        matches!(f, ServerFrame::Joined { .. })
+    })
+    .await;
+    expect(&mut bob, "sleeper joined", |f| {
+        matches!(f, ServerFrame::Joined { .. })
+    })
+    .await;
+
+    let chat_core::client::Client {
+        sender: mut alice_tx,
+        events: mut alice_rx,
+        ..
+    } = alice;
+    // Bob reads everything and reports when the sleeper is dropped.
+    let (dropped_tx, mut dropped_rx) = tokio::sync::watch::channel(false);
+    let bob_task = tokio::spawn(async move {
+        let mut received = 0u64;
+        let mut last_id = 0;
+        loop {
+            match bob.events.next().await {
+                Ok(Some(ServerFrame::Message(m))) => {
+                    assert!(m.id > last_id, "in order");
+                    last_id = m.id;
+                    if m.body.text() == "done" {
+                        return received;
+                    }
+                    received += 1;
+                }
+                Ok(Some(ServerFrame::Left { nick, reason, .. })) => {
+                    assert_eq!(nick, "sleeper");
+                    assert_eq!(reason, DisconnectReason::SendQueueExceeded);
+                    let _ = dropped_tx.send(true);
+                }
+                Ok(Some(_)) => {}
+                other => panic!("bob lost the connection: {other:?}"),
+            }
+        }
+    });
+    // Alice keeps at most WINDOW messages unacknowledged, like any well-behaved publisher:
+    // her own echoes release the window.
+    const WINDOW: usize = 32;
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(WINDOW));
+    let releases = window.clone();
+    let alice_reader = tokio::spawn(async move {
+        while let Ok(Some(frame)) = alice_rx.next().await {
+            if matches!(frame, ServerFrame::Message(ref m) if m.from == "alice") {
+                releases.add_permits(1);
+            }
+        }
+    });
+    let payload = "z".repeat(2000);
+    let mut sent = 0u64;
+    let sending = async {
+        while !*dropped_rx.borrow_and_update() {
+            window.acquire().await.expect("window").forget();
+            alice_tx
+                .say("lobby", payload.clone())
+                .await
+                .expect("alice sends");
+            sent += 1;
+            assert!(sent < 100_000, "the sleeper was never dropped");
+        }
+        alice_tx.say("lobby", "done").await.expect("send");
+    };
+    tokio::time::timeout(Duration::from_secs(60), sending)
+        .await
+        .expect("sleeper dropped in time");
+    let received = tokio::time::timeout(WAIT, bob_task)
+        .await
+        .expect("bob finishes")
+        .expect("bob task");
+    assert_eq!(received, sent, "bob received every message");
+    alice_reader.abort();
+    drop(sleeper);
+    let log = server.stop().await;
+    assert!(log.iter().any(|e| e["kind"] == "disconnect"
+        && e["nick"] == "sleeper"
+        && e["reason"] == "send queue exceeded"));
+}
+
+#[tokio::test]
+async fn server_full_is_refused_clearly() {
+    let server = TestServer::start_with(|c| c.max_clients = 2).await;
+    let mut a = server.client("a").await;
+    let mut b = server.client("b").await;
+    let (mut r, _w) = raw(&server).await;
+    let (reason, message) = rejection(&frames_until_close(&mut r).await);
+    assert_eq!(reason, RejectReason::ServerFull);
+    assert!(message.contains("full"), "{message}");
+    still_chatting(&mut a, &mut b, "two is company").await;
+    server.stop().await;
+}

@@ -1,0 +1,190 @@
+//! Graceful shutdown, in-process and as a real process receiving SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use chat_core::client::{ConnectOptions, connect};
+use chat_core::protocol::{DisconnectReason, ServerFrame};
+use common::*;
+
+#[tokio::test]
+async fn shutdown_says_bye_to_everyone_and_flushes_the_log() {
+    let server = TestServer::start_with(|c| {
+        c.rate.burst = 1000;
+        c.rate.per_sec = 1000.0;
+    })
+    .await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    for i in 0..100 {
+        alice
+            .sender
+            .say("lobby", format!("line {i}"))
+            .await
+            .expect("send");
+    }
+    alice
+        .sender
+        .private(&["bob"], "last words")
+        .await
+        .expect("pm");
+    expect_text(&mut bob, "last words").await;
+
+    let log = server.stop().await;
+    for c in [&mut alice, &mut bob] {
+        let frames = read_to_end(c).await;
+        assert!(
+            matches!(
+                frames.last(),
+                Some(ServerFrame::Bye {
+                    reason: DisconnectReason::ServerShutdown,
+                    ..
+                })
+            ),
+            "{:?}",
+            frames.last()
+        );
+    }
+    let messages: Vec<_> = log.iter().filter(|e| e["kind"] == "message").collect();
+    assert_eq!(
+        messages.len(),
+        101,
+        "every message is in the log after shutdown"
+    );
+    assert_eq!(messages[100]["text"], "last words");
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "disconnect" && e["reason"] == "server shutting down")
+    );
+}
+
+/// Kills the child if the test fails half-way.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_starts_chats_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("sub").join("chat.jsonl");
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args(["--port", "0", "--stats-interval", "0", "--log-file"])
+            .arg(&log)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn chat-server"),
+    );
+    // The console names the address (port 0 picked a free one) and the log file.
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut console = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the server prints where it listens");
+        console.push(line.clone());
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    let line = rx.recv_timeout(WAIT).expect("log line");
+    assert!(
+        line.contains("message log") && line.contains("chat.jsonl"),
+        "{line}"
+    );
+
+    let mut alice = connect(&addr, &ConnectOptions::new("alice"))
+        .await
+        .expect("connect");
+    alice
+        .sender
+        .say("lobby", "hello from a real process")
+        .await
+        .expect("send");
+    expect_text(&mut alice, "hello from a real process").await;
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let frames = read_to_end(&mut alice).await;
+    assert!(matches!(
+        frames.last(),
+        Some(ServerFrame::Bye {
+            reason: DisconnectReason::ServerShutdown,
+            ..
+        })
+    ));
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = child.0.wait();
+        (status, child)
+    })
+    .await
+    .expect("wait");
+    assert!(
+        exit.0.expect("exit status").success(),
+        "exit status 0 after SIGTERM"
+    );
+    let lines = read_log(&log);
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["kind"] == "message" && e["text"] == "hello from a real process")
+    );
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--port",
+        "--http-port",
+        "--ws-port",
+        "--log-file",
+        "--stats-interval",
+        "--rate-burst",
+        "--rate-per-sec",
+        "--max-clients",
+        "--relay-secret",
+        "CHAT_PORT",
+    ] {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--port", &port, "--no-log-file"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen on 127.0.0.1:") && err.contains("in use"),
+        "{err}"
+    );
+}
