@@ -1,0 +1,126 @@
+//! Parsing of what the user types: plain text or a `/command`.
+
+/// What a typed line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A public message to the current room.
+    Say(String),
+    /// An action (`/me waves`).
+    Me(String),
+    /// A private message to one or several nicknames (`/msg alice,bob text`).
+    Msg { to: Vec<String>, text: String },
+    /// List who is online.
+    Who,
+    /// Leave, with an optional reason.
+    Quit(String),
+    /// Show the commands.
+    Help,
+    /// A command that cannot be carried out; the text says why.
+    Invalid(String),
+}
+
+/// The help text of the line client.
+pub const HELP: &[&str] = &[
+    "commands:",
+    "  text              send text to the room",
+    "  /msg NICK text    private message (several: /msg alice,bob text)",
+    "  /me action        send an action (* you waves)",
+    "  /who              list who is online",
+    "  /quit [reason]    leave (end of input and Ctrl-C do the same)",
+    "  /help             this list",
+    "  //text            send text that starts with '/'",
+];
+
+/// Parses one typed line; `None` for a blank line.
+pub fn parse(line: &str) -> Option<Command> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return None;
+    }
+    if let Some(rest) = line.strip_prefix("//") {
+        return Some(Command::Say(format!("/{rest}")));
+    }
+    let Some(rest) = line.strip_prefix('/') else {
+        return Some(Command::Say(line.to_owned()));
+    };
+    let (name, args) = match rest.split_once(char::is_whitespace) {
+        Some((n, a)) => (n, a.trim_start()),
+        None => (rest, ""),
+    };
+    Some(match name.to_ascii_lowercase().as_str() {
+        "msg" | "m" => {
+            let (to, text) = match args.split_once(char::is_whitespace) {
+                Some((to, text)) if !text.trim().is_empty() => (to, text.trim_start()),
+                _ => return Some(Command::Invalid("usage: /msg NICK text".into())),
+            };
+            let to: Vec<String> = to
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if to.is_empty() {
+                return Some(Command::Invalid("usage: /msg NICK text".into()));
+            }
+            Command::Msg {
+                to,
+                text: text.to_owned(),
+            }
+        }
+        "me" if !args.trim().is_empty() => Command::Me(args.to_owned()),
+        "me" => Command::Invalid("usage: /me action".into()),
+        "who" | "names" => Command::Who,
+        "quit" | "exit" => Command::Quit(args.trim().to_owned()),
+        "help" | "?" => Command::Help,
+        other => Command::Invalid(format!(
+            "unknown command /{other}; /help lists the commands"
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_and_commands() {
+        assert_eq!(parse("hello"), Some(Command::Say("hello".into())));
+        assert_eq!(parse("  "), None);
+        assert_eq!(parse("hi\r"), Some(Command::Say("hi".into())));
+        assert_eq!(
+            parse("//etc/passwd"),
+            Some(Command::Say("/etc/passwd".into()))
+        );
+        assert_eq!(
+            parse("/msg bob  psst, hey"),
+            Some(Command::Msg {
+                to: vec!["bob".into()],
+                text: "psst, hey".into()
+            })
+        );
+        assert_eq!(
+            parse("/MSG bob,carol hi"),
+            Some(Command::Msg {
+                to: vec!["bob".into(), "carol".into()],
+                text: "hi".into()
+            })
+        );
+        assert_eq!(parse("/me waves"), Some(Command::Me("waves".into())));
+        assert_eq!(parse("/who"), Some(Command::Who));
+        assert_eq!(parse("/quit"), Some(Command::Quit(String::new())));
+        assert_eq!(
+            parse("/quit see you"),
+            Some(Command::Quit("see you".into()))
+        );
+        assert_eq!(parse("/help"), Some(Command::Help));
+    }
+
+    #[test]
+    fn mistakes_explain_themselves() {
+        for bad in ["/msg", "/msg bob", "/msg bob   ", "/me", "/frobnicate"] {
+            match parse(bad) {
+                Some(Command::Invalid(why)) => assert!(!why.is_empty()),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}

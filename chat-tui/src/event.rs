@@ -1,0 +1,309 @@
+//! What the line client shows: server frames turned into [`LineEvent`]s, each rendered either
+//! as one human-readable line (`12:04:31 <alice> hi`) or as one JSON object.
+
+use chat_core::protocol::{Body, DisconnectReason, ServerFrame, Target, Welcome};
+use chrono::{DateTime, Local, Utc};
+
+use serde::Serialize;
+
+/// One thing to show the user.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LineEvent {
+    /// Connected.
+    Welcome {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        /// The address connected to.
+        address: String,
+        /// Server software.
+        server: String,
+        nick: String,
+        requested_nick: String,
+        /// Why the nickname differs from the requested one.
+        nick_changed: Option<&'static str>,
+        roster: Vec<String>,
+    },
+    /// A public or private message (our own included: that is the server's acknowledgement).
+    Message {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        id: u64,
+        from: String,
+        /// The room of a public message.
+        room: Option<String>,
+        /// Recipients of a private message.
+        to: Option<Vec<String>>,
+        text: String,
+        action: bool,
+        /// Sent by us.
+        own: bool,
+    },
+    /// Someone joined.
+    Join {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        nick: String,
+        relayed: bool,
+    },
+    /// Someone left.
+    Leave {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        nick: String,
+        reason: DisconnectReason,
+        message: String,
+    },
+    /// Answer to `/who`.
+    Roster {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        room: String,
+        users: Vec<String>,
+    },
+    /// A request failed.
+    Error {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        message: String,
+    },
+    /// A message was refused by the rate limit.
+    RateLimited {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        retry_after_ms: u32,
+    },
+    /// The server closed the connection, or it was lost.
+    Disconnected {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        reason: String,
+        message: String,
+    },
+    /// Local help text.
+    Help { lines: Vec<String> },
+}
+
+impl LineEvent {
+    /// The welcome from the server at `address`, as an event.
+    pub fn welcome(w: &Welcome, address: &str) -> Self {
+        LineEvent::Welcome {
+            time: w.server_time,
+            address: address.to_owned(),
+            server: w.server.clone(),
+            nick: w.nick.clone(),
+            requested_nick: w.requested_nick.clone(),
+            nick_changed: w.nick_change.map(|_| "taken"),
+            roster: w.roster.iter().map(|u| u.nick.clone()).collect(),
+        }
+    }
+
+    /// Turns a server frame into an event; frames not shown to the user give `None`.
+    pub fn from_frame(frame: ServerFrame, me: &str) -> Option<Self> {
+        let now = Utc::now();
+        Some(match frame {
+            ServerFrame::Message(m) => {
+                let (room, to) = match m.to {
+                    Target::Room(r) => (Some(r), None),
+                    Target::Users(u) => (None, Some(u)),
+                };
+                let (text, action) = match m.body {
+                    Body::Text(t) => (t, false),
+                    Body::Action(t) => (t, true),
+                };
+                LineEvent::Message {
+                    time: m.at,
+                    id: m.id,
+                    own: m.from == me,
+                    from: m.from,
+                    room,
+                    to,
+                    text,
+                    action,
+                }
+            }
+            ServerFrame::Joined { user, at, .. } => LineEvent::Join {
+                time: at,
+                nick: user.nick,
+                relayed: user.relayed,
+            },
+            ServerFrame::Left {
+                nick,
+                reason,
+                message,
+                at,
+                ..
+            } => LineEvent::Leave {
+                time: at,
+                nick,
+                reason,
+                message,
+            },
+            ServerFrame::Roster { room, users } => LineEvent::Roster {
+                time: now,
+                room,
+                users: users.into_iter().map(|u| u.nick).collect(),
+            },
+            ServerFrame::Error(e) => LineEvent::Error {
+                time: now,
+                message: e.message,
+            },
+            ServerFrame::RateLimited { retry_after_ms, .. } => LineEvent::RateLimited {
+                time: now,
+                retry_after_ms,
+            },
+            ServerFrame::Bye { reason, message } => LineEvent::Disconnected {
+                time: now,
+                reason: reason.describe().to_owned(),
+                message,
+            },
+            ServerFrame::Rejected(r) => LineEvent::Disconnected {
+                time: now,
+                reason: "rejected".to_owned(),
+                message: r.message,
+            },
+            ServerFrame::Welcome(w) => LineEvent::welcome(&w, ""),
+            ServerFrame::Pong { .. } => return None,
+        })
+    }
+
+    /// One JSON object (no newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":\"{e}\"}}"))
+    }
+
+    /// Human-readable text: one line, or several for multi-line messages (continuation lines
+    /// are indented so that every event starts with its time). `me` is our own nickname,
+    /// shown as "you" in private-message labels; `utc` shows UTC instead of local time.
+    pub fn to_text(&self, me: &str, utc: bool) -> String {
+        let stamp = |t: &DateTime<Utc>| {
+            if utc {
+                t.format("%H:%M:%S").to_string()
+            } else {
+                t.with_timezone(&Local).format("%H:%M:%S").to_string()
+            }
+        };
+        let line = match self {
+            LineEvent::Welcome {
+                time,
+                address,
+                server: _,
+                nick,
+                requested_nick,
+                nick_changed,
+                roster,
+            } => {
+                let mut s = format!("{} * connected to {address} as {nick}", stamp(time));
+                if nick_changed.is_some() {
+                    s.push_str(&format!(" ({requested_nick} was taken)"));
+                }
+                s.push_str(&format!(
+                    "\n{} * {} online: {}",
+                    stamp(time),
+                    roster.len(),
+                    roster.join(", ")
+                ));
+                return clean(&s);
+            }
+            LineEvent::Message {
+                time,
+                from,
+                to,
+                text,
+                action,
+                own,
+                ..
+            } => {
+                let who = match to {
+                    None if *action => format!("* {from}"),
+                    None => format!("<{from}>"),
+                    Some(targets) => {
+                        let you = |n: &str| {
+                            if n == me {
+                                "you".to_owned()
+                            } else {
+                                n.to_owned()
+                            }
+                        };
+                        let names: Vec<String> = targets.iter().map(|t| you(t)).collect();
+                        let sender = if *own { "you".to_owned() } else { from.clone() };
+                        let label = format!("[PM {sender} → {}]", names.join(", "));
+                        if *action {
+                            format!("{label} * {from}")
+                        } else {
+                            label
+                        }
+                    }
+                };
+                let indent = " ".repeat(9);
+                let body = clean(text).replace('\n', &format!("\n{indent}"));
+                format!("{} {who} {body}", stamp(time))
+            }
+            LineEvent::Join {
+                time,
+                nick,
+                relayed,
+            } => {
+                let via = if *relayed { " (guest, via relay)" } else { "" };
+                format!("{} * {nick} joined{via}", stamp(time))
+            }
+            LineEvent::Leave {
+                time,
+                nick,
+                reason,
+                message,
+            } => match (reason, message.is_empty()) {
+                (DisconnectReason::Quit, true) => format!("{} * {nick} left", stamp(time)),
+                (DisconnectReason::Quit, false) => {
+                    format!("{} * {nick} left ({message})", stamp(time))
+                }
+                (r, _) => format!("{} * {nick} left ({r})", stamp(time)),
+            },
+            LineEvent::Roster { time, room, users } => format!(
+                "{} * {} online in {room}: {}",
+                stamp(time),
+                users.len(),
+                users.join(", ")
+            ),
+            LineEvent::Error { time, message } => format!("{} ! {message}", stamp(time)),
+            LineEvent::RateLimited {
+                time,
+                retry_after_ms,
+            } => format!(
+                "{} ! rate limited: message not sent; wait {:.1} s",
+                stamp(time),
+                f64::from(*retry_after_ms) / 1000.0
+            ),
+            LineEvent::Disconnected {
+                time,
+                reason,
+                message,
+            } => match (reason.as_str(), message.is_empty()) {
+                ("quit", true) => format!("{} * you left", stamp(time)),
+                ("quit", false) => format!("{} * you left ({message})", stamp(time)),
+                _ => format!("{} * disconnected ({reason}): {message}", stamp(time)),
+            },
+            LineEvent::Help { lines } => lines.join("\n"),
+        };
+        clean(&line)
+    }
+}
+
+fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// Replaces control characters (other than newline and tab) so that nothing received can
+/// drive the terminal.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}

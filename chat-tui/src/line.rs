@@ -1,0 +1,249 @@
+//! Line mode (`chat-tui --plain`): reads commands and messages from standard input, prints one
+//! line (or one JSON object) per event on standard output. For scripts, bots and dumb
+//! terminals.
+
+use std::io::{self, BufRead, Write};
+use std::time::Duration;
+
+use chat_core::client::{ClientError, ConnectOptions, connect};
+use chat_core::protocol::{DEFAULT_ROOM, DisconnectReason, ServerFrame};
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use crate::command::{Command, parse};
+use crate::event::LineEvent;
+
+/// How the line client was asked to behave.
+#[derive(Debug, Clone)]
+pub struct LineOptions {
+    /// `host:port` of the server or relay.
+    pub server: String,
+    /// Nickname; asked for on standard input when absent.
+    pub nick: Option<String>,
+    /// Print JSON objects instead of text lines.
+    pub json: bool,
+    /// Show times in UTC instead of local time.
+    pub utc: bool,
+}
+
+/// Exit statuses, documented in the README.
+pub mod exit {
+    /// The user quit (`/quit`, end of input, Ctrl-C).
+    pub const QUIT: u8 = 0;
+    /// Any other local error.
+    pub const ERROR: u8 = 1;
+    /// Bad usage (also what clap uses).
+    pub const USAGE: u8 = 2;
+    /// The server could not be reached.
+    pub const UNREACHABLE: u8 = 3;
+    /// The server refused the handshake (nickname rejected, version mismatch, full, ...).
+    pub const REFUSED: u8 = 4;
+    /// The connection was closed by the server or lost.
+    pub const DISCONNECTED: u8 = 5;
+}
+
+/// Time allowed for the server to confirm a quit.
+const QUIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs the line client; returns the process exit status.
+pub async fn run(opts: LineOptions) -> u8 {
+    let mut input = spawn_stdin_reader();
+    let nick = match &opts.nick {
+        Some(n) => n.clone(),
+        None => {
+            eprint!("nickname: ");
+            let _ = io::stderr().flush();
+            match input.recv().await {
+                Some(line) if !line.trim().is_empty() => line.trim().to_owned(),
+                _ => {
+                    eprintln!("chat-tui: no nickname given (use --nick NAME)");
+                    return exit::USAGE;
+                }
+            }
+        }
+    };
+    let connect_opts =
+        ConnectOptions::new(nick.clone()).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
+    let client = match connect(&opts.server, &connect_opts).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chat-tui: {e}");
+            return match e {
+                ClientError::Connect { .. } | ClientError::Timeout { .. } => exit::UNREACHABLE,
+                ClientError::Rejected(_) => exit::REFUSED,
+                _ => exit::DISCONNECTED,
+            };
+        }
+    };
+    let me = client.welcome.nick.clone();
+    let mut out = Output {
+        json: opts.json,
+        utc: opts.utc,
+        me: me.clone(),
+    };
+    if out
+        .show(&LineEvent::welcome(&client.welcome, &opts.server))
+        .is_err()
+    {
+        return exit::ERROR;
+    }
+    let mut sender = client.sender;
+    let mut events = client.events;
+    let mut quitting = false;
+    let mut interrupt = Interrupt::new();
+
+    loop {
+        tokio::select! {
+            line = input.recv(), if !quitting => {
+                let Some(line) = line else {
+                    // End of input: leave cleanly.
+                    quitting = sender.quit("").await.is_ok();
+                    if !quitting {
+                        return exit::QUIT;
+                    }
+                    continue;
+                };
+                let result = match parse(&line) {
+                    None => Ok(()),
+                    Some(Command::Say(text)) => sender.say(DEFAULT_ROOM, text).await.map(drop),
+                    Some(Command::Me(text)) => sender.action(DEFAULT_ROOM, text).await.map(drop),
+                    Some(Command::Msg { to, text }) => sender.private(&to, text).await.map(drop),
+                    Some(Command::Who) => sender.who(DEFAULT_ROOM).await,
+                    Some(Command::Quit(reason)) => {
+                        quitting = true;
+                        sender.quit(reason).await
+                    }
+                    Some(Command::Help) => {
+                        let lines = crate::command::HELP.iter().map(|s| (*s).to_owned()).collect();
+                        if out.show(&LineEvent::Help { lines }).is_err() {
+                            return exit::ERROR;
+                        }
+                        Ok(())
+                    }
+                    Some(Command::Invalid(message)) => {
+                        let ev = LineEvent::Error { time: Utc::now(), message };
+                        if out.show(&ev).is_err() {
+                            return exit::ERROR;
+                        }
+                        Ok(())
+                    }
+                };
+                if let Err(e) = result {
+                    let _ = out.show(&lost(&e.to_string()));
+                    return if quitting { exit::QUIT } else { exit::DISCONNECTED };
+                }
+            }
+            frame = events.next() => {
+                match frame {
+                    Ok(Some(frame)) => {
+                        let bye = match &frame {
+                            ServerFrame::Bye { reason, .. } => Some(*reason),
+                            _ => None,
+                        };
+                        if let Some(ev) = LineEvent::from_frame(frame, &me)
+                            && out.show(&ev).is_err()
+                        {
+                            return exit::ERROR;
+                        }
+                        match bye {
+                            Some(DisconnectReason::Quit) => return exit::QUIT,
+                            Some(_) => return exit::DISCONNECTED,
+                            None => {}
+                        }
+                    }
+                    Ok(None) if quitting => return exit::QUIT,
+                    Ok(None) => {
+                        let _ = out.show(&lost("the server closed the connection"));
+                        return exit::DISCONNECTED;
+                    }
+                    Err(e) => {
+                        let _ = out.show(&lost(&e.to_string()));
+                        return if quitting { exit::QUIT } else { exit::DISCONNECTED };
+                    }
+                }
+            }
+            () = tokio::time::sleep(QUIT_WAIT), if quitting => {
+                // The server did not confirm in time; we said goodbye, so this is still a quit.
+                return exit::QUIT;
+            }
+            () = interrupt.recv(), if !quitting => {
+                quitting = sender.quit("").await.is_ok();
+                if !quitting {
+                    return exit::QUIT;
+                }
+            }
+        }
+    }
+}
+
+/// Ctrl-C, registered once so that no press is missed between two waits.
+struct Interrupt {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupt {
+    fn new() -> Self {
+        Interrupt {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_ok() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+fn lost(message: &str) -> LineEvent {
+    LineEvent::Disconnected {
+        time: Utc::now(),
+        reason: "connection lost".to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+struct Output {
+    json: bool,
+    utc: bool,
+    me: String,
+}
+
+impl Output {
+    /// Prints one event; fails when standard output is gone (e.g. a closed pipe).
+    fn show(&mut self, ev: &LineEvent) -> io::Result<()> {
+        let text = if self.json {
+            ev.to_json()
+        } else {
+            ev.to_text(&self.me, self.utc)
+        };
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{text}")?;
+        stdout.flush()
+    }
+}
+
+/// Reads standard input on its own thread (a blocking read cannot be cancelled, and must not
+/// keep the process alive at exit), one line at a time.
+fn spawn_stdin_reader() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

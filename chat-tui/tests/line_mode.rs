@@ -1,0 +1,319 @@
+//! The line client end to end: real `chat-tui --plain` processes against a real server.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use chat_core::client::{ConnectOptions, connect};
+use chat_core::protocol::ServerFrame;
+use chat_server::{Config, Server};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_server() -> TestServer {
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().expect("addr")],
+        log_file: None,
+        stats_interval: None,
+        ..Config::default()
+    };
+    let server = Server::bind(config).await.expect("bind");
+    let addr = server.local_addrs()[0];
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    TestServer {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl TestServer {
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(WAIT, &mut self.task).await;
+    }
+}
+
+/// A `chat-tui --plain` process with its stdout read line by line on a thread.
+struct Plain {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Plain {
+    fn spawn(addr: SocketAddr, args: &[&str]) -> Plain {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-tui"))
+            .arg("--plain")
+            .arg("--utc")
+            .args(["--server", &addr.to_string()])
+            .args(args)
+            .env_remove("CHAT_NICK")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chat-tui");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Plain {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to chat-tui");
+        stdin.flush().expect("flush");
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for an output line containing `needle`; returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "timed out waiting for {needle:?}; output so far: {:#?}",
+                        self.seen
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("output ended before {needle:?}; output: {:#?}", self.seen)
+                }
+            }
+        }
+    }
+
+    /// Waits for the process to exit; returns its status code and stderr.
+    fn finish(mut self) -> (i32, String) {
+        self.stdin = None;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                // Collect the rest of the output for assertions.
+                while let Ok(line) = self.lines.try_recv() {
+                    self.seen.push(line);
+                }
+                return (status.code().unwrap_or(-1), err);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chat-tui did not exit; output: {:#?}",
+                self.seen
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_chat_and_send_private_messages() {
+    let server = start_server().await;
+    let mut alice = Plain::spawn(server.addr, &["--nick", "alice"]);
+    alice.expect("connected to");
+    alice.expect("1 online: alice");
+    let mut bob = Plain::spawn(server.addr, &["--nick", "bob"]);
+    bob.expect("2 online: alice, bob");
+    alice.expect("* bob joined");
+    let mut carol = Plain::spawn(server.addr, &["--nick", "carol"]);
+    carol.expect("3 online");
+
+    alice.type_line("hello bob");
+    let line = bob.expect("<alice> hello bob");
+    assert!(
+        line.len() > 9 && line.as_bytes()[2] == b':' && line.as_bytes()[5] == b':',
+        "starts with HH:MM:SS: {line}"
+    );
+    alice.expect("<alice> hello bob");
+
+    alice.type_line("/msg bob psst");
+    bob.expect("[PM alice → you] psst");
+    alice.expect("[PM you → bob] psst");
+
+    bob.type_line("/me waves");
+    alice.expect("* bob waves");
+
+    // Carol saw the public messages but not the private one.
+    alice.type_line("after the secret");
+    carol.expect("<alice> after the secret");
+    assert!(carol.seen.iter().any(|l| l.contains("<alice> hello bob")));
+    assert!(
+        !carol.seen.iter().any(|l| l.contains("psst")),
+        "{:#?}",
+        carol.seen
+    );
+
+    bob.type_line("/who");
+    bob.expect("3 online in lobby: alice, bob, carol");
+
+    bob.type_line("/msg nobody hello?");
+    bob.expect("! not online: nobody");
+
+    alice.type_line("/quit see you");
+    alice.expect("you left (see you)");
+    let (code, _) = alice.finish();
+    assert_eq!(code, 0, "quit exits with 0");
+    bob.expect("* alice left (see you)");
+
+    // End of input is a clean quit too.
+    carol.close_stdin();
+    let (code, _) = carol.finish();
+    assert_eq!(code, 0);
+    bob.expect("* carol left");
+    drop(bob);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_input_is_sent_before_the_client_leaves() {
+    let server = start_server().await;
+    let mut watcher = connect(&server.addr.to_string(), &ConnectOptions::new("watcher"))
+        .await
+        .expect("connect");
+    let mut bot = Plain::spawn(server.addr, &["--nick", "bot"]);
+    bot.type_line("first line");
+    bot.type_line("second line");
+    bot.close_stdin();
+    let (code, _) = bot.finish();
+    assert_eq!(code, 0);
+    let mut texts = Vec::new();
+    let got_both = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(frame)) = watcher.events.next().await {
+            if let ServerFrame::Message(m) = frame {
+                texts.push(m.body.text().to_owned());
+                if texts.len() == 2 {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(got_both.is_ok(), "{texts:?}");
+    assert_eq!(texts, ["first line", "second line"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nickname_is_asked_for_when_not_given() {
+    let server = start_server().await;
+    let mut c = Plain::spawn(server.addr, &[]);
+    c.type_line("prompted");
+    c.expect("connected to");
+    c.expect("1 online: prompted");
+    c.type_line("/quit");
+    assert_eq!(c.finish().0, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_is_one_object_per_event() {
+    let server = start_server().await;
+    let mut c = Plain::spawn(server.addr, &["--nick", "jay", "--json"]);
+    let welcome: serde_json::Value = serde_json::from_str(&c.expect("\"welcome\"")).expect("json");
+    assert_eq!(welcome["nick"], "jay");
+    c.type_line("structured");
+    let msg: serde_json::Value = serde_json::from_str(&c.expect("structured")).expect("json");
+    assert_eq!(msg["type"], "message");
+    assert_eq!(msg["from"], "jay");
+    assert_eq!(msg["room"], "lobby");
+    assert_eq!(msg["own"], true);
+    assert!(msg["id"].as_u64().is_some());
+    assert!(msg["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    c.type_line("/quit");
+    assert_eq!(c.finish().0, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_a_clear_error() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = unused.local_addr().expect("addr");
+    drop(unused);
+    let c = Plain::spawn(addr, &["--nick", "lonely"]);
+    let (code, err) = c.finish();
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("cannot connect") && err.contains("connection refused"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_nickname_is_a_clear_error() {
+    let server = start_server().await;
+    let (code, err) = Plain::spawn(server.addr, &["--nick", "*sneaky"]).finish();
+    assert_eq!(code, 4);
+    assert!(err.contains("reserved for guests"), "{err}");
+    let (code, err) = Plain::spawn(server.addr, &["--nick", "two words"]).finish();
+    assert_eq!(code, 4);
+    assert!(err.contains("whitespace"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_going_away_is_reported_and_exits_non_zero() {
+    let server = start_server().await;
+    let mut c = Plain::spawn(server.addr, &["--nick", "stayer"]);
+    c.expect("connected to");
+    server.stop().await;
+    c.expect("disconnected (server shutting down)");
+    let (code, _) = c.finish();
+    assert_eq!(code, 5);
+}
+
+#[test]
+fn without_plain_the_user_is_told_what_to_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-tui"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--plain"));
+}
