@@ -1,6 +1,8 @@
 //! `chat-server`: parses the command line, sets up console logging, and runs the server until
 //! Ctrl-C or SIGTERM.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -8,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use chat_server::{Cli, Server};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -17,7 +19,16 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    match serve(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     let default_log = directories::ProjectDirs::from("", "", "chat-suite")
         .map(|dirs| dirs.data_dir().join("messages.jsonl"));
     let config = cli.into_config(default_log)?;

@@ -394,7 +394,8 @@ async fn bad_messages_get_errors_and_the_connection_stays() {
     let server = TestServer::start_with(|c| c.max_message_len = 100).await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
-    let cases: Vec<(Target, String, fn(&ErrorCode) -> bool)> = vec![
+    type Check = fn(&ErrorCode) -> bool;
+    let cases: Vec<(Target, String, Check)> = vec![
         (Target::Room("lobby".into()), "x".repeat(101), |c| {
             matches!(c, ErrorCode::MessageTooLong { max: 100 })
         }),
