@@ -431,3 +431,40 @@ async fn bad_messages_get_errors_and_the_connection_stays() {
     still_chatting(&mut alice, &mut bob, "still here").await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn several_listen_addresses_serve_the_same_chat() {
+    // IPv6 loopback is used when this machine has it; 127.0.0.2 is always on Linux loopback.
+    let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let second = if v6 { "[::1]:0" } else { "127.0.0.2:0" };
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = chat_server::Config {
+        listen: vec![
+            "127.0.0.1:0".parse().expect("v4"),
+            second.parse().expect("second"),
+        ],
+        log_file: Some(dir.path().join("log.jsonl")),
+        stats_interval: None,
+        ..chat_server::Config::default()
+    };
+    let server = chat_server::Server::bind(config).await.expect("bind both");
+    let addrs = server.local_addrs();
+    assert_eq!(addrs.len(), 2);
+    assert_eq!(addrs[1].is_ipv6(), v6);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    let mut a = connect(&addrs[0].to_string(), &ConnectOptions::new("four"))
+        .await
+        .expect("v4");
+    let mut b = connect(&addrs[1].to_string(), &ConnectOptions::new("other"))
+        .await
+        .expect("second");
+    still_chatting(&mut a, &mut b, "across listeners").await;
+    let _ = tx.send(());
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("stops")
+        .expect("task");
+}

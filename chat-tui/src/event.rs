@@ -307,3 +307,110 @@ fn clean(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 12, 4, 31)
+            .single()
+            .expect("time")
+    }
+
+    fn msg(from: &str, to: Option<Vec<&str>>, text: &str, action: bool, own: bool) -> LineEvent {
+        LineEvent::Message {
+            time: at(),
+            id: 1,
+            from: from.into(),
+            room: to.is_none().then(|| "lobby".into()),
+            to: to.map(|t| t.into_iter().map(String::from).collect()),
+            text: text.into(),
+            action,
+            own,
+        }
+    }
+
+    #[test]
+    fn message_lines() {
+        let t = |e: LineEvent| e.to_text("me", true);
+        assert_eq!(
+            t(msg("alice", None, "hi", false, false)),
+            "12:04:31 <alice> hi"
+        );
+        assert_eq!(
+            t(msg("alice", None, "waves", true, false)),
+            "12:04:31 * alice waves"
+        );
+        assert_eq!(
+            t(msg("alice", Some(vec!["me"]), "psst", false, false)),
+            "12:04:31 [PM alice → you] psst"
+        );
+        assert_eq!(
+            t(msg(
+                "alice",
+                Some(vec!["me", "carol"]),
+                "both",
+                false,
+                false
+            )),
+            "12:04:31 [PM alice → you, carol] both"
+        );
+        assert_eq!(
+            t(msg("me", Some(vec!["bob"]), "hey", false, true)),
+            "12:04:31 [PM you → bob] hey"
+        );
+        assert_eq!(
+            t(msg("alice", None, "one\ntwo", false, false)),
+            "12:04:31 <alice> one\n         two"
+        );
+    }
+
+    #[test]
+    fn nothing_received_can_drive_the_terminal() {
+        let line = msg("alice", None, "\u{1b}[2Jboom\u{7}", false, false).to_text("me", true);
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(line.contains("boom"));
+    }
+
+    #[test]
+    fn presence_lines() {
+        let left = |reason, message: &str| LineEvent::Leave {
+            time: at(),
+            nick: "bob".into(),
+            reason,
+            message: message.into(),
+        };
+        assert_eq!(
+            left(DisconnectReason::Quit, "").to_text("me", true),
+            "12:04:31 * bob left"
+        );
+        assert_eq!(
+            left(DisconnectReason::Quit, "lunch").to_text("me", true),
+            "12:04:31 * bob left (lunch)"
+        );
+        assert_eq!(
+            left(DisconnectReason::SendQueueExceeded, "x").to_text("me", true),
+            "12:04:31 * bob left (send queue exceeded)"
+        );
+        let join = LineEvent::Join {
+            time: at(),
+            nick: "*g".into(),
+            relayed: true,
+        };
+        assert_eq!(
+            join.to_text("me", true),
+            "12:04:31 * *g joined (guest, via relay)"
+        );
+    }
+
+    #[test]
+    fn json_has_a_type_and_millisecond_times() {
+        let json: serde_json::Value =
+            serde_json::from_str(&msg("alice", None, "hi", false, false).to_json()).expect("json");
+        assert_eq!(json["type"], "message");
+        assert_eq!(json["time"], "2026-11-21T12:04:31.000Z");
+        assert_eq!(json["room"], "lobby");
+    }
+}
