@@ -39,19 +39,35 @@ pub enum NickError {
     Comma,
     /// Starts with a reserved character.
     #[error(
-        "a nickname must not start with '{0}' ('*' marks relayed guests, '#' rooms, '@' operators)"
+        "a nickname must not start with '{0}' or a look-alike \
+         ('*' marks relayed guests, '#' rooms, '@' operators)"
     )]
     ReservedStart(char),
+    /// A nickname presented through a relay lacks the `*` prefix.
+    #[error("a relayed guest's nickname must start with '*'")]
+    MissingRelayPrefix,
 }
 
 /// Checks a nickname a client asks for directly (not through a relay).
 pub fn validate_nick(nick: &str) -> Result<(), NickError> {
-    if let Some(first) = nick.chars().next()
-        && RESERVED_FIRST.contains(&first)
-    {
-        return Err(NickError::ReservedStart(first));
+    if let Some(reserved) = reserved_start(nick) {
+        return Err(NickError::ReservedStart(reserved));
     }
     validate_body(nick)
+}
+
+/// The reserved character `nick` starts with, as written, once folded (fullwidth `＊` is
+/// `*`), or as its look-alike skeleton (`﹡`, `⁎`).
+fn reserved_start(nick: &str) -> Option<char> {
+    let candidates = [
+        nick.chars().next(),
+        fold(nick).chars().next(),
+        unicode_security::skeleton(nick).next(),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|c| RESERVED_FIRST.contains(c))
 }
 
 /// Checks a nickname presented through a relay: `*` followed by a valid nickname, 32
@@ -62,7 +78,7 @@ pub fn validate_relayed_nick(nick: &str) -> Result<(), NickError> {
             validate_nick(rest)?;
             validate_body(nick)
         }
-        None => Err(NickError::Empty),
+        None => Err(NickError::MissingRelayPrefix),
     }
 }
 
@@ -277,6 +293,17 @@ mod tests {
             );
         }
         assert_eq!(validate_nick("x*"), Ok(()));
+        for lookalike in [
+            "\u{FF0A}alice",
+            "\u{FE61}alice",
+            "\u{FF03}room",
+            "\u{FF20}op",
+        ] {
+            assert!(
+                matches!(validate_nick(lookalike), Err(NickError::ReservedStart(_))),
+                "{lookalike}"
+            );
+        }
     }
 
     #[test]
@@ -289,7 +316,10 @@ mod tests {
             relayed_nick(&"a".repeat(32)),
             Err(NickError::TooLong { max: 32, len: 33 })
         );
-        assert_eq!(validate_relayed_nick("alice"), Err(NickError::Empty));
+        assert_eq!(
+            validate_relayed_nick("alice"),
+            Err(NickError::MissingRelayPrefix)
+        );
         assert_eq!(validate_relayed_nick("*"), Err(NickError::Empty));
     }
 

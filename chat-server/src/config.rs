@@ -28,7 +28,7 @@ pub struct Config {
     /// Most simultaneous connections (handshaking ones included).
     pub max_clients: usize,
     /// Secret a relay must present to connect guests; `None` accepts no relay.
-    pub relay_secret: Option<String>,
+    pub relay_secret: Option<Secret>,
     /// Largest frame payload accepted from a client, in bytes.
     pub max_frame: usize,
     /// Largest message text, in bytes.
@@ -132,7 +132,7 @@ pub struct Cli {
     /// Secret that relays must present to connect `*` guests. Prefer the environment variable
     /// or --relay-secret-file: command lines are visible to other users. No secret, no relays.
     #[arg(long, env = "CHAT_RELAY_SECRET", hide_env_values = true)]
-    pub relay_secret: Option<String>,
+    pub relay_secret: Option<Secret>,
 
     /// Read the relay secret from this file (first line).
     #[arg(long, env = "CHAT_RELAY_SECRET_FILE", conflicts_with = "relay_secret")]
@@ -172,12 +172,18 @@ impl Cli {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("cannot read the relay secret file {}", path.display())
                 })?;
-                Some(text.lines().next().unwrap_or("").to_owned())
+                Some(Secret::from(text.lines().next().unwrap_or("")))
             }
             (None, None) => None,
         };
-        if relay_secret.as_deref().is_some_and(str::is_empty) {
+        if relay_secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
             anyhow::bail!("the relay secret must not be empty");
+        }
+        if self.max_message_len == 0 || self.max_message_len > self.max_frame - 1024 {
+            anyhow::bail!(
+                "--max-message-len must be between 1 and --max-frame minus 1024 ({})",
+                self.max_frame - 1024
+            );
         }
         if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
             anyhow::bail!("--rate-per-sec must be a positive number");
@@ -207,13 +213,43 @@ impl Cli {
             max_clients: self.max_clients.max(1),
             relay_secret,
             max_frame: self.max_frame,
-            max_message_len: self.max_message_len.min(self.max_frame / 2),
+            max_message_len: self.max_message_len,
             max_targets: Config::default().max_targets,
             send_queue_bytes: self.send_queue_bytes.max(self.max_frame + 1024),
             hello_timeout: Duration::from_secs(self.hello_timeout.max(1)),
             http_port: self.http_port,
             ws_port: self.ws_port,
         })
+    }
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for comparing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
     }
 }
 
@@ -257,6 +293,26 @@ mod tests {
         assert_eq!(cfg.rate, RateConfig::default());
         assert_eq!(cfg.stats_interval, Some(Duration::from_secs(60)));
         assert_eq!(cfg.relay_secret, None);
+    }
+
+    #[test]
+    fn the_relay_secret_never_shows_in_debug_output() {
+        let cli = Cli::try_parse_from(["chat-server", "--relay-secret", "hunter2"]).expect("parse");
+        assert!(!format!("{cli:?}").contains("hunter2"));
+        let cfg = cli.into_config(None).expect("config");
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        assert_eq!(
+            cfg.relay_secret.as_ref().map(Secret::expose),
+            Some("hunter2")
+        );
+    }
+
+    #[test]
+    fn a_message_limit_that_cannot_fit_in_a_frame_is_an_error() {
+        let cli =
+            Cli::try_parse_from(["chat-server", "--max-message-len", "65536"]).expect("parse");
+        let err = cli.into_config(None).expect_err("too big");
+        assert!(err.to_string().contains("--max-message-len"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use chat_core::protocol::{
     Welcome,
 };
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -65,6 +65,8 @@ pub(crate) struct JoinRequest {
     pub addr: SocketAddr,
     pub relayed: bool,
     pub outbox: Arc<Outbox>,
+    /// Answered once the Welcome is queued; dropped if the client is not admitted.
+    pub joined: oneshot::Sender<()>,
 }
 
 #[derive(Debug)]
@@ -99,6 +101,10 @@ pub(crate) struct Hub {
     log: Option<LogSender>,
     /// Clients whose queue overflowed while handling the current command.
     overflowed: Vec<ConnId>,
+    /// Everyone has been told goodbye; nobody new is admitted.
+    closing: bool,
+    /// The log queue was full at the last record.
+    log_behind: bool,
 }
 
 const SERVER_NAME: &str = concat!("chat-server/", env!("CARGO_PKG_VERSION"));
@@ -124,17 +130,32 @@ impl Hub {
             next_seq: 1,
             log,
             overflowed: Vec::new(),
+            closing: false,
+            log_behind: false,
         }
     }
 
-    /// Handles commands until `shutdown` fires (or every session is gone), then says `Bye`
-    /// to everyone still connected.
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, shutdown: CancellationToken) {
+    /// Handles commands until every session is gone (or `stop` fires). When `shutdown` fires
+    /// it first handles what sessions had already read, then says `Bye` to everyone and admits
+    /// nobody new, but keeps recording events (refused handshakes, late disconnects) until the
+    /// sessions have finished.
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        shutdown: CancellationToken,
+        stop: CancellationToken,
+    ) {
         let mut batch = Vec::with_capacity(64);
         loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
+                () = stop.cancelled() => break,
+                () = shutdown.cancelled(), if !self.closing => {
+                    while let Ok(cmd) = rx.try_recv() {
+                        self.handle(cmd);
+                    }
+                    self.say_goodbye();
+                }
                 n = rx.recv_many(&mut batch, 64) => {
                     if n == 0 {
                         break;
@@ -145,10 +166,14 @@ impl Hub {
                 }
             }
         }
-        // What was already read from clients is still handled before everyone is told bye.
         while let Ok(cmd) = rx.try_recv() {
             self.handle(cmd);
         }
+        self.say_goodbye();
+    }
+
+    fn say_goodbye(&mut self) {
+        self.closing = true;
         let everyone: Vec<ConnId> = self.clients.keys().copied().collect();
         for conn in everyone {
             self.remove(
@@ -199,6 +224,14 @@ impl Hub {
     }
 
     fn join(&mut self, req: JoinRequest) {
+        if self.closing {
+            let bye = encode(&ServerFrame::Bye {
+                reason: DisconnectReason::ServerShutdown,
+                message: "the server is shutting down".to_owned(),
+            });
+            req.outbox.close(bye, false);
+            return;
+        }
         let now = Utc::now();
         let (nick, nick_change) = self.assign_nick(&req.nick);
         let keys = names::nick_keys(&nick);
@@ -255,6 +288,7 @@ impl Hub {
             },
         });
         self.push_to(req.conn, &welcome);
+        let _ = req.joined.send(());
 
         self.emit(
             EventKind::Join {
@@ -580,7 +614,20 @@ impl Hub {
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(log) = &self.log {
-            let _ = log.send(Arc::new(Event { seq, ts, kind }));
+            match log.try_send(Arc::new(Event { seq, ts, kind })) {
+                Ok(()) => self.log_behind = false,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    Stats::add(&self.stats.log_dropped, 1);
+                    if !self.log_behind {
+                        tracing::warn!(
+                            "the message log cannot keep up with the disk: dropping records \
+                             (counted as log_dropped)"
+                        );
+                        self.log_behind = true;
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
     let default_log = directories::ProjectDirs::from("", "", "chat-suite")
         .map(|dirs| dirs.data_dir().join("messages.jsonl"));
     let config = cli.into_config(default_log)?;
@@ -48,34 +49,46 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     if config.relay_secret.is_some() {
         tracing::info!("relayed guests: accepted from relays presenting the secret");
     }
-    server.run(shutdown_signal()).await;
+    server.run(signals.wait()).await;
     Ok(())
 }
 
-/// Resolves on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Ctrl-C and SIGTERM, registered before the server binds so that a signal arriving during
+/// start-up is not lost (and does not kill the process without a goodbye).
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?,
+                terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Resolves on the first Ctrl-C or SIGTERM.
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("Ctrl-C received"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("Ctrl-C received");
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
     }
 }

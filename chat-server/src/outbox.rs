@@ -35,8 +35,11 @@ pub(crate) enum PushError {
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Bytes>,
+    /// Bytes queued plus bytes taken by the writer and not yet written.
     bytes: usize,
     closed: bool,
+    /// Closed because writing to the socket failed (not by the hub).
+    failed: bool,
 }
 
 /// A byte-bounded queue of encoded frames for one connection.
@@ -103,6 +106,17 @@ impl Outbox {
         self.closed.cancel();
     }
 
+    /// Closes the queue because the socket failed; the session then reports the client gone.
+    fn fail(&self) {
+        self.lock().failed = true;
+        self.close(None, true);
+    }
+
+    /// Whether the queue was closed because writing failed (rather than by the hub).
+    pub(crate) fn failed(&self) -> bool {
+        self.lock().failed
+    }
+
     /// Resolves once the queue is closed.
     pub(crate) async fn closed(&self) {
         self.closed.cancelled().await;
@@ -114,6 +128,12 @@ impl Outbox {
         self.closed.is_cancelled()
     }
 
+    /// The writer has written `n` bytes it had taken.
+    fn written(&self, n: usize) {
+        let mut st = self.lock();
+        st.bytes = st.bytes.saturating_sub(n);
+    }
+
     /// Moves everything queued into `batch`, waiting until there is something. Returns false
     /// when the queue is closed and empty: the writer is done.
     async fn take(&self, batch: &mut VecDeque<Bytes>) -> bool {
@@ -121,8 +141,9 @@ impl Outbox {
             {
                 let mut st = self.lock();
                 if !st.queue.is_empty() {
+                    // The bytes stay counted until written (see `written`), so the limit
+                    // covers what the writer holds too.
                     batch.append(&mut st.queue);
-                    st.bytes = 0;
                     return true;
                 }
                 if st.closed {
@@ -161,11 +182,12 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
         };
         match written {
             Ok(n) => {
+                outbox.written(n);
                 stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(_) => {
-                // The peer is gone; the reading side notices and reports it.
-                outbox.close(None, true);
+                // The peer is gone; the session sees the failure and reports the client gone.
+                outbox.fail();
                 break;
             }
         }
@@ -211,6 +233,48 @@ async fn write_batch<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bytes_taken_by_the_writer_count_until_written() {
+        let ob = Outbox::new(10);
+        ob.push(Bytes::from_static(b"12345678")).expect("push");
+        let mut batch = VecDeque::new();
+        assert!(ob.take(&mut batch).await);
+        assert_eq!(ob.push(Bytes::from_static(b"123")), Err(PushError::Full));
+        ob.written(8);
+        assert_eq!(ob.push(Bytes::from_static(b"123")), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_marks_the_outbox_failed() {
+        struct Broken;
+        impl AsyncWrite for Broken {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &[u8],
+            ) -> std::task::Poll<io::Result<usize>> {
+                std::task::Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let ob = Arc::new(Outbox::new(100));
+        ob.push(Bytes::from_static(b"lost")).expect("push");
+        run_writer(Broken, ob.clone(), Arc::new(Stats::default())).await;
+        assert!(ob.is_closed());
+        assert!(ob.failed());
+    }
 
     #[test]
     fn push_respects_the_byte_limit() {

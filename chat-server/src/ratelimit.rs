@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// Longest mute applied, whatever the configuration says.
+pub const MAX_MUTE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Rate-limit settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateConfig {
@@ -72,8 +75,9 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter with a full bucket.
-    pub fn new(config: RateConfig, now: Instant) -> Self {
+    /// A limiter with a full bucket. Mutes are capped at a day.
+    pub fn new(mut config: RateConfig, now: Instant) -> Self {
+        config.mute = config.mute.min(MAX_MUTE);
         RateLimiter {
             config,
             tokens: f64::from(config.burst),

@@ -7,10 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use chat_core::frame::encode_frame;
-use chat_core::protocol::{MAX_SERVER_FRAME, RejectReason, Rejected, ServerFrame};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +21,8 @@ use crate::stats::Stats;
 
 /// Commands that may wait for the hub before sessions stop reading their sockets.
 const HUB_QUEUE: usize = 4096;
+/// Connections over `--max-clients` being told so at the same time; beyond, they are dropped.
+const MAX_REFUSALS: usize = 64;
 /// How long shutdown waits for connections to deliver their final `Bye`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -117,7 +116,8 @@ impl Server {
         };
         let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
         let hub = Hub::new(config.clone(), stats.clone(), log_tx);
-        let hub_task = tokio::spawn(hub.run(hub_rx, token.clone()));
+        let hub_stop = CancellationToken::new();
+        let hub_task = tokio::spawn(hub.run(hub_rx, token.clone(), hub_stop.clone()));
 
         let shared = Arc::new(Shared {
             config: config.clone(),
@@ -128,8 +128,14 @@ impl Server {
             next_conn: AtomicU64::new(1),
         });
         let slots = Arc::new(Semaphore::new(config.max_clients));
+        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
         for listener in listeners {
-            tracker.spawn(accept_loop(listener, shared.clone(), slots.clone()));
+            tracker.spawn(accept_loop(
+                listener,
+                shared.clone(),
+                slots.clone(),
+                refusals.clone(),
+            ));
         }
         if let Some(every) = config.stats_interval {
             tracker.spawn(report_stats(shared.clone(), every));
@@ -149,6 +155,9 @@ impl Server {
                 SHUTDOWN_GRACE.as_secs()
             );
         }
+        // Every session is done (or past its grace): the hub records what is left and ends,
+        // dropping the log's sender; the log writer then drains, flushes and ends.
+        hub_stop.cancel();
         let _ = hub_task.await;
         if let Some(task) = log_task {
             let _ = task.await;
@@ -163,7 +172,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -173,18 +187,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Sema
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        shared
-                            .tracker
-                            .spawn(session::serve(stream, peer, shared.clone(), permit));
-                    }
-                    Err(_) => {
-                        shared
-                            .tracker
-                            .spawn(refuse_full(stream, peer, shared.clone()));
-                    }
+                Stats::add(&shared.stats.connections_total, 1);
+                if let Ok(permit) = slots.clone().try_acquire_owned() {
+                    shared
+                        .tracker
+                        .spawn(session::serve(stream, peer, shared.clone(), permit));
+                } else if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    let shared = shared.clone();
+                    shared.tracker.clone().spawn(async move {
+                        session::refuse_full(stream, peer, shared).await;
+                        drop(permit);
+                    });
                 }
+                // Beyond that, the connection is simply dropped: explaining costs more than
+                // opening a socket costs an attacker.
             }
             Err(e) => {
                 // Typically out of file descriptors: wait instead of spinning.
@@ -196,30 +212,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Sema
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
-    }
-}
-
-async fn refuse_full(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let max = shared.config.max_clients;
-    let message = format!("the server is full ({max} connections); try again later");
-    let _ = shared
-        .hub
-        .send(Cmd::Record(EventKind::Rejected {
-            addr: peer.to_string(),
-            nick: None,
-            reason: message.clone(),
-        }))
-        .await;
-    let frame = ServerFrame::Rejected(Rejected {
-        reason: RejectReason::ServerFull,
-        message,
-    });
-    if let Ok(bytes) = encode_frame(&frame, MAX_SERVER_FRAME) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            stream.write_all(&bytes).await?;
-            stream.shutdown().await
-        })
-        .await;
     }
 }
 

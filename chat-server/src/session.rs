@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -91,7 +91,6 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
 ) {
-    Stats::add(&shared.stats.connections_total, 1);
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let mut reader: Reader = FrameReader::new(
@@ -133,14 +132,14 @@ async fn handshake(
     let mut relayed = false;
     let mut frame = next_handshake_frame(reader, peer).await?;
     if let ClientFrame::RelayHello(relay) = frame {
-        let Some(secret) = shared.config.relay_secret.as_deref() else {
+        let Some(secret) = shared.config.relay_secret.as_ref() else {
             return Err(Refusal::new(
                 RejectReason::RelayRefused,
                 "this server does not accept relayed connections",
                 peer,
             ));
         };
-        if !bool::from(relay.secret.as_bytes().ct_eq(secret.as_bytes())) {
+        if !bool::from(relay.secret.as_bytes().ct_eq(secret.expose().as_bytes())) {
             return Err(Refusal::new(
                 RejectReason::RelayRefused,
                 "the relay's secret does not match the server's",
@@ -301,6 +300,7 @@ where
     let writer = shared
         .tracker
         .spawn(run_writer(w, outbox.clone(), shared.stats.clone()));
+    let (joined_tx, joined_rx) = oneshot::channel();
     let join = Cmd::Join(Box::new(JoinRequest {
         conn,
         version: accepted.version,
@@ -309,37 +309,102 @@ where
         addr: accepted.addr,
         relayed: accepted.relayed,
         outbox: outbox.clone(),
+        joined: joined_tx,
     }));
-    if shared.hub.send(join).await.is_err() {
-        outbox.close(None, true);
+    // Nothing is read until the Welcome is queued, so no direct answer can overtake it.
+    let admitted = shared.hub.send(join).await.is_ok()
+        && tokio::select! {
+            res = joined_rx => res.is_ok(),
+            () = outbox.closed() => false,
+        };
+    if !admitted {
+        close_for_shutdown(&outbox);
         let _ = writer.await;
         return;
     }
     reader.set_max_frame(config.max_frame);
-    let mut limiter = RateLimiter::new(config.rate, Instant::now());
+    let end = read_loop(&mut reader, conn, &outbox, shared).await;
 
-    let end = loop {
+    let linger_after = matches!(
+        end,
+        End::Leave(
+            DisconnectReason::ProtocolError | DisconnectReason::Flooding,
+            _
+        )
+    );
+    match end {
+        End::Leave(reason, message) => {
+            let leave = Cmd::Leave {
+                conn,
+                reason,
+                message,
+            };
+            if shared.hub.send(leave).await.is_err() {
+                close_for_shutdown(&outbox);
+            }
+        }
+        End::HubGone => close_for_shutdown(&outbox),
+        End::ClosedByHub => {}
+        End::Shutdown => {
+            // The hub says bye to every client it knows, after handling what was already
+            // read. Give it that chance; close here only if it never comes.
+            let _ = tokio::time::timeout(LINGER, outbox.closed()).await;
+            close_for_shutdown(&outbox);
+        }
+    }
+    let _ = writer.await;
+    if linger_after {
+        linger(reader).await;
+    }
+}
+
+/// How a connection's read loop ended.
+enum End {
+    /// The client leaves; the hub must be told why.
+    Leave(DisconnectReason, String),
+    /// The hub already removed the client (quit handled, queue overflow, shutdown).
+    ClosedByHub,
+    /// The server is shutting down.
+    Shutdown,
+    /// The hub is no longer running.
+    HubGone,
+}
+
+/// Reads, checks and forwards frames until the connection ends.
+async fn read_loop(reader: &mut Reader, conn: ConnId, outbox: &Outbox, shared: &Shared) -> End {
+    let config = &shared.config;
+    let mut limiter = RateLimiter::new(config.rate, Instant::now());
+    loop {
         let frame = tokio::select! {
             biased;
-            () = outbox.closed() => break None,
-            () = shared.shutdown.cancelled() => break None,
+            () = outbox.closed() => {
+                return if outbox.failed() {
+                    End::Leave(
+                        DisconnectReason::ConnectionClosed,
+                        "connection lost while sending to the client".to_owned(),
+                    )
+                } else {
+                    End::ClosedByHub
+                };
+            }
+            () = shared.shutdown.cancelled() => return End::Shutdown,
             frame = reader.recv() => frame,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => {
-                break Some((
+                return End::Leave(
                     DisconnectReason::ConnectionClosed,
-                    "connection closed".to_owned(),
-                ));
+                    "connection closed".into(),
+                );
             }
             Err(e) if e.is_protocol_violation() => {
-                break Some((DisconnectReason::ProtocolError, e.to_string()));
+                return End::Leave(DisconnectReason::ProtocolError, e.to_string());
             }
-            Err(e) => break Some((DisconnectReason::ConnectionClosed, e.to_string())),
+            Err(e) => return End::Leave(DisconnectReason::ConnectionClosed, e.to_string()),
         };
         if let ClientFrame::Quit { reason } = frame {
-            break Some((DisconnectReason::Quit, clean_quit_message(&reason)));
+            return End::Leave(DisconnectReason::Quit, clean_quit_message(&reason));
         }
         let tag = match &frame {
             ClientFrame::Send(out) => Some(out.tag),
@@ -351,13 +416,13 @@ where
                 Stats::add(&shared.stats.rate_limited, 1);
                 let retry_after_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX);
                 if !reply(
-                    &outbox,
+                    outbox,
                     &ServerFrame::RateLimited {
                         tag,
                         retry_after_ms,
                     },
                 ) {
-                    break Some(overflow(config));
+                    return overflow(config);
                 }
                 if first {
                     let cmd = Cmd::RateLimited {
@@ -365,24 +430,24 @@ where
                         retry_after_ms: u64::from(retry_after_ms),
                     };
                     if shared.hub.send(cmd).await.is_err() {
-                        break None;
+                        return End::HubGone;
                     }
                 }
                 continue;
             }
             Verdict::Kick => {
-                break Some((
+                return End::Leave(
                     DisconnectReason::Flooding,
                     "disconnected for flooding: kept sending while rate-limited".to_owned(),
-                ));
+                );
             }
         }
         let cmd = match frame {
             ClientFrame::Send(msg) => match check_outgoing(&msg, config) {
                 Ok(()) => Cmd::Send { conn, msg },
                 Err(err) => {
-                    if !reply(&outbox, &ServerFrame::Error(err)) {
-                        break Some(overflow(config));
+                    if !reply(outbox, &ServerFrame::Error(err)) {
+                        return overflow(config);
                     }
                     continue;
                 }
@@ -393,57 +458,55 @@ where
                     nonce,
                     server_time: Utc::now(),
                 };
-                if !reply(&outbox, &pong) {
-                    break Some(overflow(config));
+                if !reply(outbox, &pong) {
+                    return overflow(config);
                 }
                 continue;
             }
             ClientFrame::Hello(_) | ClientFrame::RelayHello(_) => {
-                break Some((
+                return End::Leave(
                     DisconnectReason::ProtocolError,
                     "the handshake was already done; Hello may be sent only once".to_owned(),
-                ));
+                );
             }
             ClientFrame::Quit { .. } => continue,
         };
         if shared.hub.send(cmd).await.is_err() {
-            break None;
+            return End::HubGone;
         }
-    };
-
-    let linger_after = matches!(
-        end,
-        Some((
-            DisconnectReason::ProtocolError | DisconnectReason::Flooding,
-            _
-        ))
-    );
-    if let Some((reason, message)) = end {
-        let leave = Cmd::Leave {
-            conn,
-            reason,
-            message,
-        };
-        if shared.hub.send(leave).await.is_err() {
-            outbox.close(None, true);
-        }
-    }
-    if shared.shutdown.is_cancelled() {
-        // Normally the hub says bye to everyone; this covers a session it never saw.
-        let bye = ServerFrame::Bye {
-            reason: DisconnectReason::ServerShutdown,
-            message: "the server is shutting down".into(),
-        };
-        outbox.close(encode_frame(&bye, MAX_SERVER_FRAME).ok(), false);
-    }
-    let _ = writer.await;
-    if linger_after {
-        linger(reader).await;
     }
 }
 
-fn overflow(config: &Config) -> (DisconnectReason, String) {
-    (
+/// Closes the outbox with a shutdown `Bye` unless it is closed already.
+fn close_for_shutdown(outbox: &Outbox) {
+    let bye = ServerFrame::Bye {
+        reason: DisconnectReason::ServerShutdown,
+        message: "the server is shutting down".into(),
+    };
+    outbox.close(encode_frame(&bye, MAX_SERVER_FRAME).ok(), false);
+}
+
+/// Refuses a connection over `--max-clients` with a clear frame and the same polite close as
+/// any refusal.
+pub(crate) async fn refuse_full(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let (r, w) = stream.into_split();
+    let reader: Reader = FrameReader::new(
+        Counting {
+            inner: r,
+            stats: shared.stats.clone(),
+        },
+        HANDSHAKE_MAX_FRAME,
+    );
+    let message = format!(
+        "the server is full ({} connections); try again later",
+        shared.config.max_clients
+    );
+    let refusal = Refusal::new(RejectReason::ServerFull, message, peer);
+    refuse(reader, w, refusal, &shared).await;
+}
+
+fn overflow(config: &Config) -> End {
+    End::Leave(
         DisconnectReason::SendQueueExceeded,
         format!(
             "send queue exceeded ({} bytes waiting): the client is not reading",

@@ -26,6 +26,8 @@ pub struct Stats {
     pub rate_limited: AtomicU64,
     /// Clients disconnected because their send queue filled up.
     pub slow_dropped: AtomicU64,
+    /// Log records dropped because the disk could not keep up.
+    pub log_dropped: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -41,6 +43,7 @@ pub struct StatsSnapshot {
     pub bytes_out: u64,
     pub rate_limited: u64,
     pub slow_dropped: u64,
+    pub log_dropped: u64,
 }
 
 impl Stats {
@@ -57,6 +60,7 @@ impl Stats {
             bytes_out: r(&self.bytes_out),
             rate_limited: r(&self.rate_limited),
             slow_dropped: r(&self.slow_dropped),
+            log_dropped: r(&self.log_dropped),
         }
     }
 
@@ -70,7 +74,8 @@ impl std::fmt::Display for StatsSnapshot {
         write!(
             f,
             "clients {} (peak {}), connections {}, messages in {}, deliveries {}, \
-             bytes in {} out {}, rate-limited {}, slow clients dropped {}",
+             bytes in {} out {}, rate-limited {}, slow clients dropped {}, \
+             log records dropped {}",
             self.clients_now,
             self.clients_peak,
             self.connections_total,
@@ -79,7 +84,8 @@ impl std::fmt::Display for StatsSnapshot {
             self.bytes_in,
             self.bytes_out,
             self.rate_limited,
-            self.slow_dropped
+            self.slow_dropped,
+            self.log_dropped
         )
     }
 }

@@ -59,9 +59,14 @@ async fn case_and_look_alike_nicknames_cannot_be_online_together() {
         assert_eq!(c.welcome.nick_change, Some(NickChange::Taken), "{other}");
         assert_ne!(c.welcome.nick, other);
     }
-    let _bob = server.client("AIice").await; // capital i
-    let c = server.client("Alice").await; // was taken by case folding anyway
-    assert_ne!(c.welcome.nick, "Alice");
+    let capital_i = server.client("AIice").await;
+    assert_eq!(
+        capital_i.welcome.nick_change,
+        Some(NickChange::Taken),
+        "AIice looks like alice"
+    );
+    let fullwidth = server.client("\u{FF41}lice").await;
+    assert_eq!(fullwidth.welcome.nick_change, Some(NickChange::Taken));
     server.stop().await;
 }
 

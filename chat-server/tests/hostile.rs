@@ -67,25 +67,52 @@ fn bye(frames: &[ServerFrame]) -> (DisconnectReason, String) {
     }
 }
 
-/// Starts a server with two chatting bystanders, runs `attack`, and checks the bystanders
-/// still chat afterwards and saw no trace of the attack.
+/// Starts a server with two chatting bystanders, runs `attack`, and checks that the
+/// bystanders still chat afterwards, that no attacker is left in the roster, and that the
+/// attack is in the log.
 async fn with_bystanders<F, Fut>(attack: F)
 where
     F: FnOnce(TestServer) -> Fut,
     Fut: std::future::Future<Output = TestServer>,
 {
-    let server = TestServer::start_with(|c| c.hello_timeout = Duration::from_millis(300)).await;
+    with_bystanders_and(|_| {}, attack).await
+}
+
+async fn with_bystanders_and<F, Fut>(tweak: impl FnOnce(&mut chat_server::Config), attack: F)
+where
+    F: FnOnce(TestServer) -> Fut,
+    Fut: std::future::Future<Output = TestServer>,
+{
+    let server = TestServer::start_with(tweak).await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
     still_chatting(&mut alice, &mut bob, "before").await;
     let server = attack(server).await;
     still_chatting(&mut alice, &mut bob, "after").await;
     still_chatting(&mut bob, &mut alice, "after, the other way").await;
+    // Attackers that got in are gone again (asking until the hub has handled their exit).
+    tokio::time::timeout(WAIT, async {
+        loop {
+            alice.sender.who("lobby").await.expect("who");
+            let roster = expect(&mut alice, "roster", |f| {
+                matches!(f, ServerFrame::Roster { .. })
+            })
+            .await;
+            if let ServerFrame::Roster { users, .. } = roster {
+                if users.iter().map(|u| u.nick.as_str()).collect::<Vec<_>>() == ["alice", "bob"] {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("only the bystanders remain online");
     let log = server.stop().await;
+    let bystander = |e: &serde_json::Value| e["nick"] == "alice" || e["nick"] == "bob";
     assert!(
         log.iter()
-            .any(|e| e["kind"] == "rejected" || e["kind"] == "disconnect"),
-        "the attack is logged"
+            .any(|e| e["kind"] == "rejected" || (e["kind"] == "disconnect" && !bystander(e))),
+        "the attack is logged: {log:#?}"
     );
 }
 
@@ -217,13 +244,16 @@ async fn newer_client_is_served_at_the_servers_version() {
 
 #[tokio::test]
 async fn no_hello_in_time() {
-    with_bystanders(|server| async move {
-        let (mut r, _w) = raw(&server).await;
-        let (reason, message) = rejection(&frames_until_close(&mut r).await);
-        assert_eq!(reason, RejectReason::HelloTimeout);
-        assert!(message.contains("no Hello"), "{message}");
-        server
-    })
+    with_bystanders_and(
+        |c| c.hello_timeout = Duration::from_millis(300),
+        |server| async move {
+            let (mut r, _w) = raw(&server).await;
+            let (reason, message) = rejection(&frames_until_close(&mut r).await);
+            assert_eq!(reason, RejectReason::HelloTimeout);
+            assert!(message.contains("no Hello"), "{message}");
+            server
+        },
+    )
     .await;
 }
 
@@ -464,10 +494,44 @@ async fn server_full_is_refused_clearly() {
     let server = TestServer::start_with(|c| c.max_clients = 2).await;
     let mut a = server.client("a").await;
     let mut b = server.client("b").await;
-    let (mut r, _w) = raw(&server).await;
-    let (reason, message) = rejection(&frames_until_close(&mut r).await);
-    assert_eq!(reason, RejectReason::ServerFull);
-    assert!(message.contains("full"), "{message}");
+    // A real client, which sends its Hello at once, still reads the refusal.
+    let opts = chat_core::ConnectOptions::new("third");
+    match chat_core::connect(&server.addr.to_string(), &opts).await {
+        Err(chat_core::ClientError::Rejected(r)) => {
+            assert_eq!(r.reason, RejectReason::ServerFull);
+            assert!(r.message.contains("full"), "{}", r.message);
+        }
+        other => panic!("expected a ServerFull rejection, got {other:?}"),
+    }
     still_chatting(&mut a, &mut b, "two is company").await;
+    drop(b);
+    expect(&mut a, "b left", |f| matches!(f, ServerFrame::Left { .. })).await;
+    let c = server.client("c").await;
+    assert_eq!(c.welcome.nick, "c", "a freed slot is usable again");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_reset_while_receiving_removes_the_user() {
+    with_bystanders(|server| async move {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let stream = socket.connect(server.addr).await.expect("connect");
+        stream.set_linger(Some(Duration::ZERO)).expect("linger");
+        let conn = chat_core::Connection::tcp(stream, HANDSHAKE_MAX_FRAME).expect("conn");
+        let victim = chat_core::client::handshake(conn, None, &chat_core::ConnectOptions::new("victim"))
+            .await
+            .expect("handshake");
+        let mut watcher = server.client("watcher").await;
+        drop(victim); // RST: the server's next read or write on it fails
+        for i in 0..20 {
+            watcher.sender.say("lobby", format!("into the void {i}")).await.expect("send");
+        }
+        expect(&mut watcher, "victim left", |f| {
+            matches!(f, ServerFrame::Left { nick, reason: DisconnectReason::ConnectionClosed, .. } if nick == "victim")
+        })
+        .await;
+        drop(watcher);
+        server
+    })
+    .await;
 }

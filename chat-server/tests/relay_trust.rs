@@ -122,7 +122,10 @@ async fn no_secret_configured_means_no_relays() {
 async fn relayed_connections_must_use_star_nicknames_that_follow_the_rules() {
     let server = TestServer::start_with(|c| c.relay_secret = Some("s3cret".into())).await;
     let (reason, _) = refused(via_relay(&server, "s3cret", "203.0.113.7:1", "plain").await);
-    assert_eq!(reason, RejectReason::InvalidNick(NickError::Empty));
+    assert_eq!(
+        reason,
+        RejectReason::InvalidNick(NickError::MissingRelayPrefix)
+    );
     let (reason, _) = refused(via_relay(&server, "s3cret", "203.0.113.7:1", "**x").await);
     assert_eq!(
         reason,

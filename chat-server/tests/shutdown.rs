@@ -60,6 +60,55 @@ async fn shutdown_says_bye_to_everyone_and_flushes_the_log() {
     );
 }
 
+#[tokio::test]
+async fn what_was_read_before_shutdown_is_delivered_and_logged_alike() {
+    let server = TestServer::start_with(|c| {
+        c.rate.burst = 1000;
+        c.rate.per_sec = 1000.0;
+    })
+    .await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    still_chatting(&mut alice, &mut bob, "warm-up").await;
+    for i in 0..200 {
+        alice
+            .sender
+            .say("lobby", format!("burst {i}"))
+            .await
+            .expect("send");
+    }
+    // Stop without waiting: some of the burst is still on its way through the server.
+    let log = server.stop().await;
+    let frames = read_to_end(&mut bob).await;
+    assert!(matches!(
+        frames.last(),
+        Some(ServerFrame::Bye {
+            reason: DisconnectReason::ServerShutdown,
+            ..
+        })
+    ));
+    let delivered: Vec<String> = frames
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Message(m) if m.body.text().starts_with("burst") => {
+                Some(m.body.text().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    let logged: Vec<String> = log
+        .iter()
+        .filter(|e| {
+            e["kind"] == "message" && e["text"].as_str().is_some_and(|t| t.starts_with("burst"))
+        })
+        .map(|e| e["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        delivered, logged,
+        "every logged message reached bob before his Bye, in order"
+    );
+}
+
 /// Kills the child if the test fails half-way.
 struct Child(std::process::Child);
 impl Drop for Child {

@@ -177,6 +177,62 @@ impl LineEvent {
     /// are indented so that every event starts with its time). `me` is our own nickname,
     /// shown as "you" in private-message labels; `utc` shows UTC instead of local time.
     pub fn to_text(&self, me: &str, utc: bool) -> String {
+        self.sanitized().render(me, utc)
+    }
+
+    /// A copy safe to print: no control characters anywhere, newlines only inside message
+    /// text, no bidirectional overrides (nothing received can drive or disguise the terminal).
+    fn sanitized(&self) -> LineEvent {
+        let mut ev = self.clone();
+        let one = |s: &mut String| *s = clean(s, false);
+        match &mut ev {
+            LineEvent::Welcome {
+                address,
+                server,
+                nick,
+                requested_nick,
+                roster,
+                ..
+            } => {
+                for s in [address, server, nick, requested_nick] {
+                    one(s);
+                }
+                roster.iter_mut().for_each(one);
+            }
+            LineEvent::Message {
+                from,
+                room,
+                to,
+                text,
+                ..
+            } => {
+                one(from);
+                room.iter_mut().for_each(one);
+                to.iter_mut().flatten().for_each(one);
+                *text = clean(text, true);
+            }
+            LineEvent::Join { nick, .. } => one(nick),
+            LineEvent::Leave { nick, message, .. } => {
+                one(nick);
+                one(message);
+            }
+            LineEvent::Roster { room, users, .. } => {
+                one(room);
+                users.iter_mut().for_each(one);
+            }
+            LineEvent::Error { message, .. } => one(message),
+            LineEvent::Disconnected {
+                reason, message, ..
+            } => {
+                one(reason);
+                one(message);
+            }
+            LineEvent::Help { .. } | LineEvent::RateLimited { .. } => {}
+        }
+        ev
+    }
+
+    fn render(&self, me: &str, utc: bool) -> String {
         let stamp = |t: &DateTime<Utc>| {
             if utc {
                 t.format("%H:%M:%S").to_string()
@@ -184,7 +240,7 @@ impl LineEvent {
                 t.with_timezone(&Local).format("%H:%M:%S").to_string()
             }
         };
-        let line = match self {
+        match self {
             LineEvent::Welcome {
                 time,
                 address,
@@ -204,7 +260,7 @@ impl LineEvent {
                     roster.len(),
                     roster.join(", ")
                 ));
-                return clean(&s);
+                return s;
             }
             LineEvent::Message {
                 time,
@@ -237,7 +293,7 @@ impl LineEvent {
                     }
                 };
                 let indent = " ".repeat(9);
-                let body = clean(text).replace('\n', &format!("\n{indent}"));
+                let body = text.replace('\n', &format!("\n{indent}"));
                 format!("{} {who} {body}", stamp(time))
             }
             LineEvent::Join {
@@ -285,8 +341,7 @@ impl LineEvent {
                 _ => format!("{} * disconnected ({reason}): {message}", stamp(time)),
             },
             LineEvent::Help { lines } => lines.join("\n"),
-        };
-        clean(&line)
+        }
     }
 }
 
@@ -294,12 +349,14 @@ fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
-/// Replaces control characters (other than newline and tab) so that nothing received can
-/// drive the terminal.
-fn clean(s: &str) -> String {
+/// Replaces control characters (newlines too unless `multiline`; tabs are kept) and
+/// bidirectional overrides and isolates with U+FFFD.
+fn clean(s: &str, multiline: bool) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
+            let allowed = c == '\t' || (multiline && c == '\n');
+            let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && !allowed) || bidi {
                 '\u{FFFD}'
             } else {
                 c
@@ -372,6 +429,11 @@ mod tests {
         let line = msg("alice", None, "\u{1b}[2Jboom\u{7}", false, false).to_text("me", true);
         assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
         assert!(line.contains("boom"));
+        // A hostile server cannot start a fake line through a nickname or a reason.
+        let fake = msg("mallory\n12:00:00 <admin>", None, "x", false, false).to_text("me", true);
+        assert_eq!(fake.lines().count(), 1, "{fake:?}");
+        let spoof = msg("eve", None, "abc\u{202E}fed", false, false).to_text("me", true);
+        assert!(!spoof.contains('\u{202E}'));
     }
 
     #[test]

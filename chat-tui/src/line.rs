@@ -47,13 +47,18 @@ const QUIT_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the line client; returns the process exit status.
 pub async fn run(opts: LineOptions) -> u8 {
+    let mut interrupt = Interrupt::new();
     let mut input = spawn_stdin_reader();
     let nick = match &opts.nick {
         Some(n) => n.clone(),
         None => {
             eprint!("nickname: ");
             let _ = io::stderr().flush();
-            match input.recv().await {
+            let line = tokio::select! {
+                line = input.recv() => line,
+                () = interrupt.recv() => return exit::QUIT,
+            };
+            match line {
                 Some(line) if !line.trim().is_empty() => line.trim().to_owned(),
                 _ => {
                     eprintln!("chat-tui: no nickname given (use --nick NAME)");
@@ -64,7 +69,11 @@ pub async fn run(opts: LineOptions) -> u8 {
     };
     let connect_opts =
         ConnectOptions::new(nick.clone()).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
-    let client = match connect(&opts.server, &connect_opts).await {
+    let connected = tokio::select! {
+        res = connect(&opts.server, &connect_opts) => res,
+        () = interrupt.recv() => return exit::QUIT,
+    };
+    let client = match connected {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chat-tui: {e}");
@@ -89,50 +98,17 @@ pub async fn run(opts: LineOptions) -> u8 {
     }
     let mut sender = client.sender;
     let mut events = client.events;
+    // Once we have said goodbye we wait (a bounded time) for the server to confirm.
     let mut quitting = false;
-    let mut interrupt = Interrupt::new();
+    let quit_deadline = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(quit_deadline);
 
     loop {
-        tokio::select! {
-            line = input.recv(), if !quitting => {
-                let Some(line) = line else {
-                    // End of input: leave cleanly.
-                    quitting = sender.quit("").await.is_ok();
-                    if !quitting {
-                        return exit::QUIT;
-                    }
-                    continue;
-                };
-                let result = match parse(&line) {
-                    None => Ok(()),
-                    Some(Command::Say(text)) => sender.say(DEFAULT_ROOM, text).await.map(drop),
-                    Some(Command::Me(text)) => sender.action(DEFAULT_ROOM, text).await.map(drop),
-                    Some(Command::Msg { to, text }) => sender.private(&to, text).await.map(drop),
-                    Some(Command::Who) => sender.who(DEFAULT_ROOM).await,
-                    Some(Command::Quit(reason)) => {
-                        quitting = true;
-                        sender.quit(reason).await
-                    }
-                    Some(Command::Help) => {
-                        let lines = crate::command::HELP.iter().map(|s| (*s).to_owned()).collect();
-                        if out.show(&LineEvent::Help { lines }).is_err() {
-                            return exit::ERROR;
-                        }
-                        Ok(())
-                    }
-                    Some(Command::Invalid(message)) => {
-                        let ev = LineEvent::Error { time: Utc::now(), message };
-                        if out.show(&ev).is_err() {
-                            return exit::ERROR;
-                        }
-                        Ok(())
-                    }
-                };
-                if let Err(e) = result {
-                    let _ = out.show(&lost(&e.to_string()));
-                    return if quitting { exit::QUIT } else { exit::DISCONNECTED };
-                }
-            }
+        let command = tokio::select! {
+            line = input.recv(), if !quitting => match line {
+                Some(line) => parse(&line),
+                None => Some(Command::Quit(String::new())), // end of input
+            },
             frame = events.next() => {
                 match frame {
                     Ok(Some(frame)) => {
@@ -148,7 +124,7 @@ pub async fn run(opts: LineOptions) -> u8 {
                         match bye {
                             Some(DisconnectReason::Quit) => return exit::QUIT,
                             Some(_) => return exit::DISCONNECTED,
-                            None => {}
+                            None => continue,
                         }
                     }
                     Ok(None) if quitting => return exit::QUIT,
@@ -162,16 +138,55 @@ pub async fn run(opts: LineOptions) -> u8 {
                     }
                 }
             }
-            () = tokio::time::sleep(QUIT_WAIT), if quitting => {
-                // The server did not confirm in time; we said goodbye, so this is still a quit.
+            // The server did not confirm in time; we said goodbye, so this is still a quit.
+            () = &mut quit_deadline, if quitting => return exit::QUIT,
+            () = interrupt.recv() => {
+                if quitting {
+                    return exit::QUIT; // a second Ctrl-C does not wait
+                }
+                Some(Command::Quit(String::new()))
+            }
+        };
+        let result = match command {
+            None => Ok(()),
+            Some(Command::Say(text)) => sender.say(DEFAULT_ROOM, text).await.map(drop),
+            Some(Command::Me(text)) => sender.action(DEFAULT_ROOM, text).await.map(drop),
+            Some(Command::Msg { to, text }) => sender.private(&to, text).await.map(drop),
+            Some(Command::Who) => sender.who(DEFAULT_ROOM).await,
+            Some(Command::Quit(reason)) => {
+                quitting = true;
+                quit_deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + QUIT_WAIT);
+                sender.quit(reason).await
+            }
+            Some(Command::Help) => {
+                let lines = crate::command::HELP
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect();
+                if out.show(&LineEvent::Help { lines }).is_err() {
+                    return exit::ERROR;
+                }
+                Ok(())
+            }
+            Some(Command::Invalid(message)) => {
+                let ev = LineEvent::Error {
+                    time: Utc::now(),
+                    message,
+                };
+                if out.show(&ev).is_err() {
+                    return exit::ERROR;
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            if quitting {
                 return exit::QUIT;
             }
-            () = interrupt.recv(), if !quitting => {
-                quitting = sender.quit("").await.is_ok();
-                if !quitting {
-                    return exit::QUIT;
-                }
-            }
+            let _ = out.show(&lost(&e.to_string()));
+            return exit::DISCONNECTED;
         }
     }
 }
@@ -234,14 +249,24 @@ impl Output {
 }
 
 /// Reads standard input on its own thread (a blocking read cannot be cancelled, and must not
-/// keep the process alive at exit), one line at a time.
+/// keep the process alive at exit), one line at a time. Bytes that are not UTF-8 are replaced
+/// (U+FFFD) rather than ending the input.
 fn spawn_stdin_reader() -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel(64);
     std::thread::spawn(move || {
-        for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
+        let mut stdin = io::stdin().lock();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match stdin.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                    if tx.blocking_send(line).is_err() {
+                        break;
+                    }
+                }
             }
         }
     });

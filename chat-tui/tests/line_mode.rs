@@ -274,7 +274,8 @@ async fn json_output_is_one_object_per_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_a_clear_error() {
-    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    // No other test uses 127.0.0.3, so the freed port stays free.
+    let unused = std::net::TcpListener::bind("127.0.0.3:0").expect("bind");
     let addr = unused.local_addr().expect("addr");
     drop(unused);
     let c = Plain::spawn(addr, &["--nick", "lonely"]);
