@@ -260,7 +260,7 @@ impl LineEvent {
                     roster.len(),
                     roster.join(", ")
                 ));
-                return s;
+                s
             }
             LineEvent::Message {
                 time,
