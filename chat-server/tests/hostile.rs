@@ -516,7 +516,7 @@ async fn a_connection_reset_while_receiving_removes_the_user() {
     with_bystanders(|server| async move {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         let stream = socket.connect(server.addr).await.expect("connect");
-        stream.set_linger(Some(Duration::ZERO)).expect("linger");
+        stream.set_zero_linger().expect("linger");
         let conn = chat_core::Connection::tcp(stream, HANDSHAKE_MAX_FRAME).expect("conn");
         let victim = chat_core::client::handshake(conn, None, &chat_core::ConnectOptions::new("victim"))
             .await
