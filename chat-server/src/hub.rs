@@ -352,74 +352,74 @@ impl Hub {
             body,
             attrs,
         } = msg;
-        match to {
+        // Resolve who receives it; refuse before assigning an id if nobody can.
+        let mut missing = Vec::new();
+        let (to, recipients) = match to {
             Target::Room(room) => {
                 let key = names::fold(&room);
-                let Some(r) = self
-                    .rooms
-                    .get(&key)
-                    .filter(|r| r.members.contains_key(&conn))
-                else {
-                    let message = format!("you are not in a room named {room:?}");
-                    self.error(conn, Some(tag), ErrorCode::NoSuchRoom(room), message);
-                    return;
-                };
-                let room_name = r.name.clone();
-                let (id, at) = self.next_message();
-                let mut frame = ServerFrame::Message(ChatMessage {
-                    id,
-                    at,
-                    from,
-                    to: Target::Room(room_name),
-                    body,
-                    attrs,
-                    tag: None,
-                });
-                let delivered = self.broadcast(&key, &frame, Some(conn));
-                self.echo_and_log(conn, tag, &mut frame, delivered);
+                match self.rooms.get(&key) {
+                    Some(r) if r.members.contains_key(&conn) => {
+                        (Target::Room(r.name.clone()), Recipients::Room(key))
+                    }
+                    _ => {
+                        let message = format!("you are not in a room named {room:?}");
+                        self.error(conn, Some(tag), ErrorCode::NoSuchRoom(room), message);
+                        return;
+                    }
+                }
             }
             Target::Users(nicks) => {
-                let mut recipients: Vec<ConnId> = Vec::with_capacity(nicks.len());
-                let mut missing = Vec::new();
+                let mut ids: Vec<ConnId> = Vec::with_capacity(nicks.len());
                 for nick in nicks {
                     match self.nicks.get(&(0, names::fold(&nick))) {
-                        Some(&id) if !recipients.contains(&id) => recipients.push(id),
+                        Some(&id) if !ids.contains(&id) => ids.push(id),
                         Some(_) => {}
                         None => missing.push(nick),
                     }
                 }
-                if recipients.is_empty() {
+                if ids.is_empty() {
                     self.no_such_user(conn, tag, missing);
                     return;
                 }
-                let names: Vec<String> = recipients
+                let names = ids
                     .iter()
                     .filter_map(|id| self.clients.get(id).map(|m| m.nick.clone()))
                     .collect();
-                let (id, at) = self.next_message();
-                let mut frame = ServerFrame::Message(ChatMessage {
-                    id,
-                    at,
-                    from,
-                    to: Target::Users(names),
-                    body,
-                    attrs,
-                    tag: None,
-                });
-                let mut delivered = 0;
-                if let Some(bytes) = encode(&frame) {
-                    for &r in recipients.iter().filter(|&&r| r != conn) {
-                        if let Some(m) = self.clients.get(&r) {
-                            delivered += push(&m.outbox, bytes.clone(), r, &mut self.overflowed);
-                        }
-                    }
-                }
-                if !missing.is_empty() {
-                    self.no_such_user(conn, tag, missing);
-                }
-                self.echo_and_log(conn, tag, &mut frame, delivered);
+                (Target::Users(names), Recipients::Users(ids))
+            }
+        };
+        let (id, at) = self.next_message();
+        let mut frame = ServerFrame::Message(ChatMessage {
+            id,
+            at,
+            from,
+            to,
+            body,
+            attrs,
+            tag: None,
+        });
+        let delivered = match recipients {
+            Recipients::Room(key) => self.broadcast(&key, &frame, Some(conn)),
+            Recipients::Users(ids) => self.deliver(&ids, &frame, conn),
+        };
+        if !missing.is_empty() {
+            self.no_such_user(conn, tag, missing);
+        }
+        self.echo_and_log(conn, tag, &mut frame, delivered);
+    }
+
+    /// Encodes `frame` once and queues it for each of `ids` except `except`.
+    fn deliver(&mut self, ids: &[ConnId], frame: &ServerFrame, except: ConnId) -> u64 {
+        let Some(bytes) = encode(frame) else {
+            return 0;
+        };
+        let mut n = 0;
+        for &id in ids.iter().filter(|&&id| id != except) {
+            if let Some(m) = self.clients.get(&id) {
+                n += push(&m.outbox, bytes.clone(), id, &mut self.overflowed);
             }
         }
+        n
     }
 
     /// Sends the sender its copy (with its tag: the acknowledgement), counts the deliveries
@@ -630,6 +630,14 @@ impl Hub {
             }
         }
     }
+}
+
+/// Who receives a message.
+enum Recipients {
+    /// Every member of the room with this key.
+    Room(String),
+    /// These connections.
+    Users(Vec<ConnId>),
 }
 
 /// Encodes a server frame; a frame too large to send is a server bug, logged and skipped.

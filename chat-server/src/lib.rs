@@ -18,5 +18,5 @@ mod session;
 pub mod stats;
 
 pub use config::{Cli, Config};
-pub use server::{Server, ServerError, run};
+pub use server::{RunningServer, Server, ServerError, run};
 pub use stats::{Stats, StatsSnapshot};

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -163,6 +164,60 @@ impl Server {
             let _ = task.await;
         }
         tracing::info!("stopped: {}", stats.snapshot());
+    }
+}
+
+impl Server {
+    /// Runs the server on a background task; the returned handle stops it. For tests, tools
+    /// and programs that embed a server.
+    pub fn spawn(self) -> RunningServer {
+        let addrs = self.local_addrs();
+        let stats = self.stats();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async {
+            let _ = stopped.await;
+        }));
+        RunningServer {
+            addrs,
+            stats,
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+/// A server running in the background, from [`Server::spawn`]. Dropping the handle stops the
+/// server too, without waiting.
+#[derive(Debug)]
+pub struct RunningServer {
+    addrs: Vec<SocketAddr>,
+    stats: Arc<Stats>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The addresses the server listens on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The first address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// The server's live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Shuts the server down gracefully and waits until it has finished (log flushed).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
     }
 }
 

@@ -11,11 +11,7 @@ use common::*;
 
 #[tokio::test]
 async fn shutdown_says_bye_to_everyone_and_flushes_the_log() {
-    let server = TestServer::start_with(|c| {
-        c.rate.burst = 1000;
-        c.rate.per_sec = 1000.0;
-    })
-    .await;
+    let server = TestServer::start_with(generous_rate).await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
     for i in 0..100 {
@@ -62,11 +58,7 @@ async fn shutdown_says_bye_to_everyone_and_flushes_the_log() {
 
 #[tokio::test]
 async fn what_was_read_before_shutdown_is_delivered_and_logged_alike() {
-    let server = TestServer::start_with(|c| {
-        c.rate.burst = 1000;
-        c.rate.per_sec = 1000.0;
-    })
-    .await;
+    let server = TestServer::start_with(generous_rate).await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
     still_chatting(&mut alice, &mut bob, "warm-up").await;

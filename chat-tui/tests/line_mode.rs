@@ -8,15 +8,13 @@ use std::time::{Duration, Instant};
 
 use chat_core::client::{ConnectOptions, connect};
 use chat_core::protocol::ServerFrame;
-use chat_server::{Config, Server};
-use tokio::sync::oneshot;
+use chat_server::{Config, RunningServer, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 struct TestServer {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    running: RunningServer,
 }
 
 async fn start_server() -> TestServer {
@@ -26,25 +24,16 @@ async fn start_server() -> TestServer {
         stats_interval: None,
         ..Config::default()
     };
-    let server = Server::bind(config).await.expect("bind");
-    let addr = server.local_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
+    let running = Server::bind(config).await.expect("bind").spawn();
     TestServer {
-        addr,
-        stop: Some(tx),
-        task,
+        addr: running.addr(),
+        running,
     }
 }
 
 impl TestServer {
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(WAIT, &mut self.task).await;
+    async fn stop(self) {
+        let _ = tokio::time::timeout(WAIT, self.running.shutdown()).await;
     }
 }
 

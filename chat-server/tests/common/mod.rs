@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use chat_core::client::{ConnectOptions, TcpClient, connect};
 use chat_core::protocol::{ChatMessage, ServerFrame};
-use chat_server::{Config, Server};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use chat_server::{Config, RunningServer, Server};
 
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -18,8 +16,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub addr: SocketAddr,
     pub log: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    running: RunningServer,
     _dir: tempfile::TempDir,
 }
 
@@ -39,17 +36,11 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let server = Server::bind(config).await.expect("bind");
-        let addr = server.local_addrs()[0];
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
+        let running = Server::bind(config).await.expect("bind").spawn();
         TestServer {
-            addr,
+            addr: running.addr(),
             log,
-            stop: Some(tx),
-            task,
+            running,
             _dir: dir,
         }
     }
@@ -61,16 +52,18 @@ impl TestServer {
     }
 
     /// Stops the server and waits until it has finished (log flushed); returns the log lines.
-    pub async fn stop(mut self) -> Vec<serde_json::Value> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(WAIT, &mut self.task)
+    pub async fn stop(self) -> Vec<serde_json::Value> {
+        tokio::time::timeout(WAIT, self.running.shutdown())
             .await
-            .expect("server stops in time")
-            .expect("server task");
+            .expect("server stops in time");
         read_log(&self.log)
     }
+}
+
+/// Rate limits no test client reaches by accident.
+pub fn generous_rate(config: &mut Config) {
+    config.rate.burst = 1_000_000;
+    config.rate.per_sec = 1_000_000.0;
 }
 
 pub fn read_log(path: &std::path::Path) -> Vec<serde_json::Value> {
