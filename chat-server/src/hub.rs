@@ -356,7 +356,7 @@ impl Hub {
         let mut missing = Vec::new();
         let (to, recipients) = match to {
             Target::Room(room) => {
-                let key = names::fold(&room);
+                let key = names::fold(room.strip_prefix('#').unwrap_or(&room));
                 match self.rooms.get(&key) {
                     Some(r) if r.members.contains_key(&conn) => {
                         (Target::Room(r.name.clone()), Recipients::Room(key))
@@ -460,7 +460,7 @@ impl Hub {
     }
 
     fn who(&mut self, conn: ConnId, room: &str) {
-        let key = names::fold(room.trim_start_matches('#'));
+        let key = names::fold(room.strip_prefix('#').unwrap_or(room));
         match self.rooms.get(&key) {
             Some(r) => {
                 let frame = ServerFrame::Roster {

@@ -544,7 +544,7 @@ fn check_outgoing(msg: &Outgoing, config: &Config) -> Result<(), ErrorFrame> {
     }
     match &msg.to {
         Target::Room(room) => {
-            if let Err(e) = names::validate_room(room) {
+            if let Err(e) = names::validate_room(room.strip_prefix('#').unwrap_or(room)) {
                 return Err(err(ErrorCode::NoSuchRoom(room.clone()), e.to_string()));
             }
         }

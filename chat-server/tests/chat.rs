@@ -150,7 +150,7 @@ async fn broadcast_reaches_everyone_with_time_sender_and_id() {
         assert_eq!(m.tag, None, "others do not see the sender's tag");
         assert!(m.at >= before && m.at <= Utc::now() + chrono::Duration::seconds(1));
     }
-    let tag2 = bob.sender.say("lobby", "second").await.expect("send");
+    let tag2 = bob.sender.say("#Lobby", "second").await.expect("send");
     let m2 = expect_text(&mut alice, "second").await;
     assert!(m2.id > echo.id, "ids increase");
     assert_eq!(expect_text(&mut bob, "second").await.tag, Some(tag2));

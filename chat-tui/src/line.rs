@@ -85,6 +85,7 @@ pub async fn run(opts: LineOptions) -> u8 {
         }
     };
     let me = client.welcome.nick.clone();
+    let max_len = client.welcome.limits.max_message_len as usize;
     let mut out = Output {
         json: opts.json,
         utc: opts.utc,
@@ -147,6 +148,19 @@ pub async fn run(opts: LineOptions) -> u8 {
                 Some(Command::Quit(String::new()))
             }
         };
+        // Refuse locally what the server would refuse anyway, so a long paste is an error
+        // message rather than a failed send.
+        let command = match command {
+            Some(Command::Say(t) | Command::Me(t) | Command::Msg { text: t, .. })
+                if t.len() > max_len =>
+            {
+                Some(Command::Invalid(format!(
+                    "message not sent: it is {} bytes long; the limit is {max_len}",
+                    t.len()
+                )))
+            }
+            other => other,
+        };
         let result = match command {
             None => Ok(()),
             Some(Command::Say(text)) => sender.say(DEFAULT_ROOM, text).await.map(drop),
@@ -181,12 +195,23 @@ pub async fn run(opts: LineOptions) -> u8 {
                 Ok(())
             }
         };
-        if let Err(e) = result {
-            if quitting {
-                return exit::QUIT;
+        match result {
+            Ok(()) => {}
+            Err(_) if quitting => return exit::QUIT,
+            Err(e) if e.is_protocol_violation() => {
+                // Could not be encoded (e.g. over the frame limit): nothing was sent.
+                let ev = LineEvent::Error {
+                    time: Utc::now(),
+                    message: format!("message not sent: {e}"),
+                };
+                if out.show(&ev).is_err() {
+                    return exit::ERROR;
+                }
             }
-            let _ = out.show(&lost(&e.to_string()));
-            return exit::DISCONNECTED;
+            Err(e) => {
+                let _ = out.show(&lost(&e.to_string()));
+                return exit::DISCONNECTED;
+            }
         }
     }
 }

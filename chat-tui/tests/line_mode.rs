@@ -299,6 +299,20 @@ async fn server_going_away_is_reported_and_exits_non_zero() {
     assert_eq!(code, 5);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_line_is_refused_locally_and_the_client_stays() {
+    let server = start_server().await;
+    let mut c = Plain::spawn(server.addr, &["--nick", "paster"]);
+    c.expect("connected to");
+    c.type_line(&"x".repeat(70_000));
+    c.expect("! message not sent: it is 70000 bytes long; the limit is 4096");
+    c.type_line("short enough");
+    c.expect("<paster> short enough");
+    c.type_line("/quit");
+    assert_eq!(c.finish().0, 0);
+    server.stop().await;
+}
+
 #[test]
 fn without_plain_the_user_is_told_what_to_run() {
     let out = Command::new(env!("CARGO_BIN_EXE_chat-tui"))
