@@ -12,6 +12,11 @@ use crate::ratelimit::RateConfig;
 
 /// Default chat port.
 pub const DEFAULT_PORT: u16 = 12345;
+/// Smallest `--max-frame` accepted.
+pub const MIN_FRAME: usize = 8 * 1024;
+/// Room a message frame needs besides its text: the largest private-message header (16
+/// recipients of 32 four-byte characters, tag, attributes) fits with margin.
+pub const FRAME_OVERHEAD: usize = 4 * 1024;
 
 /// Everything the server needs to run. `Config::default()` works out of the box (loopback,
 /// port 12345, no log file); the binary fills it from [`Cli`].
@@ -179,20 +184,15 @@ impl Cli {
         if relay_secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
             anyhow::bail!("the relay secret must not be empty");
         }
-        if self.max_message_len == 0 || self.max_message_len > self.max_frame - 1024 {
+        if self.max_frame < MIN_FRAME || self.max_frame > u32::MAX as usize {
+            anyhow::bail!("--max-frame must be between {MIN_FRAME} and {}", u32::MAX);
+        }
+        let text_room = self.max_frame - FRAME_OVERHEAD;
+        if self.max_message_len == 0 || self.max_message_len > text_room {
             anyhow::bail!(
-                "--max-message-len must be between 1 and --max-frame minus 1024 ({})",
-                self.max_frame - 1024
+                "--max-message-len must be between 1 and --max-frame minus {FRAME_OVERHEAD} \
+                 ({text_room})"
             );
-        }
-        if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
-            anyhow::bail!("--rate-per-sec must be a positive number");
-        }
-        if self.rate_burst == 0 {
-            anyhow::bail!("--rate-burst must be at least 1");
-        }
-        if self.max_frame < 1024 || self.max_frame > u32::MAX as usize {
-            anyhow::bail!("--max-frame must be between 1024 and {}", u32::MAX);
         }
         let log_file = if self.no_log_file {
             None
@@ -305,6 +305,15 @@ mod tests {
             cfg.relay_secret.as_ref().map(Secret::expose),
             Some("hunter2")
         );
+    }
+
+    #[test]
+    fn a_tiny_frame_limit_is_an_error_not_a_panic() {
+        for small in ["0", "100", "1024"] {
+            let cli = Cli::try_parse_from(["chat-server", "--max-frame", small]).expect("parse");
+            let err = cli.into_config(None).expect_err("too small");
+            assert!(err.to_string().contains("--max-frame"), "{err}");
+        }
     }
 
     #[test]

@@ -225,11 +225,8 @@ impl Hub {
 
     fn join(&mut self, req: JoinRequest) {
         if self.closing {
-            let bye = encode(&ServerFrame::Bye {
-                reason: DisconnectReason::ServerShutdown,
-                message: "the server is shutting down".to_owned(),
-            });
-            req.outbox.close(bye, false);
+            // Not admitted: the handshake's answer is a refusal (the session sends it when
+            // the `joined` sender is dropped here).
             return;
         }
         let now = Utc::now();

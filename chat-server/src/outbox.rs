@@ -107,7 +107,7 @@ impl Outbox {
     }
 
     /// Closes the queue because the socket failed; the session then reports the client gone.
-    fn fail(&self) {
+    pub(crate) fn fail(&self) {
         self.lock().failed = true;
         self.close(None, true);
     }

@@ -38,6 +38,9 @@ pub enum ServerError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// No address to listen on was given.
+    #[error("no address to listen on")]
+    NoListenAddress,
     /// The message log could not be opened.
     #[error("cannot open the message log {path}: {source}")]
     Log {
@@ -61,6 +64,9 @@ pub struct Server {
 impl Server {
     /// Binds every listening address and opens the message log.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        if config.listen.is_empty() {
+            return Err(ServerError::NoListenAddress);
+        }
         let mut listeners = Vec::with_capacity(config.listen.len());
         for &addr in &config.listen {
             let listener = TcpListener::bind(addr)
@@ -202,7 +208,7 @@ impl RunningServer {
         &self.addrs
     }
 
-    /// The first address the server listens on.
+    /// The first address the server listens on (there is always at least one).
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
     }

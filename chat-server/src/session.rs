@@ -311,14 +311,16 @@ where
         outbox: outbox.clone(),
         joined: joined_tx,
     }));
-    // Nothing is read until the Welcome is queued, so no direct answer can overtake it.
-    let admitted = shared.hub.send(join).await.is_ok()
-        && tokio::select! {
-            res = joined_rx => res.is_ok(),
-            () = outbox.closed() => false,
-        };
+    // Nothing is read until the Welcome is queued, so no direct answer can overtake it. The
+    // hub either answers (admitted) or drops the sender (shutting down, or gone). Once
+    // admitted, a write failure is noticed by the read loop, which reports the client gone.
+    let admitted = shared.hub.send(join).await.is_ok() && joined_rx.await.is_ok();
     if !admitted {
-        close_for_shutdown(&outbox);
+        let refused = ServerFrame::Rejected(Rejected {
+            reason: RejectReason::ShuttingDown,
+            message: "the server is shutting down".into(),
+        });
+        outbox.close(encode_frame(&refused, MAX_SERVER_FRAME).ok(), false);
         let _ = writer.await;
         return;
     }
@@ -359,6 +361,7 @@ where
 }
 
 /// How a connection's read loop ended.
+#[derive(Debug)]
 enum End {
     /// The client leaves; the hub must be told why.
     Leave(DisconnectReason, String),
@@ -600,5 +603,54 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
             self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// When the writer fails (the socket broke while sending), the session must report the
+    /// client gone even if reading has not failed (yet).
+    #[tokio::test]
+    async fn a_failed_write_makes_the_session_report_the_client_gone() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (server_side, _) = listener.accept().await.expect("accept");
+        let (r, _w) = server_side.into_split();
+        let stats = Arc::new(Stats::default());
+        let mut reader: Reader = FrameReader::new(
+            Counting {
+                inner: r,
+                stats: stats.clone(),
+            },
+            1024,
+        );
+        let (hub, _hub_rx) = mpsc::channel(8);
+        let shared = Shared {
+            config: Arc::new(Config::default()),
+            stats,
+            hub,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+        };
+        let outbox = Outbox::new(1024);
+        outbox.fail();
+        match read_loop(&mut reader, 1, &outbox, &shared).await {
+            End::Leave(DisconnectReason::ConnectionClosed, message) => {
+                assert!(message.contains("sending"), "{message}");
+            }
+            other => panic!("expected the client to leave, got {other:?}"),
+        }
+        // Closed by the hub instead: the hub already knows, nothing to report.
+        let outbox = Outbox::new(1024);
+        outbox.close(None, false);
+        assert!(matches!(
+            read_loop(&mut reader, 1, &outbox, &shared).await,
+            End::ClosedByHub
+        ));
     }
 }

@@ -83,7 +83,12 @@ where
     F: FnOnce(TestServer) -> Fut,
     Fut: std::future::Future<Output = TestServer>,
 {
-    let server = TestServer::start_with(tweak).await;
+    // The bystanders poll the roster below; keep the rate limit out of their way.
+    let server = TestServer::start_with(|c| {
+        generous_rate(c);
+        tweak(c);
+    })
+    .await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
     still_chatting(&mut alice, &mut bob, "before").await;
@@ -505,8 +510,26 @@ async fn server_full_is_refused_clearly() {
     still_chatting(&mut a, &mut b, "two is company").await;
     drop(b);
     expect(&mut a, "b left", |f| matches!(f, ServerFrame::Left { .. })).await;
-    let c = server.client("c").await;
-    assert_eq!(c.welcome.nick, "c", "a freed slot is usable again");
+    // The slot frees once b's connection has fully closed, just after its departure is
+    // announced: retry until admitted.
+    let c = tokio::time::timeout(WAIT, async {
+        loop {
+            match chat_core::connect(
+                &server.addr.to_string(),
+                &chat_core::ConnectOptions::new("c"),
+            )
+            .await
+            {
+                Ok(c) => return c,
+                Err(chat_core::ClientError::Rejected(r))
+                    if r.reason == RejectReason::ServerFull => {}
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("a freed slot is usable again");
+    assert_eq!(c.welcome.nick, "c");
     server.stop().await;
 }
 

@@ -71,6 +71,16 @@ async fn what_was_read_before_shutdown_is_delivered_and_logged_alike() {
     }
     // Stop without waiting: some of the burst is still on its way through the server.
     let log = server.stop().await;
+    let echoed: Vec<String> = read_to_end(&mut alice)
+        .await
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Message(m) if m.tag.is_some() && m.body.text().starts_with("burst") => {
+                Some(m.body.text().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
     let frames = read_to_end(&mut bob).await;
     assert!(matches!(
         frames.last(),
@@ -95,10 +105,12 @@ async fn what_was_read_before_shutdown_is_delivered_and_logged_alike() {
         })
         .map(|e| e["text"].as_str().unwrap_or_default().to_owned())
         .collect();
+    assert!(!logged.is_empty(), "some of the burst was handled");
     assert_eq!(
         delivered, logged,
         "every logged message reached bob before his Bye, in order"
     );
+    assert_eq!(echoed, logged, "and was acknowledged to alice");
 }
 
 /// Kills the child if the test fails half-way.

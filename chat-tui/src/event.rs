@@ -349,6 +349,11 @@ fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
+/// Makes text received from elsewhere safe to print on one terminal line.
+pub fn sanitize_line(s: &str) -> String {
+    clean(s, false)
+}
+
 /// Replaces control characters (newlines too unless `multiline`; tabs are kept) and
 /// bidirectional overrides and isolates with U+FFFD.
 fn clean(s: &str, multiline: bool) -> String {

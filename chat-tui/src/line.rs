@@ -5,7 +5,8 @@
 use std::io::{self, BufRead, Write};
 use std::time::Duration;
 
-use chat_core::client::{ClientError, ConnectOptions, connect};
+use chat_core::client::{ClientError, ClientSender, ConnectOptions, connect};
+use chat_core::frame::FrameError;
 use chat_core::protocol::{DEFAULT_ROOM, DisconnectReason, ServerFrame};
 use chrono::Utc;
 use tokio::sync::mpsc;
@@ -76,7 +77,8 @@ pub async fn run(opts: LineOptions) -> u8 {
     let client = match connected {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("chat-tui: {e}");
+            // The text can quote the server (a refusal's message): never print it raw.
+            eprintln!("chat-tui: {}", crate::event::sanitize_line(&e.to_string()));
             return match e {
                 ClientError::Connect { .. } | ClientError::Timeout { .. } => exit::UNREACHABLE,
                 ClientError::Rejected(_) => exit::REFUSED,
@@ -161,19 +163,8 @@ pub async fn run(opts: LineOptions) -> u8 {
             }
             other => other,
         };
-        let result = match command {
-            None => Ok(()),
-            Some(Command::Say(text)) => sender.say(DEFAULT_ROOM, text).await.map(drop),
-            Some(Command::Me(text)) => sender.action(DEFAULT_ROOM, text).await.map(drop),
-            Some(Command::Msg { to, text }) => sender.private(&to, text).await.map(drop),
-            Some(Command::Who) => sender.who(DEFAULT_ROOM).await,
-            Some(Command::Quit(reason)) => {
-                quitting = true;
-                quit_deadline
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + QUIT_WAIT);
-                sender.quit(reason).await
-            }
+        let send = match command {
+            None => continue,
             Some(Command::Help) => {
                 let lines = crate::command::HELP
                     .iter()
@@ -182,7 +173,7 @@ pub async fn run(opts: LineOptions) -> u8 {
                 if out.show(&LineEvent::Help { lines }).is_err() {
                     return exit::ERROR;
                 }
-                Ok(())
+                continue;
             }
             Some(Command::Invalid(message)) => {
                 let ev = LineEvent::Error {
@@ -192,8 +183,25 @@ pub async fn run(opts: LineOptions) -> u8 {
                 if out.show(&ev).is_err() {
                     return exit::ERROR;
                 }
-                Ok(())
+                continue;
             }
+            Some(Command::Quit(reason)) => {
+                quitting = true;
+                quit_deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + QUIT_WAIT);
+                Outbound::Quit(reason)
+            }
+            Some(Command::Say(text)) => Outbound::Say(text),
+            Some(Command::Me(text)) => Outbound::Me(text),
+            Some(Command::Msg { to, text }) => Outbound::Msg(to, text),
+            Some(Command::Who) => Outbound::Who,
+        };
+        // A send can block if the server stops reading; Ctrl-C and the quit deadline still work.
+        let result = tokio::select! {
+            res = send.send(&mut sender) => res,
+            () = interrupt.recv() => return exit::QUIT,
+            () = &mut quit_deadline, if quitting => return exit::QUIT,
         };
         match result {
             Ok(()) => {}
@@ -242,6 +250,30 @@ impl Interrupt {
             return;
         }
         std::future::pending::<()>().await;
+    }
+}
+
+/// What the user asked to send.
+enum Outbound {
+    Say(String),
+    Me(String),
+    Msg(Vec<String>, String),
+    Who,
+    Quit(String),
+}
+
+impl Outbound {
+    async fn send<W>(self, sender: &mut ClientSender<W>) -> Result<(), FrameError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        match self {
+            Outbound::Say(text) => sender.say(DEFAULT_ROOM, text).await.map(drop),
+            Outbound::Me(text) => sender.action(DEFAULT_ROOM, text).await.map(drop),
+            Outbound::Msg(to, text) => sender.private(&to, text).await.map(drop),
+            Outbound::Who => sender.who(DEFAULT_ROOM).await,
+            Outbound::Quit(reason) => sender.quit(reason).await,
+        }
     }
 }
 

@@ -313,6 +313,41 @@ async fn an_overlong_line_is_refused_locally_and_the_client_stays() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_leaves_cleanly() {
+    let server = start_server().await;
+    let mut watcher = Plain::spawn(server.addr, &["--nick", "watcher"]);
+    watcher.expect("connected to");
+    let mut c = Plain::spawn(server.addr, &["--nick", "interrupted"]);
+    c.expect("connected to");
+    watcher.expect("* interrupted joined");
+    let status = Command::new("kill")
+        .args(["-INT", &c.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    c.expect("* you left");
+    assert_eq!(c.finish().0, 0, "Ctrl-C is a quit");
+    watcher.expect("* interrupted left");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_that_is_not_utf8_is_sent_with_replacement_characters() {
+    let server = start_server().await;
+    let mut c = Plain::spawn(server.addr, &["--nick", "latin1"]);
+    c.expect("connected to");
+    let stdin = c.stdin.as_mut().expect("stdin");
+    stdin.write_all(b"caf\xe9 au lait\n").expect("write");
+    stdin.flush().expect("flush");
+    c.expect("<latin1> caf\u{FFFD} au lait");
+    c.type_line("still reading input");
+    c.expect("<latin1> still reading input");
+    c.type_line("/quit");
+    assert_eq!(c.finish().0, 0);
+    server.stop().await;
+}
+
 #[test]
 fn without_plain_the_user_is_told_what_to_run() {
     let out = Command::new(env!("CARGO_BIN_EXE_chat-tui"))
