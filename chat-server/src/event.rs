@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use chat_core::protocol::{Body, ChatMessage, Target};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
@@ -105,6 +106,28 @@ pub enum EventKind {
     },
     /// Periodic counters.
     Stats(StatsSnapshot),
+}
+
+impl EventKind {
+    /// The record of a delivered message.
+    pub fn message(m: ChatMessage) -> EventKind {
+        let (room, to) = match m.to {
+            Target::Room(r) => (Some(r), Vec::new()),
+            Target::Users(u) => (None, u),
+        };
+        let (action, text) = match m.body {
+            Body::Text(t) => (false, t),
+            Body::Action(t) => (true, t),
+        };
+        EventKind::Message {
+            id: m.id,
+            from: m.from,
+            room,
+            to,
+            action,
+            text,
+        }
+    }
 }
 
 /// Records are shared between sinks without copying.

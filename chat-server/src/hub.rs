@@ -17,9 +17,8 @@ use bytes::Bytes;
 use chat_core::frame::encode_frame;
 use chat_core::names::{self, MAX_NICK_CHARS, NickKeys};
 use chat_core::protocol::{
-    Body, ChatMessage, DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, Limits,
-    MAX_SERVER_FRAME, NickChange, Outgoing, RoomInfo, ServerFrame, Target, Timestamp, UserInfo,
-    Welcome,
+    ChatMessage, DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, Limits, MAX_SERVER_FRAME,
+    NickChange, Outgoing, RoomInfo, ServerFrame, Target, Timestamp, UserInfo, Welcome,
 };
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
@@ -353,7 +352,7 @@ impl Hub {
         let mut missing = Vec::new();
         let (to, recipients) = match to {
             Target::Room(room) => {
-                let key = names::fold(room.strip_prefix('#').unwrap_or(&room));
+                let key = room_key(&room);
                 match self.rooms.get(&key) {
                     Some(r) if r.members.contains_key(&conn) => {
                         (Target::Room(r.name.clone()), Recipients::Room(key))
@@ -386,7 +385,7 @@ impl Hub {
             }
         };
         let (id, at) = self.next_message();
-        let mut frame = ServerFrame::Message(ChatMessage {
+        let frame = ServerFrame::Message(ChatMessage {
             id,
             at,
             from,
@@ -402,7 +401,7 @@ impl Hub {
         if !missing.is_empty() {
             self.no_such_user(conn, tag, missing);
         }
-        self.echo_and_log(conn, tag, &mut frame, delivered);
+        self.echo_and_log(conn, tag, frame, delivered);
     }
 
     /// Encodes `frame` once and queues it for each of `ids` except `except`.
@@ -421,34 +420,19 @@ impl Hub {
 
     /// Sends the sender its copy (with its tag: the acknowledgement), counts the deliveries
     /// and turns the message into its log record.
-    fn echo_and_log(&mut self, conn: ConnId, tag: u64, frame: &mut ServerFrame, delivered: u64) {
-        let ServerFrame::Message(message) = frame else {
+    fn echo_and_log(&mut self, conn: ConnId, tag: u64, frame: ServerFrame, delivered: u64) {
+        let ServerFrame::Message(mut message) = frame else {
             return;
         };
         message.tag = Some(tag);
-        self.push_to(conn, frame);
+        let echo = ServerFrame::Message(message);
+        self.push_to(conn, &echo);
         Stats::add(&self.stats.messages_in, 1);
         Stats::add(&self.stats.deliveries, delivered + 1);
-        let ServerFrame::Message(m) = frame else {
-            return;
-        };
-        let (room, to) = match std::mem::replace(&mut m.to, Target::Users(Vec::new())) {
-            Target::Room(r) => (Some(r), Vec::new()),
-            Target::Users(u) => (None, u),
-        };
-        let (action, text) = match std::mem::replace(&mut m.body, Body::Text(String::new())) {
-            Body::Text(t) => (false, t),
-            Body::Action(t) => (true, t),
-        };
-        let kind = EventKind::Message {
-            id: m.id,
-            from: std::mem::take(&mut m.from),
-            room,
-            to,
-            action,
-            text,
-        };
-        self.emit(kind, m.at);
+        if let ServerFrame::Message(message) = echo {
+            let at = message.at;
+            self.emit(EventKind::message(message), at);
+        }
     }
 
     fn no_such_user(&mut self, conn: ConnId, tag: u64, missing: Vec<String>) {
@@ -457,7 +441,7 @@ impl Hub {
     }
 
     fn who(&mut self, conn: ConnId, room: &str) {
-        let key = names::fold(room.strip_prefix('#').unwrap_or(room));
+        let key = room_key(room);
         match self.rooms.get(&key) {
             Some(r) => {
                 let frame = ServerFrame::Roster {
@@ -626,6 +610,20 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+    }
+}
+
+/// The key a room is stored under: the name without `#`, case-folded. Names already in
+/// canonical form (the usual case, e.g. `lobby`) skip the Unicode folding.
+fn room_key(room: &str) -> String {
+    let name = room.strip_prefix('#').unwrap_or(room);
+    let canonical = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if canonical {
+        name.to_owned()
+    } else {
+        names::fold(name)
     }
 }
 
