@@ -103,10 +103,10 @@ where
                 matches!(f, ServerFrame::Roster { .. })
             })
             .await;
-            if let ServerFrame::Roster { users, .. } = roster {
-                if users.iter().map(|u| u.nick.as_str()).collect::<Vec<_>>() == ["alice", "bob"] {
-                    return;
-                }
+            if let ServerFrame::Roster { users, .. } = roster
+                && users.iter().map(|u| u.nick.as_str()).collect::<Vec<_>>() == ["alice", "bob"]
+            {
+                return;
             }
         }
     })

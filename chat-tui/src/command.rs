@@ -15,6 +15,14 @@ pub enum Command {
     Quit(String),
     /// Show the commands.
     Help,
+    /// Open (or focus) a private conversation (full-screen client).
+    Query(String),
+    /// Clear the current tab (full-screen client).
+    Clear,
+    /// Close the current tab (full-screen client).
+    Close,
+    /// Reconnect now instead of waiting (full-screen client).
+    Reconnect,
     /// A command that cannot be carried out; the text says why.
     Invalid(String),
 }
@@ -71,6 +79,13 @@ pub fn parse(line: &str) -> Option<Command> {
         "who" | "names" => Command::Who,
         "quit" | "exit" => Command::Quit(args.trim().to_owned()),
         "help" | "?" => Command::Help,
+        "query" | "q" => match args.split_whitespace().collect::<Vec<_>>()[..] {
+            [nick] => Command::Query(nick.to_owned()),
+            _ => Command::Invalid("usage: /query NICK".into()),
+        },
+        "clear" => Command::Clear,
+        "close" | "wc" => Command::Close,
+        "reconnect" => Command::Reconnect,
         other => Command::Invalid(format!(
             "unknown command /{other}; /help lists the commands"
         )),
@@ -112,11 +127,23 @@ mod tests {
             Some(Command::Quit("see you".into()))
         );
         assert_eq!(parse("/help"), Some(Command::Help));
+        assert_eq!(parse("/query bob"), Some(Command::Query("bob".into())));
+        assert_eq!(parse("/clear"), Some(Command::Clear));
+        assert_eq!(parse("/close"), Some(Command::Close));
+        assert_eq!(parse("/reconnect"), Some(Command::Reconnect));
     }
 
     #[test]
     fn mistakes_explain_themselves() {
-        for bad in ["/msg", "/msg bob", "/msg bob   ", "/me", "/frobnicate"] {
+        for bad in [
+            "/msg",
+            "/msg bob",
+            "/msg bob   ",
+            "/me",
+            "/frobnicate",
+            "/query",
+            "/query a b",
+        ] {
             match parse(bad) {
                 Some(Command::Invalid(why)) => assert!(!why.is_empty()),
                 other => panic!("{bad}: {other:?}"),

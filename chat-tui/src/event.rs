@@ -354,6 +354,11 @@ pub fn sanitize_line(s: &str) -> String {
     clean(s, false)
 }
 
+/// Makes received text safe to show in a terminal, keeping its newlines and tabs.
+pub fn sanitize_text(s: &str) -> String {
+    clean(s, true)
+}
+
 /// Replaces control characters (newlines too unless `multiline`; tabs are kept) and
 /// bidirectional overrides and isolates with U+FFFD.
 fn clean(s: &str, multiline: bool) -> String {

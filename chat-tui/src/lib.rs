@@ -1,6 +1,8 @@
-//! The chat suite's terminal client. This build has the line mode (`--plain`): see [`line`].
+//! The chat suite's terminal client: the full-screen interface ([`tui`]) and the line mode
+//! for scripts (`--plain`, [`line`]).
 //! The pieces are a library so that tests can drive them without a terminal.
 
 pub mod command;
 pub mod event;
 pub mod line;
+pub mod tui;

@@ -196,6 +196,18 @@ pub async fn run(opts: LineOptions) -> u8 {
             Some(Command::Me(text)) => Outbound::Me(text),
             Some(Command::Msg { to, text }) => Outbound::Msg(to, text),
             Some(Command::Who) => Outbound::Who,
+            Some(Command::Query(_) | Command::Clear | Command::Close | Command::Reconnect) => {
+                let ev = LineEvent::Error {
+                    time: Utc::now(),
+                    message: "that command is only available in the full-screen client; \
+                              /help lists the commands of the line mode"
+                        .to_owned(),
+                };
+                if out.show(&ev).is_err() {
+                    return exit::ERROR;
+                }
+                continue;
+            }
         };
         // A send can block if the server stops reading; Ctrl-C and the quit deadline still work.
         let result = tokio::select! {
@@ -240,10 +252,10 @@ impl Interrupt {
 
     async fn recv(&mut self) {
         #[cfg(unix)]
-        if let Some(s) = &mut self.signal {
-            if s.recv().await.is_some() {
-                return;
-            }
+        if let Some(s) = &mut self.signal
+            && s.recv().await.is_some()
+        {
+            return;
         }
         #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_ok() {

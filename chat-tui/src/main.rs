@@ -1,29 +1,37 @@
 //! `chat-tui`: the chat suite's terminal client.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use chat_tui::line::{self, LineOptions};
+use chat_tui::tui::app::Options;
+use chat_tui::tui::config;
+use chat_tui::tui::run::{self, TuiOptions};
 
 /// chat-tui: terminal client for the chat suite.
 ///
-/// This build provides the line mode (--plain): one line per event on standard output,
-/// messages and commands read from standard input. Type /help for the commands.
+/// Full-screen by default: tabs for the lobby and private conversations, a roster, and the
+/// keyboard for everything (F1 lists the keys). With --nick and --server both given it
+/// connects at once; otherwise it asks, prefilled from the flags and the configuration file.
+///
+/// --plain is the line mode for scripts, bots and dumb terminals: one line per event on
+/// standard output, messages and commands read from standard input (/help lists them).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(version, about, long_about, after_help = AFTER_HELP)]
 struct Cli {
     /// Line mode for scripts, bots and dumb terminals.
     #[arg(long)]
     plain: bool,
 
-    /// Nickname (asked for on standard input when not given).
+    /// Nickname.
     #[arg(long, short, env = "CHAT_NICK")]
     nick: Option<String>,
 
-    /// Server (or relay) address, host:port.
-    #[arg(long, short, env = "CHAT_SERVER", default_value = "127.0.0.1:12345")]
-    server: String,
+    /// Server (or relay) address, host:port [default: 127.0.0.1:12345].
+    #[arg(long, short, env = "CHAT_SERVER")]
+    server: Option<String>,
 
     /// With --plain: print one JSON object per event instead of text.
     #[arg(long)]
@@ -32,21 +40,54 @@ struct Cli {
     /// Show times in UTC instead of local time.
     #[arg(long)]
     utc: bool,
+
+    /// Lines of history kept per tab [default: 10000].
+    #[arg(long, value_name = "LINES", value_parser = clap::value_parser!(u32).range(100..))]
+    scrollback: Option<u32>,
+
+    /// Configuration file [default: ~/.config/chat-suite/chat-tui.toml on Linux].
+    #[arg(long, env = "CHAT_TUI_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
-const EXIT_CODES: &str = "Exit status: 0 quit (/quit, end of input, Ctrl-C); 1 error; 2 bad usage; \
-3 server unreachable; 4 refused by the server (e.g. nickname rejected); 5 disconnected by the \
-server or connection lost.";
+const AFTER_HELP: &str = "\
+Configuration file (TOML; flags take precedence):
+  nick = \"alice\"
+  server = \"chat.example.org:12345\"
+  scrollback = 10000
+  utc = false
+  roster = true
+
+Colours are off when NO_COLOR is set.
+
+Exit status: 0 quit (/quit, Ctrl-C, end of input in --plain); 1 error; 2 bad usage;
+with --plain also 3 server unreachable, 4 refused by the server (e.g. nickname rejected),
+5 disconnected by the server or connection lost.";
+
+const DEFAULT_SERVER: &str = "127.0.0.1:12345";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.plain {
-        eprintln!(
-            "chat-tui: the full-screen interface is not part of this build yet; \
-             run `chat-tui --plain` for the line mode"
-        );
-        return ExitCode::from(line::exit::USAGE);
-    }
+    let (path, explicit) = match &cli.config {
+        Some(p) => (Some(p.clone()), true),
+        None => (config::default_path(), false),
+    };
+    let file = match path.as_deref().map(|p| config::load(p, explicit)) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            eprintln!("chat-tui: configuration: {e}");
+            return ExitCode::from(line::exit::USAGE);
+        }
+        None => config::FileConfig::default(),
+    };
+    let connect_now = cli.nick.is_some() && cli.server.is_some();
+    let nick = cli.nick.or(file.nick);
+    let server = cli
+        .server
+        .or(file.server)
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let utc = cli.utc || file.utc.unwrap_or(false);
+
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -57,11 +98,33 @@ fn main() -> ExitCode {
             return ExitCode::from(line::exit::ERROR);
         }
     };
-    let code = runtime.block_on(line::run(LineOptions {
-        server: cli.server,
-        nick: cli.nick,
-        json: cli.json,
-        utc: cli.utc,
-    }));
+    let code = if cli.plain {
+        runtime.block_on(line::run(LineOptions {
+            server,
+            nick,
+            json: cli.json,
+            utc,
+        }))
+    } else {
+        let defaults = Options::default();
+        let app = Options {
+            utc,
+            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            scrollback: cli
+                .scrollback
+                .map(|n| n as usize)
+                .or(file.scrollback)
+                .unwrap_or(defaults.scrollback),
+            roster: file.roster.unwrap_or(defaults.roster),
+        };
+        runtime.block_on(run::run(TuiOptions {
+            nick,
+            server,
+            connect_now,
+            app,
+        }))
+    };
+    // The terminal reader thread may still be blocked in a read: do not wait for it.
+    runtime.shutdown_background();
     ExitCode::from(code)
 }

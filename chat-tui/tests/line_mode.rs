@@ -53,6 +53,9 @@ impl Plain {
             .args(["--server", &addr.to_string()])
             .args(args)
             .env_remove("CHAT_NICK")
+            .env_remove("CHAT_TUI_CONFIG")
+            // No configuration file from the environment the tests run in.
+            .env("XDG_CONFIG_HOME", "/nonexistent/chat-tui-tests")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,1559 @@
+//! The full-screen client's state. [`App::update`] takes one [`Event`] (a key, a paste, a
+//! network event, a tick), changes the state and returns the [`Effect`]s the driver must carry
+//! out (send a frame, ring the bell, connect, quit). Nothing here touches a terminal or a
+//! socket, so every behaviour can be tested by feeding events.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chat_core::names::{fold, validate_nick, validate_relayed_nick};
+use chat_core::protocol::{
+    Body, ClientFrame, DEFAULT_ROOM, ErrorCode, Limits, Outgoing, ServerFrame, Target, UserInfo,
+    Welcome,
+};
+use chrono::{DateTime, Utc};
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui_textarea::{CursorMove, TextArea};
+
+use crate::command::{Command, parse};
+use crate::event::sanitize_text;
+
+/// Something that happened: input from the terminal, news from the network, or time passing.
+#[derive(Debug)]
+pub enum Event {
+    /// A key press.
+    Key(KeyEvent),
+    /// A bracketed paste: one piece of text, newlines included.
+    Paste(String),
+    /// A mouse event (the wheel scrolls).
+    Mouse(MouseEvent),
+    /// The terminal was resized.
+    Resize { width: u16, height: u16 },
+    /// News from the network task.
+    Net(NetEvent),
+    /// Time passed (drives the reconnect countdown).
+    Tick,
+    /// The terminal went away (input closed, SIGHUP, SIGTERM).
+    Hangup,
+}
+
+/// What the network task reports.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A connection attempt started.
+    Connecting,
+    /// The handshake succeeded.
+    Connected(Box<Welcome>),
+    /// A frame from the server.
+    Frame(ServerFrame),
+    /// A measured round trip.
+    Lag(Duration),
+    /// A connection attempt failed; `retry` says whether trying again may help.
+    Failed { message: String, retry: bool },
+    /// An established connection was lost or closed by the server.
+    Lost { message: String },
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Connect (after `delay`) to `server` asking for `nick`.
+    Connect {
+        server: String,
+        nick: String,
+        delay: Duration,
+    },
+    /// Send a frame on the current connection.
+    Send(ClientFrame),
+    /// Ring the terminal bell.
+    Bell,
+    /// Say goodbye to the server, then exit.
+    Quit { reason: String },
+    /// Exit now (nothing to say goodbye to).
+    Exit,
+}
+
+/// Settings that do not change while running.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Show times in UTC.
+    pub utc: bool,
+    /// Use colours (off when `NO_COLOR` is set).
+    pub color: bool,
+    /// Lines kept per tab.
+    pub scrollback: usize,
+    /// Show the roster sidebar when the terminal is wide enough.
+    pub roster: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            utc: false,
+            color: true,
+            scrollback: 10_000,
+            roster: true,
+        }
+    }
+}
+
+/// The two screens.
+#[derive(Debug)]
+pub enum Screen {
+    /// Asking for the nickname and the server.
+    Connect(Box<ConnectForm>),
+    /// Chatting.
+    Main,
+}
+
+/// The connect screen's fields.
+#[derive(Debug)]
+pub struct ConnectForm {
+    /// Nickname field.
+    pub nick: TextArea<'static>,
+    /// Server field.
+    pub server: TextArea<'static>,
+    /// Which field has the cursor.
+    pub field: Field,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// An attempt is under way.
+    pub connecting: bool,
+}
+
+/// A field of the connect form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Nick,
+    Server,
+}
+
+/// The state of the connection, as the status line shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnState {
+    /// Not connected and not trying (before the first attempt).
+    Idle,
+    /// An attempt is under way.
+    Connecting,
+    /// Chatting.
+    Connected,
+    /// Waiting before the next attempt.
+    Waiting {
+        /// When the next attempt starts.
+        until: Instant,
+        /// Why we are not connected.
+        reason: String,
+    },
+    /// Not trying any more (the server refused us); `/reconnect` tries again.
+    Stopped { reason: String },
+    /// Saying goodbye.
+    Quitting,
+}
+
+/// Capped exponential backoff with jitter: 1 s, 2 s, 4 s, ... up to 30 s, each delay drawn
+/// between half and all of its step so that clients cut off together do not come back together.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    attempt: u32,
+    base: Duration,
+    cap: Duration,
+    rng: fastrand::Rng,
+}
+
+impl Backoff {
+    /// A backoff from 1 s to 30 s.
+    pub fn new(rng: fastrand::Rng) -> Self {
+        Backoff {
+            attempt: 0,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(30),
+            rng,
+        }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let step = self
+            .base
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = step / 2;
+        half + half.mul_f64(self.rng.f64())
+    }
+
+    /// Starts again from the shortest delay (after a successful connection).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Failed attempts since the last reset.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// Which pane has the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Input,
+    Roster,
+}
+
+/// A tab: the lobby or a private conversation.
+#[derive(Debug)]
+pub struct Tab {
+    /// What the tab shows.
+    pub kind: TabKind,
+    /// The history, oldest first, bounded by [`Options::scrollback`].
+    pub entries: VecDeque<Entry>,
+    /// Sequence number of `entries[0]`; entries keep their numbers as old ones are dropped.
+    pub first_seq: u64,
+    /// Messages received while the tab was not on screen.
+    pub unread: usize,
+    /// Among them, a private message or a mention.
+    pub highlight: bool,
+    /// `None` when showing the newest lines, else the position scrolled back to.
+    pub scroll: Option<Anchor>,
+    /// Typed while disconnected; sent in order after reconnecting.
+    pub pending: Vec<Pending>,
+}
+
+/// A message waiting to be sent (typed while disconnected, or sent and not confirmed before
+/// the connection was lost).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// Recipients.
+    pub to: Target,
+    /// What to say.
+    pub body: Body,
+}
+
+/// A position in a tab's history: the entry at the bottom of the pane and how many of its
+/// rows are hidden below the pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// Sequence number of the entry at the bottom.
+    pub seq: u64,
+    /// Rows of that entry below the bottom of the pane.
+    pub skip: usize,
+}
+
+/// What a tab shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TabKind {
+    /// The public room.
+    Lobby,
+    /// A private conversation with one user.
+    Private { nick: String },
+}
+
+impl TabKind {
+    /// The tab's title.
+    pub fn title(&self) -> &str {
+        match self {
+            TabKind::Lobby => DEFAULT_ROOM,
+            TabKind::Private { nick } => nick,
+        }
+    }
+
+    fn is(&self, other: &TabKind) -> bool {
+        match (self, other) {
+            (TabKind::Lobby, TabKind::Lobby) => true,
+            (TabKind::Private { nick: a }, TabKind::Private { nick: b }) => fold(a) == fold(b),
+            _ => false,
+        }
+    }
+}
+
+/// One line of history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub kind: EntryKind,
+}
+
+/// A message or a notice.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryKind {
+    /// A chat message.
+    Message {
+        from: String,
+        text: String,
+        action: bool,
+        /// Sent by us.
+        own: bool,
+        /// Mentions our nickname.
+        mention: bool,
+    },
+    /// Something the client or the server says (joins, leaves, errors, ...).
+    Notice { text: String, error: bool },
+}
+
+/// Nickname completion in progress (repeated Tab cycles through the candidates).
+#[derive(Debug, Clone)]
+struct Completion {
+    candidates: Vec<String>,
+    index: usize,
+    /// Characters inserted by the last completion (removed before inserting the next).
+    inserted: usize,
+}
+
+/// The whole client state.
+#[derive(Debug)]
+pub struct App {
+    /// Settings.
+    pub opts: Options,
+    /// Current screen.
+    pub screen: Screen,
+    /// Connection state.
+    pub conn: ConnState,
+    /// Server address in use.
+    pub server: String,
+    /// The nickname the user asked for (asked for again on every reconnect).
+    pub requested_nick: String,
+    /// The nickname the server gave us.
+    pub nick: String,
+    /// Tabs; the lobby is always first.
+    pub tabs: Vec<Tab>,
+    /// Index of the tab on screen.
+    pub active: usize,
+    /// Everyone online, sorted.
+    pub roster: Vec<UserInfo>,
+    /// Selected roster row.
+    pub roster_selected: usize,
+    /// Which pane has the keyboard.
+    pub focus: Focus,
+    /// The input line.
+    pub input: TextArea<'static>,
+    /// The help overlay is open.
+    pub help: bool,
+    /// The roster sidebar is wanted (F2 toggles).
+    pub show_roster: bool,
+    /// Terminal size.
+    pub size: (u16, u16),
+    /// Last measured round trip.
+    pub lag: Option<Duration>,
+    /// The time, as of the current event.
+    pub now: Instant,
+    /// The wall-clock time, as of the current event (stamps the client's own notices).
+    pub wall: DateTime<Utc>,
+    /// Reconnect delays.
+    pub backoff: Backoff,
+    limits: Option<Limits>,
+    history: Vec<String>,
+    history_pos: Option<usize>,
+    draft: String,
+    completion: Option<Completion>,
+    next_tag: u64,
+    in_flight: HashMap<u64, (TabKind, Pending)>,
+    ever_connected: bool,
+    /// Something changed since the last draw.
+    pub dirty: bool,
+}
+
+/// Entries kept in the input history.
+const HISTORY: usize = 200;
+/// Rows scrolled by one mouse-wheel step.
+const WHEEL_ROWS: usize = 3;
+
+impl App {
+    /// A client showing the connect screen prefilled with `nick` and `server`; with both given,
+    /// call [`App::start`] to connect at once.
+    pub fn new(nick: Option<String>, server: String, opts: Options, now: Instant) -> Self {
+        let show_roster = opts.roster;
+        App {
+            screen: Screen::Connect(Box::new(ConnectForm {
+                nick: single_line(nick.as_deref().unwrap_or("")),
+                server: single_line(&server),
+                field: if nick.as_deref().is_some_and(|n| !n.is_empty()) {
+                    Field::Server
+                } else {
+                    Field::Nick
+                },
+                error: None,
+                connecting: false,
+            })),
+            opts,
+            conn: ConnState::Idle,
+            server,
+            requested_nick: nick.clone().unwrap_or_default(),
+            nick: nick.unwrap_or_default(),
+            tabs: vec![Tab::new(TabKind::Lobby)],
+            active: 0,
+            roster: Vec::new(),
+            roster_selected: 0,
+            focus: Focus::Input,
+            input: input_area(""),
+            help: false,
+            show_roster,
+            size: (80, 24),
+            lag: None,
+            now,
+            wall: Utc::now(),
+            backoff: Backoff::new(fastrand::Rng::new()),
+            limits: None,
+            history: Vec::new(),
+            history_pos: None,
+            draft: String::new(),
+            completion: None,
+            next_tag: 1,
+            in_flight: HashMap::new(),
+            ever_connected: false,
+            dirty: true,
+        }
+    }
+
+    /// Submits the connect form (what Enter does there): used to connect at once when the
+    /// nickname and the server were both given on the command line.
+    pub fn start(&mut self) -> Vec<Effect> {
+        self.submit_form()
+    }
+
+    /// Handles one event.
+    pub fn update(&mut self, event: Event) -> Vec<Effect> {
+        let was_dirty = self.dirty;
+        self.dirty = true;
+        let effects = self.handle(event);
+        self.dirty |= was_dirty;
+        self.sync_styles();
+        effects
+    }
+
+    fn handle(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Key(key) if key.kind == KeyEventKind::Release => {
+                self.dirty = false;
+                Vec::new()
+            }
+            Event::Key(key) => match self.screen {
+                Screen::Connect(_) => self.form_key(key),
+                Screen::Main => self.main_key(key),
+            },
+            Event::Paste(text) => {
+                let text = text.replace("\r\n", "\n").replace('\r', "\n");
+                match &mut self.screen {
+                    Screen::Connect(form) => {
+                        let field = match form.field {
+                            Field::Nick => &mut form.nick,
+                            Field::Server => &mut form.server,
+                        };
+                        field.insert_str(text.split('\n').next().unwrap_or("").trim());
+                    }
+                    Screen::Main => {
+                        self.focus = Focus::Input;
+                        self.completion = None;
+                        self.input.insert_str(text);
+                    }
+                }
+                Vec::new()
+            }
+            Event::Mouse(mouse) => {
+                match mouse.kind {
+                    MouseEventKind::ScrollUp => self.scroll_up(WHEEL_ROWS),
+                    MouseEventKind::ScrollDown => self.scroll_down(WHEEL_ROWS),
+                    _ => self.dirty = false,
+                }
+                Vec::new()
+            }
+            Event::Resize { width, height } => {
+                self.size = (width, height);
+                Vec::new()
+            }
+            Event::Net(net) => self.net(net),
+            Event::Hangup => self.quit("terminal closed".to_owned()),
+            Event::Tick => {
+                // Only the countdown changes with time.
+                self.dirty = matches!(self.conn, ConnState::Waiting { .. });
+                Vec::new()
+            }
+        }
+    }
+
+    /// Shows the cursor only in the field or line that has the keyboard.
+    fn sync_styles(&mut self) {
+        let cursor = Style::default().add_modifier(Modifier::REVERSED);
+        let hidden = Style::default();
+        if let Screen::Connect(form) = &mut self.screen {
+            let (on, off) = match form.field {
+                Field::Nick => (&mut form.nick, &mut form.server),
+                Field::Server => (&mut form.server, &mut form.nick),
+            };
+            on.set_cursor_style(cursor);
+            off.set_cursor_style(hidden);
+        }
+        let input_focused =
+            matches!(self.screen, Screen::Main) && self.focus == Focus::Input && !self.help;
+        self.input
+            .set_cursor_style(if input_focused { cursor } else { hidden });
+    }
+
+    // ----- connect screen -----
+
+    fn form_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Screen::Connect(form) = &mut self.screen else {
+            return Vec::new();
+        };
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('c') if ctrl => return vec![Effect::Exit],
+            KeyCode::Esc => return vec![Effect::Exit],
+            KeyCode::Enter => return self.submit_form(),
+            _ if form.connecting => {}
+            KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
+                form.field = match form.field {
+                    Field::Nick => Field::Server,
+                    Field::Server => Field::Nick,
+                };
+            }
+            _ => {
+                let field = match form.field {
+                    Field::Nick => &mut form.nick,
+                    Field::Server => &mut form.server,
+                };
+                field.input(key);
+            }
+        }
+        Vec::new()
+    }
+
+    fn submit_form(&mut self) -> Vec<Effect> {
+        let Screen::Connect(form) = &mut self.screen else {
+            return Vec::new();
+        };
+        if form.connecting {
+            return Vec::new();
+        }
+        let nick = form.nick.lines().concat().trim().to_owned();
+        let server = form.server.lines().concat().trim().to_owned();
+        let problem = if nick.is_empty() {
+            Some((Field::Nick, "enter a nickname".to_owned()))
+        } else if let Err(e) = if nick.starts_with('*') {
+            validate_relayed_nick(&nick)
+        } else {
+            validate_nick(&nick)
+        } {
+            Some((Field::Nick, format!("nickname not accepted: {e}")))
+        } else if server.is_empty() {
+            Some((
+                Field::Server,
+                "enter the server's address, host:port".to_owned(),
+            ))
+        } else if !server.contains(':') {
+            Some((
+                Field::Server,
+                format!("the server's address needs a port, as in {server}:12345"),
+            ))
+        } else {
+            None
+        };
+        if let Some((field, error)) = problem {
+            form.field = field;
+            form.error = Some(error);
+            return Vec::new();
+        }
+        form.error = None;
+        form.connecting = true;
+        self.requested_nick = nick.clone();
+        self.nick = nick.clone();
+        self.server = server.clone();
+        self.conn = ConnState::Connecting;
+        vec![Effect::Connect {
+            server,
+            nick,
+            delay: Duration::ZERO,
+        }]
+    }
+
+    // ----- main screen keys -----
+
+    fn main_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return self.quit(String::new());
+        }
+        if self.help {
+            if matches!(key.code, KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('q')) {
+                self.help = false;
+            }
+            return Vec::new();
+        }
+        match key.code {
+            KeyCode::F(1) => {
+                self.help = true;
+                return Vec::new();
+            }
+            KeyCode::F(2) => {
+                self.show_roster = !self.show_roster;
+                return Vec::new();
+            }
+            KeyCode::Char(c @ '0'..='9') if alt => {
+                let n = if c == '0' {
+                    10
+                } else {
+                    c as usize - '0' as usize
+                };
+                self.select_tab(n - 1);
+                return Vec::new();
+            }
+            KeyCode::Char('a') if alt => {
+                self.next_active_tab();
+                return Vec::new();
+            }
+            KeyCode::Char('n') if ctrl => {
+                self.select_tab((self.active + 1) % self.tabs.len());
+                return Vec::new();
+            }
+            KeyCode::Char('p') if ctrl => {
+                self.select_tab((self.active + self.tabs.len() - 1) % self.tabs.len());
+                return Vec::new();
+            }
+            KeyCode::Char('w') if ctrl => {
+                self.close_tab(self.active);
+                return Vec::new();
+            }
+            KeyCode::PageUp => {
+                self.scroll_up(self.page());
+                return Vec::new();
+            }
+            KeyCode::PageDown => {
+                self.scroll_down(self.page());
+                return Vec::new();
+            }
+            KeyCode::End if ctrl || self.tabs[self.active].scroll.is_some() => {
+                self.tabs[self.active].scroll = None;
+                return Vec::new();
+            }
+            KeyCode::BackTab => {
+                self.toggle_focus();
+                return Vec::new();
+            }
+            _ => {}
+        }
+        match self.focus {
+            Focus::Roster => self.roster_key(key),
+            Focus::Input => self.input_key(key),
+        }
+    }
+
+    fn roster_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let last = self.roster.len().saturating_sub(1);
+        match key.code {
+            KeyCode::Up => self.roster_selected = self.roster_selected.saturating_sub(1),
+            KeyCode::Down => self.roster_selected = (self.roster_selected + 1).min(last),
+            KeyCode::Home => self.roster_selected = 0,
+            KeyCode::End => self.roster_selected = last,
+            KeyCode::Tab | KeyCode::Esc => self.focus = Focus::Input,
+            KeyCode::Enter => {
+                if let Some(user) = self.roster.get(self.roster_selected) {
+                    let nick = user.nick.clone();
+                    if fold(&nick) == fold(&self.nick) {
+                        self.notice_active("that is you; pick someone else to talk to", true);
+                    } else {
+                        let i = self.open_tab(&nick);
+                        self.select_tab(i);
+                    }
+                }
+                self.focus = Focus::Input;
+            }
+            KeyCode::Char(_) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                // Typing goes to the input line.
+                self.focus = Focus::Input;
+                return self.input_key(key);
+            }
+            _ => self.dirty = false,
+        }
+        Vec::new()
+    }
+
+    fn input_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+        if key.code != KeyCode::Tab {
+            self.completion = None;
+        }
+        match key.code {
+            KeyCode::Enter if alt || shift => {
+                self.input.insert_newline();
+                Vec::new()
+            }
+            KeyCode::Enter => self.submit(),
+            KeyCode::Tab => {
+                if !self.complete() {
+                    self.toggle_focus();
+                }
+                Vec::new()
+            }
+            KeyCode::Up if self.input.cursor().0 == 0 => {
+                self.history_back();
+                Vec::new()
+            }
+            KeyCode::Down if self.input.cursor().0 + 1 >= self.input.lines().len() => {
+                self.history_forward();
+                Vec::new()
+            }
+            _ => {
+                self.input.input(key);
+                Vec::new()
+            }
+        }
+    }
+
+    fn toggle_focus(&mut self) {
+        self.completion = None;
+        self.focus = match self.focus {
+            Focus::Input => {
+                self.roster_selected = self
+                    .roster_selected
+                    .min(self.roster.len().saturating_sub(1));
+                Focus::Roster
+            }
+            Focus::Roster => Focus::Input,
+        };
+    }
+
+    // ----- input line -----
+
+    /// The text in the input line.
+    pub fn input_text(&self) -> String {
+        self.input.lines().join("\n")
+    }
+
+    fn set_input(&mut self, text: &str) {
+        self.input = input_area(text);
+    }
+
+    fn history_back(&mut self) {
+        if self.history.is_empty() {
+            return;
+        }
+        let pos = match self.history_pos {
+            None => {
+                self.draft = self.input_text();
+                self.history.len() - 1
+            }
+            Some(p) => p.saturating_sub(1),
+        };
+        self.history_pos = Some(pos);
+        let text = self.history[pos].clone();
+        self.set_input(&text);
+    }
+
+    fn history_forward(&mut self) {
+        let Some(pos) = self.history_pos else {
+            return;
+        };
+        if pos + 1 < self.history.len() {
+            self.history_pos = Some(pos + 1);
+            let text = self.history[pos + 1].clone();
+            self.set_input(&text);
+        } else {
+            self.history_pos = None;
+            let draft = std::mem::take(&mut self.draft);
+            self.set_input(&draft);
+        }
+    }
+
+    /// Completes the nickname before the cursor; false when there is no word to complete.
+    fn complete(&mut self) -> bool {
+        if let Some(c) = &mut self.completion {
+            for _ in 0..c.inserted {
+                self.input.delete_char();
+            }
+            c.index = (c.index + 1) % c.candidates.len();
+            let text = c.candidates[c.index].clone();
+            c.inserted = text.chars().count();
+            self.input.insert_str(text);
+            return true;
+        }
+        let ratatui_textarea::DataCursor(row, col) = self.input.cursor();
+        let line: Vec<char> = self.input.lines()[row].chars().collect();
+        let start = line[..col]
+            .iter()
+            .rposition(|c| c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        let word: String = line[start..col].iter().collect();
+        if word.is_empty() {
+            return false;
+        }
+        let prefix = fold(&word);
+        let me = fold(&self.nick);
+        let mut candidates: Vec<String> = self
+            .roster
+            .iter()
+            .map(|u| u.nick.clone())
+            .chain(self.tabs.iter().filter_map(|t| match &t.kind {
+                TabKind::Private { nick } => Some(nick.clone()),
+                TabKind::Lobby => None,
+            }))
+            .filter(|n| {
+                let f = fold(n);
+                f.starts_with(&prefix) && f != me
+            })
+            .collect();
+        candidates.sort_by_key(|n| fold(n));
+        candidates.dedup_by_key(|n| fold(n));
+        if candidates.is_empty() {
+            return true; // nothing to complete, but Tab was meant for the word
+        }
+        let suffix = if row == 0 && start == 0 { ": " } else { " " };
+        let candidates: Vec<String> = candidates.into_iter().map(|n| n + suffix).collect();
+        for _ in start..col {
+            self.input.delete_char();
+        }
+        let text = candidates[0].clone();
+        self.completion = Some(Completion {
+            inserted: text.chars().count(),
+            candidates,
+            index: 0,
+        });
+        self.input.insert_str(text);
+        true
+    }
+
+    fn submit(&mut self) -> Vec<Effect> {
+        let text = self.input_text();
+        if text.trim().is_empty() {
+            return Vec::new();
+        }
+        if self.history.last() != Some(&text) {
+            self.history.push(text.clone());
+            if self.history.len() > HISTORY {
+                self.history.remove(0);
+            }
+        }
+        self.history_pos = None;
+        self.draft.clear();
+        let Some(command) = parse(&text) else {
+            return Vec::new();
+        };
+        let tab = self.tabs[self.active].kind.clone();
+        let (effects, keep) = match command {
+            Command::Say(text) => self.send_to_tab(tab, Body::Text(text)),
+            Command::Me(text) => self.send_to_tab(tab, Body::Action(text)),
+            Command::Msg { to, text } => {
+                let first = to[0].clone();
+                self.send(
+                    TabKind::Private { nick: first },
+                    Target::Users(to),
+                    Body::Text(text),
+                )
+            }
+            Command::Query(nick) => {
+                if fold(&nick) == fold(&self.nick) {
+                    self.notice_active("that is you; pick someone else to talk to", true);
+                    (Vec::new(), true)
+                } else {
+                    let i = self.open_tab(&nick);
+                    self.select_tab(i);
+                    (Vec::new(), false)
+                }
+            }
+            Command::Who => {
+                if self.conn == ConnState::Connected {
+                    (
+                        vec![Effect::Send(ClientFrame::Who {
+                            room: DEFAULT_ROOM.to_owned(),
+                        })],
+                        false,
+                    )
+                } else {
+                    self.notice_active("not connected", true);
+                    (Vec::new(), true)
+                }
+            }
+            Command::Clear => {
+                let tab = &mut self.tabs[self.active];
+                tab.first_seq += tab.entries.len() as u64;
+                tab.entries.clear();
+                tab.scroll = None;
+                (Vec::new(), false)
+            }
+            Command::Close => {
+                self.close_tab(self.active);
+                (Vec::new(), false)
+            }
+            Command::Reconnect => (self.reconnect_now(), false),
+            Command::Help => {
+                self.help = true;
+                (Vec::new(), false)
+            }
+            Command::Quit(reason) => (self.quit(reason), false),
+            Command::Invalid(why) => {
+                self.notice_active(&why, true);
+                (Vec::new(), true)
+            }
+        };
+        if !keep {
+            self.set_input("");
+        }
+        effects
+    }
+
+    /// Sends text typed in a tab to that tab's room or user.
+    fn send_to_tab(&mut self, tab: TabKind, body: Body) -> (Vec<Effect>, bool) {
+        let target = match &tab {
+            TabKind::Lobby => Target::Room(DEFAULT_ROOM.to_owned()),
+            TabKind::Private { nick } => {
+                if self.conn == ConnState::Connected && !self.is_online(nick) {
+                    self.notice_active(
+                        &format!("{nick} is not online; the message was not sent"),
+                        true,
+                    );
+                    return (Vec::new(), true);
+                }
+                Target::Users(vec![nick.clone()])
+            }
+        };
+        self.send(tab, target, body)
+    }
+
+    /// Sends a message now, or queues it while disconnected. Returns the effects and whether
+    /// the input must be kept (the message was refused locally).
+    fn send(&mut self, tab: TabKind, target: Target, body: Body) -> (Vec<Effect>, bool) {
+        let len = match &body {
+            Body::Text(t) | Body::Action(t) => t.len(),
+        };
+        let max = self
+            .limits
+            .as_ref()
+            .map_or(4096, |l| l.max_message_len as usize);
+        if len > max {
+            self.notice_active(
+                &format!("message not sent: it is {len} bytes long; the limit is {max}"),
+                true,
+            );
+            return (Vec::new(), true);
+        }
+        if self.conn == ConnState::Connected {
+            return (vec![self.frame_for(tab, target, body)], false);
+        }
+        // Queued, shown as pending in its tab, sent after reconnecting.
+        let i = match &tab {
+            TabKind::Lobby => 0,
+            TabKind::Private { nick } => self.open_tab(nick),
+        };
+        self.tabs[i].pending.push(Pending { to: target, body });
+        (Vec::new(), false)
+    }
+
+    fn frame_for(&mut self, tab: TabKind, to: Target, body: Body) -> Effect {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let pending = Pending {
+            to: to.clone(),
+            body: body.clone(),
+        };
+        self.in_flight.insert(tag, (tab, pending));
+        Effect::Send(ClientFrame::Send(Outgoing {
+            tag,
+            to,
+            body,
+            attrs: Vec::new(),
+        }))
+    }
+
+    fn quit(&mut self, reason: String) -> Vec<Effect> {
+        if self.conn == ConnState::Connected {
+            self.conn = ConnState::Quitting;
+            vec![Effect::Quit { reason }]
+        } else {
+            vec![Effect::Exit]
+        }
+    }
+
+    fn reconnect_now(&mut self) -> Vec<Effect> {
+        match self.conn {
+            ConnState::Waiting { .. } | ConnState::Stopped { .. } => {
+                self.backoff.reset();
+                self.conn = ConnState::Connecting;
+                vec![self.connect_effect(Duration::ZERO)]
+            }
+            ConnState::Connected => {
+                self.notice_active("already connected", false);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn connect_effect(&self, delay: Duration) -> Effect {
+        Effect::Connect {
+            server: self.server.clone(),
+            nick: self.requested_nick.clone(),
+            delay,
+        }
+    }
+
+    // ----- tabs -----
+
+    /// Index of the private tab for `nick`, opened (without focus) if needed.
+    pub fn open_tab(&mut self, nick: &str) -> usize {
+        let kind = TabKind::Private {
+            nick: nick.to_owned(),
+        };
+        if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
+            return i;
+        }
+        self.tabs.push(Tab::new(kind));
+        self.tabs.len() - 1
+    }
+
+    /// Shows tab `i` (if it exists); its unread count is cleared.
+    pub fn select_tab(&mut self, i: usize) {
+        if i < self.tabs.len() {
+            self.active = i;
+            self.tabs[i].unread = 0;
+            self.tabs[i].highlight = false;
+            self.completion = None;
+        }
+    }
+
+    fn close_tab(&mut self, i: usize) {
+        if i == 0 {
+            self.notice_active("the lobby cannot be closed", true);
+            return;
+        }
+        let tab = self.tabs.remove(i);
+        if !tab.pending.is_empty() {
+            self.notice(
+                0,
+                &format!(
+                    "{} unsent message(s) to {} discarded with the tab",
+                    tab.pending.len(),
+                    tab.kind.title()
+                ),
+                true,
+            );
+        }
+        let active = if self.active >= i {
+            self.active.saturating_sub(1)
+        } else {
+            self.active
+        };
+        self.select_tab(active);
+    }
+
+    fn next_active_tab(&mut self) {
+        let n = self.tabs.len();
+        let order = (1..n).map(|k| (self.active + k) % n);
+        let target = order
+            .clone()
+            .find(|&i| self.tabs[i].highlight)
+            .or_else(|| order.clone().find(|&i| self.tabs[i].unread > 0));
+        if let Some(i) = target {
+            self.select_tab(i);
+        }
+    }
+
+    /// Is `nick` online (in the roster)?
+    pub fn is_online(&self, nick: &str) -> bool {
+        let key = fold(nick);
+        self.roster.iter().any(|u| fold(&u.nick) == key)
+    }
+
+    fn push(&mut self, i: usize, entry: Entry, counts: bool, highlight: bool) {
+        let scrollback = self.opts.scrollback.max(1);
+        let viewed = i == self.active;
+        let tab = &mut self.tabs[i];
+        tab.entries.push_back(entry);
+        while tab.entries.len() > scrollback {
+            tab.entries.pop_front();
+            tab.first_seq += 1;
+        }
+        if let Some(a) = &mut tab.scroll
+            && a.seq < tab.first_seq
+        {
+            *a = Anchor {
+                seq: tab.first_seq,
+                skip: 0,
+            };
+        }
+        if counts && !viewed {
+            tab.unread += 1;
+            tab.highlight |= highlight;
+        }
+    }
+
+    fn notice(&mut self, i: usize, text: &str, error: bool) {
+        let entry = Entry {
+            at: self.wall,
+            kind: EntryKind::Notice {
+                text: text.to_owned(),
+                error,
+            },
+        };
+        self.push(i, entry, false, false);
+    }
+
+    fn notice_active(&mut self, text: &str, error: bool) {
+        self.notice(self.active, text, error);
+    }
+
+    fn notice_private(&mut self, nick: &str, text: &str) {
+        let kind = TabKind::Private {
+            nick: nick.to_owned(),
+        };
+        if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
+            self.notice(i, text, false);
+        }
+    }
+
+    // ----- network -----
+
+    fn net(&mut self, event: NetEvent) -> Vec<Effect> {
+        match event {
+            NetEvent::Connecting => {
+                if self.conn != ConnState::Quitting {
+                    self.conn = ConnState::Connecting;
+                }
+                Vec::new()
+            }
+            NetEvent::Connected(welcome) => self.connected(*welcome),
+            NetEvent::Frame(frame) => self.frame(frame),
+            NetEvent::Lag(lag) => {
+                self.lag = Some(lag);
+                Vec::new()
+            }
+            NetEvent::Failed { message, retry } => self.failed(message, retry),
+            NetEvent::Lost { message } => self.lost(message),
+        }
+    }
+
+    fn connected(&mut self, w: Welcome) -> Vec<Effect> {
+        let first = !self.ever_connected;
+        self.ever_connected = true;
+        self.screen = Screen::Main;
+        self.conn = ConnState::Connected;
+        self.backoff.reset();
+        self.lag = None;
+        self.nick = w.nick.clone();
+        self.limits = Some(w.limits.clone());
+        self.set_roster(w.roster);
+        let verb = if first {
+            "connected to"
+        } else {
+            "reconnected to"
+        };
+        let text = format!("{verb} {} as {} ({})", self.server, w.nick, w.server);
+        self.notice(0, &text, false);
+        if w.nick_change.is_some() {
+            let text = format!(
+                "the nickname {} was taken; the server named you {}",
+                w.requested_nick, w.nick
+            );
+            self.notice(0, &text, true);
+        }
+        if !first {
+            for i in 1..self.tabs.len() {
+                let nick = self.tabs[i].kind.title().to_owned();
+                let text = if self.is_online(&nick) {
+                    format!("{nick} is online")
+                } else {
+                    format!("{nick} is not online")
+                };
+                self.notice(i, &text, false);
+            }
+        }
+        // What was typed while offline goes out now, in order.
+        let mut effects = Vec::new();
+        for i in 0..self.tabs.len() {
+            let kind = self.tabs[i].kind.clone();
+            for p in std::mem::take(&mut self.tabs[i].pending) {
+                effects.push(self.frame_for(kind.clone(), p.to, p.body));
+            }
+        }
+        effects
+    }
+
+    fn failed(&mut self, message: String, retry: bool) -> Vec<Effect> {
+        if self.conn == ConnState::Quitting {
+            return vec![Effect::Exit];
+        }
+        let message = crate::event::sanitize_line(&message);
+        if let Screen::Connect(form) = &mut self.screen {
+            form.connecting = false;
+            form.error = Some(message.clone());
+            self.conn = ConnState::Stopped { reason: message };
+            return Vec::new();
+        }
+        if retry {
+            self.wait_and_retry(message)
+        } else {
+            self.notice(
+                0,
+                &format!("cannot reconnect: {message} (/reconnect tries again)"),
+                true,
+            );
+            self.conn = ConnState::Stopped { reason: message };
+            Vec::new()
+        }
+    }
+
+    fn lost(&mut self, message: String) -> Vec<Effect> {
+        if self.conn == ConnState::Quitting {
+            return vec![Effect::Exit];
+        }
+        let message = crate::event::sanitize_line(&message);
+        self.notice(0, &format!("disconnected: {message}"), true);
+        self.lag = None;
+        // Messages the server never confirmed are sent again after reconnecting.
+        let mut unconfirmed: Vec<(u64, (TabKind, Pending))> = self.in_flight.drain().collect();
+        unconfirmed.sort_by_key(|(tag, _)| *tag);
+        let mut requeued: HashMap<usize, Vec<Pending>> = HashMap::new();
+        for (_, (kind, body)) in unconfirmed {
+            let i = match &kind {
+                TabKind::Lobby => 0,
+                TabKind::Private { nick } => self.open_tab(nick),
+            };
+            requeued.entry(i).or_default().push(body);
+        }
+        for (i, mut bodies) in requeued {
+            bodies.append(&mut self.tabs[i].pending);
+            self.tabs[i].pending = bodies;
+        }
+        self.wait_and_retry(message)
+    }
+
+    fn wait_and_retry(&mut self, reason: String) -> Vec<Effect> {
+        let delay = self.backoff.next_delay();
+        self.conn = ConnState::Waiting {
+            until: self.now + delay,
+            reason,
+        };
+        vec![self.connect_effect(delay)]
+    }
+
+    fn frame(&mut self, frame: ServerFrame) -> Vec<Effect> {
+        match frame {
+            ServerFrame::Message(m) => {
+                if let Some(tag) = m.tag {
+                    self.in_flight.remove(&tag);
+                }
+                let own = fold(&m.from) == fold(&self.nick);
+                let (text, action) = match m.body {
+                    Body::Text(t) => (sanitize_text(&t), false),
+                    Body::Action(t) => (sanitize_text(&t), true),
+                };
+                let from = crate::event::sanitize_line(&m.from);
+                let mention = !own && mentions(&text, &self.nick);
+                let entry = Entry {
+                    at: m.at,
+                    kind: EntryKind::Message {
+                        from: from.clone(),
+                        text,
+                        action,
+                        own,
+                        mention,
+                    },
+                };
+                match m.to {
+                    Target::Room(_) => {
+                        self.push(0, entry, true, mention);
+                        if mention {
+                            vec![Effect::Bell]
+                        } else {
+                            Vec::new()
+                        }
+                    }
+                    Target::Users(to) if own => {
+                        for nick in to {
+                            let nick = crate::event::sanitize_line(&nick);
+                            let i = self.open_tab(&nick);
+                            self.push(i, entry.clone(), true, false);
+                        }
+                        Vec::new()
+                    }
+                    Target::Users(_) => {
+                        let i = self.open_tab(&from);
+                        self.push(i, entry, true, true);
+                        vec![Effect::Bell]
+                    }
+                }
+            }
+            ServerFrame::Joined { user, .. } => {
+                let nick = crate::event::sanitize_line(&user.nick);
+                let guest = if user.relayed { " (relayed guest)" } else { "" };
+                self.notice(0, &format!("{nick} joined{guest}"), false);
+                self.notice_private(&nick, &format!("{nick} is back online"));
+                let key = fold(&user.nick);
+                self.roster.retain(|u| fold(&u.nick) != key);
+                self.roster.push(user);
+                self.sort_roster();
+                Vec::new()
+            }
+            ServerFrame::Left {
+                nick,
+                reason,
+                message,
+                ..
+            } => {
+                let key = fold(&nick);
+                self.roster.retain(|u| fold(&u.nick) != key);
+                self.sort_roster();
+                let nick = crate::event::sanitize_line(&nick);
+                let message = crate::event::sanitize_line(&message);
+                let why = if message.is_empty() {
+                    reason.describe().to_owned()
+                } else {
+                    format!("{}: {message}", reason.describe())
+                };
+                self.notice(0, &format!("{nick} left ({why})"), false);
+                self.notice_private(
+                    &nick,
+                    &format!("{nick} left ({why}); messages cannot be sent until they return"),
+                );
+                Vec::new()
+            }
+            ServerFrame::Roster { users, .. } => {
+                let names: Vec<String> = users
+                    .iter()
+                    .map(|u| crate::event::sanitize_line(&u.nick))
+                    .collect();
+                self.set_roster(users);
+                self.notice_active(
+                    &format!("online ({}): {}", names.len(), names.join(", ")),
+                    false,
+                );
+                Vec::new()
+            }
+            ServerFrame::Error(e) => {
+                let tab = e.tag.and_then(|t| self.in_flight.remove(&t));
+                let i = match tab {
+                    Some((TabKind::Private { nick }, _)) => self.open_tab(&nick),
+                    Some((TabKind::Lobby, _)) => 0,
+                    None => self.active,
+                };
+                let text = match &e.code {
+                    ErrorCode::NoSuchUser(who) => format!(
+                        "not sent: {} not online",
+                        crate::event::sanitize_line(&who.join(", "))
+                    ),
+                    _ => format!("not sent: {}", crate::event::sanitize_line(&e.message)),
+                };
+                self.notice(i, &text, true);
+                Vec::new()
+            }
+            ServerFrame::RateLimited {
+                tag,
+                retry_after_ms,
+            } => {
+                let secs = f64::from(retry_after_ms) / 1000.0;
+                let lost = tag.and_then(|t| self.in_flight.remove(&t));
+                let mut text = format!("slow down: message not sent; try again in {secs:.1} s");
+                if let Some((
+                    _,
+                    Pending {
+                        body: Body::Text(t) | Body::Action(t),
+                        ..
+                    },
+                )) = lost
+                {
+                    if self.input.is_empty() {
+                        self.set_input(&t);
+                        text.push_str(" (it is back in the input line)");
+                    } else {
+                        text.push_str(&format!(": {}", crate::event::sanitize_line(&t)));
+                    }
+                }
+                self.notice_active(&text, true);
+                Vec::new()
+            }
+            ServerFrame::Bye { reason, message } => {
+                if self.conn != ConnState::Quitting {
+                    let message = crate::event::sanitize_line(&message);
+                    self.notice(
+                        0,
+                        &format!(
+                            "the server disconnected us ({}): {message}",
+                            reason.describe()
+                        ),
+                        true,
+                    );
+                }
+                Vec::new()
+            }
+            ServerFrame::Welcome(_) | ServerFrame::Rejected(_) | ServerFrame::Pong { .. } => {
+                self.dirty = false;
+                Vec::new()
+            }
+        }
+    }
+
+    fn set_roster(&mut self, users: Vec<UserInfo>) {
+        self.roster = users;
+        self.sort_roster();
+    }
+
+    fn sort_roster(&mut self) {
+        // Members first, then relayed guests, each alphabetically.
+        self.roster
+            .sort_by_cached_key(|u| (u.relayed, fold(u.nick.trim_start_matches('*'))));
+        self.roster_selected = self
+            .roster_selected
+            .min(self.roster.len().saturating_sub(1));
+    }
+
+    // ----- scrolling -----
+
+    /// The message pane, as laid out for the current size.
+    pub fn message_area(&self) -> Rect {
+        crate::tui::ui::layout(Rect::new(0, 0, self.size.0, self.size.1), self).messages
+    }
+
+    fn page(&self) -> usize {
+        usize::from(self.message_area().height.saturating_sub(1)).max(1)
+    }
+
+    fn entry_height(&self, tab: &Tab, seq: u64, width: u16) -> usize {
+        let entry = &tab.entries[(seq - tab.first_seq) as usize];
+        crate::tui::ui::entry_lines(self, entry, width).len()
+    }
+
+    fn scroll_up(&mut self, rows: usize) {
+        let area = self.message_area();
+        let tab = &self.tabs[self.active];
+        let Some(last) = tab.last_seq() else {
+            return;
+        };
+        let mut anchor = tab.scroll.unwrap_or(Anchor { seq: last, skip: 0 });
+        let mut rows_left = rows;
+        while rows_left > 0 {
+            let h = self.entry_height(tab, anchor.seq, area.width);
+            if anchor.skip + rows_left < h {
+                anchor.skip += rows_left;
+                rows_left = 0;
+            } else if anchor.seq > tab.first_seq {
+                rows_left -= h - anchor.skip;
+                anchor.seq -= 1;
+                anchor.skip = 0;
+            } else {
+                anchor.skip = h.saturating_sub(1);
+                break;
+            }
+        }
+        // Never scroll past the point where the oldest line is at the top of the pane.
+        let top = self.top_anchor(tab, area);
+        let anchor = match top {
+            Some(top)
+                if (anchor.seq, std::cmp::Reverse(anchor.skip))
+                    < (top.seq, std::cmp::Reverse(top.skip)) =>
+            {
+                top
+            }
+            Some(_) => anchor,
+            None => return, // everything fits: nothing to scroll
+        };
+        self.tabs[self.active].scroll = Some(anchor);
+    }
+
+    /// The anchor that puts the oldest row at the top of the pane; `None` when the whole
+    /// history fits.
+    fn top_anchor(&self, tab: &Tab, area: Rect) -> Option<Anchor> {
+        let mut rows = usize::from(area.height);
+        let mut seq = tab.first_seq;
+        let last = tab.last_seq()?;
+        loop {
+            let h = self.entry_height(tab, seq, area.width);
+            if h >= rows {
+                let anchor = Anchor {
+                    seq,
+                    skip: h - rows,
+                };
+                return (seq < last || anchor.skip > 0).then_some(anchor);
+            }
+            rows -= h;
+            if seq == last {
+                return None;
+            }
+            seq += 1;
+        }
+    }
+
+    fn scroll_down(&mut self, rows: usize) {
+        let area = self.message_area();
+        let tab = &self.tabs[self.active];
+        let (Some(mut anchor), Some(last)) = (tab.scroll, tab.last_seq()) else {
+            return;
+        };
+        let mut rows_left = rows;
+        loop {
+            if anchor.skip >= rows_left {
+                anchor.skip -= rows_left;
+                break;
+            }
+            rows_left -= anchor.skip;
+            if anchor.seq >= last {
+                self.tabs[self.active].scroll = None;
+                return;
+            }
+            anchor.seq += 1;
+            anchor.skip = self.entry_height(tab, anchor.seq, area.width);
+        }
+        let live = anchor.seq >= last && anchor.skip == 0;
+        self.tabs[self.active].scroll = (!live).then_some(anchor);
+    }
+}
+
+impl Tab {
+    fn new(kind: TabKind) -> Self {
+        Tab {
+            kind,
+            entries: VecDeque::new(),
+            first_seq: 0,
+            unread: 0,
+            highlight: false,
+            scroll: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Sequence number of the newest entry.
+    pub fn last_seq(&self) -> Option<u64> {
+        (!self.entries.is_empty()).then(|| self.first_seq + self.entries.len() as u64 - 1)
+    }
+
+    /// The entry with sequence number `seq`.
+    pub fn entry(&self, seq: u64) -> Option<&Entry> {
+        seq.checked_sub(self.first_seq)
+            .and_then(|i| self.entries.get(i as usize))
+    }
+}
+
+/// Does `text` mention `nick` as a word (case-insensitively)?
+pub fn mentions(text: &str, nick: &str) -> bool {
+    if nick.is_empty() {
+        return false;
+    }
+    let text = fold(text);
+    let nick = fold(nick);
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    text.match_indices(&nick).any(|(i, m)| {
+        !word(text[..i].chars().next_back()) && !word(text[i + m.len()..].chars().next())
+    })
+}
+
+fn single_line(text: &str) -> TextArea<'static> {
+    let mut t = TextArea::new(vec![text.to_owned()]);
+    t.set_cursor_line_style(Style::default());
+    t.set_style(Style::default().add_modifier(Modifier::UNDERLINED));
+    t.move_cursor(CursorMove::End);
+    t
+}
+
+fn input_area(text: &str) -> TextArea<'static> {
+    let mut t = TextArea::new(text.split('\n').map(str::to_owned).collect());
+    t.set_cursor_line_style(Style::default());
+    t.set_placeholder_style(Style::default().add_modifier(Modifier::DIM));
+    t.set_placeholder_text("type a message, /help for commands");
+    t.move_cursor(CursorMove::Bottom);
+    t.move_cursor(CursorMove::End);
+    t
+}

@@ -1,0 +1,247 @@
+//! The network task: connects when told to, forwards server frames as [`NetEvent`]s, sends
+//! frames, measures the round trip, and notices a dead connection. It decides nothing about
+//! reconnecting: the app does, by sending another [`NetCmd::Connect`].
+
+use std::time::Duration;
+
+use chat_core::client::{ClientError, ConnectOptions, TcpClient, connect};
+use chat_core::protocol::{ClientFrame, RejectReason, ServerFrame};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::app::{Event, NetEvent};
+
+/// What the network task is asked to do.
+#[derive(Debug)]
+pub enum NetCmd {
+    /// Connect after `delay` (replacing any attempt that is waiting).
+    Connect {
+        server: String,
+        nick: String,
+        delay: Duration,
+    },
+    /// Send a frame; dropped when not connected (the app keeps unconfirmed messages).
+    Send(ClientFrame),
+    /// Say goodbye, wait briefly for the server's answer, then report on `done` and stop.
+    Quit {
+        reason: String,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// How often the round trip is measured.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A connection that answers no ping for this long is considered lost.
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+/// How long a goodbye waits for the server's `Bye`.
+const QUIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Starts the network task; it reports on `events` and stops when the command channel closes
+/// or after a quit.
+pub fn spawn(events: mpsc::Sender<Event>) -> mpsc::UnboundedSender<NetCmd> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(rx, events));
+    tx
+}
+
+async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Event>) {
+    let report = |ev: NetEvent| {
+        let events = events.clone();
+        async move { events.send(Event::Net(ev)).await.is_ok() }
+    };
+    let mut next: Option<(String, String, Duration)> = None;
+    loop {
+        let (server, nick, delay) = match next.take() {
+            Some(c) => c,
+            None => match cmds.recv().await {
+                Some(NetCmd::Connect {
+                    server,
+                    nick,
+                    delay,
+                }) => (server, nick, delay),
+                Some(NetCmd::Send(_)) => continue,
+                Some(NetCmd::Quit { done, .. }) => {
+                    let _ = done.send(());
+                    return;
+                }
+                None => return,
+            },
+        };
+        // Wait, but let a newer Connect or a Quit cut the wait short.
+        let wake = tokio::time::sleep(delay);
+        tokio::pin!(wake);
+        let outcome = loop {
+            tokio::select! {
+                () = &mut wake => break Wait::Elapsed,
+                cmd = cmds.recv() => match cmd {
+                    Some(NetCmd::Send(_)) => {}
+                    Some(NetCmd::Connect { server, nick, delay }) => {
+                        break Wait::Replaced(server, nick, delay);
+                    }
+                    Some(NetCmd::Quit { done, .. }) => break Wait::Quit(done),
+                    None => break Wait::Closed,
+                },
+            }
+        };
+        match outcome {
+            Wait::Elapsed => {}
+            Wait::Replaced(server, nick, delay) => {
+                next = Some((server, nick, delay));
+                continue;
+            }
+            Wait::Quit(done) => {
+                let _ = done.send(());
+                return;
+            }
+            Wait::Closed => return,
+        }
+        if !report(NetEvent::Connecting).await {
+            return;
+        }
+        let opts =
+            ConnectOptions::new(nick).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
+        let client = match connect(&server, &opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                let retry = retryable(&e);
+                if !report(NetEvent::Failed {
+                    message: e.to_string(),
+                    retry,
+                })
+                .await
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        match session(client, &mut cmds, &events).await {
+            End::Lost(message) => {
+                if !report(NetEvent::Lost { message }).await {
+                    return;
+                }
+            }
+            End::Quit(done) => {
+                let _ = done.send(());
+                return;
+            }
+            End::Stop => return,
+        }
+    }
+}
+
+/// How a wait before connecting ended.
+enum Wait {
+    Elapsed,
+    Replaced(String, String, Duration),
+    Quit(oneshot::Sender<()>),
+    Closed,
+}
+
+/// Whether trying again later may succeed.
+fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Rejected(r) => matches!(
+            r.reason,
+            RejectReason::ServerFull | RejectReason::ShuttingDown | RejectReason::HelloTimeout
+        ),
+        ClientError::Unexpected(_) => false,
+        ClientError::Connect { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Closed
+        | ClientError::Protocol(_) => true,
+    }
+}
+
+enum End {
+    Lost(String),
+    Quit(oneshot::Sender<()>),
+    Stop,
+}
+
+async fn session(
+    client: TcpClient,
+    cmds: &mut mpsc::UnboundedReceiver<NetCmd>,
+    events: &mpsc::Sender<Event>,
+) -> End {
+    let TcpClient {
+        welcome,
+        mut sender,
+        events: mut frames,
+    } = client;
+    if events
+        .send(Event::Net(NetEvent::Connected(Box::new(welcome))))
+        .await
+        .is_err()
+    {
+        return End::Stop;
+    }
+    let mut ping = tokio::time::interval_at(Instant::now() + Duration::from_secs(1), PING_EVERY);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut nonce = 0u64;
+    let mut outstanding: Option<(u64, Instant)> = None;
+    loop {
+        tokio::select! {
+            frame = frames.next() => match frame {
+                Ok(Some(ServerFrame::Pong { nonce: n, .. })) => {
+                    if let Some((expected, sent)) = outstanding
+                        && expected == n
+                    {
+                        outstanding = None;
+                        let lag = NetEvent::Lag(sent.elapsed());
+                        if events.send(Event::Net(lag)).await.is_err() {
+                            return End::Stop;
+                        }
+                    }
+                }
+                Ok(Some(frame)) => {
+                    if events.send(Event::Net(NetEvent::Frame(frame))).await.is_err() {
+                        return End::Stop;
+                    }
+                }
+                Ok(None) => return End::Lost("the server closed the connection".to_owned()),
+                Err(e) => return End::Lost(e.to_string()),
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(NetCmd::Send(frame)) => {
+                    if let Err(e) = sender.send(&frame).await {
+                        return End::Lost(e.to_string());
+                    }
+                }
+                Some(NetCmd::Quit { reason, done }) => {
+                    let goodbye = async {
+                        sender.quit(reason).await.ok()?;
+                        // Read until the server's Bye or the end of the connection.
+                        while let Ok(Some(frame)) = frames.next().await {
+                            if matches!(frame, ServerFrame::Bye { .. }) {
+                                break;
+                            }
+                        }
+                        Some(())
+                    };
+                    let _ = tokio::time::timeout(QUIT_WAIT, goodbye).await;
+                    return End::Quit(done);
+                }
+                Some(NetCmd::Connect { .. }) => {} // already connected
+                None => return End::Stop,
+            },
+            _ = ping.tick() => {
+                if let Some((_, sent)) = outstanding
+                    && sent.elapsed() >= DEAD_AFTER
+                {
+                    return End::Lost(format!(
+                        "no answer from the server for {} s",
+                        DEAD_AFTER.as_secs()
+                    ));
+                }
+                if outstanding.is_none() {
+                    nonce += 1;
+                    outstanding = Some((nonce, Instant::now()));
+                    if let Err(e) = sender.ping(nonce).await {
+                        return End::Lost(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Runs the full-screen client on the real terminal: raw mode and the alternate screen (undone
+//! on every exit path, a panic included), one event channel fed by the terminal, the network
+//! task and a tick, and one redraw per batch of events.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{
+    self as term_event, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste,
+    EnableMouseCapture,
+};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::app::{App, Effect, Event, Options};
+use super::net::{self, NetCmd};
+use super::ui;
+
+/// How the full-screen client was asked to start.
+#[derive(Debug, Clone)]
+pub struct TuiOptions {
+    /// Nickname to prefill.
+    pub nick: Option<String>,
+    /// Server to prefill.
+    pub server: String,
+    /// Connect at once (both were given on the command line).
+    pub connect_now: bool,
+    /// Display settings.
+    pub app: Options,
+}
+
+/// Events handled before one redraw, at most.
+const BATCH: usize = 256;
+/// Time allowed for the goodbye at exit.
+const QUIT_WAIT: Duration = Duration::from_secs(3);
+
+/// Runs the client until the user quits; returns the exit status.
+pub async fn run(opts: TuiOptions) -> u8 {
+    if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
+        eprintln!(
+            "chat-tui: the full-screen client needs a terminal; use --plain for scripts and pipes"
+        );
+        return crate::line::exit::USAGE;
+    }
+    install_panic_hook();
+    let mut terminal = match enter() {
+        Ok(t) => t,
+        Err(e) => {
+            restore();
+            eprintln!("chat-tui: cannot set up the terminal: {e}");
+            return crate::line::exit::ERROR;
+        }
+    };
+    let result = event_loop(&mut terminal, opts).await;
+    restore();
+    match result {
+        Ok(()) => crate::line::exit::QUIT,
+        Err(e) => {
+            eprintln!("chat-tui: terminal error: {e}");
+            crate::line::exit::ERROR
+        }
+    }
+}
+
+type Term = Terminal<CrosstermBackend<io::Stdout>>;
+
+async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    spawn_terminal_reader(tx.clone());
+    let net = net::spawn(tx.clone());
+    drop(tx);
+
+    let mut app = App::new(opts.nick, opts.server, opts.app, Instant::now());
+    let size = terminal.size()?;
+    app.size = (size.width, size.height);
+    let mut effects = if opts.connect_now {
+        app.start()
+    } else {
+        Vec::new()
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hangup = Hangup::new();
+
+    loop {
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Connect {
+                    server,
+                    nick,
+                    delay,
+                } => {
+                    let _ = net.send(NetCmd::Connect {
+                        server,
+                        nick,
+                        delay,
+                    });
+                }
+                Effect::Send(frame) => {
+                    let _ = net.send(NetCmd::Send(frame));
+                }
+                Effect::Bell => {
+                    let out = terminal.backend_mut();
+                    out.write_all(b"\x07")?;
+                    out.flush()?;
+                }
+                Effect::Quit { reason } => {
+                    terminal.draw(|f| ui::draw(f, &app))?;
+                    let (done, finished) = oneshot::channel();
+                    if net.send(NetCmd::Quit { reason, done }).is_ok() {
+                        let _ = tokio::time::timeout(QUIT_WAIT, finished).await;
+                    }
+                    return Ok(());
+                }
+                Effect::Exit => return Ok(()),
+            }
+        }
+        if app.dirty {
+            terminal.draw(|f| ui::draw(f, &app))?;
+            app.dirty = false;
+        }
+        let event = tokio::select! {
+            ev = rx.recv() => ev.unwrap_or(Event::Hangup),
+            _ = tick.tick() => Event::Tick,
+            () = hangup.recv() => Event::Hangup,
+        };
+        app.now = Instant::now();
+        app.wall = chrono::Utc::now();
+        effects = app.update(event);
+        // Everything already waiting is handled before the next redraw.
+        for _ in 0..BATCH {
+            let Ok(event) = rx.try_recv() else { break };
+            app.now = Instant::now();
+            app.wall = chrono::Utc::now();
+            effects.extend(app.update(event));
+        }
+    }
+}
+
+fn enter() -> io::Result<Term> {
+    enable_raw_mode()?;
+    execute!(
+        io::stdout(),
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        EnableMouseCapture
+    )?;
+    Terminal::new(CrosstermBackend::new(io::stdout()))
+}
+
+/// Puts the terminal back as it was. Safe to call more than once.
+fn restore() {
+    let _ = execute!(
+        io::stdout(),
+        DisableMouseCapture,
+        DisableBracketedPaste,
+        LeaveAlternateScreen,
+        ratatui::crossterm::cursor::Show
+    );
+    let _ = disable_raw_mode();
+}
+
+/// A panic restores the terminal before its message is printed, so the message is readable
+/// and the shell is usable.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        previous(info);
+    }));
+}
+
+/// Reads terminal events on a thread of its own (the read blocks).
+fn spawn_terminal_reader(tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        loop {
+            let event = match term_event::read() {
+                Ok(term_event::Event::Key(k)) => Event::Key(k),
+                Ok(term_event::Event::Paste(p)) => Event::Paste(p),
+                Ok(term_event::Event::Mouse(m)) => Event::Mouse(m),
+                Ok(term_event::Event::Resize(width, height)) => Event::Resize { width, height },
+                Ok(_) => continue,
+                Err(_) => Event::Hangup,
+            };
+            let stop = matches!(event, Event::Hangup);
+            if tx.blocking_send(event).is_err() || stop {
+                break;
+            }
+        }
+    });
+}
+
+/// SIGTERM and SIGHUP (the SSH session or the terminal window closed).
+struct Hangup {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Hangup {
+                term: signal(SignalKind::terminate()).ok(),
+                hup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+                if let Some(s) = s
+                    && s.recv().await.is_some()
+                {
+                    return;
+                }
+                std::future::pending().await
+            }
+            tokio::select! {
+                () = one(&mut self.term) => {}
+                () = one(&mut self.hup) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    }
+}

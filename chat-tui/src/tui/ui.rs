@@ -1,0 +1,558 @@
+//! Drawing. [`draw`] only reads the [`App`]; the same layout function tells the app how big
+//! the message pane is (for paging).
+
+use chrono::{DateTime, Local, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use super::app::{App, ConnState, Entry, EntryKind, Field, Focus, Pending, Screen, TabKind};
+use super::wrap::{width as text_width, wrap};
+use chat_core::names::fold;
+use chat_core::protocol::Body;
+
+/// Below this width the roster is hidden (unless it has the focus).
+pub const ROSTER_MIN_WIDTH: u16 = 60;
+/// The input line grows up to this many rows.
+const INPUT_MAX_ROWS: u16 = 5;
+
+/// Where everything goes on the main screen.
+#[derive(Debug, Clone, Copy)]
+pub struct Areas {
+    pub tabs: Rect,
+    pub messages: Rect,
+    pub roster: Option<Rect>,
+    pub status: Rect,
+    pub input: Rect,
+}
+
+/// Lays out the main screen.
+pub fn layout(area: Rect, app: &App) -> Areas {
+    let input_rows = (app.input.lines().len() as u16).clamp(1, INPUT_MAX_ROWS);
+    let [tabs, body, status, input] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(input_rows),
+    ])
+    .areas(area);
+    let roster_visible =
+        app.focus == Focus::Roster || (app.show_roster && area.width >= ROSTER_MIN_WIDTH);
+    let (messages, roster) = if roster_visible {
+        let widest = app
+            .roster
+            .iter()
+            .map(|u| text_width(&u.nick))
+            .max()
+            .unwrap_or(0);
+        let w = (widest as u16 + 3).clamp(14, 24).min(area.width / 2);
+        let [m, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(w)]).areas(body);
+        (m, Some(r))
+    } else {
+        (body, None)
+    };
+    Areas {
+        tabs,
+        messages,
+        roster,
+        status,
+        input,
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    match &app.screen {
+        Screen::Connect(_) => draw_connect(frame, area, app),
+        Screen::Main => {
+            let areas = layout(area, app);
+            draw_tabs(frame, areas.tabs, app);
+            draw_messages(frame, areas.messages, app);
+            if let Some(r) = areas.roster {
+                draw_roster(frame, r, app);
+            }
+            draw_status(frame, areas.status, app);
+            frame.render_widget(&app.input, areas.input);
+            if app.help {
+                draw_help(frame, area, app);
+            }
+        }
+    }
+}
+
+/// Styles, with or without colour.
+struct Theme {
+    color: bool,
+}
+
+impl Theme {
+    fn of(app: &App) -> Self {
+        Theme {
+            color: app.opts.color,
+        }
+    }
+
+    fn fg(&self, c: Color) -> Style {
+        if self.color {
+            Style::default().fg(c)
+        } else {
+            Style::default()
+        }
+    }
+
+    fn dim(&self) -> Style {
+        Style::default().add_modifier(Modifier::DIM)
+    }
+
+    fn error(&self) -> Style {
+        if self.color {
+            Style::default().fg(Color::Red)
+        } else {
+            Style::default().add_modifier(Modifier::BOLD)
+        }
+    }
+
+    fn bar(&self) -> Style {
+        if self.color {
+            Style::default().bg(Color::Blue).fg(Color::White)
+        } else {
+            Style::default().add_modifier(Modifier::REVERSED)
+        }
+    }
+
+    fn nick(&self, nick: &str) -> Style {
+        self.fg(nick_color(nick))
+    }
+
+    fn mention(&self) -> Style {
+        if self.color {
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        }
+    }
+}
+
+/// The colour of a nickname: the same name always gets the same colour.
+pub fn nick_color(nick: &str) -> Color {
+    const PALETTE: [Color; 12] = [
+        Color::Cyan,
+        Color::Green,
+        Color::Yellow,
+        Color::Blue,
+        Color::Magenta,
+        Color::Red,
+        Color::LightCyan,
+        Color::LightGreen,
+        Color::LightYellow,
+        Color::LightBlue,
+        Color::LightMagenta,
+        Color::LightRed,
+    ];
+    // FNV-1a: stable across runs and platforms.
+    let hash = fold(nick).bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    PALETTE[hash as usize % PALETTE.len()]
+}
+
+fn time(at: DateTime<Utc>, utc: bool) -> String {
+    if utc {
+        at.format("%H:%M").to_string()
+    } else {
+        at.with_timezone(&Local).format("%H:%M").to_string()
+    }
+}
+
+/// The rows of one history entry at `width` columns.
+pub fn entry_lines(app: &App, entry: &Entry, width: u16) -> Vec<Line<'static>> {
+    let theme = Theme::of(app);
+    let stamp = Span::styled(format!("{} ", time(entry.at, app.opts.utc)), theme.dim());
+    match &entry.kind {
+        EntryKind::Message {
+            from,
+            text,
+            action,
+            own,
+            mention,
+        } => {
+            let mut nick_style = theme.nick(from);
+            if *own {
+                nick_style = nick_style.add_modifier(Modifier::BOLD);
+            }
+            let prefix = if *action {
+                vec![
+                    stamp,
+                    Span::raw("* "),
+                    Span::styled(from.clone(), nick_style),
+                    Span::raw(" "),
+                ]
+            } else {
+                vec![
+                    stamp,
+                    Span::styled("<", theme.dim()),
+                    Span::styled(from.clone(), nick_style),
+                    Span::styled("> ", theme.dim()),
+                ]
+            };
+            let body = if *mention {
+                theme.mention()
+            } else {
+                Style::default()
+            };
+            wrapped(prefix, text, body, width)
+        }
+        EntryKind::Notice { text, error } => {
+            let style = if *error { theme.error() } else { theme.dim() };
+            let prefix = vec![stamp, Span::styled("-- ", style)];
+            wrapped(prefix, text, style, width)
+        }
+    }
+}
+
+fn pending_lines(app: &App, p: &Pending, width: u16) -> Vec<Line<'static>> {
+    let theme = Theme::of(app);
+    let dim = theme.dim().add_modifier(Modifier::ITALIC);
+    let (text, action) = match &p.body {
+        Body::Text(t) => (t, false),
+        Body::Action(t) => (t, true),
+    };
+    let who = if action {
+        format!("* {} ", app.nick)
+    } else {
+        format!("<{}> ", app.nick)
+    };
+    let prefix = vec![Span::styled("pending ", dim), Span::styled(who, dim)];
+    wrapped(prefix, text, dim, width)
+}
+
+/// Lays `text` out after `prefix`, continuation rows indented under the text.
+fn wrapped(prefix: Vec<Span<'static>>, text: &str, style: Style, width: u16) -> Vec<Line<'static>> {
+    let width = usize::from(width.max(1));
+    let prefix_w: usize = prefix.iter().map(|s| text_width(&s.content)).sum();
+    let indent = if prefix_w <= width / 2 {
+        prefix_w
+    } else {
+        2.min(width - 1)
+    };
+    let text = text.replace('\t', "    ");
+    let first = width.saturating_sub(prefix_w).max(1);
+    let rows = wrap(&text, first, width - indent);
+    let mut lines = Vec::with_capacity(rows.len());
+    let mut prefix = Some(prefix);
+    for range in rows {
+        let piece = Span::styled(text[range].to_owned(), style);
+        let line = match prefix.take() {
+            Some(mut spans) => {
+                if prefix_w >= width {
+                    // The prefix alone fills the row: text starts on the next one.
+                    lines.push(Line::from(spans));
+                    Line::from(vec![Span::raw(" ".repeat(indent)), piece])
+                } else {
+                    spans.push(piece);
+                    Line::from(spans)
+                }
+            }
+            None => Line::from(vec![Span::raw(" ".repeat(indent)), piece]),
+        };
+        lines.push(line);
+    }
+    lines
+}
+
+fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
+    if area.height == 0 || area.width == 0 {
+        return;
+    }
+    let tab = &app.tabs[app.active];
+    let height = usize::from(area.height);
+    // Collected bottom-up; only the entries that show are laid out.
+    let mut rows: Vec<Line<'static>> = Vec::with_capacity(height);
+    if tab.scroll.is_none() {
+        for p in tab.pending.iter().rev() {
+            rows.extend(pending_lines(app, p, area.width).into_iter().rev());
+        }
+    }
+    let (bottom, skip) = match (tab.scroll, tab.last_seq()) {
+        (Some(a), _) => (Some(a.seq), a.skip),
+        (None, last) => (last, 0),
+    };
+    if let Some(bottom) = bottom {
+        let mut seq = bottom;
+        let mut skip = skip;
+        while rows.len() < height {
+            let Some(entry) = tab.entry(seq) else { break };
+            let mut lines = entry_lines(app, entry, area.width);
+            lines.truncate(lines.len().saturating_sub(skip));
+            skip = 0;
+            rows.extend(lines.into_iter().rev());
+            if seq == tab.first_seq {
+                break;
+            }
+            seq -= 1;
+        }
+    }
+    rows.truncate(height);
+    rows.reverse();
+    let top = area.height - rows.len() as u16;
+    let area = Rect {
+        y: area.y + top,
+        height: area.height - top,
+        ..area
+    };
+    frame.render_widget(Paragraph::new(rows), area);
+}
+
+fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = Theme::of(app);
+    let mut spans = Vec::new();
+    for (i, tab) in app.tabs.iter().enumerate() {
+        let mut label = format!(" {}:{}", i + 1, tab.kind.title());
+        let offline = match &tab.kind {
+            TabKind::Private { nick } => app.conn == ConnState::Connected && !app.is_online(nick),
+            TabKind::Lobby => false,
+        };
+        if offline {
+            label.push_str(" (offline)");
+        }
+        if tab.unread > 0 {
+            label.push_str(&format!(" ({})", tab.unread));
+        }
+        label.push(' ');
+        let style = if i == app.active {
+            theme.bar().add_modifier(Modifier::BOLD)
+        } else if tab.highlight {
+            theme.mention()
+        } else if tab.unread > 0 {
+            Style::default().add_modifier(Modifier::BOLD)
+        } else if offline {
+            theme.dim()
+        } else {
+            Style::default()
+        };
+        spans.push(Span::styled(label, style));
+        spans.push(Span::raw(" "));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_roster(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = Theme::of(app);
+    let focused = app.focus == Focus::Roster;
+    let block = Block::default()
+        .borders(Borders::LEFT)
+        .border_style(if focused {
+            theme.fg(Color::Yellow)
+        } else {
+            theme.dim()
+        });
+    let inner = block.inner(area);
+    frame.render_widget(Clear, area);
+    frame.render_widget(block, area);
+    let connected = app.conn == ConnState::Connected;
+    let header = if connected {
+        format!("{} online", app.roster.len())
+    } else {
+        "offline".to_owned()
+    };
+    let mut lines = vec![Line::styled(
+        header,
+        Style::default().add_modifier(Modifier::BOLD),
+    )];
+    let visible = usize::from(inner.height.saturating_sub(1));
+    let first = if focused && app.roster_selected >= visible {
+        app.roster_selected + 1 - visible
+    } else {
+        0
+    };
+    let me = fold(&app.nick);
+    for (i, user) in app.roster.iter().enumerate().skip(first).take(visible) {
+        let own = fold(&user.nick) == me;
+        let mut style = theme.nick(&user.nick);
+        if user.relayed {
+            style = style.add_modifier(Modifier::ITALIC);
+        }
+        if own {
+            style = style.add_modifier(Modifier::BOLD);
+        }
+        if !connected {
+            style = style.add_modifier(Modifier::DIM);
+        }
+        if focused && i == app.roster_selected {
+            style = style.add_modifier(Modifier::REVERSED);
+        }
+        let mark = if own { "• " } else { "  " };
+        lines.push(Line::from(vec![
+            Span::styled(mark, theme.dim()),
+            Span::styled(crate::event::sanitize_line(&user.nick), style),
+        ]));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = Theme::of(app);
+    let state = match &app.conn {
+        ConnState::Idle => "not connected".to_owned(),
+        ConnState::Connecting => "connecting…".to_owned(),
+        ConnState::Connected => "connected".to_owned(),
+        ConnState::Waiting { until, .. } => {
+            let left = until.saturating_duration_since(app.now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            format!("disconnected — reconnecting in {secs}s")
+        }
+        ConnState::Stopped { .. } => "disconnected — /reconnect to try again".to_owned(),
+        ConnState::Quitting => "quitting…".to_owned(),
+    };
+    let state_style = match app.conn {
+        ConnState::Connected => theme.bar(),
+        _ => theme.bar().add_modifier(Modifier::BOLD),
+    };
+    let mut spans = vec![
+        Span::styled(format!(" [{state}] "), state_style),
+        Span::styled(
+            format!("{} ", app.nick),
+            theme.bar().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            format!("│ {} ", app.tabs[app.active].kind.title()),
+            theme.bar(),
+        ),
+    ];
+    if let Some(lag) = app.lag {
+        spans.push(Span::styled(
+            format!("│ lag {} ms ", lag.as_millis()),
+            theme.bar(),
+        ));
+    }
+    if app.tabs[app.active].scroll.is_some() {
+        spans.push(Span::styled(
+            "│ scrolled back, End for live ",
+            theme.bar().add_modifier(Modifier::BOLD),
+        ));
+    }
+    if app.focus == Focus::Roster {
+        spans.push(Span::styled("│ roster: Enter opens a tab ", theme.bar()));
+    }
+    spans.push(Span::styled("│ F1 help", theme.bar()));
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(theme.bar()), area);
+}
+
+/// Every key and command, as the help overlay shows them.
+pub const HELP: &[(&str, &str)] = &[
+    ("Enter", "send · in the roster: open a private tab"),
+    ("Alt-Enter", "new line in the message"),
+    ("Tab", "complete a nickname, else go to the roster"),
+    ("Shift-Tab", "move between input line and roster"),
+    ("Up / Down", "recall sent lines · move in the roster"),
+    ("Alt-1..9", "go to tab N · Ctrl-N / Ctrl-P next, previous"),
+    ("Alt-A", "next tab with activity"),
+    ("Ctrl-W", "close the tab (not the lobby)"),
+    ("PgUp / PgDn", "scroll (mouse wheel too) · End: live"),
+    ("F1 / Esc", "open / close this help · F2 roster on/off"),
+    ("Ctrl-C", "quit"),
+    ("/msg NICK text", "private message (/msg a,b text)"),
+    ("/query NICK", "open a private tab"),
+    ("/me action", "send an action"),
+    ("/who  /clear", "list who is online · clear this tab"),
+    ("/close", "close this tab"),
+    ("/reconnect", "reconnect now"),
+    ("/quit [reason]", "leave · //text sends \"/text\""),
+];
+
+fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = Theme::of(app);
+    let key_w = HELP.iter().map(|(k, _)| text_width(k)).max().unwrap_or(0);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {k:<key_w$}  "),
+                    theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(*v),
+            ])
+        })
+        .collect();
+    let w = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 3;
+    let h = lines.len() as u16 + 2;
+    let popup = centered(area, w, h);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" help ")
+                .title_bottom(" Esc closes "),
+        ),
+        popup,
+    );
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn draw_connect(frame: &mut Frame, area: Rect, app: &App) {
+    let Screen::Connect(form) = &app.screen else {
+        return;
+    };
+    let theme = Theme::of(app);
+    let popup = centered(area, 64, 11);
+    frame.render_widget(Clear, popup);
+    let block = Block::bordered()
+        .title(" chat-tui — connect ")
+        .padding(ratatui::widgets::Padding::horizontal(1));
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let rows = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(2),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .split(inner);
+    for (row, label, field, kind) in [
+        (rows[1], "Nickname", &form.nick, Field::Nick),
+        (rows[2], "Server", &form.server, Field::Server),
+    ] {
+        let [l, f] = Layout::horizontal([Constraint::Length(11), Constraint::Fill(1)]).areas(row);
+        let label_style = if kind == form.field {
+            Style::default().add_modifier(Modifier::BOLD)
+        } else {
+            theme.dim()
+        };
+        frame.render_widget(Paragraph::new(label).style(label_style), l);
+        frame.render_widget(field, f);
+    }
+    let message = if form.connecting {
+        Line::styled(format!("connecting to {}…", app.server), theme.dim())
+    } else if let Some(e) = &form.error {
+        Line::styled(e.clone(), theme.error())
+    } else {
+        Line::styled("a relay's address works the same way", theme.dim())
+    };
+    frame.render_widget(
+        Paragraph::new(message).wrap(ratatui::widgets::Wrap { trim: false }),
+        rows[4],
+    );
+    frame.render_widget(
+        Paragraph::new("Enter connect · Tab next field · Esc quit").style(theme.dim()),
+        rows[6],
+    );
+}

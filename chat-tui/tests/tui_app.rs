@@ -1,0 +1,550 @@
+//! The full-screen client's behaviour, driven through `App::update` without a terminal.
+
+mod support;
+
+use std::time::Duration;
+
+use chat_core::protocol::{ClientFrame, ErrorCode, ErrorFrame, RejectReason, ServerFrame, Target};
+use chat_tui::tui::app::{
+    Backoff, ConnState, Effect, EntryKind, Event, Focus, NetEvent, Screen, TabKind,
+};
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+use support::*;
+
+fn titles(app: &chat_tui::tui::app::App) -> Vec<String> {
+    app.tabs.iter().map(|t| t.kind.title().to_owned()).collect()
+}
+
+fn last_text(app: &chat_tui::tui::app::App, tab: usize) -> String {
+    match &app.tabs[tab].entries.back().expect("an entry").kind {
+        EntryKind::Message { text, .. } | EntryKind::Notice { text, .. } => text.clone(),
+    }
+}
+
+#[test]
+fn incoming_private_message_opens_a_tab_without_focus_and_counts_unread() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    let effects = frame(&mut app, private(1, "bob", &["alice"], "psst", 1));
+    assert_eq!(effects, vec![Effect::Bell]);
+    assert_eq!(titles(&app), ["lobby", "bob"]);
+    assert_eq!(app.active, 0, "focus stays on the lobby");
+    assert_eq!(app.tabs[1].unread, 1);
+    assert!(app.tabs[1].highlight);
+    frame(&mut app, private(2, "bob", &["alice"], "still there?", 2));
+    assert_eq!(app.tabs[1].unread, 2);
+
+    // Viewing the tab clears the count; messages arriving while it is on screen do not count.
+    alt(&mut app, '2');
+    assert_eq!(app.active, 1);
+    assert_eq!(app.tabs[1].unread, 0);
+    assert!(!app.tabs[1].highlight);
+    frame(&mut app, private(3, "bob", &["alice"], "ok", 3));
+    assert_eq!(app.tabs[1].unread, 0);
+    // The lobby counts while it is not on screen.
+    frame(&mut app, public(4, "bob", "hello all", 3));
+    assert_eq!(app.tabs[0].unread, 1);
+    assert!(!app.tabs[0].highlight);
+}
+
+#[test]
+fn unread_counts_clear_only_when_the_tab_is_viewed() {
+    let mut app = connected("alice", &["alice", "bob", "carol"]);
+    frame(&mut app, private(1, "bob", &["alice"], "one", 1));
+    frame(&mut app, private(2, "carol", &["alice"], "two", 1));
+    // Switching elsewhere does not clear other tabs.
+    alt(&mut app, '3');
+    assert_eq!((app.tabs[1].unread, app.tabs[2].unread), (1, 0));
+    ctrl(&mut app, 'p');
+    assert_eq!(app.active, 1);
+    assert_eq!(app.tabs[1].unread, 0);
+}
+
+#[test]
+fn own_private_messages_go_to_the_recipients_tab() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    let effects = enter_line(&mut app, "/msg bob hi there");
+    assert_eq!(
+        sent_texts(&effects),
+        [(Target::Users(vec!["bob".into()]), "hi there".into())]
+    );
+    assert_eq!(app.input_text(), "", "the input is cleared");
+    echo(&mut app, "alice", &effects, 1);
+    assert_eq!(titles(&app), ["lobby", "bob"]);
+    assert_eq!(last_text(&app, 1), "hi there");
+    assert_eq!(app.active, 0, "/msg does not switch tabs");
+    assert_eq!(app.tabs[1].unread, 1);
+}
+
+#[test]
+fn focus_moves_between_input_and_roster_and_enter_opens_a_private_tab() {
+    let mut app = connected("alice", &["alice", "bob", "carol"]);
+    assert_eq!(app.focus, Focus::Input);
+    // Tab with nothing to complete goes to the roster; Tab there comes back.
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Focus::Roster);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Focus::Input);
+    press(&mut app, KeyCode::BackTab);
+    assert_eq!(app.focus, Focus::Roster);
+    assert_eq!(app.roster_selected, 0);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down); // stays on the last entry
+    assert_eq!(app.roster[app.roster_selected].nick, "carol");
+    press(&mut app, KeyCode::Up);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(titles(&app), ["lobby", "bob"]);
+    assert_eq!(app.active, 1, "Enter on the roster focuses the tab");
+    assert_eq!(app.focus, Focus::Input);
+    // Enter again on the same user focuses the same tab.
+    alt(&mut app, '1');
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(titles(&app), ["lobby", "bob"]);
+    assert_eq!(app.active, 1);
+    // Text typed in a private tab goes to that user.
+    let effects = enter_line(&mut app, "hello bob");
+    assert_eq!(
+        sent_texts(&effects),
+        [(Target::Users(vec!["bob".into()]), "hello bob".into())]
+    );
+}
+
+#[test]
+fn tab_switching_and_activity() {
+    let mut app = connected("alice", &["alice", "bob", "carol", "dave"]);
+    for (i, who) in ["bob", "carol", "dave"].iter().enumerate() {
+        enter_line(&mut app, &format!("/query {who}"));
+        assert_eq!(app.active, i + 1);
+    }
+    assert_eq!(titles(&app), ["lobby", "bob", "carol", "dave"]);
+    ctrl(&mut app, 'n');
+    assert_eq!(app.active, 0, "Ctrl-N wraps around");
+    ctrl(&mut app, 'p');
+    assert_eq!(app.active, 3, "Ctrl-P wraps around");
+    alt(&mut app, '9');
+    assert_eq!(app.active, 3, "no such tab: nothing happens");
+    alt(&mut app, '1');
+
+    // Alt-A goes to a private message or mention first, then to other activity.
+    frame(&mut app, public(1, "bob", "weather talk", 1));
+    alt(&mut app, '2');
+    frame(&mut app, public(2, "bob", "more weather", 1));
+    frame(&mut app, private(3, "dave", &["alice"], "urgent", 1));
+    alt(&mut app, 'a');
+    assert_eq!(app.active, 3);
+    alt(&mut app, 'a');
+    assert_eq!(app.active, 0);
+    alt(&mut app, 'a');
+    assert_eq!(app.active, 0, "no activity left: stays");
+
+    // Ctrl-W closes a tab, but not the lobby.
+    alt(&mut app, '3');
+    ctrl(&mut app, 'w');
+    assert_eq!(titles(&app), ["lobby", "bob", "dave"]);
+    assert_eq!(app.active, 1);
+    alt(&mut app, '1');
+    ctrl(&mut app, 'w');
+    assert_eq!(titles(&app), ["lobby", "bob", "dave"]);
+    assert!(last_text(&app, 0).contains("cannot be closed"));
+}
+
+#[test]
+fn input_history_recalls_sent_lines_and_keeps_the_draft() {
+    let mut app = connected("alice", &["alice"]);
+    enter_line(&mut app, "first");
+    enter_line(&mut app, "second");
+    type_text(&mut app, "draft");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.input_text(), "second");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.input_text(), "first");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.input_text(), "first", "stops at the oldest");
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.input_text(), "second");
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.input_text(), "draft");
+    // A recalled line is sent as is.
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL); // (textarea: undo)
+    let mut app = connected("alice", &["alice"]);
+    enter_line(&mut app, "again");
+    press(&mut app, KeyCode::Up);
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(sent_texts(&effects)[0].1, "again");
+}
+
+#[test]
+fn tab_completes_nicknames_and_cycles() {
+    let mut app = connected("alice", &["alice", "bob", "Bobby", "carol"]);
+    type_text(&mut app, "bo");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.input_text(), "bob: ");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.input_text(), "Bobby: ");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.input_text(), "bob: ");
+    assert_eq!(app.focus, Focus::Input);
+    // After other typing, a new word completes with a space, not a colon.
+    type_text(&mut app, "and ca");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.input_text(), "bob: and carol ");
+    // Our own nickname is not offered; nothing matching leaves the text alone.
+    let mut app = connected("alice", &["alice", "bob"]);
+    type_text(&mut app, "al");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.input_text(), "al");
+    assert_eq!(app.focus, Focus::Input);
+}
+
+#[test]
+fn backoff_grows_with_jitter_up_to_a_cap_and_resets() {
+    let mut b = Backoff::new(fastrand::Rng::with_seed(1));
+    let mut steps = Vec::new();
+    for _ in 0..10 {
+        steps.push(b.next_delay());
+    }
+    let expected_steps = [1, 2, 4, 8, 16, 30, 30, 30, 30, 30];
+    for (d, step) in steps.iter().zip(expected_steps) {
+        let step = Duration::from_secs(step);
+        assert!(*d >= step / 2 && *d <= step, "{d:?} for step {step:?}");
+    }
+    assert_eq!(b.attempts(), 10);
+    b.reset();
+    assert!(b.next_delay() <= Duration::from_secs(1));
+}
+
+#[test]
+fn reconnect_state_machine() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    assert_eq!(app.conn, ConnState::Connected);
+
+    // Lost: wait, then connect again asking for the same nickname.
+    let effects = net(
+        &mut app,
+        NetEvent::Lost {
+            message: "the server closed the connection".into(),
+        },
+    );
+    let [Effect::Connect { nick, delay, .. }] = &effects[..] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(nick, "alice");
+    assert!(*delay <= Duration::from_secs(1));
+    assert!(matches!(app.conn, ConnState::Waiting { .. }));
+    assert!(last_text(&app, 0).contains("disconnected"));
+
+    // Each failure waits longer.
+    net(&mut app, NetEvent::Connecting);
+    assert_eq!(app.conn, ConnState::Connecting);
+    let effects = net(
+        &mut app,
+        NetEvent::Failed {
+            message: "cannot connect: connection refused".into(),
+            retry: true,
+        },
+    );
+    let [Effect::Connect { delay, .. }] = &effects[..] else {
+        panic!("{effects:?}")
+    };
+    assert!(*delay >= Duration::from_secs(1) && *delay <= Duration::from_secs(2));
+
+    // The server gave us another name this time: say so.
+    let mut w = welcome("alice42", &["alice42", "bob"]);
+    w.requested_nick = "alice".into();
+    w.nick_change = Some(chat_core::protocol::NickChange::Taken);
+    net(&mut app, NetEvent::Connected(Box::new(w)));
+    assert_eq!(app.conn, ConnState::Connected);
+    assert_eq!(app.nick, "alice42");
+    assert_eq!(app.requested_nick, "alice", "asked for again next time");
+    assert!(last_text(&app, 0).contains("alice was taken"));
+    assert_eq!(app.backoff.attempts(), 0, "reset after connecting");
+
+    // A refusal that will not go away stops the retries; /reconnect tries again at once.
+    net(
+        &mut app,
+        NetEvent::Lost {
+            message: "x".into(),
+        },
+    );
+    let effects = net(
+        &mut app,
+        NetEvent::Failed {
+            message: "the server refused the connection: protocol version 1 unsupported".into(),
+            retry: false,
+        },
+    );
+    assert!(effects.is_empty());
+    assert!(matches!(app.conn, ConnState::Stopped { .. }));
+    let effects = enter_line(&mut app, "/reconnect");
+    assert_eq!(
+        effects,
+        [Effect::Connect {
+            server: "127.0.0.1:12345".into(),
+            nick: "alice".into(),
+            delay: Duration::ZERO
+        }]
+    );
+}
+
+#[test]
+fn messages_typed_while_disconnected_are_kept_and_sent_after_reconnecting() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    enter_line(&mut app, "/query bob");
+    alt(&mut app, '1');
+    // Sent but never confirmed when the connection drops: kept too.
+    let unconfirmed = enter_line(&mut app, "in flight");
+    assert_eq!(sent_texts(&unconfirmed).len(), 1);
+    net(
+        &mut app,
+        NetEvent::Lost {
+            message: "reset".into(),
+        },
+    );
+
+    let effects = enter_line(&mut app, "typed offline");
+    assert!(effects.is_empty(), "nothing to send on");
+    assert_eq!(app.input_text(), "", "queued, not left in the input");
+    alt(&mut app, '2');
+    enter_line(&mut app, "to bob offline");
+    let pending: Vec<usize> = app.tabs.iter().map(|t| t.pending.len()).collect();
+    assert_eq!(pending, [2, 1]);
+
+    let effects = net(
+        &mut app,
+        NetEvent::Connected(Box::new(welcome("alice", &["alice", "bob"]))),
+    );
+    assert_eq!(
+        sent_texts(&effects),
+        [
+            (Target::Room("lobby".into()), "in flight".into()),
+            (Target::Room("lobby".into()), "typed offline".into()),
+            (Target::Users(vec!["bob".into()]), "to bob offline".into()),
+        ]
+    );
+    assert!(app.tabs.iter().all(|t| t.pending.is_empty()));
+}
+
+#[test]
+fn a_tab_whose_user_left_refuses_to_send_until_they_return() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    enter_line(&mut app, "/query bob");
+    frame(&mut app, left("bob"));
+    assert!(last_text(&app, 1).contains("bob left"));
+    let effects = enter_line(&mut app, "are you there?");
+    assert!(effects.is_empty());
+    assert_eq!(app.input_text(), "are you there?", "kept for later");
+    assert!(last_text(&app, 1).contains("bob is not online"));
+    frame(&mut app, joined("bob"));
+    assert!(last_text(&app, 1).contains("bob is back"));
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(sent_texts(&effects).len(), 1);
+}
+
+#[test]
+fn mentions_are_highlighted_and_ring_the_bell() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    alt(&mut app, '1');
+    enter_line(&mut app, "/query bob");
+    assert_eq!(
+        frame(&mut app, public(1, "bob", "Alice: lunch?", 1)),
+        [Effect::Bell]
+    );
+    assert!(app.tabs[0].highlight);
+    assert!(matches!(
+        app.tabs[0].entries.back().map(|e| &e.kind),
+        Some(EntryKind::Message { mention: true, .. })
+    ));
+    // A word that merely contains the nickname is not a mention.
+    assert!(frame(&mut app, public(2, "bob", "malice aforethought", 1)).is_empty());
+    assert!(chat_tui::tui::app::mentions("hi alice!", "alice"));
+    assert!(!chat_tui::tui::app::mentions("alicet", "alice"));
+}
+
+#[test]
+fn a_multi_line_paste_is_one_message_and_alt_enter_adds_a_line() {
+    let mut app = connected("alice", &["alice"]);
+    app.update(Event::Paste("line one\r\nline two\nline three".into()));
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        sent_texts(&effects),
+        [(
+            Target::Room("lobby".into()),
+            "line one\nline two\nline three".into()
+        )]
+    );
+    type_text(&mut app, "a");
+    press_with(&mut app, KeyCode::Enter, KeyModifiers::ALT);
+    type_text(&mut app, "b");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(sent_texts(&effects)[0].1, "a\nb");
+}
+
+#[test]
+fn scrollback_is_bounded_and_scrolling_returns_to_live() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    app.opts.scrollback = 100;
+    for i in 0..300 {
+        frame(&mut app, public(i, "bob", &format!("message {i}"), 1));
+    }
+    let tab = &app.tabs[0];
+    assert_eq!(tab.entries.len(), 100);
+    assert_eq!(tab.last_seq(), Some(tab.first_seq + 99));
+
+    press(&mut app, KeyCode::PageUp);
+    let anchor = app.tabs[0].scroll.expect("scrolled");
+    press(&mut app, KeyCode::PageUp);
+    assert!(app.tabs[0].scroll.expect("scrolled").seq < anchor.seq);
+    // New messages do not move what is on screen.
+    let before = app.tabs[0].scroll;
+    frame(&mut app, public(999, "bob", "new", 1));
+    assert_eq!(app.tabs[0].scroll, before);
+    // Scrolling far up stops at the oldest line.
+    for _ in 0..100 {
+        press(&mut app, KeyCode::PageUp);
+    }
+    let top = app.tabs[0].scroll.expect("scrolled");
+    assert!(top.seq >= app.tabs[0].first_seq);
+    press(&mut app, KeyCode::PageDown);
+    assert!(app.tabs[0].scroll.expect("scrolled").seq > top.seq);
+    // End returns to live.
+    press(&mut app, KeyCode::End);
+    assert_eq!(app.tabs[0].scroll, None);
+    // So does scrolling down far enough.
+    press(&mut app, KeyCode::PageUp);
+    for _ in 0..10 {
+        press(&mut app, KeyCode::PageDown);
+    }
+    assert_eq!(app.tabs[0].scroll, None);
+}
+
+#[test]
+fn errors_and_rate_limits_are_shown_and_nothing_typed_is_lost() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    let effects = enter_line(&mut app, "/msg carol hi");
+    let tag = match &sent(&effects)[0] {
+        ClientFrame::Send(o) => o.tag,
+        other => panic!("{other:?}"),
+    };
+    let effects = frame(
+        &mut app,
+        ServerFrame::Error(ErrorFrame {
+            tag: Some(tag),
+            code: ErrorCode::NoSuchUser(vec!["carol".into()]),
+            message: "no such user: carol".into(),
+        }),
+    );
+    assert!(effects.is_empty());
+    let carol = app
+        .tabs
+        .iter()
+        .position(|t| {
+            t.kind
+                == TabKind::Private {
+                    nick: "carol".into(),
+                }
+        })
+        .expect("carol's tab");
+    assert!(last_text(&app, carol).contains("carol not online"));
+
+    let effects = enter_line(&mut app, "too fast");
+    let tag = match &sent(&effects)[0] {
+        ClientFrame::Send(o) => o.tag,
+        other => panic!("{other:?}"),
+    };
+    frame(
+        &mut app,
+        ServerFrame::RateLimited {
+            tag: Some(tag),
+            retry_after_ms: 1500,
+        },
+    );
+    assert!(last_text(&app, 0).contains("try again in 1.5 s"));
+    assert_eq!(app.input_text(), "too fast", "back in the input line");
+
+    press(&mut app, KeyCode::Enter);
+    // Over-long text is refused locally and stays in the input.
+    let long = "x".repeat(5000);
+    app.update(Event::Paste(long.clone()));
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(effects.is_empty());
+    assert_eq!(app.input_text().len(), 5000);
+}
+
+#[test]
+fn quitting_says_goodbye_when_connected_and_exits_at_once_otherwise() {
+    let mut app = connected("alice", &["alice"]);
+    assert_eq!(
+        enter_line(&mut app, "/quit see you"),
+        [Effect::Quit {
+            reason: "see you".into()
+        }]
+    );
+    let mut app = connected("alice", &["alice"]);
+    assert_eq!(
+        ctrl(&mut app, 'c'),
+        [Effect::Quit {
+            reason: String::new()
+        }]
+    );
+    let mut app = connected("alice", &["alice"]);
+    net(
+        &mut app,
+        NetEvent::Lost {
+            message: "x".into(),
+        },
+    );
+    assert_eq!(ctrl(&mut app, 'c'), [Effect::Exit]);
+    let mut app = fresh("alice");
+    assert_eq!(press(&mut app, KeyCode::Esc), [Effect::Exit]);
+}
+
+#[test]
+fn the_connect_screen_explains_what_is_wrong() {
+    let mut app = chat_tui::tui::app::App::new(
+        None,
+        "127.0.0.1:12345".into(),
+        options(),
+        std::time::Instant::now(),
+    );
+    let form_error = |app: &chat_tui::tui::app::App| match &app.screen {
+        Screen::Connect(f) => f.error.clone(),
+        Screen::Main => panic!("not on the connect screen"),
+    };
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert_eq!(form_error(&app).as_deref(), Some("enter a nickname"));
+    type_text(&mut app, "bad nick");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert!(form_error(&app).expect("error").contains("whitespace"));
+    for _ in 0..5 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        effects,
+        [Effect::Connect {
+            server: "127.0.0.1:12345".into(),
+            nick: "bad".into(),
+            delay: Duration::ZERO
+        }]
+    );
+    // The server's refusal is shown in the form, and nothing retries by itself.
+    let rejected = chat_core::protocol::Rejected {
+        reason: RejectReason::InvalidNick(chat_core::names::NickError::Empty),
+        message: "nickname rejected".into(),
+    };
+    let message = chat_core::client::ClientError::Rejected(rejected).to_string();
+    let effects = net(
+        &mut app,
+        NetEvent::Failed {
+            message,
+            retry: false,
+        },
+    );
+    assert!(effects.is_empty());
+    assert!(
+        form_error(&app)
+            .expect("error")
+            .contains("nickname rejected")
+    );
+}

@@ -1,0 +1,136 @@
+//! What the full-screen client draws, as text snapshots (`cargo insta review` to update).
+
+mod support;
+
+use std::time::Duration;
+
+use chat_tui::tui::app::{App, Event, NetEvent};
+use chat_tui::tui::ui;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::KeyCode;
+use support::*;
+
+fn render(app: &mut App, width: u16, height: u16) -> String {
+    app.update(Event::Resize { width, height });
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+    terminal.draw(|f| ui::draw(f, app)).expect("draw");
+    terminal.backend().to_string()
+}
+
+/// A lobby with some history.
+fn chatting() -> App {
+    let mut app = connected("alice", &["alice", "bob", "carol", "*guest"]);
+    frame(&mut app, joined("dave"));
+    frame(&mut app, public(1, "bob", "morning all", 1));
+    frame(&mut app, public(2, "carol", "hi bob! coffee's on", 2));
+    let effects = enter_line(&mut app, "on my way");
+    echo(&mut app, "alice", &effects, 3);
+    frame(&mut app, left("dave"));
+    app
+}
+
+#[test]
+fn connect_screen() {
+    let mut app = fresh("alice");
+    press(&mut app, KeyCode::Down);
+    app.update(Event::Net(NetEvent::Failed {
+        message: "cannot connect to 127.0.0.1:12345: connection refused (is the server \
+                  running and listening there?)"
+            .into(),
+        retry: true,
+    }));
+    insta::assert_snapshot!(render(&mut app, 80, 24));
+}
+
+#[test]
+fn main_screen() {
+    let mut app = chatting();
+    insta::assert_snapshot!(render(&mut app, 100, 20));
+}
+
+#[test]
+fn private_tab_with_unread_lobby() {
+    let mut app = chatting();
+    frame(
+        &mut app,
+        private(4, "bob", &["alice"], "psst, are you free at 3?", 3),
+    );
+    frame(&mut app, private(5, "carol", &["alice"], "ping", 3));
+    alt(&mut app, '2');
+    frame(&mut app, public(6, "carol", "anyone seen my mug?", 4));
+    let effects = enter_line(&mut app, "yes, see you then");
+    echo(&mut app, "alice", &effects, 7);
+    insta::assert_snapshot!(render(&mut app, 80, 24));
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = chatting();
+    press(&mut app, KeyCode::F(1));
+    insta::assert_snapshot!(render(&mut app, 80, 24));
+}
+
+#[test]
+fn collapsed_roster_at_80x24_and_narrow_terminal() {
+    let mut app = chatting();
+    press(&mut app, KeyCode::F(2));
+    insta::assert_snapshot!("roster_hidden_80x24", render(&mut app, 80, 24));
+    let mut app = chatting();
+    insta::assert_snapshot!("narrow_50x16", render(&mut app, 50, 16));
+    // Focusing the roster shows it even when collapsed.
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::Down);
+    insta::assert_snapshot!("narrow_roster_focused", render(&mut app, 50, 16));
+}
+
+#[test]
+fn disconnected_with_pending_messages() {
+    let mut app = chatting();
+    app.update(Event::Net(NetEvent::Lost {
+        message: "the server closed the connection".into(),
+    }));
+    // The countdown is computed from the app's clock.
+    let until = match &app.conn {
+        chat_tui::tui::app::ConnState::Waiting { until, .. } => *until,
+        other => panic!("{other:?}"),
+    };
+    app.now = until - Duration::from_millis(2500);
+    enter_line(&mut app, "did everyone get that?");
+    insta::assert_snapshot!(render(&mut app, 80, 24));
+}
+
+#[test]
+fn long_wrapped_message_with_emoji_and_wide_characters() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(
+        &mut app,
+        public(
+            1,
+            "bob",
+            "Here is a long message that must wrap under its own text rather than under the \
+             nickname 👍🏽 — with emoji 🎉🎉 and wide characters 日本語のテキスト mixed in, \
+             plus averyveryveryverylongwordthatcannotbebrokenatanyspaceatallanywhere.",
+            1,
+        ),
+    );
+    frame(&mut app, public(2, "bob", "two\nlines", 2));
+    insta::assert_snapshot!(render(&mut app, 60, 14));
+}
+
+#[test]
+fn scrolled_back() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    for i in 0..60 {
+        frame(
+            &mut app,
+            public(i, "bob", &format!("message number {i}"), 1),
+        );
+    }
+    app.update(Event::Resize {
+        width: 80,
+        height: 24,
+    });
+    press(&mut app, KeyCode::PageUp);
+    insta::assert_snapshot!(render(&mut app, 80, 24));
+}
