@@ -114,7 +114,8 @@ fn main() -> ExitCode {
                 .scrollback
                 .map(|n| n as usize)
                 .or(file.scrollback)
-                .unwrap_or(defaults.scrollback),
+                .unwrap_or(defaults.scrollback)
+                .max(100),
             roster: file.roster.unwrap_or(defaults.roster),
         };
         runtime.block_on(run::run(TuiOptions {

@@ -72,7 +72,7 @@ fn own_private_messages_go_to_the_recipients_tab() {
     assert_eq!(titles(&app), ["lobby", "bob"]);
     assert_eq!(last_text(&app, 1), "hi there");
     assert_eq!(app.active, 0, "/msg does not switch tabs");
-    assert_eq!(app.tabs[1].unread, 1);
+    assert_eq!(app.tabs[1].unread, 0, "our own messages are not unread");
 }
 
 #[test]
@@ -189,6 +189,11 @@ fn tab_completes_nicknames_and_cycles() {
     type_text(&mut app, "and ca");
     press(&mut app, KeyCode::Tab);
     assert_eq!(app.input_text(), "bob: and carol ");
+    // Tab after a space completes nothing and does not move the keyboard away from text.
+    type_text(&mut app, " ");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.input_text(), "bob: and carol  ");
+    assert_eq!(app.focus, Focus::Input);
     // Our own nickname is not offered; nothing matching leaves the text alone.
     let mut app = connected("alice", &["alice", "bob"]);
     type_text(&mut app, "al");
@@ -418,23 +423,35 @@ fn scrollback_is_bounded_and_scrolling_returns_to_live() {
     assert_eq!(app.tabs[0].scroll, None);
 }
 
-#[test]
-fn errors_and_rate_limits_are_shown_and_nothing_typed_is_lost() {
-    let mut app = connected("alice", &["alice", "bob"]);
-    let effects = enter_line(&mut app, "/msg carol hi");
-    let tag = match &sent(&effects)[0] {
+fn tag_of(effects: &[Effect]) -> u64 {
+    match &sent(effects)[0] {
         ClientFrame::Send(o) => o.tag,
         other => panic!("{other:?}"),
-    };
-    let effects = frame(
+    }
+}
+
+fn lose(app: &mut chat_tui::tui::app::App) {
+    net(
+        app,
+        NetEvent::Lost {
+            message: "x".into(),
+        },
+    );
+}
+
+#[test]
+fn errors_and_rate_limits_lose_nothing() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    // A private message to someone who is not there waits in their tab.
+    let effects = enter_line(&mut app, "/msg carol hi");
+    frame(
         &mut app,
         ServerFrame::Error(ErrorFrame {
-            tag: Some(tag),
+            tag: Some(tag_of(&effects)),
             code: ErrorCode::NoSuchUser(vec!["carol".into()]),
             message: "no such user: carol".into(),
         }),
     );
-    assert!(effects.is_empty());
     let carol = app
         .tabs
         .iter()
@@ -446,29 +463,146 @@ fn errors_and_rate_limits_are_shown_and_nothing_typed_is_lost() {
         })
         .expect("carol's tab");
     assert!(last_text(&app, carol).contains("carol not online"));
+    assert_eq!(app.tabs[carol].pending.len(), 1);
+    // ...and goes when she comes.
+    let effects = frame(&mut app, joined("carol"));
+    assert_eq!(
+        sent_texts(&effects),
+        [(Target::Users(vec!["carol".into()]), "hi".into())]
+    );
+    assert!(app.tabs[carol].pending.is_empty());
 
+    // Other refusals show the text.
+    let effects = enter_line(&mut app, "some text");
+    frame(
+        &mut app,
+        ServerFrame::Error(ErrorFrame {
+            tag: Some(tag_of(&effects)),
+            code: ErrorCode::InvalidText,
+            message: "invalid text".into(),
+        }),
+    );
+    assert!(last_text(&app, 0).contains("some text"));
+
+    // Text the server would refuse is refused here and stays in the input line.
+    let long = "x".repeat(5000);
+    app.update(Event::Paste(long.clone()));
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert_eq!(app.input_text().len(), 5000);
+    assert!(last_text(&app, 0).contains("limit is 4096"));
+}
+
+#[test]
+fn rate_limited_messages_are_sent_again_when_the_server_allows() {
+    let mut app = connected("alice", &["alice", "bob"]);
     let effects = enter_line(&mut app, "too fast");
-    let tag = match &sent(&effects)[0] {
-        ClientFrame::Send(o) => o.tag,
-        other => panic!("{other:?}"),
-    };
     frame(
         &mut app,
         ServerFrame::RateLimited {
-            tag: Some(tag),
+            tag: Some(tag_of(&effects)),
             retry_after_ms: 1500,
         },
     );
-    assert!(last_text(&app, 0).contains("try again in 1.5 s"));
-    assert_eq!(app.input_text(), "too fast", "back in the input line");
+    assert!(last_text(&app, 0).contains("sent again in 1.5 s"));
+    assert_eq!(app.tabs[0].pending.len(), 1);
+    // What is typed meanwhile queues behind it, in order.
+    assert!(enter_line(&mut app, "and this").is_empty());
+    assert!(app.update(Event::Tick).is_empty(), "not yet");
+    app.now += Duration::from_millis(1500);
+    let effects = app.update(Event::Tick);
+    let texts: Vec<String> = sent_texts(&effects).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["too fast", "and this"]);
+}
 
-    press(&mut app, KeyCode::Enter);
-    // Over-long text is refused locally and stays in the input.
-    let long = "x".repeat(5000);
-    app.update(Event::Paste(long.clone()));
-    let effects = press(&mut app, KeyCode::Enter);
-    assert!(effects.is_empty());
-    assert_eq!(app.input_text().len(), 5000);
+#[test]
+fn a_long_queue_is_sent_at_the_pace_the_server_allows() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    lose(&mut app);
+    for i in 0..20 {
+        enter_line(&mut app, &format!("queued {i}"));
+    }
+    // Burst 10 (see support::welcome): 8 at once, leaving room for pings.
+    let effects = net(
+        &mut app,
+        NetEvent::Connected(Box::new(welcome("alice", &["alice", "bob"]))),
+    );
+    assert_eq!(sent(&effects).len(), 8);
+    assert!(app.update(Event::Tick).is_empty());
+    app.now += Duration::from_secs(4);
+    let effects = app.update(Event::Tick);
+    assert_eq!(sent_texts(&effects)[0].1, "queued 8");
+    assert_eq!(sent(&effects).len(), 8);
+    app.now += Duration::from_secs(4);
+    assert_eq!(sent(&app.update(Event::Tick)).len(), 4);
+    assert!(app.tabs[0].pending.is_empty());
+}
+
+#[test]
+fn quitting_with_unsent_messages_asks_first() {
+    let mut app = connected("alice", &["alice"]);
+    lose(&mut app);
+    enter_line(&mut app, "not sent yet");
+    assert!(ctrl(&mut app, 'c').is_empty());
+    assert!(last_text(&app, 0).contains("1 message(s) not sent yet"));
+    assert_eq!(ctrl(&mut app, 'c'), [Effect::Exit]);
+    // A lost terminal does not ask.
+    let mut app = connected("alice", &["alice"]);
+    lose(&mut app);
+    enter_line(&mut app, "not sent yet");
+    assert_eq!(app.update(Event::Hangup), [Effect::Exit]);
+}
+
+#[test]
+fn the_roster_selection_stays_on_the_same_person() {
+    let mut app = connected("alice", &["alice", "bob", "carol"]);
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.roster[app.roster_selected].nick, "carol");
+    frame(&mut app, joined("aaron"));
+    assert_eq!(app.roster[app.roster_selected].nick, "carol");
+    frame(&mut app, left("bob"));
+    assert_eq!(app.roster[app.roster_selected].nick, "carol");
+    frame(&mut app, left("carol"));
+    assert!(app.roster_selected < app.roster.len());
+    // Relayed guests come after the members.
+    frame(&mut app, joined("*guest"));
+    let names: Vec<&str> = app.roster.iter().map(|u| u.nick.as_str()).collect();
+    assert_eq!(names, ["aaron", "alice", "*guest"]);
+}
+
+#[test]
+fn scrolling_survives_a_change_of_width() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    let text = "a long line that wraps on narrow panes ".repeat(4);
+    for i in 0..50 {
+        frame(&mut app, public(i, "bob", &text, 1));
+    }
+    app.update(Event::Resize {
+        width: 40,
+        height: 20,
+    });
+    for _ in 0..3 {
+        app.update(Event::Mouse(ratatui::crossterm::event::MouseEvent {
+            kind: ratatui::crossterm::event::MouseEventKind::ScrollUp,
+            column: 0,
+            row: 0,
+            modifiers: KeyModifiers::NONE,
+        }));
+    }
+    assert!(app.tabs[0].scroll.is_some());
+    app.update(Event::Resize {
+        width: 200,
+        height: 20,
+    });
+    press(&mut app, KeyCode::PageUp);
+    press(&mut app, KeyCode::PageDown);
+    app.update(Event::Resize {
+        width: 30,
+        height: 10,
+    });
+    press(&mut app, KeyCode::PageUp);
+    assert!(app.tabs[0].scroll.is_some());
 }
 
 #[test]

@@ -134,3 +134,18 @@ fn scrolled_back() {
     press(&mut app, KeyCode::PageUp);
     insta::assert_snapshot!(render(&mut app, 80, 24));
 }
+
+#[test]
+fn many_tabs_keep_the_active_one_visible() {
+    let names = [
+        "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+    ];
+    let mut roster = vec!["alice"];
+    roster.extend(names);
+    let mut app = connected("alice", &roster);
+    for (i, n) in names.iter().enumerate() {
+        frame(&mut app, private(i as u64, n, &["alice"], "hi", 1));
+    }
+    alt(&mut app, '9');
+    insta::assert_snapshot!(render(&mut app, 80, 6));
+}

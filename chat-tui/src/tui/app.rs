@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use chat_core::names::{fold, validate_nick, validate_relayed_nick};
+use chat_core::names::{fold, validate_nick, validate_relayed_nick, validate_text};
 use chat_core::protocol::{
     Body, ClientFrame, DEFAULT_ROOM, ErrorCode, Limits, Outgoing, ServerFrame, Target, UserInfo,
     Welcome,
@@ -354,6 +354,10 @@ pub struct App {
     next_tag: u64,
     in_flight: HashMap<u64, (TabKind, Pending)>,
     ever_connected: bool,
+    /// Pending messages are not sent before this (rate limit).
+    flush_at: Option<Instant>,
+    /// The user was told that quitting drops unsent messages.
+    quit_armed: bool,
     /// Something changed since the last draw.
     pub dirty: bool,
 }
@@ -406,6 +410,8 @@ impl App {
             next_tag: 1,
             in_flight: HashMap::new(),
             ever_connected: false,
+            flush_at: None,
+            quit_armed: false,
             dirty: true,
         }
     }
@@ -467,11 +473,20 @@ impl App {
                 Vec::new()
             }
             Event::Net(net) => self.net(net),
-            Event::Hangup => self.quit("terminal closed".to_owned()),
+            Event::Hangup => {
+                // The terminal is gone: nobody can confirm anything.
+                self.quit_armed = true;
+                self.quit("terminal closed".to_owned())
+            }
             Event::Tick => {
-                // Only the countdown changes with time.
+                // Only the countdown changes with time, and queued messages may be due.
                 self.dirty = matches!(self.conn, ConnState::Waiting { .. });
-                Vec::new()
+                if self.flush_at.is_some_and(|at| at <= self.now) {
+                    self.dirty = true;
+                    self.flush_pending()
+                } else {
+                    Vec::new()
+                }
             }
         }
     }
@@ -686,7 +701,9 @@ impl App {
             }
             KeyCode::Enter => self.submit(),
             KeyCode::Tab => {
-                if !self.complete() {
+                // With no word to complete, Tab on an empty line goes to the roster; after
+                // other text it does nothing (so half-typed text is never sent elsewhere).
+                if !self.complete() && self.input.is_empty() {
                     self.toggle_focus();
                 }
                 Vec::new()
@@ -918,30 +935,73 @@ impl App {
     /// Sends a message now, or queues it while disconnected. Returns the effects and whether
     /// the input must be kept (the message was refused locally).
     fn send(&mut self, tab: TabKind, target: Target, body: Body) -> (Vec<Effect>, bool) {
-        let len = match &body {
-            Body::Text(t) | Body::Action(t) => t.len(),
+        let text = match &body {
+            Body::Text(t) | Body::Action(t) => t,
         };
         let max = self
             .limits
             .as_ref()
             .map_or(4096, |l| l.max_message_len as usize);
-        if len > max {
-            self.notice_active(
-                &format!("message not sent: it is {len} bytes long; the limit is {max}"),
-                true,
-            );
+        if let Err(e) = validate_text(text, max) {
+            self.notice_active(&format!("message not sent: {e}"), true);
             return (Vec::new(), true);
         }
-        if self.conn == ConnState::Connected {
-            return (vec![self.frame_for(tab, target, body)], false);
-        }
-        // Queued, shown as pending in its tab, sent after reconnecting.
         let i = match &tab {
             TabKind::Lobby => 0,
             TabKind::Private { nick } => self.open_tab(nick),
         };
+        if self.conn == ConnState::Connected && self.tabs[i].pending.is_empty() {
+            return (vec![self.frame_for(tab, target, body)], false);
+        }
+        // Queued behind what is already waiting, shown as pending in its tab.
         self.tabs[i].pending.push(Pending { to: target, body });
-        (Vec::new(), false)
+        (self.flush_pending(), false)
+    }
+
+    /// Sends what is pending, as far as the connection, the recipients and the server's rate
+    /// limit allow; schedules the rest.
+    fn flush_pending(&mut self) -> Vec<Effect> {
+        if self.conn != ConnState::Connected || self.flush_at.is_some_and(|at| at > self.now) {
+            return Vec::new();
+        }
+        self.flush_at = None;
+        let (burst, interval) = self.limits.as_ref().map_or((1, 1000), |l| {
+            (l.rate_burst as usize, u64::from(l.rate_interval_ms))
+        });
+        // Leave room in the burst for pings and for what the user types meanwhile.
+        let budget = burst.saturating_sub(2).max(1);
+        let mut effects = Vec::new();
+        let mut waiting = false;
+        for i in 0..self.tabs.len() {
+            let kind = self.tabs[i].kind.clone();
+            if let TabKind::Private { nick } = &kind
+                && !self.is_online(nick)
+            {
+                continue; // sent when they are back
+            }
+            while !self.tabs[i].pending.is_empty() {
+                if effects.len() >= budget {
+                    waiting = true;
+                    break;
+                }
+                let p = self.tabs[i].pending.remove(0);
+                effects.push(self.frame_for(kind.clone(), p.to, p.body));
+            }
+        }
+        if waiting {
+            let wait = Duration::from_millis(interval.saturating_mul(effects.len() as u64));
+            self.flush_at = Some(self.now + wait);
+        }
+        effects
+    }
+
+    /// Puts an unconfirmed message back at the front of its tab's queue.
+    fn requeue(&mut self, kind: &TabKind, p: Pending) {
+        let i = match kind {
+            TabKind::Lobby => 0,
+            TabKind::Private { nick } => self.open_tab(nick),
+        };
+        self.tabs[i].pending.insert(0, p);
     }
 
     fn frame_for(&mut self, tab: TabKind, to: Target, body: Body) -> Effect {
@@ -961,6 +1021,15 @@ impl App {
     }
 
     fn quit(&mut self, reason: String) -> Vec<Effect> {
+        let unsent: usize = self.tabs.iter().map(|t| t.pending.len()).sum();
+        if unsent > 0 && !self.quit_armed {
+            self.quit_armed = true;
+            self.notice_active(
+                &format!("{unsent} message(s) not sent yet; Ctrl-C or /quit again to quit anyway"),
+                true,
+            );
+            return Vec::new();
+        }
         if self.conn == ConnState::Connected {
             self.conn = ConnState::Quitting;
             vec![Effect::Quit { reason }]
@@ -1163,14 +1232,8 @@ impl App {
             }
         }
         // What was typed while offline goes out now, in order.
-        let mut effects = Vec::new();
-        for i in 0..self.tabs.len() {
-            let kind = self.tabs[i].kind.clone();
-            for p in std::mem::take(&mut self.tabs[i].pending) {
-                effects.push(self.frame_for(kind.clone(), p.to, p.body));
-            }
-        }
-        effects
+        self.flush_at = None;
+        self.flush_pending()
     }
 
     fn failed(&mut self, message: String, retry: bool) -> Vec<Effect> {
@@ -1256,7 +1319,7 @@ impl App {
                 };
                 match m.to {
                     Target::Room(_) => {
-                        self.push(0, entry, true, mention);
+                        self.push(0, entry, !own, mention);
                         if mention {
                             vec![Effect::Bell]
                         } else {
@@ -1267,7 +1330,7 @@ impl App {
                         for nick in to {
                             let nick = crate::event::sanitize_line(&nick);
                             let i = self.open_tab(&nick);
-                            self.push(i, entry.clone(), true, false);
+                            self.push(i, entry.clone(), false, false);
                         }
                         Vec::new()
                     }
@@ -1284,10 +1347,12 @@ impl App {
                 self.notice(0, &format!("{nick} joined{guest}"), false);
                 self.notice_private(&nick, &format!("{nick} is back online"));
                 let key = fold(&user.nick);
-                self.roster.retain(|u| fold(&u.nick) != key);
-                self.roster.push(user);
-                self.sort_roster();
-                Vec::new()
+                self.change_roster(|roster| {
+                    roster.retain(|u| fold(&u.nick) != key);
+                    roster.push(user);
+                });
+                // Messages kept for them go now.
+                self.flush_pending()
             }
             ServerFrame::Left {
                 nick,
@@ -1296,11 +1361,10 @@ impl App {
                 ..
             } => {
                 let key = fold(&nick);
-                self.roster.retain(|u| fold(&u.nick) != key);
-                self.sort_roster();
+                self.change_roster(|roster| roster.retain(|u| fold(&u.nick) != key));
                 let nick = crate::event::sanitize_line(&nick);
                 let message = crate::event::sanitize_line(&message);
-                let why = if message.is_empty() {
+                let why = if message.is_empty() || message == reason.describe() {
                     reason.describe().to_owned()
                 } else {
                     format!("{}: {message}", reason.describe())
@@ -1325,45 +1389,71 @@ impl App {
                 Vec::new()
             }
             ServerFrame::Error(e) => {
-                let tab = e.tag.and_then(|t| self.in_flight.remove(&t));
-                let i = match tab {
-                    Some((TabKind::Private { nick }, _)) => self.open_tab(&nick),
-                    Some((TabKind::Lobby, _)) => 0,
-                    None => self.active,
-                };
-                let text = match &e.code {
+                let lost = e.tag.and_then(|t| self.in_flight.remove(&t));
+                let reason = match &e.code {
                     ErrorCode::NoSuchUser(who) => format!(
-                        "not sent: {} not online",
+                        "{} not online",
                         crate::event::sanitize_line(&who.join(", "))
                     ),
-                    _ => format!("not sent: {}", crate::event::sanitize_line(&e.message)),
+                    _ => crate::event::sanitize_line(&e.message),
                 };
-                self.notice(i, &text, true);
+                match lost {
+                    // A private message to someone who just left waits for their return.
+                    Some((kind @ TabKind::Private { .. }, p))
+                        if matches!(&e.code, ErrorCode::NoSuchUser(_))
+                            && matches!(&p.to, Target::Users(to) if to.len() == 1) =>
+                    {
+                        let i = self.open_tab(kind.title());
+                        self.requeue(&kind, p);
+                        self.notice(
+                            i,
+                            &format!("not sent: {reason}; it stays pending until they are back"),
+                            true,
+                        );
+                    }
+                    // Anything else is shown with its text, so nothing typed disappears.
+                    Some((kind, p)) => {
+                        let i = match &kind {
+                            TabKind::Lobby => 0,
+                            TabKind::Private { nick } => self.open_tab(nick),
+                        };
+                        let text = match p.body {
+                            Body::Text(t) | Body::Action(t) => t,
+                        };
+                        self.notice(i, &format!("not sent ({reason}): {text}"), true);
+                    }
+                    None => self.notice_active(&format!("the server says: {reason}"), true),
+                }
                 Vec::new()
             }
             ServerFrame::RateLimited {
                 tag,
                 retry_after_ms,
             } => {
-                let secs = f64::from(retry_after_ms) / 1000.0;
+                let wait = Duration::from_millis(u64::from(retry_after_ms));
                 let lost = tag.and_then(|t| self.in_flight.remove(&t));
-                let mut text = format!("slow down: message not sent; try again in {secs:.1} s");
-                if let Some((
-                    _,
-                    Pending {
-                        body: Body::Text(t) | Body::Action(t),
-                        ..
-                    },
-                )) = lost
-                {
-                    if self.input.is_empty() {
-                        self.set_input(&t);
-                        text.push_str(" (it is back in the input line)");
-                    } else {
-                        text.push_str(&format!(": {}", crate::event::sanitize_line(&t)));
+                let already_waiting = self.flush_at.is_some_and(|at| at > self.now);
+                self.flush_at = Some(self.flush_at.unwrap_or(self.now).max(self.now + wait));
+                match lost {
+                    Some((kind, p)) => {
+                        // Sent again by itself once the server allows it.
+                        self.requeue(&kind, p);
+                        if !already_waiting {
+                            let secs = wait.as_secs_f64();
+                            self.notice_active(
+                                &format!(
+                                    "slow down: the server limits how fast messages go; \
+                                     what is pending is sent again in {secs:.1} s"
+                                ),
+                                true,
+                            );
+                        }
+                    }
+                    None => {
+                        let secs = wait.as_secs_f64();
+                        self.notice_active(&format!("slow down: try again in {secs:.1} s"), true);
                     }
                 }
-                self.notice_active(&text, true);
                 Vec::new()
             }
             ServerFrame::Bye { reason, message } => {
@@ -1388,14 +1478,18 @@ impl App {
     }
 
     fn set_roster(&mut self, users: Vec<UserInfo>) {
-        self.roster = users;
-        self.sort_roster();
+        self.change_roster(|roster| *roster = users);
     }
 
-    fn sort_roster(&mut self) {
+    /// Changes the roster, keeping it sorted and the selection on the same person.
+    fn change_roster(&mut self, change: impl FnOnce(&mut Vec<UserInfo>)) {
+        let selected = self.roster.get(self.roster_selected).map(|u| fold(&u.nick));
+        change(&mut self.roster);
         // Members first, then relayed guests, each alphabetically.
         self.roster
             .sort_by_cached_key(|u| (u.relayed, fold(u.nick.trim_start_matches('*'))));
+        let kept = selected.and_then(|key| self.roster.iter().position(|u| fold(&u.nick) == key));
+        self.roster_selected = kept.unwrap_or(self.roster_selected);
         self.roster_selected = self
             .roster_selected
             .min(self.roster.len().saturating_sub(1));
@@ -1424,6 +1518,9 @@ impl App {
             return;
         };
         let mut anchor = tab.scroll.unwrap_or(Anchor { seq: last, skip: 0 });
+        // The pane may have changed width since the anchor was set: rows may have gone.
+        let h = self.entry_height(tab, anchor.seq, area.width);
+        anchor.skip = anchor.skip.min(h.saturating_sub(1));
         let mut rows_left = rows;
         while rows_left > 0 {
             let h = self.entry_height(tab, anchor.seq, area.width);
@@ -1483,6 +1580,8 @@ impl App {
         let (Some(mut anchor), Some(last)) = (tab.scroll, tab.last_seq()) else {
             return;
         };
+        let h = self.entry_height(tab, anchor.seq, area.width);
+        anchor.skip = anchor.skip.min(h.saturating_sub(1));
         let mut rows_left = rows;
         loop {
             if anchor.skip >= rows_left {

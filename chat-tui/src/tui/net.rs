@@ -33,6 +33,8 @@ pub enum NetCmd {
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// A connection that answers no ping for this long is considered lost.
 const DEAD_AFTER: Duration = Duration::from_secs(45);
+/// A send that cannot complete for this long means the connection is dead.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a goodbye waits for the server's `Bye`.
 const QUIT_WAIT: Duration = Duration::from_secs(2);
 
@@ -204,8 +206,15 @@ async fn session(
             },
             cmd = cmds.recv() => match cmd {
                 Some(NetCmd::Send(frame)) => {
-                    if let Err(e) = sender.send(&frame).await {
-                        return End::Lost(e.to_string());
+                    match tokio::time::timeout(SEND_TIMEOUT, sender.send(&frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return End::Lost(e.to_string()),
+                        Err(_) => {
+                            return End::Lost(format!(
+                                "the server has not read anything for {} s",
+                                SEND_TIMEOUT.as_secs()
+                            ));
+                        }
                     }
                 }
                 Some(NetCmd::Quit { reason, done }) => {

@@ -9,7 +9,6 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{
     self as term_event, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste,
-    EnableMouseCapture,
 };
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
@@ -110,7 +109,8 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
                     out.flush()?;
                 }
                 Effect::Quit { reason } => {
-                    terminal.draw(|f| ui::draw(f, &app))?;
+                    // The terminal may be gone (hangup): the goodbye matters more.
+                    let _ = terminal.draw(|f| ui::draw(f, &app));
                     let (done, finished) = oneshot::channel();
                     if net.send(NetCmd::Quit { reason, done }).is_ok() {
                         let _ = tokio::time::timeout(QUIT_WAIT, finished).await;
@@ -144,14 +144,16 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
 
 fn enter() -> io::Result<Term> {
     enable_raw_mode()?;
-    execute!(
-        io::stdout(),
-        EnterAlternateScreen,
-        EnableBracketedPaste,
-        EnableMouseCapture
-    )?;
+    execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste)?;
+    // Mouse reporting for the wheel only (clicks, SGR encoding): not every movement, which
+    // would send bytes over SSH at each twitch of the mouse.
+    let mut out = io::stdout();
+    out.write_all(MOUSE_ON)?;
+    out.flush()?;
     Terminal::new(CrosstermBackend::new(io::stdout()))
 }
+
+const MOUSE_ON: &[u8] = b"\x1b[?1000h\x1b[?1006h";
 
 /// Puts the terminal back as it was. Safe to call more than once.
 fn restore() {
@@ -195,12 +197,17 @@ fn spawn_terminal_reader(tx: mpsc::Sender<Event>) {
     });
 }
 
-/// SIGTERM and SIGHUP (the SSH session or the terminal window closed).
+/// SIGTERM, SIGHUP (the SSH session or the terminal window closed), and SIGINT or SIGQUIT
+/// sent from elsewhere (in raw mode Ctrl-C is a key, not a signal).
 struct Hangup {
     #[cfg(unix)]
     term: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
     hup: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    quit: Option<tokio::signal::unix::Signal>,
 }
 
 impl Hangup {
@@ -211,6 +218,8 @@ impl Hangup {
             Hangup {
                 term: signal(SignalKind::terminate()).ok(),
                 hup: signal(SignalKind::hangup()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+                quit: signal(SignalKind::quit()).ok(),
             }
         }
         #[cfg(not(unix))]
@@ -231,6 +240,8 @@ impl Hangup {
             tokio::select! {
                 () = one(&mut self.term) => {}
                 () = one(&mut self.hup) => {}
+                () = one(&mut self.int) => {}
+                () = one(&mut self.quit) => {}
             }
         }
         #[cfg(not(unix))]

@@ -47,7 +47,9 @@ pub fn layout(area: Rect, app: &App) -> Areas {
             .map(|u| text_width(&u.nick))
             .max()
             .unwrap_or(0);
-        let w = (widest as u16 + 3).clamp(14, 24).min(area.width / 2);
+        let w = (widest.min(40) as u16 + 3)
+            .clamp(14, 24)
+            .min(area.width / 2);
         let [m, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(w)]).areas(body);
         (m, Some(r))
     } else {
@@ -241,7 +243,11 @@ fn wrapped(prefix: Vec<Span<'static>>, text: &str, style: Style, width: u16) -> 
         2.min(width - 1)
     };
     let text = text.replace('\t', "    ");
-    let first = width.saturating_sub(prefix_w).max(1);
+    let first = if prefix_w >= width {
+        width - indent
+    } else {
+        width - prefix_w
+    };
     let rows = wrap(&text, first, width - indent);
     let mut lines = Vec::with_capacity(rows.len());
     let mut prefix = Some(prefix);
@@ -310,32 +316,63 @@ fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
     let theme = Theme::of(app);
+    let labels: Vec<Span> = app
+        .tabs
+        .iter()
+        .enumerate()
+        .map(|(i, tab)| {
+            let mut label = format!(" {}:{}", i + 1, tab.kind.title());
+            let offline = match &tab.kind {
+                TabKind::Private { nick } => {
+                    app.conn == ConnState::Connected && !app.is_online(nick)
+                }
+                TabKind::Lobby => false,
+            };
+            if offline {
+                label.push_str(" (offline)");
+            }
+            if tab.unread > 0 {
+                label.push_str(&format!(" ({})", tab.unread));
+            }
+            label.push(' ');
+            let style = if i == app.active {
+                theme.bar().add_modifier(Modifier::BOLD)
+            } else if tab.highlight {
+                theme.mention()
+            } else if tab.unread > 0 {
+                Style::default().add_modifier(Modifier::BOLD)
+            } else if offline {
+                theme.dim()
+            } else {
+                Style::default()
+            };
+            Span::styled(label, style)
+        })
+        .collect();
+    // When the tabs do not fit, drop tabs on the left of the active one (marked with '‹',
+    // highlighted if one of them has activity) until it shows.
+    let width = usize::from(area.width);
+    let span_w = |s: &Span| text_width(&s.content) + 1;
+    let fits = |first: usize| {
+        let marker = if first > 0 { 2 } else { 0 };
+        marker + labels[first..=app.active].iter().map(span_w).sum::<usize>() <= width
+    };
+    let mut first = 0;
+    while first < app.active && !fits(first) {
+        first += 1;
+    }
     let mut spans = Vec::new();
-    for (i, tab) in app.tabs.iter().enumerate() {
-        let mut label = format!(" {}:{}", i + 1, tab.kind.title());
-        let offline = match &tab.kind {
-            TabKind::Private { nick } => app.conn == ConnState::Connected && !app.is_online(nick),
-            TabKind::Lobby => false,
-        };
-        if offline {
-            label.push_str(" (offline)");
-        }
-        if tab.unread > 0 {
-            label.push_str(&format!(" ({})", tab.unread));
-        }
-        label.push(' ');
-        let style = if i == app.active {
-            theme.bar().add_modifier(Modifier::BOLD)
-        } else if tab.highlight {
+    if first > 0 {
+        let hidden_activity = app.tabs[..first].iter().any(|t| t.unread > 0);
+        let style = if hidden_activity {
             theme.mention()
-        } else if tab.unread > 0 {
-            Style::default().add_modifier(Modifier::BOLD)
-        } else if offline {
-            theme.dim()
         } else {
-            Style::default()
+            theme.dim()
         };
-        spans.push(Span::styled(label, style));
+        spans.push(Span::styled("‹ ", style));
+    }
+    for label in labels.into_iter().skip(first) {
+        spans.push(label);
         spans.push(Span::raw(" "));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
@@ -432,28 +469,32 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     }
     if app.tabs[app.active].scroll.is_some() {
         spans.push(Span::styled(
-            "│ scrolled back, End for live ",
+            "│ scrolled back (End) ",
             theme.bar().add_modifier(Modifier::BOLD),
         ));
     }
     if app.focus == Focus::Roster {
         spans.push(Span::styled("│ roster: Enter opens a tab ", theme.bar()));
     }
-    spans.push(Span::styled("│ F1 help", theme.bar()));
-    frame.render_widget(Paragraph::new(Line::from(spans)).style(theme.bar()), area);
+    // "F1 help" always shows, at the right; the rest is cut if the terminal is narrow.
+    let [left, right] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(9)]).areas(area);
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(theme.bar()), left);
+    frame.render_widget(Paragraph::new("│ F1 help").style(theme.bar()), right);
 }
 
 /// Every key and command, as the help overlay shows them.
 pub const HELP: &[(&str, &str)] = &[
     ("Enter", "send · in the roster: open a private tab"),
     ("Alt-Enter", "new line in the message"),
-    ("Tab", "complete a nickname, else go to the roster"),
+    ("Tab", "complete a nickname · on an empty line: roster"),
     ("Shift-Tab", "move between input line and roster"),
     ("Up / Down", "recall sent lines · move in the roster"),
     ("Alt-1..9", "go to tab N · Ctrl-N / Ctrl-P next, previous"),
     ("Alt-A", "next tab with activity"),
     ("Ctrl-W", "close the tab (not the lobby)"),
     ("PgUp / PgDn", "scroll (mouse wheel too) · End: live"),
+    ("Shift-drag", "select text with the mouse (most terminals)"),
     ("F1 / Esc", "open / close this help · F2 roster on/off"),
     ("Ctrl-C", "quit"),
     ("/msg NICK text", "private message (/msg a,b text)"),
