@@ -68,6 +68,14 @@ impl<R: AsyncRead + Unpin, In: DeserializeOwned> FrameReader<R, In> {
     pub fn into_inner(self) -> R {
         self.inner.into_inner()
     }
+
+    /// The underlying reader and the bytes received but not yet decoded (the start of the
+    /// next frames), for handing the connection over to something that forwards raw bytes.
+    /// Call it between frames, i.e. after [`FrameReader::recv`] returned.
+    pub fn into_parts(self) -> (R, bytes::BytesMut) {
+        let parts = self.inner.into_parts();
+        (parts.io, parts.read_buf)
+    }
 }
 
 /// Writes frames of type `Out`.

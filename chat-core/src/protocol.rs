@@ -337,6 +337,8 @@ pub enum RejectReason {
     Malformed,
     /// The server is shutting down.
     ShuttingDown,
+    /// Sent by a relay: the chat server cannot be reached through it right now.
+    Unavailable,
 }
 
 /// Why a connection ended (in `Bye` to the client, in `Left` to the others).

@@ -165,20 +165,14 @@ impl Cli {
     /// Resolves the command line into a [`Config`]; `default_log` is used when neither
     /// --log-file nor --no-log-file is given.
     pub fn into_config(self, default_log: Option<PathBuf>) -> anyhow::Result<Config> {
-        use anyhow::Context;
         let listen = self
             .listen
             .iter()
-            .map(|s| parse_listen(s, self.port))
+            .map(|s| parse_listen(s, self.port).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let relay_secret = match (&self.relay_secret, &self.relay_secret_file) {
             (Some(s), _) => Some(s.clone()),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read the relay secret file {}", path.display())
-                })?;
-                Some(Secret::from(text.lines().next().unwrap_or("")))
-            }
+            (None, Some(path)) => Some(Secret::from_file(path).map_err(anyhow::Error::msg)?),
             (None, None) => None,
         };
         if relay_secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
@@ -223,66 +217,11 @@ impl Cli {
     }
 }
 
-/// A secret that never shows in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for comparing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_owned())
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-/// Parses `127.0.0.1`, `::1`, `0.0.0.0:4000` or `[::1]:4000`.
-pub fn parse_listen(s: &str, port: u16) -> anyhow::Result<SocketAddr> {
-    let s = s.trim();
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let bare = s.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => Ok(SocketAddr::new(ip, port)),
-        Err(_) => anyhow::bail!(
-            "--listen {s:?}: expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1, \
-             optionally with a port (127.0.0.1:4000, [::1]:4000)"
-        ),
-    }
-}
+pub use chat_core::service::{Secret, parse_listen};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_forms() {
-        let p = |s| parse_listen(s, 7).expect(s).to_string();
-        assert_eq!(p("127.0.0.1"), "127.0.0.1:7");
-        assert_eq!(p("::1"), "[::1]:7");
-        assert_eq!(p("[::1]"), "[::1]:7");
-        assert_eq!(p("0.0.0.0:4000"), "0.0.0.0:4000");
-        assert_eq!(p("[::]:4000"), "[::]:4000");
-        assert!(parse_listen("localhost", 7).is_err());
-    }
 
     #[test]
     fn defaults_from_an_empty_command_line() {

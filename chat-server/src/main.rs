@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use chat_core::service::ShutdownSignals;
 use chat_server::{Cli, Server};
 
 #[tokio::main]
@@ -29,7 +30,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
-    let signals = Signals::install()?;
+    let signals = ShutdownSignals::install().context("cannot handle Ctrl-C and SIGTERM")?;
     let default_log = directories::ProjectDirs::from("", "", "chat-suite")
         .map(|dirs| dirs.data_dir().join("messages.jsonl"));
     let config = cli.into_config(default_log)?;
@@ -49,46 +50,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     if config.relay_secret.is_some() {
         tracing::info!("relayed guests: accepted from relays presenting the secret");
     }
-    server.run(signals.wait()).await;
+    server
+        .run(async {
+            let which = signals.wait().await;
+            tracing::info!("{which} received");
+        })
+        .await;
     Ok(())
-}
-
-/// Ctrl-C and SIGTERM, registered before the server binds so that a signal arriving during
-/// start-up is not lost (and does not kill the process without a goodbye).
-struct Signals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> anyhow::Result<Signals> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Signals {
-                interrupt: signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?,
-                terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Signals {})
-    }
-
-    /// Resolves on the first Ctrl-C or SIGTERM.
-    async fn wait(mut self) {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.interrupt.recv() => tracing::info!("Ctrl-C received"),
-            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = &mut self;
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("Ctrl-C received");
-            }
-        }
-    }
 }

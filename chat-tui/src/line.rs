@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chat_core::client::{ClientError, ClientSender, ConnectOptions, connect};
 use chat_core::frame::FrameError;
-use chat_core::protocol::{DEFAULT_ROOM, DisconnectReason, ServerFrame};
+use chat_core::protocol::{DEFAULT_ROOM, DisconnectReason, RejectReason, ServerFrame};
 use chrono::Utc;
 use tokio::sync::mpsc;
 
@@ -81,6 +81,10 @@ pub async fn run(opts: LineOptions) -> u8 {
             eprintln!("chat-tui: {}", crate::event::sanitize_line(&e.to_string()));
             return match e {
                 ClientError::Connect { .. } | ClientError::Timeout { .. } => exit::UNREACHABLE,
+                // A relay that cannot reach the server: as unreachable as the server itself.
+                ClientError::Rejected(r) if matches!(r.reason, RejectReason::Unavailable) => {
+                    exit::UNREACHABLE
+                }
                 ClientError::Rejected(_) => exit::REFUSED,
                 _ => exit::DISCONNECTED,
             };

@@ -51,6 +51,14 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{nick} could not connect: {e}"))
     }
 
+    /// Connects as `nick`, returning the refusal rather than panicking.
+    pub async fn client_result(
+        &self,
+        nick: &str,
+    ) -> Result<TcpClient, chat_core::client::ClientError> {
+        connect(&self.addr.to_string(), &ConnectOptions::new(nick)).await
+    }
+
     /// Stops the server and waits until it has finished (log flushed); returns the log lines.
     pub async fn stop(self) -> Vec<serde_json::Value> {
         tokio::time::timeout(WAIT, self.running.shutdown())

@@ -145,7 +145,10 @@ fn retryable(e: &ClientError) -> bool {
     match e {
         ClientError::Rejected(r) => matches!(
             r.reason,
-            RejectReason::ServerFull | RejectReason::ShuttingDown | RejectReason::HelloTimeout
+            RejectReason::ServerFull
+                | RejectReason::ShuttingDown
+                | RejectReason::HelloTimeout
+                | RejectReason::Unavailable
         ),
         ClientError::Unexpected(_) => false,
         ClientError::Connect { .. }

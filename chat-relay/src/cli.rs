@@ -1,0 +1,168 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_core::service::{Secret, parse_listen};
+use clap::Parser;
+
+use crate::{Config, DEFAULT_PORT};
+
+/// chat-relay: lets guests into a chat server. Guests connect here instead of to the server
+/// and appear to everyone as *nick; everything else passes through unchanged.
+///
+/// The server must be started with the same secret (--relay-secret or CHAT_RELAY_SECRET on
+/// both sides). Prefer the environment variable or --relay-secret-file: command lines are
+/// visible to other users of the machine.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Address to accept guests on (repeatable): 127.0.0.1, 0.0.0.0, ::, or with a port of its
+    /// own ([::1]:4000).
+    #[arg(
+        long,
+        env = "CHAT_RELAY_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1"
+    )]
+    pub listen: Vec<String>,
+
+    /// Port for every --listen address without one; 0 picks a free port.
+    #[arg(long, short, env = "CHAT_RELAY_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// The chat server, host:port.
+    #[arg(
+        long,
+        short,
+        env = "CHAT_RELAY_SERVER",
+        default_value = "127.0.0.1:12345"
+    )]
+    pub server: String,
+
+    /// The secret the server expects from relays.
+    #[arg(long, env = "CHAT_RELAY_SECRET", hide_env_values = true)]
+    pub relay_secret: Option<Secret>,
+
+    /// Read the secret from this file (first line).
+    #[arg(long, env = "CHAT_RELAY_SECRET_FILE", conflicts_with = "relay_secret")]
+    pub relay_secret_file: Option<PathBuf>,
+
+    /// Guests connected at once, at most; more are told the relay is full.
+    #[arg(long, env = "CHAT_RELAY_MAX_CLIENTS", default_value_t = 1024)]
+    pub max_clients: usize,
+
+    /// Seconds a guest has to send its Hello (and the server to answer it).
+    #[arg(long, env = "CHAT_RELAY_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    pub handshake_timeout: u64,
+
+    /// Seconds allowed for connecting to the server.
+    #[arg(long, env = "CHAT_RELAY_CONNECT_TIMEOUT", default_value_t = 10)]
+    pub connect_timeout: u64,
+
+    /// Connection log: one JSON line per guest connection (time, address, nickname, bytes
+    /// each way, duration, how it ended). Off unless given.
+    #[arg(long, env = "CHAT_RELAY_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Seconds between statistics lines in the console; 0 turns them off.
+    #[arg(long, env = "CHAT_RELAY_STATS_INTERVAL", default_value_t = 60)]
+    pub stats_interval: u64,
+}
+
+impl Cli {
+    /// Resolves the command line into a [`Config`].
+    pub fn into_config(self) -> Result<Config, String> {
+        let listen = self
+            .listen
+            .iter()
+            .map(|s| parse_listen(s, self.port))
+            .collect::<Result<Vec<_>, _>>()?;
+        let secret = match (self.relay_secret, &self.relay_secret_file) {
+            (Some(s), _) => s,
+            (None, Some(path)) => Secret::from_file(path)?,
+            (None, None) => {
+                return Err(
+                    "a relay secret is needed: set CHAT_RELAY_SECRET (the same as the \
+                            server's), or use --relay-secret-file or --relay-secret"
+                        .to_owned(),
+                );
+            }
+        };
+        if secret.expose().is_empty() {
+            return Err("the relay secret must not be empty".to_owned());
+        }
+        if !self.server.contains(':') {
+            return Err(format!(
+                "--server {:?}: expected host:port, such as 127.0.0.1:12345",
+                self.server
+            ));
+        }
+        let mut config = Config::new(self.server, secret);
+        config.listen = listen;
+        config.max_clients = self.max_clients.max(1);
+        config.handshake_timeout = Duration::from_secs(self.handshake_timeout.max(1));
+        config.connect_timeout = Duration::from_secs(self.connect_timeout.max(1));
+        config.log_file = self.log_file;
+        config.stats_interval =
+            (self.stats_interval > 0).then(|| Duration::from_secs(self.stats_interval));
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["chat-relay"];
+        all.extend(args);
+        Cli::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .into_config()
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let c = parse(&["--relay-secret", "s3cret"]).expect("config");
+        assert_eq!(c.listen, ["127.0.0.1:9999".parse().expect("addr")]);
+        assert_eq!(c.server, "127.0.0.1:12345");
+        assert_eq!(c.log_file, None);
+        let c = parse(&[
+            "--relay-secret",
+            "s3cret",
+            "--listen",
+            "0.0.0.0",
+            "--listen",
+            "[::1]:4000",
+            "--port",
+            "7000",
+            "--server",
+            "chat.example:12345",
+        ])
+        .expect("config");
+        assert_eq!(
+            c.listen,
+            [
+                "0.0.0.0:7000".parse().expect("addr"),
+                "[::1]:4000".parse().expect("addr")
+            ]
+        );
+        assert_eq!(c.server, "chat.example:12345");
+    }
+
+    #[test]
+    fn the_secret_is_required_and_never_printed() {
+        let e = parse(&[]).expect_err("no secret");
+        assert!(e.contains("CHAT_RELAY_SECRET"), "{e}");
+        let c = parse(&["--relay-secret", "hunter2"]).expect("config");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-file\nignored\n").expect("write");
+        let c = parse(&["--relay-secret-file", path.to_str().expect("utf-8")]).expect("config");
+        assert_eq!(c.secret.expose(), "from-file");
+        let e = parse(&["--relay-secret", "x", "--server", "nohost"]).expect_err("no port");
+        assert!(e.contains("host:port"), "{e}");
+    }
+}

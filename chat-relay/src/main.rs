@@ -1,0 +1,55 @@
+//! `chat-relay`: parses the command line and relays until Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+
+use chat_core::service::ShutdownSignals;
+use chat_relay::Relay;
+use chat_relay::cli::Cli;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match serve(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: Cli) -> Result<(), String> {
+    let signals =
+        ShutdownSignals::install().map_err(|e| format!("cannot handle Ctrl-C and SIGTERM: {e}"))?;
+    let config = cli.into_config()?;
+    let relay = Relay::bind(config.clone())
+        .await
+        .map_err(|e| format!("cannot start the relay: {e}"))?;
+    for addr in relay.local_addrs() {
+        tracing::info!(
+            "chat-relay {} listening on {addr}, relaying to {}",
+            env!("CARGO_PKG_VERSION"),
+            config.server
+        );
+    }
+    match &config.log_file {
+        Some(path) => tracing::info!("connection log: {}", path.display()),
+        None => tracing::info!("connection log: off (--log-file to keep one)"),
+    }
+    relay
+        .run(async {
+            let which = signals.wait().await;
+            tracing::info!("{which} received; closing every connection");
+        })
+        .await;
+    Ok(())
+}
