@@ -26,7 +26,7 @@ use chat_core::protocol::{
 };
 use chat_core::service::Secret;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -41,6 +41,8 @@ use metered::Metered;
 pub const DEFAULT_PORT: u16 = 9999;
 /// Connections being refused at once (over the client limit) at most; more are dropped.
 const MAX_REFUSALS: usize = 64;
+/// Buffer for each direction of a relayed connection.
+const COPY_BUFFER: usize = 64 * 1024;
 /// Time a guest has to close after the server closed its side.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Time a refused client has to read the refusal before the socket is closed.
@@ -543,11 +545,18 @@ async fn relay(
 
     // 5. Both directions at once, bytes unchanged. Going down, the server's first frame
     //    (Welcome or Rejected) is read whole first, noted for the log, and forwarded as is.
-    let mut from_client = Metered::new(client_read, shared.stats.clone(), metered::Direction::Up);
-    let mut from_server = Metered::new(server_read, shared.stats.clone(), metered::Direction::Down);
+    // Large buffers: under load one read and one write carry many frames.
+    let mut from_client = BufReader::with_capacity(
+        COPY_BUFFER,
+        Metered::new(client_read, shared.stats.clone(), metered::Direction::Up),
+    );
+    let mut from_server = BufReader::with_capacity(
+        COPY_BUFFER,
+        Metered::new(server_read, shared.stats.clone(), metered::Direction::Down),
+    );
     let (up_done, down_done, cancelled) = {
         let up = async {
-            let res = tokio::io::copy(&mut from_client, &mut server_write).await;
+            let res = tokio::io::copy_buf(&mut from_client, &mut server_write).await;
             // The guest is done sending (or gone): the server sees the end of its input.
             let _ = server_write.shutdown().await;
             res.map(drop)
@@ -580,7 +589,7 @@ async fn relay(
             };
             let res = async {
                 w.write_all(&bytes).await?;
-                tokio::io::copy(&mut from_server, &mut w).await?;
+                tokio::io::copy_buf(&mut from_server, &mut w).await?;
                 // The server is done: so is the guest's input.
                 w.shutdown().await
             }
@@ -613,8 +622,8 @@ async fn relay(
         };
         (up_done, down_done, cancelled)
     };
-    record.bytes_from_client = leftover_len + from_client.bytes();
-    record.bytes_to_client = from_server.bytes();
+    record.bytes_from_client = leftover_len + from_client.get_ref().bytes();
+    record.bytes_to_client = from_server.get_ref().bytes();
     match down_done {
         Some(Down::Unavailable(message)) => {
             // Nothing reached the guest yet: it is told in a refusal of our own.
