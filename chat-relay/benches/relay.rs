@@ -24,7 +24,11 @@ const SECRET: &str = "bench-secret";
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run a short version.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let (messages, pings, rounds) = if quick { (200, 200, 1) } else { (MESSAGES, PINGS, ROUNDS) };
+    let (messages, pings, rounds) = if quick {
+        (200, 200, 1)
+    } else {
+        (MESSAGES, PINGS, ROUNDS)
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
