@@ -44,10 +44,8 @@ pub struct Config {
     pub send_queue_bytes: usize,
     /// Time allowed between connecting and `Hello`.
     pub hello_timeout: Duration,
-    /// Port reserved for the monitor's HTTP server.
-    pub http_port: u16,
-    /// Port reserved for the monitor's WebSocket feed.
-    pub ws_port: u16,
+    /// The browser monitor; `None` runs none (the library default; the binary runs one).
+    pub monitor: Option<MonitorConfig>,
 }
 
 impl Default for Config {
@@ -67,8 +65,7 @@ impl Default for Config {
             max_targets: 16,
             send_queue_bytes: 1024 * 1024,
             hello_timeout: Duration::from_secs(10),
-            http_port: 8000,
-            ws_port: 8765,
+            monitor: None,
         }
     }
 }
@@ -93,13 +90,31 @@ pub struct Cli {
     #[arg(long, short, env = "CHAT_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
-    /// Port of the monitor's HTTP server (reserved: the monitor is not part of this build).
+    /// Port of the browser monitor (the page, /stats, /metrics, and the feed at /ws).
+    /// 0 picks a free port.
     #[arg(long, env = "CHAT_HTTP_PORT", default_value_t = 8000)]
     pub http_port: u16,
 
-    /// Port of the monitor's WebSocket feed (reserved: the monitor is not part of this build).
+    /// Port of the monitor's WebSocket-only feed. 0 picks a free port.
     #[arg(long, env = "CHAT_WS_PORT", default_value_t = 8765)]
     pub ws_port: u16,
+
+    /// Address the monitor listens on. It shows private messages: it stays on 127.0.0.1
+    /// unless this opens it wider (0.0.0.0, ::), whatever --listen says.
+    #[arg(long, env = "CHAT_MONITOR_LISTEN", default_value = "127.0.0.1")]
+    pub monitor_listen: std::net::IpAddr,
+
+    /// The monitor's access token [default: a random one, printed at start as a URL].
+    #[arg(long, env = "CHAT_MONITOR_TOKEN", hide_env_values = true)]
+    pub monitor_token: Option<Secret>,
+
+    /// Records a new monitor viewer receives before the live feed.
+    #[arg(long, env = "CHAT_MONITOR_BACKLOG", default_value_t = 200)]
+    pub monitor_backlog: usize,
+
+    /// Run no monitor (no HTTP or WebSocket listener).
+    #[arg(long, env = "CHAT_NO_MONITOR")]
+    pub no_monitor: bool,
 
     /// Message log file (JSON Lines) [default: messages.jsonl in the data folder, e.g.
     /// ~/.local/share/chat-suite/messages.jsonl].
@@ -211,13 +226,21 @@ impl Cli {
             max_targets: Config::default().max_targets,
             send_queue_bytes: self.send_queue_bytes.max(self.max_frame + 1024),
             hello_timeout: Duration::from_secs(self.hello_timeout.max(1)),
-            http_port: self.http_port,
-            ws_port: self.ws_port,
+            monitor: (!self.no_monitor).then(|| MonitorConfig {
+                listen: self.monitor_listen,
+                http_port: self.http_port,
+                ws_port: Some(self.ws_port),
+                token: self.monitor_token.clone(),
+                backlog: self.monitor_backlog,
+                ..MonitorConfig::default()
+            }),
         })
     }
 }
 
 pub use chat_core::service::{Secret, parse_listen};
+
+use crate::monitor::MonitorConfig;
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::event::{Event, EventKind};
 use crate::eventlog::LogSender;
+use crate::monitor::Monitor;
 use crate::outbox::{Outbox, PushError};
 use crate::stats::Stats;
 
@@ -98,6 +99,7 @@ pub(crate) struct Hub {
     next_msg_id: u64,
     next_seq: u64,
     log: Option<LogSender>,
+    monitor: Option<Arc<Monitor>>,
     /// Clients whose queue overflowed while handling the current command.
     overflowed: Vec<ConnId>,
     /// Everyone has been told goodbye; nobody new is admitted.
@@ -109,7 +111,12 @@ pub(crate) struct Hub {
 const SERVER_NAME: &str = concat!("chat-server/", env!("CARGO_PKG_VERSION"));
 
 impl Hub {
-    pub(crate) fn new(config: Arc<Config>, stats: Arc<Stats>, log: Option<LogSender>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        stats: Arc<Stats>,
+        log: Option<LogSender>,
+        monitor: Option<Arc<Monitor>>,
+    ) -> Self {
         let mut rooms = HashMap::new();
         rooms.insert(
             DEFAULT_ROOM.to_owned(),
@@ -131,6 +138,7 @@ impl Hub {
             overflowed: Vec::new(),
             closing: false,
             log_behind: false,
+            monitor,
         }
     }
 
@@ -594,8 +602,12 @@ impl Hub {
     fn emit(&mut self, kind: EventKind, ts: Timestamp) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let event = Arc::new(Event { seq, ts, kind });
+        if let Some(monitor) = &self.monitor {
+            monitor.publish(&event);
+        }
         if let Some(log) = &self.log {
-            match log.try_send(Arc::new(Event { seq, ts, kind })) {
+            match log.try_send(event) {
                 Ok(()) => self.log_behind = false,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     Stats::add(&self.stats.log_dropped, 1);

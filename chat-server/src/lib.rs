@@ -5,12 +5,14 @@
 //! Architecture (see docs/architecture.md): one task per connection reads and checks frames
 //! ([`session`]), one hub task owns the chat state and fans messages out ([`hub`]), one writer
 //! task per connection drains its byte-bounded queue ([`outbox`]), and a blocking thread
-//! appends the event records to the message log ([`eventlog`]).
+//! appends the event records to the message log ([`eventlog`]); the same records feed the
+//! browser monitor ([`monitor`]).
 
 pub mod config;
 pub mod event;
 pub mod eventlog;
 mod hub;
+pub mod monitor;
 mod outbox;
 pub mod ratelimit;
 pub mod server;
@@ -18,5 +20,6 @@ mod session;
 pub mod stats;
 
 pub use config::{Cli, Config};
-pub use server::{RunningServer, Server, ServerError, run};
+pub use monitor::MonitorConfig;
+pub use server::{MonitorInfo, RunningServer, Server, ServerError, run};
 pub use stats::{Stats, StatsSnapshot};

@@ -47,6 +47,15 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         Some(path) => tracing::info!("message log: {}", path.display()),
         None => tracing::info!("message log: off"),
     }
+    match server.monitor() {
+        Some(m) => {
+            tracing::info!("monitor: open {}", m.url());
+            if let Some(ws) = m.ws {
+                tracing::info!("monitor: WebSocket feed also on ws://{ws}/?token=...");
+            }
+        }
+        None => tracing::info!("monitor: off"),
+    }
     if config.relay_secret.is_some() {
         tracing::info!("relayed guests: accepted from relays presenting the secret");
     }

@@ -17,8 +17,11 @@ use crate::config::Config;
 use crate::event::EventKind;
 use crate::eventlog;
 use crate::hub::{Cmd, Hub};
+use crate::monitor::http::{self, MonitorState};
+use crate::monitor::{Monitor, random_token};
 use crate::session::{self, Shared};
 use crate::stats::Stats;
+use chat_core::service::Secret;
 
 /// Commands that may wait for the hub before sessions stop reading their sockets.
 const HUB_QUEUE: usize = 4096;
@@ -59,6 +62,34 @@ pub struct Server {
     listeners: Vec<TcpListener>,
     log: Option<std::fs::File>,
     stats: Arc<Stats>,
+    monitor: Option<BoundMonitor>,
+}
+
+/// The monitor's listeners and token, bound with the server.
+#[derive(Debug)]
+struct BoundMonitor {
+    http: TcpListener,
+    ws: Option<TcpListener>,
+    token: Secret,
+    monitor: Arc<Monitor>,
+}
+
+/// Where the monitor can be reached.
+#[derive(Debug, Clone)]
+pub struct MonitorInfo {
+    /// The HTTP listener (page, `/stats`, `/metrics`, `/ws`).
+    pub http: SocketAddr,
+    /// The WebSocket-only listener, if any.
+    pub ws: Option<SocketAddr>,
+    /// The access token.
+    pub token: Secret,
+}
+
+impl MonitorInfo {
+    /// The page's address with the token, ready to open.
+    pub fn url(&self) -> String {
+        format!("http://{}/?token={}", self.http, self.token.expose())
+    }
 }
 
 impl Server {
@@ -81,11 +112,34 @@ impl Server {
             })?),
             None => None,
         };
+        let monitor = match &config.monitor {
+            Some(m) => {
+                let bind = |port| async move {
+                    let addr = SocketAddr::new(m.listen, port);
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| ServerError::Bind { addr, source })
+                };
+                let http = bind(m.http_port).await?;
+                let ws = match m.ws_port {
+                    Some(port) => Some(bind(port).await?),
+                    None => None,
+                };
+                Some(BoundMonitor {
+                    http,
+                    ws,
+                    token: m.token.clone().unwrap_or_else(random_token),
+                    monitor: Arc::new(Monitor::new(m.backlog, m.viewer_queue)),
+                })
+            }
+            None => None,
+        };
         Ok(Server {
             config: Arc::new(config),
             listeners,
             log,
             stats: Arc::new(Stats::default()),
+            monitor,
         })
     }
 
@@ -102,14 +156,26 @@ impl Server {
         self.stats.clone()
     }
 
+    /// Where the monitor listens, and its token; `None` without a monitor.
+    pub fn monitor(&self) -> Option<MonitorInfo> {
+        let m = self.monitor.as_ref()?;
+        Some(MonitorInfo {
+            http: m.http.local_addr().ok()?,
+            ws: m.ws.as_ref().and_then(|l| l.local_addr().ok()),
+            token: m.token.clone(),
+        })
+    }
+
     /// Serves until `shutdown` resolves, then says `Bye` to every client, waits (briefly) for
     /// the goodbyes to be written, and flushes the message log before returning.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let info = self.monitor();
         let Server {
             config,
             listeners,
             log,
             stats,
+            monitor,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -122,7 +188,12 @@ impl Server {
             _ => (None, None),
         };
         let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
-        let hub = Hub::new(config.clone(), stats.clone(), log_tx);
+        let hub = Hub::new(
+            config.clone(),
+            stats.clone(),
+            log_tx,
+            monitor.as_ref().map(|m| m.monitor.clone()),
+        );
         let hub_stop = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(hub_rx, token.clone(), hub_stop.clone()));
 
@@ -147,10 +218,32 @@ impl Server {
         if let Some(every) = config.stats_interval {
             tracker.spawn(report_stats(shared.clone(), every));
         }
+        let live_monitor = monitor.as_ref().map(|m| m.monitor.clone());
+        if let (Some(m), Some(info)) = (monitor, info) {
+            let state = Arc::new(MonitorState {
+                monitor: m.monitor,
+                stats: stats.clone(),
+                token: m.token,
+                http_port: info.http.port(),
+                started: std::time::Instant::now(),
+            });
+            tracker.spawn(http::serve_http(
+                m.http,
+                state.clone(),
+                token.clone(),
+                tracker.clone(),
+            ));
+            if let Some(ws) = m.ws {
+                tracker.spawn(http::serve_ws(ws, state, token.clone(), tracker.clone()));
+            }
+        }
 
         shutdown.await;
         tracing::info!("shutting down: saying goodbye to every client");
         token.cancel();
+        if let Some(m) = &live_monitor {
+            m.close();
+        }
         drop(shared);
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
@@ -179,6 +272,7 @@ impl Server {
     pub fn spawn(self) -> RunningServer {
         let addrs = self.local_addrs();
         let stats = self.stats();
+        let monitor = self.monitor();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async {
             let _ = stopped.await;
@@ -186,6 +280,7 @@ impl Server {
         RunningServer {
             addrs,
             stats,
+            monitor,
             stop: Some(stop),
             task,
         }
@@ -198,6 +293,7 @@ impl Server {
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     stats: Arc<Stats>,
+    monitor: Option<MonitorInfo>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -216,6 +312,11 @@ impl RunningServer {
     /// The server's live counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// Where the monitor listens, and its token; `None` without a monitor.
+    pub fn monitor(&self) -> Option<&MonitorInfo> {
+        self.monitor.as_ref()
     }
 
     /// Shuts the server down gracefully and waits until it has finished (log flushed).

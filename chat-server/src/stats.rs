@@ -31,7 +31,7 @@ pub struct Stats {
 }
 
 /// A copy of the counters at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[allow(missing_docs)]
 pub struct StatsSnapshot {
     pub connections_total: u64,

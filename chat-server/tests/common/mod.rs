@@ -16,6 +16,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub addr: SocketAddr,
     pub log: PathBuf,
+    /// Where the monitor listens, when the test asked for one.
+    pub monitor: Option<chat_server::MonitorInfo>,
     running: RunningServer,
     _dir: tempfile::TempDir,
 }
@@ -39,6 +41,7 @@ impl TestServer {
         let running = Server::bind(config).await.expect("bind").spawn();
         TestServer {
             addr: running.addr(),
+            monitor: running.monitor().cloned(),
             log,
             running,
             _dir: dir,
@@ -146,4 +149,17 @@ pub async fn still_chatting(a: &mut TcpClient, b: &mut TcpClient, text: &str) {
     a.sender.say("lobby", text).await.expect("send");
     expect_text(b, text).await;
     expect_text(a, text).await;
+}
+
+/// A client's two halves, to send and receive from different futures.
+pub struct TestClientParts {
+    pub sender: chat_core::client::ClientSender<tokio::net::tcp::OwnedWriteHalf>,
+    pub events: chat_core::client::ClientEvents<tokio::net::tcp::OwnedReadHalf>,
+}
+
+pub fn parts(client: TcpClient) -> TestClientParts {
+    TestClientParts {
+        sender: client.sender,
+        events: client.events,
+    }
 }

@@ -1,0 +1,550 @@
+//! The monitor's HTTP server (hyper): the page and its assets (embedded from `web/`), `/stats`
+//! (JSON), `/metrics` (Prometheus text), and the live feed at `/ws`; plus the WebSocket-only
+//! listener (tokio-tungstenite) on the feed port. Everything needs the token; WebSocket
+//! upgrades from another origin are refused.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chat_core::service::Secret;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Monitor;
+use crate::stats::Stats;
+
+const INDEX_HTML: &str = include_str!("../../../web/index.html");
+const APP_JS: &str = include_str!("../../../web/app.js");
+const STYLE_CSS: &str = include_str!("../../../web/style.css");
+
+/// The cookie that carries the token after the page was opened with `?token=`.
+const COOKIE: &str = "chat_monitor_token";
+/// A viewer whose socket accepts nothing for this long is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the monitor's handlers share.
+#[derive(Debug)]
+pub struct MonitorState {
+    /// The live feed.
+    pub monitor: Arc<Monitor>,
+    /// The server's counters.
+    pub stats: Arc<Stats>,
+    /// The access token.
+    pub token: Secret,
+    /// The HTTP port as bound (WebSocket origins must be the page's own).
+    pub http_port: u16,
+    /// When the server started.
+    pub started: Instant,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// Serves HTTP on `listener` until `shutdown`.
+pub async fn serve_http(
+    listener: TcpListener,
+    state: Arc<MonitorState>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("monitor: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let state = state.clone();
+        let stop = shutdown.clone();
+        let shutdown = shutdown.clone();
+        let tasks = tracker.clone();
+        tracker.spawn(async move {
+            let service = service_fn(move |req| {
+                let reply = handle(req, &state, &shutdown, &tasks);
+                async move { Ok::<_, Infallible>(reply) }
+            });
+            let conn = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                }
+            }
+        });
+    }
+}
+
+/// Serves the WebSocket-only feed port until `shutdown`.
+pub async fn serve_ws(
+    listener: TcpListener,
+    state: Arc<MonitorState>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("monitor: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            // The callback's type is tungstenite's; its error is the HTTP refusal itself.
+            #[allow(clippy::result_large_err)]
+            let check = |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                match refusal(req.uri(), req.headers(), &state) {
+                    None => Ok(resp),
+                    Some((status, why)) => {
+                        let mut r = Response::new(Some(why.to_owned()));
+                        *r.status_mut() = status;
+                        Err(r)
+                    }
+                }
+            };
+            let handshake = tokio_tungstenite::accept_hdr_async(stream, check);
+            if let Ok(Ok(ws)) = tokio::time::timeout(SEND_TIMEOUT, handshake).await {
+                viewer(ws, state, shutdown).await;
+            }
+        });
+    }
+}
+
+fn handle(
+    req: Request<Incoming>,
+    state: &Arc<MonitorState>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Reply {
+    let path = req.uri().path();
+    let asset = match path {
+        "/" | "/index.html" => Some(("text/html; charset=utf-8", INDEX_HTML)),
+        "/app.js" => Some(("text/javascript; charset=utf-8", APP_JS)),
+        "/style.css" => Some(("text/css; charset=utf-8", STYLE_CSS)),
+        _ => None,
+    };
+    let known = asset.is_some() || matches!(path, "/stats" | "/metrics" | "/ws");
+    if !known {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n",
+        );
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "only GET\n",
+        );
+    }
+    if path == "/ws" {
+        if let Some((status, why)) = refusal(req.uri(), req.headers(), state) {
+            return reply(status, "text/plain; charset=utf-8", why);
+        }
+        return upgrade(req, state.clone(), shutdown.clone(), tracker);
+    }
+    if !authorized(req.uri(), req.headers(), &state.token) {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "a token is needed: open the monitor with the URL chat-server printed at start \
+             (http://HOST:PORT/?token=...)\n",
+        );
+    }
+    let mut response = match (path, asset) {
+        (_, Some((content_type, body))) => reply(StatusCode::OK, content_type, body),
+        ("/stats", _) => reply(
+            StatusCode::OK,
+            "application/json",
+            stats_json(state).to_string(),
+        ),
+        _ => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(state),
+        ),
+    };
+    // Opened with ?token=: later requests from the page (assets, /stats) carry a cookie.
+    if query_token(req.uri()).is_some()
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+            state.token.expose()
+        ))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// Why a feed request must be refused, if it must.
+fn refusal(
+    uri: &Uri,
+    headers: &HeaderMap,
+    state: &MonitorState,
+) -> Option<(StatusCode, &'static str)> {
+    if !authorized(uri, headers, &state.token) {
+        return Some((StatusCode::UNAUTHORIZED, "a token is needed\n"));
+    }
+    if !same_origin(headers, state.http_port) {
+        return Some((
+            StatusCode::FORBIDDEN,
+            "WebSocket connections are accepted only from the monitor's own page\n",
+        ));
+    }
+    None
+}
+
+fn query_token(uri: &Uri) -> Option<&str> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+}
+
+/// The token, from `?token=`, `Authorization: Bearer`, or the cookie.
+fn authorized(uri: &Uri, headers: &HeaderMap, token: &Secret) -> bool {
+    let matches = |given: &str| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()));
+    if query_token(uri).is_some_and(matches) {
+        return true;
+    }
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if header_str(header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(matches)
+    {
+        return true;
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .any(matches)
+}
+
+/// A browser's `Origin` must be the monitor page itself: same host as requested, the HTTP
+/// port. Requests without `Origin` (not from a browser page) pass: the token still applies.
+fn same_origin(headers: &HeaderMap, http_port: u16) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_only)
+    else {
+        return false;
+    };
+    origin == format!("http://{host}:{http_port}")
+        || (http_port == 80 && origin == format!("http://{host}"))
+}
+
+/// `example.org:8765` → `example.org`; `[::1]:8765` → `[::1]`.
+fn host_only(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    }
+}
+
+fn upgrade(
+    mut req: Request<Incoming>,
+    state: Arc<MonitorState>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Reply {
+    let header_has = |name, value: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(value))
+    };
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    let ok = header_has(header::UPGRADE, "websocket") && header_has(header::CONNECTION, "upgrade");
+    let Some(key) = key.filter(|_| ok) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "this address is the monitor's WebSocket feed\n",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let upgraded = hyper::upgrade::on(&mut req);
+    tracker.spawn(async move {
+        if let Ok(io) = upgraded.await {
+            let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+            viewer(ws, state, shutdown).await;
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
+}
+
+/// One viewer: the backlog, then the live records, as JSON text messages (the log's format).
+async fn viewer<S>(
+    mut ws: WebSocketStream<S>,
+    state: Arc<MonitorState>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let monitor = &state.monitor;
+    monitor.viewers.fetch_add(1, Ordering::Relaxed);
+    let mut sub = monitor.subscribe();
+    let text = |ev: &crate::event::SharedEvent| {
+        Message::text(serde_json::to_string(&**ev).unwrap_or_default())
+    };
+    let backlog = async {
+        for ev in &sub.backlog {
+            ws.feed(text(ev)).await?;
+        }
+        ws.flush().await
+    };
+    let mut ok = matches!(
+        tokio::time::timeout(SEND_TIMEOUT, backlog).await,
+        Ok(Ok(()))
+    );
+    let mut close: Option<(CloseCode, &str)> = None;
+    while ok {
+        tokio::select! {
+            ev = sub.live.recv() => match ev {
+                Some(ev) => {
+                    ok = matches!(
+                        tokio::time::timeout(SEND_TIMEOUT, ws.send(text(&ev))).await,
+                        Ok(Ok(()))
+                    );
+                }
+                None => {
+                    close = Some(if sub.too_slow.load(Ordering::Relaxed) {
+                        (CloseCode::Policy, "too slow: the viewer could not keep up with the feed")
+                    } else {
+                        (CloseCode::Away, "the server is shutting down")
+                    });
+                    break;
+                }
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            () = shutdown.cancelled() => {
+                close = Some((CloseCode::Away, "the server is shutting down"));
+                break;
+            }
+        }
+    }
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(Some(frame))).await;
+    }
+    monitor.viewers.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn stats_json(state: &MonitorState) -> serde_json::Value {
+    let mut v = serde_json::to_value(state.stats.snapshot()).unwrap_or_default();
+    v["uptime_s"] = state.started.elapsed().as_secs().into();
+    v["monitor_viewers"] = state.monitor.viewers.load(Ordering::Relaxed).into();
+    v["monitor_viewers_dropped"] = state.monitor.viewers_dropped.load(Ordering::Relaxed).into();
+    v
+}
+
+/// The counters in Prometheus' text format.
+fn metrics(state: &MonitorState) -> String {
+    let s = state.stats.snapshot();
+    let m = &state.monitor;
+    let rows: [(&str, &str, &str, u64); 12] = [
+        ("chat_clients", "gauge", "Users online now.", s.clients_now),
+        (
+            "chat_clients_peak",
+            "gauge",
+            "Most users online at once.",
+            s.clients_peak,
+        ),
+        (
+            "chat_connections_total",
+            "counter",
+            "Connections accepted.",
+            s.connections_total,
+        ),
+        (
+            "chat_messages_total",
+            "counter",
+            "Messages accepted from clients.",
+            s.messages_in,
+        ),
+        (
+            "chat_deliveries_total",
+            "counter",
+            "Message frames queued to recipients.",
+            s.deliveries,
+        ),
+        (
+            "chat_bytes_received_total",
+            "counter",
+            "Bytes read from clients.",
+            s.bytes_in,
+        ),
+        (
+            "chat_bytes_sent_total",
+            "counter",
+            "Bytes written to clients.",
+            s.bytes_out,
+        ),
+        (
+            "chat_rate_limited_total",
+            "counter",
+            "Frames refused by the rate limit.",
+            s.rate_limited,
+        ),
+        (
+            "chat_slow_clients_dropped_total",
+            "counter",
+            "Clients dropped for not reading.",
+            s.slow_dropped,
+        ),
+        (
+            "chat_log_records_dropped_total",
+            "counter",
+            "Log records dropped (disk too slow).",
+            s.log_dropped,
+        ),
+        (
+            "chat_monitor_viewers",
+            "gauge",
+            "Monitor viewers connected.",
+            m.viewers.load(Ordering::Relaxed),
+        ),
+        (
+            "chat_monitor_viewers_dropped_total",
+            "counter",
+            "Monitor viewers dropped for not keeping up.",
+            m.viewers_dropped.load(Ordering::Relaxed),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in rows {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h, 8000), "no Origin: not a browser page");
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8765"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8000"),
+        );
+        assert!(same_origin(&h, 8000));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&h, 8000));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:9999"),
+        );
+        assert!(!same_origin(&h, 8000));
+        assert_eq!(host_only("[::1]:8000"), "[::1]");
+        assert_eq!(host_only("[::1]"), "[::1]");
+        assert_eq!(host_only("example.org"), "example.org");
+    }
+
+    #[test]
+    fn tokens_from_query_header_or_cookie() {
+        let token = Secret::from("abc123");
+        let none = HeaderMap::new();
+        let uri = |s: &str| s.parse::<Uri>().expect("uri");
+        assert!(authorized(&uri("/?token=abc123"), &none, &token));
+        assert!(authorized(&uri("/?x=1&token=abc123"), &none, &token));
+        assert!(!authorized(&uri("/?token=abc12"), &none, &token));
+        assert!(!authorized(&uri("/"), &none, &token));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc123"),
+        );
+        assert!(authorized(&uri("/metrics"), &h, &token));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("other=1; chat_monitor_token=abc123"),
+        );
+        assert!(authorized(&uri("/app.js"), &h, &token));
+    }
+}

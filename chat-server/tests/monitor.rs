@@ -1,0 +1,377 @@
+//! The monitor: HTTP endpoints, the WebSocket feed (backlog then live, in order, private
+//! messages included), access control, and viewer isolation.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use chat_core::service::Secret;
+use chat_server::MonitorConfig;
+use common::*;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+const TOKEN: &str = "test-token-123";
+
+async fn server_with_monitor(tweak: impl FnOnce(&mut MonitorConfig)) -> TestServer {
+    let mut monitor = MonitorConfig {
+        http_port: 0,
+        ws_port: Some(0),
+        token: Some(Secret::from(TOKEN)),
+        ..MonitorConfig::default()
+    };
+    tweak(&mut monitor);
+    TestServer::start_with(|c| {
+        c.monitor = Some(monitor);
+        generous_rate(c);
+    })
+    .await
+}
+
+fn http_addr(server: &TestServer) -> SocketAddr {
+    server.monitor.as_ref().expect("monitor").http
+}
+
+struct HttpReply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl HttpReply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// A plain HTTP/1.1 GET over a fresh connection.
+async fn get(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> HttpReply {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("reply in time")
+        .expect("read");
+    let raw = String::from_utf8(raw).expect("utf-8");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    HttpReply {
+        status,
+        headers: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn the_page_its_assets_stats_and_metrics() {
+    let server = server_with_monitor(|_| {}).await;
+    let addr = http_addr(&server);
+
+    let page = get(addr, &format!("/?token={TOKEN}"), &[]).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page.body.contains("<title>chat monitor</title>"));
+    assert!(
+        !page.body.contains("http://") && !page.body.contains("https://"),
+        "no external resources"
+    );
+    let cookie = page
+        .header("set-cookie")
+        .expect("cookie for the page's requests");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().expect("cookie").to_owned();
+
+    let js = get(addr, "/app.js", &[("Cookie", &cookie)]).await;
+    assert_eq!(js.status, 200);
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let css = get(
+        addr,
+        "/style.css",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await;
+    assert_eq!(css.status, 200);
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+
+    assert_eq!(get(addr, "/nothing-here", &[]).await.status, 404);
+    for path in ["/", "/app.js", "/stats", "/metrics", "/?token=wrong"] {
+        assert_eq!(get(addr, path, &[]).await.status, 401, "{path}");
+    }
+
+    let mut alice = server.client("alice").await;
+    alice.sender.say("lobby", "counted").await.expect("send");
+    expect_text(&mut alice, "counted").await;
+    let stats = get(addr, &format!("/stats?token={TOKEN}"), &[]).await;
+    assert_eq!(stats.header("content-type"), Some("application/json"));
+    let stats: serde_json::Value = serde_json::from_str(&stats.body).expect("json");
+    assert_eq!(stats["clients_now"], 1);
+    assert_eq!(stats["messages_in"], 1);
+    assert_eq!(stats["monitor_viewers"], 0);
+
+    let metrics = get(
+        addr,
+        "/metrics",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await;
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    // Prometheus text format: HELP and TYPE before each sample, `name value` samples.
+    let mut names = Vec::new();
+    let mut lines = metrics.body.lines();
+    while let Some(help) = lines.next() {
+        let name = help
+            .strip_prefix("# HELP ")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("expected HELP, got {help:?}"));
+        let ty = lines.next().expect("TYPE line");
+        assert!(
+            ty == format!("# TYPE {name} counter") || ty == format!("# TYPE {name} gauge"),
+            "{ty}"
+        );
+        let sample = lines.next().expect("sample");
+        let (n, v) = sample.split_once(' ').expect("name value");
+        assert_eq!(n, name);
+        v.parse::<u64>().expect("integer value");
+        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        names.push(name.to_owned());
+    }
+    for wanted in [
+        "chat_clients",
+        "chat_messages_total",
+        "chat_deliveries_total",
+        "chat_bytes_received_total",
+        "chat_bytes_sent_total",
+        "chat_rate_limited_total",
+        "chat_slow_clients_dropped_total",
+        "chat_monitor_viewers",
+    ] {
+        assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
+    }
+    assert!(metrics.body.contains("chat_messages_total 1\n"));
+    server.stop().await;
+}
+
+type Viewer = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn viewer(url: &str, origin: Option<&str>) -> Result<Viewer, WsError> {
+    let mut req = url.into_client_request().expect("request");
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("Origin", o.parse().expect("header"));
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn next_record(ws: &mut Viewer) -> serde_json::Value {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a record in time")
+        {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).expect("json"),
+            Some(Ok(_)) => {}
+            other => panic!("feed ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn backlog_then_live_in_order_with_private_messages() {
+    let server = server_with_monitor(|_| {}).await;
+    let info = server.monitor.clone().expect("monitor");
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.sender.say("lobby", "before").await.expect("send");
+    expect_text(&mut bob, "before").await;
+    alice
+        .sender
+        .private(&["bob"], "secret before")
+        .await
+        .expect("send");
+    expect_text(&mut bob, "secret before").await;
+
+    // Both ways in: /ws on the HTTP port (from the page's origin), and the feed port.
+    let page_origin = format!("http://{}", info.http);
+    let mut on_http = viewer(
+        &format!("ws://{}/ws?token={TOKEN}", info.http),
+        Some(&page_origin),
+    )
+    .await
+    .expect("viewer on /ws");
+    let ws_addr = info.ws.expect("feed port");
+    let mut on_ws_port = viewer(
+        &format!("ws://{ws_addr}/?token={TOKEN}"),
+        Some(&page_origin),
+    )
+    .await
+    .expect("viewer on the feed port");
+
+    for ws in [&mut on_http, &mut on_ws_port] {
+        let backlog = [
+            next_record(ws).await,
+            next_record(ws).await,
+            next_record(ws).await,
+            next_record(ws).await,
+        ];
+        assert_eq!(backlog[0]["kind"], "join");
+        assert_eq!(backlog[0]["nick"], "alice");
+        assert_eq!(backlog[1]["nick"], "bob");
+        assert_eq!(backlog[2]["text"], "before");
+        assert_eq!(backlog[2]["room"], "lobby");
+        assert_eq!(backlog[3]["text"], "secret before");
+        assert_eq!(backlog[3]["from"], "alice");
+        assert_eq!(backlog[3]["to"], serde_json::json!(["bob"]));
+        for (i, r) in backlog.iter().enumerate() {
+            assert_eq!(r["seq"], i as u64 + 1, "no gap, no duplicate");
+        }
+    }
+
+    bob.sender
+        .private(&["alice"], "secret after")
+        .await
+        .expect("send");
+    alice.sender.say("lobby", "after").await.expect("send");
+    for ws in [&mut on_http, &mut on_ws_port] {
+        let a = next_record(ws).await;
+        let b = next_record(ws).await;
+        assert_eq!(
+            (a["seq"].clone(), a["text"].clone()),
+            (5.into(), "secret after".into())
+        );
+        assert_eq!(a["to"], serde_json::json!(["alice"]));
+        assert_eq!(
+            (b["seq"].clone(), b["text"].clone()),
+            (6.into(), "after".into())
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn foreign_origins_and_missing_tokens_are_refused() {
+    let server = server_with_monitor(|_| {}).await;
+    let info = server.monitor.clone().expect("monitor");
+    let ws_addr = info.ws.expect("feed port");
+    let refused = |r: Result<Viewer, WsError>| match r {
+        Err(WsError::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("accepted"),
+    };
+    for url in [
+        format!("ws://{}/ws?token={TOKEN}", info.http),
+        format!("ws://{ws_addr}/?token={TOKEN}"),
+    ] {
+        assert_eq!(
+            refused(viewer(&url, Some("http://evil.example")).await),
+            403,
+            "{url}"
+        );
+        let no_token = url.replace(&format!("token={TOKEN}"), "token=nope");
+        let page = format!("http://{}", info.http);
+        assert_eq!(refused(viewer(&no_token, Some(&page)).await), 401, "{url}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_that_stops_reading_is_closed_and_chat_goes_on() {
+    let server = TestServer::start_with(|c| {
+        c.monitor = Some(MonitorConfig {
+            http_port: 0,
+            ws_port: None,
+            token: Some(Secret::from(TOKEN)),
+            backlog: 0,
+            viewer_queue: 8,
+            ..MonitorConfig::default()
+        });
+        generous_rate(c);
+        // The test's clients read in turns on one thread: give them room.
+        c.send_queue_bytes = 64 * 1024 * 1024;
+    })
+    .await;
+    let info = server.monitor.clone().expect("monitor");
+    let mut stuck = viewer(&format!("ws://{}/ws?token={TOKEN}", info.http), None)
+        .await
+        .expect("viewer");
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    // Far more than the socket buffers hold: the viewer's queue overflows.
+    let text = "x".repeat(3000);
+    const N: usize = 4000;
+    let common::TestClientParts {
+        mut sender,
+        mut events,
+    } = common::parts(alice);
+    let send = async {
+        for _ in 0..N {
+            sender.say("lobby", text.clone()).await.expect("send");
+        }
+    };
+    // Alice reads her echoes, Bob reads everything: both keep up.
+    let echoes = async {
+        let mut got = 0;
+        while got < N {
+            if let Ok(Some(chat_core::protocol::ServerFrame::Message(_))) = events.next().await {
+                got += 1;
+            }
+        }
+    };
+    let receive = async {
+        let mut got = 0;
+        while got < N {
+            if next_message(&mut bob).await.from == "alice" {
+                got += 1;
+            }
+        }
+    };
+    tokio::join!(send, echoes, receive);
+
+    // The stuck viewer, read at last: what was queued, then a close saying why.
+    let close = tokio::time::timeout(WAIT, async {
+        loop {
+            match stuck.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time")
+    .expect("a close frame with a reason");
+    assert_eq!(close.code, CloseCode::Policy);
+    assert!(close.reason.contains("too slow"), "{}", close.reason);
+    let stats = get(info.http, &format!("/stats?token={TOKEN}"), &[]).await;
+    let stats: serde_json::Value = serde_json::from_str(&stats.body).expect("json");
+    assert_eq!(stats["monitor_viewers_dropped"], 1);
+    assert_eq!(stats["slow_dropped"], 0, "no chat client was dropped");
+    server.stop().await;
+}

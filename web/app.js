@@ -1,0 +1,180 @@
+// The chat monitor page: a live feed of the server's event records over WebSocket, with
+// filters, a stats panel and a chart of messages per second. No libraries, no build step.
+"use strict";
+
+const MAX_ROWS = 5000;          // rows kept in the page
+const CHART_SECONDS = 300;      // the chart's window
+const STATS_EVERY_MS = 2000;    // how often /stats is asked
+
+const params = new URLSearchParams(location.search);
+const token = params.get("token") || "";
+// The token stays in this page only: out of the address bar (and so out of history and
+// bookmarks); the server set a same-site cookie for the page's own requests.
+if (token) history.replaceState(null, "", location.pathname);
+
+const $ = (id) => document.getElementById(id);
+const feed = $("feed");
+const tbody = $("events");
+const stateEl = $("state");
+const liveButton = $("live");
+
+// ----- filters -----
+const filters = { kinds: new Set(), nick: "", text: "" };
+function readFilters() {
+  filters.kinds = new Set([...document.querySelectorAll("#kinds input:checked")].map((i) => i.value));
+  filters.nick = $("nick-filter").value.trim().toLowerCase();
+  filters.text = $("text-filter").value.trim().toLowerCase();
+}
+function visible(row) {
+  const r = row.record;
+  if (!filters.kinds.has(row.dataset.group)) return false;
+  if (filters.nick && !row.nicks.some((n) => n.toLowerCase().includes(filters.nick))) return false;
+  if (filters.text && !row.textContent.toLowerCase().includes(filters.text)) return false;
+  return r !== undefined;
+}
+function applyFilters() {
+  readFilters();
+  for (const row of tbody.rows) row.hidden = !visible(row);
+  if (following) scrollToBottom();
+}
+$("filters").addEventListener("input", applyFilters);
+readFilters();
+
+// ----- auto-scroll: follows the newest rows unless the user scrolled up -----
+let following = true;
+function atBottom() { return feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40; }
+function scrollToBottom() { feed.scrollTop = feed.scrollHeight; }
+feed.addEventListener("scroll", () => {
+  following = atBottom();
+  if (following) liveButton.hidden = true;
+});
+liveButton.addEventListener("click", () => { following = true; liveButton.hidden = true; scrollToBottom(); });
+
+// ----- rendering one record -----
+function fmtTime(ts) {
+  const d = new Date(ts);
+  return isNaN(d) ? ts : d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+}
+function describe(r) {
+  // [group, kind label, from, to, text, nicks, css class]
+  switch (r.kind) {
+    case "message":
+      if (r.to && r.to.length) {
+        return ["private", "private", r.from, "→ " + r.to.join(", "), r.action ? `* ${r.from} ${r.text}` : r.text, [r.from, ...r.to], "private"];
+      }
+      return ["message", "message", r.from, "#" + (r.room || ""), r.action ? `* ${r.from} ${r.text}` : r.text, [r.from], ""];
+    case "join":
+      return ["join", "join", r.nick, "", `${r.relayed ? "relayed guest " : ""}from ${r.addr} (${r.client})`, [r.nick], "system"];
+    case "leave":
+      return ["leave", "leave", r.nick, "", r.message ? `quit: ${r.message}` : "quit", [r.nick], "system"];
+    case "nick_changed":
+      return ["nick_changed", "rename", r.requested, r.nick, `${r.requested} → ${r.nick} (${r.reason})`, [r.requested, r.nick], "system"];
+    case "disconnect":
+      return ["disconnect", "disconnect", r.nick, "", `${r.reason}${r.message ? ": " + r.message : ""} (${r.addr})`, [r.nick], "problem"];
+    case "rejected":
+      return ["rejected", "refused", r.nick || "", "", `${r.reason} (${r.addr})`, r.nick ? [r.nick] : [], "problem"];
+    case "rate_limited":
+      return ["rate_limited", "rate-limited", r.nick, "", `muted for ${(r.retry_after_ms / 1000).toFixed(1)} s (${r.addr})`, [r.nick], "problem"];
+    case "stats":
+      return ["stats", "stats", "", "", `${r.clients_now} online, ${r.messages_in} messages, ${r.deliveries} deliveries`, [], "system"];
+    default:
+      return ["stats", r.kind, "", "", JSON.stringify(r), [], "system"];
+  }
+}
+function addRecord(r) {
+  const [group, label, from, to, text, nicks, cls] = describe(r);
+  const row = tbody.insertRow();
+  row.record = r;
+  row.nicks = nicks;
+  row.dataset.group = group;
+  row.dataset.seq = r.seq;
+  if (cls) row.className = cls;
+  for (const [c, v] of [["time", fmtTime(r.ts)], ["kind", label], ["from", from], ["to", to], ["text", text]]) {
+    const cell = row.insertCell();
+    cell.className = c;
+    cell.textContent = v; // never innerHTML: the text comes from chat users
+  }
+  row.hidden = !visible(row);
+  while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(0);
+  if (r.kind === "message") countMessage(r.ts);
+}
+
+// ----- the feed, with automatic reconnection -----
+let lastSeq = 0;
+let retry = 1000;
+function setState(cls, text) { stateEl.className = "state " + cls; stateEl.textContent = text; }
+function connect() {
+  if (!token) { setState("down", "no token: open the URL chat-server printed"); return; }
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(token)}`);
+  setState("connecting", "connecting…");
+  ws.onopen = () => { setState("live", "live"); retry = 1000; };
+  ws.onmessage = (m) => {
+    let r;
+    try { r = JSON.parse(m.data); } catch { return; }
+    if (r.seq <= lastSeq) return; // already shown (the backlog after a reconnect)
+    lastSeq = r.seq;
+    const follow = following;
+    addRecord(r);
+    if (follow) scrollToBottom(); else liveButton.hidden = false;
+  };
+  ws.onclose = (e) => {
+    const why = e.reason ? ` (${e.reason})` : "";
+    setState("down", `disconnected${why} — reconnecting in ${Math.round(retry / 1000)} s`);
+    setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 30000);
+  };
+}
+connect();
+
+// ----- stats and the chart -----
+const perSecond = new Map(); // unix second -> messages seen in the feed
+function countMessage(ts) {
+  const s = Math.floor(new Date(ts).getTime() / 1000);
+  perSecond.set(s, (perSecond.get(s) || 0) + 1);
+}
+let lastTotal = null, lastTime = null;
+async function pollStats() {
+  try {
+    const res = await fetch("stats", { credentials: "same-origin", cache: "no-store" });
+    if (!res.ok) throw new Error(res.status);
+    const s = await res.json();
+    const now = Date.now();
+    if (lastTotal !== null && now > lastTime) {
+      $("s-rate").textContent = ((s.messages_in - lastTotal) * 1000 / (now - lastTime)).toFixed(1);
+    }
+    lastTotal = s.messages_in; lastTime = now;
+    $("s-clients").textContent = s.clients_now;
+    $("s-messages").textContent = s.messages_in;
+    $("s-deliveries").textContent = s.deliveries;
+    $("s-limited").textContent = s.rate_limited;
+    $("s-connections").textContent = s.connections_total;
+    $("s-viewers").textContent = s.monitor_viewers;
+  } catch (e) { /* the feed's state already says when the server is away */ }
+}
+function drawChart() {
+  const canvas = $("chart");
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height;
+  const now = Math.floor(Date.now() / 1000);
+  const values = [];
+  for (let s = now - CHART_SECONDS + 1; s <= now; s++) values.push(perSecond.get(s) || 0);
+  for (const s of perSecond.keys()) if (s < now - CHART_SECONDS) perSecond.delete(s);
+  const max = Math.max(1, ...values);
+  ctx.clearRect(0, 0, w, h);
+  ctx.strokeStyle = "#e2e2e6"; ctx.beginPath();
+  for (let i = 1; i < 4; i++) { const y = Math.round(h * i / 4) + .5; ctx.moveTo(0, y); ctx.lineTo(w, y); }
+  ctx.stroke();
+  ctx.fillStyle = "rgba(43, 95, 217, .15)"; ctx.strokeStyle = "#2b5fd9"; ctx.lineWidth = 1.5;
+  ctx.beginPath(); ctx.moveTo(0, h);
+  values.forEach((v, i) => ctx.lineTo(i * w / (values.length - 1), h - 4 - (v / max) * (h - 18)));
+  ctx.lineTo(w, h); ctx.closePath(); ctx.fill();
+  ctx.beginPath();
+  values.forEach((v, i) => { const x = i * w / (values.length - 1), y = h - 4 - (v / max) * (h - 18); i ? ctx.lineTo(x, y) : ctx.moveTo(x, y); });
+  ctx.stroke();
+  ctx.fillStyle = "#6b6b70"; ctx.font = "11px system-ui, sans-serif";
+  ctx.fillText(`max ${max}/s`, 4, 12);
+}
+pollStats(); drawChart();
+setInterval(pollStats, STATS_EVERY_MS);
+setInterval(drawChart, 1000);
