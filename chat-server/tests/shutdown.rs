@@ -128,6 +128,8 @@ async fn the_binary_starts_chats_and_stops_cleanly_on_sigterm() {
     let log = dir.path().join("sub").join("chat.jsonl");
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            // The monitor too, on free ports: the binary starts it by default.
+            .args(["--http-port", "0", "--ws-port", "0"])
             .args(["--port", "0", "--stats-interval", "0", "--log-file"])
             .arg(&log)
             .env_remove("RUST_LOG")
@@ -159,6 +161,25 @@ async fn the_binary_starts_chats_and_stops_cleanly_on_sigterm() {
         line.contains("message log") && line.contains("chat.jsonl"),
         "{line}"
     );
+    // And the monitor's address, with its token, ready to open.
+    let url = loop {
+        let line = rx.recv_timeout(WAIT).expect("the monitor's address");
+        if let Some(url) = line.split("monitor: open ").nth(1) {
+            break url.trim().to_owned();
+        }
+    };
+    let page = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = page.split_once('/').expect("host and path");
+    assert!(path.starts_with("?token=") && path.len() > 20, "{url}");
+    let mut http = std::net::TcpStream::connect(host).expect("connect to the monitor");
+    std::io::Write::write_all(
+        &mut http,
+        format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("request");
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut http, &mut reply).expect("reply");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 
     let mut alice = connect(&addr, &ConnectOptions::new("alice"))
         .await
@@ -231,7 +252,7 @@ fn a_busy_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--port", &port, "--no-log-file"])
+        .args(["--port", &port, "--no-log-file", "--no-monitor"])
         .output()
         .expect("run");
     assert!(!out.status.success());

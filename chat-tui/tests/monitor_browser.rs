@@ -54,7 +54,9 @@ fn chromedriver() -> (Proc, String) {
             }
         }
     });
-    let port = rx.recv_timeout(WAIT).expect("chromedriver reports its port");
+    let port = rx
+        .recv_timeout(WAIT)
+        .expect("chromedriver reports its port");
     (Proc(child), format!("http://127.0.0.1:{port}"))
 }
 
@@ -133,7 +135,8 @@ async fn the_page_shows_public_and_private_messages_live() {
     alice.flush().expect("flush");
     bob.flush().expect("flush");
 
-    let row = |text: &str| format!("//tbody[@id='events']/tr[td[@class='text' and text()='{text}']]");
+    let row =
+        |text: &str| format!("//tbody[@id='events']/tr[td[@class='text' and text()='{text}']]");
     for text in ["hello from alice", "hello from bob"] {
         let tr = browser
             .wait()
@@ -159,7 +162,10 @@ async fn the_page_shows_public_and_private_messages_live() {
         .for_element(Locator::XPath(&row("psst, private to bob")))
         .await
         .expect("the private message is shown");
-    assert_eq!(pm.attr("class").await.expect("class").as_deref(), Some("private"));
+    assert_eq!(
+        pm.attr("class").await.expect("class").as_deref(),
+        Some("private")
+    );
     let cells: Vec<String> = {
         let mut v = Vec::new();
         for td in pm.find_all(Locator::Css("td")).await.expect("cells") {
