@@ -62,6 +62,33 @@ pub fn parse_listen(s: &str, port: u16) -> Result<SocketAddr, String> {
     }
 }
 
+/// Accepts the next connection, or `None` once `shutdown` is cancelled. Accept errors
+/// (typically: out of file descriptors) are logged and retried after a growing pause (10 ms
+/// up to 1 s) instead of spinning.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    let mut backoff = std::time::Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            res = listener.accept() => res,
+        };
+        match accepted {
+            Ok(a) => return Some(a),
+            Err(e) => {
+                tracing::warn!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// Ctrl-C and SIGTERM, registered once (before binding, so that a signal arriving during
 /// start-up is not lost and does not kill the process without a goodbye).
 #[derive(Debug)]

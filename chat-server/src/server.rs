@@ -21,7 +21,7 @@ use crate::monitor::http::{self, MonitorState};
 use crate::monitor::{Monitor, random_token};
 use crate::session::{self, Shared};
 use crate::stats::Stats;
-use chat_core::service::Secret;
+use chat_core::service::{Secret, accept};
 
 /// Commands that may wait for the hub before sessions stop reading their sockets.
 const HUB_QUEUE: usize = 4096;
@@ -340,40 +340,21 @@ async fn accept_loop(
     slots: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
 ) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            res = listener.accept() => res,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(10);
-                Stats::add(&shared.stats.connections_total, 1);
-                if let Ok(permit) = slots.clone().try_acquire_owned() {
-                    shared
-                        .tracker
-                        .spawn(session::serve(stream, peer, shared.clone(), permit));
-                } else if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                    let shared = shared.clone();
-                    shared.tracker.clone().spawn(async move {
-                        session::refuse_full(stream, peer, shared).await;
-                        drop(permit);
-                    });
-                }
-                // Beyond that, the connection is simply dropped: explaining costs more than
-                // opening a socket costs an attacker.
-            }
-            Err(e) => {
-                // Typically out of file descriptors: wait instead of spinning.
-                tracing::warn!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
-                tokio::select! {
-                    () = shared.shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
+    while let Some((stream, peer)) = accept(&listener, &shared.shutdown).await {
+        Stats::add(&shared.stats.connections_total, 1);
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            shared
+                .tracker
+                .spawn(session::serve(stream, peer, shared.clone(), permit));
+        } else if let Ok(permit) = refusals.clone().try_acquire_owned() {
+            let shared = shared.clone();
+            shared.tracker.clone().spawn(async move {
+                session::refuse_full(stream, peer, shared).await;
+                drop(permit);
+            });
         }
+        // Beyond that, the connection is simply dropped: explaining costs more than opening a
+        // socket costs an attacker.
     }
 }
 

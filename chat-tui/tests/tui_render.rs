@@ -149,3 +149,28 @@ fn many_tabs_keep_the_active_one_visible() {
     alt(&mut app, '9');
     insta::assert_snapshot!(render(&mut app, 80, 6));
 }
+
+#[test]
+fn no_color_means_no_colours() {
+    use ratatui::style::Color;
+    let mut app = chatting();
+    frame(&mut app, public(9, "bob", "alice: lunch?", 5));
+    let colours = |app: &mut App| {
+        app.update(Event::Resize {
+            width: 80,
+            height: 24,
+        });
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        terminal.draw(|f| ui::draw(f, app)).expect("draw");
+        terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+            .count()
+    };
+    assert!(colours(&mut app) > 0, "colours by default");
+    app.opts.color = false;
+    assert_eq!(colours(&mut app), 0, "none with NO_COLOR");
+}

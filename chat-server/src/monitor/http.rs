@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chat_core::service::Secret;
+use chat_core::service::{Secret, accept};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -64,18 +64,7 @@ pub async fn serve_http(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let (stream, _) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("monitor: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
-        };
+    while let Some((stream, _)) = accept(&listener, &shutdown).await {
         let state = state.clone();
         let stop = shutdown.clone();
         let shutdown = shutdown.clone();
@@ -107,18 +96,7 @@ pub async fn serve_ws(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let (stream, _) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("monitor: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
-        };
+    while let Some((stream, _)) = accept(&listener, &shutdown).await {
         let state = state.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
