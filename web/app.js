@@ -6,11 +6,10 @@ const MAX_ROWS = 5000;          // rows kept in the page
 const CHART_SECONDS = 300;      // the chart's window
 const STATS_EVERY_MS = 2000;    // how often /stats is asked
 
-const params = new URLSearchParams(location.search);
-const token = params.get("token") || "";
-// The token stays in this page only: out of the address bar (and so out of history and
-// bookmarks); the server set a same-site cookie for the page's own requests.
-if (token) history.replaceState(null, "", location.pathname);
+// The token comes from the page's own address; it is sent only back to this server (the
+// feed's address, the Authorization header of /stats), and the server's
+// Referrer-Policy: no-referrer keeps it out of any other request.
+const token = new URLSearchParams(location.search).get("token") || "";
 
 const $ = (id) => document.getElementById(id);
 const feed = $("feed");
@@ -26,6 +25,7 @@ function readFilters() {
   filters.text = $("text-filter").value.trim().toLowerCase();
 }
 function visible(row) {
+  if (row.dataset.group === "gap") return true;
   const r = row.record;
   if (!filters.kinds.has(row.dataset.group)) return false;
   if (filters.nick && !row.nicks.some((n) => n.toLowerCase().includes(filters.nick))) return false;
@@ -99,8 +99,18 @@ function addRecord(r) {
   if (r.kind === "message") countMessage(r.ts);
 }
 
+function addGap(missed) {
+  const row = tbody.insertRow();
+  row.className = "gap";
+  row.dataset.group = "gap";
+  row.nicks = [];
+  const cell = row.insertCell();
+  cell.colSpan = 5;
+  cell.textContent = `— ${missed} record(s) missed while disconnected —`;
+}
+
 // ----- the feed, with automatic reconnection -----
-let lastSeq = 0;
+let lastSeq = 0, lastTs = "";
 let retry = 1000;
 function setState(cls, text) { stateEl.className = "state " + cls; stateEl.textContent = text; }
 function connect() {
@@ -108,12 +118,17 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(token)}`);
   setState("connecting", "connecting…");
+  let fresh = true; // the first record of this connection
   ws.onopen = () => { setState("live", "live"); retry = 1000; };
   ws.onmessage = (m) => {
     let r;
     try { r = JSON.parse(m.data); } catch { return; }
-    if (r.seq <= lastSeq) return; // already shown (the backlog after a reconnect)
-    lastSeq = r.seq;
+    // After a reconnect the backlog repeats what is already shown; a restarted server counts
+    // from 1 again, recognisable by its later timestamps.
+    if (r.seq <= lastSeq && r.ts <= lastTs) return;
+    if (fresh && lastSeq && r.seq > lastSeq + 1 && r.ts >= lastTs) addGap(r.seq - lastSeq - 1);
+    fresh = false;
+    lastSeq = r.seq; lastTs = r.ts;
     const follow = following;
     addRecord(r);
     if (follow) scrollToBottom(); else liveButton.hidden = false;
@@ -136,7 +151,7 @@ function countMessage(ts) {
 let lastTotal = null, lastTime = null;
 async function pollStats() {
   try {
-    const res = await fetch("stats", { credentials: "same-origin", cache: "no-store" });
+    const res = await fetch("stats", { cache: "no-store", headers: { Authorization: `Bearer ${token}` } });
     if (!res.ok) throw new Error(res.status);
     const s = await res.json();
     const now = Date.now();

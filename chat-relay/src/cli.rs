@@ -92,7 +92,15 @@ impl Cli {
         if secret.expose().is_empty() {
             return Err("the relay secret must not be empty".to_owned());
         }
-        if !self.server.contains(':') {
+        // The RelayHello (secret included) must fit in the 4 KiB handshake frame.
+        if secret.expose().len() > 1024 {
+            return Err("the relay secret must be at most 1024 bytes".to_owned());
+        }
+        let has_port = self
+            .server
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !has_port {
             return Err(format!(
                 "--server {:?}: expected host:port, such as 127.0.0.1:12345",
                 self.server

@@ -63,6 +63,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Time allowed for connecting to the server.
     pub connect_timeout: Duration,
+    /// A guest whose socket accepts nothing for this long is disconnected.
+    pub stall_timeout: Duration,
     /// One JSON line per connection, if set.
     pub log_file: Option<PathBuf>,
     /// How often to print statistics; `None` for never.
@@ -79,6 +81,7 @@ impl Config {
             max_clients: 1024,
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(60),
             log_file: None,
             stats_interval: Some(Duration::from_secs(60)),
         }
@@ -541,6 +544,8 @@ async fn relay(
         COPY_BUFFER,
         Metered::new(server_read, shared.stats.clone(), metered::Direction::Down),
     );
+    // A guest that stops reading cannot hold its session forever.
+    let mut w = metered::StallGuard::new(w, config.stall_timeout);
     let (up_done, down_done, cancelled) = {
         let up = async {
             let res = tokio::io::copy_buf(&mut from_client, &mut server_write).await;
@@ -560,7 +565,9 @@ async fn relay(
                             "the chat server did not answer within {} s",
                             handshake_timeout.as_secs()
                         ),
-                        Ok(Err(e)) => format!("the chat server's answer could not be read: {e}"),
+                        Ok(Err(e)) if e.kind() != std::io::ErrorKind::ConnectionReset => {
+                            format!("the chat server's answer could not be read: {e}")
+                        }
                         _ => "the chat server closed the connection".to_owned(),
                     };
                     return Down::Unavailable(message);
@@ -590,7 +597,13 @@ async fn relay(
             tokio::select! {
                 res = &mut up, if up_done.is_none() => up_done = Some(res),
                 res = &mut down, if down_done.is_none() => {
+                    // Unanswered handshake: the guest is told at once. A failed write to the
+                    // guest (gone, or not reading): nothing more can reach it.
+                    let unanswered = matches!(res, Down::Unavailable(_) | Down::Done(_, Err(_)));
                     down_done = Some(res);
+                    if unanswered {
+                        break false;
+                    }
                     if up_done.is_none() {
                         // The server has closed; a guest that does not close in turn is let go
                         // after a grace period, so that no connection is left behind.
@@ -620,9 +633,14 @@ async fn relay(
                 message: message.clone(),
             });
             if let Ok(bytes) = encode_frame(&frame, MAX_SERVER_FRAME) {
+                // Then read what the guest still sends, so that closing does not reset the
+                // connection before the refusal is read.
                 let _ = tokio::time::timeout(REFUSAL_LINGER, async {
                     w.write_all(&bytes).await?;
-                    w.shutdown().await
+                    w.shutdown().await?;
+                    let mut sink = [0u8; 1024];
+                    while from_client.read(&mut sink).await? > 0 {}
+                    Ok::<(), std::io::Error>(())
                 })
                 .await;
             }
@@ -664,9 +682,15 @@ async fn read_raw_frame<R: tokio::io::AsyncRead + Unpin>(
             format!("a frame of {len} bytes announced, over the limit of {MAX_SERVER_FRAME}"),
         ));
     }
-    let mut bytes = vec![0u8; 4 + len];
-    bytes[..4].copy_from_slice(&header);
-    stream.read_exact(&mut bytes[4..]).await?;
+    // Grown as the bytes arrive, not allocated at the size the peer announces.
+    let mut bytes = header.to_vec();
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() < 4 + len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     let frame = decode_payload::<ServerFrame>(&bytes[4..]).ok();
     Ok(Some((bytes, frame)))
 }

@@ -574,3 +574,69 @@ fn the_binary_explains_itself_and_refuses_to_start_without_a_secret() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_hangs_up_without_answering_is_reported_at_once() {
+    // Something listening that is not a chat server: it accepts, reads a little, and hangs up.
+    let odd = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let odd_addr = odd.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = odd.accept().await {
+            let mut buf = [0u8; 16];
+            let _ = s.read(&mut buf).await;
+        }
+    });
+    let relay = TestRelay::start(odd_addr, SECRET).await;
+    let r = rejected(relay.try_guest("jack").await);
+    assert_eq!(r.reason, RejectReason::Unavailable);
+    assert!(r.message.contains("closed the connection"), "{}", r.message);
+    let log = relay.stop().await;
+    assert!(
+        log[0]["end"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("refused: the chat server"))
+    );
+}
+
+#[tokio::test]
+async fn a_guest_that_stops_reading_does_not_hold_its_session() {
+    let server = TestServer::start_with(|c| {
+        c.relay_secret = Some(Secret::from(SECRET));
+        generous_rate(c);
+        c.send_queue_bytes = 64 * 1024;
+    })
+    .await;
+    let relay = TestRelay::start_with(server.addr, SECRET, |c| {
+        c.stall_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    // The guest logs in, then never reads again.
+    let stuck = relay.guest("stuck").await;
+    let mut talker = server.client("talker").await;
+    let big = "y".repeat(4000);
+    // Enough to fill every buffer between the server and the guest: the server drops the
+    // guest, and the relay, unable to write to it, lets it go.
+    let mut n = 0;
+    loop {
+        talker.sender.say("lobby", big.clone()).await.expect("send");
+        expect_text(&mut talker, &big).await;
+        n += 1;
+        if relay.running.stats().snapshot().connections_now == 0 || n > 5000 {
+            break;
+        }
+        if n % 64 == 0 {
+            // Give the relay's clock a chance to run out between bursts.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    wait_until_idle(&relay).await;
+    drop(stuck);
+    let log = relay.stop().await;
+    assert!(
+        log[0]["end"]
+            .as_str()
+            .is_some_and(|e| e.contains("has not read anything")),
+        "{log:?}"
+    );
+    server.stop().await;
+}

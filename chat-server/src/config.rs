@@ -190,6 +190,18 @@ impl Cli {
             (None, Some(path)) => Some(Secret::from_file(path).map_err(anyhow::Error::msg)?),
             (None, None) => None,
         };
+        if let Some(t) = &self.monitor_token {
+            let t = t.expose();
+            let url_safe = t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+            if t.len() < 16 || !url_safe {
+                anyhow::bail!(
+                    "the monitor token must be at least 16 characters of A-Z, a-z, 0-9, '-', '_', \
+                     '.' or '~' (it goes into a URL)"
+                );
+            }
+        }
         if relay_secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
             anyhow::bail!("the relay secret must not be empty");
         }
@@ -245,6 +257,32 @@ use crate::monitor::MonitorConfig;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monitor_tokens_must_be_long_and_url_safe() {
+        for bad in [
+            "",
+            "short",
+            "has spaces in it here",
+            "percent%2Fencoded-token",
+        ] {
+            let cli = Cli::try_parse_from(["chat-server", "--monitor-token", bad]).expect("parse");
+            assert!(cli.into_config(None).is_err(), "{bad:?} accepted");
+        }
+        let cli = Cli::try_parse_from(["chat-server", "--monitor-token", "0123456789abcdef-_.~"])
+            .expect("parse");
+        let monitor = cli
+            .into_config(None)
+            .expect("config")
+            .monitor
+            .expect("monitor");
+        assert_eq!(
+            monitor.token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef-_.~")
+        );
+        let cli = Cli::try_parse_from(["chat-server", "--no-monitor"]).expect("parse");
+        assert!(cli.into_config(None).expect("config").monitor.is_none());
+    }
 
     #[test]
     fn defaults_from_an_empty_command_line() {

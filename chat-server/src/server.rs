@@ -220,13 +220,12 @@ impl Server {
         }
         let live_monitor = monitor.as_ref().map(|m| m.monitor.clone());
         if let (Some(m), Some(info)) = (monitor, info) {
-            let state = Arc::new(MonitorState {
-                monitor: m.monitor,
-                stats: stats.clone(),
-                token: m.token,
-                http_port: info.http.port(),
-                started: std::time::Instant::now(),
-            });
+            let state = Arc::new(MonitorState::new(
+                m.monitor,
+                stats.clone(),
+                m.token,
+                info.http.port(),
+            ));
             tracker.spawn(http::serve_http(
                 m.http,
                 state.clone(),

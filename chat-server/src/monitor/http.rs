@@ -35,8 +35,10 @@ const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_JS: &str = include_str!("../../../web/app.js");
 const STYLE_CSS: &str = include_str!("../../../web/style.css");
 
-/// The cookie that carries the token after the page was opened with `?token=`.
-const COOKIE: &str = "chat_monitor_token";
+/// Monitor connections (HTTP and WebSocket together) open at once, at most.
+const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A viewer whose socket accepts nothing for this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -53,6 +55,22 @@ pub struct MonitorState {
     pub http_port: u16,
     /// When the server started.
     pub started: Instant,
+    /// Connections open now, bounded.
+    pub connections: Arc<tokio::sync::Semaphore>,
+}
+
+impl MonitorState {
+    /// The state for a monitor with this feed, counters and token.
+    pub fn new(monitor: Arc<Monitor>, stats: Arc<Stats>, token: Secret, http_port: u16) -> Self {
+        MonitorState {
+            monitor,
+            stats,
+            token,
+            http_port,
+            started: Instant::now(),
+            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        }
+    }
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -65,6 +83,9 @@ pub async fn serve_http(
     tracker: TaskTracker,
 ) {
     while let Some((stream, _)) = accept(&listener, &shutdown).await {
+        let Ok(slot) = state.connections.clone().try_acquire_owned() else {
+            continue; // over the limit: closed at once
+        };
         let state = state.clone();
         let stop = shutdown.clone();
         let shutdown = shutdown.clone();
@@ -74,7 +95,10 @@ pub async fn serve_http(
                 let reply = handle(req, &state, &shutdown, &tasks);
                 async move { Ok::<_, Infallible>(reply) }
             });
+            let _slot = slot;
             let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(conn);
@@ -97,9 +121,13 @@ pub async fn serve_ws(
     tracker: TaskTracker,
 ) {
     while let Some((stream, _)) = accept(&listener, &shutdown).await {
+        let Ok(slot) = state.connections.clone().try_acquire_owned() else {
+            continue;
+        };
         let state = state.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             // The callback's type is tungstenite's; its error is the HTTP refusal itself.
             #[allow(clippy::result_large_err)]
             let check = |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
@@ -154,7 +182,9 @@ fn handle(
         }
         return upgrade(req, state.clone(), shutdown.clone(), tracker);
     }
-    if !authorized(req.uri(), req.headers(), &state.token) {
+    // The script and the style sheet hold nothing secret; the page and the data need the token.
+    let public = matches!(path, "/app.js" | "/style.css");
+    if !public && !authorized(req.uri(), req.headers(), &state.token) {
         return reply(
             StatusCode::UNAUTHORIZED,
             "text/plain; charset=utf-8",
@@ -162,7 +192,7 @@ fn handle(
              (http://HOST:PORT/?token=...)\n",
         );
     }
-    let mut response = match (path, asset) {
+    match (path, asset) {
         (_, Some((content_type, body))) => reply(StatusCode::OK, content_type, body),
         ("/stats", _) => reply(
             StatusCode::OK,
@@ -174,17 +204,7 @@ fn handle(
             "text/plain; version=0.0.4; charset=utf-8",
             metrics(state),
         ),
-    };
-    // Opened with ?token=: later requests from the page (assets, /stats) carry a cookie.
-    if query_token(req.uri()).is_some()
-        && let Ok(v) = HeaderValue::from_str(&format!(
-            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-            state.token.expose()
-        ))
-    {
-        response.headers_mut().insert(header::SET_COOKIE, v);
     }
-    response
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
@@ -228,9 +248,11 @@ fn query_token(uri: &Uri) -> Option<&str> {
         .find_map(|pair| pair.strip_prefix("token="))
 }
 
-/// The token, from `?token=`, `Authorization: Bearer`, or the cookie.
+/// The token, from `?token=` or `Authorization: Bearer`.
 fn authorized(uri: &Uri, headers: &HeaderMap, token: &Secret) -> bool {
-    let matches = |given: &str| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()));
+    let matches = |given: &str| {
+        !given.is_empty() && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
+    };
     if query_token(uri).is_some_and(matches) {
         return true;
     }
@@ -245,20 +267,17 @@ fn authorized(uri: &Uri, headers: &HeaderMap, token: &Secret) -> bool {
     {
         return true;
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .any(matches)
+    false
 }
 
 /// A browser's `Origin` must be the monitor page itself: same host as requested, the HTTP
 /// port. Requests without `Origin` (not from a browser page) pass: the token still applies.
 fn same_origin(headers: &HeaderMap, http_port: u16) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
     };
     let Some(host) = headers
         .get(header::HOST)
@@ -504,7 +523,7 @@ mod tests {
     }
 
     #[test]
-    fn tokens_from_query_header_or_cookie() {
+    fn tokens_from_query_or_header() {
         let token = Secret::from("abc123");
         let none = HeaderMap::new();
         let uri = |s: &str| s.parse::<Uri>().expect("uri");
@@ -518,11 +537,10 @@ mod tests {
             HeaderValue::from_static("Bearer abc123"),
         );
         assert!(authorized(&uri("/metrics"), &h, &token));
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("other=1; chat_monitor_token=abc123"),
+        let empty = Secret::from("");
+        assert!(
+            !authorized(&uri("/?token="), &none, &empty),
+            "an empty token opens nothing"
         );
-        assert!(authorized(&uri("/app.js"), &h, &token));
     }
 }

@@ -1,0 +1,94 @@
+//! `chat-bench`: the load generator. See `chat-bench --help` and docs/performance.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chat_bench::{Options, append_report, run};
+use clap::Parser;
+
+/// chat-bench: N subscribers and P publishers in the lobby of a chat server (or relay).
+///
+/// Prints one JSON object: messages sent, deliveries expected and received, lost, reordered,
+/// deliveries/s, latency percentiles (send → receipt), connect time, and with --server-pid the
+/// server's CPU time per delivery and memory. The server must not rate-limit the publishers:
+/// start it with --rate-burst 1000000 --rate-per-sec 1000000.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Server or relay address.
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    server: String,
+    /// Subscribers.
+    #[arg(short = 'n', default_value_t = 100)]
+    subscribers: usize,
+    /// Publishers.
+    #[arg(short = 'p', default_value_t = 1)]
+    publishers: usize,
+    /// Payload size in bytes.
+    #[arg(short = 's', default_value_t = 64)]
+    size: usize,
+    /// Messages per publisher.
+    #[arg(short = 'm', default_value_t = 10_000, conflicts_with = "duration")]
+    messages: u64,
+    /// Publish for this many seconds instead of a message count.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Open loop at this many messages per second in all (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Closed loop: messages in flight per publisher.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// The server's process id, for its CPU time and memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Also append the report to this file (JSON Lines).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let opts = Options {
+        server: cli.server,
+        subscribers: cli.subscribers,
+        publishers: cli.publishers.max(1),
+        size: cli.size,
+        messages: cli.messages,
+        duration: cli.duration.map(Duration::from_secs),
+        rate: cli.rate,
+        window: cli.window.max(1),
+        server_pid: cli.server_pid,
+        drain: Duration::from_secs(10),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chat-bench: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(opts)) {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            if let Some(path) = cli.out
+                && let Err(e) = append_report(&path, &report)
+            {
+                eprintln!("chat-bench: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chat-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
