@@ -60,6 +60,10 @@ pub struct Cli {
     #[arg(long, env = "CHAT_RELAY_CONNECT_TIMEOUT", default_value_t = 10)]
     pub connect_timeout: u64,
 
+    /// Seconds a guest may go without reading anything before it is disconnected.
+    #[arg(long, env = "CHAT_RELAY_STALL_TIMEOUT", default_value_t = 60)]
+    pub stall_timeout: u64,
+
     /// Connection log: one JSON line per guest connection (time, address, nickname, bytes
     /// each way, duration, how it ended). Off unless given.
     #[arg(long, env = "CHAT_RELAY_LOG_FILE")]
@@ -111,6 +115,7 @@ impl Cli {
         config.max_clients = self.max_clients.max(1);
         config.handshake_timeout = Duration::from_secs(self.handshake_timeout.max(1));
         config.connect_timeout = Duration::from_secs(self.connect_timeout.max(1));
+        config.stall_timeout = Duration::from_secs(self.stall_timeout.max(1));
         config.log_file = self.log_file;
         config.stats_interval =
             (self.stats_interval > 0).then(|| Duration::from_secs(self.stats_interval));
