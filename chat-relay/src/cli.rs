@@ -100,10 +100,11 @@ impl Cli {
         if secret.expose().len() > 1024 {
             return Err("the relay secret must be at most 1024 bytes".to_owned());
         }
-        let has_port = self
-            .server
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        // host:port, or [IPv6]:port.
+        let has_port = self.server.rsplit_once(':').is_some_and(|(host, port)| {
+            let bracketed = host.starts_with('[') && host.ends_with(']');
+            !host.is_empty() && (bracketed || !host.contains(':')) && port.parse::<u16>().is_ok()
+        });
         if !has_port {
             return Err(format!(
                 "--server {:?}: expected host:port, such as 127.0.0.1:12345",
@@ -175,7 +176,12 @@ mod tests {
         std::fs::write(&path, "from-file\nignored\n").expect("write");
         let c = parse(&["--relay-secret-file", path.to_str().expect("utf-8")]).expect("config");
         assert_eq!(c.secret.expose(), "from-file");
-        let e = parse(&["--relay-secret", "x", "--server", "nohost"]).expect_err("no port");
-        assert!(e.contains("host:port"), "{e}");
+        for bad in ["nohost", "::1", "host:", ":12345", "host:port"] {
+            let e = parse(&["--relay-secret", "x", "--server", bad]).expect_err(bad);
+            assert!(e.contains("host:port"), "{e}");
+        }
+        for good in ["[::1]:12345", "chat.example:12345", "127.0.0.1:1"] {
+            parse(&["--relay-secret", "x", "--server", good]).expect(good);
+        }
     }
 }

@@ -368,6 +368,14 @@ async fn viewer<S>(
     while ok {
         tokio::select! {
             ev = sub.live.recv() => match ev {
+                // Dropped for falling behind: what is still queued would only delay the news.
+                Some(_) if sub.too_slow.load(Ordering::Relaxed) => {
+                    close = Some((
+                        CloseCode::Policy,
+                        "too slow: the viewer could not keep up with the feed",
+                    ));
+                    break;
+                }
                 Some(ev) => {
                     ok = matches!(
                         tokio::time::timeout(SEND_TIMEOUT, ws.send(text(&ev))).await,
