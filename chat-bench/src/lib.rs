@@ -348,6 +348,43 @@ async fn publish(
     Ok(seq)
 }
 
+/// What `--idle` measured: the server's memory for connections that only log in.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleReport {
+    pub server: String,
+    pub connections: usize,
+    pub connect_s: f64,
+    pub server_rss_kib_before: u64,
+    pub server_rss_kib_after: u64,
+    pub server_bytes_per_connection: f64,
+}
+
+/// Opens `count` connections that log in and stay idle; reports the server's memory growth.
+pub async fn idle(server: &str, count: usize, server_pid: u32) -> Result<IdleReport, String> {
+    let rss = || {
+        process_usage(server_pid)
+            .map(|(_, rss)| rss)
+            .ok_or_else(|| format!("cannot read /proc/{server_pid}"))
+    };
+    let before = rss()?;
+    let started = Instant::now();
+    let clients = connect_many(server, &format!("i{}x", std::process::id()), count).await?;
+    let connect_s = started.elapsed().as_secs_f64();
+    // Let the server finish what the logins started (join broadcasts) before measuring.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss()?;
+    drop(clients);
+    Ok(IdleReport {
+        server: server.to_owned(),
+        connections: count,
+        connect_s,
+        server_rss_kib_before: before,
+        server_rss_kib_after: after,
+        server_bytes_per_connection: (after.saturating_sub(before) * 1024) as f64
+            / count.max(1) as f64,
+    })
+}
+
 /// Where the report can also be appended (one JSON line per run).
 pub fn append_report(path: &PathBuf, report: &Report) -> std::io::Result<()> {
     use std::io::Write;

@@ -43,6 +43,10 @@ struct Cli {
     /// The server's process id, for its CPU time and memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Instead of messages: open this many connections that only log in, and report the
+    /// server's memory per connection (needs --server-pid).
+    #[arg(long, value_name = "C")]
+    idle: Option<usize>,
     /// Also append the report to this file (JSON Lines).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -72,6 +76,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(count) = cli.idle {
+        let Some(pid) = cli.server_pid else {
+            eprintln!("chat-bench: --idle needs --server-pid");
+            return ExitCode::from(2);
+        };
+        return match runtime.block_on(chat_bench::idle(&opts.server, count, pid)) {
+            Ok(report) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chat-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(opts)) {
         Ok(report) => {
             println!(
