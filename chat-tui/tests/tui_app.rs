@@ -682,3 +682,36 @@ fn the_connect_screen_explains_what_is_wrong() {
             .contains("nickname rejected")
     );
 }
+
+#[test]
+fn a_nickname_given_away_can_be_taken_back() {
+    let mut app = fresh("alice");
+    app.start();
+    // Reconnected while a stale session still held the name: the server gave another.
+    let mut w = welcome("alice42", &["alice", "alice42", "bob"]);
+    w.requested_nick = "alice".into();
+    w.nick_change = Some(chat_core::protocol::NickChange::Taken);
+    net(&mut app, NetEvent::Connected(Box::new(w)));
+    assert_eq!(app.nick, "alice42");
+    // The stale session goes: the client says the name is free.
+    frame(&mut app, left("alice"));
+    assert!(last_text(&app, 0).contains("free again: /reconnect"));
+    // /reconnect leaves and comes back asking for it.
+    let effects = enter_line(&mut app, "/reconnect");
+    assert!(matches!(
+        &effects[..],
+        [Effect::Send(ClientFrame::Quit { .. })]
+    ));
+    let effects = net(
+        &mut app,
+        NetEvent::Lost {
+            message: "closed".into(),
+        },
+    );
+    assert!(matches!(&effects[..], [Effect::Connect { nick, .. }] if nick == "alice"));
+    net(
+        &mut app,
+        NetEvent::Connected(Box::new(welcome("alice", &["alice", "bob"]))),
+    );
+    assert_eq!(app.nick, "alice");
+}

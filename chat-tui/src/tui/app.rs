@@ -358,6 +358,8 @@ pub struct App {
     flush_at: Option<Instant>,
     /// The user was told that quitting drops unsent messages.
     quit_armed: bool,
+    /// Leaving on purpose to come back under the requested nickname.
+    reclaiming: bool,
     /// Something changed since the last draw.
     pub dirty: bool,
 }
@@ -412,6 +414,7 @@ impl App {
             ever_connected: false,
             flush_at: None,
             quit_armed: false,
+            reclaiming: false,
             dirty: true,
         }
     }
@@ -1045,6 +1048,16 @@ impl App {
                 self.conn = ConnState::Connecting;
                 vec![self.connect_effect(Duration::ZERO)]
             }
+            // Connected under another name than the one asked for: reconnect to get it back.
+            ConnState::Connected if fold(&self.nick) != fold(&self.requested_nick) => {
+                // Leave, then come back asking for it, as after any lost connection.
+                self.reclaiming = true;
+                let text = format!("reconnecting to take the nickname {}", self.requested_nick);
+                self.notice(0, &text, false);
+                vec![Effect::Send(ClientFrame::Quit {
+                    reason: "reconnecting".to_owned(),
+                })]
+            }
             ConnState::Connected => {
                 self.notice_active("already connected", false);
                 Vec::new()
@@ -1265,7 +1278,9 @@ impl App {
             return vec![Effect::Exit];
         }
         let message = crate::event::sanitize_line(&message);
-        self.notice(0, &format!("disconnected: {message}"), true);
+        if !std::mem::take(&mut self.reclaiming) {
+            self.notice(0, &format!("disconnected: {message}"), true);
+        }
         self.lag = None;
         // Messages the server never confirmed are sent again after reconnecting.
         let mut unconfirmed: Vec<(u64, (TabKind, Pending))> = self.in_flight.drain().collect();
@@ -1374,6 +1389,14 @@ impl App {
                     &nick,
                     &format!("{nick} left ({why}); messages cannot be sent until they return"),
                 );
+                // The name we asked for (held by a stale session of ours, say) is free again.
+                if key == fold(&self.requested_nick) && key != fold(&self.nick) {
+                    let text = format!(
+                        "the nickname {} is free again: /reconnect to take it",
+                        self.requested_nick
+                    );
+                    self.notice(0, &text, false);
+                }
                 Vec::new()
             }
             ServerFrame::Roster { users, .. } => {
@@ -1457,7 +1480,7 @@ impl App {
                 Vec::new()
             }
             ServerFrame::Bye { reason, message } => {
-                if self.conn != ConnState::Quitting {
+                if self.conn != ConnState::Quitting && !self.reclaiming {
                     let message = crate::event::sanitize_line(&message);
                     self.notice(
                         0,
