@@ -62,6 +62,37 @@ pub fn parse_listen(s: &str, port: u16) -> Result<SocketAddr, String> {
     }
 }
 
+/// Why the listening sockets could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// An address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// No address to listen on was given.
+    #[error("no address to listen on")]
+    NoAddress,
+}
+
+/// Binds every address, in order; the first failure names its address.
+pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<tokio::net::TcpListener>, ListenError> {
+    if addrs.is_empty() {
+        return Err(ListenError::NoAddress);
+    }
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ListenError::Bind { addr, source })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
 /// Accepts the next connection, or `None` once `shutdown` is cancelled. Accept errors
 /// (typically: out of file descriptors) are logged and retried after a growing pause (10 ms
 /// up to 1 s) instead of spinning.

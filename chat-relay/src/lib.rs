@@ -26,8 +26,8 @@ use chat_core::protocol::{
 };
 use chat_core::service::Secret;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
@@ -144,17 +144,9 @@ impl std::fmt::Display for StatsSnapshot {
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// A listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// What the system said.
-        source: std::io::Error,
-    },
-    /// No listen address was given.
-    #[error("no address to listen on")]
-    NoListenAddress,
+    /// A listen address could not be bound, or none was given.
+    #[error(transparent)]
+    Listen(#[from] chat_core::service::ListenError),
     /// The log file could not be opened.
     #[error("cannot open the log file {path}: {source}")]
     Log {
@@ -185,19 +177,7 @@ pub struct Relay {
 impl Relay {
     /// Binds every listen address and opens the log file.
     pub async fn bind(config: Config) -> Result<Relay, RelayError> {
-        if config.listen.is_empty() {
-            return Err(RelayError::NoListenAddress);
-        }
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        for addr in &config.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| RelayError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            listeners.push(listener);
-        }
+        let listeners = chat_core::service::bind_all(&config.listen).await?;
         let log = match &config.log_file {
             Some(path) => Some(log::open(path).map_err(|source| RelayError::Log {
                 path: path.clone(),
@@ -362,9 +342,9 @@ async fn accept_loop(
                 tracker.spawn(async move {
                     let _slot = slot;
                     let started = Instant::now();
-                    let (r, mut w) = stream.into_split();
+                    let (mut r, mut w) = stream.into_split();
                     let message = "the relay is full; try again later";
-                    refuse(r, &mut w, RejectReason::ServerFull, message).await;
+                    refuse(&mut r, &mut w, RejectReason::ServerFull, message).await;
                     shared.log(LogRecord::new(peer, started, format!("refused: {message}")));
                 });
             }
@@ -449,7 +429,7 @@ async fn relay(
     let mut hello = match (first, refusal) {
         (Ok(Ok(Some(ClientFrame::Hello(hello)))), None) => hello,
         (_, Some((reason, message))) => {
-            return refused(shared, reader, &mut w, reason, message).await;
+            return refused(shared, &mut reader.into_parts().0, &mut w, reason, message).await;
         }
         (_, None) => return "closed before Hello".to_owned(),
     };
@@ -462,7 +442,7 @@ async fn relay(
             let message = format!("invalid nickname {:?}: {rule}", hello.nick);
             return refused(
                 shared,
-                reader,
+                &mut reader.into_parts().0,
                 &mut w,
                 RejectReason::InvalidNick(rule),
                 message,
@@ -486,20 +466,34 @@ async fn relay(
                 "the relay cannot reach the chat server: {}",
                 describe_io(&e)
             );
-            return refused(shared, reader, &mut w, RejectReason::Unavailable, message).await;
+            return refused(
+                shared,
+                &mut reader.into_parts().0,
+                &mut w,
+                RejectReason::Unavailable,
+                message,
+            )
+            .await;
         }
         Err(_) => {
             let message = format!(
                 "the chat server did not answer the relay within {} s",
                 config.connect_timeout.as_secs()
             );
-            return refused(shared, reader, &mut w, RejectReason::Unavailable, message).await;
+            return refused(
+                shared,
+                &mut reader.into_parts().0,
+                &mut w,
+                RejectReason::Unavailable,
+                message,
+            )
+            .await;
         }
     };
     let _ = upstream.set_nodelay(true);
 
     // 4. RelayHello and the rewritten Hello, then whatever the guest sent after its Hello.
-    let (client_read, leftover) = reader.into_parts();
+    let (mut client_read, leftover) = reader.into_parts();
     let mut opening = BytesMut::new();
     let relay_hello = ClientFrame::RelayHello(RelayHello {
         secret: config.secret.expose().to_owned(),
@@ -517,8 +511,8 @@ async fn relay(
     if let Err(e) = encoded {
         // Only an over-long secret can get here.
         let message = format!("the relay cannot present itself to the server: {e}");
-        let reader = FrameReader::new(client_read, HANDSHAKE_MAX_FRAME);
-        return refused(shared, reader, &mut w, RejectReason::Unavailable, message).await;
+        let unavailable = RejectReason::Unavailable;
+        return refused(shared, &mut client_read, &mut w, unavailable, message).await;
     }
     opening.extend_from_slice(&leftover);
     let leftover_len = leftover.len() as u64;
@@ -529,8 +523,8 @@ async fn relay(
     let (server_read, mut server_write) = upstream.into_split();
     if let Err(e) = server_write.write_all(&opening).await {
         let message = format!("the connection to the chat server failed: {e}");
-        let reader = FrameReader::new(client_read, HANDSHAKE_MAX_FRAME);
-        return refused(shared, reader, &mut w, RejectReason::Unavailable, message).await;
+        let unavailable = RejectReason::Unavailable;
+        return refused(shared, &mut client_read, &mut w, unavailable, message).await;
     }
 
     // 5. Both directions at once, bytes unchanged. Going down, the server's first frame
@@ -625,26 +619,10 @@ async fn relay(
     record.bytes_from_client = leftover_len + from_client.get_ref().bytes();
     record.bytes_to_client = from_server.get_ref().bytes();
     match down_done {
+        // Nothing reached the guest yet: it is told in a refusal of our own.
         Some(Down::Unavailable(message)) => {
-            // Nothing reached the guest yet: it is told in a refusal of our own.
-            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            let frame = ServerFrame::Rejected(Rejected {
-                reason: RejectReason::Unavailable,
-                message: message.clone(),
-            });
-            if let Ok(bytes) = encode_frame(&frame, MAX_SERVER_FRAME) {
-                // Then read what the guest still sends, so that closing does not reset the
-                // connection before the refusal is read.
-                let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-                    w.write_all(&bytes).await?;
-                    w.shutdown().await?;
-                    let mut sink = [0u8; 1024];
-                    while from_client.read(&mut sink).await? > 0 {}
-                    Ok::<(), std::io::Error>(())
-                })
-                .await;
-            }
-            format!("refused: {message}")
+            let unavailable = RejectReason::Unavailable;
+            refused(shared, &mut from_client, &mut w, unavailable, message).await
         }
         Some(Down::Done(Some(message), _)) => format!("refused by the server: {message}"),
         _ if cancelled => "relay shutting down".to_owned(),
@@ -696,22 +674,29 @@ async fn read_raw_frame<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Sends the guest a `Rejected` frame and closes; returns the log's ending.
-async fn refused(
+async fn refused<R, W>(
     shared: &Shared,
-    reader: FrameReader<OwnedReadHalf, ClientFrame>,
-    w: &mut OwnedWriteHalf,
+    r: &mut R,
+    w: &mut W,
     reason: RejectReason,
     message: String,
-) -> String {
+) -> String
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-    let (r, _) = reader.into_parts();
     refuse(r, w, reason, &message).await;
     format!("refused: {message}")
 }
 
 /// Writes the refusal, closes the write side, and lets the guest read it before the socket
 /// goes (closing with unread input would reset the connection and lose the refusal).
-async fn refuse(mut r: OwnedReadHalf, w: &mut OwnedWriteHalf, reason: RejectReason, message: &str) {
+async fn refuse<R, W>(r: &mut R, w: &mut W, reason: RejectReason, message: &str)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let frame = ServerFrame::Rejected(Rejected {
         reason,
         message: message.to_owned(),

@@ -21,7 +21,7 @@ use crate::monitor::http::{self, MonitorState};
 use crate::monitor::{Monitor, random_token};
 use crate::session::{self, Shared};
 use crate::stats::Stats;
-use chat_core::service::{Secret, accept};
+use chat_core::service::{ListenError, Secret, accept, bind_all};
 
 /// Commands that may wait for the hub before sessions stop reading their sockets.
 const HUB_QUEUE: usize = 4096;
@@ -33,17 +33,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// A listening address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// What the system said.
-        source: std::io::Error,
-    },
-    /// No address to listen on was given.
-    #[error("no address to listen on")]
-    NoListenAddress,
+    /// A chat or monitor address could not be bound, or none was given.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// The message log could not be opened.
     #[error("cannot open the message log {path}: {source}")]
     Log {
@@ -95,16 +87,7 @@ impl MonitorInfo {
 impl Server {
     /// Binds every listening address and opens the message log.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        if config.listen.is_empty() {
-            return Err(ServerError::NoListenAddress);
-        }
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })?;
-            listeners.push(listener);
-        }
+        let listeners = bind_all(&config.listen).await?;
         let log = match &config.log_file {
             Some(path) => Some(eventlog::open(path).map_err(|source| ServerError::Log {
                 path: path.clone(),
@@ -114,16 +97,11 @@ impl Server {
         };
         let monitor = match &config.monitor {
             Some(m) => {
-                let bind = |port| async move {
-                    let addr = SocketAddr::new(m.listen, port);
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| ServerError::Bind { addr, source })
-                };
-                let http = bind(m.http_port).await?;
-                let ws = match m.ws_port {
-                    Some(port) => Some(bind(port).await?),
-                    None => None,
+                let mut addrs = vec![SocketAddr::new(m.listen, m.http_port)];
+                addrs.extend(m.ws_port.map(|port| SocketAddr::new(m.listen, port)));
+                let mut bound = bind_all(&addrs).await?.into_iter();
+                let (Some(http), ws) = (bound.next(), bound.next()) else {
+                    unreachable!("bind_all returns one listener per address")
                 };
                 Some(BoundMonitor {
                     http,
