@@ -461,33 +461,20 @@ async fn relay(
     };
     let upstream = match upstream {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let message = format!(
-                "the relay cannot reach the chat server: {}",
-                describe_io(&e)
-            );
-            return refused(
-                shared,
-                &mut reader.into_parts().0,
-                &mut w,
-                RejectReason::Unavailable,
-                message,
-            )
-            .await;
-        }
-        Err(_) => {
-            let message = format!(
-                "the chat server did not answer the relay within {} s",
-                config.connect_timeout.as_secs()
-            );
-            return refused(
-                shared,
-                &mut reader.into_parts().0,
-                &mut w,
-                RejectReason::Unavailable,
-                message,
-            )
-            .await;
+        failed => {
+            let message = match failed {
+                Ok(Err(e)) => format!(
+                    "the relay cannot reach the chat server: {}",
+                    describe_io(&e)
+                ),
+                _ => format!(
+                    "the chat server did not answer the relay within {} s",
+                    config.connect_timeout.as_secs()
+                ),
+            };
+            let mut r = reader.into_parts().0;
+            let unavailable = RejectReason::Unavailable;
+            return refused(shared, &mut r, &mut w, unavailable, message).await;
         }
     };
     let _ = upstream.set_nodelay(true);

@@ -576,7 +576,7 @@ fn the_binary_explains_itself_and_refuses_to_start_without_a_secret() {
 }
 
 #[tokio::test]
-async fn a_server_that_hangs_up_without_answering_is_reported_at_once() {
+async fn a_server_that_hangs_up_without_answering_is_reported_to_the_guest() {
     // Something listening that is not a chat server: it accepts, reads a little, and hangs up.
     let odd = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let odd_addr = odd.local_addr().expect("addr");

@@ -949,10 +949,7 @@ impl App {
             self.notice_active(&format!("message not sent: {e}"), true);
             return (Vec::new(), true);
         }
-        let i = match &tab {
-            TabKind::Lobby => 0,
-            TabKind::Private { nick } => self.open_tab(nick),
-        };
+        let i = self.tab_for(&tab);
         if self.conn == ConnState::Connected && self.tabs[i].pending.is_empty() {
             return (vec![self.frame_for(tab, target, body)], false);
         }
@@ -1000,10 +997,7 @@ impl App {
 
     /// Puts an unconfirmed message back at the front of its tab's queue.
     fn requeue(&mut self, kind: &TabKind, p: Pending) {
-        let i = match kind {
-            TabKind::Lobby => 0,
-            TabKind::Private { nick } => self.open_tab(nick),
-        };
+        let i = self.tab_for(kind);
         self.tabs[i].pending.insert(0, p);
     }
 
@@ -1075,6 +1069,14 @@ impl App {
     }
 
     // ----- tabs -----
+
+    /// Index of the tab for `kind`, a private one opened (without focus) if needed.
+    fn tab_for(&mut self, kind: &TabKind) -> usize {
+        match kind {
+            TabKind::Lobby => 0,
+            TabKind::Private { nick } => self.open_tab(nick),
+        }
+    }
 
     /// Index of the private tab for `nick`, opened (without focus) if needed.
     pub fn open_tab(&mut self, nick: &str) -> usize {
@@ -1282,20 +1284,12 @@ impl App {
             self.notice(0, &format!("disconnected: {message}"), true);
         }
         self.lag = None;
-        // Messages the server never confirmed are sent again after reconnecting.
+        // Messages the server never confirmed are sent again after reconnecting, ahead of what
+        // was queued meanwhile and in the order they were sent (newest put in front first).
         let mut unconfirmed: Vec<(u64, (TabKind, Pending))> = self.in_flight.drain().collect();
-        unconfirmed.sort_by_key(|(tag, _)| *tag);
-        let mut requeued: HashMap<usize, Vec<Pending>> = HashMap::new();
-        for (_, (kind, body)) in unconfirmed {
-            let i = match &kind {
-                TabKind::Lobby => 0,
-                TabKind::Private { nick } => self.open_tab(nick),
-            };
-            requeued.entry(i).or_default().push(body);
-        }
-        for (i, mut bodies) in requeued {
-            bodies.append(&mut self.tabs[i].pending);
-            self.tabs[i].pending = bodies;
+        unconfirmed.sort_by_key(|(tag, _)| std::cmp::Reverse(*tag));
+        for (_, (kind, p)) in unconfirmed {
+            self.requeue(&kind, p);
         }
         self.wait_and_retry(message)
     }
@@ -1436,10 +1430,7 @@ impl App {
                     }
                     // Anything else is shown with its text, so nothing typed disappears.
                     Some((kind, p)) => {
-                        let i = match &kind {
-                            TabKind::Lobby => 0,
-                            TabKind::Private { nick } => self.open_tab(nick),
-                        };
+                        let i = self.tab_for(&kind);
                         let text = match p.body {
                             Body::Text(t) | Body::Action(t) => t,
                         };
