@@ -1,23 +1,30 @@
 //! The load generator: N subscribers and P publishers in the lobby of a chat server (or
-//! relay), each payload carrying its publisher, sequence number and send time; reports
-//! throughput, loss, reordering, latency percentiles, and the server's CPU and memory.
+//! relay), or on one channel of a Redis server for comparison. Each payload carries its
+//! publisher, sequence number and send time; the report gives throughput, loss, reordering,
+//! latency percentiles, and the server's CPU and memory.
 
-use std::collections::HashMap;
+pub mod wire;
+
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chat_core::client::{ConnectOptions, TcpClient, connect};
-use chat_core::protocol::{Body, DEFAULT_ROOM, ServerFrame, Target};
+use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Semaphore, watch};
+
+pub use wire::{Conn, Item, Protocol};
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Server or relay, `host:port`.
+    /// Chat server, relay or Redis server, `host:port`.
     pub server: String,
+    /// What `server` speaks.
+    pub protocol: Protocol,
     /// Subscribers.
     pub subscribers: usize,
     /// Publishers.
@@ -30,20 +37,51 @@ pub struct Options {
     pub duration: Option<Duration>,
     /// Open loop: this many messages per second in all; `None` for closed loop.
     pub rate: Option<f64>,
-    /// Closed loop: messages each publisher may have in flight (sent, own echo not back yet).
+    /// Closed loop: messages each publisher may have in flight (sent, not acknowledged).
     pub window: usize,
+    /// Extra subscribers that connect and then never read their socket.
+    pub stalled: usize,
     /// The server's process, for its CPU time and memory.
     pub server_pid: Option<u32>,
     /// How long to wait for the last deliveries once publishing is over.
     pub drain: Duration,
+    /// Print a progress record this often (soak runs).
+    pub progress: Option<Duration>,
+    /// Where progress records (and the final report) are also appended, as JSON Lines.
+    pub out: Option<PathBuf>,
+}
+
+impl Options {
+    /// Defaults for a run against `server`: 100 subscribers, 1 publisher, 64-byte payloads,
+    /// 10,000 messages, closed loop with a window of 64.
+    pub fn new(server: impl Into<String>) -> Self {
+        Options {
+            server: server.into(),
+            protocol: Protocol::Chat,
+            subscribers: 100,
+            publishers: 1,
+            size: 64,
+            messages: 10_000,
+            duration: None,
+            rate: None,
+            window: 64,
+            stalled: 0,
+            server_pid: None,
+            drain: Duration::from_secs(10),
+            progress: None,
+            out: None,
+        }
+    }
 }
 
 /// What was measured, as one JSON object.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub server: String,
+    pub protocol: Protocol,
     pub subscribers: usize,
     pub publishers: usize,
+    pub stalled: usize,
     pub payload_bytes: usize,
     pub mode: String,
     pub connect_s: f64,
@@ -76,6 +114,19 @@ pub struct ServerUsage {
     pub rss_kib_after: u64,
 }
 
+/// One line of a soak run's progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub elapsed_s: f64,
+    pub messages_sent: u64,
+    pub deliveries_received: u64,
+    pub deliveries_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_rss_kib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_percent: Option<f64>,
+}
+
 /// The payload's start: `publisher:sequence:nanoseconds since the run's start:`, then padding.
 fn payload(publisher: usize, seq: u64, sent_ns: u64, size: usize) -> String {
     let mut s = format!("{publisher}:{seq}:{sent_ns}:");
@@ -94,33 +145,28 @@ fn parse(text: &str) -> Option<(usize, u64, u64)> {
     ))
 }
 
-async fn client(server: &str, nick: String) -> Result<TcpClient, String> {
-    let opts = ConnectOptions::new(nick.as_str()).client("chat-bench");
-    connect(server, &opts)
-        .await
-        .map_err(|e| format!("{nick}: {e}"))
-}
-
-/// Opens `count` connections named `prefix0`, `prefix1`, ..., at most 64 at a time.
+/// Opens `count` connections named `prefix0`, `prefix1`, ..., at most 64 handshakes at a time.
 pub async fn connect_many(
+    protocol: Protocol,
     server: &str,
     prefix: &str,
     count: usize,
-) -> Result<Vec<TcpClient>, String> {
+    subscribe: bool,
+) -> Result<Vec<Conn>, String> {
     let gate = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
-        let (server, nick, gate) = (server.to_owned(), format!("{prefix}{i}"), gate.clone());
+        let (server, name, gate) = (server.to_owned(), format!("{prefix}{i}"), gate.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            client(&server, nick).await
+            protocol.connect(&server, &name, subscribe).await
         }));
     }
-    let mut clients = Vec::with_capacity(count);
+    let mut conns = Vec::with_capacity(count);
     for t in tasks {
-        clients.push(t.await.map_err(|e| e.to_string())??);
+        conns.push(t.await.map_err(|e| e.to_string())??);
     }
-    Ok(clients)
+    Ok(conns)
 }
 
 /// CPU time (all threads, nanoseconds) and resident memory (KiB) of a process, from /proc.
@@ -142,6 +188,19 @@ pub fn process_usage(pid: u32) -> Option<(u64, u64)> {
     Some((cpu, rss))
 }
 
+/// Reads more into `conn.buf`; `Ok(false)` at end of stream.
+async fn fill(conn: &mut Conn) -> Result<bool, String> {
+    if conn.buf.capacity() - conn.buf.len() < 16 * 1024 {
+        conn.buf.reserve(64 * 1024);
+    }
+    let n = conn
+        .read
+        .read_buf(&mut conn.buf)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(n > 0)
+}
+
 /// What one subscriber saw.
 struct Seen {
     received: u64,
@@ -149,89 +208,244 @@ struct Seen {
     latency: Histogram<u64>,
 }
 
-/// Runs one measurement.
-pub async fn run(opts: Options) -> Result<Report, String> {
-    let run_prefix = format!("b{}x", std::process::id());
-    let started = Instant::now();
-    let subscribers =
-        connect_many(&opts.server, &format!("{run_prefix}s"), opts.subscribers).await?;
-    let publishers = connect_many(&opts.server, &format!("{run_prefix}p"), opts.publishers).await?;
-    let connect_s = started.elapsed().as_secs_f64();
-    let publisher_nicks: Vec<String> = publishers.iter().map(|c| c.welcome.nick.clone()).collect();
+fn histogram() -> Result<Histogram<u64>, String> {
+    // Two significant digits (1 % resolution) keeps a thousand of them small.
+    Histogram::new_with_bounds(1, 600_000_000, 2).map_err(|e| e.to_string())
+}
 
-    let epoch = Instant::now();
-    let usage_before = opts.server_pid.and_then(process_usage);
-    let (done_tx, done_rx) = tokio::sync::watch::channel(None::<u64>);
+/// Shared counters for progress reports.
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
 
-    // Subscribers: count, check order per publisher, time each delivery.
-    let mut sub_tasks = Vec::with_capacity(subscribers.len());
-    for sub in subscribers {
-        let nicks = publisher_nicks.clone();
-        let mut done = done_rx.clone();
-        let drain = opts.drain;
-        sub_tasks.push(tokio::spawn(async move {
-            // The whole client, not just its receiving half: dropping the sending half would
-            // close the connection.
-            let mut sub = sub;
-            let mut seen = Seen {
-                received: 0,
-                reordered: 0,
-                latency: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
-            };
-            let mut last: HashMap<usize, u64> = HashMap::new();
-            let mut deadline: Option<tokio::time::Instant> = None;
-            loop {
-                let expected = *done.borrow();
-                if expected.is_some_and(|e| seen.received >= e) {
-                    break;
+/// One subscriber: reads until it has `expected` deliveries (known once publishing ends) or the
+/// drain time is over.
+async fn subscribe(
+    protocol: Protocol,
+    mut conn: Conn,
+    publishers: usize,
+    epoch: Instant,
+    mut done: watch::Receiver<Option<u64>>,
+    drain: Duration,
+    counters: Arc<Counters>,
+) -> Result<Seen, String> {
+    let mut seen = Seen {
+        received: 0,
+        reordered: 0,
+        latency: histogram()?,
+    };
+    let mut last: Vec<Option<u64>> = vec![None; publishers];
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let expected = *done.borrow();
+        if expected.is_some_and(|e| seen.received >= e) {
+            break;
+        }
+        let more = tokio::select! {
+            more = fill(&mut conn) => more?,
+            _ = done.changed(), if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + drain);
+                continue;
+            }
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
                 }
-                let frame = tokio::select! {
-                    f = sub.events.next() => f,
-                    _ = done.changed(), if expected.is_none() => {
-                        deadline = Some(tokio::time::Instant::now() + drain);
-                        continue;
-                    }
-                    () = async {
-                        match deadline {
-                            Some(d) => tokio::time::sleep_until(d).await,
-                            None => std::future::pending().await,
-                        }
-                    } => break,
-                };
-                let m = match frame {
-                    Ok(Some(ServerFrame::Message(m))) => m,
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return Err("a subscriber was disconnected".to_owned()),
-                    Err(e) => return Err(format!("a subscriber: {e}")),
-                };
-                if !nicks.contains(&m.from) {
-                    continue;
-                }
-                let Body::Text(text) = &m.body else { continue };
+            } => break,
+        };
+        if !more {
+            return Err("a subscriber was disconnected".to_owned());
+        }
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        let before = seen.received;
+        let mut refused = None;
+        let used = protocol.scan(&conn.buf, |item| match item {
+            Item::Delivery(text) => {
                 let Some((publisher, seq, sent_ns)) = parse(text) else {
-                    continue;
+                    return;
                 };
-                let now_ns = epoch.elapsed().as_nanos() as u64;
+                let Some(slot) = last.get_mut(publisher) else {
+                    return;
+                };
                 let _ = seen
                     .latency
                     .record((now_ns.saturating_sub(sent_ns) / 1000).max(1));
                 seen.received += 1;
-                match last.insert(publisher, seq) {
-                    Some(prev) if seq <= prev => seen.reordered += 1,
-                    _ => {}
+                if slot.is_some_and(|prev| seq <= prev) {
+                    seen.reordered += 1;
+                }
+                *slot = Some(seq);
+            }
+            Item::Refused(why) => refused = Some(why),
+            Item::Ack | Item::Other => {}
+        })?;
+        conn.buf.advance(used);
+        counters
+            .received
+            .fetch_add(seen.received - before, Ordering::Relaxed);
+        if let Some(why) = refused {
+            return Err(format!("a subscriber: {why}"));
+        }
+    }
+    Ok(seen)
+}
+
+/// One publisher: closed loop (a window of messages in flight, each confirmed by the server)
+/// or open loop (a fixed rate). Returns how many it sent.
+async fn publish(
+    protocol: Protocol,
+    index: usize,
+    mut conn: Conn,
+    opts: &Options,
+    rate: Option<f64>,
+    epoch: Instant,
+    counters: Arc<Counters>,
+) -> Result<u64, String> {
+    let until = opts.duration.map(|d| epoch + d);
+    let more = |seq: u64| match until {
+        Some(t) => Instant::now() < t,
+        None => seq < opts.messages,
+    };
+    let mut seq = 0u64;
+    let mut in_flight = 0usize;
+    let mut ticker = rate.map(|r| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r.max(0.001)));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut queued = 0u64;
+    let send = |seq: &mut u64, queued: &mut u64, out: &mut BytesMut| {
+        let sent_ns = epoch.elapsed().as_nanos() as u64;
+        let text = payload(index, *seq, sent_ns, opts.size);
+        *seq += 1;
+        *queued += 1;
+        protocol.publish(&text, *seq, out)
+    };
+    loop {
+        if ticker.is_none() {
+            // Closed loop: top the window up, in one write.
+            while in_flight < opts.window && more(seq) {
+                send(&mut seq, &mut queued, &mut out)?;
+                in_flight += 1;
+            }
+        }
+        if !out.is_empty() {
+            conn.write
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("a publisher: {e}"))?;
+            counters.sent.fetch_add(queued, Ordering::Relaxed);
+            queued = 0;
+            out.clear();
+        }
+        if in_flight == 0 && !more(seq) {
+            break;
+        }
+        let can_tick = ticker.is_some() && more(seq);
+        tokio::select! {
+            biased;
+            // Always read: with several publishers, the others' messages arrive here too.
+            res = fill(&mut conn) => {
+                if !res.map_err(|e| format!("a publisher: {e}"))? {
+                    return Err("a publisher was disconnected".to_owned());
+                }
+                let mut refused = None;
+                let used = protocol.scan(&conn.buf, |item| match item {
+                    Item::Ack => in_flight = in_flight.saturating_sub(1),
+                    Item::Refused(why) => refused = Some(why),
+                    Item::Delivery(_) | Item::Other => {}
+                })?;
+                conn.buf.advance(used);
+                if let Some(why) = refused {
+                    return Err(format!("a publisher: {why}"));
                 }
             }
-            Ok::<_, String>(seen)
-        }));
+            _ = async {
+                if let Some(t) = &mut ticker {
+                    t.tick().await;
+                }
+            }, if can_tick => {
+                send(&mut seq, &mut queued, &mut out)?;
+                in_flight += 1;
+            }
+        }
     }
+    Ok(seq)
+}
 
-    // Publishers.
+/// Runs one measurement.
+pub async fn run(opts: Options) -> Result<Report, String> {
+    let protocol = opts.protocol;
+    let run_prefix = format!("b{}x", std::process::id());
+    let started = Instant::now();
+    let subscribers = connect_many(
+        protocol,
+        &opts.server,
+        &format!("{run_prefix}s"),
+        opts.subscribers,
+        true,
+    )
+    .await?;
+    // Stalled readers stay open (and unread) until the run is over.
+    let stalled = connect_many(
+        protocol,
+        &opts.server,
+        &format!("{run_prefix}z"),
+        opts.stalled,
+        true,
+    )
+    .await?;
+    let publishers = connect_many(
+        protocol,
+        &opts.server,
+        &format!("{run_prefix}p"),
+        opts.publishers,
+        false,
+    )
+    .await?;
+    let connect_s = started.elapsed().as_secs_f64();
+
+    let epoch = Instant::now();
+    let usage_before = opts.server_pid.and_then(process_usage);
+    let (done_tx, done_rx) = watch::channel(None::<u64>);
+    let counters = Arc::new(Counters::default());
+
+    let mut sub_tasks = Vec::with_capacity(subscribers.len());
+    for conn in subscribers {
+        sub_tasks.push(tokio::spawn(subscribe(
+            protocol,
+            conn,
+            opts.publishers,
+            epoch,
+            done_rx.clone(),
+            opts.drain,
+            counters.clone(),
+        )));
+    }
+    let progress = opts.progress.map(|every| {
+        let (counters, opts) = (counters.clone(), opts.clone());
+        tokio::spawn(report_progress(every, counters, opts, epoch))
+    });
+
     let per_publisher_rate = opts.rate.map(|r| r / opts.publishers.max(1) as f64);
     let mut pub_tasks = Vec::with_capacity(publishers.len());
-    for (index, publisher) in publishers.into_iter().enumerate() {
-        let opts = opts.clone();
+    for (index, conn) in publishers.into_iter().enumerate() {
+        let (opts, counters) = (opts.clone(), counters.clone());
         pub_tasks.push(tokio::spawn(async move {
-            publish(index, publisher, &opts, per_publisher_rate, epoch).await
+            publish(
+                protocol,
+                index,
+                conn,
+                &opts,
+                per_publisher_rate,
+                epoch,
+                counters,
+            )
+            .await
         }));
     }
     let mut sent = 0u64;
@@ -241,8 +455,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     let publish_s = epoch.elapsed().as_secs_f64();
     // Every subscriber should get every message.
     let _ = done_tx.send(Some(sent));
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    let mut latency = histogram()?;
     let (mut received, mut reordered) = (0u64, 0u64);
     for t in sub_tasks {
         let seen = t.await.map_err(|e| e.to_string())??;
@@ -251,6 +464,10 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         latency.add(&seen.latency).map_err(|e| e.to_string())?;
     }
     let duration_s = epoch.elapsed().as_secs_f64();
+    if let Some(p) = progress {
+        p.abort();
+    }
+    drop(stalled);
     let expected = sent * opts.subscribers as u64;
     let server_process = match (opts.server_pid, usage_before) {
         (Some(pid), Some((cpu0, _))) => process_usage(pid).map(|(cpu1, rss)| {
@@ -265,8 +482,10 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     };
     Ok(Report {
         server: opts.server.clone(),
+        protocol,
         subscribers: opts.subscribers,
         publishers: opts.publishers,
+        stalled: opts.stalled,
         payload_bytes: opts.size,
         mode: match opts.rate {
             Some(r) => format!("open loop, {r} messages/s"),
@@ -290,68 +509,51 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     })
 }
 
-/// One publisher: closed loop (a window of messages in flight, confirmed by the server's echo)
-/// or open loop (a fixed rate). Returns how many it sent.
-async fn publish(
-    index: usize,
-    mut c: TcpClient,
-    opts: &Options,
-    rate: Option<f64>,
-    epoch: Instant,
-) -> Result<u64, String> {
-    let until = opts.duration.map(|d| epoch + d);
-    let more = |seq: u64| match until {
-        Some(t) => Instant::now() < t,
-        None => seq < opts.messages,
-    };
-    let room = Target::Room(DEFAULT_ROOM.to_owned());
-    let mut seq = 0u64;
-    let mut in_flight = 0usize;
-    let mut ticker = rate.map(|r| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r.max(0.001)));
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        t
-    });
+/// Prints a [`Progress`] line to stderr (and appends it to `--out`) every `every`.
+async fn report_progress(every: Duration, counters: Arc<Counters>, opts: Options, epoch: Instant) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut last = (
+        0u64,
+        Instant::now(),
+        opts.server_pid.and_then(process_usage),
+    );
     loop {
-        let can_send = more(seq) && (ticker.is_some() || in_flight < opts.window);
-        if !can_send && in_flight == 0 {
-            break;
-        }
-        tokio::select! {
-            biased;
-            frame = c.events.next(), if in_flight > 0 => match frame {
-                Ok(Some(ServerFrame::Message(m))) if m.tag.is_some() => in_flight -= 1,
-                Ok(Some(ServerFrame::RateLimited { .. })) => {
-                    return Err("the server rate-limits the publishers: start it with \
-                                --rate-burst 1000000 --rate-per-sec 1000000".to_owned());
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return Err("a publisher was disconnected".to_owned()),
-                Err(e) => return Err(format!("a publisher: {e}")),
-            },
-            _ = async {
-                if let Some(t) = &mut ticker {
-                    t.tick().await;
-                }
-            }, if can_send => {
-                let sent_ns = epoch.elapsed().as_nanos() as u64;
-                let text = payload(index, seq, sent_ns, opts.size);
-                c.sender
-                    .message(room.clone(), Body::Text(text), Vec::new())
-                    .await
-                    .map_err(|e| format!("a publisher: {e}"))?;
-                seq += 1;
-                in_flight += 1;
+        tick.tick().await;
+        let received = counters.received.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let usage = opts.server_pid.and_then(process_usage);
+        let secs = now.duration_since(last.1).as_secs_f64().max(1e-9);
+        let cpu = match (usage, last.2) {
+            (Some((c1, _)), Some((c0, _))) => {
+                Some(c1.saturating_sub(c0) as f64 / 1e9 / secs * 100.0)
             }
+            _ => None,
+        };
+        let line = Progress {
+            elapsed_s: epoch.elapsed().as_secs_f64(),
+            messages_sent: counters.sent.load(Ordering::Relaxed),
+            deliveries_received: received,
+            deliveries_per_s: received.saturating_sub(last.0) as f64 / secs,
+            server_rss_kib: usage.map(|(_, rss)| rss),
+            server_cpu_percent: cpu,
+        };
+        let json = serde_json::to_string(&line).unwrap_or_default();
+        eprintln!("{json}");
+        if let Some(path) = &opts.out
+            && let Err(e) = append_line(path, &json)
+        {
+            eprintln!("chat-bench: cannot write {}: {e}", path.display());
         }
+        last = (received, now, usage);
     }
-    Ok(seq)
 }
 
 /// What `--idle` measured: the server's memory for connections that only log in.
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleReport {
     pub server: String,
+    pub protocol: Protocol,
     pub connections: usize,
     pub connect_s: f64,
     pub server_rss_kib_before: u64,
@@ -359,8 +561,14 @@ pub struct IdleReport {
     pub server_bytes_per_connection: f64,
 }
 
-/// Opens `count` connections that log in and stay idle; reports the server's memory growth.
-pub async fn idle(server: &str, count: usize, server_pid: u32) -> Result<IdleReport, String> {
+/// Opens `count` connections that log in (chat) or subscribe (Redis) and then only read what
+/// they are sent; reports the server's memory growth.
+pub async fn idle(
+    protocol: Protocol,
+    server: &str,
+    count: usize,
+    server_pid: u32,
+) -> Result<IdleReport, String> {
     let rss = || {
         process_usage(server_pid)
             .map(|(_, rss)| rss)
@@ -368,14 +576,43 @@ pub async fn idle(server: &str, count: usize, server_pid: u32) -> Result<IdleRep
     };
     let before = rss()?;
     let started = Instant::now();
-    let clients = connect_many(server, &format!("i{}x", std::process::id()), count).await?;
+    let conns = connect_many(
+        protocol,
+        server,
+        &format!("i{}x", std::process::id()),
+        count,
+        true,
+    )
+    .await?;
     let connect_s = started.elapsed().as_secs_f64();
-    // Let the server finish what the logins started (join broadcasts) before measuring.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss()?;
-    drop(clients);
+    // Like real clients, they read what the server sends them (the others' joins).
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            tokio::spawn(async move {
+                while let Ok(true) = fill(&mut conn).await {
+                    conn.buf.clear();
+                }
+            })
+        })
+        .collect();
+    // Let the server finish what the logins started (join announcements) before measuring.
+    let mut after = rss()?;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = rss()?;
+        let settled = now == after;
+        after = now;
+        if settled {
+            break;
+        }
+    }
+    for r in readers {
+        r.abort();
+    }
     Ok(IdleReport {
         server: server.to_owned(),
+        protocol,
         connections: count,
         connect_s,
         server_rss_kib_before: before,
@@ -385,12 +622,16 @@ pub async fn idle(server: &str, count: usize, server_pid: u32) -> Result<IdleRep
     })
 }
 
-/// Where the report can also be appended (one JSON line per run).
-pub fn append_report(path: &PathBuf, report: &Report) -> std::io::Result<()> {
+fn append_line(path: &PathBuf, line: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
-    writeln!(f, "{}", serde_json::to_string(report).unwrap_or_default())
+    writeln!(f, "{line}")
+}
+
+/// Appends the report to `path` (one JSON line per run).
+pub fn append_report(path: &PathBuf, report: &Report) -> std::io::Result<()> {
+    append_line(path, &serde_json::to_string(report).unwrap_or_default())
 }

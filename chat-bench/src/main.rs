@@ -4,21 +4,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chat_bench::{Options, append_report, run};
+use chat_bench::{Options, Protocol, append_report, run};
 use clap::Parser;
 
-/// chat-bench: N subscribers and P publishers in the lobby of a chat server (or relay).
+/// chat-bench: N subscribers and P publishers in the lobby of a chat server (or relay), or
+/// on one channel of a Redis server (--protocol redis) for comparison.
 ///
 /// Prints one JSON object: messages sent, deliveries expected and received, lost, reordered,
 /// deliveries/s, latency percentiles (send → receipt), connect time, and with --server-pid the
-/// server's CPU time per delivery and memory. The server must not rate-limit the publishers:
-/// start it with --rate-burst 1000000 --rate-per-sec 1000000.
+/// server's CPU time per delivery and memory. A chat server must not rate-limit the
+/// publishers: start it with --rate-burst 1000000 --rate-per-sec 1000000.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Server or relay address.
+    /// Server, relay or Redis address.
     #[arg(long, default_value = "127.0.0.1:12345")]
     server: String,
+    /// What the server speaks.
+    #[arg(long, value_enum, default_value_t = Protocol::Chat)]
+    protocol: Protocol,
     /// Subscribers.
     #[arg(short = 'n', default_value_t = 100)]
     subscribers: usize,
@@ -40,6 +44,13 @@ struct Cli {
     /// Closed loop: messages in flight per publisher.
     #[arg(long, default_value_t = 64)]
     window: usize,
+    /// Also connect this many subscribers that never read their socket (their cost to the
+    /// others is the measurement).
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
+    /// Print a progress line (JSON, on stderr and to --out) every this many seconds.
+    #[arg(long, value_name = "SECS")]
+    progress: Option<u64>,
     /// The server's process id, for its CPU time and memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -47,7 +58,7 @@ struct Cli {
     /// server's memory per connection (needs --server-pid).
     #[arg(long, value_name = "C")]
     idle: Option<usize>,
-    /// Also append the report to this file (JSON Lines).
+    /// Also append the report (and progress lines) to this file (JSON Lines).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -56,6 +67,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = Options {
         server: cli.server,
+        protocol: cli.protocol,
         subscribers: cli.subscribers,
         publishers: cli.publishers.max(1),
         size: cli.size,
@@ -63,8 +75,11 @@ fn main() -> ExitCode {
         duration: cli.duration.map(Duration::from_secs),
         rate: cli.rate,
         window: cli.window.max(1),
+        stalled: cli.stalled,
         server_pid: cli.server_pid,
         drain: Duration::from_secs(10),
+        progress: cli.progress.filter(|&s| s > 0).map(Duration::from_secs),
+        out: cli.out.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -81,7 +96,7 @@ fn main() -> ExitCode {
             eprintln!("chat-bench: --idle needs --server-pid");
             return ExitCode::from(2);
         };
-        return match runtime.block_on(chat_bench::idle(&opts.server, count, pid)) {
+        return match runtime.block_on(chat_bench::idle(opts.protocol, &opts.server, count, pid)) {
             Ok(report) => {
                 println!(
                     "{}",

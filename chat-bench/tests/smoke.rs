@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chat_bench::{Options, run};
+use chat_bench::{Options, Protocol, run};
 use chat_server::{Config, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,16 +18,13 @@ async fn a_short_run_delivers_everything_in_order() {
     let server = Server::bind(config).await.expect("bind").spawn();
     for rate in [None, Some(2000.0)] {
         let report = run(Options {
-            server: server.addr().to_string(),
             subscribers: 20,
             publishers: 2,
-            size: 64,
             messages: 200,
-            duration: None,
             rate,
             window: 16,
             server_pid: Some(std::process::id()),
-            drain: Duration::from_secs(10),
+            ..Options::new(server.addr().to_string())
         })
         .await
         .expect("run");
@@ -39,4 +36,91 @@ async fn a_short_run_delivers_everything_in_order() {
         assert!(report.server_process.is_some());
     }
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_does_not_stop_the_others() {
+    let mut config = Config {
+        listen: vec!["127.0.0.1:0".parse().expect("addr")],
+        log_file: None,
+        stats_interval: None,
+        ..Config::default()
+    };
+    config.rate.burst = 1_000_000;
+    config.rate.per_sec = 1_000_000.0;
+    let server = Server::bind(config).await.expect("bind").spawn();
+    // 40,000 messages of 512 bytes (24 MB with framing) overflow the stalled reader's 1 MiB
+    // queue and the socket buffers (a few MB): the server drops it, the others get everything.
+    let report = run(Options {
+        subscribers: 5,
+        stalled: 1,
+        size: 512,
+        messages: 40_000,
+        ..Options::new(server.addr().to_string())
+    })
+    .await
+    .expect("run");
+    assert_eq!(report.deliveries_received, 40_000 * 5, "{report:?}");
+    assert_eq!(server.stats().snapshot().slow_dropped, 1);
+    server.shutdown().await;
+}
+
+/// A Redis server on a free loopback port, stopped when dropped.
+struct Redis {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_redis() -> Redis {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed for this test (Debian package redis-server)");
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Redis { child, addr }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_mode_measures_redis_pub_sub() {
+    let redis = start_redis().await;
+    for rate in [None, Some(2000.0)] {
+        let report = run(Options {
+            protocol: Protocol::Redis,
+            subscribers: 20,
+            publishers: 2,
+            messages: 200,
+            rate,
+            window: 16,
+            ..Options::new(redis.addr.clone())
+        })
+        .await
+        .expect("run");
+        assert_eq!(report.deliveries_received, 400 * 20, "{report:?}");
+        assert_eq!((report.lost, report.reordered), (0, 0));
+    }
+    let idle = chat_bench::idle(Protocol::Redis, &redis.addr, 50, redis.child.id())
+        .await
+        .expect("idle");
+    assert_eq!(idle.connections, 50);
 }

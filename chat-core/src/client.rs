@@ -291,6 +291,12 @@ impl<W: AsyncWrite + Unpin> ClientSender<W> {
     pub async fn close(&mut self) -> Result<(), FrameError> {
         self.writer.close().await
     }
+
+    /// The underlying writer, for tools that write whole frames themselves (see
+    /// [`crate::frame::encode_frame_into`]).
+    pub fn into_inner(self) -> W {
+        self.writer.into_inner()
+    }
 }
 
 /// The receiving half of a client.
@@ -304,5 +310,11 @@ impl<R: AsyncRead + Unpin> ClientEvents<R> {
     /// Cancel-safe.
     pub async fn next(&mut self) -> Result<Option<ServerFrame>, FrameError> {
         self.reader.recv().await
+    }
+
+    /// The underlying reader and the bytes received but not yet decoded, for tools that
+    /// parse frames themselves. Call it between frames.
+    pub fn into_parts(self) -> (R, bytes::BytesMut) {
+        self.reader.into_parts()
     }
 }

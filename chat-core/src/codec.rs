@@ -7,8 +7,8 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::error::{DecodeError, EncodeError};
 use bytes::{BufMut, BytesMut};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Upper bound on what one decode may claim to allocate. Frames are already bounded by the
 /// framing layer; this guards against a small frame claiming a huge collection.
@@ -56,6 +56,16 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, dst: &mut BytesMut) -> Resu
 /// Decodes exactly one value from the whole of `src`.
 pub fn decode<T: DeserializeOwned>(src: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(src, config())?;
+    if used != src.len() {
+        return Err(CodecError::TrailingBytes(src.len() - used));
+    }
+    Ok(value)
+}
+
+/// Decodes exactly one value from the whole of `src`, borrowing strings from it: for readers
+/// that look at many frames and keep nothing (the load generator).
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(src: &'a [u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::borrow_decode_from_slice(src, config())?;
     if used != src.len() {
         return Err(CodecError::TrailingBytes(src.len() - used));
     }

@@ -128,6 +128,11 @@ impl<W: AsyncWrite + Unpin, Out: Serialize> FrameWriter<W, Out> {
     pub fn get_mut(&mut self) -> &mut W {
         self.inner.get_mut()
     }
+
+    /// The underlying writer. Frames fed but not flushed are dropped: flush first.
+    pub fn into_inner(self) -> W {
+        self.inner.into_inner()
+    }
 }
 
 /// Both directions of a framed connection: reads `In`, writes `Out`.

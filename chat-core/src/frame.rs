@@ -70,7 +70,10 @@ pub fn encode_frame_into<T: Serialize + ?Sized>(
 ) -> Result<(), FrameError> {
     let start = dst.len();
     dst.put_u32(0);
-    codec::encode_into(value, dst)?;
+    if let Err(e) = codec::encode_into(value, dst) {
+        dst.truncate(start);
+        return Err(e.into());
+    }
     let len = dst.len() - start - LEN_PREFIX;
     if len > max {
         dst.truncate(start);

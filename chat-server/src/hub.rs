@@ -7,14 +7,20 @@
 //! far behind, in which case the hub disconnects that client. Because one task handles every
 //! command in order, all clients see messages in the same order and no lock is ever held
 //! across an await. Every decision also produces one [`Event`] for the log (and the monitor).
+//!
+//! Fan-out is batched: the hub takes the commands waiting for it in one go, and consecutive
+//! broadcasts to the same room are encoded back to back into one buffer (a [`Run`]) that is
+//! queued once per member when the batch ends, or earlier whenever something else must reach
+//! one of those members first. A message to 1,000 members costs 1,000 queue pushes only when
+//! it is alone; a burst of 50 costs the same 1,000, not 50,000.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-use chat_core::frame::encode_frame;
+use bytes::{Bytes, BytesMut};
+use chat_core::frame::{encode_frame, encode_frame_into};
 use chat_core::names::{self, MAX_NICK_CHARS, NickKeys};
 use chat_core::protocol::{
     ChatMessage, DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, Limits, MAX_SERVER_FRAME,
@@ -78,6 +84,23 @@ struct Member {
     outbox: Arc<Outbox>,
 }
 
+/// Room broadcasts waiting to be queued: their frames are in `Hub::run_buf`, back to back.
+#[derive(Debug)]
+struct Run {
+    /// The room's key.
+    room: String,
+    /// The member who does not get these frames (a message's sender, who gets an echo).
+    except: Option<ConnId>,
+    /// Members who joined the room after the run started: they must not get its frames.
+    late: Vec<ConnId>,
+    /// How many of the frames are chat messages (counted as deliveries).
+    messages: u64,
+}
+
+/// A run is queued once it holds this many bytes, so that one piece stays small next to a
+/// client's send queue and latency does not wait for a huge batch.
+const RUN_BYTES: usize = 64 * 1024;
+
 #[derive(Debug)]
 struct Room {
     name: String,
@@ -100,8 +123,11 @@ pub(crate) struct Hub {
     next_seq: u64,
     log: Option<LogSender>,
     monitor: Option<Arc<Monitor>>,
-    /// Clients whose queue overflowed while handling the current command.
+    /// Clients whose queue overflowed; disconnected once the current batch is handled.
     overflowed: Vec<ConnId>,
+    /// Broadcasts encoded but not queued yet, and their frames.
+    run: Option<Run>,
+    run_buf: BytesMut,
     /// Everyone has been told goodbye; nobody new is admitted.
     closing: bool,
     /// The log queue was full at the last record.
@@ -136,6 +162,8 @@ impl Hub {
             next_seq: 1,
             log,
             overflowed: Vec::new(),
+            run: None,
+            run_buf: BytesMut::new(),
             closing: false,
             log_behind: false,
             monitor,
@@ -161,21 +189,24 @@ impl Hub {
                     while let Ok(cmd) = rx.try_recv() {
                         self.handle(cmd);
                     }
+                    self.settle();
                     self.say_goodbye();
                 }
-                n = rx.recv_many(&mut batch, 64) => {
+                n = rx.recv_many(&mut batch, 256) => {
                     if n == 0 {
                         break;
                     }
                     for cmd in batch.drain(..) {
                         self.handle(cmd);
                     }
+                    self.settle();
                 }
             }
         }
         while let Ok(cmd) = rx.try_recv() {
             self.handle(cmd);
         }
+        self.settle();
         self.say_goodbye();
     }
 
@@ -188,6 +219,25 @@ impl Hub {
                 DisconnectReason::ServerShutdown,
                 "the server is shutting down".to_owned(),
                 false,
+            );
+        }
+        self.settle();
+    }
+
+    /// Ends a batch: queues the pending run and disconnects clients whose queue overflowed.
+    /// Announcing a departure can overflow another queue: keep going until nobody is left.
+    fn settle(&mut self) {
+        loop {
+            self.flush();
+            let Some(conn) = self.overflowed.pop() else {
+                break;
+            };
+            let limit = self.config.send_queue_bytes;
+            self.remove(
+                conn,
+                DisconnectReason::SendQueueExceeded,
+                format!("send queue exceeded ({limit} bytes waiting): the client is not reading"),
+                true,
             );
         }
     }
@@ -216,17 +266,6 @@ impl Hub {
                 message,
             } => self.remove(conn, reason, message, true),
             Cmd::Record(kind) => self.emit(kind, Utc::now()),
-        }
-        // Disconnecting a slow client announces its departure, which can overflow another
-        // queue: keep going until nobody is left over.
-        while let Some(conn) = self.overflowed.pop() {
-            let limit = self.config.send_queue_bytes;
-            self.remove(
-                conn,
-                DisconnectReason::SendQueueExceeded,
-                format!("send queue exceeded ({limit} bytes waiting): the client is not reading"),
-                true,
-            );
         }
     }
 
@@ -258,6 +297,7 @@ impl Hub {
                 at: now,
             },
             None,
+            false,
         );
         self.clients.insert(
             req.conn,
@@ -271,6 +311,9 @@ impl Hub {
         );
         if let Some(room) = self.rooms.get_mut(&lobby) {
             room.members.insert(req.conn, req.outbox.clone());
+            if let Some(run) = self.run.as_mut().filter(|r| r.room == lobby) {
+                run.late.push(req.conn);
+            }
         }
 
         let welcome = ServerFrame::Welcome(Welcome {
@@ -402,33 +445,36 @@ impl Hub {
             attrs,
             tag: None,
         });
-        let delivered = match recipients {
-            Recipients::Room(key) => self.broadcast(&key, &frame, Some(conn)),
+        match recipients {
+            Recipients::Room(key) => {
+                self.broadcast(&key, &frame, Some(conn), true);
+            }
             Recipients::Users(ids) => self.deliver(&ids, &frame, conn),
-        };
+        }
         if !missing.is_empty() {
             self.no_such_user(conn, tag, missing);
         }
-        self.echo_and_log(conn, tag, frame, delivered);
+        self.echo_and_log(conn, tag, frame);
     }
 
     /// Encodes `frame` once and queues it for each of `ids` except `except`.
-    fn deliver(&mut self, ids: &[ConnId], frame: &ServerFrame, except: ConnId) -> u64 {
+    fn deliver(&mut self, ids: &[ConnId], frame: &ServerFrame, except: ConnId) {
         let Some(bytes) = encode(frame) else {
-            return 0;
+            return;
         };
         let mut n = 0;
         for &id in ids.iter().filter(|&&id| id != except) {
+            self.flush_before_direct(id);
             if let Some(m) = self.clients.get(&id) {
                 n += push(&m.outbox, bytes.clone(), id, &mut self.overflowed);
             }
         }
-        n
+        Stats::add(&self.stats.deliveries, n);
     }
 
-    /// Sends the sender its copy (with its tag: the acknowledgement), counts the deliveries
-    /// and turns the message into its log record.
-    fn echo_and_log(&mut self, conn: ConnId, tag: u64, frame: ServerFrame, delivered: u64) {
+    /// Sends the sender its copy (with its tag: the acknowledgement), counts it and turns the
+    /// message into its log record.
+    fn echo_and_log(&mut self, conn: ConnId, tag: u64, frame: ServerFrame) {
         let ServerFrame::Message(mut message) = frame else {
             return;
         };
@@ -436,7 +482,7 @@ impl Hub {
         let echo = ServerFrame::Message(message);
         self.push_to(conn, &echo);
         Stats::add(&self.stats.messages_in, 1);
-        Stats::add(&self.stats.deliveries, delivered + 1);
+        Stats::add(&self.stats.deliveries, 1);
         if let ServerFrame::Message(message) = echo {
             let at = message.at;
             self.emit(EventKind::message(message), at);
@@ -468,6 +514,11 @@ impl Hub {
     /// Takes a client out of the chat: frees its nickname, tells it `Bye` (last frame, after
     /// whatever is still queued unless it overflowed), and optionally announces it to others.
     fn remove(&mut self, conn: ConnId, reason: DisconnectReason, message: String, announce: bool) {
+        if !self.clients.contains_key(&conn) {
+            return;
+        }
+        // What the member was due gets queued before its `Bye`.
+        self.flush_before_direct(conn);
         let Some(member) = self.clients.remove(&conn) else {
             return;
         };
@@ -499,7 +550,7 @@ impl Hub {
                     message: shown.clone(),
                     at: now,
                 };
-                self.broadcast(&key, &frame, None);
+                self.broadcast(&key, &frame, None, false);
             }
         }
         let overflowed = reason == DisconnectReason::SendQueueExceeded;
@@ -529,25 +580,89 @@ impl Hub {
         self.emit(kind, now);
     }
 
-    /// Encodes `frame` once and queues it for every member of the room except `except`;
-    /// returns how many queues took it.
-    fn broadcast(&mut self, room_key: &str, frame: &ServerFrame, except: Option<ConnId>) -> u64 {
-        let Some(room) = self.rooms.get(room_key) else {
-            return 0;
+    /// Encodes `frame` once for every member of the room except `except`, appending it to
+    /// the pending run when that run has the same room and exception (see [`Run`]).
+    /// `message` says whether it counts as a delivered chat message.
+    fn broadcast(
+        &mut self,
+        room_key: &str,
+        frame: &ServerFrame,
+        except: Option<ConnId>,
+        message: bool,
+    ) {
+        if !self.rooms.contains_key(room_key) {
+            return;
+        }
+        // Someone who joined during the run must get what follows but not what came before:
+        // that takes a new run.
+        let same = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.room == room_key && r.except == except && r.late.is_empty());
+        if !same {
+            self.flush();
+            self.run = Some(Run {
+                room: room_key.to_owned(),
+                except,
+                late: Vec::new(),
+                messages: 0,
+            });
+        }
+        if let Err(e) = encode_frame_into(frame, MAX_SERVER_FRAME, &mut self.run_buf) {
+            tracing::error!("cannot encode a server frame: {e}");
+            return;
+        }
+        if message && let Some(run) = self.run.as_mut() {
+            run.messages += 1;
+        }
+        if self.run_buf.len() >= RUN_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Queues the pending run for its room's members, as one piece each.
+    fn flush(&mut self) {
+        let Some(run) = self.run.take() else {
+            return;
         };
-        let Some(bytes) = encode(frame) else {
-            return 0;
+        if self.run_buf.is_empty() {
+            return;
+        }
+        let bytes = self.run_buf.split().freeze();
+        let Some(room) = self.rooms.get(&run.room) else {
+            return;
         };
+        let mut late = run.late;
+        late.sort_unstable();
         let mut n = 0;
         for (&id, outbox) in &room.members {
-            if Some(id) != except {
+            if Some(id) != run.except && late.binary_search(&id).is_err() {
                 n += push(outbox, bytes.clone(), id, &mut self.overflowed);
             }
         }
-        n
+        Stats::add(&self.stats.deliveries, n * run.messages);
+    }
+
+    /// Before something is queued for `conn` alone, queues the pending run if `conn` is one of
+    /// its recipients, so that everything reaches it in the order it happened.
+    fn flush_before_direct(&mut self, conn: ConnId) {
+        let Some(run) = &self.run else {
+            return;
+        };
+        if run.except == Some(conn) || run.late.contains(&conn) {
+            return;
+        }
+        if self
+            .rooms
+            .get(&run.room)
+            .is_some_and(|r| r.members.contains_key(&conn))
+        {
+            self.flush();
+        }
     }
 
     fn push_to(&mut self, conn: ConnId, frame: &ServerFrame) {
+        self.flush_before_direct(conn);
         if let (Some(m), Some(bytes)) = (self.clients.get(&conn), encode(frame)) {
             push(&m.outbox, bytes, conn, &mut self.overflowed);
         }
@@ -669,5 +784,149 @@ fn push(outbox: &Outbox, bytes: Bytes, conn: ConnId, overflowed: &mut Vec<ConnId
             0
         }
         Err(PushError::Closed) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_core::frame::{LEN_PREFIX, decode_payload};
+    use chat_core::protocol::Body;
+
+    fn hub() -> Hub {
+        Hub::new(
+            Arc::new(Config::default()),
+            Arc::new(Stats::default()),
+            None,
+            None,
+        )
+    }
+
+    fn join(hub: &mut Hub, conn: ConnId, nick: &str) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let (joined, _rx) = oneshot::channel();
+        hub.handle(Cmd::Join(Box::new(JoinRequest {
+            conn,
+            version: chat_core::protocol::PROTOCOL_VERSION,
+            nick: nick.to_owned(),
+            client: "test".to_owned(),
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            relayed: false,
+            outbox: outbox.clone(),
+            joined,
+        })));
+        outbox
+    }
+
+    fn say(conn: ConnId, to: Target, text: &str) -> Cmd {
+        Cmd::Send {
+            conn,
+            msg: Outgoing {
+                tag: 1,
+                to,
+                body: Body::Text(text.to_owned()),
+                attrs: Vec::new(),
+            },
+        }
+    }
+
+    fn lobby() -> Target {
+        Target::Room(DEFAULT_ROOM.to_owned())
+    }
+
+    /// Every frame queued for `outbox`, described briefly, and how many pieces they came in.
+    fn frames(outbox: &Outbox) -> (Vec<String>, usize) {
+        let pieces = outbox.queued();
+        let mut out = Vec::new();
+        for piece in &pieces {
+            let mut rest = &piece[..];
+            while !rest.is_empty() {
+                let len = u32::from_be_bytes(rest[..LEN_PREFIX].try_into().expect("prefix"));
+                let end = LEN_PREFIX + len as usize;
+                let frame: ServerFrame = decode_payload(&rest[LEN_PREFIX..end]).expect("decode");
+                out.push(match frame {
+                    ServerFrame::Welcome(w) => format!("welcome {}", w.nick),
+                    ServerFrame::Joined { user, .. } => format!("joined {}", user.nick),
+                    ServerFrame::Message(m) => format!("{} {}", m.from, m.body.text()),
+                    ServerFrame::Left { nick, .. } => format!("left {nick}"),
+                    other => format!("{other:?}"),
+                });
+                rest = &rest[end..];
+            }
+        }
+        (out, pieces.len())
+    }
+
+    #[test]
+    fn a_burst_to_a_room_is_one_piece_per_member_in_order() {
+        let mut hub = hub();
+        let alice = join(&mut hub, 1, "alice");
+        let bob = join(&mut hub, 2, "bob");
+        hub.settle();
+        let before = frames(&bob).1;
+        for i in 0..50 {
+            hub.handle(say(1, lobby(), &format!("m{i}")));
+        }
+        hub.settle();
+        let (seen, pieces) = frames(&bob);
+        assert_eq!(pieces, before + 1, "one piece for the whole burst");
+        let said: Vec<String> = (0..50).map(|i| format!("alice m{i}")).collect();
+        assert_eq!(seen[seen.len() - 50..], said[..]);
+        // The sender gets its echoes, not the broadcast.
+        assert_eq!(
+            frames(&alice).0.iter().filter(|f| *f == "alice m0").count(),
+            1
+        );
+        assert_eq!(hub.stats.snapshot().deliveries, 100);
+    }
+
+    #[test]
+    fn private_messages_and_room_messages_keep_their_order() {
+        let mut hub = hub();
+        let _alice = join(&mut hub, 1, "alice");
+        let bob = join(&mut hub, 2, "bob");
+        hub.handle(say(1, lobby(), "one"));
+        hub.handle(say(1, Target::Users(vec!["bob".into()]), "two"));
+        hub.handle(say(1, lobby(), "three"));
+        hub.settle();
+        let (seen, _) = frames(&bob);
+        assert_eq!(
+            seen,
+            ["welcome bob", "alice one", "alice two", "alice three"]
+        );
+    }
+
+    #[test]
+    fn who_joins_in_the_middle_of_a_batch_sees_nothing_from_before() {
+        let mut hub = hub();
+        let _alice = join(&mut hub, 1, "alice");
+        let bob = join(&mut hub, 2, "bob");
+        hub.handle(say(1, lobby(), "before"));
+        let carol = join(&mut hub, 3, "carol");
+        let dave = join(&mut hub, 4, "dave");
+        hub.handle(say(1, lobby(), "after"));
+        hub.handle(Cmd::Leave {
+            conn: 2,
+            reason: DisconnectReason::Quit,
+            message: "bye".into(),
+        });
+        hub.settle();
+        assert_eq!(
+            frames(&carol).0,
+            ["welcome carol", "joined dave", "alice after", "left bob"]
+        );
+        assert_eq!(frames(&dave).0, ["welcome dave", "alice after", "left bob"]);
+        // Bob got everything up to his departure, then his goodbye.
+        let (seen, _) = frames(&bob);
+        assert_eq!(
+            seen[1..],
+            [
+                "alice before",
+                "joined carol",
+                "joined dave",
+                "alice after",
+                "Bye { reason: Quit, message: \"bye\" }"
+            ]
+        );
     }
 }

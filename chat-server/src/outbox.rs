@@ -22,6 +22,9 @@ use crate::stats::Stats;
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Slices per vectored write (well under the usual IOV_MAX of 1024).
 const MAX_IOV: usize = 64;
+/// Capacity (in frames) an idle connection's queues keep; a burst grows them, and they shrink
+/// back once the connection is idle, so that thousands of idle clients stay cheap.
+const IDLE_QUEUE_CAPACITY: usize = 8;
 
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +81,13 @@ impl Outbox {
             return Err(PushError::Full);
         }
         st.bytes += frame.len();
+        let was_empty = st.queue.is_empty();
         st.queue.push_back(frame);
         drop(st);
-        self.data.notify_one();
+        // The writer only waits when it found the queue empty.
+        if was_empty {
+            self.data.notify_one();
+        }
         Ok(())
     }
 
@@ -122,6 +129,12 @@ impl Outbox {
         self.closed.cancelled().await;
     }
 
+    /// What is queued, in order.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> Vec<Bytes> {
+        self.lock().queue.iter().cloned().collect()
+    }
+
     /// Whether the queue is closed.
     #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
@@ -134,21 +147,24 @@ impl Outbox {
         st.bytes = st.bytes.saturating_sub(n);
     }
 
-    /// Moves everything queued into `batch`, waiting until there is something. Returns false
-    /// when the queue is closed and empty: the writer is done.
+    /// Moves everything queued into `batch` (which must be empty), waiting until there is
+    /// something. Returns false when the queue is closed and empty: the writer is done.
     async fn take(&self, batch: &mut VecDeque<Bytes>) -> bool {
         loop {
             {
                 let mut st = self.lock();
                 if !st.queue.is_empty() {
                     // The bytes stay counted until written (see `written`), so the limit
-                    // covers what the writer holds too.
-                    batch.append(&mut st.queue);
+                    // covers what the writer holds too. Swapping keeps both allocations.
+                    std::mem::swap(batch, &mut st.queue);
                     return true;
                 }
                 if st.closed {
                     return false;
                 }
+                // Idle: give back what a burst made the queues grow to.
+                st.queue.shrink_to(IDLE_QUEUE_CAPACITY);
+                batch.shrink_to(IDLE_QUEUE_CAPACITY);
             }
             self.data.notified().await;
         }
@@ -169,7 +185,10 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     };
     tokio::pin!(grace);
     loop {
+        // `biased`: the usual case (frames ready, the write done at once) never polls the
+        // grace timer.
         let more = tokio::select! {
+            biased;
             more = outbox.take(&mut batch) => more,
             () = &mut grace => break,
         };
@@ -177,6 +196,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
             break;
         }
         let written = tokio::select! {
+            biased;
             res = write_batch(&mut sink, &mut batch) => res,
             () = &mut grace => break,
         };
@@ -203,12 +223,13 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     let mut total = 0;
     while !batch.is_empty() {
         let mut n = {
-            let iov: Vec<IoSlice<'_>> = batch
-                .iter()
-                .take(MAX_IOV)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            sink.write_vectored(&iov).await?
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut used = 0;
+            for (slot, frame) in iov.iter_mut().zip(batch.iter()) {
+                *slot = IoSlice::new(frame);
+                used += 1;
+            }
+            sink.write_vectored(&iov[..used]).await?
         };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());

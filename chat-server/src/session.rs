@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -101,7 +102,11 @@ pub(crate) async fn serve(
         HANDSHAKE_MAX_FRAME,
     );
     let timeout = shared.config.hello_timeout;
-    let outcome = tokio::select! {
+    // The handshake, the refusal and the chat phase are boxed: a connection spends its life
+    // in the read loop, and its task should be no larger than that state needs (the server's
+    // memory per idle connection).
+    let outcome = Box::pin(async {
+        tokio::select! {
         res = tokio::time::timeout(timeout, handshake(&mut reader, &shared, peer)) => match res {
             Ok(res) => res,
             Err(_) => Err(Refusal::new(
@@ -115,10 +120,12 @@ pub(crate) async fn serve(
             "the server is shutting down",
             peer,
         )),
-    };
+        }
+    })
+    .await;
     match outcome {
         Ok(accepted) => chat(reader, w, accepted, &shared).await,
-        Err(refusal) => refuse(reader, w, refusal, &shared).await,
+        Err(refusal) => Box::pin(refuse(reader, w, refusal, &shared)).await,
     }
 }
 
@@ -294,6 +301,24 @@ async fn chat<W>(mut reader: Reader, w: W, accepted: Accepted, shared: &Shared)
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let Some((conn, outbox, writer)) = Box::pin(admit(w, accepted, shared)).await else {
+        return;
+    };
+    reader.set_max_frame(shared.config.max_frame);
+    let end = read_loop(&mut reader, conn, &outbox, shared).await;
+    Box::pin(leave(reader, end, conn, outbox, writer, shared)).await;
+}
+
+/// Starts the connection's writer and asks the hub to admit the client; `None` (after telling
+/// the client why) if it is not admitted.
+async fn admit<W>(
+    w: W,
+    accepted: Accepted,
+    shared: &Shared,
+) -> Option<(ConnId, Arc<Outbox>, JoinHandle<()>)>
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let config = &shared.config;
     let conn: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let outbox = Arc::new(Outbox::new(config.send_queue_bytes));
@@ -322,11 +347,20 @@ where
         });
         outbox.close(encode_frame(&refused, MAX_SERVER_FRAME).ok(), false);
         let _ = writer.await;
-        return;
+        return None;
     }
-    reader.set_max_frame(config.max_frame);
-    let end = read_loop(&mut reader, conn, &outbox, shared).await;
+    Some((conn, outbox, writer))
+}
 
+/// Ends an admitted connection: tells the hub why (unless it decided), lets the writer finish.
+async fn leave(
+    reader: Reader,
+    end: End,
+    conn: ConnId,
+    outbox: Arc<Outbox>,
+    writer: JoinHandle<()>,
+    shared: &Shared,
+) {
     let linger_after = matches!(
         end,
         End::Leave(
