@@ -91,9 +91,20 @@ struct Run {
     room: String,
     /// The member who does not get these frames (a message's sender, who gets an echo).
     except: Option<ConnId>,
-    /// Members who joined the room after the run started: they must not get its frames.
-    late: Vec<ConnId>,
+    /// Members who joined the room after the run started: each gets only the frames added
+    /// after it joined (a slice of the same buffer).
+    late: Vec<Late>,
     /// How many of the frames are chat messages (counted as deliveries).
+    messages: u64,
+}
+
+/// A member who joined a room while a run for it was being built.
+#[derive(Debug)]
+struct Late {
+    conn: ConnId,
+    /// The run's length in bytes when it joined.
+    offset: usize,
+    /// The run's message count when it joined.
     messages: u64,
 }
 
@@ -226,7 +237,7 @@ impl Hub {
 
     /// Ends a batch: queues the pending run and disconnects clients whose queue overflowed.
     /// Announcing a departure can overflow another queue: keep going until nobody is left.
-    fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         loop {
             self.flush();
             let Some(conn) = self.overflowed.pop() else {
@@ -242,7 +253,7 @@ impl Hub {
         }
     }
 
-    fn handle(&mut self, cmd: Cmd) {
+    pub(crate) fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Join(req) => self.join(*req),
             Cmd::Send { conn, msg } => self.send(conn, msg),
@@ -312,7 +323,11 @@ impl Hub {
         if let Some(room) = self.rooms.get_mut(&lobby) {
             room.members.insert(req.conn, req.outbox.clone());
             if let Some(run) = self.run.as_mut().filter(|r| r.room == lobby) {
-                run.late.push(req.conn);
+                run.late.push(Late {
+                    conn: req.conn,
+                    offset: self.run_buf.len(),
+                    messages: run.messages,
+                });
             }
         }
 
@@ -593,12 +608,10 @@ impl Hub {
         if !self.rooms.contains_key(room_key) {
             return;
         }
-        // Someone who joined during the run must get what follows but not what came before:
-        // that takes a new run.
         let same = self
             .run
             .as_ref()
-            .is_some_and(|r| r.room == room_key && r.except == except && r.late.is_empty());
+            .is_some_and(|r| r.room == room_key && r.except == except);
         if !same {
             self.flush();
             self.run = Some(Run {
@@ -633,14 +646,24 @@ impl Hub {
             return;
         };
         let mut late = run.late;
-        late.sort_unstable();
-        let mut n = 0;
+        late.sort_unstable_by_key(|l| l.conn);
+        let mut delivered = 0;
         for (&id, outbox) in &room.members {
-            if Some(id) != run.except && late.binary_search(&id).is_err() {
-                n += push(outbox, bytes.clone(), id, &mut self.overflowed);
+            if Some(id) == run.except {
+                continue;
             }
+            // Whoever joined during the run gets what came after its join.
+            let (piece, messages) = match late.binary_search_by_key(&id, |l| l.conn) {
+                Err(_) => (bytes.clone(), run.messages),
+                Ok(i) if late[i].offset < bytes.len() => (
+                    bytes.slice(late[i].offset..),
+                    run.messages - late[i].messages,
+                ),
+                Ok(_) => continue,
+            };
+            delivered += messages * push(outbox, piece, id, &mut self.overflowed);
         }
-        Stats::add(&self.stats.deliveries, n * run.messages);
+        Stats::add(&self.stats.deliveries, delivered);
     }
 
     /// Before something is queued for `conn` alone, queues the pending run if `conn` is one of
@@ -649,7 +672,11 @@ impl Hub {
         let Some(run) = &self.run else {
             return;
         };
-        if run.except == Some(conn) || run.late.contains(&conn) {
+        let joined_after_all = run
+            .late
+            .iter()
+            .any(|l| l.conn == conn && l.offset == self.run_buf.len());
+        if run.except == Some(conn) || joined_after_all {
             return;
         }
         if self
@@ -894,6 +921,27 @@ mod tests {
             seen,
             ["welcome bob", "alice one", "alice two", "alice three"]
         );
+    }
+
+    #[test]
+    fn joins_in_one_batch_are_announced_in_one_piece() {
+        let mut hub = hub();
+        let alice = join(&mut hub, 1, "alice");
+        hub.settle();
+        let before = frames(&alice).1;
+        let newcomers: Vec<Arc<Outbox>> = (2..12)
+            .map(|i| join(&mut hub, i, &format!("n{i}")))
+            .collect();
+        hub.settle();
+        let (seen, pieces) = frames(&alice);
+        assert_eq!(pieces, before + 1);
+        assert_eq!(seen.len(), 1 + 10);
+        // Each newcomer: its welcome, then the joins that came after its own.
+        for (i, outbox) in newcomers.iter().enumerate() {
+            let (seen, _) = frames(outbox);
+            assert_eq!(seen.len(), 1 + (9 - i), "{seen:?}");
+            assert_eq!(seen[0], format!("welcome n{}", i + 2));
+        }
     }
 
     #[test]
