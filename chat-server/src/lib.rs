@@ -8,6 +8,8 @@
 //! appends the event records to the message log ([`eventlog`]); the same records feed the
 //! browser monitor ([`monitor`]).
 
+#[doc(hidden)]
+pub mod bench;
 pub mod config;
 pub mod event;
 pub mod eventlog;

@@ -119,6 +119,15 @@ impl Outbox {
         self.close(None, true);
     }
 
+    /// Drops everything queued, as if written (benchmarks stand in for the writer with it).
+    pub(crate) fn discard_queued(&self) -> usize {
+        let mut st = self.lock();
+        let n = st.queue.len();
+        st.queue.clear();
+        st.bytes = 0;
+        n
+    }
+
     /// Whether the queue was closed because writing failed (rather than by the hub).
     pub(crate) fn failed(&self) -> bool {
         self.lock().failed
