@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs the fan-out, latency, idle and stalled-reader measurements of docs/performance.md
+# against chat-server and redis-server, alternating between the two, and prints a table.
+#
+#   chat-bench/scripts/compare.sh [RUNS] [OUT.jsonl]
+#
+# Needs a release build (cargo build --release -p chat-server -p chat-bench) and Debian's
+# redis-server. Each scenario starts a fresh server, so one run cannot warm the next.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-3}
+out=${2:-target/compare-$(date +%Y%m%d-%H%M%S).jsonl}
+bench=target/release/chat-bench
+chat_port=12399
+redis_port=16399
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+start_chat() {
+    target/release/chat-server --port $chat_port --no-log-file --stats-interval 0 \
+        --rate-burst 1000000 --rate-per-sec 1000000 --http-port 0 --ws-port 0 \
+        --max-clients 20000 >/dev/null 2>&1 &
+    pid=$!
+    until (exec 3<>/dev/tcp/127.0.0.1/$chat_port) 2>/dev/null; do sleep 0.1; done
+    addr=127.0.0.1:$chat_port proto=chat
+}
+start_redis() {
+    redis-server --port $redis_port --bind 127.0.0.1 --save '' --appendonly no \
+        --maxclients 20000 >/dev/null 2>&1 &
+    pid=$!
+    until (exec 3<>/dev/tcp/127.0.0.1/$redis_port) 2>/dev/null; do sleep 0.1; done
+    addr=127.0.0.1:$redis_port proto=redis
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+
+# scenario name, then chat-bench arguments
+scenario() {
+    local name=$1; shift
+    for run in $(seq "$runs"); do
+        for server in chat redis; do
+            "start_$server"
+            if "$bench" --protocol "$proto" --server "$addr" --server-pid "$pid" "$@" \
+                > target/compare-last.json; then
+                python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["scenario"]=sys.argv[2]; r["run"]=int(sys.argv[3]); print(json.dumps(r))' \
+                    target/compare-last.json "$name" "$run" >> "$out"
+            else
+                echo "$name run $run on $server failed" >&2
+            fi
+            stop
+        done
+    done
+}
+
+scenario fanout-w64 -n 1000 -p 1 -s 64 -m 100000 --window 64
+scenario fanout-w256 -n 1000 -p 1 -s 64 -m 100000 --window 256
+scenario open-500 -n 1000 -p 1 -s 64 -m 5000 --rate 500
+scenario open-2000 -n 1000 -p 1 -s 64 -m 20000 --rate 2000
+scenario stalled-none -n 999 -p 1 -s 64 -m 100000 --window 64
+scenario stalled-one -n 999 --stalled 1 -p 1 -s 64 -m 100000 --window 64
+scenario idle-10000 --idle 10000
+
+python3 - "$out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'scenario':<14} {'server':<6} {'run':>3} {'deliveries/s':>13} {'ns/delivery':>11} {'p50 us':>8} {'p99 us':>8} {'lost':>5} {'bytes/conn':>10}")
+for r in rows:
+    sp = r.get("server_process") or {}
+    lat = r.get("latency_us") or {}
+    print(f"{r['scenario']:<14} {r['protocol']:<6} {r['run']:>3} "
+          f"{r.get('deliveries_per_s', 0):>13,.0f} {sp.get('cpu_ns_per_delivery', 0):>11.0f} "
+          f"{lat.get('p50', 0):>8} {lat.get('p99', 0):>8} {r.get('lost', 0):>5} "
+          f"{r.get('server_bytes_per_connection', 0):>10.0f}")
+print("raw results:", sys.argv[1])
+PY
