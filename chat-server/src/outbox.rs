@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -20,11 +21,15 @@ use crate::stats::Stats;
 
 /// How long a closing connection may take to write what is left (the final `Bye`).
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Slices per vectored write (well under the usual IOV_MAX of 1024).
-const MAX_IOV: usize = 64;
-/// Capacity (in frames) an idle connection's queues keep; a burst grows them, and they shrink
-/// back once the connection is idle, so that thousands of idle clients stay cheap.
-const IDLE_QUEUE_CAPACITY: usize = 8;
+/// Slices per vectored write (under the usual IOV_MAX of 1024): with a long queue of small
+/// pieces, one system call carries many of them.
+const MAX_IOV: usize = 512;
+/// Up to this many pieces, the slices are set up on the stack.
+const SMALL_IOV: usize = 32;
+/// Capacity (in frames) an idle connection's queues keep: none. A burst grows them, and they
+/// are given back once the connection is idle, so that thousands of idle clients stay cheap;
+/// the first push after that allocates a small queue again (once per burst, not per frame).
+const IDLE_QUEUE_CAPACITY: usize = 0;
 
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,79 +187,104 @@ impl Outbox {
 
 /// Drains `outbox` into `sink` until the outbox is closed and empty or the socket fails.
 /// Once the outbox is closed, at most [`CLOSE_GRACE`] is spent on what is left.
+///
+/// This future lives as long as the connection, so it is kept small (the server's memory per
+/// idle connection): the vectored write builds its slices on the stack of each poll, and the
+/// closing phase, with its timer, is boxed.
 pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     mut sink: W,
     outbox: Arc<Outbox>,
     stats: Arc<Stats>,
 ) {
     let mut batch = VecDeque::new();
-    let grace = async {
-        outbox.closed().await;
-        tokio::time::sleep(CLOSE_GRACE).await;
-    };
-    tokio::pin!(grace);
-    loop {
-        // `biased`: the usual case (frames ready, the write done at once) never polls the
-        // grace timer.
-        let more = tokio::select! {
-            biased;
-            more = outbox.take(&mut batch) => more,
-            () = &mut grace => break,
-        };
-        if !more {
-            break;
-        }
-        let written = tokio::select! {
-            biased;
-            res = write_batch(&mut sink, &mut batch) => res,
-            () = &mut grace => break,
-        };
-        match written {
-            Ok(n) => {
+    let open = async {
+        // One wait for the close, registered once, not at every turn of the loop.
+        let closed = outbox.closed();
+        tokio::pin!(closed);
+        loop {
+            // `biased`: the usual case (frames ready, the write done at once) never polls the
+            // closing signal.
+            let more = tokio::select! {
+                biased;
+                more = outbox.take(&mut batch) => more,
+                () = &mut closed => return Ok(()),
+            };
+            if !more {
+                return Ok(());
+            }
+            while !batch.is_empty() {
+                let n = tokio::select! {
+                    biased;
+                    res = write_some(&mut sink, &mut batch) => res?,
+                    () = &mut closed => return Ok(()),
+                };
                 outbox.written(n);
                 stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(_) => {
-                // The peer is gone; the session sees the failure and reports the client gone.
-                outbox.fail();
-                break;
-            }
         }
+    };
+    let open: io::Result<()> = open.await;
+    if open.is_err() {
+        // The peer is gone; the session sees the failure and reports the client gone.
+        outbox.fail();
+    } else {
+        // Closed by the hub (or the session): what is left, the final `Bye` included, gets
+        // the grace period.
+        let closing = async {
+            loop {
+                while !batch.is_empty() {
+                    let n = write_some(&mut sink, &mut batch).await?;
+                    stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                if !outbox.take(&mut batch).await {
+                    return Ok::<(), io::Error>(());
+                }
+            }
+        };
+        let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, closing)).await;
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.shutdown()).await;
+    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, sink.shutdown())).await;
 }
 
-/// Writes every frame in `batch` with as few syscalls as possible; returns bytes written.
-async fn write_batch<W: AsyncWrite + Unpin>(
+/// Writes the front of `batch` with one vectored write and removes what was written; returns
+/// the bytes written.
+async fn write_some<W: AsyncWrite + Unpin>(
     sink: &mut W,
     batch: &mut VecDeque<Bytes>,
 ) -> io::Result<usize> {
-    let mut total = 0;
-    while !batch.is_empty() {
-        let mut n = {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut used = 0;
+    let mut n = std::future::poll_fn(|cx| {
+        // Usually a few pieces: a small array, cheap to set up at each poll; a long queue
+        // (a client catching up) gets a larger list, so one system call carries more.
+        if batch.len() <= SMALL_IOV {
+            let mut iov = [IoSlice::new(&[]); SMALL_IOV];
             for (slot, frame) in iov.iter_mut().zip(batch.iter()) {
                 *slot = IoSlice::new(frame);
-                used += 1;
             }
-            sink.write_vectored(&iov[..used]).await?
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+            Pin::new(&mut *sink).poll_write_vectored(cx, &iov[..batch.len()])
+        } else {
+            let iov: Vec<IoSlice<'_>> = batch
+                .iter()
+                .take(MAX_IOV)
+                .map(|f| IoSlice::new(f))
+                .collect();
+            Pin::new(&mut *sink).poll_write_vectored(cx, &iov)
         }
-        total += n;
-        while n > 0 {
-            let Some(front) = batch.front_mut() else {
-                break;
-            };
-            if front.len() <= n {
-                n -= front.len();
-                batch.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
+    })
+    .await?;
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    let total = n;
+    while n > 0 {
+        let Some(front) = batch.front_mut() else {
+            break;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            batch.pop_front();
+        } else {
+            front.advance(n);
+            n = 0;
         }
     }
     Ok(total)
