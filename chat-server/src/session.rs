@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -94,38 +95,40 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
-    let mut reader: Reader = FrameReader::new(
+    // The reader, the handshake's outcome, the handshake and the ending phases are boxed: a
+    // connection spends its life in the read loop, and its task should be no larger than that
+    // state needs (the server's memory per idle connection). A future keeps a slot for every
+    // local that lives across an await, so a large value moved from one phase to the next
+    // would otherwise be paid for several times over.
+    let mut reader: Box<Reader> = Box::new(FrameReader::new(
         Counting {
             inner: r,
             stats: shared.stats.clone(),
         },
         HANDSHAKE_MAX_FRAME,
-    );
+    ));
     let timeout = shared.config.hello_timeout;
-    // The handshake, the refusal and the chat phase are boxed: a connection spends its life
-    // in the read loop, and its task should be no larger than that state needs (the server's
-    // memory per idle connection).
     let outcome = Box::pin(async {
         tokio::select! {
         res = tokio::time::timeout(timeout, handshake(&mut reader, &shared, peer)) => match res {
-            Ok(res) => res,
-            Err(_) => Err(Refusal::new(
+            Ok(res) => res.map(Box::new).map_err(Box::new),
+            Err(_) => Err(Box::new(Refusal::new(
                 RejectReason::HelloTimeout,
                 format!("no Hello received within {} s", timeout.as_secs()),
                 peer,
-            )),
+            ))),
         },
-        () = shared.shutdown.cancelled() => Err(Refusal::new(
+        () = shared.shutdown.cancelled() => Err(Box::new(Refusal::new(
             RejectReason::ShuttingDown,
             "the server is shutting down",
             peer,
-        )),
+        ))),
         }
     })
     .await;
     match outcome {
         Ok(accepted) => chat(reader, w, accepted, &shared).await,
-        Err(refusal) => Box::pin(refuse(reader, w, refusal, &shared)).await,
+        Err(refusal) => Box::pin(refuse(reader, w, *refusal, &shared)).await,
     }
 }
 
@@ -254,7 +257,7 @@ async fn next_handshake_frame(
 
 /// Tells the client why it was refused, records it, and closes.
 async fn refuse<W: AsyncWrite + Unpin>(
-    reader: Reader,
+    reader: Box<Reader>,
     mut w: W,
     refusal: Refusal,
     shared: &Shared,
@@ -287,7 +290,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
 }
 
 /// Discards what the client still sends, for a moment, before the socket is dropped.
-async fn linger(reader: Reader) {
+async fn linger(reader: Box<Reader>) {
     let mut rest = reader.into_inner();
     let _ = tokio::time::timeout(LINGER, async {
         let mut limited = tokio::io::AsyncReadExt::take(&mut rest, 1 << 20);
@@ -297,7 +300,7 @@ async fn linger(reader: Reader) {
 }
 
 /// The chat phase of a connection.
-async fn chat<W>(mut reader: Reader, w: W, accepted: Accepted, shared: &Shared)
+async fn chat<W>(mut reader: Box<Reader>, w: W, accepted: Box<Accepted>, shared: &Shared)
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -313,7 +316,7 @@ where
 /// the client why) if it is not admitted.
 async fn admit<W>(
     w: W,
-    accepted: Accepted,
+    accepted: Box<Accepted>,
     shared: &Shared,
 ) -> Option<(ConnId, Arc<Outbox>, JoinHandle<()>)>
 where
@@ -354,7 +357,7 @@ where
 
 /// Ends an admitted connection: tells the hub why (unless it decided), lets the writer finish.
 async fn leave(
-    reader: Reader,
+    reader: Box<Reader>,
     end: End,
     conn: ConnId,
     outbox: Arc<Outbox>,
@@ -409,10 +412,9 @@ enum End {
 
 /// Reads, checks and forwards frames until the connection ends.
 async fn read_loop(reader: &mut Reader, conn: ConnId, outbox: &Outbox, shared: &Shared) -> End {
-    let config = &shared.config;
-    let mut limiter = RateLimiter::new(config.rate, Instant::now());
+    let mut limiter = RateLimiter::new(shared.config.rate, Instant::now());
     loop {
-        let frame = tokio::select! {
+        let read = tokio::select! {
             biased;
             () = outbox.closed() => {
                 return if outbox.failed() {
@@ -425,91 +427,143 @@ async fn read_loop(reader: &mut Reader, conn: ConnId, outbox: &Outbox, shared: &
                 };
             }
             () = shared.shutdown.cancelled() => return End::Shutdown,
-            frame = reader.recv() => frame,
+            read = reader.recv() => read,
         };
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
-            Ok(None) => {
-                return End::Leave(
-                    DisconnectReason::ConnectionClosed,
-                    "connection closed".into(),
-                );
-            }
-            Err(e) if e.is_protocol_violation() => {
-                return End::Leave(DisconnectReason::ProtocolError, e.to_string());
-            }
-            Err(e) => return End::Leave(DisconnectReason::ConnectionClosed, e.to_string()),
+        // Deciding is synchronous, so that no frame is held across the wait for the hub
+        // (every idle connection's task is as large as its largest waiting state).
+        let cmd = match step(read, conn, outbox, shared, &mut limiter) {
+            Step::Next => continue,
+            Step::Hub(cmd) => cmd,
+            Step::End(end) => return end,
         };
-        if let ClientFrame::Quit { reason } = frame {
-            return End::Leave(DisconnectReason::Quit, clean_quit_message(&reason));
-        }
-        let tag = match &frame {
-            ClientFrame::Send(out) => Some(out.tag),
-            _ => None,
-        };
-        match limiter.check(Instant::now()) {
-            Verdict::Allow => {}
-            Verdict::Refuse { retry_after, first } => {
-                Stats::add(&shared.stats.rate_limited, 1);
-                let retry_after_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX);
-                if !reply(
-                    outbox,
-                    &ServerFrame::RateLimited {
-                        tag,
-                        retry_after_ms,
-                    },
-                ) {
-                    return overflow(config);
-                }
-                if first {
-                    let cmd = Cmd::RateLimited {
-                        conn,
-                        retry_after_ms: u64::from(retry_after_ms),
-                    };
-                    if shared.hub.send(cmd).await.is_err() {
-                        return End::HubGone;
-                    }
-                }
-                continue;
-            }
-            Verdict::Kick => {
-                return End::Leave(
-                    DisconnectReason::Flooding,
-                    "disconnected for flooding: kept sending while rate-limited".to_owned(),
-                );
-            }
-        }
-        let cmd = match frame {
-            ClientFrame::Send(msg) => match check_outgoing(&msg, config) {
-                Ok(()) => Cmd::Send { conn, msg },
-                Err(err) => {
-                    if !reply(outbox, &ServerFrame::Error(err)) {
-                        return overflow(config);
-                    }
-                    continue;
-                }
-            },
-            ClientFrame::Who { room } => Cmd::Who { conn, room },
-            ClientFrame::Ping { nonce } => {
-                let pong = ServerFrame::Pong {
-                    nonce,
-                    server_time: Utc::now(),
-                };
-                if !reply(outbox, &pong) {
-                    return overflow(config);
-                }
-                continue;
-            }
-            ClientFrame::Hello(_) | ClientFrame::RelayHello(_) => {
-                return End::Leave(
-                    DisconnectReason::ProtocolError,
-                    "the handshake was already done; Hello may be sent only once".to_owned(),
-                );
-            }
-            ClientFrame::Quit { .. } => continue,
-        };
-        if shared.hub.send(cmd).await.is_err() {
+        let sent = to_hub(shared, cmd);
+        if !sent.await {
             return End::HubGone;
+        }
+    }
+}
+
+/// What the read loop does next with what it read.
+enum Step {
+    /// Nothing more (answered directly, or refused).
+    Next,
+    /// Hand this to the hub.
+    Hub(Cmd),
+    /// The connection ends.
+    End(End),
+}
+
+/// Checks one read result against the protocol and the rate limit, answering directly what
+/// needs no hub.
+fn step(
+    read: Result<Option<ClientFrame>, FrameError>,
+    conn: ConnId,
+    outbox: &Outbox,
+    shared: &Shared,
+    limiter: &mut RateLimiter,
+) -> Step {
+    let config = &shared.config;
+    let frame = match read {
+        Ok(Some(frame)) => frame,
+        Ok(None) => {
+            return Step::End(End::Leave(
+                DisconnectReason::ConnectionClosed,
+                "connection closed".into(),
+            ));
+        }
+        Err(e) if e.is_protocol_violation() => {
+            return Step::End(End::Leave(DisconnectReason::ProtocolError, e.to_string()));
+        }
+        Err(e) => {
+            return Step::End(End::Leave(
+                DisconnectReason::ConnectionClosed,
+                e.to_string(),
+            ));
+        }
+    };
+    if let ClientFrame::Quit { reason } = frame {
+        return Step::End(End::Leave(
+            DisconnectReason::Quit,
+            clean_quit_message(&reason),
+        ));
+    }
+    let tag = match &frame {
+        ClientFrame::Send(out) => Some(out.tag),
+        _ => None,
+    };
+    match limiter.check(Instant::now()) {
+        Verdict::Allow => {}
+        Verdict::Refuse { retry_after, first } => {
+            Stats::add(&shared.stats.rate_limited, 1);
+            let retry_after_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX);
+            let refused = ServerFrame::RateLimited {
+                tag,
+                retry_after_ms,
+            };
+            if !reply(outbox, &refused) {
+                return Step::End(overflow(config));
+            }
+            return if first {
+                Step::Hub(Cmd::RateLimited {
+                    conn,
+                    retry_after_ms: u64::from(retry_after_ms),
+                })
+            } else {
+                Step::Next
+            };
+        }
+        Verdict::Kick => {
+            return Step::End(End::Leave(
+                DisconnectReason::Flooding,
+                "disconnected for flooding: kept sending while rate-limited".to_owned(),
+            ));
+        }
+    }
+    match frame {
+        ClientFrame::Send(msg) => match check_outgoing(&msg, config) {
+            Ok(()) => Step::Hub(Cmd::Send { conn, msg }),
+            Err(err) => {
+                if reply(outbox, &ServerFrame::Error(err)) {
+                    Step::Next
+                } else {
+                    Step::End(overflow(config))
+                }
+            }
+        },
+        ClientFrame::Who { room } => Step::Hub(Cmd::Who { conn, room }),
+        ClientFrame::Ping { nonce } => {
+            let pong = ServerFrame::Pong {
+                nonce,
+                server_time: Utc::now(),
+            };
+            if reply(outbox, &pong) {
+                Step::Next
+            } else {
+                Step::End(overflow(config))
+            }
+        }
+        ClientFrame::Hello(_) | ClientFrame::RelayHello(_) => Step::End(End::Leave(
+            DisconnectReason::ProtocolError,
+            "the handshake was already done; Hello may be sent only once".to_owned(),
+        )),
+        ClientFrame::Quit { .. } => Step::Next,
+    }
+}
+
+/// Hands a command to the hub; false if the hub is gone. The usual case (room in the hub's
+/// queue) does not wait; the rare wait for room is boxed, so that the read loop's state, which
+/// every idle connection holds, does not carry a command and a semaphore wait.
+fn to_hub(shared: &Shared, cmd: Cmd) -> impl Future<Output = bool> + '_ {
+    let waiting = match shared.hub.try_send(cmd) {
+        Ok(()) => Ok(None),
+        Err(TrySendError::Full(cmd)) => Ok(Some(Box::pin(shared.hub.send(cmd)))),
+        Err(TrySendError::Closed(_)) => Err(()),
+    };
+    async move {
+        match waiting {
+            Ok(None) => true,
+            Ok(Some(send)) => send.await.is_ok(),
+            Err(()) => false,
         }
     }
 }
@@ -527,13 +581,13 @@ fn close_for_shutdown(outbox: &Outbox) {
 /// any refusal.
 pub(crate) async fn refuse_full(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let (r, w) = stream.into_split();
-    let reader: Reader = FrameReader::new(
+    let reader = Box::new(FrameReader::new(
         Counting {
             inner: r,
             stats: shared.stats.clone(),
         },
         HANDSHAKE_MAX_FRAME,
-    );
+    ));
     let message = format!(
         "the server is full ({} connections); try again later",
         shared.config.max_clients
