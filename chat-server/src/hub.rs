@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use chat_core::frame::{encode_frame, encode_frame_into};
+use chat_core::frame::{FrameError, encode_frame, encode_frame_into};
 use chat_core::names::{self, MAX_NICK_CHARS, NickKeys};
 use chat_core::protocol::{
     ChatMessage, DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, Limits, MAX_SERVER_FRAME,
-    NickChange, Outgoing, RoomInfo, ServerFrame, Target, Timestamp, UserInfo, Welcome,
+    NickChange, Outgoing, RoomInfo, ServerFrame, Target, Timestamp, UserInfo,
 };
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +35,7 @@ use crate::event::{Event, EventKind};
 use crate::eventlog::LogSender;
 use crate::monitor::Monitor;
 use crate::outbox::{Outbox, PushError};
+use crate::roster::{self, Listed, Order, WelcomeHead};
 use crate::stats::Stats;
 
 /// Identifies one connection for its whole life.
@@ -118,6 +119,20 @@ struct Room {
     topic: String,
     /// Members and their queues, so fan-out needs no second lookup.
     members: HashMap<ConnId, Arc<Outbox>>,
+    /// The same members in roster order.
+    order: Order,
+}
+
+impl Listed for Member {
+    fn sort_key(&self) -> &str {
+        &self.keys.folded
+    }
+    fn nick(&self) -> &str {
+        &self.nick
+    }
+    fn relayed(&self) -> bool {
+        self.relayed
+    }
 }
 
 /// The hub's state. See the module documentation.
@@ -161,6 +176,7 @@ impl Hub {
                 name: DEFAULT_ROOM.to_owned(),
                 topic: String::new(),
                 members: HashMap::new(),
+                order: Order::default(),
             },
         );
         Hub {
@@ -292,6 +308,7 @@ impl Hub {
         for (kind, key) in keys.tagged() {
             self.nicks.insert((kind, key.to_owned()), req.conn);
         }
+        let keys_folded = keys.folded.clone();
         let online = self.stats.clients_now.fetch_add(1, Ordering::Relaxed) + 1;
         self.stats.clients_peak.fetch_max(online, Ordering::Relaxed);
 
@@ -322,6 +339,7 @@ impl Hub {
         );
         if let Some(room) = self.rooms.get_mut(&lobby) {
             room.members.insert(req.conn, req.outbox.clone());
+            room.order.insert(req.conn, &keys_folded, &self.clients);
             if let Some(run) = self.run.as_mut().filter(|r| r.room == lobby) {
                 run.late.push(Late {
                     conn: req.conn,
@@ -331,25 +349,30 @@ impl Hub {
             }
         }
 
-        let welcome = ServerFrame::Welcome(Welcome {
+        let rooms = self.room_list();
+        let limits = Limits {
+            max_frame: u32::try_from(self.config.max_frame).unwrap_or(u32::MAX),
+            max_message_len: u32::try_from(self.config.max_message_len).unwrap_or(u32::MAX),
+            max_targets: u32::try_from(self.config.max_targets).unwrap_or(u32::MAX),
+            rate_burst: self.config.rate.burst,
+            rate_interval_ms: self.config.rate.interval_ms(),
+        };
+        let head = WelcomeHead {
             version: req.version,
-            server: SERVER_NAME.to_owned(),
-            nick: nick.clone(),
-            requested_nick: req.nick.clone(),
+            server: SERVER_NAME,
+            nick: &nick,
+            requested_nick: &req.nick,
             nick_change,
             server_time: now,
-            room: lobby.clone(),
-            rooms: self.room_list(),
-            roster: self.roster(&lobby),
-            limits: Limits {
-                max_frame: u32::try_from(self.config.max_frame).unwrap_or(u32::MAX),
-                max_message_len: u32::try_from(self.config.max_message_len).unwrap_or(u32::MAX),
-                max_targets: u32::try_from(self.config.max_targets).unwrap_or(u32::MAX),
-                rate_burst: self.config.rate.burst,
-                rate_interval_ms: self.config.rate.interval_ms(),
-            },
-        });
-        self.push_to(req.conn, &welcome);
+            room: &lobby,
+            rooms: &rooms,
+            limits: &limits,
+        };
+        let welcome = match self.rooms.get(&lobby) {
+            Some(room) => roster::welcome(&head, &room.order, &self.clients, MAX_SERVER_FRAME),
+            None => roster::welcome(&head, &Order::default(), &self.clients, MAX_SERVER_FRAME),
+        };
+        self.queue_to(req.conn, welcome);
         let _ = req.joined.send(());
 
         self.emit(
@@ -513,11 +536,8 @@ impl Hub {
         let key = room_key(room);
         match self.rooms.get(&key) {
             Some(r) => {
-                let frame = ServerFrame::Roster {
-                    room: r.name.clone(),
-                    users: self.roster(&key),
-                };
-                self.push_to(conn, &frame);
+                let frame = roster::roster(&r.name, &r.order, &self.clients, MAX_SERVER_FRAME);
+                self.queue_to(conn, frame);
             }
             None => {
                 let message = format!("there is no room named {room:?}");
@@ -548,6 +568,7 @@ impl Hub {
         let mut left_rooms = Vec::new();
         for (key, room) in &mut self.rooms {
             if room.members.remove(&conn).is_some() {
+                room.order.remove(conn);
                 left_rooms.push((key.clone(), room.name.clone()));
             }
         }
@@ -695,30 +716,23 @@ impl Hub {
         }
     }
 
-    fn error(&mut self, conn: ConnId, tag: Option<u64>, code: ErrorCode, message: String) {
-        self.push_to(conn, &ServerFrame::Error(ErrorFrame { tag, code, message }));
+    /// Queues a frame encoded elsewhere for `conn` alone.
+    fn queue_to(&mut self, conn: ConnId, frame: Result<Bytes, FrameError>) {
+        let bytes = match frame {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!("cannot encode a server frame: {e}");
+                return;
+            }
+        };
+        self.flush_before_direct(conn);
+        if let Some(m) = self.clients.get(&conn) {
+            push(&m.outbox, bytes, conn, &mut self.overflowed);
+        }
     }
 
-    fn roster(&self, room_key: &str) -> Vec<UserInfo> {
-        let Some(room) = self.rooms.get(room_key) else {
-            return Vec::new();
-        };
-        let mut users: Vec<(&str, UserInfo)> = room
-            .members
-            .keys()
-            .filter_map(|id| self.clients.get(id))
-            .map(|m| {
-                (
-                    m.keys.folded.as_str(),
-                    UserInfo {
-                        nick: m.nick.clone(),
-                        relayed: m.relayed,
-                    },
-                )
-            })
-            .collect();
-        users.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        users.into_iter().map(|(_, u)| u).collect()
+    fn error(&mut self, conn: ConnId, tag: Option<u64>, code: ErrorCode, message: String) {
+        self.push_to(conn, &ServerFrame::Error(ErrorFrame { tag, code, message }));
     }
 
     fn room_list(&self) -> Vec<RoomInfo> {

@@ -17,6 +17,7 @@ mod hub;
 pub mod monitor;
 mod outbox;
 pub mod ratelimit;
+mod roster;
 pub mod server;
 mod session;
 pub mod stats;
