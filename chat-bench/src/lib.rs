@@ -596,17 +596,31 @@ pub async fn idle(
             })
         })
         .collect();
-    // Let the server finish what the logins started (join announcements) before measuring.
-    let mut after = rss()?;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = rss()?;
-        let settled = now == after;
-        after = now;
-        if settled {
+    // Let the server finish what the logins started (join announcements, which the clients
+    // read) before measuring: idle means the server uses (almost) no CPU for a whole second.
+    // Its memory is read two seconds later, so that an allocator that gives memory back on a
+    // timer has done so.
+    let usage =
+        || process_usage(server_pid).ok_or_else(|| format!("cannot read /proc/{server_pid}"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = usage()?;
+    let mut settled = false;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = usage()?;
+        // Under 1 % of one core over the last second.
+        let quiet = now.0.saturating_sub(last.0) < 10_000_000;
+        last = now;
+        if quiet {
+            settled = true;
             break;
         }
     }
+    if !settled {
+        return Err("the server did not become idle within 120 s".to_owned());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss()?;
     for r in readers {
         r.abort();
     }
