@@ -167,16 +167,12 @@ pub(crate) fn welcome<M: Listed>(
     max: usize,
 ) -> Result<Bytes, FrameError> {
     let listed = order.listed(members);
-    let mut buf = BytesMut::with_capacity(estimate(listed.clone()) + 64 * (head.rooms.len() + 1));
-    let frame = WelcomeFrame(WelcomeRef {
-        head,
-        roster: Users {
-            members: listed,
-            _member: std::marker::PhantomData,
-        },
-    });
-    encode_frame_into(&frame, max, &mut buf)?;
-    Ok(buf.freeze())
+    let capacity = estimate(listed.clone()) + 64 * (head.rooms.len() + 1);
+    let roster = Users {
+        members: listed,
+        _member: std::marker::PhantomData,
+    };
+    encode_sized(&WelcomeFrame(WelcomeRef { head, roster }), capacity, max)
 }
 
 /// The `Roster` frame for room `room` with the members of `order`.
@@ -187,15 +183,18 @@ pub(crate) fn roster<M: Listed>(
     max: usize,
 ) -> Result<Bytes, FrameError> {
     let listed = order.listed(members);
-    let mut buf = BytesMut::with_capacity(estimate(listed.clone()) + room.len());
-    let frame = RosterFrame {
-        room,
-        users: Users {
-            members: listed,
-            _member: std::marker::PhantomData,
-        },
+    let capacity = estimate(listed.clone()) + room.len();
+    let users = Users {
+        members: listed,
+        _member: std::marker::PhantomData,
     };
-    encode_frame_into(&frame, max, &mut buf)?;
+    encode_sized(&RosterFrame { room, users }, capacity, max)
+}
+
+/// Encodes one frame into a buffer of `capacity` bytes (grown if that was too little).
+fn encode_sized<T: Serialize>(frame: &T, capacity: usize, max: usize) -> Result<Bytes, FrameError> {
+    let mut buf = BytesMut::with_capacity(capacity);
+    encode_frame_into(frame, max, &mut buf)?;
     Ok(buf.freeze())
 }
 
