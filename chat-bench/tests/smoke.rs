@@ -124,3 +124,26 @@ async fn the_redis_mode_measures_redis_pub_sub() {
         .expect("idle");
     assert_eq!(idle.connections, 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_mode_reports_memory_per_connection() {
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().expect("addr")],
+        log_file: None,
+        stats_interval: None,
+        ..Config::default()
+    };
+    let server = Server::bind(config).await.expect("bind").spawn();
+    // The server runs in this process: its memory is this process's.
+    let report = chat_bench::idle(
+        Protocol::Chat,
+        &server.addr().to_string(),
+        50,
+        std::process::id(),
+    )
+    .await
+    .expect("idle");
+    assert_eq!(report.connections, 50);
+    assert!(report.server_rss_kib_before > 0 && report.server_rss_kib_after > 0);
+    server.shutdown().await;
+}
