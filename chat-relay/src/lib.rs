@@ -6,6 +6,7 @@
 //! noted for the log, and forwarded byte for byte.
 
 pub mod cli;
+mod growbuf;
 mod log;
 mod metered;
 
@@ -26,7 +27,7 @@ use chat_core::protocol::{
 };
 use chat_core::service::Secret;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use growbuf::GrowingBufReader;
 pub use log::LogRecord;
 use metered::Metered;
 
@@ -41,7 +43,9 @@ use metered::Metered;
 pub const DEFAULT_PORT: u16 = 9999;
 /// Connections being refused at once (over the client limit) at most; more are dropped.
 const MAX_REFUSALS: usize = 64;
-/// Buffer for each direction of a relayed connection.
+/// Buffer for each direction of a relayed connection: it starts small and grows up to the
+/// larger size while reads keep filling it (see `growbuf`).
+const COPY_BUFFER_MIN: usize = 2 * 1024;
 const COPY_BUFFER: usize = 64 * 1024;
 /// Time a guest has to close after the server closed its side.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -516,14 +520,17 @@ async fn relay(
 
     // 5. Both directions at once, bytes unchanged. Going down, the server's first frame
     //    (Welcome or Rejected) is read whole first, noted for the log, and forwarded as is.
-    // Large buffers: under load one read and one write carry many frames.
-    let mut from_client = BufReader::with_capacity(
-        COPY_BUFFER,
+    // Buffers that grow under load, so that one read and one write carry many frames, and
+    // stay small for a quiet guest.
+    let mut from_client = GrowingBufReader::new(
         Metered::new(client_read, shared.stats.clone(), metered::Direction::Up),
-    );
-    let mut from_server = BufReader::with_capacity(
+        COPY_BUFFER_MIN,
         COPY_BUFFER,
+    );
+    let mut from_server = GrowingBufReader::new(
         Metered::new(server_read, shared.stats.clone(), metered::Direction::Down),
+        COPY_BUFFER_MIN,
+        COPY_BUFFER,
     );
     // A guest that stops reading cannot hold its session forever.
     let mut w = metered::StallGuard::new(w, config.stall_timeout);
