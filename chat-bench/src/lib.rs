@@ -569,11 +569,9 @@ pub async fn idle(
     count: usize,
     server_pid: u32,
 ) -> Result<IdleReport, String> {
-    let rss = || {
-        process_usage(server_pid)
-            .map(|(_, rss)| rss)
-            .ok_or_else(|| format!("cannot read /proc/{server_pid}"))
-    };
+    let usage =
+        || process_usage(server_pid).ok_or_else(|| format!("cannot read /proc/{server_pid}"));
+    let rss = || usage().map(|(_, rss)| rss);
     let before = rss()?;
     let started = Instant::now();
     let conns = connect_many(
@@ -600,8 +598,6 @@ pub async fn idle(
     // read) before measuring: idle means the server uses (almost) no CPU for a whole second.
     // Its memory is read two seconds later, so that an allocator that gives memory back on a
     // timer has done so.
-    let usage =
-        || process_usage(server_pid).ok_or_else(|| format!("cannot read /proc/{server_pid}"));
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = usage()?;
     let mut settled = false;

@@ -5,14 +5,19 @@ use std::time::Duration;
 use chat_bench::{Options, Protocol, run};
 use chat_server::{Config, Server};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_run_delivers_everything_in_order() {
-    let mut config = Config {
+/// A server on a free loopback port, without log file or stats.
+fn config() -> Config {
+    Config {
         listen: vec!["127.0.0.1:0".parse().expect("addr")],
         log_file: None,
         stats_interval: None,
         ..Config::default()
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_run_delivers_everything_in_order() {
+    let mut config = config();
     config.rate.burst = 1_000_000;
     config.rate.per_sec = 1_000_000.0;
     let server = Server::bind(config).await.expect("bind").spawn();
@@ -40,12 +45,7 @@ async fn a_short_run_delivers_everything_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_does_not_stop_the_others() {
-    let mut config = Config {
-        listen: vec!["127.0.0.1:0".parse().expect("addr")],
-        log_file: None,
-        stats_interval: None,
-        ..Config::default()
-    };
+    let mut config = config();
     config.rate.burst = 1_000_000;
     config.rate.per_sec = 1_000_000.0;
     let server = Server::bind(config).await.expect("bind").spawn();
@@ -127,12 +127,7 @@ async fn the_redis_mode_measures_redis_pub_sub() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_idle_mode_reports_memory_per_connection() {
-    let config = Config {
-        listen: vec!["127.0.0.1:0".parse().expect("addr")],
-        log_file: None,
-        stats_interval: None,
-        ..Config::default()
-    };
+    let config = config();
     let server = Server::bind(config).await.expect("bind").spawn();
     // The server runs in this process: its memory is this process's.
     let report = chat_bench::idle(

@@ -308,7 +308,6 @@ impl Hub {
         for (kind, key) in keys.tagged() {
             self.nicks.insert((kind, key.to_owned()), req.conn);
         }
-        let keys_folded = keys.folded.clone();
         let online = self.stats.clients_now.fetch_add(1, Ordering::Relaxed) + 1;
         self.stats.clients_peak.fetch_max(online, Ordering::Relaxed);
 
@@ -339,7 +338,10 @@ impl Hub {
         );
         if let Some(room) = self.rooms.get_mut(&lobby) {
             room.members.insert(req.conn, req.outbox.clone());
-            room.order.insert(req.conn, &keys_folded, &self.clients);
+            if let Some(member) = self.clients.get(&req.conn) {
+                room.order
+                    .insert(req.conn, &member.keys.folded, &self.clients);
+            }
             if let Some(run) = self.run.as_mut().filter(|r| r.room == lobby) {
                 run.late.push(Late {
                     conn: req.conn,
@@ -368,10 +370,9 @@ impl Hub {
             rooms: &rooms,
             limits: &limits,
         };
-        let welcome = match self.rooms.get(&lobby) {
-            Some(room) => roster::welcome(&head, &room.order, &self.clients, MAX_SERVER_FRAME),
-            None => roster::welcome(&head, &Order::default(), &self.clients, MAX_SERVER_FRAME),
-        };
+        let nobody = Order::default();
+        let order = self.rooms.get(&lobby).map_or(&nobody, |room| &room.order);
+        let welcome = roster::welcome(&head, order, &self.clients, MAX_SERVER_FRAME);
         self.queue_to(req.conn, welcome);
         let _ = req.joined.send(());
 
@@ -710,20 +711,13 @@ impl Hub {
     }
 
     fn push_to(&mut self, conn: ConnId, frame: &ServerFrame) {
-        self.flush_before_direct(conn);
-        if let (Some(m), Some(bytes)) = (self.clients.get(&conn), encode(frame)) {
-            push(&m.outbox, bytes, conn, &mut self.overflowed);
-        }
+        self.queue_to(conn, encode_frame(frame, MAX_SERVER_FRAME));
     }
 
-    /// Queues a frame encoded elsewhere for `conn` alone.
+    /// Queues an encoded frame for `conn` alone.
     fn queue_to(&mut self, conn: ConnId, frame: Result<Bytes, FrameError>) {
-        let bytes = match frame {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!("cannot encode a server frame: {e}");
-                return;
-            }
+        let Some(bytes) = logged(frame) else {
+            return;
         };
         self.flush_before_direct(conn);
         if let Some(m) = self.clients.get(&conn) {
@@ -805,7 +799,12 @@ enum Recipients {
 
 /// Encodes a server frame; a frame too large to send is a server bug, logged and skipped.
 fn encode(frame: &ServerFrame) -> Option<Bytes> {
-    match encode_frame(frame, MAX_SERVER_FRAME) {
+    logged(encode_frame(frame, MAX_SERVER_FRAME))
+}
+
+/// The encoded frame, or `None` with the failure logged.
+fn logged(frame: Result<Bytes, FrameError>) -> Option<Bytes> {
+    match frame {
         Ok(b) => Some(b),
         Err(e) => {
             tracing::error!("cannot encode a server frame: {e}");
