@@ -18,6 +18,7 @@ pub mod monitor;
 mod outbox;
 pub mod ratelimit;
 mod roster;
+pub mod store;
 pub mod server;
 mod session;
 pub mod stats;

@@ -1,0 +1,322 @@
+//! Persistent state: accounts, rooms, the rooms each account is in, every message, and the
+//! private messages waiting for offline accounts.
+//!
+//! [`Store`] is the seam: [`SqliteStore`] implements it today (a file in WAL mode, or an
+//! in-memory database), and a PostgreSQL implementation for deployments with several servers
+//! would implement the same trait. A store is used by exactly one thread, the store thread
+//! started by [`StoreHandle::spawn`]. That thread takes the writes waiting for it in one go and
+//! commits them as **one transaction** (group commit): while one batch is being synced to disk
+//! the next one accumulates, so a burst of messages costs one sync, not one per message. Only
+//! after the commit returns does it report the batch's writes done, and only then does the hub
+//! acknowledge messages to their senders (docs/architecture.md, "Durability").
+//!
+//! Reads run on the same thread between batches, so a read sees every write queued before it.
+
+mod sqlite;
+
+use std::fmt;
+use std::thread::JoinHandle;
+
+use chat_core::protocol::{ChatMessage, MessageId};
+use tokio::sync::mpsc;
+
+pub use sqlite::SqliteStore;
+
+/// Most jobs waiting for the store thread. When it is full the hub refuses new messages with a
+/// "busy" error instead of waiting (the hub never waits).
+pub const STORE_QUEUE: usize = 16 * 1024;
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The database was written by a newer server.
+    #[error(
+        "the database has schema version {found}, newer than this server's {known}: \
+         upgrade the server"
+    )]
+    TooNew {
+        /// The database's version.
+        found: u32,
+        /// The newest version this build knows.
+        known: u32,
+    },
+    /// A stored value could not be read back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The store thread has stopped.
+    #[error("the store has stopped")]
+    Stopped,
+    /// The database's folder could not be created.
+    #[error("cannot create its folder: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A registered account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The nickname as registered.
+    pub nick: String,
+    /// The Argon2id hash (PHC string).
+    pub hash: String,
+    /// Keys of the rooms it is in besides `lobby`.
+    pub rooms: Vec<String>,
+}
+
+/// A room as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoom {
+    /// The case-folded name.
+    pub key: String,
+    /// The name.
+    pub name: String,
+    /// The topic; may be empty.
+    pub topic: String,
+}
+
+/// What the server needs in memory at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The id the next message gets (ids stay increasing across restarts).
+    pub next_message_id: MessageId,
+    /// Every account's nickname.
+    pub accounts: Vec<String>,
+    /// Every room.
+    pub rooms: Vec<StoredRoom>,
+    /// The most recent messages of each room (room key, messages oldest first).
+    pub recent: Vec<(String, Vec<ChatMessage>)>,
+}
+
+/// One change to the stored state.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A room or private message (`room` is the room's key, `None` for a private message),
+    /// and the accounts it waits for because they are offline.
+    Message {
+        /// The message, without a tag.
+        message: ChatMessage,
+        /// The room's key, `None` for a private message.
+        room: Option<String>,
+        /// Keys of the offline accounts it is queued for.
+        offline_for: Vec<String>,
+    },
+    /// A room was created or its topic changed.
+    Room(StoredRoom),
+    /// An account was registered.
+    Account {
+        /// Its key (the case-folded nickname).
+        key: String,
+        /// Its nickname.
+        nick: String,
+        /// The password hash.
+        hash: String,
+    },
+    /// An account's password changed.
+    Password {
+        /// The account's key.
+        key: String,
+        /// The new hash.
+        hash: String,
+    },
+    /// An account joined (`true`) or left a room.
+    Membership {
+        /// The account's key.
+        account: String,
+        /// The room's key.
+        room: String,
+        /// Joined or left.
+        joined: bool,
+    },
+}
+
+/// Persistent storage. Methods are called from the store thread only; see the module
+/// documentation.
+pub trait Store: Send + fmt::Debug {
+    /// Loads what the server keeps in memory, with up to `recent` messages per room.
+    fn load(&mut self, recent: usize) -> Result<Snapshot, StoreError>;
+    /// Applies the writes atomically and durably: when this returns `Ok`, all of them survive
+    /// a crash of the process (and, with the default settings, of the machine); on `Err`, none
+    /// of them was applied.
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError>;
+    /// The account registered under this key, with its rooms.
+    fn account(&mut self, key: &str) -> Result<Option<Account>, StoreError>;
+    /// Up to `limit` messages of a room older than `before` (all when `None`), oldest first,
+    /// and whether older ones exist.
+    fn history(
+        &mut self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
+    /// Removes and returns the private messages queued for an account, oldest first.
+    fn take_offline(&mut self, account: &str) -> Result<Vec<ChatMessage>, StoreError>;
+}
+
+/// A read (or a read-and-delete) run on the store thread between batches.
+type ReadJob = Box<dyn FnOnce(&mut dyn Store) + Send>;
+
+/// Work for the store thread.
+enum Job<T> {
+    /// A write, and what to report once it is committed.
+    Write(Write, Option<T>),
+    /// A read, run between batches.
+    Read(ReadJob),
+}
+
+impl<T> fmt::Debug for Job<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Job::Write(w, _) => f.debug_tuple("Write").field(w).finish(),
+            Job::Read(_) => f.write_str("Read"),
+        }
+    }
+}
+
+/// Called on the store thread after each batch with the commit's outcome and the reports of
+/// the batch's writes, in the order they were queued.
+pub type OnCommit<T> = Box<dyn FnMut(Result<(), StoreError>, Vec<T>) + Send>;
+
+/// The sending side of the store thread. Cloning it is cheap; the thread ends when every
+/// handle is dropped, after finishing the jobs already queued.
+#[derive(Debug)]
+pub struct StoreHandle<T> {
+    tx: mpsc::Sender<Job<T>>,
+}
+
+impl<T> Clone for StoreHandle<T> {
+    fn clone(&self) -> Self {
+        StoreHandle {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// Why a write was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The store thread is behind; try later.
+    Full,
+    /// The store thread has stopped.
+    Stopped,
+}
+
+impl<T: Send + 'static> StoreHandle<T> {
+    /// Starts the store thread over `store`.
+    pub fn spawn(
+        store: Box<dyn Store>,
+        on_commit: OnCommit<T>,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel(STORE_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("chat-store".into())
+            .spawn(move || run(store, rx, on_commit))?;
+        Ok((StoreHandle { tx }, thread))
+    }
+
+    /// Queues a write without waiting; `report` comes back through `on_commit`.
+    pub fn try_write(&self, write: Write, report: Option<T>) -> Result<(), QueueError> {
+        self.tx
+            .try_send(Job::Write(write, report))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Stopped,
+            })
+    }
+
+    /// Reserves room for a write, so that it can be queued later without failing.
+    pub fn try_reserve(&self) -> Result<WritePermit<'_, T>, QueueError> {
+        self.tx.try_reserve().map(WritePermit).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(()) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(()) => QueueError::Stopped,
+        })
+    }
+
+    /// Runs `f` on the store thread after the writes queued so far, without waiting for it.
+    pub fn try_read(
+        &self,
+        f: impl FnOnce(&mut dyn Store) + Send + 'static,
+    ) -> Result<(), QueueError> {
+        self.tx
+            .try_send(Job::Read(Box::new(f)))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Stopped,
+            })
+    }
+
+    /// Runs `f` on the store thread after the writes queued so far and returns its result.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Store) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job::Read(Box::new(move |store: &mut dyn Store| {
+            let _ = reply.send(f(store));
+        }));
+        self.tx.send(job).await.map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)
+    }
+
+    /// Queues a write, waiting for room; for callers that may wait (not the hub).
+    pub async fn write(&self, write: Write, report: Option<T>) -> Result<(), StoreError> {
+        self.tx
+            .send(Job::Write(write, report))
+            .await
+            .map_err(|_| StoreError::Stopped)
+    }
+}
+
+/// Room for one write in the store's queue (see [`StoreHandle::try_reserve`]).
+#[derive(Debug)]
+pub struct WritePermit<'a, T>(mpsc::Permit<'a, Job<T>>);
+
+impl<T> WritePermit<'_, T> {
+    /// Queues the write.
+    pub fn write(self, write: Write, report: Option<T>) {
+        self.0.send(Job::Write(write, report));
+    }
+}
+
+/// The store thread: group commit of the writes, reads in between.
+fn run<T>(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Job<T>>, mut on_commit: OnCommit<T>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut writes = Vec::with_capacity(MAX_BATCH);
+    let mut reports = Vec::with_capacity(MAX_BATCH);
+    let mut reads = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        for job in jobs.drain(..) {
+            match job {
+                Job::Write(write, report) => {
+                    writes.push(write);
+                    reports.extend(report);
+                }
+                Job::Read(read) => reads.push(read),
+            }
+        }
+        if !writes.is_empty() {
+            let result = store.apply(&writes);
+            if let Err(e) = &result {
+                tracing::error!("could not store {} changes: {e}", writes.len());
+            }
+            writes.clear();
+            on_commit(result, std::mem::take(&mut reports));
+        }
+        for read in reads.drain(..) {
+            read(store.as_mut());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

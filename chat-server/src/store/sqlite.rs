@@ -1,0 +1,347 @@
+//! The SQLite store: one file in WAL mode with `synchronous = FULL` (a commit is on disk when it
+//! returns), or an in-memory database for tests and `--db :memory:`.
+//!
+//! The schema is created and upgraded by the migrations in `migrations/`, embedded in the
+//! binary and applied in order at start; `PRAGMA user_version` records how many have run.
+
+use std::path::Path;
+
+use chat_core::protocol::{Body, ChatMessage, MessageAttr, MessageId, Target};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Account, Snapshot, Store, StoreError, StoredRoom, Write};
+
+/// The migrations, in order. A database at version `n` has had the first `n` applied.
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_offline.sql"),
+];
+
+/// SQLite behind the [`Store`] trait.
+#[derive(Debug)]
+pub struct SqliteStore {
+    db: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Connection::open(path)?;
+        // WAL: readers never block the writer; FULL: a commit is durable when it returns.
+        let mode: String = db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                "the database at {} is in {mode} mode, not WAL",
+                path.display()
+            );
+        }
+        db.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
+        Self::with(db, MIGRATIONS.len())
+    }
+
+    /// A database in memory: nothing survives the process.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::with(Connection::open_in_memory()?, MIGRATIONS.len())
+    }
+
+    /// Opens the file and applies only the first `version` migrations (to build databases of
+    /// an older schema in tests).
+    #[doc(hidden)]
+    pub fn open_at_version(path: &Path, version: usize) -> Result<Self, StoreError> {
+        Self::with(Connection::open(path)?, version)
+    }
+
+    fn with(mut db: Connection, version: usize) -> Result<Self, StoreError> {
+        migrate(&mut db, version)?;
+        Ok(SqliteStore { db })
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(self.db.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Direct access to the database, for tests that build old data.
+    #[doc(hidden)]
+    pub fn connection(&self) -> &Connection {
+        &self.db
+    }
+}
+
+/// Applies the migrations the database has not had, up to `target`, each in its own
+/// transaction with the version bump.
+fn migrate(db: &mut Connection, target: usize) -> Result<(), StoreError> {
+    let found: u32 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX);
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target)
+        .skip(found as usize)
+    {
+        let tx = db.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+        tracing::debug!("database migrated to schema version {}", i + 1);
+    }
+    Ok(())
+}
+
+const MESSAGE_COLUMNS: &str = "id, at_ms, sender, room, recipients, action, body, attrs";
+
+/// A message from a row of [`MESSAGE_COLUMNS`] (`room_name` is shown instead of the key).
+fn message_from_row(row: &rusqlite::Row<'_>, room_name: Option<&str>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        id: row.get(0)?,
+        at_ms: row.get(1)?,
+        sender: row.get(2)?,
+        room: room_name.map(str::to_owned).or(row.get(3)?),
+        recipients: row.get(4)?,
+        action: row.get(5)?,
+        body: row.get(6)?,
+        attrs: row.get(7)?,
+    })
+}
+
+/// A `messages` row as read.
+struct Row {
+    id: i64,
+    at_ms: i64,
+    sender: String,
+    room: Option<String>,
+    recipients: Option<String>,
+    action: bool,
+    body: String,
+    attrs: Option<String>,
+}
+
+impl Row {
+    fn into_message(self) -> Result<ChatMessage, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("message {}: {what}", self.id));
+        let at = DateTime::<Utc>::from_timestamp_millis(self.at_ms)
+            .ok_or_else(|| corrupt("timestamp out of range"))?;
+        let to = match (self.room, self.recipients) {
+            (Some(room), _) => Target::Room(room),
+            (None, Some(users)) => Target::Users(users.lines().map(str::to_owned).collect()),
+            (None, None) => return Err(corrupt("neither room nor recipients")),
+        };
+        let attrs: Vec<MessageAttr> = match &self.attrs {
+            Some(json) => serde_json::from_str(json).map_err(|e| corrupt(&e.to_string()))?,
+            None => Vec::new(),
+        };
+        let body = if self.action {
+            Body::Action(self.body)
+        } else {
+            Body::Text(self.body)
+        };
+        Ok(ChatMessage {
+            id: u64::try_from(self.id).map_err(|_| corrupt("negative id"))?,
+            at,
+            from: self.sender,
+            to,
+            body,
+            attrs,
+            tag: None,
+        })
+    }
+}
+
+fn id_param(id: MessageId) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+impl Store for SqliteStore {
+    fn load(&mut self, recent: usize) -> Result<Snapshot, StoreError> {
+        let last: Option<i64> = self
+            .db
+            .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
+        let accounts = self
+            .db
+            .prepare("SELECT nick FROM accounts ORDER BY key")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        let rooms = self
+            .db
+            .prepare("SELECT key, name, topic FROM rooms ORDER BY key")?
+            .query_map([], |r| {
+                Ok(StoredRoom {
+                    key: r.get(0)?,
+                    name: r.get(1)?,
+                    topic: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut recent_by_room = Vec::with_capacity(rooms.len());
+        if recent > 0 {
+            for room in &rooms {
+                let (messages, _) = self.history(&room.key, None, recent)?;
+                recent_by_room.push((room.key.clone(), messages));
+            }
+        }
+        Ok(Snapshot {
+            next_message_id: u64::try_from(last.unwrap_or(0)).unwrap_or(0) + 1,
+            accounts,
+            rooms,
+            recent: recent_by_room,
+        })
+    }
+
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        for write in writes {
+            match write {
+                Write::Message {
+                    message,
+                    room,
+                    offline_for,
+                } => {
+                    let recipients = match &message.to {
+                        Target::Users(users) => Some(users.join("\n")),
+                        Target::Room(_) => None,
+                    };
+                    let attrs = if message.attrs.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            serde_json::to_string(&message.attrs)
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        )
+                    };
+                    let id = id_param(message.id);
+                    tx.prepare_cached(
+                        "INSERT INTO messages (id, at_ms, sender, room, recipients, action, \
+                         body, attrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
+                        id,
+                        message.at.timestamp_millis(),
+                        message.from,
+                        room,
+                        recipients,
+                        matches!(message.body, Body::Action(_)),
+                        message.body.text(),
+                        attrs,
+                    ])?;
+                    for account in offline_for {
+                        tx.prepare_cached(
+                            "INSERT INTO offline (account, message) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![account, id])?;
+                    }
+                }
+                Write::Room(room) => {
+                    tx.prepare_cached(
+                        "INSERT INTO rooms (key, name, topic, created_ms) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (key) DO UPDATE SET topic = excluded.topic",
+                    )?
+                    .execute(params![
+                        room.key,
+                        room.name,
+                        room.topic,
+                        Utc::now().timestamp_millis()
+                    ])?;
+                }
+                Write::Account { key, nick, hash } => {
+                    tx.prepare_cached(
+                        "INSERT INTO accounts (key, nick, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![key, nick, hash, Utc::now().timestamp_millis()])?;
+                }
+                Write::Password { key, hash } => {
+                    tx.prepare_cached("UPDATE accounts SET hash = ?2 WHERE key = ?1")?
+                        .execute(params![key, hash])?;
+                }
+                Write::Membership {
+                    account,
+                    room,
+                    joined,
+                } => {
+                    let sql = if *joined {
+                        "INSERT OR IGNORE INTO account_rooms (account, room) VALUES (?1, ?2)"
+                    } else {
+                        "DELETE FROM account_rooms WHERE account = ?1 AND room = ?2"
+                    };
+                    tx.prepare_cached(sql)?.execute(params![account, room])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn account(&mut self, key: &str) -> Result<Option<Account>, StoreError> {
+        let found = self
+            .db
+            .prepare_cached("SELECT nick, hash FROM accounts WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((nick, hash)) = found else {
+            return Ok(None);
+        };
+        let rooms = self
+            .db
+            .prepare_cached("SELECT room FROM account_rooms WHERE account = ?1 ORDER BY room")?
+            .query_map([key], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(Some(Account { nick, hash, rooms }))
+    }
+
+    fn history(
+        &mut self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let name: Option<String> = self
+            .db
+            .prepare_cached("SELECT name FROM rooms WHERE key = ?1")?
+            .query_row([room], |r| r.get(0))
+            .optional()?;
+        let name = name.unwrap_or_else(|| room.to_owned());
+        // One more than asked for tells whether older messages exist.
+        let want = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut rows = self
+            .db
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ?1 AND id < ?2 \
+                 ORDER BY id DESC LIMIT ?3"
+            ))?
+            .query_map(
+                params![room, before.map_or(i64::MAX, id_param), want],
+                |r| message_from_row(r, Some(&name)),
+            )?
+            .collect::<Result<Vec<Row>, _>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        rows.reverse();
+        let messages = rows
+            .into_iter()
+            .map(Row::into_message)
+            .collect::<Result<_, _>>()?;
+        Ok((messages, more))
+    }
+
+    fn take_offline(&mut self, account: &str) -> Result<Vec<ChatMessage>, StoreError> {
+        let tx = self.db.transaction()?;
+        let rows = tx
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN \
+                 (SELECT message FROM offline WHERE account = ?1) ORDER BY id"
+            ))?
+            .query_map([account], |r| message_from_row(r, None))?
+            .collect::<Result<Vec<Row>, _>>()?;
+        tx.prepare_cached("DELETE FROM offline WHERE account = ?1")?
+            .execute([account])?;
+        tx.commit()?;
+        rows.into_iter().map(Row::into_message).collect()
+    }
+}

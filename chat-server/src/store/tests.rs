@@ -1,0 +1,271 @@
+//! The store and its thread, against real database files.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use chat_core::protocol::{Body, ChatMessage, MessageAttr, Target};
+use chrono::{TimeZone, Utc};
+
+use super::*;
+
+fn room_message(id: u64, room: &str, text: &str) -> Write {
+    Write::Message {
+        message: ChatMessage {
+            id,
+            at: Utc
+                .timestamp_millis_opt(1_700_000_000_000 + id as i64)
+                .unwrap(),
+            from: "alice".into(),
+            to: Target::Room(room.into()),
+            body: Body::Text(text.into()),
+            attrs: Vec::new(),
+            tag: None,
+        },
+        room: Some(room.into()),
+        offline_for: Vec::new(),
+    }
+}
+
+fn lobby() -> Write {
+    Write::Room(StoredRoom {
+        key: "lobby".into(),
+        name: "lobby".into(),
+        topic: String::new(),
+    })
+}
+
+#[test]
+fn an_empty_database_gets_the_whole_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("chat.db")).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap() as usize,
+        sqlite::MIGRATIONS.len()
+    );
+    let mode: String = store
+        .connection()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    {
+        let mut old = SqliteStore::open_at_version(&path, 1).unwrap();
+        assert_eq!(old.schema_version().unwrap(), 1);
+        old.apply(&[
+            lobby(),
+            room_message(7, "lobby", "from before"),
+            Write::Account {
+                key: "bob".into(),
+                nick: "Bob".into(),
+                hash: "h".into(),
+            },
+        ])
+        .unwrap();
+    }
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let snap = store.load(10).unwrap();
+    assert_eq!(snap.next_message_id, 8);
+    assert_eq!(snap.accounts, ["Bob"]);
+    assert_eq!(snap.recent[0].1[0].body.text(), "from before");
+    // The new table works.
+    let mut pm = room_message(8, "lobby", "queued");
+    if let Write::Message {
+        message,
+        room,
+        offline_for,
+    } = &mut pm
+    {
+        message.to = Target::Users(vec!["Bob".into()]);
+        *room = None;
+        offline_for.push("bob".into());
+    }
+    store.apply(&[pm]).unwrap();
+    assert_eq!(store.take_offline("bob").unwrap().len(), 1);
+}
+
+#[test]
+fn a_database_from_a_newer_server_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.pragma_update(None, "user_version", 99).unwrap();
+    drop(db);
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("upgrade the server"), "{err}");
+}
+
+#[test]
+fn history_pages_go_back_in_order() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    let mut writes = vec![lobby()];
+    writes.extend((1..=25).map(|i| room_message(i, "lobby", &format!("m{i}"))));
+    writes.push(room_message(26, "other", "elsewhere"));
+    store.apply(&writes).unwrap();
+    let text = |ms: &[ChatMessage]| {
+        ms.iter()
+            .map(|m| m.body.text().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (page, more) = store.history("lobby", None, 10).unwrap();
+    assert!(more);
+    assert_eq!(
+        text(&page),
+        (16..=25).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    let (page, more) = store.history("lobby", Some(page[0].id), 10).unwrap();
+    assert!(more);
+    assert_eq!(page.first().unwrap().id, 6);
+    let (page, more) = store.history("lobby", Some(6), 10).unwrap();
+    assert!(!more);
+    assert_eq!(text(&page), ["m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(page[0].to, Target::Room("lobby".into()));
+    assert_eq!(page[0].at.timestamp_millis(), 1_700_000_000_001);
+}
+
+#[test]
+fn messages_keep_their_body_kind_recipients_and_attributes() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    let message = ChatMessage {
+        id: 3,
+        at: Utc::now(),
+        from: "*guest".into(),
+        to: Target::Users(vec!["ann".into(), "Bob".into()]),
+        body: Body::Action("waves\nat you".into()),
+        attrs: vec![MessageAttr::ReplyTo(1), MessageAttr::ExpiresIn(60)],
+        tag: None,
+    };
+    store
+        .apply(&[Write::Message {
+            message: message.clone(),
+            room: None,
+            offline_for: vec!["ann".into(), "bob".into()],
+        }])
+        .unwrap();
+    let ann = store.take_offline("ann").unwrap();
+    assert_eq!(ann.len(), 1);
+    assert_eq!(ann[0].to, message.to);
+    assert_eq!(ann[0].body, message.body);
+    assert_eq!(ann[0].attrs, message.attrs);
+    assert_eq!(ann[0].at.timestamp_millis(), message.at.timestamp_millis());
+    // Taken means gone, for that account only.
+    assert!(store.take_offline("ann").unwrap().is_empty());
+    assert_eq!(store.take_offline("bob").unwrap().len(), 1);
+}
+
+#[test]
+fn accounts_keep_their_rooms_and_passwords_change() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    store
+        .apply(&[
+            Write::Account {
+                key: "zoe".into(),
+                nick: "Zoe".into(),
+                hash: "one".into(),
+            },
+            Write::Membership {
+                account: "zoe".into(),
+                room: "rust".into(),
+                joined: true,
+            },
+            Write::Membership {
+                account: "zoe".into(),
+                room: "go".into(),
+                joined: true,
+            },
+            Write::Membership {
+                account: "zoe".into(),
+                room: "go".into(),
+                joined: false,
+            },
+            Write::Password {
+                key: "zoe".into(),
+                hash: "two".into(),
+            },
+        ])
+        .unwrap();
+    let zoe = store.account("zoe").unwrap().unwrap();
+    assert_eq!(zoe.nick, "Zoe");
+    assert_eq!(zoe.hash, "two");
+    assert_eq!(zoe.rooms, ["rust"]);
+    assert!(store.account("nobody").unwrap().is_none());
+}
+
+#[test]
+fn a_failed_batch_applies_nothing() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    store.apply(&[room_message(1, "lobby", "one")]).unwrap();
+    // The second write reuses id 1: the whole batch fails.
+    let err = store.apply(&[
+        room_message(2, "lobby", "two"),
+        room_message(1, "lobby", "dup"),
+    ]);
+    assert!(err.is_err());
+    let (page, _) = store.history("lobby", None, 10).unwrap();
+    assert_eq!(page.len(), 1);
+}
+
+#[tokio::test]
+async fn the_store_thread_reports_every_write_in_order_after_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("chat.db")).unwrap();
+    let reported = Arc::new(Mutex::new(Vec::new()));
+    let batches = Arc::new(Mutex::new(0usize));
+    let (seen, count) = (reported.clone(), batches.clone());
+    let (handle, thread) = StoreHandle::spawn(
+        Box::new(store),
+        Box::new(move |result, reports: Vec<u64>| {
+            assert!(result.is_ok());
+            *count.lock().unwrap() += 1;
+            seen.lock().unwrap().extend(reports);
+        }),
+    )
+    .unwrap();
+    // Many concurrent writers.
+    let mut writers = Vec::new();
+    for w in 0..8u64 {
+        let handle = handle.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..250u64 {
+                let id = 1 + w * 250 + i;
+                handle
+                    .write(room_message(id, "lobby", "x"), Some(id))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    // A read runs after the writes queued before it.
+    let (page, more) = handle
+        .read(|s| s.history("lobby", None, 5000).unwrap())
+        .await
+        .unwrap();
+    assert!(!more);
+    assert_eq!(page.len(), 2000);
+    drop(handle);
+    thread.join().unwrap();
+    let mut reported = reported.lock().unwrap().clone();
+    assert_eq!(reported.len(), 2000);
+    // Each writer's reports come in the order it queued them.
+    for w in 0..8u64 {
+        let mine: Vec<u64> = reported
+            .iter()
+            .copied()
+            .filter(|id| (id - 1) / 250 == w)
+            .collect();
+        assert!(mine.windows(2).all(|p| p[0] < p[1]));
+    }
+    reported.sort_unstable();
+    assert_eq!(reported, (1..=2000).collect::<Vec<_>>());
+    assert!(*batches.lock().unwrap() >= 1);
+}
