@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::NickError;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Version 2 added rooms beyond `lobby`, history,
+/// accounts and offline private messages (the variants marked "since 2").
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The room every user is in.
@@ -58,6 +59,48 @@ pub enum ClientFrame {
         /// Shown to the others; may be empty.
         reason: String,
     },
+    /// Joins a room, creating it if it does not exist; answered with
+    /// [`ServerFrame::Entered`], the room's roster and its recent history. Since 2.
+    Join {
+        /// The room (with or without `#`).
+        room: String,
+    },
+    /// Leaves a room; answered with [`ServerFrame::Parted`]. Since 2.
+    Part {
+        /// The room.
+        room: String,
+    },
+    /// Asks for every room; answered with [`ServerFrame::Rooms`]. Since 2.
+    ListRooms,
+    /// Sets a room's topic (members only); everyone in it gets [`ServerFrame::Topic`]. Since 2.
+    SetTopic {
+        /// The room.
+        room: String,
+        /// The new topic; empty clears it.
+        topic: String,
+    },
+    /// Asks for a room's messages older than `before` (the newest ones when `None`);
+    /// answered with [`ServerFrame::History`]. Since 2.
+    History {
+        /// The room.
+        room: String,
+        /// Only messages with a smaller id.
+        before: Option<MessageId>,
+        /// At most this many (the server caps it).
+        limit: u32,
+    },
+    /// Registers the current nickname as an account with this password; answered with
+    /// [`ServerFrame::Registered`] once it is stored. Since 2.
+    Register {
+        /// The password.
+        password: String,
+    },
+    /// Changes the logged-in account's password; answered with
+    /// [`ServerFrame::PasswordChanged`] once it is stored. Since 2.
+    SetPassword {
+        /// The new password.
+        password: String,
+    },
 }
 
 /// The handshake frame. Its layout never changes.
@@ -69,7 +112,8 @@ pub struct Hello {
     pub nick: String,
     /// Client software name and version, e.g. `chat-tui/0.1.0`.
     pub client: String,
-    /// Account password (accounts are planned; servers without accounts ignore it).
+    /// Account password: logs in to the account registered under `nick`. `None` connects as
+    /// a guest.
     pub password: Option<String>,
 }
 
@@ -208,6 +252,61 @@ pub enum ServerFrame {
         /// Human-readable detail.
         message: String,
     },
+    /// This connection is now in a room (after `Join`, or at login for an account's rooms);
+    /// the room's roster and history follow. Since 2.
+    Entered {
+        /// The room's name.
+        room: String,
+        /// Its topic; may be empty.
+        topic: String,
+    },
+    /// This connection left a room. Since 2.
+    Parted {
+        /// The room's name.
+        room: String,
+    },
+    /// Every room, answering [`ClientFrame::ListRooms`]. Since 2.
+    Rooms(Vec<RoomInfo>),
+    /// A room's topic was set. Since 2.
+    Topic {
+        /// The room.
+        room: String,
+        /// The topic; may be empty.
+        topic: String,
+        /// Who set it.
+        by: String,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: Timestamp,
+    },
+    /// Stored messages of a room, oldest first: its recent history when the room is
+    /// entered, or a page asked for with [`ClientFrame::History`]. Since 2.
+    History {
+        /// The room.
+        room: String,
+        /// The messages, oldest first, with their original ids and timestamps.
+        messages: Vec<ChatMessage>,
+        /// Older messages exist (ask with `before` = the first id here).
+        more: bool,
+    },
+    /// Private messages sent to this account while it was offline, oldest first, with their
+    /// original timestamps. Since 2.
+    Offline(Vec<ChatMessage>),
+    /// A private message was stored for these registered users, who are offline: they get
+    /// it when they next log in. Sent after the message's echo. Since 2.
+    Queued {
+        /// The message's tag.
+        tag: u64,
+        /// The offline recipients.
+        to: Vec<String>,
+    },
+    /// The current nickname is now a registered account. Since 2.
+    Registered {
+        /// The account's nickname.
+        nick: String,
+    },
+    /// The account's password was changed. Since 2.
+    PasswordChanged,
 }
 
 /// Handshake result.
@@ -339,6 +438,14 @@ pub enum RejectReason {
     ShuttingDown,
     /// Sent by a relay: the chat server cannot be reached through it right now.
     Unavailable,
+    /// The password does not match the account. Since 2.
+    BadPassword,
+    /// A password was given for a nickname that has no account. Since 2.
+    NoSuchAccount,
+    /// The server admits only logged-in accounts (`--guests deny`). Since 2.
+    GuestsNotAllowed,
+    /// Accounts cannot be used through a relay. Since 2.
+    NoAccountsThroughRelay,
 }
 
 /// Why a connection ended (in `Bye` to the client, in `Left` to the others).
@@ -356,6 +463,10 @@ pub enum DisconnectReason {
     SendQueueExceeded,
     /// The server is shutting down.
     ServerShutdown,
+    /// The same account logged in on another connection. Since 2.
+    LoggedInElsewhere,
+    /// The user left this room only (`/part`); it stays connected. Since 2.
+    LeftRoom,
 }
 
 /// A request that failed; the connection stays open.
@@ -390,6 +501,16 @@ pub enum ErrorCode {
     },
     /// The server does not support this request.
     Unsupported,
+    /// The request is not allowed for this connection (registering through a relay, a
+    /// nickname already registered, changing a password without being logged in). Since 2.
+    NotAllowed,
+    /// The server cannot store the message right now; it was not delivered: send it again.
+    /// Since 2.
+    Busy,
+    /// The room name breaks a rule. Since 2.
+    InvalidRoom(String),
+    /// The password is empty or too long. Since 2.
+    InvalidPassword,
 }
 
 impl DisconnectReason {
@@ -402,6 +523,8 @@ impl DisconnectReason {
             DisconnectReason::Flooding => "flooding",
             DisconnectReason::SendQueueExceeded => "send queue exceeded",
             DisconnectReason::ServerShutdown => "server shutting down",
+            DisconnectReason::LoggedInElsewhere => "logged in elsewhere",
+            DisconnectReason::LeftRoom => "left the room",
         }
     }
 }

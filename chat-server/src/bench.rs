@@ -39,6 +39,7 @@ impl FanOut {
                 addr: "127.0.0.1:1".parse().expect("address"),
                 relayed: false,
                 outbox: outbox.clone(),
+                login: None,
                 joined,
             })));
             outboxes.push(outbox);

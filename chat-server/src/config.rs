@@ -2,7 +2,7 @@
 //! [`Config`] that [`crate::Server`] runs with.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chat_core::protocol::DEFAULT_MAX_FRAME;
@@ -46,7 +46,58 @@ pub struct Config {
     pub hello_timeout: Duration,
     /// The browser monitor; `None` runs none (the library default; the binary runs one).
     pub monitor: Option<MonitorConfig>,
+    /// Where accounts, rooms and messages are stored.
+    pub db: DbLocation,
+    /// Messages of a room replayed to whoever enters it.
+    pub history_replay: usize,
+    /// Whether connections without an account are admitted.
+    pub guests: GuestPolicy,
 }
+
+/// Where the store keeps its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbLocation {
+    /// In memory: nothing survives a restart (the library default, for tests).
+    Memory,
+    /// A SQLite file (created if missing).
+    File(PathBuf),
+}
+
+impl DbLocation {
+    /// `:memory:` is the in-memory database; anything else a file.
+    pub fn parse(s: &str) -> DbLocation {
+        if s == ":memory:" {
+            DbLocation::Memory
+        } else {
+            DbLocation::File(PathBuf::from(s))
+        }
+    }
+}
+
+impl std::fmt::Display for DbLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbLocation::Memory => f.write_str(":memory: (nothing is kept after the server stops)"),
+            DbLocation::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Whether guests (connections without an account) are admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GuestPolicy {
+    /// Anyone may connect; a password logs in to an account.
+    #[default]
+    Allow,
+    /// Only accounts: a connection must give a password. A password for a nickname nobody has
+    /// registered creates the account.
+    Deny,
+}
+
+/// Default number of messages replayed when a room is entered.
+pub const DEFAULT_HISTORY_REPLAY: usize = 50;
+/// Most messages replayed or returned in one history page.
+pub const MAX_HISTORY_PAGE: usize = 500;
 
 impl Default for Config {
     fn default() -> Self {
@@ -66,6 +117,9 @@ impl Default for Config {
             send_queue_bytes: 1024 * 1024,
             hello_timeout: Duration::from_secs(10),
             monitor: None,
+            db: DbLocation::Memory,
+            history_replay: DEFAULT_HISTORY_REPLAY,
+            guests: GuestPolicy::Allow,
         }
     }
 }
@@ -174,12 +228,28 @@ pub struct Cli {
     /// Seconds a new connection has to send its Hello.
     #[arg(long, env = "CHAT_HELLO_TIMEOUT", default_value_t = 10)]
     pub hello_timeout: u64,
+
+    /// Database of accounts, rooms and message history (SQLite, created if missing)
+    /// [default: chat.db in the data folder, e.g. ~/.local/share/chat-suite/chat.db].
+    /// `:memory:` keeps everything in memory only.
+    #[arg(long, env = "CHAT_DB")]
+    pub db: Option<String>,
+
+    /// Messages of a room replayed to whoever enters it (at most 500).
+    #[arg(long, env = "CHAT_HISTORY", default_value_t = DEFAULT_HISTORY_REPLAY)]
+    pub history: usize,
+
+    /// Whether people without an account may connect.
+    #[arg(long, env = "CHAT_GUESTS", value_enum, default_value_t = GuestPolicy::Allow)]
+    pub guests: GuestPolicy,
 }
 
 impl Cli {
-    /// Resolves the command line into a [`Config`]; `default_log` is used when neither
-    /// --log-file nor --no-log-file is given.
-    pub fn into_config(self, default_log: Option<PathBuf>) -> anyhow::Result<Config> {
+    /// Resolves the command line into a [`Config`]. The message log and the database go into
+    /// `data_dir` unless flags say otherwise; without a data folder the database is kept in
+    /// memory.
+    pub fn into_config(self, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+        let default_log = data_dir.map(|d| d.join("messages.jsonl"));
         let listen = self
             .listen
             .iter()
@@ -215,6 +285,14 @@ impl Cli {
                  ({text_room})"
             );
         }
+        if self.history > MAX_HISTORY_PAGE {
+            anyhow::bail!("--history must be at most {MAX_HISTORY_PAGE}");
+        }
+        let db = match (&self.db, data_dir) {
+            (Some(s), _) => DbLocation::parse(s),
+            (None, Some(dir)) => DbLocation::File(dir.join("chat.db")),
+            (None, None) => DbLocation::Memory,
+        };
         let log_file = if self.no_log_file {
             None
         } else {
@@ -246,6 +324,9 @@ impl Cli {
                 backlog: self.monitor_backlog,
                 ..MonitorConfig::default()
             }),
+            db,
+            history_replay: self.history,
+            guests: self.guests,
         })
     }
 }
@@ -287,9 +368,12 @@ mod tests {
     #[test]
     fn defaults_from_an_empty_command_line() {
         let cli = Cli::try_parse_from(["chat-server"]).expect("parse");
-        let cfg = cli.into_config(Some("x.jsonl".into())).expect("config");
+        let cfg = cli.into_config(Some(Path::new("data"))).expect("config");
         assert_eq!(cfg.listen, Config::default().listen);
-        assert_eq!(cfg.log_file, Some(PathBuf::from("x.jsonl")));
+        assert_eq!(cfg.log_file, Some(PathBuf::from("data/messages.jsonl")));
+        assert_eq!(cfg.db, DbLocation::File(PathBuf::from("data/chat.db")));
+        assert_eq!(cfg.history_replay, 50);
+        assert_eq!(cfg.guests, GuestPolicy::Allow);
         assert_eq!(cfg.rate, RateConfig::default());
         assert_eq!(cfg.stats_interval, Some(Duration::from_secs(60)));
         assert_eq!(cfg.relay_secret, None);
@@ -337,7 +421,7 @@ mod tests {
             "--no-log-file",
         ])
         .expect("parse");
-        let cfg = cli.into_config(Some("x".into())).expect("config");
+        let cfg = cli.into_config(Some(Path::new("x"))).expect("config");
         assert_eq!(cfg.listen.len(), 2);
         assert_eq!(cfg.log_file, None);
     }

@@ -14,7 +14,7 @@
 //! one of those members first. A message to 1,000 members costs 1,000 queue pushes only when
 //! it is alone; a burst of 50 costs the same 1,000, not 50,000.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,19 +24,21 @@ use chat_core::frame::{FrameError, encode_frame, encode_frame_into};
 use chat_core::names::{self, MAX_NICK_CHARS, NickKeys};
 use chat_core::protocol::{
     ChatMessage, DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, Limits, MAX_SERVER_FRAME,
-    NickChange, Outgoing, RoomInfo, ServerFrame, Target, Timestamp, UserInfo,
+    MessageId, NickChange, Outgoing, RejectReason, Rejected, RoomInfo, ServerFrame, Target,
+    Timestamp, UserInfo,
 };
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, MAX_HISTORY_PAGE};
 use crate::event::{Event, EventKind};
 use crate::eventlog::LogSender;
 use crate::monitor::Monitor;
 use crate::outbox::{Outbox, PushError};
 use crate::roster::{self, Listed, Order, WelcomeHead};
 use crate::stats::Stats;
+use crate::store::{Account, QueueError, Snapshot, StoreHandle, StoredRoom, Write};
 
 /// Identifies one connection for its whole life.
 pub(crate) type ConnId = u64;
@@ -60,6 +62,72 @@ pub(crate) enum Cmd {
     },
     /// An event produced outside the hub (refused handshakes, periodic stats).
     Record(EventKind),
+    /// Enter a room (creating it).
+    EnterRoom { conn: ConnId, room: String },
+    /// Leave a room.
+    PartRoom { conn: ConnId, room: String },
+    /// List every room.
+    ListRooms { conn: ConnId },
+    /// Set a room's topic.
+    SetTopic {
+        conn: ConnId,
+        room: String,
+        topic: String,
+    },
+    /// Fetch a page of a room's history.
+    History {
+        conn: ConnId,
+        room: String,
+        before: Option<MessageId>,
+        limit: u32,
+    },
+    /// Register the connection's nickname (the password already hashed by the session).
+    Register { conn: ConnId, hash: String },
+    /// Change the logged-in account's password (already hashed).
+    SetPassword { conn: ConnId, hash: String },
+    /// The store committed a batch (or failed to): acknowledge its writes.
+    Stored {
+        result: Result<(), String>,
+        acks: Vec<Ack>,
+    },
+    /// A frame the store thread prepared for one connection (a history page).
+    Reply { conn: ConnId, frame: ServerFrame },
+    /// Everything queued for the store before has been committed (see `Hub::barrier`).
+    Barrier,
+    /// The private messages an account received while offline, read from the store.
+    Offline {
+        conn: ConnId,
+        messages: Result<Vec<ChatMessage>, String>,
+    },
+}
+
+/// What to tell a client once its write is durable.
+#[derive(Debug)]
+pub(crate) struct Ack {
+    conn: ConnId,
+    what: Acked,
+}
+
+#[derive(Debug)]
+enum Acked {
+    /// A message: its echo (with the sender's tag), and the offline accounts it was queued for.
+    Message {
+        echo: ChatMessage,
+        queued_for: Vec<String>,
+    },
+    /// The connection's nickname became an account.
+    Registered { key: String, nick: String },
+    /// The account's password changed.
+    PasswordChanged,
+}
+
+/// An account the session verified (or is creating) for a connection.
+#[derive(Debug)]
+pub(crate) struct Login {
+    /// The account as stored (its nickname and rooms).
+    pub account: Account,
+    /// The password hash of an account being created at this login (`--guests deny`).
+    pub create: Option<String>,
 }
 
 /// Everything the hub needs to admit a connection.
@@ -72,8 +140,11 @@ pub(crate) struct JoinRequest {
     pub addr: SocketAddr,
     pub relayed: bool,
     pub outbox: Arc<Outbox>,
-    /// Answered once the Welcome is queued; dropped if the client is not admitted.
-    pub joined: oneshot::Sender<()>,
+    /// The account logged in to, if any.
+    pub login: Option<Login>,
+    /// Answered once the Welcome is queued (or with the refusal); dropped if the server is
+    /// shutting down.
+    pub joined: oneshot::Sender<Result<(), Rejected>>,
 }
 
 #[derive(Debug)]
@@ -83,6 +154,10 @@ struct Member {
     addr: SocketAddr,
     relayed: bool,
     outbox: Arc<Outbox>,
+    /// The protocol version spoken on this connection.
+    version: u16,
+    /// The account's key when logged in.
+    account: Option<String>,
 }
 
 /// Room broadcasts waiting to be queued: their frames are in `Hub::run_buf`, back to back.
@@ -109,6 +184,9 @@ struct Late {
     messages: u64,
 }
 
+/// How long shutdown waits for the store to confirm the messages accepted before it.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A run is queued once it holds this many bytes, so that one piece stays small next to a
 /// client's send queue and latency does not wait for a huge batch.
 const RUN_BYTES: usize = 64 * 1024;
@@ -121,6 +199,20 @@ struct Room {
     members: HashMap<ConnId, Arc<Outbox>>,
     /// The same members in roster order.
     order: Order,
+    /// Its latest messages, oldest first, replayed to whoever enters.
+    recent: VecDeque<ChatMessage>,
+}
+
+impl Room {
+    fn new(name: String, topic: String) -> Self {
+        Room {
+            name,
+            topic,
+            members: HashMap::new(),
+            order: Order::default(),
+            recent: VecDeque::new(),
+        }
+    }
 }
 
 impl Listed for Member {
@@ -158,6 +250,14 @@ pub(crate) struct Hub {
     closing: bool,
     /// The log queue was full at the last record.
     log_behind: bool,
+    /// Where messages, rooms and accounts are stored; `None` keeps nothing (unit tests).
+    store: Option<StoreHandle<Ack>>,
+    /// The hub's own queue, for answers from the store thread.
+    me: Option<mpsc::WeakSender<Cmd>>,
+    /// Registered accounts: case-folded key to nickname.
+    accounts: HashMap<String, String>,
+    /// Every uniqueness key of every registered nickname: guests cannot have them.
+    reserved: HashSet<(u8, String)>,
 }
 
 const SERVER_NAME: &str = concat!("chat-server/", env!("CARGO_PKG_VERSION"));
@@ -172,12 +272,7 @@ impl Hub {
         let mut rooms = HashMap::new();
         rooms.insert(
             DEFAULT_ROOM.to_owned(),
-            Room {
-                name: DEFAULT_ROOM.to_owned(),
-                topic: String::new(),
-                members: HashMap::new(),
-                order: Order::default(),
-            },
+            Room::new(DEFAULT_ROOM.to_owned(), String::new()),
         );
         Hub {
             config,
@@ -194,7 +289,48 @@ impl Hub {
             closing: false,
             log_behind: false,
             monitor,
+            store: None,
+            me: None,
+            accounts: HashMap::new(),
+            reserved: HashSet::new(),
         }
+    }
+
+    /// Attaches the store: restores rooms, accounts and recent history from `snapshot`, and
+    /// from now on stores every change and acknowledges messages once they are durable.
+    pub(crate) fn with_store(
+        mut self,
+        store: StoreHandle<Ack>,
+        snapshot: Snapshot,
+        me: mpsc::WeakSender<Cmd>,
+    ) -> Self {
+        self.next_msg_id = self.next_msg_id.max(snapshot.next_message_id);
+        for StoredRoom { key, name, topic } in snapshot.rooms {
+            let room = self
+                .rooms
+                .entry(key)
+                .or_insert_with(|| Room::new(name, String::new()));
+            room.topic = topic;
+        }
+        for (key, messages) in snapshot.recent {
+            if let Some(room) = self.rooms.get_mut(&key) {
+                room.recent = messages.into();
+            }
+        }
+        for nick in snapshot.accounts {
+            self.add_account(nick);
+        }
+        self.store = Some(store);
+        self.me = Some(me);
+        self
+    }
+
+    fn add_account(&mut self, nick: String) {
+        let keys = names::nick_keys(&nick);
+        for (kind, key) in keys.tagged() {
+            self.reserved.insert((kind, key.to_owned()));
+        }
+        self.accounts.insert(keys.folded, nick);
     }
 
     /// Handles commands until every session is gone (or `stop` fires). When `shutdown` fires
@@ -208,15 +344,29 @@ impl Hub {
         stop: CancellationToken,
     ) {
         let mut batch = Vec::with_capacity(64);
+        // While shutting down: when to stop waiting for the store's last acknowledgements.
+        let mut draining: Option<tokio::time::Instant> = None;
         loop {
+            let drain_deadline = draining.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                () = shutdown.cancelled(), if !self.closing => {
+                () = shutdown.cancelled(), if !self.closing && draining.is_none() => {
                     while let Ok(cmd) = rx.try_recv() {
                         self.handle(cmd);
                     }
                     self.settle();
+                    // Messages already accepted are acknowledged before the goodbyes, once
+                    // the store has committed them.
+                    if self.barrier() {
+                        draining = Some(tokio::time::Instant::now() + DRAIN_WAIT);
+                    } else {
+                        self.say_goodbye();
+                    }
+                }
+                () = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {
+                    tracing::warn!("the store did not confirm the last messages in time");
+                    draining = None;
                     self.say_goodbye();
                 }
                 n = rx.recv_many(&mut batch, 256) => {
@@ -224,6 +374,13 @@ impl Hub {
                         break;
                     }
                     for cmd in batch.drain(..) {
+                        if matches!(cmd, Cmd::Barrier) {
+                            if draining.take().is_some() {
+                                self.settle();
+                                self.say_goodbye();
+                            }
+                            continue;
+                        }
                         self.handle(cmd);
                     }
                     self.settle();
@@ -235,6 +392,22 @@ impl Hub {
         }
         self.settle();
         self.say_goodbye();
+    }
+
+    /// Asks the store thread to answer [`Cmd::Barrier`] once everything queued before is
+    /// committed (and acknowledged); false without a store.
+    fn barrier(&self) -> bool {
+        let (Some(store), Some(me)) = (&self.store, &self.me) else {
+            return false;
+        };
+        let me = me.clone();
+        store
+            .try_read(move |_| {
+                if let Some(hub) = me.upgrade() {
+                    let _ = hub.blocking_send(Cmd::Barrier);
+                }
+            })
+            .is_ok()
     }
 
     fn say_goodbye(&mut self) {
@@ -293,18 +466,56 @@ impl Hub {
                 message,
             } => self.remove(conn, reason, message, true),
             Cmd::Record(kind) => self.emit(kind, Utc::now()),
+            Cmd::EnterRoom { conn, room } => self.enter_room(conn, &room),
+            Cmd::PartRoom { conn, room } => self.part_room(conn, &room),
+            Cmd::ListRooms { conn } => {
+                let rooms = self.room_list();
+                self.push_to(conn, &ServerFrame::Rooms(rooms));
+            }
+            Cmd::SetTopic { conn, room, topic } => self.set_topic(conn, &room, topic),
+            Cmd::History {
+                conn,
+                room,
+                before,
+                limit,
+            } => self.history(conn, &room, before, limit),
+            Cmd::Register { conn, hash } => self.register(conn, hash),
+            Cmd::SetPassword { conn, hash } => self.set_password(conn, hash),
+            Cmd::Stored { result, acks } => self.stored(result, acks),
+            Cmd::Reply { conn, frame } => self.push_to(conn, &frame),
+            Cmd::Offline { conn, messages } => self.offline_loaded(conn, messages),
+            Cmd::Barrier => {}
         }
     }
 
-    fn join(&mut self, req: JoinRequest) {
+    fn join(&mut self, mut req: JoinRequest) {
         if self.closing {
             // Not admitted: the handshake's answer is a refusal (the session sends it when
             // the `joined` sender is dropped here).
             return;
         }
         let now = Utc::now();
-        let (nick, nick_change) = self.assign_nick(&req.nick);
+        let login = req.login.take();
+        let (nick, nick_change) = match &login {
+            Some(login) => {
+                let nick = login.account.nick.clone();
+                if login.create.is_some() && !self.nick_unreserved(&nick) {
+                    let _ = req.joined.send(Err(Rejected {
+                        reason: RejectReason::BadPassword,
+                        message: format!(
+                            "{nick:?} was registered by someone else a moment ago; \
+                             log in with its password or choose another nickname"
+                        ),
+                    }));
+                    return;
+                }
+                self.evict_holders(&nick);
+                (nick, None)
+            }
+            None => self.assign_nick(&req.nick),
+        };
         let keys = names::nick_keys(&nick);
+        let account = login.as_ref().map(|_| keys.folded.clone());
         for (kind, key) in keys.tagged() {
             self.nicks.insert((kind, key.to_owned()), req.conn);
         }
@@ -334,6 +545,8 @@ impl Hub {
                 addr: req.addr,
                 relayed: req.relayed,
                 outbox: req.outbox.clone(),
+                version: req.version,
+                account: account.clone(),
             },
         );
         if let Some(room) = self.rooms.get_mut(&lobby) {
@@ -374,7 +587,10 @@ impl Hub {
         let order = self.rooms.get(&lobby).map_or(&nobody, |room| &room.order);
         let welcome = roster::welcome(&head, order, &self.clients, MAX_SERVER_FRAME);
         self.queue_to(req.conn, welcome);
-        let _ = req.joined.send(());
+        let _ = req.joined.send(Ok(()));
+        if req.version >= 2 {
+            self.replay(req.conn, &lobby);
+        }
 
         self.emit(
             EventKind::Join {
@@ -389,19 +605,137 @@ impl Hub {
             self.emit(
                 EventKind::NickChanged {
                     requested: req.nick,
-                    nick,
+                    nick: nick.clone(),
                     reason: "taken",
                 },
                 now,
             );
         }
+        let (Some(login), Some(key)) = (login, account) else {
+            return;
+        };
+        if let Some(hash) = login.create {
+            self.add_account(nick.clone());
+            self.store_write(Write::Account {
+                key: key.clone(),
+                nick: nick.clone(),
+                hash,
+            });
+        }
+        // An old client (version 1) knows only the lobby.
+        if req.version >= 2 {
+            for room in &login.account.rooms {
+                if self.rooms.contains_key(room) {
+                    self.enter_room(req.conn, room);
+                }
+            }
+        }
+        self.deliver_offline(req.conn, key);
     }
 
-    fn nick_free(&self, nick: &str) -> bool {
+    /// Asks the store for the private messages `account` got while offline; they come back
+    /// as [`Cmd::Offline`]. The store reads after the writes queued before, so every message
+    /// queued for the account before this login is among them.
+    fn deliver_offline(&mut self, conn: ConnId, account: String) {
+        let (Some(store), Some(me)) = (&self.store, &self.me) else {
+            return;
+        };
+        let me = me.clone();
+        let queued = store.try_read(move |store| {
+            let messages = store.take_offline(&account).map_err(|e| e.to_string());
+            if let Some(hub) = me.upgrade() {
+                let _ = hub.blocking_send(Cmd::Offline { conn, messages });
+            }
+        });
+        if queued.is_err() {
+            let message = "the server is too busy to fetch your offline messages now; they \
+                           stay queued for your next login"
+                .to_owned();
+            self.error(conn, None, ErrorCode::Busy, message);
+        }
+    }
+
+    fn offline_loaded(&mut self, conn: ConnId, messages: Result<Vec<ChatMessage>, String>) {
+        let Some(version) = self.clients.get(&conn).map(|m| m.version) else {
+            return;
+        };
+        match messages {
+            Ok(messages) if messages.is_empty() => {}
+            Ok(messages) if version >= 2 => self.push_to(conn, &ServerFrame::Offline(messages)),
+            Ok(messages) => {
+                for m in messages {
+                    self.push_to(conn, &ServerFrame::Message(m));
+                }
+            }
+            Err(e) => {
+                let message = format!("could not read your offline messages: {e}");
+                self.error(conn, None, ErrorCode::Busy, message);
+            }
+        }
+    }
+
+    /// Disconnects whoever online holds `nick` or a look-alike: an account that logs in
+    /// takes its nickname back (from its own older connection).
+    fn evict_holders(&mut self, nick: &str) {
+        let keys = names::nick_keys(nick);
+        let holders: Vec<ConnId> = keys
+            .tagged()
+            .iter()
+            .filter_map(|&(kind, key)| self.nicks.get(&(kind, key.to_owned())).copied())
+            .collect();
+        for conn in holders {
+            self.remove(
+                conn,
+                DisconnectReason::LoggedInElsewhere,
+                format!("{nick} logged in from another connection"),
+                true,
+            );
+        }
+    }
+
+    /// Nobody registered `nick` or a look-alike.
+    fn nick_unreserved(&self, nick: &str) -> bool {
         let keys = names::nick_keys(nick);
         keys.tagged()
             .iter()
-            .all(|&(kind, key)| !self.nicks.contains_key(&(kind, key.to_owned())))
+            .all(|&(kind, key)| !self.reserved.contains(&(kind, key.to_owned())))
+    }
+
+    /// Sends `conn` the room's recent messages (up to the configured replay), as history.
+    fn replay(&mut self, conn: ConnId, key: &str) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let skip = room.recent.len().saturating_sub(self.config.history_replay);
+        let messages: Vec<ChatMessage> = room.recent.iter().skip(skip).cloned().collect();
+        if messages.is_empty() {
+            return;
+        }
+        let frame = ServerFrame::History {
+            room: room.name.clone(),
+            more: skip > 0 || messages.first().is_some_and(|m| m.id > 1),
+            messages,
+        };
+        self.push_to(conn, &frame);
+    }
+
+    /// Queues a write that nobody waits for (rooms, memberships, accounts created at login).
+    fn store_write(&mut self, write: Write) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.try_write(write, None)
+        {
+            Stats::add(&self.stats.store_busy, 1);
+            tracing::warn!("a change could not be queued for storage ({e:?}); it is not kept");
+        }
+    }
+
+    /// Nobody online has `nick` (or a look-alike) and it is not a registered account's.
+    fn nick_free(&self, nick: &str) -> bool {
+        let keys = names::nick_keys(nick);
+        keys.tagged().iter().all(|&(kind, key)| {
+            let k = (kind, key.to_owned());
+            !self.nicks.contains_key(&k) && !self.reserved.contains(&k)
+        })
     }
 
     /// The requested nickname if nobody online has it (or a look-alike), else the nickname
@@ -440,6 +774,7 @@ impl Hub {
         } = msg;
         // Resolve who receives it; refuse before assigning an id if nobody can.
         let mut missing = Vec::new();
+        let mut offline: Vec<(String, String)> = Vec::new();
         let (to, recipients) = match to {
             Target::Room(room) => {
                 let key = room_key(&room);
@@ -457,23 +792,57 @@ impl Hub {
             Target::Users(nicks) => {
                 let mut ids: Vec<ConnId> = Vec::with_capacity(nicks.len());
                 for nick in nicks {
-                    match self.nicks.get(&(0, names::fold(&nick))) {
+                    let folded = names::fold(&nick);
+                    match self.nicks.get(&(0, folded.clone())) {
                         Some(&id) if !ids.contains(&id) => ids.push(id),
                         Some(_) => {}
-                        None => missing.push(nick),
+                        None => match self.accounts.get(&folded) {
+                            // Registered and offline: stored for the next login.
+                            Some(account) if self.store.is_some() => {
+                                if !offline.iter().any(|(key, _)| *key == folded) {
+                                    offline.push((folded, account.clone()));
+                                }
+                            }
+                            _ => missing.push(nick),
+                        },
                     }
                 }
-                if ids.is_empty() {
+                if ids.is_empty() && offline.is_empty() {
                     self.no_such_user(conn, tag, missing);
                     return;
                 }
                 let names = ids
                     .iter()
                     .filter_map(|id| self.clients.get(id).map(|m| m.nick.clone()))
+                    .chain(offline.iter().map(|(_, nick)| nick.clone()))
                     .collect();
                 (Target::Users(names), Recipients::Users(ids))
             }
         };
+        // Room in the store's queue comes first: a message that cannot be stored is refused
+        // whole, before anyone sees it.
+        let store = self.store.take();
+        let (permit, busy) = match store.as_ref().map(StoreHandle::try_reserve).transpose() {
+            Ok(permit) => (permit, None),
+            Err(e) => (None, Some(e)),
+        };
+        if let Some(e) = busy {
+            drop(permit);
+            self.store = store;
+            Stats::add(&self.stats.store_busy, 1);
+            let message = match e {
+                QueueError::Full => {
+                    "the server cannot store messages fast enough right now; this one was \
+                     not delivered: send it again"
+                }
+                QueueError::Stopped => {
+                    "the server cannot store messages; this one was not \
+                                        delivered"
+                }
+            };
+            self.error(conn, Some(tag), ErrorCode::Busy, message.to_owned());
+            return;
+        }
         let (id, at) = self.next_message();
         let frame = ServerFrame::Message(ChatMessage {
             id,
@@ -484,16 +853,126 @@ impl Hub {
             attrs,
             tag: None,
         });
-        match recipients {
+        let room = match &recipients {
             Recipients::Room(key) => {
-                self.broadcast(&key, &frame, Some(conn), true);
+                self.broadcast(key, &frame, Some(conn), true);
+                Some(key.clone())
             }
-            Recipients::Users(ids) => self.deliver(&ids, &frame, conn),
-        }
+            Recipients::Users(ids) => {
+                self.deliver(ids, &frame, conn);
+                None
+            }
+        };
         if !missing.is_empty() {
             self.no_such_user(conn, tag, missing);
         }
-        self.echo_and_log(conn, tag, frame);
+        let ServerFrame::Message(message) = frame else {
+            unreachable!("built as a message above")
+        };
+        if let Some(key) = &room {
+            self.remember(key, &message);
+        }
+        let mut echo = message.clone();
+        echo.tag = Some(tag);
+        Stats::add(&self.stats.messages_in, 1);
+        self.emit(EventKind::message(echo.clone()), at);
+        let (offline_for, queued_for): (Vec<String>, Vec<String>) = offline.into_iter().unzip();
+        let ack = Ack {
+            conn,
+            what: Acked::Message { echo, queued_for },
+        };
+        let mut permit = permit;
+        match permit.take() {
+            Some(permit) => permit.write(
+                Write::Message {
+                    message,
+                    room,
+                    offline_for,
+                },
+                Some(ack),
+            ),
+            None => self.acknowledge(ack),
+        }
+        // The permit borrows `store`: it must be gone before the store is put back.
+        drop(permit);
+        self.store = store;
+    }
+
+    /// Keeps a room message among the room's latest, for replay.
+    fn remember(&mut self, key: &str, message: &ChatMessage) {
+        let keep = self.config.history_replay;
+        if keep == 0 {
+            return;
+        }
+        if let Some(room) = self.rooms.get_mut(key) {
+            if room.recent.len() >= keep {
+                room.recent.pop_front();
+            }
+            room.recent.push_back(message.clone());
+        }
+    }
+
+    /// A batch of writes is durable (or failed): tell each client about its own.
+    fn stored(&mut self, result: Result<(), String>, acks: Vec<Ack>) {
+        for ack in acks {
+            match &result {
+                Ok(()) => self.acknowledge(ack),
+                Err(e) => self.refuse_unstored(ack, e),
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, ack: Ack) {
+        let Ack { conn, what } = ack;
+        match what {
+            Acked::Message { echo, queued_for } => {
+                let tag = echo.tag;
+                self.push_to(conn, &ServerFrame::Message(echo));
+                Stats::add(&self.stats.deliveries, 1);
+                let modern = self.clients.get(&conn).is_some_and(|m| m.version >= 2);
+                if let (Some(tag), false, true) = (tag, queued_for.is_empty(), modern) {
+                    let frame = ServerFrame::Queued {
+                        tag,
+                        to: queued_for,
+                    };
+                    self.push_to(conn, &frame);
+                }
+            }
+            Acked::Registered { nick, .. } => {
+                self.push_to(conn, &ServerFrame::Registered { nick });
+            }
+            Acked::PasswordChanged => self.push_to(conn, &ServerFrame::PasswordChanged),
+        }
+    }
+
+    /// A write was not stored: the client is told, and a registration is undone.
+    fn refuse_unstored(&mut self, ack: Ack, error: &str) {
+        let Ack { conn, what } = ack;
+        let (tag, message) = match what {
+            Acked::Message { echo, .. } => (
+                echo.tag,
+                format!("your message could not be stored ({error}); send it again"),
+            ),
+            Acked::Registered { key, nick } => {
+                self.accounts.remove(&key);
+                let keys = names::nick_keys(&nick);
+                for (kind, k) in keys.tagged() {
+                    self.reserved.remove(&(kind, k.to_owned()));
+                }
+                if let Some(m) = self.clients.get_mut(&conn) {
+                    m.account = None;
+                }
+                (
+                    None,
+                    format!("the registration could not be stored ({error})"),
+                )
+            }
+            Acked::PasswordChanged => (
+                None,
+                format!("the new password could not be stored ({error}); the old one stays"),
+            ),
+        };
+        self.error(conn, tag, ErrorCode::Busy, message);
     }
 
     /// Encodes `frame` once and queues it for each of `ids` except `except`.
@@ -511,26 +990,325 @@ impl Hub {
         Stats::add(&self.stats.deliveries, n);
     }
 
-    /// Sends the sender its copy (with its tag: the acknowledgement), counts it and turns the
-    /// message into its log record.
-    fn echo_and_log(&mut self, conn: ConnId, tag: u64, frame: ServerFrame) {
-        let ServerFrame::Message(mut message) = frame else {
-            return;
-        };
-        message.tag = Some(tag);
-        let echo = ServerFrame::Message(message);
-        self.push_to(conn, &echo);
-        Stats::add(&self.stats.messages_in, 1);
-        Stats::add(&self.stats.deliveries, 1);
-        if let ServerFrame::Message(message) = echo {
-            let at = message.at;
-            self.emit(EventKind::message(message), at);
-        }
-    }
-
     fn no_such_user(&mut self, conn: ConnId, tag: u64, missing: Vec<String>) {
         let message = format!("not online: {}", missing.join(", "));
         self.error(conn, Some(tag), ErrorCode::NoSuchUser(missing), message);
+    }
+
+    /// Puts `conn` in a room, creating it (and storing it) if it does not exist: the members
+    /// are told, the newcomer gets `Entered`, the roster and the recent history.
+    fn enter_room(&mut self, conn: ConnId, room: &str) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let name = room.strip_prefix('#').unwrap_or(room);
+        if let Err(rule) = names::validate_room(name) {
+            let message = format!("invalid room name {room:?}: {rule}");
+            self.error(conn, None, ErrorCode::InvalidRoom(room.to_owned()), message);
+            return;
+        }
+        let key = room_key(name);
+        let account = member.account.clone();
+        let user = UserInfo {
+            nick: member.nick.clone(),
+            relayed: member.relayed,
+        };
+        let outbox = member.outbox.clone();
+        if self
+            .rooms
+            .get(&key)
+            .is_some_and(|r| r.members.contains_key(&conn))
+        {
+            let message = format!("you are already in #{name}");
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return;
+        }
+        if !self.rooms.contains_key(&key) {
+            self.rooms
+                .insert(key.clone(), Room::new(name.to_owned(), String::new()));
+            self.store_write(Write::Room(StoredRoom {
+                key: key.clone(),
+                name: name.to_owned(),
+                topic: String::new(),
+            }));
+        }
+        let now = Utc::now();
+        let shown = self
+            .rooms
+            .get(&key)
+            .map_or_else(String::new, |r| r.name.clone());
+        self.broadcast(
+            &key,
+            &ServerFrame::Joined {
+                room: shown.clone(),
+                user,
+                at: now,
+            },
+            None,
+            false,
+        );
+        let Some(r) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        r.members.insert(conn, outbox);
+        if let Some(member) = self.clients.get(&conn) {
+            r.order.insert(conn, &member.keys.folded, &self.clients);
+        }
+        if let Some(run) = self.run.as_mut().filter(|run| run.room == key) {
+            run.late.push(Late {
+                conn,
+                offset: self.run_buf.len(),
+                messages: run.messages,
+            });
+        }
+        let entered = ServerFrame::Entered {
+            room: r.name.clone(),
+            topic: r.topic.clone(),
+        };
+        let roster = roster::roster(&r.name, &r.order, &self.clients, MAX_SERVER_FRAME);
+        self.push_to(conn, &entered);
+        self.queue_to(conn, roster);
+        self.replay(conn, &key);
+        if let Some(account) = account {
+            self.store_write(Write::Membership {
+                account,
+                room: key,
+                joined: true,
+            });
+        }
+    }
+
+    /// Takes `conn` out of a room (never the lobby, where everyone stays).
+    fn part_room(&mut self, conn: ConnId, room: &str) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let key = room_key(room);
+        let nick = member.nick.clone();
+        let account = member.account.clone();
+        if key == DEFAULT_ROOM {
+            let message = format!("everyone stays in #{DEFAULT_ROOM}");
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return;
+        }
+        self.flush_before_direct(conn);
+        let Some(r) = self.rooms.get_mut(&key) else {
+            let message = format!("you are not in a room named {room:?}");
+            self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            return;
+        };
+        if r.members.remove(&conn).is_none() {
+            let message = format!("you are not in a room named {room:?}");
+            self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            return;
+        }
+        r.order.remove(conn);
+        let name = r.name.clone();
+        self.push_to(conn, &ServerFrame::Parted { room: name.clone() });
+        let frame = ServerFrame::Left {
+            room: name,
+            nick,
+            reason: DisconnectReason::LeftRoom,
+            message: String::new(),
+            at: Utc::now(),
+        };
+        self.broadcast(&key, &frame, None, false);
+        if let Some(account) = account {
+            self.store_write(Write::Membership {
+                account,
+                room: key,
+                joined: false,
+            });
+        }
+    }
+
+    /// Sets a room's topic (members only) and tells its members who speak version 2.
+    fn set_topic(&mut self, conn: ConnId, room: &str, topic: String) {
+        let key = room_key(room);
+        let Some(by) = self.clients.get(&conn).map(|m| m.nick.clone()) else {
+            return;
+        };
+        let Some(r) = self
+            .rooms
+            .get_mut(&key)
+            .filter(|r| r.members.contains_key(&conn))
+        else {
+            let message = format!("you are not in a room named {room:?}");
+            self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            return;
+        };
+        r.topic.clone_from(&topic);
+        let name = r.name.clone();
+        let members: Vec<ConnId> = r.members.keys().copied().collect();
+        self.store_write(Write::Room(StoredRoom {
+            key,
+            name: name.clone(),
+            topic: topic.clone(),
+        }));
+        let frame = ServerFrame::Topic {
+            room: name,
+            topic,
+            by,
+            at: Utc::now(),
+        };
+        let Some(bytes) = encode(&frame) else {
+            return;
+        };
+        for id in members {
+            if self.clients.get(&id).is_some_and(|m| m.version >= 2) {
+                self.queue_to(id, Ok(bytes.clone()));
+            }
+        }
+    }
+
+    /// Sends a page of a room's history, read by the store thread (members only).
+    fn history(&mut self, conn: ConnId, room: &str, before: Option<MessageId>, limit: u32) {
+        let key = room_key(room);
+        let Some(r) = self
+            .rooms
+            .get(&key)
+            .filter(|r| r.members.contains_key(&conn))
+        else {
+            let message = format!("you are not in a room named {room:?}");
+            self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            return;
+        };
+        let name = r.name.clone();
+        let limit = (limit as usize).clamp(1, MAX_HISTORY_PAGE);
+        let (Some(store), Some(me)) = (&self.store, &self.me) else {
+            // No store: what the room keeps in memory is all there is.
+            let messages: Vec<ChatMessage> = r
+                .recent
+                .iter()
+                .filter(|m| before.is_none_or(|b| m.id < b))
+                .cloned()
+                .collect();
+            let skip = messages.len().saturating_sub(limit);
+            let frame = ServerFrame::History {
+                room: name,
+                more: skip > 0,
+                messages: messages[skip..].to_vec(),
+            };
+            self.push_to(conn, &frame);
+            return;
+        };
+        let me = me.clone();
+        let queued = store.try_read(move |store| {
+            let frame = match store.history(&key, before, limit) {
+                Ok((messages, more)) => ServerFrame::History {
+                    room: name,
+                    messages,
+                    more,
+                },
+                Err(e) => ServerFrame::Error(ErrorFrame {
+                    tag: None,
+                    code: ErrorCode::Busy,
+                    message: format!("could not read the history: {e}"),
+                }),
+            };
+            if let Some(hub) = me.upgrade() {
+                let _ = hub.blocking_send(Cmd::Reply { conn, frame });
+            }
+        });
+        if queued.is_err() {
+            Stats::add(&self.stats.store_busy, 1);
+            let message = "the server is too busy to read history now; try again".to_owned();
+            self.error(conn, None, ErrorCode::Busy, message);
+        }
+    }
+
+    /// Makes the connection's nickname an account (answered once it is stored).
+    fn register(&mut self, conn: ConnId, hash: String) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let refusal = if member.relayed {
+            Some("guests connected through a relay cannot register".to_owned())
+        } else if member.account.is_some() {
+            Some(format!(
+                "{} is registered already; /password changes its password",
+                member.nick
+            ))
+        } else if !self.nick_unreserved(&member.nick) {
+            Some(format!(
+                "{} looks too much like a registered nickname to be registered",
+                member.nick
+            ))
+        } else if self.store.is_none() {
+            Some("this server keeps no accounts".to_owned())
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return;
+        }
+        let nick = member.nick.clone();
+        let key = member.keys.folded.clone();
+        let rooms: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(k, r)| k.as_str() != DEFAULT_ROOM && r.members.contains_key(&conn))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let write = Write::Account {
+            key: key.clone(),
+            nick: nick.clone(),
+            hash,
+        };
+        let ack = Ack {
+            conn,
+            what: Acked::Registered {
+                key: key.clone(),
+                nick: nick.clone(),
+            },
+        };
+        if !self.store_acked(conn, write, ack) {
+            return;
+        }
+        self.add_account(nick);
+        if let Some(m) = self.clients.get_mut(&conn) {
+            m.account = Some(key.clone());
+        }
+        for room in rooms {
+            self.store_write(Write::Membership {
+                account: key.clone(),
+                room,
+                joined: true,
+            });
+        }
+    }
+
+    /// Changes the logged-in account's password (answered once it is stored).
+    fn set_password(&mut self, conn: ConnId, hash: String) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let Some(key) = member.account.clone() else {
+            let message = "you are not logged in to an account: /register first".to_owned();
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return;
+        };
+        let ack = Ack {
+            conn,
+            what: Acked::PasswordChanged,
+        };
+        self.store_acked(conn, Write::Password { key, hash }, ack);
+    }
+
+    /// Queues a write whose client waits for the answer; false (the client told) if the
+    /// store cannot take it.
+    fn store_acked(&mut self, conn: ConnId, write: Write, ack: Ack) -> bool {
+        let Some(store) = &self.store else {
+            return false;
+        };
+        if store.try_write(write, Some(ack)).is_err() {
+            Stats::add(&self.stats.store_busy, 1);
+            let message = "the server is too busy to store this now; try again".to_owned();
+            self.error(conn, None, ErrorCode::Busy, message);
+            return false;
+        }
+        true
     }
 
     fn who(&mut self, conn: ConnId, room: &str) {
@@ -853,6 +1631,7 @@ mod tests {
             addr: "127.0.0.1:1".parse().expect("addr"),
             relayed: false,
             outbox: outbox.clone(),
+            login: None,
             joined,
         })));
         outbox
@@ -889,6 +1668,9 @@ mod tests {
                     ServerFrame::Joined { user, .. } => format!("joined {}", user.nick),
                     ServerFrame::Message(m) => format!("{} {}", m.from, m.body.text()),
                     ServerFrame::Left { nick, .. } => format!("left {nick}"),
+                    ServerFrame::History { messages, .. } => {
+                        format!("history {}", messages.len())
+                    }
                     other => format!("{other:?}"),
                 });
                 rest = &rest[end..];
@@ -974,9 +1756,18 @@ mod tests {
         hub.settle();
         assert_eq!(
             frames(&carol).0,
-            ["welcome carol", "joined dave", "alice after", "left bob"]
+            [
+                "welcome carol",
+                "history 1",
+                "joined dave",
+                "alice after",
+                "left bob"
+            ]
         );
-        assert_eq!(frames(&dave).0, ["welcome dave", "alice after", "left bob"]);
+        assert_eq!(
+            frames(&dave).0,
+            ["welcome dave", "history 1", "alice after", "left bob"]
+        );
         // Bob got everything up to his departure, then his goodbye.
         let (seen, _) = frames(&bob);
         assert_eq!(

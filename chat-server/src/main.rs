@@ -37,9 +37,8 @@ async fn main() -> ExitCode {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install().context("cannot handle Ctrl-C and SIGTERM")?;
-    let default_log = directories::ProjectDirs::from("", "", "chat-suite")
-        .map(|dirs| dirs.data_dir().join("messages.jsonl"));
-    let config = cli.into_config(default_log)?;
+    let dirs = directories::ProjectDirs::from("", "", "chat-suite");
+    let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
     let server = Server::bind(config.clone())
         .await
         .context("cannot start the server")?;
@@ -53,6 +52,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         Some(path) => tracing::info!("message log: {}", path.display()),
         None => tracing::info!("message log: off"),
     }
+    tracing::info!("database: {}", config.db);
     match server.monitor() {
         Some(m) => {
             tracing::info!("monitor: open {}", m.url());

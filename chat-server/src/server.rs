@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, DbLocation};
 use crate::event::EventKind;
 use crate::eventlog;
 use crate::hub::{Cmd, Hub};
@@ -21,6 +21,7 @@ use crate::monitor::http::{self, MonitorState};
 use crate::monitor::{Monitor, random_token};
 use crate::session::{self, Shared};
 use crate::stats::Stats;
+use crate::store::{Snapshot, SqliteStore, Store, StoreError, StoreHandle};
 use chat_core::service::{ListenError, Secret, accept, bind_all};
 
 /// Commands that may wait for the hub before sessions stop reading their sockets.
@@ -44,6 +45,17 @@ pub enum ServerError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// The database could not be opened, migrated or read.
+    #[error("cannot open the database {location}: {source}")]
+    Store {
+        /// Where it is.
+        location: String,
+        /// What went wrong.
+        source: StoreError,
+    },
+    /// The store thread could not be started.
+    #[error("cannot start the store thread: {0}")]
+    StoreThread(std::io::Error),
 }
 
 /// A bound server, ready to run. Binding first lets callers learn the actual ports (tests bind
@@ -55,6 +67,8 @@ pub struct Server {
     log: Option<std::fs::File>,
     stats: Arc<Stats>,
     monitor: Option<BoundMonitor>,
+    store: Box<dyn Store>,
+    snapshot: Snapshot,
 }
 
 /// The monitor's listeners and token, bound with the server.
@@ -85,9 +99,11 @@ impl MonitorInfo {
 }
 
 impl Server {
-    /// Binds every listening address and opens the message log.
+    /// Binds every listening address, opens the message log and the database (applying its
+    /// migrations) and loads what the server keeps in memory.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let listeners = bind_all(&config.listen).await?;
+        let (store, snapshot) = open_store(&config.db, config.history_replay)?;
         let log = match &config.log_file {
             Some(path) => Some(eventlog::open(path).map_err(|source| ServerError::Log {
                 path: path.clone(),
@@ -118,6 +134,8 @@ impl Server {
             log,
             stats: Arc::new(Stats::default()),
             monitor,
+            store,
+            snapshot,
         })
     }
 
@@ -154,6 +172,8 @@ impl Server {
             log,
             stats,
             monitor,
+            store,
+            snapshot,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -166,12 +186,31 @@ impl Server {
             _ => (None, None),
         };
         let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
+        // The store thread reports each committed batch to the hub, which acknowledges it.
+        let to_hub = hub_tx.downgrade();
+        let spawned = StoreHandle::spawn(
+            store,
+            Box::new(move |result: Result<(), StoreError>, acks| {
+                if let Some(hub) = to_hub.upgrade() {
+                    let result = result.map_err(|e| e.to_string());
+                    let _ = hub.blocking_send(Cmd::Stored { result, acks });
+                }
+            }),
+        );
+        let (store, store_thread) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                tracing::error!("{}", ServerError::StoreThread(e));
+                return;
+            }
+        };
         let hub = Hub::new(
             config.clone(),
             stats.clone(),
             log_tx,
             monitor.as_ref().map(|m| m.monitor.clone()),
-        );
+        )
+        .with_store(store.clone(), snapshot, hub_tx.downgrade());
         let hub_stop = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(hub_rx, token.clone(), hub_stop.clone()));
 
@@ -182,6 +221,8 @@ impl Server {
             shutdown: token.clone(),
             tracker: tracker.clone(),
             next_conn: AtomicU64::new(1),
+            store: Some(store),
+            failures: Default::default(),
         });
         let slots = Arc::new(Semaphore::new(config.max_clients));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
@@ -236,11 +277,43 @@ impl Server {
         // dropping the log's sender; the log writer then drains, flushes and ends.
         hub_stop.cancel();
         let _ = hub_task.await;
+        // With the hub and every session gone, the store thread commits what is queued and
+        // ends.
+        let joined = tokio::task::spawn_blocking(move || store_thread.join());
+        if tokio::time::timeout(SHUTDOWN_GRACE, joined).await.is_err() {
+            tracing::warn!(
+                "the store did not finish within {} s",
+                SHUTDOWN_GRACE.as_secs()
+            );
+        }
         if let Some(task) = log_task {
             let _ = task.await;
         }
         tracing::info!("stopped: {}", stats.snapshot());
     }
+}
+
+/// Opens the database, brings its schema up to date and loads what the hub keeps in memory.
+fn open_store(
+    location: &DbLocation,
+    recent: usize,
+) -> Result<(Box<dyn Store>, Snapshot), ServerError> {
+    let failed = |source| ServerError::Store {
+        location: location.to_string(),
+        source,
+    };
+    let mut store = match location {
+        DbLocation::Memory => SqliteStore::in_memory(),
+        DbLocation::File(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| failed(StoreError::Io(e)))?;
+            }
+            SqliteStore::open(path)
+        }
+    }
+    .map_err(failed)?;
+    let snapshot = store.load(recent).map_err(failed)?;
+    Ok((Box::new(store), snapshot))
 }
 
 impl Server {

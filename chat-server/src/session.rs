@@ -29,15 +29,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, GuestPolicy};
 use crate::event::EventKind;
-use crate::hub::{Cmd, ConnId, JoinRequest};
+use crate::hub::{Ack, Cmd, ConnId, JoinRequest, Login};
+use crate::login::{self, Failures};
 use crate::outbox::{CLOSE_GRACE, Outbox, PushError, run_writer};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::stats::Stats;
+use crate::store::{StoreError, StoreHandle};
 
 /// Most attributes on one message.
 const MAX_ATTRS: usize = 8;
+/// Longest room topic, in bytes.
+const MAX_TOPIC: usize = 300;
 /// Longest quit message kept, in bytes.
 const MAX_QUIT_MESSAGE: usize = 256;
 /// After the server closes a connection it keeps reading (and discarding) for this long, so
@@ -54,6 +58,10 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub next_conn: AtomicU64,
+    /// The store, for logins; `None` keeps no accounts.
+    pub store: Option<StoreHandle<Ack>>,
+    /// Recent wrong passwords per address.
+    pub failures: Failures,
 }
 
 /// A refused handshake.
@@ -255,6 +263,108 @@ async fn next_handshake_frame(
     }
 }
 
+/// Checks the Hello's password against the account it names: `Ok(None)` is a guest,
+/// `Ok(Some)` a verified account (or, with `--guests deny`, one created by this login).
+/// A wrong password is answered only after a delay that grows with each failure from the
+/// same address.
+async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Option<Login>, Refusal> {
+    let nick = &accepted.hello.nick;
+    let refusal = |reason: RejectReason, message: String| {
+        let mut r = Refusal::new(reason, message, accepted.addr);
+        r.nick = Some(nick.clone());
+        r
+    };
+    let deny = shared.config.guests == GuestPolicy::Deny;
+    let Some(password) = accepted.hello.password.clone() else {
+        if deny {
+            return Err(refusal(
+                RejectReason::GuestsNotAllowed,
+                "this server admits only accounts: log in with a password (a nickname nobody \
+                 has registered yet is registered with it)"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if accepted.relayed {
+        return Err(refusal(
+            RejectReason::NoAccountsThroughRelay,
+            "accounts cannot be used through a relay: connect to the server directly to log in, \
+             or connect without a password as a guest"
+                .into(),
+        ));
+    }
+    let Some(store) = &shared.store else {
+        return Err(refusal(
+            RejectReason::NoSuchAccount,
+            "this server keeps no accounts".into(),
+        ));
+    };
+    let key = names::nick_keys(nick).folded;
+    let unavailable = |e: StoreError| {
+        refusal(
+            RejectReason::Unavailable,
+            format!("the server cannot read its accounts right now ({e}); try again later"),
+        )
+    };
+    let account = store
+        .read(move |s| s.account(&key))
+        .await
+        .and_then(|found| found)
+        .map_err(unavailable)?;
+    let Some(account) = account else {
+        if !deny {
+            return Err(refusal(
+                RejectReason::NoSuchAccount,
+                format!(
+                    "there is no account named {nick:?}: connect without a password, then \
+                     /register to create it"
+                ),
+            ));
+        }
+        login::check_password(&password).map_err(|rule| {
+            refusal(
+                RejectReason::BadPassword,
+                format!("cannot register {nick:?}: {rule}"),
+            )
+        })?;
+        let hash = login::off_thread(move || login::hash_password(&password))
+            .await
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                refusal(
+                    RejectReason::Unavailable,
+                    "the password could not be hashed".into(),
+                )
+            })?;
+        return Ok(Some(Login {
+            account: crate::store::Account {
+                nick: nick.clone(),
+                hash: String::new(),
+                rooms: Vec::new(),
+            },
+            create: Some(hash),
+        }));
+    };
+    let hash = account.hash.clone();
+    let matches = login::off_thread(move || login::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let ip = accepted.addr.ip();
+    if !matches {
+        tokio::time::sleep(shared.failures.failed(ip)).await;
+        return Err(refusal(
+            RejectReason::BadPassword,
+            format!("wrong password for {:?}", account.nick),
+        ));
+    }
+    shared.failures.succeeded(ip);
+    Ok(Some(Login {
+        account,
+        create: None,
+    }))
+}
+
 /// Tells the client why it was refused, records it, and closes.
 async fn refuse<W: AsyncWrite + Unpin>(
     reader: Box<Reader>,
@@ -304,7 +414,19 @@ async fn chat<W>(mut reader: Box<Reader>, w: W, accepted: Box<Accepted>, shared:
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let Some((conn, outbox, writer)) = Box::pin(admit(w, accepted, shared)).await else {
+    let login = tokio::select! {
+        login = Box::pin(log_in(&accepted, shared)) => login,
+        () = shared.shutdown.cancelled() => Err(Refusal::new(
+            RejectReason::ShuttingDown,
+            "the server is shutting down",
+            accepted.addr,
+        )),
+    };
+    let login = match login {
+        Ok(login) => login,
+        Err(refusal) => return Box::pin(refuse(reader, w, refusal, shared)).await,
+    };
+    let Some((conn, outbox, writer)) = Box::pin(admit(w, accepted, login, shared)).await else {
         return;
     };
     reader.set_max_frame(shared.config.max_frame);
@@ -317,6 +439,7 @@ where
 async fn admit<W>(
     w: W,
     accepted: Box<Accepted>,
+    login: Option<Login>,
     shared: &Shared,
 ) -> Option<(ConnId, Arc<Outbox>, JoinHandle<()>)>
 where
@@ -332,27 +455,41 @@ where
     let join = Cmd::Join(Box::new(JoinRequest {
         conn,
         version: accepted.version,
-        nick: accepted.hello.nick,
-        client: accepted.hello.client,
+        nick: accepted.hello.nick.clone(),
+        client: accepted.hello.client.clone(),
         addr: accepted.addr,
         relayed: accepted.relayed,
         outbox: outbox.clone(),
+        login,
         joined: joined_tx,
     }));
     // Nothing is read until the Welcome is queued, so no direct answer can overtake it. The
     // hub either answers (admitted) or drops the sender (shutting down, or gone). Once
     // admitted, a write failure is noticed by the read loop, which reports the client gone.
-    let admitted = shared.hub.send(join).await.is_ok() && joined_rx.await.is_ok();
-    if !admitted {
-        let refused = ServerFrame::Rejected(Rejected {
+    let answer = match shared.hub.send(join).await {
+        Ok(()) => joined_rx.await.ok(),
+        Err(_) => None,
+    };
+    let refused = match answer {
+        Some(Ok(())) => return Some((conn, outbox, writer)),
+        Some(Err(rejected)) => rejected,
+        None => Rejected {
             reason: RejectReason::ShuttingDown,
             message: "the server is shutting down".into(),
-        });
-        outbox.close(encode_frame(&refused, MAX_SERVER_FRAME).ok(), false);
-        let _ = writer.await;
-        return None;
-    }
-    Some((conn, outbox, writer))
+        },
+    };
+    let _ = shared
+        .hub
+        .send(Cmd::Record(EventKind::Rejected {
+            addr: accepted.addr.to_string(),
+            nick: Some(accepted.hello.nick.clone()),
+            reason: refused.message.clone(),
+        }))
+        .await;
+    let frame = ServerFrame::Rejected(refused);
+    outbox.close(encode_frame(&frame, MAX_SERVER_FRAME).ok(), false);
+    let _ = writer.await;
+    None
 }
 
 /// Ends an admitted connection: tells the hub why (unless it decided), lets the writer finish.
@@ -435,6 +572,18 @@ async fn read_loop(reader: &mut Reader, conn: ConnId, outbox: &Outbox, shared: &
             Step::Next => continue,
             Step::Hub(cmd) => cmd,
             Step::End(end) => return end,
+            Step::Hash(purpose, password) => match Box::pin(hash(password)).await {
+                Ok(hash) => match purpose {
+                    HashFor::Register => Cmd::Register { conn, hash },
+                    HashFor::SetPassword => Cmd::SetPassword { conn, hash },
+                },
+                Err(e) => {
+                    if !reply(outbox, &ServerFrame::Error(e)) {
+                        return overflow(&shared.config);
+                    }
+                    continue;
+                }
+            },
         };
         let sent = to_hub(shared, cmd);
         if !sent.await {
@@ -451,6 +600,28 @@ enum Step {
     Hub(Cmd),
     /// The connection ends.
     End(End),
+    /// Hash this password (off the connection's task), then hand it to the hub.
+    Hash(HashFor, String),
+}
+
+/// What a password is hashed for.
+enum HashFor {
+    Register,
+    SetPassword,
+}
+
+/// Hashes a new password on the blocking pool.
+async fn hash(password: String) -> Result<String, ErrorFrame> {
+    let fail = |message: String| ErrorFrame {
+        tag: None,
+        code: ErrorCode::InvalidPassword,
+        message,
+    };
+    login::check_password(&password).map_err(fail)?;
+    login::off_thread(move || login::hash_password(&password))
+        .await
+        .unwrap_or_else(|| Err("the password could not be hashed".into()))
+        .map_err(fail)
 }
 
 /// Checks one read result against the protocol and the rate limit, answering directly what
@@ -547,6 +718,45 @@ fn step(
             "the handshake was already done; Hello may be sent only once".to_owned(),
         )),
         ClientFrame::Quit { .. } => Step::Next,
+        ClientFrame::Join { room } => Step::Hub(Cmd::EnterRoom { conn, room }),
+        ClientFrame::Part { room } => Step::Hub(Cmd::PartRoom { conn, room }),
+        ClientFrame::ListRooms => Step::Hub(Cmd::ListRooms { conn }),
+        ClientFrame::SetTopic { room, topic } => {
+            let checked = if topic.contains(['\n', '\r']) {
+                Err("a topic is one line".to_owned())
+            } else if topic.is_empty() {
+                Ok(())
+            } else {
+                names::validate_text(&topic, MAX_TOPIC).map_err(|e| e.to_string())
+            };
+            match checked {
+                Ok(()) => Step::Hub(Cmd::SetTopic { conn, room, topic }),
+                Err(message) => {
+                    let err = ErrorFrame {
+                        tag: None,
+                        code: ErrorCode::InvalidText,
+                        message: format!("invalid topic: {message}"),
+                    };
+                    if reply(outbox, &ServerFrame::Error(err)) {
+                        Step::Next
+                    } else {
+                        Step::End(overflow(config))
+                    }
+                }
+            }
+        }
+        ClientFrame::History {
+            room,
+            before,
+            limit,
+        } => Step::Hub(Cmd::History {
+            conn,
+            room,
+            before,
+            limit,
+        }),
+        ClientFrame::Register { password } => Step::Hash(HashFor::Register, password),
+        ClientFrame::SetPassword { password } => Step::Hash(HashFor::SetPassword, password),
     }
 }
 
@@ -724,6 +934,8 @@ mod tests {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
+            store: None,
+            failures: Failures::default(),
         };
         let outbox = Outbox::new(1024);
         outbox.fail();

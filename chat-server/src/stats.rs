@@ -28,6 +28,9 @@ pub struct Stats {
     pub slow_dropped: AtomicU64,
     /// Log records dropped because the disk could not keep up.
     pub log_dropped: AtomicU64,
+    /// Messages refused (and room or account changes not kept) because the store could not
+    /// keep up.
+    pub store_busy: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -44,6 +47,7 @@ pub struct StatsSnapshot {
     pub rate_limited: u64,
     pub slow_dropped: u64,
     pub log_dropped: u64,
+    pub store_busy: u64,
 }
 
 impl Stats {
@@ -61,6 +65,7 @@ impl Stats {
             rate_limited: r(&self.rate_limited),
             slow_dropped: r(&self.slow_dropped),
             log_dropped: r(&self.log_dropped),
+            store_busy: r(&self.store_busy),
         }
     }
 
@@ -75,7 +80,7 @@ impl std::fmt::Display for StatsSnapshot {
             f,
             "clients {} (peak {}), connections {}, messages in {}, deliveries {}, \
              bytes in {} out {}, rate-limited {}, slow clients dropped {}, \
-             log records dropped {}",
+             log records dropped {}, refused by a busy store {}",
             self.clients_now,
             self.clients_peak,
             self.connections_total,
@@ -85,7 +90,8 @@ impl std::fmt::Display for StatsSnapshot {
             self.bytes_out,
             self.rate_limited,
             self.slow_dropped,
-            self.log_dropped
+            self.log_dropped,
+            self.store_busy
         )
     }
 }

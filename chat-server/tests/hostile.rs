@@ -8,8 +8,8 @@ use std::time::Duration;
 use chat_core::connection::FrameReader;
 use chat_core::frame::encode_frame;
 use chat_core::protocol::{
-    ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME, RejectReason,
-    ServerFrame,
+    ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RejectReason, ServerFrame,
 };
 use common::*;
 use tokio::io::AsyncWriteExt;
@@ -220,13 +220,13 @@ async fn wrong_protocol_version() {
             reason,
             RejectReason::VersionMismatch {
                 client: 0,
-                server_min: 1,
-                server_max: 1
+                server_min: MIN_PROTOCOL_VERSION,
+                server_max: PROTOCOL_VERSION
             }
         );
         assert!(
             message.contains("version 0")
-                && message.contains("1 to 1")
+                && message.contains(&format!("{MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"))
                 && message.contains("upgrade"),
             "{message}"
         );
@@ -241,7 +241,9 @@ async fn newer_client_is_served_at_the_servers_version() {
     let (mut r, mut w) = raw(&server).await;
     w.write_all(&hello("future", 7)).await.expect("write");
     match tokio::time::timeout(WAIT, r.recv()).await.expect("answer") {
-        Ok(Some(ServerFrame::Welcome(welcome))) => assert_eq!(welcome.version, 1),
+        Ok(Some(ServerFrame::Welcome(welcome))) => {
+            assert_eq!(welcome.version, PROTOCOL_VERSION)
+        }
         other => panic!("expected Welcome, got {other:?}"),
     }
     server.stop().await;

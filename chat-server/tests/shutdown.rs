@@ -132,6 +132,8 @@ async fn the_binary_starts_chats_and_stops_cleanly_on_sigterm() {
             .args(["--http-port", "0", "--ws-port", "0"])
             .args(["--port", "0", "--stats-interval", "0", "--log-file"])
             .arg(&log)
+            .arg("--db")
+            .arg(dir.path().join("chat.db"))
             .env_remove("RUST_LOG")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -241,6 +243,9 @@ fn help_explains_every_flag() {
         "--rate-per-sec",
         "--max-clients",
         "--relay-secret",
+        "--db",
+        "--history",
+        "--guests",
         "CHAT_PORT",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
@@ -252,7 +257,14 @@ fn a_busy_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--port", &port, "--no-log-file", "--no-monitor"])
+        .args([
+            "--port",
+            &port,
+            "--no-log-file",
+            "--no-monitor",
+            "--db",
+            ":memory:",
+        ])
         .output()
         .expect("run");
     assert!(!out.status.success());

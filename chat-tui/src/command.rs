@@ -23,8 +23,32 @@ pub enum Command {
     Close,
     /// Reconnect now instead of waiting (full-screen client).
     Reconnect,
+    /// Join (or create) a room: `/join #rust`.
+    Join(String),
+    /// Leave a room (the current one when `None`).
+    Part(Option<String>),
+    /// List every room.
+    Rooms,
+    /// Set the current room's topic (empty clears it).
+    Topic(String),
+    /// Fetch older messages of the current room (the count, default 50).
+    History(u32),
+    /// Register the current nickname with this password.
+    Register(String),
+    /// Change the account's password.
+    Password(String),
+    /// Make a joined room the current one (line client) or show its tab.
+    Room(String),
     /// A command that cannot be carried out; the text says why.
     Invalid(String),
+}
+
+/// Messages `/history` asks for when no count is given.
+pub const DEFAULT_HISTORY_PAGE: u32 = 50;
+
+/// The room name as the server wants it: without a leading `#`.
+pub fn room_name(room: &str) -> &str {
+    room.strip_prefix('#').unwrap_or(room)
 }
 
 /// The help text of the line client.
@@ -33,7 +57,15 @@ pub const HELP: &[&str] = &[
     "  text              send text to the room",
     "  /msg NICK text    private message (several: /msg alice,bob text)",
     "  /me action        send an action (* you waves)",
-    "  /who              list who is online",
+    "  /who              list who is in the current room",
+    "  /join #room       join a room (created if it does not exist); it becomes current",
+    "  /part [#room]     leave a room (the current one)",
+    "  /room #room       make a joined room the current one",
+    "  /rooms            list the rooms, their members and topics",
+    "  /topic text       set the current room's topic",
+    "  /history [N]      show N older messages of the current room (default 50)",
+    "  /register PASS    register your nickname (log in later with --password)",
+    "  /password PASS    change your password",
     "  /quit [reason]    leave (end of input and Ctrl-C do the same)",
     "  /help             this list",
     "  //text            send text that starts with '/'",
@@ -86,6 +118,36 @@ pub fn parse(line: &str) -> Option<Command> {
         "clear" => Command::Clear,
         "close" | "wc" => Command::Close,
         "reconnect" => Command::Reconnect,
+        "join" | "j" => match args.split_whitespace().collect::<Vec<_>>()[..] {
+            [room] => Command::Join(room.to_owned()),
+            _ => Command::Invalid("usage: /join #room".into()),
+        },
+        "part" | "leave" => match args.split_whitespace().collect::<Vec<_>>()[..] {
+            [] => Command::Part(None),
+            [room] => Command::Part(Some(room.to_owned())),
+            _ => Command::Invalid("usage: /part [#room]".into()),
+        },
+        "room" => match args.split_whitespace().collect::<Vec<_>>()[..] {
+            [room] => Command::Room(room.to_owned()),
+            _ => Command::Invalid("usage: /room #room".into()),
+        },
+        "rooms" | "list" => Command::Rooms,
+        "topic" => Command::Topic(args.trim().to_owned()),
+        "history" => match args.trim() {
+            "" => Command::History(DEFAULT_HISTORY_PAGE),
+            n => match n.parse::<u32>() {
+                Ok(n) if (1..=500).contains(&n) => Command::History(n),
+                _ => Command::Invalid("usage: /history [N], N from 1 to 500".into()),
+            },
+        },
+        "register" => match args.trim() {
+            "" => Command::Invalid("usage: /register PASSWORD".into()),
+            pass => Command::Register(pass.to_owned()),
+        },
+        "password" | "passwd" => match args.trim() {
+            "" => Command::Invalid("usage: /password NEW-PASSWORD".into()),
+            pass => Command::Password(pass.to_owned()),
+        },
         other => Command::Invalid(format!(
             "unknown command /{other}; /help lists the commands"
         )),
@@ -131,6 +193,25 @@ mod tests {
         assert_eq!(parse("/clear"), Some(Command::Clear));
         assert_eq!(parse("/close"), Some(Command::Close));
         assert_eq!(parse("/reconnect"), Some(Command::Reconnect));
+        assert_eq!(parse("/join #rust"), Some(Command::Join("#rust".into())));
+        assert_eq!(parse("/part"), Some(Command::Part(None)));
+        assert_eq!(parse("/part #go"), Some(Command::Part(Some("#go".into()))));
+        assert_eq!(parse("/room rust"), Some(Command::Room("rust".into())));
+        assert_eq!(parse("/rooms"), Some(Command::Rooms));
+        assert_eq!(
+            parse("/topic all about it"),
+            Some(Command::Topic("all about it".into()))
+        );
+        assert_eq!(parse("/history"), Some(Command::History(50)));
+        assert_eq!(parse("/history 20"), Some(Command::History(20)));
+        assert_eq!(
+            parse("/register s3cret pass"),
+            Some(Command::Register("s3cret pass".into()))
+        );
+        assert_eq!(
+            parse("/password new"),
+            Some(Command::Password("new".into()))
+        );
     }
 
     #[test]
@@ -143,6 +224,12 @@ mod tests {
             "/frobnicate",
             "/query",
             "/query a b",
+            "/join",
+            "/join a b",
+            "/history x",
+            "/history 0",
+            "/register",
+            "/password",
         ] {
             match parse(bad) {
                 Some(Command::Invalid(why)) => assert!(!why.is_empty()),

@@ -1,7 +1,9 @@
 //! What the line client shows: server frames turned into [`LineEvent`]s, each rendered either
 //! as one human-readable line (`12:04:31 <alice> hi`) or as one JSON object.
 
-use chat_core::protocol::{Body, DisconnectReason, ServerFrame, Target, Welcome};
+use chat_core::protocol::{
+    Body, ChatMessage, DEFAULT_ROOM, DisconnectReason, RoomInfo, ServerFrame, Target, Welcome,
+};
 use chrono::{DateTime, Local, Utc};
 
 use serde::Serialize;
@@ -38,11 +40,73 @@ pub enum LineEvent {
         action: bool,
         /// Sent by us.
         own: bool,
+        /// Replayed from the server's history (or kept for us while we were offline), not
+        /// live: `time` is when it was originally sent.
+        history: bool,
+    },
+    /// We are now in a room (it becomes the current room of the line client).
+    Entered {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        room: String,
+        topic: String,
+    },
+    /// We left a room.
+    Parted {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        room: String,
+    },
+    /// Every room (answer to `/rooms`).
+    Rooms {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        rooms: Vec<RoomLine>,
+    },
+    /// A room's topic was set.
+    Topic {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        room: String,
+        topic: String,
+        by: String,
+    },
+    /// The end of a page of history: whether older messages exist.
+    HistoryEnd {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        room: String,
+        count: usize,
+        more: bool,
+    },
+    /// A private message was kept for offline users.
+    Queued {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        to: Vec<String>,
+    },
+    /// Our nickname is now a registered account.
+    Registered {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        nick: String,
+    },
+    /// Our password was changed.
+    PasswordChanged {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+    },
+    /// The current room changed (`/room`, `/join`, `/part`).
+    CurrentRoom {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        room: String,
     },
     /// Someone joined.
     Join {
         #[serde(serialize_with = "millis")]
         time: DateTime<Utc>,
+        room: String,
         nick: String,
         relayed: bool,
     },
@@ -50,6 +114,7 @@ pub enum LineEvent {
     Leave {
         #[serde(serialize_with = "millis")]
         time: DateTime<Utc>,
+        room: String,
         nick: String,
         reason: DisconnectReason,
         message: String,
@@ -84,6 +149,24 @@ pub enum LineEvent {
     Help { lines: Vec<String> },
 }
 
+/// A room in the answer to `/rooms`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoomLine {
+    pub name: String,
+    pub members: u32,
+    pub topic: String,
+}
+
+impl From<RoomInfo> for RoomLine {
+    fn from(r: RoomInfo) -> Self {
+        RoomLine {
+            name: r.name,
+            members: r.members,
+            topic: r.topic,
+        }
+    }
+}
+
 impl LineEvent {
     /// The welcome from the server at `address`, as an event.
     pub fn welcome(w: &Welcome, address: &str) -> Self {
@@ -98,43 +181,49 @@ impl LineEvent {
         }
     }
 
-    /// Turns a server frame into an event; frames not shown to the user give `None`.
-    pub fn from_frame(frame: ServerFrame, me: &str) -> Option<Self> {
+    /// A chat message as an event; `history` marks a replayed one.
+    pub fn message(m: ChatMessage, me: &str, history: bool) -> Self {
+        let (room, to) = match m.to {
+            Target::Room(r) => (Some(r), None),
+            Target::Users(u) => (None, Some(u)),
+        };
+        let (text, action) = match m.body {
+            Body::Text(t) => (t, false),
+            Body::Action(t) => (t, true),
+        };
+        LineEvent::Message {
+            time: m.at,
+            id: m.id,
+            own: m.from == me,
+            from: m.from,
+            room,
+            to,
+            text,
+            action,
+            history,
+        }
+    }
+
+    /// Turns a server frame into the events it shows (none for frames not shown).
+    pub fn from_frame(frame: ServerFrame, me: &str) -> Vec<Self> {
         let now = Utc::now();
-        Some(match frame {
-            ServerFrame::Message(m) => {
-                let (room, to) = match m.to {
-                    Target::Room(r) => (Some(r), None),
-                    Target::Users(u) => (None, Some(u)),
-                };
-                let (text, action) = match m.body {
-                    Body::Text(t) => (t, false),
-                    Body::Action(t) => (t, true),
-                };
-                LineEvent::Message {
-                    time: m.at,
-                    id: m.id,
-                    own: m.from == me,
-                    from: m.from,
-                    room,
-                    to,
-                    text,
-                    action,
-                }
-            }
-            ServerFrame::Joined { user, at, .. } => LineEvent::Join {
+        vec![match frame {
+            ServerFrame::Message(m) => LineEvent::message(m, me, false),
+            ServerFrame::Joined { room, user, at } => LineEvent::Join {
                 time: at,
+                room,
                 nick: user.nick,
                 relayed: user.relayed,
             },
             ServerFrame::Left {
+                room,
                 nick,
                 reason,
                 message,
                 at,
-                ..
             } => LineEvent::Leave {
                 time: at,
+                room,
                 nick,
                 reason,
                 message,
@@ -163,8 +252,56 @@ impl LineEvent {
                 message: r.message,
             },
             ServerFrame::Welcome(w) => LineEvent::welcome(&w, ""),
-            ServerFrame::Pong { .. } => return None,
-        })
+            ServerFrame::Pong { .. } => return Vec::new(),
+            ServerFrame::Entered { room, topic } => LineEvent::Entered {
+                time: now,
+                room,
+                topic,
+            },
+            ServerFrame::Parted { room } => LineEvent::Parted { time: now, room },
+            ServerFrame::Rooms(rooms) => LineEvent::Rooms {
+                time: now,
+                rooms: rooms.into_iter().map(RoomLine::from).collect(),
+            },
+            ServerFrame::Topic {
+                room,
+                topic,
+                by,
+                at,
+            } => LineEvent::Topic {
+                time: at,
+                room,
+                topic,
+                by,
+            },
+            ServerFrame::History {
+                room,
+                messages,
+                more,
+            } => {
+                let count = messages.len();
+                let mut events: Vec<LineEvent> = messages
+                    .into_iter()
+                    .map(|m| LineEvent::message(m, me, true))
+                    .collect();
+                events.push(LineEvent::HistoryEnd {
+                    time: now,
+                    room,
+                    count,
+                    more,
+                });
+                return events;
+            }
+            ServerFrame::Offline(messages) => {
+                return messages
+                    .into_iter()
+                    .map(|m| LineEvent::message(m, me, true))
+                    .collect();
+            }
+            ServerFrame::Queued { to, .. } => LineEvent::Queued { time: now, to },
+            ServerFrame::Registered { nick } => LineEvent::Registered { time: now, nick },
+            ServerFrame::PasswordChanged => LineEvent::PasswordChanged { time: now },
+        }]
     }
 
     /// One JSON object (no newline).
@@ -211,11 +348,43 @@ impl LineEvent {
                 to.iter_mut().flatten().for_each(one);
                 *text = clean(text, true);
             }
-            LineEvent::Join { nick, .. } => one(nick),
-            LineEvent::Leave { nick, message, .. } => {
+            LineEvent::Join { nick, room, .. } => {
+                one(nick);
+                one(room);
+            }
+            LineEvent::Leave {
+                nick,
+                message,
+                room,
+                ..
+            } => {
                 one(nick);
                 one(message);
+                one(room);
             }
+            LineEvent::Entered { room, topic, .. } => {
+                one(room);
+                one(topic);
+            }
+            LineEvent::Parted { room, .. }
+            | LineEvent::CurrentRoom { room, .. }
+            | LineEvent::HistoryEnd { room, .. } => one(room),
+            LineEvent::Rooms { rooms, .. } => {
+                for r in rooms {
+                    one(&mut r.name);
+                    one(&mut r.topic);
+                }
+            }
+            LineEvent::Topic {
+                room, topic, by, ..
+            } => {
+                one(room);
+                one(topic);
+                one(by);
+            }
+            LineEvent::Queued { to, .. } => to.iter_mut().for_each(one),
+            LineEvent::Registered { nick, .. } => one(nick),
+            LineEvent::PasswordChanged { .. } => {}
             LineEvent::Roster { room, users, .. } => {
                 one(room);
                 users.iter_mut().for_each(one);
@@ -265,13 +434,15 @@ impl LineEvent {
             LineEvent::Message {
                 time,
                 from,
+                room,
                 to,
                 text,
                 action,
                 own,
+                history,
                 ..
             } => {
-                let who = match to {
+                let mut who = match to {
                     None if *action => format!("* {from}"),
                     None => format!("<{from}>"),
                     Some(targets) => {
@@ -292,30 +463,107 @@ impl LineEvent {
                         }
                     }
                 };
+                // The lobby's lines stay as they always were; other rooms are named.
+                if let Some(room) = room.as_deref().filter(|r| *r != DEFAULT_ROOM) {
+                    who = format!("#{room} {who}");
+                }
+                if *history {
+                    who = format!("(earlier) {who}");
+                }
                 let indent = " ".repeat(9);
                 let body = text.replace('\n', &format!("\n{indent}"));
                 format!("{} {who} {body}", stamp(time))
             }
+            LineEvent::Entered { time, room, topic } if topic.is_empty() => {
+                format!("{} * you joined #{room}", stamp(time))
+            }
+            LineEvent::Entered { time, room, topic } => {
+                format!("{} * you joined #{room}; topic: {topic}", stamp(time))
+            }
+            LineEvent::Parted { time, room } => format!("{} * you left #{room}", stamp(time)),
+            LineEvent::CurrentRoom { time, room } => {
+                format!("{} * talking in #{room}", stamp(time))
+            }
+            LineEvent::Rooms { time, rooms } => {
+                let mut s = format!("{} * {} rooms:", stamp(time), rooms.len());
+                for r in rooms {
+                    s.push_str(&format!("\n{} * #{} ({})", stamp(time), r.name, r.members));
+                    if !r.topic.is_empty() {
+                        s.push_str(&format!(": {}", r.topic));
+                    }
+                }
+                s
+            }
+            LineEvent::Topic {
+                time,
+                room,
+                topic,
+                by,
+            } if topic.is_empty() => format!("{} * {by} cleared the topic of #{room}", stamp(time)),
+            LineEvent::Topic {
+                time,
+                room,
+                topic,
+                by,
+            } => format!("{} * {by} set the topic of #{room}: {topic}", stamp(time)),
+            LineEvent::HistoryEnd {
+                time,
+                room,
+                count,
+                more,
+            } => {
+                let older = if *more {
+                    "; /history shows older ones"
+                } else {
+                    "; nothing older"
+                };
+                format!(
+                    "{} * {count} earlier messages of #{room}{older}",
+                    stamp(time)
+                )
+            }
+            LineEvent::Queued { time, to } => format!(
+                "{} * {} offline: the message is kept for when they log in",
+                stamp(time),
+                to.join(", ")
+            ),
+            LineEvent::Registered { time, nick } => format!(
+                "{} * {nick} is now registered: log in with --password next time",
+                stamp(time)
+            ),
+            LineEvent::PasswordChanged { time } => {
+                format!("{} * your password was changed", stamp(time))
+            }
             LineEvent::Join {
                 time,
+                room,
                 nick,
                 relayed,
             } => {
                 let via = if *relayed { " (guest, via relay)" } else { "" };
-                format!("{} * {nick} joined{via}", stamp(time))
+                format!("{} * {nick} joined{}{via}", stamp(time), in_room(room))
             }
             LineEvent::Leave {
                 time,
+                room,
                 nick,
                 reason,
                 message,
-            } => match (reason, message.is_empty()) {
-                (DisconnectReason::Quit, true) => format!("{} * {nick} left", stamp(time)),
-                (DisconnectReason::Quit, false) => {
-                    format!("{} * {nick} left ({message})", stamp(time))
+            } => {
+                let place = in_room(room);
+                match (reason, message.is_empty()) {
+                    (DisconnectReason::Quit, true) => {
+                        format!("{} * {nick} left{place}", stamp(time))
+                    }
+                    (DisconnectReason::Quit, false) => {
+                        format!("{} * {nick} left{place} ({message})", stamp(time))
+                    }
+                    (DisconnectReason::LeftRoom, _) => {
+                        format!("{} * {nick} left{place}", stamp(time))
+                    }
+                    (r, _) => format!("{} * {nick} left{place} ({r})", stamp(time)),
                 }
-                (r, _) => format!("{} * {nick} left ({r})", stamp(time)),
-            },
+            }
             LineEvent::Roster { time, room, users } => format!(
                 "{} * {} online in {room}: {}",
                 stamp(time),
@@ -342,6 +590,15 @@ impl LineEvent {
             },
             LineEvent::Help { lines } => lines.join("\n"),
         }
+    }
+}
+
+/// " #room" for rooms other than the lobby, whose lines stay as they always were.
+fn in_room(room: &str) -> String {
+    if room == DEFAULT_ROOM || room.is_empty() {
+        String::new()
+    } else {
+        format!(" #{room}")
     }
 }
 
@@ -396,6 +653,7 @@ mod tests {
             text: text.into(),
             action,
             own,
+            history: false,
         }
     }
 
@@ -450,6 +708,7 @@ mod tests {
     fn presence_lines() {
         let left = |reason, message: &str| LineEvent::Leave {
             time: at(),
+            room: "lobby".into(),
             nick: "bob".into(),
             reason,
             message: message.into(),
@@ -468,6 +727,7 @@ mod tests {
         );
         let join = LineEvent::Join {
             time: at(),
+            room: "lobby".into(),
             nick: "*g".into(),
             relayed: true,
         };

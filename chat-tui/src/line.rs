@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use chat_core::client::{ClientError, ClientSender, ConnectOptions, connect};
 use chat_core::frame::FrameError;
-use chat_core::protocol::{DEFAULT_ROOM, DisconnectReason, RejectReason, ServerFrame};
+use chat_core::protocol::{
+    ClientFrame, DEFAULT_ROOM, DisconnectReason, RejectReason, ServerFrame, Target,
+};
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::command::{Command, parse};
+use crate::command::{Command, parse, room_name};
 use crate::event::LineEvent;
 
 /// How the line client was asked to behave.
@@ -21,6 +23,8 @@ pub struct LineOptions {
     pub server: String,
     /// Nickname; asked for on standard input when absent.
     pub nick: Option<String>,
+    /// Account password: logs in to the account registered under the nickname.
+    pub password: Option<String>,
     /// Print JSON objects instead of text lines.
     pub json: bool,
     /// Show times in UTC instead of local time.
@@ -68,8 +72,9 @@ pub async fn run(opts: LineOptions) -> u8 {
             }
         }
     };
-    let connect_opts =
+    let mut connect_opts =
         ConnectOptions::new(nick.clone()).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
+    connect_opts.password.clone_from(&opts.password);
     let connected = tokio::select! {
         res = connect(&opts.server, &connect_opts) => res,
         () = interrupt.recv() => return exit::QUIT,
@@ -105,6 +110,7 @@ pub async fn run(opts: LineOptions) -> u8 {
     }
     let mut sender = client.sender;
     let mut events = client.events;
+    let mut rooms = Rooms::default();
     // Once we have said goodbye we wait (a bounded time) for the server to confirm.
     let mut quitting = false;
     let quit_deadline = tokio::time::sleep(Duration::from_secs(86_400));
@@ -123,10 +129,11 @@ pub async fn run(opts: LineOptions) -> u8 {
                             ServerFrame::Bye { reason, .. } => Some(*reason),
                             _ => None,
                         };
-                        if let Some(ev) = LineEvent::from_frame(frame, &me)
-                            && out.show(&ev).is_err()
-                        {
-                            return exit::ERROR;
+                        let switched = rooms.track(&frame);
+                        for ev in LineEvent::from_frame(frame, &me).iter().chain(&switched) {
+                            if out.show(ev).is_err() {
+                                return exit::ERROR;
+                            }
                         }
                         match bye {
                             Some(DisconnectReason::Quit) => return exit::QUIT,
@@ -196,10 +203,41 @@ pub async fn run(opts: LineOptions) -> u8 {
                     .reset(tokio::time::Instant::now() + QUIT_WAIT);
                 Outbound::Quit(reason)
             }
-            Some(Command::Say(text)) => Outbound::Say(text),
-            Some(Command::Me(text)) => Outbound::Me(text),
+            Some(Command::Say(text)) => Outbound::Say(rooms.current.clone(), text),
+            Some(Command::Me(text)) => Outbound::Me(rooms.current.clone(), text),
             Some(Command::Msg { to, text }) => Outbound::Msg(to, text),
-            Some(Command::Who) => Outbound::Who,
+            Some(Command::Who) => Outbound::Frame(ClientFrame::Who {
+                room: rooms.current.clone(),
+            }),
+            Some(Command::Join(room)) => Outbound::Frame(ClientFrame::Join {
+                room: room_name(&room).to_owned(),
+            }),
+            Some(Command::Part(room)) => Outbound::Frame(ClientFrame::Part {
+                room: room.map_or_else(|| rooms.current.clone(), |r| room_name(&r).to_owned()),
+            }),
+            Some(Command::Rooms) => Outbound::Frame(ClientFrame::ListRooms),
+            Some(Command::Topic(topic)) => Outbound::Frame(ClientFrame::SetTopic {
+                room: rooms.current.clone(),
+                topic,
+            }),
+            Some(Command::History(limit)) => Outbound::Frame(ClientFrame::History {
+                room: rooms.current.clone(),
+                before: rooms.oldest(&rooms.current),
+                limit,
+            }),
+            Some(Command::Register(password)) => {
+                Outbound::Frame(ClientFrame::Register { password })
+            }
+            Some(Command::Password(password)) => {
+                Outbound::Frame(ClientFrame::SetPassword { password })
+            }
+            Some(Command::Room(room)) => {
+                let ev = rooms.switch(room_name(&room));
+                if out.show(&ev).is_err() {
+                    return exit::ERROR;
+                }
+                continue;
+            }
             Some(Command::Query(_) | Command::Clear | Command::Close | Command::Reconnect) => {
                 let ev = LineEvent::Error {
                     time: Utc::now(),
@@ -269,13 +307,106 @@ impl Interrupt {
     }
 }
 
+/// The rooms the line client is in, the current one (where plain text goes: the room joined
+/// last, or the one `/room` chose), and the oldest message seen in each (where `/history`
+/// continues from).
+#[derive(Debug)]
+struct Rooms {
+    current: String,
+    joined: Vec<String>,
+    oldest: std::collections::HashMap<String, u64>,
+}
+
+impl Default for Rooms {
+    fn default() -> Self {
+        Rooms {
+            current: DEFAULT_ROOM.to_owned(),
+            joined: vec![DEFAULT_ROOM.to_owned()],
+            oldest: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl Rooms {
+    /// Follows a frame from the server; returns an event when the current room changed other
+    /// than by entering one (whose own event says so).
+    fn track(&mut self, frame: &ServerFrame) -> Option<LineEvent> {
+        match frame {
+            ServerFrame::Entered { room, .. } => {
+                if !self.joined.iter().any(|r| r == room) {
+                    self.joined.push(room.clone());
+                }
+                self.current.clone_from(room);
+            }
+            ServerFrame::Parted { room } => {
+                self.joined.retain(|r| r != room);
+                if self.current == *room {
+                    self.current = self
+                        .joined
+                        .last()
+                        .cloned()
+                        .unwrap_or_else(|| DEFAULT_ROOM.to_owned());
+                    return Some(LineEvent::CurrentRoom {
+                        time: Utc::now(),
+                        room: self.current.clone(),
+                    });
+                }
+            }
+            ServerFrame::Message(m) => {
+                if let Target::Room(room) = &m.to {
+                    self.seen(room, m.id);
+                }
+            }
+            ServerFrame::History { room, messages, .. } => {
+                if let Some(first) = messages.first() {
+                    self.seen(room, first.id);
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn seen(&mut self, room: &str, id: u64) {
+        let oldest = self.oldest.entry(room.to_owned()).or_insert(id);
+        *oldest = (*oldest).min(id);
+    }
+
+    /// Where `/history` continues from in `room`.
+    fn oldest(&self, room: &str) -> Option<u64> {
+        self.oldest.get(room).copied()
+    }
+
+    /// `/room NAME`: makes a joined room the current one.
+    fn switch(&mut self, room: &str) -> LineEvent {
+        let found = self
+            .joined
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(room))
+            .cloned();
+        match found {
+            Some(room) => {
+                self.current.clone_from(&room);
+                LineEvent::CurrentRoom {
+                    time: Utc::now(),
+                    room,
+                }
+            }
+            None => LineEvent::Error {
+                time: Utc::now(),
+                message: format!("you are not in #{room}: /join #{room} first"),
+            },
+        }
+    }
+}
+
 /// What the user asked to send.
 enum Outbound {
-    Say(String),
-    Me(String),
+    Say(String, String),
+    Me(String, String),
     Msg(Vec<String>, String),
-    Who,
     Quit(String),
+    Frame(ClientFrame),
 }
 
 impl Outbound {
@@ -284,11 +415,11 @@ impl Outbound {
         W: tokio::io::AsyncWrite + Unpin,
     {
         match self {
-            Outbound::Say(text) => sender.say(DEFAULT_ROOM, text).await.map(drop),
-            Outbound::Me(text) => sender.action(DEFAULT_ROOM, text).await.map(drop),
+            Outbound::Say(room, text) => sender.say(&room, text).await.map(drop),
+            Outbound::Me(room, text) => sender.action(&room, text).await.map(drop),
             Outbound::Msg(to, text) => sender.private(&to, text).await.map(drop),
-            Outbound::Who => sender.who(DEFAULT_ROOM).await,
             Outbound::Quit(reason) => sender.quit(reason).await,
+            Outbound::Frame(frame) => sender.send(&frame).await,
         }
     }
 }

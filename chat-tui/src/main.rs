@@ -29,6 +29,12 @@ struct Cli {
     #[arg(long, short, env = "CHAT_NICK")]
     nick: Option<String>,
 
+    /// Account password: logs in to the account registered under the nickname (register one
+    /// with /register). Prefer the environment variable: command lines are visible to other
+    /// users.
+    #[arg(long, env = "CHAT_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+
     /// Server (or relay) address, host:port [default: 127.0.0.1:12345].
     #[arg(long, short, env = "CHAT_SERVER")]
     server: Option<String>,
@@ -102,6 +108,7 @@ fn main() -> ExitCode {
         runtime.block_on(line::run(LineOptions {
             server,
             nick,
+            password: cli.password,
             json: cli.json,
             utc,
         }))
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
         };
         runtime.block_on(run::run(TuiOptions {
             nick,
+            password: cli.password,
             server,
             connect_now,
             app,

@@ -287,6 +287,7 @@ fn reconnect_state_machine() {
         [Effect::Connect {
             server: "127.0.0.1:12345".into(),
             nick: "alice".into(),
+            password: None,
             delay: Duration::ZERO
         }]
     );
@@ -331,19 +332,46 @@ fn messages_typed_while_disconnected_are_kept_and_sent_after_reconnecting() {
 }
 
 #[test]
-fn a_tab_whose_user_left_refuses_to_send_until_they_return() {
-    let mut app = connected("alice", &["alice", "bob"]);
+fn a_message_to_someone_offline_waits_for_them_unless_the_server_keeps_it() {
+    let mut app = connected("alice", &["alice", "bob", "zoe"]);
     enter_line(&mut app, "/query bob");
     frame(&mut app, left("bob"));
     assert!(last_text(&app, 1).contains("bob left"));
+    // The server decides: bob is a guest, so it says he is not online ...
     let effects = enter_line(&mut app, "are you there?");
-    assert!(effects.is_empty());
-    assert_eq!(app.input_text(), "are you there?", "kept for later");
-    assert!(last_text(&app, 1).contains("bob is not online"));
+    let [Effect::Send(ClientFrame::Send(out))] = &effects[..] else {
+        panic!("sent to the server: {effects:?}");
+    };
+    frame(
+        &mut app,
+        ServerFrame::Error(ErrorFrame {
+            tag: Some(out.tag),
+            code: ErrorCode::NoSuchUser(vec!["bob".into()]),
+            message: "not online: bob".into(),
+        }),
+    );
+    assert!(last_text(&app, 1).contains("stays pending"));
+    // ... and it goes when he is back.
     frame(&mut app, joined("bob"));
     assert!(last_text(&app, 1).contains("bob is back"));
-    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(app.tabs[1].pending.len(), 0, "sent on his return");
+    // zoe has an account: the server keeps the message for her next login.
+    enter_line(&mut app, "/query zoe");
+    frame(&mut app, left("zoe"));
+    let effects = enter_line(&mut app, "see you tomorrow");
     assert_eq!(sent_texts(&effects).len(), 1);
+    frame(
+        &mut app,
+        ServerFrame::Queued {
+            tag: 1,
+            to: vec!["zoe".into()],
+        },
+    );
+    assert!(
+        last_text(&app, 2).contains("kept for them"),
+        "{}",
+        last_text(&app, 2)
+    );
 }
 
 #[test]
@@ -659,6 +687,7 @@ fn the_connect_screen_explains_what_is_wrong() {
         [Effect::Connect {
             server: "127.0.0.1:12345".into(),
             nick: "bad".into(),
+            password: None,
             delay: Duration::ZERO
         }]
     );

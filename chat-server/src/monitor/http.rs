@@ -423,7 +423,7 @@ fn stats_json(state: &MonitorState) -> serde_json::Value {
 fn metrics(state: &MonitorState) -> String {
     let s = state.stats.snapshot();
     let m = &state.monitor;
-    let rows: [(&str, &str, &str, u64); 12] = [
+    let rows: [(&str, &str, &str, u64); 13] = [
         ("chat_clients", "gauge", "Users online now.", s.clients_now),
         (
             "chat_clients_peak",
@@ -478,6 +478,12 @@ fn metrics(state: &MonitorState) -> String {
             "counter",
             "Log records dropped (disk too slow).",
             s.log_dropped,
+        ),
+        (
+            "chat_store_busy_total",
+            "counter",
+            "Messages refused or changes not kept (store too slow).",
+            s.store_busy,
         ),
         (
             "chat_monitor_viewers",

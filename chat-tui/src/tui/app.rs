@@ -3,13 +3,13 @@
 //! out (send a frame, ring the bell, connect, quit). Nothing here touches a terminal or a
 //! socket, so every behaviour can be tested by feeding events.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use chat_core::names::{fold, validate_nick, validate_relayed_nick, validate_text};
 use chat_core::protocol::{
-    Body, ClientFrame, DEFAULT_ROOM, ErrorCode, Limits, Outgoing, ServerFrame, Target, UserInfo,
-    Welcome,
+    Body, ChatMessage, ClientFrame, DEFAULT_ROOM, ErrorCode, Limits, Outgoing, ServerFrame, Target,
+    UserInfo, Welcome,
 };
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{
@@ -19,7 +19,7 @@ use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui_textarea::{CursorMove, TextArea};
 
-use crate::command::{Command, parse};
+use crate::command::{Command, parse, room_name};
 use crate::event::sanitize_text;
 
 /// Something that happened: input from the terminal, news from the network, or time passing.
@@ -65,6 +65,8 @@ pub enum Effect {
     Connect {
         server: String,
         nick: String,
+        /// Account password; `None` connects as a guest.
+        password: Option<String>,
         delay: Duration,
     },
     /// Send a frame on the current connection.
@@ -117,6 +119,8 @@ pub struct ConnectForm {
     pub nick: TextArea<'static>,
     /// Server field.
     pub server: TextArea<'static>,
+    /// Password field (masked); empty connects as a guest.
+    pub password: TextArea<'static>,
     /// Which field has the cursor.
     pub field: Field,
     /// Why the last attempt failed.
@@ -129,7 +133,32 @@ pub struct ConnectForm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     Nick,
+    Password,
     Server,
+}
+
+impl Field {
+    fn next(self) -> Field {
+        match self {
+            Field::Nick => Field::Password,
+            Field::Password => Field::Server,
+            Field::Server => Field::Nick,
+        }
+    }
+
+    fn prev(self) -> Field {
+        self.next().next()
+    }
+}
+
+impl ConnectForm {
+    fn field_mut(&mut self, field: Field) -> &mut TextArea<'static> {
+        match field {
+            Field::Nick => &mut self.nick,
+            Field::Password => &mut self.password,
+            Field::Server => &mut self.server,
+        }
+    }
 }
 
 /// The state of the connection, as the status line shows it.
@@ -221,6 +250,11 @@ pub struct Tab {
     pub scroll: Option<Anchor>,
     /// Typed while disconnected; sent in order after reconnecting.
     pub pending: Vec<Pending>,
+    /// Ids of the messages shown (history replayed after a reconnect is not shown twice).
+    ids: HashSet<u64>,
+    /// The oldest and newest message ids shown.
+    oldest_id: Option<u64>,
+    newest_id: Option<u64>,
 }
 
 /// A message waiting to be sent (typed while disconnected, or sent and not confirmed before
@@ -246,10 +280,12 @@ pub struct Anchor {
 /// What a tab shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TabKind {
-    /// The public room.
+    /// The public room everyone is in.
     Lobby,
     /// A private conversation with one user.
     Private { nick: String },
+    /// Another room (`/join #name`).
+    Room { name: String },
 }
 
 impl TabKind {
@@ -258,13 +294,32 @@ impl TabKind {
         match self {
             TabKind::Lobby => DEFAULT_ROOM,
             TabKind::Private { nick } => nick,
+            TabKind::Room { name } => name,
+        }
+    }
+
+    /// The tab's label: rooms are shown as `#name`.
+    pub fn label(&self) -> String {
+        match self {
+            TabKind::Room { name } => format!("#{name}"),
+            other => other.title().to_owned(),
+        }
+    }
+
+    /// The room this tab talks in, if it is one.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            TabKind::Lobby => Some(DEFAULT_ROOM),
+            TabKind::Room { name } => Some(name),
+            TabKind::Private { .. } => None,
         }
     }
 
     fn is(&self, other: &TabKind) -> bool {
         match (self, other) {
             (TabKind::Lobby, TabKind::Lobby) => true,
-            (TabKind::Private { nick: a }, TabKind::Private { nick: b }) => fold(a) == fold(b),
+            (TabKind::Private { nick: a }, TabKind::Private { nick: b })
+            | (TabKind::Room { name: a }, TabKind::Room { name: b }) => fold(a) == fold(b),
             _ => false,
         }
     }
@@ -291,6 +346,9 @@ pub enum EntryKind {
         own: bool,
         /// Mentions our nickname.
         mention: bool,
+        /// From the server's history (or kept while we were offline): shown dimmed, with
+        /// its original time.
+        history: bool,
     },
     /// Something the client or the server says (joins, leaves, errors, ...).
     Notice { text: String, error: bool },
@@ -324,8 +382,16 @@ pub struct App {
     pub tabs: Vec<Tab>,
     /// Index of the tab on screen.
     pub active: usize,
-    /// Everyone online, sorted.
+    /// Everyone online (the lobby's members), sorted.
     pub roster: Vec<UserInfo>,
+    /// The members of the other rooms we are in, by folded room name, sorted.
+    pub room_rosters: HashMap<String, Vec<UserInfo>>,
+    /// Account password given at connect (kept for reconnecting).
+    password: Option<String>,
+    /// The room asked for with `/join`, whose tab gets the focus when entered.
+    joining: Option<String>,
+    /// The next room roster comes with entering the room: not shown as a notice.
+    quiet_roster: bool,
     /// Selected roster row.
     pub roster_selected: usize,
     /// Which pane has the keyboard.
@@ -364,6 +430,9 @@ pub struct App {
     pub dirty: bool,
 }
 
+/// Sequence number of a new tab's first entry (see [`Tab::first_seq`]).
+const FIRST_SEQ: u64 = 1 << 40;
+
 /// Entries kept in the input history.
 const HISTORY: usize = 200;
 /// Rows scrolled by one mouse-wheel step.
@@ -378,6 +447,7 @@ impl App {
             screen: Screen::Connect(Box::new(ConnectForm {
                 nick: single_line(nick.as_deref().unwrap_or("")),
                 server: single_line(&server),
+                password: password_line(""),
                 field: if nick.as_deref().is_some_and(|n| !n.is_empty()) {
                     Field::Server
                 } else {
@@ -394,6 +464,10 @@ impl App {
             tabs: vec![Tab::new(TabKind::Lobby)],
             active: 0,
             roster: Vec::new(),
+            room_rosters: HashMap::new(),
+            password: None,
+            joining: None,
+            quiet_roster: false,
             roster_selected: 0,
             focus: Focus::Input,
             input: input_area(""),
@@ -449,11 +523,14 @@ impl App {
                 let text = text.replace("\r\n", "\n").replace('\r', "\n");
                 match &mut self.screen {
                     Screen::Connect(form) => {
-                        let field = match form.field {
-                            Field::Nick => &mut form.nick,
-                            Field::Server => &mut form.server,
+                        let field = form.field;
+                        let line = text.split('\n').next().unwrap_or("");
+                        let line = if field == Field::Password {
+                            line
+                        } else {
+                            line.trim()
                         };
-                        field.insert_str(text.split('\n').next().unwrap_or("").trim());
+                        form.field_mut(field).insert_str(line);
                     }
                     Screen::Main => {
                         self.focus = Focus::Input;
@@ -499,12 +576,10 @@ impl App {
         let cursor = Style::default().add_modifier(Modifier::REVERSED);
         let hidden = Style::default();
         if let Screen::Connect(form) = &mut self.screen {
-            let (on, off) = match form.field {
-                Field::Nick => (&mut form.nick, &mut form.server),
-                Field::Server => (&mut form.server, &mut form.nick),
-            };
-            on.set_cursor_style(cursor);
-            off.set_cursor_style(hidden);
+            for field in [Field::Nick, Field::Password, Field::Server] {
+                let style = if field == form.field { cursor } else { hidden };
+                form.field_mut(field).set_cursor_style(style);
+            }
         }
         let input_focused =
             matches!(self.screen, Screen::Main) && self.focus == Focus::Input && !self.help;
@@ -524,18 +599,11 @@ impl App {
             KeyCode::Esc => return vec![Effect::Exit],
             KeyCode::Enter => return self.submit_form(),
             _ if form.connecting => {}
-            KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
-                form.field = match form.field {
-                    Field::Nick => Field::Server,
-                    Field::Server => Field::Nick,
-                };
-            }
+            KeyCode::Tab | KeyCode::Down => form.field = form.field.next(),
+            KeyCode::BackTab | KeyCode::Up => form.field = form.field.prev(),
             _ => {
-                let field = match form.field {
-                    Field::Nick => &mut form.nick,
-                    Field::Server => &mut form.server,
-                };
-                field.input(key);
+                let field = form.field;
+                form.field_mut(field).input(key);
             }
         }
         Vec::new()
@@ -550,6 +618,7 @@ impl App {
         }
         let nick = form.nick.lines().concat().trim().to_owned();
         let server = form.server.lines().concat().trim().to_owned();
+        let password = Some(form.password.lines().concat()).filter(|p| !p.is_empty());
         let problem = if nick.is_empty() {
             Some((Field::Nick, "enter a nickname".to_owned()))
         } else if let Err(e) = if nick.starts_with('*') {
@@ -562,6 +631,12 @@ impl App {
             Some((
                 Field::Server,
                 "enter the server's address, host:port".to_owned(),
+            ))
+        } else if password.is_some() && nick.starts_with('*') {
+            Some((
+                Field::Password,
+                "guests through a relay (*names) have no account: leave the password empty"
+                    .to_owned(),
             ))
         } else if !server.contains(':') {
             Some((
@@ -581,12 +656,21 @@ impl App {
         self.requested_nick = nick.clone();
         self.nick = nick.clone();
         self.server = server.clone();
+        self.password.clone_from(&password);
         self.conn = ConnState::Connecting;
         vec![Effect::Connect {
             server,
             nick,
+            password,
             delay: Duration::ZERO,
         }]
+    }
+
+    /// Prefills the connect screen's password (from `--password`).
+    pub fn set_password(&mut self, password: &str) {
+        if let Screen::Connect(form) = &mut self.screen {
+            form.password = password_line(password);
+        }
     }
 
     // ----- main screen keys -----
@@ -633,10 +717,7 @@ impl App {
                 self.select_tab((self.active + self.tabs.len() - 1) % self.tabs.len());
                 return Vec::new();
             }
-            KeyCode::Char('w') if ctrl => {
-                self.close_tab(self.active);
-                return Vec::new();
-            }
+            KeyCode::Char('w') if ctrl => return self.close_tab(self.active),
             KeyCode::PageUp => {
                 self.scroll_up(self.page());
                 return Vec::new();
@@ -662,7 +743,7 @@ impl App {
     }
 
     fn roster_key(&mut self, key: KeyEvent) -> Vec<Effect> {
-        let last = self.roster.len().saturating_sub(1);
+        let last = self.shown_roster().len().saturating_sub(1);
         match key.code {
             KeyCode::Up => self.roster_selected = self.roster_selected.saturating_sub(1),
             KeyCode::Down => self.roster_selected = (self.roster_selected + 1).min(last),
@@ -670,7 +751,7 @@ impl App {
             KeyCode::End => self.roster_selected = last,
             KeyCode::Tab | KeyCode::Esc => self.focus = Focus::Input,
             KeyCode::Enter => {
-                if let Some(user) = self.roster.get(self.roster_selected) {
+                if let Some(user) = self.shown_roster().get(self.roster_selected) {
                     let nick = user.nick.clone();
                     if fold(&nick) == fold(&self.nick) {
                         self.notice_active("that is you; pick someone else to talk to", true);
@@ -732,7 +813,7 @@ impl App {
             Focus::Input => {
                 self.roster_selected = self
                     .roster_selected
-                    .min(self.roster.len().saturating_sub(1));
+                    .min(self.shown_roster().len().saturating_sub(1));
                 Focus::Roster
             }
             Focus::Roster => Focus::Input,
@@ -811,7 +892,7 @@ impl App {
             .map(|u| u.nick.clone())
             .chain(self.tabs.iter().filter_map(|t| match &t.kind {
                 TabKind::Private { nick } => Some(nick.clone()),
-                TabKind::Lobby => None,
+                TabKind::Lobby | TabKind::Room { .. } => None,
             }))
             .filter(|n| {
                 let f = fold(n);
@@ -877,17 +958,8 @@ impl App {
                 }
             }
             Command::Who => {
-                if self.conn == ConnState::Connected {
-                    (
-                        vec![Effect::Send(ClientFrame::Who {
-                            room: DEFAULT_ROOM.to_owned(),
-                        })],
-                        false,
-                    )
-                } else {
-                    self.notice_active("not connected", true);
-                    (Vec::new(), true)
-                }
+                let room = tab.room().unwrap_or(DEFAULT_ROOM).to_owned();
+                self.request(ClientFrame::Who { room })
             }
             Command::Clear => {
                 let tab = &mut self.tabs[self.active];
@@ -896,9 +968,70 @@ impl App {
                 tab.scroll = None;
                 (Vec::new(), false)
             }
-            Command::Close => {
-                self.close_tab(self.active);
-                (Vec::new(), false)
+            Command::Close => (self.close_tab(self.active), false),
+            Command::Join(room) => {
+                let room = room_name(&room).to_owned();
+                self.joining = Some(fold(&room));
+                self.request(ClientFrame::Join { room })
+            }
+            Command::Part(room) => match room.as_deref().map(room_name).or(tab.room()) {
+                Some(room) => {
+                    let room = room.to_owned();
+                    self.request(ClientFrame::Part { room })
+                }
+                None => {
+                    self.notice_active("/part #room, or /part in a room's tab", true);
+                    (Vec::new(), true)
+                }
+            },
+            Command::Rooms => self.request(ClientFrame::ListRooms),
+            Command::Topic(topic) => match tab.room() {
+                Some(room) => {
+                    let room = room.to_owned();
+                    self.request(ClientFrame::SetTopic { room, topic })
+                }
+                None => {
+                    self.notice_active("/topic works in a room's tab", true);
+                    (Vec::new(), true)
+                }
+            },
+            Command::History(limit) => match tab.room() {
+                Some(room) => {
+                    let room = room.to_owned();
+                    let before = self.tabs[self.active].oldest_id;
+                    self.request(ClientFrame::History {
+                        room,
+                        before,
+                        limit,
+                    })
+                }
+                None => {
+                    self.notice_active("/history works in a room's tab", true);
+                    (Vec::new(), true)
+                }
+            },
+            Command::Register(password) => self.request(ClientFrame::Register { password }),
+            Command::Password(password) => self.request(ClientFrame::SetPassword { password }),
+            Command::Room(room) => {
+                let kind = TabKind::Room {
+                    name: room_name(&room).to_owned(),
+                };
+                let found = if fold(room_name(&room)) == DEFAULT_ROOM {
+                    Some(0)
+                } else {
+                    self.tabs.iter().position(|t| t.kind.is(&kind))
+                };
+                match found {
+                    Some(i) => {
+                        self.select_tab(i);
+                        (Vec::new(), false)
+                    }
+                    None => {
+                        let text = format!("you are not in #{}: /join it", room_name(&room));
+                        self.notice_active(&text, true);
+                        (Vec::new(), true)
+                    }
+                }
             }
             Command::Reconnect => (self.reconnect_now(), false),
             Command::Help => {
@@ -917,20 +1050,24 @@ impl App {
         effects
     }
 
-    /// Sends text typed in a tab to that tab's room or user.
+    /// Sends a request that needs a connection (not queued while disconnected).
+    fn request(&mut self, frame: ClientFrame) -> (Vec<Effect>, bool) {
+        if self.conn == ConnState::Connected {
+            (vec![Effect::Send(frame)], false)
+        } else {
+            self.notice_active("not connected", true);
+            (Vec::new(), true)
+        }
+    }
+
+    /// Sends text typed in a tab to that tab's room or user. A private message to someone
+    /// offline goes to the server too: a registered user gets it at their next login (the
+    /// server says so), anyone else is reported not online.
     fn send_to_tab(&mut self, tab: TabKind, body: Body) -> (Vec<Effect>, bool) {
         let target = match &tab {
             TabKind::Lobby => Target::Room(DEFAULT_ROOM.to_owned()),
-            TabKind::Private { nick } => {
-                if self.conn == ConnState::Connected && !self.is_online(nick) {
-                    self.notice_active(
-                        &format!("{nick} is not online; the message was not sent"),
-                        true,
-                    );
-                    return (Vec::new(), true);
-                }
-                Target::Users(vec![nick.clone()])
-            }
+            TabKind::Room { name } => Target::Room(name.clone()),
+            TabKind::Private { nick } => Target::Users(vec![nick.clone()]),
         };
         self.send(tab, target, body)
     }
@@ -1064,6 +1201,7 @@ impl App {
         Effect::Connect {
             server: self.server.clone(),
             nick: self.requested_nick.clone(),
+            password: self.password.clone(),
             delay,
         }
     }
@@ -1075,6 +1213,31 @@ impl App {
         match kind {
             TabKind::Lobby => 0,
             TabKind::Private { nick } => self.open_tab(nick),
+            TabKind::Room { name } => self.room_tab(name),
+        }
+    }
+
+    /// Index of the tab of room `name` (the lobby's is 0), opened (without focus) if needed.
+    pub fn room_tab(&mut self, name: &str) -> usize {
+        if fold(name) == DEFAULT_ROOM {
+            return 0;
+        }
+        let kind = TabKind::Room {
+            name: name.to_owned(),
+        };
+        if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
+            return i;
+        }
+        self.tabs.push(Tab::new(kind));
+        self.tabs.len() - 1
+    }
+
+    /// The people the sidebar shows: the members of the room on screen (everyone online in
+    /// the lobby and in private tabs).
+    pub fn shown_roster(&self) -> &[UserInfo] {
+        match &self.tabs[self.active].kind {
+            TabKind::Room { name } => self.room_rosters.get(&fold(name)).map_or(&[], |v| v),
+            _ => &self.roster,
         }
     }
 
@@ -1100,11 +1263,23 @@ impl App {
         }
     }
 
-    fn close_tab(&mut self, i: usize) {
+    /// Closes tab `i`; a room's tab is closed by leaving the room (when connected).
+    fn close_tab(&mut self, i: usize) -> Vec<Effect> {
         if i == 0 {
             self.notice_active("the lobby cannot be closed", true);
-            return;
+            return Vec::new();
         }
+        if let TabKind::Room { name } = &self.tabs[i].kind
+            && self.conn == ConnState::Connected
+        {
+            let room = name.clone();
+            return vec![Effect::Send(ClientFrame::Part { room })];
+        }
+        self.remove_tab(i);
+        Vec::new()
+    }
+
+    fn remove_tab(&mut self, i: usize) {
         let tab = self.tabs.remove(i);
         if !tab.pending.is_empty() {
             self.notice(
@@ -1123,6 +1298,9 @@ impl App {
             self.active
         };
         self.select_tab(active);
+        if let TabKind::Room { name } = &tab.kind {
+            self.room_rosters.remove(&fold(name));
+        }
     }
 
     fn next_active_tab(&mut self) {
@@ -1148,6 +1326,9 @@ impl App {
         let viewed = i == self.active;
         let tab = &mut self.tabs[i];
         tab.entries.push_back(entry);
+        if tab.ids.len() > scrollback.saturating_mul(2) {
+            tab.ids.clear();
+        }
         while tab.entries.len() > scrollback {
             tab.entries.pop_front();
             tab.first_seq += 1;
@@ -1246,9 +1427,22 @@ impl App {
                 self.notice(i, &text, false);
             }
         }
+        // The rooms whose tabs are open are joined again (an account's are restored by the
+        // server, and joining a room one is in is harmless).
+        let mut effects: Vec<Effect> = self
+            .tabs
+            .iter()
+            .filter_map(|t| match &t.kind {
+                TabKind::Room { name } => {
+                    Some(Effect::Send(ClientFrame::Join { room: name.clone() }))
+                }
+                _ => None,
+            })
+            .collect();
         // What was typed while offline goes out now, in order.
         self.flush_at = None;
-        self.flush_pending()
+        effects.extend(self.flush_pending());
+        effects
     }
 
     fn failed(&mut self, message: String, retry: bool) -> Vec<Effect> {
@@ -1305,50 +1499,43 @@ impl App {
 
     fn frame(&mut self, frame: ServerFrame) -> Vec<Effect> {
         match frame {
-            ServerFrame::Message(m) => {
-                if let Some(tag) = m.tag {
-                    self.in_flight.remove(&tag);
-                }
-                let own = fold(&m.from) == fold(&self.nick);
-                let (text, action) = match m.body {
-                    Body::Text(t) => (sanitize_text(&t), false),
-                    Body::Action(t) => (sanitize_text(&t), true),
+            ServerFrame::Message(m) => self.show_message(m, false),
+            ServerFrame::Joined { room, user, .. } if fold(&room) != DEFAULT_ROOM => {
+                let nick = crate::event::sanitize_line(&user.nick);
+                let i = self.room_tab(&room);
+                self.notice(
+                    i,
+                    &format!("{nick} joined #{}", self.tabs[i].kind.title()),
+                    false,
+                );
+                let key = fold(&user.nick);
+                self.change_room_roster(&room, |roster| {
+                    roster.retain(|u| fold(&u.nick) != key);
+                    roster.push(user);
+                });
+                Vec::new()
+            }
+            ServerFrame::Left {
+                room,
+                nick,
+                reason,
+                message,
+                ..
+            } if fold(&room) != DEFAULT_ROOM => {
+                let key = fold(&nick);
+                self.change_room_roster(&room, |roster| {
+                    roster.retain(|u| fold(&u.nick) != key);
+                });
+                let nick = crate::event::sanitize_line(&nick);
+                let message = crate::event::sanitize_line(&message);
+                let why = if message.is_empty() || message == reason.describe() {
+                    reason.describe().to_owned()
+                } else {
+                    format!("{}: {message}", reason.describe())
                 };
-                let from = crate::event::sanitize_line(&m.from);
-                let mention = !own && mentions(&text, &self.nick);
-                let entry = Entry {
-                    at: m.at,
-                    kind: EntryKind::Message {
-                        from: from.clone(),
-                        text,
-                        action,
-                        own,
-                        mention,
-                    },
-                };
-                match m.to {
-                    Target::Room(_) => {
-                        self.push(0, entry, !own, mention);
-                        if mention {
-                            vec![Effect::Bell]
-                        } else {
-                            Vec::new()
-                        }
-                    }
-                    Target::Users(to) if own => {
-                        for nick in to {
-                            let nick = crate::event::sanitize_line(&nick);
-                            let i = self.open_tab(&nick);
-                            self.push(i, entry.clone(), false, false);
-                        }
-                        Vec::new()
-                    }
-                    Target::Users(_) => {
-                        let i = self.open_tab(&from);
-                        self.push(i, entry, true, true);
-                        vec![Effect::Bell]
-                    }
-                }
+                let i = self.room_tab(&room);
+                self.notice(i, &format!("{nick} left ({why})"), false);
+                Vec::new()
             }
             ServerFrame::Joined { user, .. } => {
                 let nick = crate::event::sanitize_line(&user.nick);
@@ -1393,16 +1580,141 @@ impl App {
                 }
                 Vec::new()
             }
-            ServerFrame::Roster { users, .. } => {
+            ServerFrame::Roster { room, users } => {
                 let names: Vec<String> = users
                     .iter()
                     .map(|u| crate::event::sanitize_line(&u.nick))
                     .collect();
-                self.set_roster(users);
-                self.notice_active(
-                    &format!("online ({}): {}", names.len(), names.join(", ")),
+                let text = format!("in #{room} ({}): {}", names.len(), names.join(", "));
+                if fold(&room) == DEFAULT_ROOM {
+                    self.set_roster(users);
+                    self.notice_active(
+                        &format!("online ({}): {}", names.len(), names.join(", ")),
+                        false,
+                    );
+                } else {
+                    self.change_room_roster(&room, |roster| *roster = users);
+                    // Shown when asked for (/who), not when a room is entered.
+                    if self.tabs[self.active]
+                        .kind
+                        .room()
+                        .is_some_and(|r| fold(r) == fold(&room))
+                        && !std::mem::take(&mut self.quiet_roster)
+                    {
+                        self.notice_active(&crate::event::sanitize_line(&text), false);
+                    }
+                }
+                Vec::new()
+            }
+            ServerFrame::Entered { room, topic } => {
+                let i = self.room_tab(&room);
+                let focus = self.joining.as_deref() == Some(fold(&room).as_str());
+                if focus {
+                    self.joining = None;
+                    self.select_tab(i);
+                }
+                self.quiet_roster = true;
+                let room = crate::event::sanitize_line(&room);
+                let text = if topic.is_empty() {
+                    format!("you are in #{room}")
+                } else {
+                    format!(
+                        "you are in #{room}; topic: {}",
+                        crate::event::sanitize_line(&topic)
+                    )
+                };
+                self.notice(i, &text, false);
+                Vec::new()
+            }
+            ServerFrame::Parted { room } => {
+                let kind = TabKind::Room { name: room.clone() };
+                if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
+                    self.remove_tab(i);
+                }
+                let room = crate::event::sanitize_line(&room);
+                self.notice_active(&format!("you left #{room}"), false);
+                Vec::new()
+            }
+            ServerFrame::Rooms(rooms) => {
+                self.notice_active(&format!("{} rooms:", rooms.len()), false);
+                for r in rooms {
+                    let mut text = format!("  #{} ({})", r.name, r.members);
+                    if !r.topic.is_empty() {
+                        text.push_str(&format!(": {}", r.topic));
+                    }
+                    self.notice_active(&crate::event::sanitize_line(&text), false);
+                }
+                Vec::new()
+            }
+            ServerFrame::Topic {
+                room, topic, by, ..
+            } => {
+                let i = self.room_tab(&room);
+                let text = if topic.is_empty() {
+                    format!("{by} cleared the topic")
+                } else {
+                    format!("{by} set the topic: {topic}")
+                };
+                self.notice(i, &crate::event::sanitize_line(&text), false);
+                Vec::new()
+            }
+            ServerFrame::History {
+                room,
+                messages,
+                more,
+            } => {
+                let i = self.room_tab(&room);
+                let asked = self.tabs[i].oldest_id.is_some();
+                let shown = self.insert_history(i, messages);
+                if asked || !more {
+                    let text = match (shown, more) {
+                        (0, false) => "no older messages".to_owned(),
+                        (n, false) => format!("{n} earlier messages; nothing older"),
+                        (n, true) => format!("{n} earlier messages; /history shows older ones"),
+                    };
+                    self.notice(i, &text, false);
+                }
+                Vec::new()
+            }
+            ServerFrame::Offline(messages) => {
+                let n = messages.len();
+                let mut effects = Vec::new();
+                for m in messages {
+                    effects.extend(self.show_message(m, true));
+                }
+                self.notice(
+                    0,
+                    &format!("{n} private message(s) arrived while you were away"),
                     false,
                 );
+                effects.truncate(1);
+                effects
+            }
+            ServerFrame::Queued { to, .. } => {
+                let who = crate::event::sanitize_line(&to.join(", "));
+                let text = format!("{who} offline: kept for them until they log in");
+                match to.first() {
+                    Some(nick) => {
+                        let i = self.open_tab(nick);
+                        self.notice(i, &text, false);
+                    }
+                    None => self.notice_active(&text, false),
+                }
+                Vec::new()
+            }
+            ServerFrame::Registered { nick } => {
+                let nick = crate::event::sanitize_line(&nick);
+                self.notice_active(
+                    &format!(
+                        "{nick} is registered: next time, log in with your password \
+                         (the Password field, or --password)"
+                    ),
+                    false,
+                );
+                Vec::new()
+            }
+            ServerFrame::PasswordChanged => {
+                self.notice_active("your password was changed", false);
                 Vec::new()
             }
             ServerFrame::Error(e) => {
@@ -1489,6 +1801,119 @@ impl App {
                 Vec::new()
             }
         }
+    }
+
+    /// Shows a chat message in its tab (a room's, or the private conversation's); `history`
+    /// marks one replayed from the server's store.
+    fn show_message(&mut self, m: ChatMessage, history: bool) -> Vec<Effect> {
+        if let Some(tag) = m.tag {
+            self.in_flight.remove(&tag);
+        }
+        let own = fold(&m.from) == fold(&self.nick);
+        let (text, action) = match m.body {
+            Body::Text(t) => (sanitize_text(&t), false),
+            Body::Action(t) => (sanitize_text(&t), true),
+        };
+        let from = crate::event::sanitize_line(&m.from);
+        let mention = !own && !history && mentions(&text, &self.nick);
+        let entry = Entry {
+            at: m.at,
+            kind: EntryKind::Message {
+                from: from.clone(),
+                text,
+                action,
+                own,
+                mention,
+                history,
+            },
+        };
+        let id = m.id;
+        match m.to {
+            Target::Room(room) => {
+                let i = self.room_tab(&room);
+                if !self.tabs[i].saw(id) {
+                    return Vec::new();
+                }
+                self.push(i, entry, !own, mention);
+                if mention {
+                    vec![Effect::Bell]
+                } else {
+                    Vec::new()
+                }
+            }
+            Target::Users(to) if own => {
+                for nick in to {
+                    let nick = crate::event::sanitize_line(&nick);
+                    let i = self.open_tab(&nick);
+                    if self.tabs[i].saw(id) {
+                        self.push(i, entry.clone(), false, false);
+                    }
+                }
+                Vec::new()
+            }
+            Target::Users(_) => {
+                let i = self.open_tab(&from);
+                if !self.tabs[i].saw(id) {
+                    return Vec::new();
+                }
+                self.push(i, entry, true, true);
+                vec![Effect::Bell]
+            }
+        }
+    }
+
+    /// Adds messages from a room's history to tab `i`: older than what it shows at the top,
+    /// newer (missed while disconnected) at the bottom; ones already shown are skipped.
+    /// Returns how many were added.
+    fn insert_history(&mut self, i: usize, messages: Vec<ChatMessage>) -> usize {
+        let mut older = Vec::new();
+        let mut shown = 0;
+        let newest = self.tabs[i].newest_id;
+        for m in messages {
+            if self.tabs[i].ids.contains(&m.id) {
+                continue;
+            }
+            if newest.is_some_and(|n| m.id < n) {
+                older.push(m);
+            } else {
+                shown += 1;
+                self.show_message(m, true);
+            }
+        }
+        let scrollback = self.opts.scrollback.max(1);
+        let tab = &mut self.tabs[i];
+        for m in older.into_iter().rev() {
+            if tab.entries.len() >= scrollback {
+                break;
+            }
+            tab.saw(m.id);
+            let own = fold(&m.from) == fold(&self.nick);
+            let (text, action) = match m.body {
+                Body::Text(t) => (sanitize_text(&t), false),
+                Body::Action(t) => (sanitize_text(&t), true),
+            };
+            tab.entries.push_front(Entry {
+                at: m.at,
+                kind: EntryKind::Message {
+                    from: crate::event::sanitize_line(&m.from),
+                    text,
+                    action,
+                    own,
+                    mention: false,
+                    history: true,
+                },
+            });
+            tab.first_seq -= 1;
+            shown += 1;
+        }
+        shown
+    }
+
+    /// Changes the roster of a room other than the lobby, keeping it sorted.
+    fn change_room_roster(&mut self, room: &str, change: impl FnOnce(&mut Vec<UserInfo>)) {
+        let roster = self.room_rosters.entry(fold(room)).or_default();
+        change(roster);
+        roster.sort_by_cached_key(|u| (u.relayed, fold(u.nick.trim_start_matches('*'))));
     }
 
     fn set_roster(&mut self, users: Vec<UserInfo>) {
@@ -1620,12 +2045,26 @@ impl Tab {
         Tab {
             kind,
             entries: VecDeque::new(),
-            first_seq: 0,
+            // Room below: older history is added in front, numbered downwards.
+            first_seq: FIRST_SEQ,
             unread: 0,
             highlight: false,
             scroll: None,
             pending: Vec::new(),
+            ids: HashSet::new(),
+            oldest_id: None,
+            newest_id: None,
         }
+    }
+
+    /// Records that message `id` is shown here; false if it already was.
+    fn saw(&mut self, id: u64) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.oldest_id = Some(self.oldest_id.map_or(id, |o| o.min(id)));
+        self.newest_id = Some(self.newest_id.map_or(id, |n| n.max(id)));
+        true
     }
 
     /// Sequence number of the newest entry.
@@ -1651,6 +2090,12 @@ pub fn mentions(text: &str, nick: &str) -> bool {
     text.match_indices(&nick).any(|(i, m)| {
         !word(text[..i].chars().next_back()) && !word(text[i + m.len()..].chars().next())
     })
+}
+
+fn password_line(text: &str) -> TextArea<'static> {
+    let mut t = single_line(text);
+    t.set_mask_char('•');
+    t
 }
 
 fn single_line(text: &str) -> TextArea<'static> {

@@ -18,6 +18,8 @@ pub enum NetCmd {
     Connect {
         server: String,
         nick: String,
+        /// Account password; `None` connects as a guest.
+        password: Option<String>,
         delay: Duration,
     },
     /// Send a frame; dropped when not connected (the app keeps unconfirmed messages).
@@ -51,16 +53,17 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
         let events = events.clone();
         async move { events.send(Event::Net(ev)).await.is_ok() }
     };
-    let mut next: Option<(String, String, Duration)> = None;
+    let mut next: Option<(String, String, Option<String>, Duration)> = None;
     loop {
-        let (server, nick, delay) = match next.take() {
+        let (server, nick, password, delay) = match next.take() {
             Some(c) => c,
             None => match cmds.recv().await {
                 Some(NetCmd::Connect {
                     server,
                     nick,
+                    password,
                     delay,
-                }) => (server, nick, delay),
+                }) => (server, nick, password, delay),
                 Some(NetCmd::Send(_)) => continue,
                 Some(NetCmd::Quit { done, .. }) => {
                     let _ = done.send(());
@@ -77,8 +80,8 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
                 () = &mut wake => break Wait::Elapsed,
                 cmd = cmds.recv() => match cmd {
                     Some(NetCmd::Send(_)) => {}
-                    Some(NetCmd::Connect { server, nick, delay }) => {
-                        break Wait::Replaced(server, nick, delay);
+                    Some(NetCmd::Connect { server, nick, password, delay }) => {
+                        break Wait::Replaced(server, nick, password, delay);
                     }
                     Some(NetCmd::Quit { done, .. }) => break Wait::Quit(done),
                     None => break Wait::Closed,
@@ -87,8 +90,8 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
         };
         match outcome {
             Wait::Elapsed => {}
-            Wait::Replaced(server, nick, delay) => {
-                next = Some((server, nick, delay));
+            Wait::Replaced(server, nick, password, delay) => {
+                next = Some((server, nick, password, delay));
                 continue;
             }
             Wait::Quit(done) => {
@@ -100,8 +103,9 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
         if !report(NetEvent::Connecting).await {
             return;
         }
-        let opts =
+        let mut opts =
             ConnectOptions::new(nick).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
+        opts.password = password;
         let client = match connect(&server, &opts).await {
             Ok(c) => c,
             Err(e) => {
@@ -135,7 +139,7 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
 /// How a wait before connecting ended.
 enum Wait {
     Elapsed,
-    Replaced(String, String, Duration),
+    Replaced(String, String, Option<String>, Duration),
     Quit(oneshot::Sender<()>),
     Closed,
 }

@@ -25,6 +25,8 @@ use super::ui;
 pub struct TuiOptions {
     /// Nickname to prefill.
     pub nick: Option<String>,
+    /// Password to prefill (empty connects as a guest).
+    pub password: Option<String>,
     /// Server to prefill.
     pub server: String,
     /// Connect at once (both were given on the command line).
@@ -75,6 +77,9 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
     drop(tx);
 
     let mut app = App::new(opts.nick, opts.server, opts.app, Instant::now());
+    if let Some(password) = opts.password {
+        app.set_password(&password);
+    }
     let size = terminal.size()?;
     app.size = (size.width, size.height);
     let mut effects = if opts.connect_now {
@@ -92,11 +97,13 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
                 Effect::Connect {
                     server,
                     nick,
+                    password,
                     delay,
                 } => {
                     let _ = net.send(NetCmd::Connect {
                         server,
                         nick,
+                        password,
                         delay,
                     });
                 }

@@ -182,10 +182,21 @@ pub fn entry_lines(app: &App, entry: &Entry, width: u16) -> Vec<Line<'static>> {
             action,
             own,
             mention,
+            history,
         } => {
             let mut nick_style = theme.nick(from);
             if *own {
                 nick_style = nick_style.add_modifier(Modifier::BOLD);
+            }
+            if *history {
+                // Replayed from the server's history: dimmed, with its original time.
+                let dim = Style::default().add_modifier(Modifier::DIM);
+                let who = if *action {
+                    format!("* {from} ")
+                } else {
+                    format!("<{from}> ")
+                };
+                return wrapped(vec![stamp, Span::styled(who, dim)], text, dim, width);
             }
             let prefix = if *action {
                 vec![
@@ -321,12 +332,12 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .enumerate()
         .map(|(i, tab)| {
-            let mut label = format!(" {}:{}", i + 1, tab.kind.title());
+            let mut label = format!(" {}:{}", i + 1, tab.kind.label());
             let offline = match &tab.kind {
                 TabKind::Private { nick } => {
                     app.conn == ConnState::Connected && !app.is_online(nick)
                 }
-                TabKind::Lobby => false,
+                TabKind::Lobby | TabKind::Room { .. } => false,
             };
             if offline {
                 label.push_str(" (offline)");
@@ -392,8 +403,14 @@ fn draw_roster(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Clear, area);
     frame.render_widget(block, area);
     let connected = app.conn == ConnState::Connected;
+    let roster = app.shown_roster();
     let header = if connected {
-        format!("{} online", app.roster.len())
+        match app.tabs[app.active].kind.room() {
+            Some(room) if room != chat_core::protocol::DEFAULT_ROOM => {
+                format!("#{room}: {}", roster.len())
+            }
+            _ => format!("{} online", roster.len()),
+        }
     } else {
         "offline".to_owned()
     };
@@ -408,7 +425,7 @@ fn draw_roster(frame: &mut Frame, area: Rect, app: &App) {
         0
     };
     let me = fold(&app.nick);
-    for (i, user) in app.roster.iter().enumerate().skip(first).take(visible) {
+    for (i, user) in roster.iter().enumerate().skip(first).take(visible) {
         let own = fold(&user.nick) == me;
         let mut style = theme.nick(&user.nick);
         if user.relayed {
@@ -457,7 +474,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             theme.bar().add_modifier(Modifier::BOLD),
         ),
         Span::styled(
-            format!("│ {} ", app.tabs[app.active].kind.title()),
+            format!("│ {} ", app.tabs[app.active].kind.label()),
             theme.bar(),
         ),
     ];
@@ -490,19 +507,27 @@ pub const HELP: &[(&str, &str)] = &[
     ("Tab", "complete a nickname · on an empty line: roster"),
     ("Shift-Tab", "move between input line and roster"),
     ("Up / Down", "recall sent lines · move in the roster"),
-    ("Alt-1..9", "go to tab N · Ctrl-N / Ctrl-P next, previous"),
-    ("Alt-A", "next tab with activity"),
-    ("Ctrl-W", "close the tab (not the lobby)"),
+    (
+        "Alt-1..9  Alt-A",
+        "tab N · next with activity · Ctrl-N/P next, prev",
+    ),
+    ("Ctrl-W", "close the tab (leaves a room; not the lobby)"),
     ("PgUp / PgDn", "scroll (mouse wheel too) · End: live"),
     ("Shift-drag", "select text with the mouse (most terminals)"),
     ("F1 / Esc", "open / close this help · F2 roster on/off"),
     ("Ctrl-C", "quit"),
     ("/msg NICK text", "private message (/msg a,b text)"),
-    ("/query NICK", "open a private tab"),
-    ("/me action", "send an action"),
-    ("/who  /clear", "list who is online · clear this tab"),
-    ("/close", "close this tab"),
-    ("/reconnect", "reconnect now"),
+    ("/query NICK", "open a private tab · /me action: an action"),
+    ("/who  /clear", "list who is in this room · clear this tab"),
+    ("/join #room", "join (or create) a room: it gets a tab"),
+    ("/part  /rooms", "leave this room · list every room"),
+    ("/topic text", "set this room's topic"),
+    ("/history [N]", "show N older messages of this room"),
+    (
+        "/register PASS",
+        "claim your nickname · /password PASS changes it",
+    ),
+    ("/close  /reconnect", "close this tab · reconnect now"),
     ("/quit [reason]", "leave · //text sends \"/text\""),
 ];
 
@@ -570,7 +595,8 @@ fn draw_connect(frame: &mut Frame, area: Rect, app: &App) {
     .split(inner);
     for (row, label, field, kind) in [
         (rows[1], "Nickname", &form.nick, Field::Nick),
-        (rows[2], "Server", &form.server, Field::Server),
+        (rows[2], "Password", &form.password, Field::Password),
+        (rows[3], "Server", &form.server, Field::Server),
     ] {
         let [l, f] = Layout::horizontal([Constraint::Length(11), Constraint::Fill(1)]).areas(row);
         let label_style = if kind == form.field {
@@ -586,7 +612,11 @@ fn draw_connect(frame: &mut Frame, area: Rect, app: &App) {
     } else if let Some(e) = &form.error {
         Line::styled(e.clone(), theme.error())
     } else {
-        Line::styled("a relay's address works the same way", theme.dim())
+        Line::styled(
+            "no password: join as a guest (/register claims the nickname); a relay's \
+             address works the same way",
+            theme.dim(),
+        )
     };
     frame.render_widget(
         Paragraph::new(message).wrap(ratatui::widgets::Wrap { trim: false }),
