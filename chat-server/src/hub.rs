@@ -1014,13 +1014,20 @@ impl Hub {
             relayed: member.relayed,
         };
         let outbox = member.outbox.clone();
-        if self
+        if let Some(r) = self
             .rooms
             .get(&key)
-            .is_some_and(|r| r.members.contains_key(&conn))
+            .filter(|r| r.members.contains_key(&conn))
         {
-            let message = format!("you are already in #{name}");
-            self.error(conn, None, ErrorCode::NotAllowed, message);
+            // Already in: the answer is the room's state again (a client rejoining its
+            // rooms after a reconnect, when the server restored them at login already).
+            let entered = ServerFrame::Entered {
+                room: r.name.clone(),
+                topic: r.topic.clone(),
+            };
+            let roster = roster::roster(&r.name, &r.order, &self.clients, MAX_SERVER_FRAME);
+            self.push_to(conn, &entered);
+            self.queue_to(conn, roster);
             return;
         }
         if !self.rooms.contains_key(&key) {

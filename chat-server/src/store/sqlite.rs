@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use chat_core::protocol::{Body, ChatMessage, MessageAttr, MessageId, Target};
+use chat_core::protocol::{Body, ChatMessage, DEFAULT_ROOM, MessageAttr, MessageId, Target};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -180,11 +180,16 @@ impl Store for SqliteStore {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut recent_by_room = Vec::with_capacity(rooms.len());
+        let mut recent_by_room = Vec::with_capacity(rooms.len() + 1);
         if recent > 0 {
-            for room in &rooms {
-                let (messages, _) = self.history(&room.key, None, recent)?;
-                recent_by_room.push((room.key.clone(), messages));
+            // The lobby has a row only once its topic was set.
+            let lobby = (!rooms.iter().any(|r| r.key == DEFAULT_ROOM)).then_some(DEFAULT_ROOM);
+            let keys = rooms.iter().map(|r| r.key.as_str()).chain(lobby);
+            for key in keys {
+                let (messages, _) = self.history(key, None, recent)?;
+                if !messages.is_empty() {
+                    recent_by_room.push((key.to_owned(), messages));
+                }
             }
         }
         Ok(Snapshot {
