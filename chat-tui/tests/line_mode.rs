@@ -359,3 +359,65 @@ fn without_plain_the_user_is_told_what_to_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--plain"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_history_and_accounts_from_the_line_client() {
+    let server = start_server().await;
+    let mut alice = Plain::spawn(server.addr, &["--nick", "alice"]);
+    alice.expect("connected to");
+    alice.type_line("/register hunter22");
+    alice.expect("alice is now registered");
+    alice.type_line("/join #rust");
+    alice.expect("you joined #rust");
+    // Plain text goes to the room joined last.
+    alice.type_line("first in rust");
+    alice.expect("#rust <alice> first in rust");
+    alice.type_line("second in rust");
+    alice.expect("#rust <alice> second in rust");
+    alice.type_line("/topic all things rust");
+    alice.expect("alice set the topic of #rust: all things rust");
+    alice.type_line("/room lobby");
+    alice.expect("talking in #lobby");
+    alice.type_line("back in the lobby");
+    alice.expect("<alice> back in the lobby");
+
+    // Bob joins later: the room's history is replayed, marked, with /history for more.
+    let mut bob = Plain::spawn(server.addr, &["--nick", "bob"]);
+    bob.expect("connected to");
+    bob.type_line("/rooms");
+    bob.expect("#rust (1): all things rust");
+    bob.type_line("/join rust");
+    bob.expect("you joined #rust; topic: all things rust");
+    bob.expect("(earlier) #rust <alice> first in rust");
+    bob.expect("(earlier) #rust <alice> second in rust");
+    bob.expect("2 earlier messages of #rust; nothing older");
+    bob.type_line("/who");
+    bob.expect("2 online in rust: alice, bob");
+    bob.type_line("/part");
+    bob.expect("you left #rust");
+    bob.expect("talking in #lobby");
+
+    // A private message to alice while she is away waits for her login.
+    alice.type_line("/quit");
+    let (code, _) = alice.finish();
+    assert_eq!(code, 0);
+    bob.type_line("/msg alice welcome back");
+    bob.expect("alice offline: the message is kept for when they log in");
+
+    // Wrong password: refused, exit status 4.
+    let wrong = Plain::spawn(server.addr, &["--nick", "alice", "--password", "nope"]);
+    let (code, err) = wrong.finish();
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("wrong password"), "{err}");
+
+    let mut alice = Plain::spawn(server.addr, &["--nick", "alice", "--password", "hunter22"]);
+    alice.expect("connected to");
+    // Her room comes back, and the message kept for her arrives with its original time.
+    alice.expect("you joined #rust");
+    alice.expect("(earlier) [PM bob → you] welcome back");
+    bob.type_line("/quit");
+    bob.finish();
+    alice.type_line("/quit");
+    alice.finish();
+    server.stop().await;
+}

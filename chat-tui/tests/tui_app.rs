@@ -744,3 +744,217 @@ fn a_nickname_given_away_can_be_taken_back() {
     );
     assert_eq!(app.nick, "alice");
 }
+
+fn in_room(id: u64, room: &str, from: &str, text: &str) -> chat_core::protocol::ChatMessage {
+    chat_core::protocol::ChatMessage {
+        id,
+        at: at(id as i64),
+        from: from.into(),
+        to: Target::Room(room.into()),
+        body: chat_core::protocol::Body::Text(text.into()),
+        attrs: Vec::new(),
+        tag: None,
+    }
+}
+
+#[test]
+fn a_joined_room_gets_a_tab_with_its_history_roster_and_messages() {
+    let mut app = connected("alice", &["alice", "bob", "carol"]);
+    let effects = enter_line(&mut app, "/join #rust");
+    assert_eq!(
+        sent(&effects),
+        [ClientFrame::Join {
+            room: "rust".into()
+        }]
+    );
+    frame(
+        &mut app,
+        ServerFrame::Entered {
+            room: "rust".into(),
+            topic: "crabs".into(),
+        },
+    );
+    assert_eq!(
+        app.tabs[1].kind,
+        TabKind::Room {
+            name: "rust".into()
+        }
+    );
+    assert_eq!(app.active, 1, "the room asked for is shown");
+    assert!(last_text(&app, 1).contains("topic: crabs"));
+    frame(
+        &mut app,
+        ServerFrame::Roster {
+            room: "rust".into(),
+            users: vec![user("alice"), user("bob")],
+        },
+    );
+    // The sidebar follows the room on screen.
+    let shown: Vec<&str> = app.shown_roster().iter().map(|u| u.nick.as_str()).collect();
+    assert_eq!(shown, ["alice", "bob"]);
+    frame(
+        &mut app,
+        ServerFrame::History {
+            room: "rust".into(),
+            messages: vec![
+                in_room(5, "rust", "bob", "old one"),
+                in_room(6, "rust", "bob", "old two"),
+            ],
+            more: true,
+        },
+    );
+    frame(
+        &mut app,
+        ServerFrame::Message(in_room(7, "rust", "bob", "live")),
+    );
+    let entries: Vec<(String, bool)> = app.tabs[1]
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Message { text, history, .. } => Some((text.clone(), *history)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("old one".to_owned(), true),
+            ("old two".to_owned(), true),
+            ("live".to_owned(), false)
+        ]
+    );
+    // The same history again (after a reconnect) is not shown twice.
+    frame(
+        &mut app,
+        ServerFrame::History {
+            room: "rust".into(),
+            messages: vec![in_room(6, "rust", "bob", "old two")],
+            more: true,
+        },
+    );
+    assert_eq!(
+        app.tabs[1]
+            .entries
+            .iter()
+            .filter(|e| matches!(&e.kind, EntryKind::Message { text, .. } if text == "old two"))
+            .count(),
+        1
+    );
+    // Typed text goes to the room; /history asks for what is older than the oldest shown.
+    assert_eq!(
+        sent_texts(&enter_line(&mut app, "hi rust")),
+        [(Target::Room("rust".into()), "hi rust".into())]
+    );
+    assert_eq!(
+        sent(&enter_line(&mut app, "/history 20")),
+        [ClientFrame::History {
+            room: "rust".into(),
+            before: Some(5),
+            limit: 20
+        }]
+    );
+    // An older page goes above what is shown.
+    frame(
+        &mut app,
+        ServerFrame::History {
+            room: "rust".into(),
+            messages: vec![in_room(2, "rust", "carol", "ancient")],
+            more: false,
+        },
+    );
+    let first = app.tabs[1]
+        .entries
+        .iter()
+        .find_map(|e| match &e.kind {
+            EntryKind::Message { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .expect("a message");
+    assert_eq!(first, "ancient");
+    assert!(last_text(&app, 1).contains("nothing older"));
+    // The lobby's roster is still everyone.
+    alt(&mut app, '1');
+    assert_eq!(app.shown_roster().len(), 3);
+    // Closing a room's tab leaves the room; the tab goes when the server confirms.
+    alt(&mut app, '2');
+    assert_eq!(
+        sent(&ctrl(&mut app, 'w')),
+        [ClientFrame::Part {
+            room: "rust".into()
+        }]
+    );
+    frame(
+        &mut app,
+        ServerFrame::Parted {
+            room: "rust".into(),
+        },
+    );
+    assert_eq!(app.tabs.len(), 1);
+}
+
+#[test]
+fn reconnecting_rejoins_the_rooms_whose_tabs_are_open() {
+    let mut app = connected("alice", &["alice"]);
+    frame(
+        &mut app,
+        ServerFrame::Entered {
+            room: "go".into(),
+            topic: String::new(),
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::Lost {
+            message: "reset".into(),
+        },
+    );
+    let effects = net(
+        &mut app,
+        NetEvent::Connected(Box::new(welcome("alice", &["alice"]))),
+    );
+    assert!(sent(&effects).contains(&ClientFrame::Join { room: "go".into() }));
+}
+
+#[test]
+fn messages_kept_while_offline_arrive_in_their_private_tabs() {
+    let mut app = connected("alice", &["alice"]);
+    let effects = frame(
+        &mut app,
+        ServerFrame::Offline(vec![chat_core::protocol::ChatMessage {
+            id: 3,
+            at: at(-60),
+            from: "bob".into(),
+            to: Target::Users(vec!["alice".into()]),
+            body: chat_core::protocol::Body::Text("you there?".into()),
+            attrs: Vec::new(),
+            tag: None,
+        }]),
+    );
+    assert_eq!(effects, [Effect::Bell]);
+    let i = app
+        .tabs
+        .iter()
+        .position(|t| t.kind.title() == "bob")
+        .expect("a tab for bob");
+    assert!(matches!(
+        &app.tabs[i].entries.back().expect("entry").kind,
+        EntryKind::Message { text, history: true, .. } if text == "you there?"
+    ));
+    assert_eq!(app.tabs[i].entries.back().expect("entry").at, at(-60));
+    assert!(last_text(&app, 0).contains("while you were away"));
+}
+
+#[test]
+fn the_connect_screen_logs_in_with_a_masked_password() {
+    let mut app = fresh("alice");
+    // Nickname, then the password field.
+    if let Screen::Connect(form) = &app.screen {
+        assert_eq!(form.field, chat_tui::tui::app::Field::Password);
+    }
+    type_text(&mut app, "s3cret");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(
+        &effects[..],
+        [Effect::Connect { nick, password: Some(p), .. }] if nick == "alice" && p == "s3cret"
+    ));
+}

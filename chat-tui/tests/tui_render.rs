@@ -174,3 +174,12 @@ fn no_color_means_no_colours() {
     app.opts.color = false;
     assert_eq!(colours(&mut app), 0, "none with NO_COLOR");
 }
+
+#[test]
+fn the_password_is_masked_on_the_connect_screen() {
+    let mut app = fresh("alice");
+    type_text(&mut app, "s3cret");
+    let screen = render(&mut app, 80, 24);
+    assert!(!screen.contains("s3cret"), "{screen}");
+    assert!(screen.contains("Password   ••••••"), "{screen}");
+}

@@ -448,8 +448,9 @@ impl App {
                 nick: single_line(nick.as_deref().unwrap_or("")),
                 server: single_line(&server),
                 password: password_line(""),
+                // With the nickname given, the password is next (Enter alone: as a guest).
                 field: if nick.as_deref().is_some_and(|n| !n.is_empty()) {
-                    Field::Server
+                    Field::Password
                 } else {
                     Field::Nick
                 },
