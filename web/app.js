@@ -77,6 +77,14 @@ function describe(r) {
       return ["rate_limited", "rate-limited", r.nick, "", `muted for ${(r.retry_after_ms / 1000).toFixed(1)} s (${r.addr})`, [r.nick], "problem"];
     case "stats":
       return ["stats", "stats", "", "", `${r.clients_now} online, ${r.messages_in} messages, ${r.deliveries} deliveries`, [], "system"];
+    case "room_join":
+      return ["join", "join", r.nick, "#" + r.room, `entered #${r.room}`, [r.nick], "system"];
+    case "room_part":
+      return ["leave", "part", r.nick, "#" + r.room, `left #${r.room}`, [r.nick], "system"];
+    case "topic":
+      return ["message", "topic", r.nick, "#" + r.room, r.topic ? `topic: ${r.topic}` : "topic cleared", [r.nick], "system"];
+    case "account":
+      return ["join", "account", r.nick, "", r.change, [r.nick], "system"];
     default:
       return ["stats", r.kind, "", "", JSON.stringify(r), [], "system"];
   }

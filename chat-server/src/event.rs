@@ -106,6 +106,36 @@ pub enum EventKind {
     },
     /// Periodic counters.
     Stats(StatsSnapshot),
+    /// A user entered a room other than the lobby (by `/join`, or restored at login).
+    RoomJoin {
+        /// Nickname.
+        nick: String,
+        /// The room.
+        room: String,
+    },
+    /// A user left a room (`/part`).
+    RoomPart {
+        /// Nickname.
+        nick: String,
+        /// The room.
+        room: String,
+    },
+    /// A room's topic was set.
+    Topic {
+        /// Who set it.
+        nick: String,
+        /// The room.
+        room: String,
+        /// The topic; may be empty.
+        topic: String,
+    },
+    /// An account was registered or its password changed (once stored).
+    Account {
+        /// The account's nickname.
+        nick: String,
+        /// `registered` or `password changed`.
+        change: &'static str,
+    },
 }
 
 impl EventKind {

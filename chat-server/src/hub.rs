@@ -939,9 +939,23 @@ impl Hub {
                 }
             }
             Acked::Registered { nick, .. } => {
+                let change = "registered";
+                self.emit(
+                    EventKind::Account {
+                        nick: nick.clone(),
+                        change,
+                    },
+                    Utc::now(),
+                );
                 self.push_to(conn, &ServerFrame::Registered { nick });
             }
-            Acked::PasswordChanged => self.push_to(conn, &ServerFrame::PasswordChanged),
+            Acked::PasswordChanged => {
+                if let Some(nick) = self.clients.get(&conn).map(|m| m.nick.clone()) {
+                    let change = "password changed";
+                    self.emit(EventKind::Account { nick, change }, Utc::now());
+                }
+                self.push_to(conn, &ServerFrame::PasswordChanged);
+            }
         }
     }
 
@@ -1009,8 +1023,9 @@ impl Hub {
         }
         let key = room_key(name);
         let account = member.account.clone();
+        let nick = member.nick.clone();
         let user = UserInfo {
-            nick: member.nick.clone(),
+            nick: nick.clone(),
             relayed: member.relayed,
         };
         let outbox = member.outbox.clone();
@@ -1073,9 +1088,14 @@ impl Hub {
             topic: r.topic.clone(),
         };
         let roster = roster::roster(&r.name, &r.order, &self.clients, MAX_SERVER_FRAME);
+        let event = EventKind::RoomJoin {
+            nick: nick.clone(),
+            room: r.name.clone(),
+        };
         self.push_to(conn, &entered);
         self.queue_to(conn, roster);
         self.replay(conn, &key);
+        self.emit(event, now);
         if let Some(account) = account {
             self.store_write(Write::Membership {
                 account,
@@ -1112,14 +1132,16 @@ impl Hub {
         r.order.remove(conn);
         let name = r.name.clone();
         self.push_to(conn, &ServerFrame::Parted { room: name.clone() });
+        let now = Utc::now();
         let frame = ServerFrame::Left {
-            room: name,
-            nick,
+            room: name.clone(),
+            nick: nick.clone(),
             reason: DisconnectReason::LeftRoom,
             message: String::new(),
-            at: Utc::now(),
+            at: now,
         };
         self.broadcast(&key, &frame, None, false);
+        self.emit(EventKind::RoomPart { nick, room: name }, now);
         if let Some(account) = account {
             self.store_write(Write::Membership {
                 account,
@@ -1152,11 +1174,20 @@ impl Hub {
             name: name.clone(),
             topic: topic.clone(),
         }));
+        let now = Utc::now();
+        self.emit(
+            EventKind::Topic {
+                nick: by.clone(),
+                room: name.clone(),
+                topic: topic.clone(),
+            },
+            now,
+        );
         let frame = ServerFrame::Topic {
             room: name,
             topic,
             by,
-            at: Utc::now(),
+            at: now,
         };
         let Some(bytes) = encode(&frame) else {
             return;

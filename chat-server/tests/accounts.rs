@@ -384,7 +384,14 @@ async fn a_room_message_reaches_its_members_only() {
         ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::NotAllowed),
         _ => unreachable!(),
     }
-    server.stop().await;
+    // The log (and the monitor) record all of it.
+    let log = server.stop().await;
+    let has = |kind: &str, field: &str, value: &str| {
+        log.iter().any(|e| e["kind"] == kind && e[field] == value)
+    };
+    assert!(has("room_join", "nick", "carol"));
+    assert!(has("room_part", "nick", "carol"));
+    assert!(has("topic", "topic", "borrowck support group"));
 }
 
 #[tokio::test]
