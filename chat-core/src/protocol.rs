@@ -340,6 +340,9 @@ pub struct Welcome {
 pub enum NickChange {
     /// Someone online already uses this nickname or one that looks the same.
     Taken,
+    /// The nickname (or one that looks the same) is a registered account's: log in with its
+    /// password to use it. Since 2.
+    Registered,
 }
 
 /// A room as listed in `Welcome`.

@@ -512,7 +512,24 @@ impl Hub {
                 self.evict_holders(&nick);
                 (nick, None)
             }
-            None => self.assign_nick(&req.nick),
+            None => {
+                let (nick, change) = self.assign_nick(&req.nick);
+                // An old client knows only `Taken`.
+                let registered = change.is_some()
+                    && req.version >= 2
+                    && !self.nick_unreserved(&req.nick)
+                    && self.nick_online(&req.nick).is_none();
+                (
+                    nick,
+                    change.map(|c| {
+                        if registered {
+                            NickChange::Registered
+                        } else {
+                            c
+                        }
+                    }),
+                )
+            }
         };
         let keys = names::nick_keys(&nick);
         let account = login.as_ref().map(|_| keys.folded.clone());
@@ -601,12 +618,16 @@ impl Hub {
             },
             now,
         );
-        if nick_change.is_some() {
+        if let Some(change) = nick_change {
+            let reason = match change {
+                NickChange::Taken => "taken",
+                NickChange::Registered => "registered",
+            };
             self.emit(
                 EventKind::NickChanged {
                     requested: req.nick,
                     nick: nick.clone(),
-                    reason: "taken",
+                    reason,
                 },
                 now,
             );
@@ -691,6 +712,14 @@ impl Hub {
                 true,
             );
         }
+    }
+
+    /// Who online has `nick` or a look-alike, if anyone.
+    fn nick_online(&self, nick: &str) -> Option<ConnId> {
+        let keys = names::nick_keys(nick);
+        keys.tagged()
+            .iter()
+            .find_map(|&(kind, key)| self.nicks.get(&(kind, key.to_owned())).copied())
     }
 
     /// Nobody registered `nick` or a look-alike.

@@ -2,7 +2,8 @@
 //! as one human-readable line (`12:04:31 <alice> hi`) or as one JSON object.
 
 use chat_core::protocol::{
-    Body, ChatMessage, DEFAULT_ROOM, DisconnectReason, RoomInfo, ServerFrame, Target, Welcome,
+    Body, ChatMessage, DEFAULT_ROOM, DisconnectReason, NickChange, RoomInfo, ServerFrame, Target,
+    Welcome,
 };
 use chrono::{DateTime, Local, Utc};
 
@@ -176,7 +177,10 @@ impl LineEvent {
             server: w.server.clone(),
             nick: w.nick.clone(),
             requested_nick: w.requested_nick.clone(),
-            nick_changed: w.nick_change.map(|_| "taken"),
+            nick_changed: w.nick_change.map(|c| match c {
+                NickChange::Taken => "taken",
+                NickChange::Registered => "registered",
+            }),
             roster: w.roster.iter().map(|u| u.nick.clone()).collect(),
         }
     }
@@ -420,8 +424,13 @@ impl LineEvent {
                 roster,
             } => {
                 let mut s = format!("{} * connected to {address} as {nick}", stamp(time));
-                if nick_changed.is_some() {
-                    s.push_str(&format!(" ({requested_nick} was taken)"));
+                match nick_changed {
+                    Some("registered") => s.push_str(&format!(
+                        " ({requested_nick} is a registered nickname: log in with --password to \
+                         use it)"
+                    )),
+                    Some(_) => s.push_str(&format!(" ({requested_nick} was taken)")),
+                    None => {}
                 }
                 s.push_str(&format!(
                     "\n{} * {} online: {}",
@@ -517,10 +526,8 @@ impl LineEvent {
                 } else {
                     "; nothing older"
                 };
-                format!(
-                    "{} * {count} earlier messages of #{room}{older}",
-                    stamp(time)
-                )
+                let noun = if *count == 1 { "message" } else { "messages" };
+                format!("{} * {count} earlier {noun} of #{room}{older}", stamp(time))
             }
             LineEvent::Queued { time, to } => format!(
                 "{} * {} offline: the message is kept for when they log in",

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use chat_core::names::{fold, validate_nick, validate_relayed_nick, validate_text};
 use chat_core::protocol::{
-    Body, ChatMessage, ClientFrame, DEFAULT_ROOM, ErrorCode, Limits, Outgoing, ServerFrame, Target,
-    UserInfo, Welcome,
+    Body, ChatMessage, ClientFrame, DEFAULT_ROOM, ErrorCode, Limits, NickChange, Outgoing,
+    ServerFrame, Target, UserInfo, Welcome,
 };
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{
@@ -1410,12 +1410,23 @@ impl App {
         };
         let text = format!("{verb} {} as {} ({})", self.server, w.nick, w.server);
         self.notice(0, &text, false);
-        if w.nick_change.is_some() {
-            let text = format!(
-                "the nickname {} was taken; the server named you {}",
-                w.requested_nick, w.nick
-            );
-            self.notice(0, &text, true);
+        match w.nick_change {
+            Some(NickChange::Registered) => {
+                let text = format!(
+                    "{} is a registered nickname: to use it, log in with its password (the \
+                     Password field, or --password); the server named you {}",
+                    w.requested_nick, w.nick
+                );
+                self.notice(0, &text, true);
+            }
+            Some(NickChange::Taken) => {
+                let text = format!(
+                    "the nickname {} was taken; the server named you {}",
+                    w.requested_nick, w.nick
+                );
+                self.notice(0, &text, true);
+            }
+            None => {}
         }
         if !first {
             for i in 1..self.tabs.len() {
@@ -1670,6 +1681,7 @@ impl App {
                 if asked || !more {
                     let text = match (shown, more) {
                         (0, false) => "no older messages".to_owned(),
+                        (1, false) => "1 earlier message; nothing older".to_owned(),
                         (n, false) => format!("{n} earlier messages; nothing older"),
                         (n, true) => format!("{n} earlier messages; /history shows older ones"),
                     };
