@@ -201,6 +201,8 @@ struct Room {
     order: Order,
     /// Its latest messages, oldest first, replayed to whoever enters.
     recent: VecDeque<ChatMessage>,
+    /// Older messages than `recent` are stored.
+    older: bool,
 }
 
 impl Room {
@@ -211,6 +213,7 @@ impl Room {
             members: HashMap::new(),
             order: Order::default(),
             recent: VecDeque::new(),
+            older: false,
         }
     }
 }
@@ -312,9 +315,10 @@ impl Hub {
                 .or_insert_with(|| Room::new(name, String::new()));
             room.topic = topic;
         }
-        for (key, messages) in snapshot.recent {
+        for (key, messages, older) in snapshot.recent {
             if let Some(room) = self.rooms.get_mut(&key) {
                 room.recent = messages.into();
+                room.older = older;
             }
         }
         for nick in snapshot.accounts {
@@ -742,7 +746,7 @@ impl Hub {
         }
         let frame = ServerFrame::History {
             room: room.name.clone(),
-            more: skip > 0 || messages.first().is_some_and(|m| m.id > 1),
+            more: skip > 0 || room.older,
             messages,
         };
         self.push_to(conn, &frame);
@@ -936,6 +940,7 @@ impl Hub {
         if let Some(room) = self.rooms.get_mut(key) {
             if room.recent.len() >= keep {
                 room.recent.pop_front();
+                room.older = true;
             }
             room.recent.push_back(message.clone());
         }

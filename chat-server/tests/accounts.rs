@@ -537,7 +537,10 @@ async fn offline_messages_rooms_and_accounts_survive_a_restart() {
     )
     .await
     {
-        ServerFrame::History { messages, .. } => assert_eq!(texts(&messages), ["planted today"]),
+        ServerFrame::History { messages, more, .. } => {
+            assert_eq!(texts(&messages), ["planted today"]);
+            assert!(!more, "nothing older");
+        }
         _ => unreachable!(),
     }
     match expect(&mut bob, "offline messages", |f| {

@@ -87,8 +87,9 @@ pub struct Snapshot {
     pub accounts: Vec<String>,
     /// Every room.
     pub rooms: Vec<StoredRoom>,
-    /// The most recent messages of each room (room key, messages oldest first).
-    pub recent: Vec<(String, Vec<ChatMessage>)>,
+    /// The most recent messages of each room that has any: the room's key, the messages
+    /// (oldest first), and whether older ones exist.
+    pub recent: Vec<(String, Vec<ChatMessage>, bool)>,
 }
 
 /// One change to the stored state.

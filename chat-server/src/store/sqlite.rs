@@ -186,9 +186,9 @@ impl Store for SqliteStore {
             let lobby = (!rooms.iter().any(|r| r.key == DEFAULT_ROOM)).then_some(DEFAULT_ROOM);
             let keys = rooms.iter().map(|r| r.key.as_str()).chain(lobby);
             for key in keys {
-                let (messages, _) = self.history(key, None, recent)?;
+                let (messages, older) = self.history(key, None, recent)?;
                 if !messages.is_empty() {
-                    recent_by_room.push((key.to_owned(), messages));
+                    recent_by_room.push((key.to_owned(), messages, older));
                 }
             }
         }

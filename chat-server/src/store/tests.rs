@@ -74,6 +74,7 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
     assert_eq!(snap.next_message_id, 8);
     assert_eq!(snap.accounts, ["Bob"]);
     assert_eq!(snap.recent[0].1[0].body.text(), "from before");
+    assert!(!snap.recent[0].2, "nothing older");
     // The new table works.
     let mut pm = room_message(8, "lobby", "queued");
     if let Write::Message {

@@ -392,6 +392,11 @@ pub struct App {
     joining: Option<String>,
     /// The next room roster comes with entering the room: not shown as a notice.
     quiet_roster: bool,
+    /// Rooms entered on this connection (entering again, as when the client rejoins what the
+    /// server already restored, is not announced twice).
+    entered: HashSet<String>,
+    /// Rooms whose older history the user asked for (`/history`), folded.
+    history_asked: HashSet<String>,
     /// Selected roster row.
     pub roster_selected: usize,
     /// Which pane has the keyboard.
@@ -469,6 +474,8 @@ impl App {
             password: None,
             joining: None,
             quiet_roster: false,
+            entered: HashSet::new(),
+            history_asked: HashSet::new(),
             roster_selected: 0,
             focus: Focus::Input,
             input: input_area(""),
@@ -1000,6 +1007,7 @@ impl App {
                 Some(room) => {
                     let room = room.to_owned();
                     let before = self.tabs[self.active].oldest_id;
+                    self.history_asked.insert(fold(&room));
                     self.request(ClientFrame::History {
                         room,
                         before,
@@ -1403,6 +1411,8 @@ impl App {
         self.nick = w.nick.clone();
         self.limits = Some(w.limits.clone());
         self.set_roster(w.roster);
+        self.entered.clear();
+        self.history_asked.clear();
         let verb = if first {
             "connected to"
         } else {
@@ -1430,7 +1440,10 @@ impl App {
         }
         if !first {
             for i in 1..self.tabs.len() {
-                let nick = self.tabs[i].kind.title().to_owned();
+                let TabKind::Private { nick } = &self.tabs[i].kind else {
+                    continue;
+                };
+                let nick = nick.clone();
                 let text = if self.is_online(&nick) {
                     format!("{nick} is online")
                 } else {
@@ -1626,6 +1639,9 @@ impl App {
                     self.select_tab(i);
                 }
                 self.quiet_roster = true;
+                if !self.entered.insert(fold(&room)) {
+                    return Vec::new();
+                }
                 let room = crate::event::sanitize_line(&room);
                 let text = if topic.is_empty() {
                     format!("you are in #{room}")
@@ -1676,12 +1692,15 @@ impl App {
                 more,
             } => {
                 let i = self.room_tab(&room);
-                let asked = self.tabs[i].oldest_id.is_some();
+                let asked = self.history_asked.remove(&fold(&room));
                 let shown = self.insert_history(i, messages);
-                if asked || !more {
+                // A replay on entering says only whether there is more; an answer to
+                // /history says what it found.
+                if asked || (shown > 0 && more) {
                     let text = match (shown, more) {
                         (0, false) => "no older messages".to_owned(),
                         (1, false) => "1 earlier message; nothing older".to_owned(),
+                        (1, true) => "1 earlier message; /history shows older ones".to_owned(),
                         (n, false) => format!("{n} earlier messages; nothing older"),
                         (n, true) => format!("{n} earlier messages; /history shows older ones"),
                     };
