@@ -15,10 +15,14 @@ chat_port=12399
 redis_port=16399
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+# Each chat-server run stores its messages in a fresh database, durably, as it does by default.
+db_dir=$(mktemp -d)
+trap 'rm -rf "$db_dir"' EXIT
 start_chat() {
+    rm -f "$db_dir"/chat.db*
     target/release/chat-server --port $chat_port --no-log-file --stats-interval 0 \
         --rate-burst 1000000 --rate-per-sec 1000000 --http-port 0 --ws-port 0 \
-        --max-clients 20000 >/dev/null 2>&1 &
+        --max-clients 20000 --db "$db_dir/chat.db" >/dev/null 2>&1 &
     pid=$!
     until (exec 3<>/dev/tcp/127.0.0.1/$chat_port) 2>/dev/null; do sleep 0.1; done
     addr=127.0.0.1:$chat_port proto=chat

@@ -29,7 +29,8 @@ pub const HANDSHAKE_MAX_FRAME: usize = 4 * 1024;
 /// own `max_frame`: a `Welcome` or `Roster` with thousands of users can be larger.
 pub const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
 
-/// Server-assigned message identifier, unique and increasing within one server run.
+/// Server-assigned message identifier, unique and increasing, across restarts too (since 2;
+/// version 1 servers numbered from 1 at every start).
 pub type MessageId = u64;
 
 /// A UTC instant, carried on the wire as milliseconds since the Unix epoch (signed varint).
@@ -93,18 +94,18 @@ pub enum ClientFrame {
     /// [`ServerFrame::Registered`] once it is stored. Since 2.
     Register {
         /// The password.
-        password: String,
+        password: Password,
     },
     /// Changes the logged-in account's password; answered with
     /// [`ServerFrame::PasswordChanged`] once it is stored. Since 2.
     SetPassword {
         /// The new password.
-        password: String,
+        password: Password,
     },
 }
 
 /// The handshake frame. Its layout never changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// The protocol version the client speaks.
     pub version: u16,
@@ -115,6 +116,41 @@ pub struct Hello {
     /// Account password: logs in to the account registered under `nick`. `None` connects as
     /// a guest.
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("version", &self.version)
+            .field("nick", &self.nick)
+            .field("client", &self.client)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A password in a frame: encoded as a plain string, never shown by `Debug` (so that no log
+/// or error message can contain it).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Self {
+        Password(s.to_owned())
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Self {
+        Password(s)
+    }
 }
 
 /// Sent by a relay before the guest's `Hello`.
@@ -472,6 +508,46 @@ pub enum DisconnectReason {
     LeftRoom,
 }
 
+impl ErrorCode {
+    /// This code as a peer speaking `version` can decode it: codes added in version 2 become
+    /// `Unsupported` for a version 1 peer (the message still says what happened).
+    pub fn for_version(self, version: u16) -> ErrorCode {
+        match self {
+            ErrorCode::NotAllowed
+            | ErrorCode::Busy
+            | ErrorCode::InvalidRoom(_)
+            | ErrorCode::InvalidPassword
+                if version < 2 =>
+            {
+                ErrorCode::Unsupported
+            }
+            other => other,
+        }
+    }
+}
+
+impl RejectReason {
+    /// This reason as a client speaking `version` can decode it: the account refusals added
+    /// in version 2 reach a version 1 client as a version mismatch (accounts need version 2).
+    pub fn for_version(self, version: u16) -> RejectReason {
+        match self {
+            RejectReason::BadPassword
+            | RejectReason::NoSuchAccount
+            | RejectReason::GuestsNotAllowed
+            | RejectReason::NoAccountsThroughRelay
+                if version < 2 =>
+            {
+                RejectReason::VersionMismatch {
+                    client: version,
+                    server_min: 2,
+                    server_max: PROTOCOL_VERSION,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 /// A request that failed; the connection stays open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorFrame {
@@ -517,6 +593,17 @@ pub enum ErrorCode {
 }
 
 impl DisconnectReason {
+    /// This reason as a peer speaking `version` can decode it: reasons added in version 2
+    /// become `ConnectionClosed` for a version 1 peer.
+    pub fn for_version(self, version: u16) -> DisconnectReason {
+        match self {
+            DisconnectReason::LoggedInElsewhere | DisconnectReason::LeftRoom if version < 2 => {
+                DisconnectReason::ConnectionClosed
+            }
+            other => other,
+        }
+    }
+
     /// A short phrase for logs and user interfaces.
     pub fn describe(self) -> &'static str {
         match self {
@@ -535,5 +622,36 @@ impl DisconnectReason {
 impl std::fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show_in_debug_output_and_encode_as_plain_strings() {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            nick: "alice".into(),
+            client: "test".into(),
+            password: Some("hunter22".into()),
+        };
+        let register = ClientFrame::Register {
+            password: "hunter22".into(),
+        };
+        for shown in [
+            format!("{hello:?}"),
+            format!("{:?}", ClientFrame::Hello(hello.clone())),
+            format!("{register:?}"),
+        ] {
+            assert!(!shown.contains("hunter22"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        let mut as_password = bytes::BytesMut::new();
+        crate::codec::encode_into(&Password("hunter22".into()), &mut as_password).expect("encode");
+        let mut as_string = bytes::BytesMut::new();
+        crate::codec::encode_into("hunter22", &mut as_string).expect("encode");
+        assert_eq!(as_password, as_string);
     }
 }

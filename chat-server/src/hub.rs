@@ -307,7 +307,13 @@ impl Hub {
         snapshot: Snapshot,
         me: mpsc::WeakSender<Cmd>,
     ) -> Self {
-        self.next_msg_id = self.next_msg_id.max(snapshot.next_message_id);
+        // Messages that were sent out but not yet stored when the last run ended (a crash) had
+        // ids above the largest stored one, at most a full store queue and batch of them:
+        // starting past those means an id seen once is never given to another message.
+        let unstored = (crate::store::STORE_QUEUE + crate::store::MAX_BATCH) as u64;
+        self.next_msg_id = self
+            .next_msg_id
+            .max(snapshot.next_message_id.saturating_add(unstored));
         for StoredRoom { key, name, topic } in snapshot.rooms {
             let room = self
                 .rooms
@@ -640,12 +646,24 @@ impl Hub {
             return;
         };
         if let Some(hash) = login.create {
-            self.add_account(nick.clone());
-            self.store_write(Write::Account {
+            // Created at this login (`--guests deny`): confirmed like a /register once stored.
+            let write = Write::Account {
                 key: key.clone(),
                 nick: nick.clone(),
                 hash,
-            });
+            };
+            let ack = Ack {
+                conn: req.conn,
+                what: Acked::Registered {
+                    key: key.clone(),
+                    nick: nick.clone(),
+                },
+            };
+            if self.store_acked(req.conn, write, ack) {
+                self.add_account(nick.clone());
+            } else if let Some(m) = self.clients.get_mut(&req.conn) {
+                m.account = None;
+            }
         }
         // An old client (version 1) knows only the lobby.
         if req.version >= 2 {
@@ -1430,10 +1448,13 @@ impl Hub {
                 reason.describe().to_owned()
             };
             for (key, name) in left_rooms {
+                // The lobby has version 1 members, who know only the first reasons (the
+                // message still names the real one); other rooms have none.
+                let version = if key == DEFAULT_ROOM { 1 } else { 2 };
                 let frame = ServerFrame::Left {
                     room: name,
                     nick: member.nick.clone(),
-                    reason,
+                    reason: reason.for_version(version),
                     message: shown.clone(),
                     at: now,
                 };
@@ -1445,7 +1466,7 @@ impl Hub {
             Stats::add(&self.stats.slow_dropped, 1);
         }
         let bye = encode(&ServerFrame::Bye {
-            reason,
+            reason: reason.for_version(member.version),
             message: message.clone(),
         });
         member.outbox.close(bye, overflowed);
@@ -1576,6 +1597,8 @@ impl Hub {
     }
 
     fn error(&mut self, conn: ConnId, tag: Option<u64>, code: ErrorCode, message: String) {
+        let version = self.clients.get(&conn).map_or(1, |m| m.version);
+        let code = code.for_version(version);
         self.push_to(conn, &ServerFrame::Error(ErrorFrame { tag, code, message }));
     }
 

@@ -270,6 +270,7 @@ async fn next_handshake_frame(
 async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Option<Login>, Refusal> {
     let nick = &accepted.hello.nick;
     let refusal = |reason: RejectReason, message: String| {
+        let reason = reason.for_version(accepted.version);
         let mut r = Refusal::new(reason, message, accepted.addr);
         r.nick = Some(nick.clone());
         r
@@ -472,7 +473,10 @@ where
     };
     let refused = match answer {
         Some(Ok(())) => return Some((conn, outbox, writer)),
-        Some(Err(rejected)) => rejected,
+        Some(Err(mut rejected)) => {
+            rejected.reason = rejected.reason.for_version(accepted.version);
+            rejected
+        }
         None => Rejected {
             reason: RejectReason::ShuttingDown,
             message: "the server is shutting down".into(),
@@ -755,8 +759,8 @@ fn step(
             before,
             limit,
         }),
-        ClientFrame::Register { password } => Step::Hash(HashFor::Register, password),
-        ClientFrame::SetPassword { password } => Step::Hash(HashFor::SetPassword, password),
+        ClientFrame::Register { password } => Step::Hash(HashFor::Register, password.0),
+        ClientFrame::SetPassword { password } => Step::Hash(HashFor::SetPassword, password.0),
     }
 }
 

@@ -197,7 +197,7 @@ async fn the_password_can_be_changed() {
     send(
         &mut zoe,
         ClientFrame::SetPassword {
-            password: String::new(),
+            password: String::new().into(),
         },
     )
     .await;

@@ -225,12 +225,12 @@ pub async fn run(opts: LineOptions) -> u8 {
                 before: rooms.oldest(&rooms.current),
                 limit,
             }),
-            Some(Command::Register(password)) => {
-                Outbound::Frame(ClientFrame::Register { password })
-            }
-            Some(Command::Password(password)) => {
-                Outbound::Frame(ClientFrame::SetPassword { password })
-            }
+            Some(Command::Register(password)) => Outbound::Frame(ClientFrame::Register {
+                password: password.into(),
+            }),
+            Some(Command::Password(password)) => Outbound::Frame(ClientFrame::SetPassword {
+                password: password.into(),
+            }),
             Some(Command::Room(room)) => {
                 let ev = rooms.switch(room_name(&room));
                 if out.show(&ev).is_err() {

@@ -958,3 +958,53 @@ fn the_connect_screen_logs_in_with_a_masked_password() {
         [Effect::Connect { nick, password: Some(p), .. }] if nick == "alice" && p == "s3cret"
     ));
 }
+
+#[test]
+fn after_registering_a_reconnect_logs_in_with_the_new_password() {
+    let mut app = connected("alice", &["alice"]);
+    enter_line(&mut app, "/register s3cret");
+    // Not kept for Up to bring back.
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.input_text(), "");
+    frame(
+        &mut app,
+        ServerFrame::Registered {
+            nick: "alice".into(),
+        },
+    );
+    let effects = net(
+        &mut app,
+        NetEvent::Lost {
+            message: "reset".into(),
+        },
+    );
+    assert!(matches!(
+        &effects[..],
+        [Effect::Connect { password: Some(p), .. }] if p == "s3cret"
+    ));
+}
+
+#[test]
+fn replaced_by_another_login_does_not_reconnect_by_itself() {
+    let mut app = connected("alice", &["alice"]);
+    frame(
+        &mut app,
+        ServerFrame::Bye {
+            reason: chat_core::protocol::DisconnectReason::LoggedInElsewhere,
+            message: "alice logged in from another connection".into(),
+        },
+    );
+    let effects = net(
+        &mut app,
+        NetEvent::Lost {
+            message: "closed".into(),
+        },
+    );
+    assert!(effects.is_empty(), "{effects:?}");
+    assert!(matches!(app.conn, ConnState::Stopped { .. }));
+    assert!(last_text(&app, 0).contains("/reconnect"));
+    assert!(matches!(
+        &enter_line(&mut app, "/reconnect")[..],
+        [Effect::Connect { .. }]
+    ));
+}

@@ -26,7 +26,7 @@ pub use sqlite::SqliteStore;
 /// "busy" error instead of waiting (the hub never waits).
 pub const STORE_QUEUE: usize = 16 * 1024;
 /// Most writes committed in one transaction.
-const MAX_BATCH: usize = 4096;
+pub const MAX_BATCH: usize = 4096;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating it if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private(path)?;
         let db = Connection::open(path)?;
         // WAL: readers never block the writer; FULL: a commit is durable when it returns.
         let mode: String = db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -66,6 +67,21 @@ impl SqliteStore {
     #[doc(hidden)]
     pub fn connection(&self) -> &Connection {
         &self.db
+    }
+}
+
+/// Creates the database file readable by its owner only (it holds private messages and
+/// password hashes); SQLite gives its `-wal` and `-shm` files the same permissions. An
+/// existing file is left as it is.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Io(e)),
     }
 }
 

@@ -48,6 +48,18 @@ fn an_empty_database_gets_the_whole_schema() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let perms = std::fs::metadata(dir.path().join("chat.db"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            perms.mode() & 0o777,
+            0o600,
+            "private messages are not world-readable"
+        );
+    }
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use chat_core::names::{fold, validate_nick, validate_relayed_nick, validate_text};
 use chat_core::protocol::{
-    Body, ChatMessage, ClientFrame, DEFAULT_ROOM, ErrorCode, Limits, NickChange, Outgoing,
-    ServerFrame, Target, UserInfo, Welcome,
+    Body, ChatMessage, ClientFrame, DEFAULT_ROOM, DisconnectReason, ErrorCode, Limits, NickChange,
+    Outgoing, ServerFrame, Target, UserInfo, Welcome,
 };
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{
@@ -397,6 +397,10 @@ pub struct App {
     entered: HashSet<String>,
     /// Rooms whose older history the user asked for (`/history`), folded.
     history_asked: HashSet<String>,
+    /// The password of a `/register` or `/password` waiting for the server's confirmation.
+    new_password: Option<String>,
+    /// The server said this connection was replaced by another login to the account.
+    replaced: bool,
     /// Selected roster row.
     pub roster_selected: usize,
     /// Which pane has the keyboard.
@@ -476,6 +480,8 @@ impl App {
             quiet_roster: false,
             entered: HashSet::new(),
             history_asked: HashSet::new(),
+            new_password: None,
+            replaced: false,
             roster_selected: 0,
             focus: Focus::Input,
             input: input_area(""),
@@ -932,7 +938,11 @@ impl App {
         if text.trim().is_empty() {
             return Vec::new();
         }
-        if self.history.last() != Some(&text) {
+        // Lines that carry a password are not kept for Up to bring back.
+        let secret = ["/register ", "/password ", "/passwd "]
+            .iter()
+            .any(|p| text.to_ascii_lowercase().starts_with(p));
+        if !secret && self.history.last() != Some(&text) {
             self.history.push(text.clone());
             if self.history.len() > HISTORY {
                 self.history.remove(0);
@@ -1019,8 +1029,18 @@ impl App {
                     (Vec::new(), true)
                 }
             },
-            Command::Register(password) => self.request(ClientFrame::Register { password }),
-            Command::Password(password) => self.request(ClientFrame::SetPassword { password }),
+            Command::Register(password) => {
+                self.new_password = Some(password.clone());
+                self.request(ClientFrame::Register {
+                    password: password.into(),
+                })
+            }
+            Command::Password(password) => {
+                self.new_password = Some(password.clone());
+                self.request(ClientFrame::SetPassword {
+                    password: password.into(),
+                })
+            }
             Command::Room(room) => {
                 let kind = TabKind::Room {
                     name: room_name(&room).to_owned(),
@@ -1510,6 +1530,16 @@ impl App {
         for (_, (kind, p)) in unconfirmed {
             self.requeue(&kind, p);
         }
+        // Replaced by another login to the same account: reconnecting would replace that one
+        // in turn, back and forth. Only the user decides.
+        if std::mem::take(&mut self.replaced) {
+            let text = "logged in from another connection: /reconnect takes the account back";
+            self.notice(0, text, true);
+            self.conn = ConnState::Stopped {
+                reason: "logged in elsewhere".to_owned(),
+            };
+            return Vec::new();
+        }
         self.wait_and_retry(message)
     }
 
@@ -1735,6 +1765,10 @@ impl App {
                 Vec::new()
             }
             ServerFrame::Registered { nick } => {
+                // Reconnecting logs in with the new password from now on.
+                if let Some(password) = self.new_password.take() {
+                    self.password = Some(password);
+                }
                 let nick = crate::event::sanitize_line(&nick);
                 self.notice_active(
                     &format!(
@@ -1746,6 +1780,9 @@ impl App {
                 Vec::new()
             }
             ServerFrame::PasswordChanged => {
+                if let Some(password) = self.new_password.take() {
+                    self.password = Some(password);
+                }
                 self.notice_active("your password was changed", false);
                 Vec::new()
             }
@@ -1815,6 +1852,7 @@ impl App {
                 Vec::new()
             }
             ServerFrame::Bye { reason, message } => {
+                self.replaced = reason == DisconnectReason::LoggedInElsewhere;
                 if self.conn != ConnState::Quitting && !self.reclaiming {
                     let message = crate::event::sanitize_line(&message);
                     self.notice(
