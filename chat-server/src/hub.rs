@@ -310,10 +310,13 @@ impl Hub {
         // Messages that were sent out but not yet stored when the last run ended (a crash) had
         // ids above the largest stored one, at most a full store queue and batch of them:
         // starting past those means an id seen once is never given to another message.
+        // (An empty database has had no messages to lose.)
         let unstored = (crate::store::STORE_QUEUE + crate::store::MAX_BATCH) as u64;
-        self.next_msg_id = self
-            .next_msg_id
-            .max(snapshot.next_message_id.saturating_add(unstored));
+        let next = match snapshot.next_message_id {
+            0 | 1 => 1,
+            n => n.saturating_add(unstored),
+        };
+        self.next_msg_id = self.next_msg_id.max(next);
         for StoredRoom { key, name, topic } in snapshot.rooms {
             let room = self
                 .rooms
