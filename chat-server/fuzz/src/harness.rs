@@ -104,6 +104,28 @@ enum Op {
     Raw(Vec<u8>),
     /// A length prefix announcing this many bytes.
     Prefix(u32),
+    Join {
+        room: String,
+    },
+    Part {
+        room: String,
+    },
+    ListRooms,
+    SetTopic {
+        room: String,
+        topic: String,
+    },
+    History {
+        room: String,
+        before: Option<u64>,
+        limit: u32,
+    },
+    Register {
+        password: String,
+    },
+    SetPassword {
+        password: String,
+    },
 }
 
 impl Op {
@@ -174,6 +196,25 @@ impl Op {
             Op::Who { room } => ClientFrame::Who { room },
             Op::Ping { nonce } => ClientFrame::Ping { nonce },
             Op::Quit { reason } => ClientFrame::Quit { reason },
+            Op::Join { room } => ClientFrame::Join { room },
+            Op::Part { room } => ClientFrame::Part { room },
+            Op::ListRooms => ClientFrame::ListRooms,
+            Op::SetTopic { room, topic } => ClientFrame::SetTopic { room, topic },
+            Op::History {
+                room,
+                before,
+                limit,
+            } => ClientFrame::History {
+                room,
+                before,
+                limit,
+            },
+            Op::Register { password } => ClientFrame::Register {
+                password: password.into(),
+            },
+            Op::SetPassword { password } => ClientFrame::SetPassword {
+                password: password.into(),
+            },
             Op::Raw(bytes) => {
                 out.extend_from_slice(&bytes);
                 return;
