@@ -102,6 +102,12 @@ pub enum ClientFrame {
         /// The new password.
         password: Password,
     },
+    /// The private messages of an [`ServerFrame::Offline`] up to this id were received: the
+    /// server stops keeping them. Until then they are delivered again at every login. Since 2.
+    AckOffline {
+        /// The id of the last message received.
+        up_to: MessageId,
+    },
 }
 
 /// The handshake frame. Its layout never changes.
@@ -326,7 +332,8 @@ pub enum ServerFrame {
         more: bool,
     },
     /// Private messages sent to this account while it was offline, oldest first, with their
-    /// original timestamps. Since 2.
+    /// original timestamps. They are kept until the client answers [`ClientFrame::AckOffline`]
+    /// (delivered again at the next login otherwise). Since 2.
     Offline(Vec<ChatMessage>),
     /// A private message was stored for these registered users, who are offline: they get
     /// it when they next log in. Sent after the message's echo. Since 2.

@@ -94,6 +94,8 @@ pub(crate) enum Cmd {
     Reply { conn: ConnId, frame: ServerFrame },
     /// Everything queued for the store before has been committed (see `Hub::barrier`).
     Barrier,
+    /// The client received its kept private messages up to this id.
+    AckOffline { conn: ConnId, up_to: MessageId },
     /// The private messages an account received while offline, read from the store.
     Offline {
         conn: ConnId,
@@ -498,6 +500,11 @@ impl Hub {
             Cmd::Reply { conn, frame } => self.push_to(conn, &frame),
             Cmd::Offline { conn, messages } => self.offline_loaded(conn, messages),
             Cmd::Barrier => {}
+            Cmd::AckOffline { conn, up_to } => {
+                if let Some(account) = self.clients.get(&conn).and_then(|m| m.account.clone()) {
+                    self.store_write(Write::OfflineReceived { account, up_to });
+                }
+            }
         }
     }
 
@@ -688,7 +695,7 @@ impl Hub {
         };
         let me = me.clone();
         let queued = store.try_read(move |store| {
-            let messages = store.take_offline(&account).map_err(|e| e.to_string());
+            let messages = store.offline(&account).map_err(|e| e.to_string());
             if let Some(hub) = me.upgrade() {
                 let _ = hub.blocking_send(Cmd::Offline { conn, messages });
             }
@@ -702,15 +709,25 @@ impl Hub {
     }
 
     fn offline_loaded(&mut self, conn: ConnId, messages: Result<Vec<ChatMessage>, String>) {
-        let Some(version) = self.clients.get(&conn).map(|m| m.version) else {
+        let Some((version, account)) = self
+            .clients
+            .get(&conn)
+            .map(|m| (m.version, m.account.clone()))
+        else {
             return;
         };
         match messages {
             Ok(messages) if messages.is_empty() => {}
+            // Kept until the client says it has them (`AckOffline`).
             Ok(messages) if version >= 2 => self.push_to(conn, &ServerFrame::Offline(messages)),
             Ok(messages) => {
+                // A version 1 client cannot say so: they count as received once queued.
+                let up_to = messages.last().map_or(0, |m| m.id);
                 for m in messages {
                     self.push_to(conn, &ServerFrame::Message(m));
+                }
+                if let Some(account) = account {
+                    self.store_write(Write::OfflineReceived { account, up_to });
                 }
             }
             Err(e) => {

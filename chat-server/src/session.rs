@@ -761,6 +761,7 @@ fn step(
         }),
         ClientFrame::Register { password } => Step::Hash(HashFor::Register, password.0),
         ClientFrame::SetPassword { password } => Step::Hash(HashFor::SetPassword, password.0),
+        ClientFrame::AckOffline { up_to } => Step::Hub(Cmd::AckOffline { conn, up_to }),
     }
 }
 

@@ -562,7 +562,20 @@ async fn offline_messages_rooms_and_accounts_survive_a_restart() {
         _ => unreachable!(),
     }
     quit(bob).await;
-    // Delivered once: not again at the next login.
+    // Not acknowledged: kept, and delivered again at the next login ...
+    let mut bob = login(&server, "bob", "pw").await.expect("login");
+    match expect(&mut bob, "offline again", |f| {
+        matches!(f, ServerFrame::Offline(_))
+    })
+    .await
+    {
+        ServerFrame::Offline(messages) => assert_eq!(messages.len(), 2),
+        _ => unreachable!(),
+    }
+    send(&mut bob, ClientFrame::AckOffline { up_to: acked[1].id }).await;
+    say_acked(&mut bob, "lobby", "received").await;
+    quit(bob).await;
+    // ... and once acknowledged, no more.
     let mut bob = login(&server, "bob", "pw").await.expect("login");
     say_acked(&mut bob, "lobby", "marker").await;
     server.stop().await;

@@ -130,9 +130,21 @@ pub async fn run(opts: LineOptions) -> u8 {
                             _ => None,
                         };
                         let switched = rooms.track(&frame);
+                        // Kept private messages are acknowledged once printed.
+                        let received = match &frame {
+                            ServerFrame::Offline(messages) => messages.last().map(|m| m.id),
+                            _ => None,
+                        };
                         for ev in LineEvent::from_frame(frame, &me).iter().chain(&switched) {
                             if out.show(ev).is_err() {
                                 return exit::ERROR;
+                            }
+                        }
+                        if let Some(up_to) = received {
+                            let ack = ClientFrame::AckOffline { up_to };
+                            if sender.send(&ack).await.is_err() {
+                                let _ = out.show(&lost("the connection broke"));
+                                return exit::DISCONNECTED;
                             }
                         }
                         match bye {

@@ -930,7 +930,13 @@ fn messages_kept_while_offline_arrive_in_their_private_tabs() {
             tag: None,
         }]),
     );
-    assert_eq!(effects, [Effect::Bell]);
+    assert_eq!(
+        effects,
+        [
+            Effect::Bell,
+            Effect::Send(ClientFrame::AckOffline { up_to: 3 })
+        ]
+    );
     let i = app
         .tabs
         .iter()

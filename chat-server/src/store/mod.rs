@@ -123,6 +123,13 @@ pub enum Write {
         /// The new hash.
         hash: String,
     },
+    /// The account received its kept private messages up to this id: they are no longer kept.
+    OfflineReceived {
+        /// The account's key.
+        account: String,
+        /// The last message id received.
+        up_to: MessageId,
+    },
     /// An account joined (`true`) or left a room.
     Membership {
         /// The account's key.
@@ -153,8 +160,8 @@ pub trait Store: Send + fmt::Debug {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
-    /// Removes and returns the private messages queued for an account, oldest first.
-    fn take_offline(&mut self, account: &str) -> Result<Vec<ChatMessage>, StoreError>;
+    /// The private messages kept for an account, oldest first.
+    fn offline(&mut self, account: &str) -> Result<Vec<ChatMessage>, StoreError>;
 }
 
 /// A read (or a read-and-delete) run on the store thread between batches.

@@ -281,6 +281,10 @@ impl Store for SqliteStore {
                     tx.prepare_cached("UPDATE accounts SET hash = ?2 WHERE key = ?1")?
                         .execute(params![key, hash])?;
                 }
+                Write::OfflineReceived { account, up_to } => {
+                    tx.prepare_cached("DELETE FROM offline WHERE account = ?1 AND message <= ?2")?
+                        .execute(params![account, id_param(*up_to)])?;
+                }
                 Write::Membership {
                     account,
                     room,
@@ -351,18 +355,15 @@ impl Store for SqliteStore {
         Ok((messages, more))
     }
 
-    fn take_offline(&mut self, account: &str) -> Result<Vec<ChatMessage>, StoreError> {
-        let tx = self.db.transaction()?;
-        let rows = tx
+    fn offline(&mut self, account: &str) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows = self
+            .db
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN \
                  (SELECT message FROM offline WHERE account = ?1) ORDER BY id"
             ))?
             .query_map([account], |r| message_from_row(r, None))?
             .collect::<Result<Vec<Row>, _>>()?;
-        tx.prepare_cached("DELETE FROM offline WHERE account = ?1")?
-            .execute([account])?;
-        tx.commit()?;
         rows.into_iter().map(Row::into_message).collect()
     }
 }

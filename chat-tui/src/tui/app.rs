@@ -1740,6 +1740,7 @@ impl App {
             }
             ServerFrame::Offline(messages) => {
                 let n = messages.len();
+                let up_to = messages.last().map(|m| m.id);
                 let mut effects = Vec::new();
                 for m in messages {
                     effects.extend(self.show_message(m, true));
@@ -1749,7 +1750,11 @@ impl App {
                     &format!("{n} private message(s) arrived while you were away"),
                     false,
                 );
+                // One bell, and the server stops keeping them.
                 effects.truncate(1);
+                if let Some(up_to) = up_to {
+                    effects.push(Effect::Send(ClientFrame::AckOffline { up_to }));
+                }
                 effects
             }
             ServerFrame::Queued { to, .. } => {
