@@ -653,3 +653,103 @@ async fn many_writers_at_once_are_all_stored_in_one_order() {
     }
     server.stop().await;
 }
+
+async fn expect_error(client: &mut TcpClient) -> chat_core::protocol::ErrorFrame {
+    match expect(client, "an error", |f| matches!(f, ServerFrame::Error(_))).await {
+        ServerFrame::Error(e) => e,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn bad_room_names_topics_history_requests_and_passwords_get_clear_errors() {
+    let server = TestServer::start_with(generous_rate).await;
+    let mut bob = server.client("bob").await;
+    let mut mallory = server.client("mallory").await;
+    for bad in ["", "#", "has space", "a,b", &"x".repeat(40), "\u{1b}[2J"] {
+        send(&mut mallory, ClientFrame::Join { room: bad.into() }).await;
+        let e = expect_error(&mut mallory).await;
+        assert_eq!(e.code, ErrorCode::InvalidRoom(bad.into()), "{bad:?}");
+        assert!(e.message.contains("invalid room name"), "{}", e.message);
+    }
+    join(&mut mallory, "den").await;
+    for (topic, why) in [
+        ("two\nlines", "one line"),
+        ("\u{7}bell", "control"),
+        (&*"t".repeat(301), "long"),
+    ] {
+        send(
+            &mut mallory,
+            ClientFrame::SetTopic {
+                room: "den".into(),
+                topic: topic.into(),
+            },
+        )
+        .await;
+        let e = expect_error(&mut mallory).await;
+        assert_eq!(e.code, ErrorCode::InvalidText, "{topic:?}");
+        assert!(e.message.contains("invalid topic"), "{why}: {}", e.message);
+    }
+    // A topic for a room one is not in.
+    send(
+        &mut mallory,
+        ClientFrame::SetTopic {
+            room: "lobby2".into(),
+            topic: "mine".into(),
+        },
+    )
+    .await;
+    assert!(matches!(
+        expect_error(&mut mallory).await.code,
+        ErrorCode::NoSuchRoom(_)
+    ));
+    // History limits are clamped, not trusted: 0 gives at least one, u32::MAX at most 500.
+    for _ in 0..3 {
+        say_acked(&mut mallory, "den", "x").await;
+    }
+    for limit in [0, u32::MAX] {
+        send(
+            &mut mallory,
+            ClientFrame::History {
+                room: "den".into(),
+                before: Some(u64::MAX),
+                limit,
+            },
+        )
+        .await;
+        match expect(
+            &mut mallory,
+            "history",
+            |f| matches!(f, ServerFrame::History { room, .. } if room == "den"),
+        )
+        .await
+        {
+            ServerFrame::History { messages, .. } => {
+                assert!(
+                    (1..=500).contains(&messages.len()),
+                    "{limit}: {}",
+                    messages.len()
+                );
+            }
+            _ => unreachable!(),
+        }
+    }
+    // Passwords that break the rules.
+    for bad in ["", "tab\there", &"p".repeat(257)] {
+        send(
+            &mut mallory,
+            ClientFrame::Register {
+                password: bad.into(),
+            },
+        )
+        .await;
+        assert_eq!(
+            expect_error(&mut mallory).await.code,
+            ErrorCode::InvalidPassword,
+            "{bad:?}"
+        );
+    }
+    // None of it disturbed anyone else.
+    still_chatting(&mut bob, &mut mallory, "all fine").await;
+    server.stop().await;
+}
