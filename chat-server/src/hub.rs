@@ -854,8 +854,7 @@ impl Hub {
                         (Target::Room(r.name.clone()), Recipients::Room(key))
                     }
                     _ => {
-                        let message = format!("you are not in a room named {room:?}");
-                        self.error(conn, Some(tag), ErrorCode::NoSuchRoom(room), message);
+                        self.not_in_room(conn, Some(tag), &room);
                         return;
                     }
                 }
@@ -1192,13 +1191,11 @@ impl Hub {
         }
         self.flush_before_direct(conn);
         let Some(r) = self.rooms.get_mut(&key) else {
-            let message = format!("you are not in a room named {room:?}");
-            self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            self.not_in_room(conn, None, room);
             return;
         };
         if r.members.remove(&conn).is_none() {
-            let message = format!("you are not in a room named {room:?}");
-            self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            self.not_in_room(conn, None, room);
             return;
         }
         r.order.remove(conn);
@@ -1234,8 +1231,7 @@ impl Hub {
             .get_mut(&key)
             .filter(|r| r.members.contains_key(&conn))
         else {
-            let message = format!("you are not in a room named {room:?}");
-            self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            self.not_in_room(conn, None, room);
             return;
         };
         r.topic.clone_from(&topic);
@@ -1279,8 +1275,7 @@ impl Hub {
             .get(&key)
             .filter(|r| r.members.contains_key(&conn))
         else {
-            let message = format!("you are not in a room named {room:?}");
-            self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            self.not_in_room(conn, None, room);
             return;
         };
         let name = r.name.clone();
@@ -1614,6 +1609,12 @@ impl Hub {
         if let Some(m) = self.clients.get(&conn) {
             push(&m.outbox, bytes, conn, &mut self.overflowed);
         }
+    }
+
+    /// Tells `conn` it is not in `room` (or that there is no such room).
+    fn not_in_room(&mut self, conn: ConnId, tag: Option<u64>, room: &str) {
+        let message = format!("you are not in a room named {room:?}");
+        self.error(conn, tag, ErrorCode::NoSuchRoom(room.to_owned()), message);
     }
 
     fn error(&mut self, conn: ConnId, tag: Option<u64>, code: ErrorCode, message: String) {

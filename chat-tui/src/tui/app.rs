@@ -1251,9 +1251,13 @@ impl App {
         if fold(name) == DEFAULT_ROOM {
             return 0;
         }
-        let kind = TabKind::Room {
+        self.tab_of(TabKind::Room {
             name: name.to_owned(),
-        };
+        })
+    }
+
+    /// Index of the tab showing `kind`, opened (without focus) if needed.
+    fn tab_of(&mut self, kind: TabKind) -> usize {
         if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
             return i;
         }
@@ -1272,14 +1276,9 @@ impl App {
 
     /// Index of the private tab for `nick`, opened (without focus) if needed.
     pub fn open_tab(&mut self, nick: &str) -> usize {
-        let kind = TabKind::Private {
+        self.tab_of(TabKind::Private {
             nick: nick.to_owned(),
-        };
-        if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
-            return i;
-        }
-        self.tabs.push(Tab::new(kind));
-        self.tabs.len() - 1
+        })
     }
 
     /// Shows tab `i` (if it exists); its unread count is cleared.
