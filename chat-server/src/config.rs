@@ -52,6 +52,8 @@ pub struct Config {
     pub history_replay: usize,
     /// Whether connections without an account are admitted.
     pub guests: GuestPolicy,
+    /// Most rooms (the lobby included); creating more is refused.
+    pub max_rooms: usize,
 }
 
 /// Where the store keeps its database.
@@ -94,6 +96,9 @@ pub enum GuestPolicy {
     Deny,
 }
 
+/// Default limit on the number of rooms.
+pub const DEFAULT_MAX_ROOMS: usize = 1000;
+
 /// Default number of messages replayed when a room is entered.
 pub const DEFAULT_HISTORY_REPLAY: usize = 50;
 /// Most messages replayed or returned in one history page.
@@ -120,6 +125,7 @@ impl Default for Config {
             db: DbLocation::Memory,
             history_replay: DEFAULT_HISTORY_REPLAY,
             guests: GuestPolicy::Allow,
+            max_rooms: DEFAULT_MAX_ROOMS,
         }
     }
 }
@@ -242,6 +248,10 @@ pub struct Cli {
     /// Whether people without an account may connect.
     #[arg(long, env = "CHAT_GUESTS", value_enum, default_value_t = GuestPolicy::Allow)]
     pub guests: GuestPolicy,
+
+    /// Most rooms, the lobby included (rooms are kept forever; every Welcome lists them).
+    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = DEFAULT_MAX_ROOMS)]
+    pub max_rooms: usize,
 }
 
 impl Cli {
@@ -327,6 +337,7 @@ impl Cli {
             db,
             history_replay: self.history,
             guests: self.guests,
+            max_rooms: self.max_rooms.max(1),
         })
     }
 }

@@ -31,7 +31,7 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, MAX_HISTORY_PAGE};
+use crate::config::{Config, GuestPolicy, MAX_HISTORY_PAGE};
 use crate::event::{Event, EventKind};
 use crate::eventlog::LogSender;
 use crate::monitor::Monitor;
@@ -186,6 +186,11 @@ struct Late {
     messages: u64,
 }
 
+/// Kept private messages sent at one login, at most (the rest come at the next login, once
+/// these are acknowledged), and per `Offline` frame.
+const OFFLINE_PER_LOGIN: usize = 1000;
+const OFFLINE_PAGE: usize = 100;
+
 /// How long shutdown waits for the store to confirm the messages accepted before it.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -255,6 +260,9 @@ pub(crate) struct Hub {
     closing: bool,
     /// The log queue was full at the last record.
     log_behind: bool,
+    /// Shutting down, waiting for the store to confirm what was accepted: new messages and
+    /// newcomers are refused (they would be confirmed after the goodbyes, or never).
+    draining: bool,
     /// Where messages, rooms and accounts are stored; `None` keeps nothing (unit tests).
     store: Option<StoreHandle<Ack>>,
     /// The hub's own queue, for answers from the store thread.
@@ -293,6 +301,7 @@ impl Hub {
             run_buf: BytesMut::new(),
             closing: false,
             log_behind: false,
+            draining: false,
             monitor,
             store: None,
             me: None,
@@ -375,7 +384,14 @@ impl Hub {
                     // the store has committed them.
                     if self.barrier() {
                         draining = Some(tokio::time::Instant::now() + DRAIN_WAIT);
+                        self.draining = true;
                     } else {
+                        if self.store.is_some() {
+                            tracing::warn!(
+                                "the store is too far behind to confirm the last messages \
+                                 before the goodbyes"
+                            );
+                        }
                         self.say_goodbye();
                     }
                 }
@@ -427,6 +443,7 @@ impl Hub {
 
     fn say_goodbye(&mut self) {
         self.closing = true;
+        self.draining = false;
         let everyone: Vec<ConnId> = self.clients.keys().copied().collect();
         for conn in everyone {
             self.remove(
@@ -458,6 +475,19 @@ impl Hub {
     }
 
     pub(crate) fn handle(&mut self, cmd: Cmd) {
+        if self.draining {
+            match cmd {
+                // Not admitted: the session tells the client the server is shutting down.
+                Cmd::Join(_) => return,
+                Cmd::Send { conn, msg } => {
+                    let message =
+                        "the server is shutting down: this message was not delivered".to_owned();
+                    self.error(conn, Some(msg.tag), ErrorCode::Busy, message);
+                    return;
+                }
+                _ => {}
+            }
+        }
         match cmd {
             Cmd::Join(req) => self.join(*req),
             Cmd::Send { conn, msg } => self.send(conn, msg),
@@ -671,8 +701,15 @@ impl Hub {
             };
             if self.store_acked(req.conn, write, ack) {
                 self.add_account(nick.clone());
-            } else if let Some(m) = self.clients.get_mut(&req.conn) {
-                m.account = None;
+            } else {
+                // Only accounts may stay, and this one cannot be stored now.
+                self.remove(
+                    req.conn,
+                    DisconnectReason::ConnectionClosed,
+                    "the server is too busy to store your new account; try again later".into(),
+                    true,
+                );
+                return;
             }
         }
         // An old client (version 1) knows only the lobby.
@@ -695,7 +732,9 @@ impl Hub {
         };
         let me = me.clone();
         let queued = store.try_read(move |store| {
-            let messages = store.offline(&account).map_err(|e| e.to_string());
+            let messages = store
+                .offline(&account, OFFLINE_PER_LOGIN)
+                .map_err(|e| e.to_string());
             if let Some(hub) = me.upgrade() {
                 let _ = hub.blocking_send(Cmd::Offline { conn, messages });
             }
@@ -718,8 +757,12 @@ impl Hub {
         };
         match messages {
             Ok(messages) if messages.is_empty() => {}
-            // Kept until the client says it has them (`AckOffline`).
-            Ok(messages) if version >= 2 => self.push_to(conn, &ServerFrame::Offline(messages)),
+            // Kept until the client says it has them (`AckOffline`), in frames of a bounded size.
+            Ok(messages) if version >= 2 => {
+                for page in messages.chunks(OFFLINE_PAGE) {
+                    self.push_to(conn, &ServerFrame::Offline(page.to_vec()));
+                }
+            }
             Ok(messages) => {
                 // A version 1 client cannot say so: they count as received once queued.
                 let up_to = messages.last().map_or(0, |m| m.id);
@@ -1018,7 +1061,10 @@ impl Hub {
                     },
                     Utc::now(),
                 );
-                self.push_to(conn, &ServerFrame::Registered { nick });
+                // A version 1 client (an account created at its login) knows no such frame.
+                if self.clients.get(&conn).is_some_and(|m| m.version >= 2) {
+                    self.push_to(conn, &ServerFrame::Registered { nick });
+                }
             }
             Acked::PasswordChanged => {
                 if let Some(nick) = self.clients.get(&conn).map(|m| m.nick.clone()) {
@@ -1034,10 +1080,18 @@ impl Hub {
     fn refuse_unstored(&mut self, ack: Ack, error: &str) {
         let Ack { conn, what } = ack;
         let (tag, message) = match what {
-            Acked::Message { echo, .. } => (
-                echo.tag,
-                format!("your message could not be stored ({error}); send it again"),
-            ),
+            Acked::Message { echo, .. } => {
+                // Not stored: not replayed as history either.
+                if let Target::Room(name) = &echo.to
+                    && let Some(room) = self.rooms.get_mut(&room_key(name))
+                {
+                    room.recent.retain(|m| m.id != echo.id);
+                }
+                (
+                    echo.tag,
+                    format!("your message could not be stored ({error}); send it again"),
+                )
+            }
             Acked::Registered { key, nick } => {
                 self.accounts.remove(&key);
                 let keys = names::nick_keys(&nick);
@@ -1046,6 +1100,16 @@ impl Hub {
                 }
                 if let Some(m) = self.clients.get_mut(&conn) {
                     m.account = None;
+                }
+                if self.config.guests == GuestPolicy::Deny {
+                    // Only accounts may stay, and this one does not exist.
+                    self.remove(
+                        conn,
+                        DisconnectReason::ConnectionClosed,
+                        format!("your account could not be stored ({error}); try again later"),
+                        true,
+                    );
+                    return;
                 }
                 (
                     None,
@@ -1116,7 +1180,20 @@ impl Hub {
             self.queue_to(conn, roster);
             return;
         }
+        // What must be stored is refused now rather than lost later.
+        if !self.store_has_room(conn) {
+            return;
+        }
         if !self.rooms.contains_key(&key) {
+            if self.rooms.len() >= self.config.max_rooms {
+                let message = format!(
+                    "this server has reached its limit of {} rooms: join an existing one \
+                     (/rooms lists them)",
+                    self.config.max_rooms
+                );
+                self.error(conn, None, ErrorCode::NotAllowed, message);
+                return;
+            }
             self.rooms
                 .insert(key.clone(), Room::new(name.to_owned(), String::new()));
             self.store_write(Write::Room(StoredRoom {
@@ -1148,6 +1225,8 @@ impl Hub {
             r.order.insert(conn, &member.keys.folded, &self.clients);
         }
         if let Some(run) = self.run.as_mut().filter(|run| run.room == key) {
+            // Left and entered again within the run: only the latest entry counts.
+            run.late.retain(|l| l.conn != conn);
             run.late.push(Late {
                 conn,
                 offset: self.run_buf.len(),
@@ -1226,12 +1305,18 @@ impl Hub {
         let Some(by) = self.clients.get(&conn).map(|m| m.nick.clone()) else {
             return;
         };
-        let Some(r) = self
+        let member = self
             .rooms
-            .get_mut(&key)
-            .filter(|r| r.members.contains_key(&conn))
-        else {
+            .get(&key)
+            .is_some_and(|r| r.members.contains_key(&conn));
+        if !member {
             self.not_in_room(conn, None, room);
+            return;
+        }
+        if !self.store_has_room(conn) {
+            return;
+        }
+        let Some(r) = self.rooms.get_mut(&key) else {
             return;
         };
         r.topic.clone_from(&topic);
@@ -1399,6 +1484,18 @@ impl Hub {
             what: Acked::PasswordChanged,
         };
         self.store_acked(conn, Write::Password { key, hash }, ack);
+    }
+
+    /// Whether the store's queue has room for a change `conn` asks for; if not, `conn` is told
+    /// to try again and nothing is changed.
+    fn store_has_room(&mut self, conn: ConnId) -> bool {
+        if self.store.as_ref().is_none_or(|s| s.has_room(2)) {
+            return true;
+        }
+        Stats::add(&self.stats.store_busy, 1);
+        let message = "the server is too busy to store this now; try again".to_owned();
+        self.error(conn, None, ErrorCode::Busy, message);
+        false
     }
 
     /// Queues a write whose client waits for the answer; false (the client told) if the
@@ -1896,5 +1993,43 @@ mod tests {
                 "Bye { reason: Quit, message: \"bye\" }"
             ]
         );
+    }
+
+    #[test]
+    fn leaving_and_entering_a_room_within_one_batch_gets_only_what_came_after() {
+        let mut hub = hub();
+        let _alice = join(&mut hub, 1, "alice");
+        let bob = join(&mut hub, 2, "bob");
+        let room = || Target::Room("r".into());
+        let enter = |conn| Cmd::EnterRoom {
+            conn,
+            room: "r".into(),
+        };
+        hub.handle(enter(1));
+        hub.handle(enter(2));
+        hub.settle();
+        let before = frames(&bob).0.len();
+        hub.handle(say(1, room(), "one"));
+        hub.handle(Cmd::PartRoom {
+            conn: 2,
+            room: "r".into(),
+        });
+        hub.handle(say(1, room(), "two"));
+        hub.handle(enter(2));
+        hub.handle(Cmd::PartRoom {
+            conn: 2,
+            room: "r".into(),
+        });
+        hub.handle(enter(2));
+        hub.handle(say(1, room(), "three"));
+        hub.settle();
+        let seen = frames(&bob).0;
+        let live: Vec<&String> = seen[before..]
+            .iter()
+            .filter(|f| f.starts_with("alice "))
+            .collect();
+        // "two" was said while bob was out: he gets it only in the history replayed when he
+        // came back, never live, and nothing twice.
+        assert_eq!(live, ["alice one", "alice three"], "{seen:?}");
     }
 }

@@ -38,6 +38,12 @@ async fn main() -> ExitCode {
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install().context("cannot handle Ctrl-C and SIGTERM")?;
     let dirs = directories::ProjectDirs::from("", "", "chat-suite");
+    if dirs.is_none() && cli.db.is_none() {
+        tracing::warn!(
+            "no data folder (is HOME set?): accounts, rooms and history are kept in memory only \
+             and lost when the server stops; give --db PATH to keep them"
+        );
+    }
     let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
     let server = Server::bind(config.clone())
         .await

@@ -302,6 +302,18 @@ async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Option<Login>, R
         ));
     };
     let key = names::nick_keys(nick).folded;
+    let ip = accepted.addr.ip();
+    // Within the wait after a wrong password, no password is even checked.
+    if let Some(wait) = shared.failures.wait(ip, &key) {
+        return Err(refusal(
+            RejectReason::BadPassword,
+            format!(
+                "too many wrong passwords: try again in {} s",
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            ),
+        ));
+    }
+    let account_key = key.clone();
     let unavailable = |e: StoreError| {
         refusal(
             RejectReason::Unavailable,
@@ -335,7 +347,7 @@ async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Option<Login>, R
             .ok_or_else(|| {
                 refusal(
                     RejectReason::Unavailable,
-                    "the password could not be hashed".into(),
+                    "the password could not be hashed now; try again later".into(),
                 )
             })?;
         return Ok(Some(Login {
@@ -348,18 +360,21 @@ async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Option<Login>, R
         }));
     };
     let hash = account.hash.clone();
-    let matches = login::off_thread(move || login::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    let ip = accepted.addr.ip();
+    let Some(matches) = login::off_thread(move || login::verify_password(&password, &hash)).await
+    else {
+        return Err(refusal(
+            RejectReason::Unavailable,
+            "the server is too busy checking passwords right now; try again later".into(),
+        ));
+    };
     if !matches {
-        tokio::time::sleep(shared.failures.failed(ip)).await;
+        tokio::time::sleep(shared.failures.failed(ip, &account_key)).await;
         return Err(refusal(
             RejectReason::BadPassword,
             format!("wrong password for {:?}", account.nick),
         ));
     }
-    shared.failures.succeeded(ip);
+    shared.failures.succeeded(&account_key);
     Ok(Some(Login {
         account,
         create: None,
@@ -622,10 +637,14 @@ async fn hash(password: String) -> Result<String, ErrorFrame> {
         message,
     };
     login::check_password(&password).map_err(fail)?;
-    login::off_thread(move || login::hash_password(&password))
-        .await
-        .unwrap_or_else(|| Err("the password could not be hashed".into()))
-        .map_err(fail)
+    match login::off_thread(move || login::hash_password(&password)).await {
+        Some(hashed) => hashed.map_err(fail),
+        None => Err(ErrorFrame {
+            tag: None,
+            code: ErrorCode::Busy,
+            message: "the server is too busy hashing passwords right now; try again".into(),
+        }),
+    }
 }
 
 /// Checks one read result against the protocol and the rate limit, answering directly what

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::command::{Command, parse, room_name};
 use crate::event::LineEvent;
+use chat_core::names::fold;
 
 /// How the line client was asked to behave.
 #[derive(Debug, Clone)]
@@ -221,9 +222,12 @@ pub async fn run(opts: LineOptions) -> u8 {
             Some(Command::Who) => Outbound::Frame(ClientFrame::Who {
                 room: rooms.current.clone(),
             }),
-            Some(Command::Join(room)) => Outbound::Frame(ClientFrame::Join {
-                room: room_name(&room).to_owned(),
-            }),
+            Some(Command::Join(room)) => {
+                rooms.joining = Some(fold(room_name(&room)));
+                Outbound::Frame(ClientFrame::Join {
+                    room: room_name(&room).to_owned(),
+                })
+            }
             Some(Command::Part(room)) => Outbound::Frame(ClientFrame::Part {
                 room: room.map_or_else(|| rooms.current.clone(), |r| room_name(&r).to_owned()),
             }),
@@ -319,14 +323,16 @@ impl Interrupt {
     }
 }
 
-/// The rooms the line client is in, the current one (where plain text goes: the room joined
-/// last, or the one `/room` chose), and the oldest message seen in each (where `/history`
-/// continues from).
+/// The rooms the line client is in, the current one (where plain text goes: the room last
+/// joined with `/join`, or the one `/room` chose; rooms an account gets back at login do not
+/// change it), and the oldest message seen in each (where `/history` continues from).
 #[derive(Debug)]
 struct Rooms {
     current: String,
     joined: Vec<String>,
     oldest: std::collections::HashMap<String, u64>,
+    /// The room asked for with `/join`, folded: it becomes current when entered.
+    joining: Option<String>,
 }
 
 impl Default for Rooms {
@@ -335,6 +341,7 @@ impl Default for Rooms {
             current: DEFAULT_ROOM.to_owned(),
             joined: vec![DEFAULT_ROOM.to_owned()],
             oldest: std::collections::HashMap::new(),
+            joining: None,
         }
     }
 }
@@ -345,14 +352,21 @@ impl Rooms {
     fn track(&mut self, frame: &ServerFrame) -> Option<LineEvent> {
         match frame {
             ServerFrame::Entered { room, .. } => {
-                if !self.joined.iter().any(|r| r == room) {
+                if !self.joined.iter().any(|r| fold(r) == fold(room)) {
                     self.joined.push(room.clone());
                 }
-                self.current.clone_from(room);
+                if self.joining.as_deref() == Some(fold(room).as_str()) {
+                    self.joining = None;
+                    self.current.clone_from(room);
+                    return Some(LineEvent::CurrentRoom {
+                        time: Utc::now(),
+                        room: room.clone(),
+                    });
+                }
             }
             ServerFrame::Parted { room } => {
-                self.joined.retain(|r| r != room);
-                if self.current == *room {
+                self.joined.retain(|r| fold(r) != fold(room));
+                if fold(&self.current) == fold(room) {
                     self.current = self
                         .joined
                         .last()
@@ -391,11 +405,7 @@ impl Rooms {
 
     /// `/room NAME`: makes a joined room the current one.
     fn switch(&mut self, room: &str) -> LineEvent {
-        let found = self
-            .joined
-            .iter()
-            .find(|r| r.eq_ignore_ascii_case(room))
-            .cloned();
+        let found = self.joined.iter().find(|r| fold(r) == fold(room)).cloned();
         match found {
             Some(room) => {
                 self.current.clone_from(&room);

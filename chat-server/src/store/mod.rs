@@ -160,8 +160,8 @@ pub trait Store: Send + fmt::Debug {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
-    /// The private messages kept for an account, oldest first.
-    fn offline(&mut self, account: &str) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Up to `limit` of the private messages kept for an account, oldest first.
+    fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError>;
 }
 
 /// A read (or a read-and-delete) run on the store thread between batches.
@@ -223,6 +223,11 @@ impl<T: Send + 'static> StoreHandle<T> {
             .name("chat-store".into())
             .spawn(move || run(store, rx, on_commit))?;
         Ok((StoreHandle { tx }, thread))
+    }
+
+    /// Whether `n` more jobs fit in the queue right now.
+    pub fn has_room(&self, n: usize) -> bool {
+        self.tx.capacity() >= n
     }
 
     /// Queues a write without waiting; `report` comes back through `on_commit`.

@@ -355,14 +355,15 @@ impl Store for SqliteStore {
         Ok((messages, more))
     }
 
-    fn offline(&mut self, account: &str) -> Result<Vec<ChatMessage>, StoreError> {
+    fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .db
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN \
-                 (SELECT message FROM offline WHERE account = ?1) ORDER BY id"
+                 (SELECT message FROM offline WHERE account = ?1) ORDER BY id LIMIT ?2"
             ))?
-            .query_map([account], |r| message_from_row(r, None))?
+            .query_map(params![account, limit], |r| message_from_row(r, None))?
             .collect::<Result<Vec<Row>, _>>()?;
         rows.into_iter().map(Row::into_message).collect()
     }

@@ -100,7 +100,7 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
         offline_for.push("bob".into());
     }
     store.apply(&[pm]).unwrap();
-    assert_eq!(store.offline("bob").unwrap().len(), 1);
+    assert_eq!(store.offline("bob", 100).unwrap().len(), 1);
 }
 
 #[test]
@@ -162,22 +162,22 @@ fn messages_keep_their_body_kind_recipients_and_attributes() {
             offline_for: vec!["ann".into(), "bob".into()],
         }])
         .unwrap();
-    let ann = store.offline("ann").unwrap();
+    let ann = store.offline("ann", 100).unwrap();
     assert_eq!(ann.len(), 1);
     assert_eq!(ann[0].to, message.to);
     assert_eq!(ann[0].body, message.body);
     assert_eq!(ann[0].attrs, message.attrs);
     assert_eq!(ann[0].at.timestamp_millis(), message.at.timestamp_millis());
     // Kept until received, then gone, for that account only.
-    assert_eq!(store.offline("ann").unwrap().len(), 1);
+    assert_eq!(store.offline("ann", 100).unwrap().len(), 1);
     store
         .apply(&[Write::OfflineReceived {
             account: "ann".into(),
             up_to: 3,
         }])
         .unwrap();
-    assert!(store.offline("ann").unwrap().is_empty());
-    assert_eq!(store.offline("bob").unwrap().len(), 1);
+    assert!(store.offline("ann", 100).unwrap().is_empty());
+    assert_eq!(store.offline("bob", 100).unwrap().len(), 1);
 }
 
 #[test]

@@ -251,7 +251,7 @@ pub struct Tab {
     /// Typed while disconnected; sent in order after reconnecting.
     pub pending: Vec<Pending>,
     /// Ids of the messages shown (history replayed after a reconnect is not shown twice).
-    ids: HashSet<u64>,
+    ids: std::collections::BTreeSet<u64>,
     /// The oldest and newest message ids shown.
     oldest_id: Option<u64>,
     newest_id: Option<u64>,
@@ -390,8 +390,8 @@ pub struct App {
     password: Option<String>,
     /// The room asked for with `/join`, whose tab gets the focus when entered.
     joining: Option<String>,
-    /// The next room roster comes with entering the room: not shown as a notice.
-    quiet_roster: bool,
+    /// Rooms whose next roster comes with entering them: not shown as a notice.
+    quiet_rosters: HashSet<String>,
     /// Rooms entered on this connection (entering again, as when the client rejoins what the
     /// server already restored, is not announced twice).
     entered: HashSet<String>,
@@ -477,7 +477,7 @@ impl App {
             room_rosters: HashMap::new(),
             password: None,
             joining: None,
-            quiet_roster: false,
+            quiet_rosters: HashSet::new(),
             entered: HashSet::new(),
             history_asked: HashSet::new(),
             new_password: None,
@@ -939,9 +939,10 @@ impl App {
             return Vec::new();
         }
         // Lines that carry a password are not kept for Up to bring back.
-        let secret = ["/register ", "/password ", "/passwd "]
+        let first = text.split_whitespace().next().unwrap_or("");
+        let secret = ["/register", "/password", "/passwd"]
             .iter()
-            .any(|p| text.to_ascii_lowercase().starts_with(p));
+            .any(|p| first.eq_ignore_ascii_case(p));
         if !secret && self.history.last() != Some(&text) {
             self.history.push(text.clone());
             if self.history.len() > HISTORY {
@@ -1265,6 +1266,18 @@ impl App {
         self.tabs.len() - 1
     }
 
+    /// The tab of room `name` (the lobby's is 0), if it has one: only entering a room opens
+    /// its tab, so a late answer about a room just left opens nothing.
+    fn known_room_tab(&self, name: &str) -> Option<usize> {
+        if fold(name) == DEFAULT_ROOM {
+            return Some(0);
+        }
+        let kind = TabKind::Room {
+            name: name.to_owned(),
+        };
+        self.tabs.iter().position(|t| t.kind.is(&kind))
+    }
+
     /// The people the sidebar shows: the members of the room on screen (everyone online in
     /// the lobby and in private tabs).
     pub fn shown_roster(&self) -> &[UserInfo] {
@@ -1354,8 +1367,9 @@ impl App {
         let viewed = i == self.active;
         let tab = &mut self.tabs[i];
         tab.entries.push_back(entry);
-        if tab.ids.len() > scrollback.saturating_mul(2) {
-            tab.ids.clear();
+        // The ids of messages long scrolled away are forgotten, the oldest first.
+        while tab.ids.len() > scrollback.saturating_mul(2) {
+            tab.ids.pop_first();
         }
         while tab.entries.len() > scrollback {
             tab.entries.pop_front();
@@ -1556,7 +1570,9 @@ impl App {
             ServerFrame::Message(m) => self.show_message(m, false),
             ServerFrame::Joined { room, user, .. } if fold(&room) != DEFAULT_ROOM => {
                 let nick = crate::event::sanitize_line(&user.nick);
-                let i = self.room_tab(&room);
+                let Some(i) = self.known_room_tab(&room) else {
+                    return Vec::new();
+                };
                 self.notice(
                     i,
                     &format!("{nick} joined #{}", self.tabs[i].kind.title()),
@@ -1587,7 +1603,9 @@ impl App {
                 } else {
                     format!("{}: {message}", reason.describe())
                 };
-                let i = self.room_tab(&room);
+                let Some(i) = self.known_room_tab(&room) else {
+                    return Vec::new();
+                };
                 self.notice(i, &format!("{nick} left ({why})"), false);
                 Vec::new()
             }
@@ -1646,16 +1664,11 @@ impl App {
                         &format!("online ({}): {}", names.len(), names.join(", ")),
                         false,
                     );
-                } else {
+                } else if let Some(i) = self.known_room_tab(&room) {
                     self.change_room_roster(&room, |roster| *roster = users);
-                    // Shown when asked for (/who), not when a room is entered.
-                    if self.tabs[self.active]
-                        .kind
-                        .room()
-                        .is_some_and(|r| fold(r) == fold(&room))
-                        && !std::mem::take(&mut self.quiet_roster)
-                    {
-                        self.notice_active(&crate::event::sanitize_line(&text), false);
+                    // Shown when asked for (/who), not when the room is entered.
+                    if !self.quiet_rosters.remove(&fold(&room)) {
+                        self.notice(i, &crate::event::sanitize_line(&text), false);
                     }
                 }
                 Vec::new()
@@ -1667,7 +1680,7 @@ impl App {
                     self.joining = None;
                     self.select_tab(i);
                 }
-                self.quiet_roster = true;
+                self.quiet_rosters.insert(fold(&room));
                 if !self.entered.insert(fold(&room)) {
                     return Vec::new();
                 }
@@ -1706,7 +1719,9 @@ impl App {
             ServerFrame::Topic {
                 room, topic, by, ..
             } => {
-                let i = self.room_tab(&room);
+                let Some(i) = self.known_room_tab(&room) else {
+                    return Vec::new();
+                };
                 let text = if topic.is_empty() {
                     format!("{by} cleared the topic")
                 } else {
@@ -1720,8 +1735,11 @@ impl App {
                 messages,
                 more,
             } => {
-                let i = self.room_tab(&room);
                 let asked = self.history_asked.remove(&fold(&room));
+                // An answer that arrives after the room was left opens nothing.
+                let Some(i) = self.known_room_tab(&room) else {
+                    return Vec::new();
+                };
                 let shown = self.insert_history(i, messages);
                 // A replay on entering says only whether there is more; an answer to
                 // /history says what it found.
@@ -1773,6 +1791,8 @@ impl App {
                 if let Some(password) = self.new_password.take() {
                     self.password = Some(password);
                 }
+                // The account is this nickname (perhaps with the number the server added).
+                self.requested_nick.clone_from(&nick);
                 let nick = crate::event::sanitize_line(&nick);
                 self.notice_active(
                     &format!(
@@ -1791,6 +1811,14 @@ impl App {
                 Vec::new()
             }
             ServerFrame::Error(e) => {
+                // A refused /register or /password leaves the password in use as it was.
+                if matches!(
+                    e.code,
+                    ErrorCode::NotAllowed | ErrorCode::InvalidPassword | ErrorCode::Busy
+                ) && e.tag.is_none()
+                {
+                    self.new_password = None;
+                }
                 let lost = e.tag.and_then(|t| self.in_flight.remove(&t));
                 let reason = match &e.code {
                     ErrorCode::NoSuchUser(who) => format!(
@@ -1904,7 +1932,9 @@ impl App {
         let id = m.id;
         match m.to {
             Target::Room(room) => {
-                let i = self.room_tab(&room);
+                let Some(i) = self.known_room_tab(&room) else {
+                    return Vec::new();
+                };
                 if !self.tabs[i].saw(id) {
                     return Vec::new();
                 }
@@ -2125,7 +2155,7 @@ impl Tab {
             highlight: false,
             scroll: None,
             pending: Vec::new(),
-            ids: HashSet::new(),
+            ids: std::collections::BTreeSet::new(),
             oldest_id: None,
             newest_id: None,
         }
