@@ -110,6 +110,28 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The protocol version that introduced this frame.
+    pub fn since_version(&self) -> u16 {
+        match self {
+            ClientFrame::Hello(_)
+            | ClientFrame::RelayHello(_)
+            | ClientFrame::Send(_)
+            | ClientFrame::Who { .. }
+            | ClientFrame::Ping { .. }
+            | ClientFrame::Quit { .. } => 1,
+            ClientFrame::Join { .. }
+            | ClientFrame::Part { .. }
+            | ClientFrame::ListRooms
+            | ClientFrame::SetTopic { .. }
+            | ClientFrame::History { .. }
+            | ClientFrame::Register { .. }
+            | ClientFrame::SetPassword { .. }
+            | ClientFrame::AckOffline { .. } => 2,
+        }
+    }
+}
+
 /// The handshake frame. Its layout never changes.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

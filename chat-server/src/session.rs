@@ -442,11 +442,12 @@ where
         Ok(login) => login,
         Err(refusal) => return Box::pin(refuse(reader, w, refusal, shared)).await,
     };
+    let version = accepted.version;
     let Some((conn, outbox, writer)) = Box::pin(admit(w, accepted, login, shared)).await else {
         return;
     };
     reader.set_max_frame(shared.config.max_frame);
-    let end = read_loop(&mut reader, conn, &outbox, shared).await;
+    let end = read_loop(&mut reader, conn, version, &outbox, shared).await;
     Box::pin(leave(reader, end, conn, outbox, writer, shared)).await;
 }
 
@@ -567,7 +568,13 @@ enum End {
 }
 
 /// Reads, checks and forwards frames until the connection ends.
-async fn read_loop(reader: &mut Reader, conn: ConnId, outbox: &Outbox, shared: &Shared) -> End {
+async fn read_loop(
+    reader: &mut Reader,
+    conn: ConnId,
+    version: u16,
+    outbox: &Outbox,
+    shared: &Shared,
+) -> End {
     let mut limiter = RateLimiter::new(shared.config.rate, Instant::now());
     loop {
         let read = tokio::select! {
@@ -587,7 +594,7 @@ async fn read_loop(reader: &mut Reader, conn: ConnId, outbox: &Outbox, shared: &
         };
         // Deciding is synchronous, so that no frame is held across the wait for the hub
         // (every idle connection's task is as large as its largest waiting state).
-        let cmd = match step(read, conn, outbox, shared, &mut limiter) {
+        let cmd = match step(read, conn, version, outbox, shared, &mut limiter) {
             Step::Next => continue,
             Step::Hub(cmd) => cmd,
             Step::End(end) => return end,
@@ -652,6 +659,7 @@ async fn hash(password: String) -> Result<String, ErrorFrame> {
 fn step(
     read: Result<Option<ClientFrame>, FrameError>,
     conn: ConnId,
+    version: u16,
     outbox: &Outbox,
     shared: &Shared,
     limiter: &mut RateLimiter,
@@ -712,6 +720,24 @@ fn step(
                 "disconnected for flooding: kept sending while rate-limited".to_owned(),
             ));
         }
+    }
+    // A frame of a later version than this connection's is answered, not acted on: the
+    // answers to it would be frames the client cannot decode.
+    if frame.since_version() > version {
+        let err = ErrorFrame {
+            tag,
+            code: ErrorCode::Unsupported,
+            message: format!(
+                "that request needs protocol version {}; this connection speaks version \
+                 {version}",
+                frame.since_version()
+            ),
+        };
+        return if reply(outbox, &ServerFrame::Error(err)) {
+            Step::Next
+        } else {
+            Step::End(overflow(config))
+        };
     }
     match frame {
         ClientFrame::Send(msg) => match check_outgoing(&msg, config) {
@@ -963,7 +989,7 @@ mod tests {
         };
         let outbox = Outbox::new(1024);
         outbox.fail();
-        match read_loop(&mut reader, 1, &outbox, &shared).await {
+        match read_loop(&mut reader, 1, 2, &outbox, &shared).await {
             End::Leave(DisconnectReason::ConnectionClosed, message) => {
                 assert!(message.contains("sending"), "{message}");
             }
@@ -973,7 +999,7 @@ mod tests {
         let outbox = Outbox::new(1024);
         outbox.close(None, false);
         assert!(matches!(
-            read_loop(&mut reader, 1, &outbox, &shared).await,
+            read_loop(&mut reader, 1, 2, &outbox, &shared).await,
             End::ClosedByHub
         ));
     }

@@ -559,3 +559,43 @@ async fn a_connection_reset_while_receiving_removes_the_user() {
     })
     .await;
 }
+
+/// A version 1 client is never sent what only version 2 knows: no history on arrival, and a
+/// version 2 request gets an error it can decode instead of answers it could not.
+#[tokio::test]
+async fn a_version_1_client_gets_only_version_1_frames() {
+    let server = TestServer::start().await;
+    let mut talker = server.client("talker").await;
+    talker.sender.say("lobby", "before").await.expect("say");
+    expect_text(&mut talker, "before").await;
+    let (mut r, mut w) = raw(&server).await;
+    w.write_all(&hello("oldtimer", 1)).await.expect("write");
+    match tokio::time::timeout(WAIT, r.recv()).await.expect("answer") {
+        Ok(Some(ServerFrame::Welcome(welcome))) => assert_eq!(welcome.version, 1),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    let join = ClientFrame::Join {
+        room: "rust".into(),
+    };
+    w.write_all(&encode_frame(&join, HANDSHAKE_MAX_FRAME).expect("encode"))
+        .await
+        .expect("write");
+    // The next frame is the refusal: no History was sent before it.
+    match tokio::time::timeout(WAIT, r.recv()).await.expect("answer") {
+        Ok(Some(ServerFrame::Error(e))) => {
+            assert_eq!(e.code, chat_core::protocol::ErrorCode::Unsupported);
+            assert!(e.message.contains("version 2"), "{}", e.message);
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // Still connected, still chatting.
+    talker.sender.say("lobby", "after").await.expect("say");
+    loop {
+        match tokio::time::timeout(WAIT, r.recv()).await.expect("message") {
+            Ok(Some(ServerFrame::Message(m))) if m.body.text() == "after" => break,
+            Ok(Some(ServerFrame::Message(_) | ServerFrame::Joined { .. })) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    server.stop().await;
+}
