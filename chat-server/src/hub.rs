@@ -186,10 +186,10 @@ struct Late {
     messages: u64,
 }
 
-/// Kept private messages sent at one login, at most (the rest come at the next login, once
-/// these are acknowledged), and per `Offline` frame.
-const OFFLINE_PER_LOGIN: usize = 1000;
+/// Kept private messages per `Offline` frame, at most, and their text's size: a page is sent
+/// when the previous one is acknowledged, so a backlog never fills a client's send queue.
 const OFFLINE_PAGE: usize = 100;
+const OFFLINE_PAGE_BYTES: usize = 128 * 1024;
 
 /// How long shutdown waits for the store to confirm the messages accepted before it.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -485,6 +485,13 @@ impl Hub {
                     self.error(conn, Some(msg.tag), ErrorCode::Busy, message);
                     return;
                 }
+                // Its confirmation could not come before the goodbyes: not done at all.
+                Cmd::Register { conn, .. } | Cmd::SetPassword { conn, .. } => {
+                    let message =
+                        "the server is shutting down: your password was not changed".to_owned();
+                    self.error(conn, None, ErrorCode::Busy, message);
+                    return;
+                }
                 _ => {}
             }
         }
@@ -511,7 +518,7 @@ impl Hub {
                 message,
             } => self.remove(conn, reason, message, true),
             Cmd::Record(kind) => self.emit(kind, Utc::now()),
-            Cmd::EnterRoom { conn, room } => self.enter_room(conn, &room),
+            Cmd::EnterRoom { conn, room } => self.enter_room(conn, &room, true),
             Cmd::PartRoom { conn, room } => self.part_room(conn, &room),
             Cmd::ListRooms { conn } => {
                 let rooms = self.room_list();
@@ -532,7 +539,12 @@ impl Hub {
             Cmd::Barrier => {}
             Cmd::AckOffline { conn, up_to } => {
                 if let Some(account) = self.clients.get(&conn).and_then(|m| m.account.clone()) {
-                    self.store_write(Write::OfflineReceived { account, up_to });
+                    self.store_write(Write::OfflineReceived {
+                        account: account.clone(),
+                        up_to,
+                    });
+                    // The next page, if any (read after that write).
+                    self.deliver_offline(conn, account);
                 }
             }
         }
@@ -716,7 +728,7 @@ impl Hub {
         if req.version >= 2 {
             for room in &login.account.rooms {
                 if self.rooms.contains_key(room) {
-                    self.enter_room(req.conn, room);
+                    self.enter_room(req.conn, room, false);
                 }
             }
         }
@@ -733,7 +745,7 @@ impl Hub {
         let me = me.clone();
         let queued = store.try_read(move |store| {
             let messages = store
-                .offline(&account, OFFLINE_PER_LOGIN)
+                .offline(&account, OFFLINE_PAGE)
                 .map_err(|e| e.to_string());
             if let Some(hub) = me.upgrade() {
                 let _ = hub.blocking_send(Cmd::Offline { conn, messages });
@@ -755,22 +767,40 @@ impl Hub {
         else {
             return;
         };
-        match messages {
+        // One page at a time, of bounded size, so that a long backlog never fills the client's
+        // send queue: the next page is read when this one is acknowledged.
+        let page = messages.map(|mut messages| {
+            let mut bytes = 0;
+            let keep = messages
+                .iter()
+                .take_while(|m| {
+                    bytes += m.body.text().len() + 64;
+                    bytes <= OFFLINE_PAGE_BYTES
+                })
+                .count()
+                .max(1);
+            messages.truncate(keep);
+            messages
+        });
+        match page {
             Ok(messages) if messages.is_empty() => {}
-            // Kept until the client says it has them (`AckOffline`), in frames of a bounded size.
-            Ok(messages) if version >= 2 => {
-                for page in messages.chunks(OFFLINE_PAGE) {
-                    self.push_to(conn, &ServerFrame::Offline(page.to_vec()));
-                }
-            }
+            // Kept until the client says it has them (`AckOffline`).
+            Ok(messages) if version >= 2 => self.push_to(conn, &ServerFrame::Offline(messages)),
             Ok(messages) => {
-                // A version 1 client cannot say so: they count as received once queued.
+                // A version 1 client cannot say so: they count as received once queued, and
+                // the next page follows.
                 let up_to = messages.last().map_or(0, |m| m.id);
                 for m in messages {
                     self.push_to(conn, &ServerFrame::Message(m));
                 }
-                if let Some(account) = account {
-                    self.store_write(Write::OfflineReceived { account, up_to });
+                if let Some(account) = account
+                    && !self.overflowed.contains(&conn)
+                {
+                    self.store_write(Write::OfflineReceived {
+                        account: account.clone(),
+                        up_to,
+                    });
+                    self.deliver_offline(conn, account);
                 }
             }
             Err(e) => {
@@ -1145,8 +1175,9 @@ impl Hub {
     }
 
     /// Puts `conn` in a room, creating it (and storing it) if it does not exist: the members
-    /// are told, the newcomer gets `Entered`, the roster and the recent history.
-    fn enter_room(&mut self, conn: ConnId, room: &str) {
+    /// are told, the newcomer gets `Entered`, the roster and the recent history. `remember`
+    /// adds the room to the connection's account (not when the account's rooms are restored).
+    fn enter_room(&mut self, conn: ConnId, room: &str, remember: bool) {
         let Some(member) = self.clients.get(&conn) else {
             return;
         };
@@ -1181,7 +1212,9 @@ impl Hub {
             return;
         }
         // What must be stored is refused now rather than lost later.
-        if !self.store_has_room(conn) {
+        let creates = !self.rooms.contains_key(&key);
+        let account = account.filter(|_| remember);
+        if (creates || account.is_some()) && !self.store_has_room(conn) {
             return;
         }
         if !self.rooms.contains_key(&key) {
@@ -1506,7 +1539,7 @@ impl Hub {
         };
         if store.try_write(write, Some(ack)).is_err() {
             Stats::add(&self.stats.store_busy, 1);
-            let message = "the server is too busy to store this now; try again".to_owned();
+            let message = "the server is too busy to store your password now; try again".to_owned();
             self.error(conn, None, ErrorCode::Busy, message);
             return false;
         }

@@ -78,7 +78,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Entries remembered before old ones are pruned.
 const PRUNE_AT: usize = 4096;
 
-/// Who failed: an address (IPv6 by its /64, which one host usually has whole) or an account.
+/// Who failed: an address (IPv6 by its /64, which one host usually has whole; an IPv4 address
+/// seen as IPv6, `::ffff:a.b.c.d`, as itself) or an account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Addr(IpAddr),
@@ -86,8 +87,8 @@ enum Key {
 }
 
 fn addr_key(addr: IpAddr) -> Key {
-    match addr {
-        IpAddr::V4(_) => Key::Addr(addr),
+    match addr.to_canonical() {
+        v4 @ IpAddr::V4(_) => Key::Addr(v4),
         IpAddr::V6(v6) => {
             let net = u128::from(v6) & !((1u128 << 64) - 1);
             Key::Addr(IpAddr::V6(net.into()))
@@ -100,52 +101,92 @@ fn addr_key(addr: IpAddr) -> Key {
 struct Run {
     count: u32,
     last: Instant,
-    blocked_until: Instant,
+    /// `None` when the address may try now.
+    blocked_until: Option<Instant>,
 }
 
-/// Recent wrong passwords, per address and per account, to slow down password guessing.
+/// How long one attempt may hold its address's turn while its password is checked.
+const ATTEMPT_HOLD: Duration = Duration::from_secs(10);
+
+/// Recent wrong passwords, to slow down password guessing.
 ///
-/// After a wrong password, the address and the account each wait: the answer comes after the
-/// delay ([`delay_after`]), and until it has passed every further attempt from that address,
-/// or for that account, is refused at once without its password being checked. So guesses
-/// cannot go faster than the delays, whether they come one after another, in parallel, or
-/// from several addresses at one account. A right password clears the account's run (the
-/// address's fades after [`FORGET_AFTER`]: logging in to one's own account does not let an
-/// address guess again sooner).
+/// An address has one attempt at a time: [`Failures::begin`] takes its turn (refusing while
+/// another attempt from it is being checked, or while the delay after its last wrong password
+/// runs), and [`Failures::failed`], [`Failures::succeeded`] or [`Failures::finished`] gives it
+/// back. After a wrong password the answer waits [`delay_after`] the address's failures in a
+/// row, or the account's if those are more (guesses at one account from many addresses each
+/// wait longer), and the address may try again only once that delay has passed. So an address
+/// guesses no faster than the delays, one after another or in parallel. An account is never
+/// blocked as such: nobody can lock its owner out by guessing wrong. Runs fade
+/// [`FORGET_AFTER`] after their last failure; a right password ends the account's.
 #[derive(Debug, Default)]
 pub struct Failures {
     runs: Mutex<HashMap<Key, Run>>,
 }
 
 impl Failures {
-    /// How long until `addr` may try a password for `account` again; `None` if it may now.
-    pub fn wait(&self, addr: IpAddr, account: &str) -> Option<Duration> {
-        let now = Instant::now();
-        let runs = self.runs.lock().ok()?;
-        [addr_key(addr), Key::Account(account.to_owned())]
-            .iter()
-            .filter_map(|k| runs.get(k))
-            .map(|r| r.blocked_until.saturating_duration_since(now))
-            .filter(|d| !d.is_zero())
-            .max()
+    /// Takes `addr`'s turn to have a password checked; `Err(wait)` while it must wait.
+    pub fn begin(&self, addr: IpAddr) -> Result<(), Duration> {
+        self.begin_at(addr, Instant::now())
+    }
+
+    fn begin_at(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        let Ok(mut runs) = self.runs.lock() else {
+            return Err(MAX_DELAY);
+        };
+        if runs.len() >= PRUNE_AT {
+            runs.retain(|_, r| {
+                now.duration_since(r.last) < FORGET_AFTER
+                    || r.blocked_until.is_some_and(|t| t > now)
+            });
+        }
+        let run = runs.entry(addr_key(addr)).or_insert(Run {
+            count: 0,
+            last: now,
+            blocked_until: None,
+        });
+        if let Some(until) = run.blocked_until.filter(|&t| t > now) {
+            return Err(until - now);
+        }
+        run.blocked_until = Some(now + ATTEMPT_HOLD);
+        Ok(())
+    }
+
+    /// The attempt from `addr` ended without a wrong password being given (not checked, or the
+    /// server could not): its turn is given back.
+    pub fn finished(&self, addr: IpAddr) {
+        if let Ok(mut runs) = self.runs.lock()
+            && let Some(run) = runs.get_mut(&addr_key(addr))
+        {
+            run.blocked_until = None;
+        }
+    }
+
+    /// A right password for `account` from `addr`: the account's run is over, and the
+    /// address's turn is given back.
+    pub fn succeeded(&self, addr: IpAddr, account: &str) {
+        self.finished(addr);
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.remove(&Key::Account(account.to_owned()));
+        }
     }
 
     /// Records a wrong password from `addr` for `account`; returns how long to wait before
-    /// answering it.
+    /// answering it (the address may try again only after that).
     pub fn failed(&self, addr: IpAddr, account: &str) -> Duration {
-        let now = Instant::now();
+        self.failed_at(addr, account, Instant::now())
+    }
+
+    fn failed_at(&self, addr: IpAddr, account: &str, now: Instant) -> Duration {
         let Ok(mut runs) = self.runs.lock() else {
             return MAX_DELAY;
         };
-        if runs.len() >= PRUNE_AT {
-            runs.retain(|_, r| now.duration_since(r.last) < FORGET_AFTER);
-        }
         let mut delay = Duration::ZERO;
         for key in [addr_key(addr), Key::Account(account.to_owned())] {
             let run = runs.entry(key).or_insert(Run {
                 count: 0,
                 last: now,
-                blocked_until: now,
+                blocked_until: None,
             });
             if now.duration_since(run.last) >= FORGET_AFTER {
                 run.count = 0;
@@ -154,19 +195,10 @@ impl Failures {
             run.last = now;
             delay = delay.max(delay_after(run.count));
         }
-        for key in [addr_key(addr), Key::Account(account.to_owned())] {
-            if let Some(run) = runs.get_mut(&key) {
-                run.blocked_until = now + delay;
-            }
+        if let Some(run) = runs.get_mut(&addr_key(addr)) {
+            run.blocked_until = Some(now + delay);
         }
         delay
-    }
-
-    /// A right password for `account`: its run is over.
-    pub fn succeeded(&self, account: &str) {
-        if let Ok(mut runs) = self.runs.lock() {
-            runs.remove(&Key::Account(account.to_owned()));
-        }
     }
 }
 
@@ -195,37 +227,60 @@ mod tests {
     }
 
     #[test]
-    fn the_delay_grows_per_address_and_per_account_and_blocks_meanwhile() {
+    fn an_address_waits_out_its_delay_and_has_one_attempt_at_a_time() {
         let failures = Failures::default();
         let a: IpAddr = "10.0.0.1".parse().expect("ip");
         let b: IpAddr = "10.0.0.2".parse().expect("ip");
-        assert_eq!(failures.wait(a, "zoe"), None);
-        assert_eq!(failures.failed(a, "zoe"), FIRST_DELAY);
-        // Meanwhile the address is refused unheard, for any account, and so is the account
-        // from any address.
-        assert!(failures.wait(a, "kim").is_some());
-        assert!(failures.wait(b, "zoe").is_some());
-        assert_eq!(failures.wait(b, "kim"), None);
-        assert_eq!(failures.failed(a, "zoe"), FIRST_DELAY * 2);
-        // Guessing zoe's password from elsewhere continues zoe's run.
-        assert_eq!(failures.failed(b, "zoe"), FIRST_DELAY * 4);
-        // Logging in to one's own account does not reset the address.
-        failures.succeeded("kim");
-        assert_eq!(failures.failed(a, "kim"), FIRST_DELAY * 4);
-        // zoe logging in ends zoe's run, not the addresses'.
-        failures.succeeded("zoe");
-        assert_eq!(failures.failed(b, "zoe"), FIRST_DELAY * 2);
+        let t0 = Instant::now();
+        assert_eq!(failures.begin_at(a, t0), Ok(()));
+        // A second attempt while the first is being checked: refused.
+        assert!(failures.begin_at(a, t0).is_err());
+        assert_eq!(failures.failed_at(a, "zoe", t0), FIRST_DELAY);
+        assert!(failures.begin_at(a, t0 + FIRST_DELAY / 2).is_err());
+        // Another address is not slowed, and may try the same account ...
+        assert_eq!(failures.begin_at(b, t0), Ok(()));
+        // ... but zoe's run lengthens its delay: guesses at one account from many addresses
+        // slow down too.
+        assert_eq!(failures.failed_at(b, "zoe", t0), FIRST_DELAY * 2);
+        let t1 = t0 + FIRST_DELAY;
+        assert_eq!(failures.begin_at(a, t1), Ok(()));
+        assert_eq!(failures.failed_at(a, "kim", t1), FIRST_DELAY * 2);
         assert_eq!(delay_after(40), MAX_DELAY);
     }
 
     #[test]
-    fn an_ipv6_host_is_one_address_across_its_64() {
+    fn a_right_password_gives_the_turn_back_and_ends_the_accounts_run() {
         let failures = Failures::default();
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        let t0 = Instant::now();
+        failures.begin_at(a, t0).expect("turn");
+        failures.failed_at(a, "zoe", t0);
+        failures.succeeded(a, "zoe");
+        // The turn is back (the right answer ended the wait) ...
+        failures
+            .begin_at(a, t0 + FIRST_DELAY)
+            .expect("turn after a success");
+        // ... the address's run goes on, the account's starts again.
+        assert_eq!(
+            failures.failed_at(a, "zoe", t0 + FIRST_DELAY),
+            FIRST_DELAY * 2
+        );
+    }
+
+    #[test]
+    fn addresses_are_keyed_by_host() {
+        // An IPv6 host is its /64.
         let one: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
         let other: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
-        failures.failed(one, "zoe");
-        failures.succeeded("zoe");
-        assert!(failures.wait(other, "kim").is_some());
+        assert_eq!(addr_key(one), addr_key(other));
+        // IPv4 clients of a server listening on `::` are themselves, not all one `::`.
+        let mapped_a: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
+        let mapped_b: IpAddr = "::ffff:10.0.0.2".parse().expect("ip");
+        assert_ne!(addr_key(mapped_a), addr_key(mapped_b));
+        assert_eq!(
+            addr_key(mapped_a),
+            addr_key("10.0.0.1".parse().expect("ip"))
+        );
     }
 
     #[test]

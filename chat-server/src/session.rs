@@ -295,25 +295,56 @@ async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Option<Login>, R
                 .into(),
         ));
     }
+    if shared.store.is_none() {
+        return Err(refusal(
+            RejectReason::NoSuchAccount,
+            "this server keeps no accounts".into(),
+        ));
+    }
+    let key = names::nick_keys(nick).folded;
+    let ip = accepted.addr.ip();
+    // One attempt at a time per address, and none within the wait after a wrong password:
+    // no password is even checked then. Worth retrying, so clients do, a little later.
+    if let Err(wait) = shared.failures.begin(ip) {
+        return Err(refusal(
+            RejectReason::Unavailable,
+            format!(
+                "too many wrong passwords from your address, or a login from it under way: \
+                 try again in {} s",
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            ),
+        ));
+    }
+    let result = check_login(accepted, shared, &key, password, deny, &refusal).await;
+    match &result {
+        Ok(_) => shared.failures.succeeded(ip, &key),
+        // A wrong password gave the turn back after its delay (in `check_login`).
+        Err(r) if r.reason == Some(RejectReason::BadPassword) => {}
+        Err(_) => shared.failures.finished(ip),
+    }
+    result
+}
+
+/// The part of [`log_in`] that holds the address's turn: looks the account up and checks the
+/// password (or, with `--guests deny`, prepares the account to create).
+async fn check_login(
+    accepted: &Accepted,
+    shared: &Shared,
+    key: &str,
+    password: String,
+    deny: bool,
+    refusal: &impl Fn(RejectReason, String) -> Refusal,
+) -> Result<Option<Login>, Refusal> {
+    let nick = &accepted.hello.nick;
     let Some(store) = &shared.store else {
         return Err(refusal(
             RejectReason::NoSuchAccount,
             "this server keeps no accounts".into(),
         ));
     };
-    let key = names::nick_keys(nick).folded;
     let ip = accepted.addr.ip();
-    // Within the wait after a wrong password, no password is even checked.
-    if let Some(wait) = shared.failures.wait(ip, &key) {
-        return Err(refusal(
-            RejectReason::BadPassword,
-            format!(
-                "too many wrong passwords: try again in {} s",
-                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-            ),
-        ));
-    }
-    let account_key = key.clone();
+    let account_key = key.to_owned();
+    let key = key.to_owned();
     let unavailable = |e: StoreError| {
         refusal(
             RejectReason::Unavailable,
@@ -336,6 +367,8 @@ async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Option<Login>, R
             ));
         }
         login::check_password(&password).map_err(|rule| {
+            // Not a wrong password: the address's turn is given back at once.
+            shared.failures.finished(ip);
             refusal(
                 RejectReason::BadPassword,
                 format!("cannot register {nick:?}: {rule}"),
@@ -374,7 +407,6 @@ async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Option<Login>, R
             format!("wrong password for {:?}", account.nick),
         ));
     }
-    shared.failures.succeeded(&account_key);
     Ok(Some(Login {
         account,
         create: None,

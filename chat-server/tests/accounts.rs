@@ -753,3 +753,51 @@ async fn bad_room_names_topics_history_requests_and_passwords_get_clear_errors()
     still_chatting(&mut bob, &mut mallory, "all fine").await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_offline_backlog_comes_in_pages_each_after_the_last_is_acknowledged() {
+    let server = TestServer::start_with(generous_rate).await;
+    let mut bob = server.client("bob").await;
+    register(&mut bob, "pw").await;
+    quit(bob).await;
+    let mut alice = server.client("alice").await;
+    for i in 0..150 {
+        let tag = alice
+            .sender
+            .private(&["bob"], format!("note {i}"))
+            .await
+            .expect("pm");
+        expect(
+            &mut alice,
+            "queued",
+            |f| matches!(f, ServerFrame::Queued { tag: t, .. } if *t == tag),
+        )
+        .await;
+    }
+    let mut bob = login(&server, "bob", "pw").await.expect("login");
+    let mut received = Vec::new();
+    loop {
+        let page = match expect(&mut bob, "a page", |f| matches!(f, ServerFrame::Offline(_))).await
+        {
+            ServerFrame::Offline(messages) => messages,
+            _ => unreachable!(),
+        };
+        assert!(page.len() <= 100);
+        let up_to = page.last().expect("not empty").id;
+        received.extend(page.into_iter().map(|m| m.body.text().to_owned()));
+        send(&mut bob, ClientFrame::AckOffline { up_to }).await;
+        if received.len() == 150 {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..150).map(|i| format!("note {i}")).collect();
+    assert_eq!(received, expected);
+    // All acknowledged: nothing is kept any more.
+    say_acked(&mut bob, "lobby", "got them").await;
+    quit(bob).await;
+    let mut bob = login(&server, "bob", "pw").await.expect("login");
+    say_acked(&mut bob, "lobby", "marker").await;
+    server.stop().await;
+    let frames = read_to_end(&mut bob).await;
+    assert!(!frames.iter().any(|f| matches!(f, ServerFrame::Offline(_))));
+}

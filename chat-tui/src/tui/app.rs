@@ -1446,6 +1446,7 @@ impl App {
         self.set_roster(w.roster);
         self.entered.clear();
         self.history_asked.clear();
+        self.quiet_rosters.clear();
         let verb = if first {
             "connected to"
         } else {
@@ -1811,12 +1812,12 @@ impl App {
                 Vec::new()
             }
             ServerFrame::Error(e) => {
-                // A refused /register or /password leaves the password in use as it was.
-                if matches!(
-                    e.code,
-                    ErrorCode::NotAllowed | ErrorCode::InvalidPassword | ErrorCode::Busy
-                ) && e.tag.is_none()
-                {
+                // A refused /register or /password leaves the password in use as it was (the
+                // server's refusals of those name the password or the registration).
+                let about_password = e.code == ErrorCode::InvalidPassword
+                    || (matches!(e.code, ErrorCode::NotAllowed | ErrorCode::Busy)
+                        && (e.message.contains("password") || e.message.contains("regist")));
+                if e.tag.is_none() && about_password {
                     self.new_password = None;
                 }
                 let lost = e.tag.and_then(|t| self.in_flight.remove(&t));
