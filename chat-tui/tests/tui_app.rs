@@ -1014,3 +1014,34 @@ fn replaced_by_another_login_does_not_reconnect_by_itself() {
         [Effect::Connect { .. }]
     ));
 }
+
+#[test]
+fn a_backlog_in_several_pages_rings_once_and_counts_in_one_notice() {
+    let mut app = connected("alice", &["alice"]);
+    let kept = |id: u64| chat_core::protocol::ChatMessage {
+        id,
+        at: at(-60),
+        from: "bob".into(),
+        to: Target::Users(vec!["alice".into()]),
+        body: chat_core::protocol::Body::Text(format!("note {id}")),
+        attrs: Vec::new(),
+        tag: None,
+    };
+    let first = frame(&mut app, ServerFrame::Offline(vec![kept(1), kept(2)]));
+    assert_eq!(
+        first,
+        [
+            Effect::Bell,
+            Effect::Send(ClientFrame::AckOffline { up_to: 2 })
+        ]
+    );
+    let second = frame(&mut app, ServerFrame::Offline(vec![kept(3)]));
+    assert_eq!(second, [Effect::Send(ClientFrame::AckOffline { up_to: 3 })]);
+    assert!(last_text(&app, 0).starts_with("3 private message(s)"));
+    let notices = app.tabs[0]
+        .entries
+        .iter()
+        .filter(|e| matches!(&e.kind, EntryKind::Notice { text, .. } if text.contains("while you were away")))
+        .count();
+    assert_eq!(notices, 1);
+}

@@ -401,6 +401,8 @@ pub struct App {
     new_password: Option<String>,
     /// The server said this connection was replaced by another login to the account.
     replaced: bool,
+    /// Private messages kept for us shown since this connection began.
+    offline_shown: usize,
     /// Selected roster row.
     pub roster_selected: usize,
     /// Which pane has the keyboard.
@@ -482,6 +484,7 @@ impl App {
             history_asked: HashSet::new(),
             new_password: None,
             replaced: false,
+            offline_shown: 0,
             roster_selected: 0,
             focus: Focus::Input,
             input: input_area(""),
@@ -1447,6 +1450,7 @@ impl App {
         self.entered.clear();
         self.history_asked.clear();
         self.quiet_rosters.clear();
+        self.offline_shown = 0;
         let verb = if first {
             "connected to"
         } else {
@@ -1763,13 +1767,24 @@ impl App {
                 for m in messages {
                     effects.extend(self.show_message(m, true));
                 }
-                self.notice(
-                    0,
-                    &format!("{n} private message(s) arrived while you were away"),
-                    false,
+                // One notice and one bell for the whole backlog, however many pages it takes.
+                self.offline_shown += n;
+                let first_page = self.offline_shown == n;
+                let text = format!(
+                    "{} private message(s) arrived while you were away",
+                    self.offline_shown
                 );
-                // One bell, and the server stops keeping them.
-                effects.truncate(1);
+                match self.tabs[0].entries.back_mut() {
+                    Some(Entry {
+                        kind: EntryKind::Notice { text: last, .. },
+                        ..
+                    }) if !first_page && last.ends_with("arrived while you were away") => {
+                        *last = text;
+                    }
+                    _ => self.notice(0, &text, false),
+                }
+                effects.truncate(usize::from(first_page));
+                // The server stops keeping them, and sends the next page if there is one.
                 if let Some(up_to) = up_to {
                     effects.push(Effect::Send(ClientFrame::AckOffline { up_to }));
                 }
