@@ -238,11 +238,11 @@ pub struct Cli {
     /// Database of accounts, rooms and message history (SQLite, created if missing)
     /// [default: chat.db in the data folder, e.g. ~/.local/share/chat-suite/chat.db].
     /// `:memory:` keeps everything in memory only.
-    #[arg(long, env = "CHAT_DB")]
+    #[arg(long, env = "CHAT_DB", value_name = "PATH")]
     pub db: Option<String>,
 
     /// Messages of a room replayed to whoever enters it (at most 500).
-    #[arg(long, env = "CHAT_HISTORY", default_value_t = DEFAULT_HISTORY_REPLAY)]
+    #[arg(long, env = "CHAT_HISTORY", value_name = "N", default_value_t = DEFAULT_HISTORY_REPLAY)]
     pub history: usize,
 
     /// Whether people without an account may connect.
@@ -250,7 +250,7 @@ pub struct Cli {
     pub guests: GuestPolicy,
 
     /// Most rooms, the lobby included (rooms are kept forever; every Welcome lists them).
-    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = DEFAULT_MAX_ROOMS)]
+    #[arg(long, env = "CHAT_MAX_ROOMS", value_name = "N", default_value_t = DEFAULT_MAX_ROOMS)]
     pub max_rooms: usize,
 }
 
