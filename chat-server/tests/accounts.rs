@@ -49,6 +49,13 @@ async fn register(client: &mut TcpClient, password: &str) {
     .await;
 }
 
+async fn expect_error(client: &mut TcpClient) -> chat_core::protocol::ErrorFrame {
+    match expect(client, "an error", |f| matches!(f, ServerFrame::Error(_))).await {
+        ServerFrame::Error(e) => e,
+        _ => unreachable!(),
+    }
+}
+
 async fn quit(mut client: TcpClient) {
     client.sender.quit("").await.expect("quit");
     read_to_end(&mut client).await;
@@ -104,13 +111,9 @@ async fn register_log_in_and_wrong_passwords_wait_longer_each_time() {
         },
     )
     .await;
-    match expect(&mut alice, "error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => {
-            assert_eq!(e.code, ErrorCode::NotAllowed);
-            assert!(e.message.contains("registered already"), "{}", e.message);
-        }
-        _ => unreachable!(),
-    }
+    let e = expect_error(&mut alice).await;
+    assert_eq!(e.code, ErrorCode::NotAllowed);
+    assert!(e.message.contains("registered already"), "{}", e.message);
     quit(alice).await;
 
     let back = login(&server, "alice", "correct horse")
@@ -178,10 +181,8 @@ async fn the_password_can_be_changed() {
         },
     )
     .await;
-    match expect(&mut zoe, "error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::NotAllowed),
-        _ => unreachable!(),
-    }
+    let e = expect_error(&mut zoe).await;
+    assert_eq!(e.code, ErrorCode::NotAllowed);
     register(&mut zoe, "old").await;
     send(
         &mut zoe,
@@ -201,10 +202,8 @@ async fn the_password_can_be_changed() {
         },
     )
     .await;
-    match expect(&mut zoe, "error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::InvalidPassword),
-        _ => unreachable!(),
-    }
+    let e = expect_error(&mut zoe).await;
+    assert_eq!(e.code, ErrorCode::InvalidPassword);
     quit(zoe).await;
     let (reason, _) = refused(login(&server, "zoe", "old").await);
     assert_eq!(reason, RejectReason::BadPassword);
@@ -263,13 +262,9 @@ async fn relayed_guests_cannot_use_accounts() {
         },
     )
     .await;
-    match expect(&mut guest, "error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => {
-            assert_eq!(e.code, ErrorCode::NotAllowed);
-            assert!(e.message.contains("relay"), "{}", e.message);
-        }
-        _ => unreachable!(),
-    }
+    let e = expect_error(&mut guest).await;
+    assert_eq!(e.code, ErrorCode::NotAllowed);
+    assert!(e.message.contains("relay"), "{}", e.message);
     server.stop().await;
 }
 
@@ -311,10 +306,8 @@ async fn a_room_message_reaches_its_members_only() {
     assert_eq!(texts(&seen), ["marker"]);
     // A non-member can neither post to the room nor read its history.
     bob.sender.say("rust", "let me in").await.expect("send");
-    match expect(&mut bob, "error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => assert!(matches!(e.code, ErrorCode::NoSuchRoom(_))),
-        _ => unreachable!(),
-    }
+    let e = expect_error(&mut bob).await;
+    assert!(matches!(e.code, ErrorCode::NoSuchRoom(_)));
     send(
         &mut bob,
         ClientFrame::History {
@@ -324,10 +317,8 @@ async fn a_room_message_reaches_its_members_only() {
         },
     )
     .await;
-    match expect(&mut bob, "error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => assert!(matches!(e.code, ErrorCode::NoSuchRoom(_))),
-        _ => unreachable!(),
-    }
+    let e = expect_error(&mut bob).await;
+    assert!(matches!(e.code, ErrorCode::NoSuchRoom(_)));
     // Rooms are listed with their member counts; topics reach members.
     send(
         &mut alice,
@@ -381,10 +372,8 @@ async fn a_room_message_reaches_its_members_only() {
         },
     )
     .await;
-    match expect(&mut carol, "error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::NotAllowed),
-        _ => unreachable!(),
-    }
+    let e = expect_error(&mut carol).await;
+    assert_eq!(e.code, ErrorCode::NotAllowed);
     // The log (and the monitor) record all of it.
     let log = server.stop().await;
     let has = |kind: &str, field: &str, value: &str| {
@@ -508,10 +497,8 @@ async fn offline_messages_rooms_and_accounts_survive_a_restart() {
         .private(&["ghost"], "hello?")
         .await
         .expect("pm");
-    match expect(&mut alice, "error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::NoSuchUser(vec!["ghost".into()])),
-        _ => unreachable!(),
-    }
+    let e = expect_error(&mut alice).await;
+    assert_eq!(e.code, ErrorCode::NoSuchUser(vec!["ghost".into()]));
     server.stop().await;
 
     let server = TestServer::start_with(on_file(&db)).await;
@@ -652,13 +639,6 @@ async fn many_writers_at_once_are_all_stored_in_one_order() {
         assert_eq!(mine, expected);
     }
     server.stop().await;
-}
-
-async fn expect_error(client: &mut TcpClient) -> chat_core::protocol::ErrorFrame {
-    match expect(client, "an error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => e,
-        _ => unreachable!(),
-    }
 }
 
 #[tokio::test]

@@ -1602,12 +1602,7 @@ impl App {
                     roster.retain(|u| fold(&u.nick) != key);
                 });
                 let nick = crate::event::sanitize_line(&nick);
-                let message = crate::event::sanitize_line(&message);
-                let why = if message.is_empty() || message == reason.describe() {
-                    reason.describe().to_owned()
-                } else {
-                    format!("{}: {message}", reason.describe())
-                };
+                let why = left_why(reason, &message);
                 let Some(i) = self.known_room_tab(&room) else {
                     return Vec::new();
                 };
@@ -1636,12 +1631,7 @@ impl App {
                 let key = fold(&nick);
                 self.change_roster(|roster| roster.retain(|u| fold(&u.nick) != key));
                 let nick = crate::event::sanitize_line(&nick);
-                let message = crate::event::sanitize_line(&message);
-                let why = if message.is_empty() || message == reason.describe() {
-                    reason.describe().to_owned()
-                } else {
-                    format!("{}: {message}", reason.describe())
-                };
+                let why = left_why(reason, &message);
                 self.notice(0, &format!("{nick} left ({why})"), false);
                 self.notice_private(
                     &nick,
@@ -2033,7 +2023,7 @@ impl App {
     fn change_room_roster(&mut self, room: &str, change: impl FnOnce(&mut Vec<UserInfo>)) {
         let roster = self.room_rosters.entry(fold(room)).or_default();
         change(roster);
-        roster.sort_by_cached_key(|u| (u.relayed, fold(u.nick.trim_start_matches('*'))));
+        sort_roster(roster);
     }
 
     fn set_roster(&mut self, users: Vec<UserInfo>) {
@@ -2045,8 +2035,7 @@ impl App {
         let selected = self.roster.get(self.roster_selected).map(|u| fold(&u.nick));
         change(&mut self.roster);
         // Members first, then relayed guests, each alphabetically.
-        self.roster
-            .sort_by_cached_key(|u| (u.relayed, fold(u.nick.trim_start_matches('*'))));
+        sort_roster(&mut self.roster);
         let kept = selected.and_then(|key| self.roster.iter().position(|u| fold(&u.nick) == key));
         self.roster_selected = kept.unwrap_or(self.roster_selected);
         self.roster_selected = self
@@ -2196,6 +2185,21 @@ impl Tab {
     pub fn entry(&self, seq: u64) -> Option<&Entry> {
         seq.checked_sub(self.first_seq)
             .and_then(|i| self.entries.get(i as usize))
+    }
+}
+
+/// Roster order: members first, then relayed guests, each alphabetically.
+fn sort_roster(roster: &mut [UserInfo]) {
+    roster.sort_by_cached_key(|u| (u.relayed, fold(u.nick.trim_start_matches('*'))));
+}
+
+/// Why someone left, as shown: the reason, and the message when it says more.
+fn left_why(reason: DisconnectReason, message: &str) -> String {
+    let message = crate::event::sanitize_line(message);
+    if message.is_empty() || message == reason.describe() {
+        reason.describe().to_owned()
+    } else {
+        format!("{}: {message}", reason.describe())
     }
 }
 
