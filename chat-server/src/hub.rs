@@ -2065,4 +2065,71 @@ mod tests {
         // came back, never live, and nothing twice.
         assert_eq!(live, ["alice one", "alice three"], "{seen:?}");
     }
+
+    /// The echo (the acknowledgement) leaves the hub only with the store's report that the
+    /// message was committed; a failed commit turns it into an error and out of the replay.
+    #[test]
+    fn a_message_is_acknowledged_only_once_its_commit_is_reported() {
+        let (reports_tx, reports) = std::sync::mpsc::channel();
+        let store = crate::store::SqliteStore::in_memory().expect("store");
+        let (handle, _thread) = StoreHandle::spawn(
+            Box::new(store),
+            Box::new(move |result, acks| {
+                let _ = reports_tx.send((result.map_err(|e| e.to_string()), acks));
+            }),
+        )
+        .expect("store thread");
+        let (me, _rx) = mpsc::channel(8);
+        let mut hub = hub().with_store(handle, Snapshot::default(), me.downgrade());
+        let alice = join(&mut hub, 1, "alice");
+        let bob = join(&mut hub, 2, "bob");
+        hub.settle();
+        let echoes = |outbox: &Outbox| {
+            frames(outbox)
+                .0
+                .iter()
+                .filter(|f| f.starts_with("alice "))
+                .count()
+        };
+        hub.handle(say(1, lobby(), "stored"));
+        hub.settle();
+        // Bob has it at once; Alice's echo waits for the commit.
+        assert!(frames(&bob).0.contains(&"alice stored".to_owned()));
+        assert_eq!(echoes(&alice), 0);
+        let (result, acks) = reports
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the commit is reported");
+        assert_eq!(result, Ok(()));
+        hub.handle(Cmd::Stored { result, acks });
+        hub.settle();
+        assert_eq!(echoes(&alice), 1);
+
+        hub.handle(say(1, lobby(), "lost"));
+        hub.settle();
+        let (_, acks) = reports
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the commit is reported");
+        hub.handle(Cmd::Stored {
+            result: Err("disk full".into()),
+            acks,
+        });
+        hub.settle();
+        assert_eq!(
+            echoes(&alice),
+            1,
+            "no echo for a message that was not stored"
+        );
+        assert!(
+            frames(&alice)
+                .0
+                .iter()
+                .any(|f| f.contains("Busy") && f.contains("disk full"))
+        );
+        let replay: Vec<&str> = hub.rooms[DEFAULT_ROOM]
+            .recent
+            .iter()
+            .map(|m| m.body.text())
+            .collect();
+        assert_eq!(replay, ["stored"]);
+    }
 }
