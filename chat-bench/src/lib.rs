@@ -562,12 +562,14 @@ pub struct IdleReport {
 }
 
 /// Opens `count` connections that log in (chat) or subscribe (Redis) and then only read what
-/// they are sent; reports the server's memory growth.
+/// they are sent; reports the server's memory growth. The connections stay open for `hold`
+/// after the measurement, so that the server can be looked at with a profiler meanwhile.
 pub async fn idle(
     protocol: Protocol,
     server: &str,
     count: usize,
     server_pid: u32,
+    hold: Duration,
 ) -> Result<IdleReport, String> {
     let usage =
         || process_usage(server_pid).ok_or_else(|| format!("cannot read /proc/{server_pid}"));
@@ -617,6 +619,13 @@ pub async fn idle(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss()?;
+    if !hold.is_zero() {
+        eprintln!(
+            "chat-bench: measured; holding the {count} connections for {} s",
+            hold.as_secs()
+        );
+        tokio::time::sleep(hold).await;
+    }
     for r in readers {
         r.abort();
     }

@@ -58,6 +58,10 @@ struct Cli {
     /// server's memory per connection (needs --server-pid).
     #[arg(long, value_name = "C")]
     idle: Option<usize>,
+    /// With --idle: keep the connections open this long after measuring (for looking at the
+    /// server with a heap profiler meanwhile); a line on stderr says when it starts.
+    #[arg(long, value_name = "SECS", default_value_t = 0, requires = "idle")]
+    hold: u64,
     /// Also append the report (and progress lines) to this file (JSON Lines).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -96,7 +100,13 @@ fn main() -> ExitCode {
             eprintln!("chat-bench: --idle needs --server-pid");
             return ExitCode::from(2);
         };
-        return match runtime.block_on(chat_bench::idle(opts.protocol, &opts.server, count, pid)) {
+        return match runtime.block_on(chat_bench::idle(
+            opts.protocol,
+            &opts.server,
+            count,
+            pid,
+            Duration::from_secs(cli.hold),
+        )) {
             Ok(report) => {
                 println!(
                     "{}",

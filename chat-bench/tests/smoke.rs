@@ -119,9 +119,15 @@ async fn the_redis_mode_measures_redis_pub_sub() {
         assert_eq!(report.deliveries_received, 400 * 20, "{report:?}");
         assert_eq!((report.lost, report.reordered), (0, 0));
     }
-    let idle = chat_bench::idle(Protocol::Redis, &redis.addr, 50, redis.child.id())
-        .await
-        .expect("idle");
+    let idle = chat_bench::idle(
+        Protocol::Redis,
+        &redis.addr,
+        50,
+        redis.child.id(),
+        Duration::ZERO,
+    )
+    .await
+    .expect("idle");
     assert_eq!(idle.connections, 50);
 }
 
@@ -135,6 +141,7 @@ async fn the_idle_mode_reports_memory_per_connection() {
         &server.addr().to_string(),
         50,
         std::process::id(),
+        Duration::ZERO,
     )
     .await
     .expect("idle");
