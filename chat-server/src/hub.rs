@@ -35,6 +35,7 @@ use crate::config::{Config, GuestPolicy, MAX_HISTORY_PAGE};
 use crate::event::{Event, EventKind};
 use crate::eventlog::LogSender;
 use crate::monitor::Monitor;
+use crate::nick_index::NickIndex;
 use crate::outbox::{Outbox, PushError};
 use crate::roster::{self, Listed, Order, WelcomeHead};
 use crate::stats::Stats;
@@ -244,7 +245,7 @@ pub(crate) struct Hub {
     stats: Arc<Stats>,
     clients: HashMap<ConnId, Member>,
     /// Every uniqueness key of every online nickname.
-    nicks: HashMap<(u8, String), ConnId>,
+    nicks: NickIndex,
     /// Rooms by folded name.
     rooms: HashMap<String, Room>,
     next_msg_id: u64,
@@ -291,7 +292,7 @@ impl Hub {
             config,
             stats,
             clients: HashMap::new(),
-            nicks: HashMap::new(),
+            nicks: NickIndex::default(),
             rooms,
             next_msg_id: 1,
             next_seq: 1,
@@ -595,9 +596,9 @@ impl Hub {
         };
         let keys = names::nick_keys(&nick);
         let account = login.as_ref().map(|_| keys.folded.clone());
-        for (kind, key) in keys.tagged() {
-            self.nicks.insert((kind, key.to_owned()), req.conn);
-        }
+        let clients = &self.clients;
+        self.nicks
+            .insert(req.conn, &keys, |c| clients.get(&c).map(|m| &m.keys));
         let online = self.stats.clients_now.fetch_add(1, Ordering::Relaxed) + 1;
         self.stats.clients_peak.fetch_max(online, Ordering::Relaxed);
 
@@ -817,7 +818,7 @@ impl Hub {
         let holders: Vec<ConnId> = keys
             .tagged()
             .iter()
-            .filter_map(|&(kind, key)| self.nicks.get(&(kind, key.to_owned())).copied())
+            .filter_map(|&(kind, key)| self.holder(kind, key))
             .collect();
         for conn in holders {
             self.remove(
@@ -829,12 +830,18 @@ impl Hub {
         }
     }
 
+    /// Who online holds the uniqueness key `key` of kind `kind` (see [`NickKeys::tagged`]).
+    fn holder(&self, kind: u8, key: &str) -> Option<ConnId> {
+        self.nicks
+            .get(kind, key, |c| self.clients.get(&c).map(|m| &m.keys))
+    }
+
     /// Who online has `nick` or a look-alike, if anyone.
     fn nick_online(&self, nick: &str) -> Option<ConnId> {
         let keys = names::nick_keys(nick);
         keys.tagged()
             .iter()
-            .find_map(|&(kind, key)| self.nicks.get(&(kind, key.to_owned())).copied())
+            .find_map(|&(kind, key)| self.holder(kind, key))
     }
 
     /// Nobody registered `nick` or a look-alike.
@@ -877,8 +884,7 @@ impl Hub {
     fn nick_free(&self, nick: &str) -> bool {
         let keys = names::nick_keys(nick);
         keys.tagged().iter().all(|&(kind, key)| {
-            let k = (kind, key.to_owned());
-            !self.nicks.contains_key(&k) && !self.reserved.contains(&k)
+            self.holder(kind, key).is_none() && !self.reserved.contains(&(kind, key.to_owned()))
         })
     }
 
@@ -936,8 +942,8 @@ impl Hub {
                 let mut ids: Vec<ConnId> = Vec::with_capacity(nicks.len());
                 for nick in nicks {
                     let folded = names::fold(&nick);
-                    match self.nicks.get(&(0, folded.clone())) {
-                        Some(&id) if !ids.contains(&id) => ids.push(id),
+                    match self.holder(0, &folded) {
+                        Some(id) if !ids.contains(&id) => ids.push(id),
                         Some(_) => {}
                         None => match self.accounts.get(&folded) {
                             // Registered and offline: stored for the next login.
@@ -1571,12 +1577,7 @@ impl Hub {
         let Some(member) = self.clients.remove(&conn) else {
             return;
         };
-        for (kind, key) in member.keys.tagged() {
-            let k = (kind, key.to_owned());
-            if self.nicks.get(&k) == Some(&conn) {
-                self.nicks.remove(&k);
-            }
-        }
+        self.nicks.remove(conn, &member.keys);
         self.stats.clients_now.fetch_sub(1, Ordering::Relaxed);
         let now = Utc::now();
         let mut left_rooms = Vec::new();

@@ -16,6 +16,7 @@ pub mod eventlog;
 mod hub;
 pub mod login;
 pub mod monitor;
+mod nick_index;
 mod outbox;
 pub mod ratelimit;
 mod roster;

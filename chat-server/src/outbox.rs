@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::stats::Stats;
 
@@ -55,8 +54,11 @@ struct State {
 pub(crate) struct Outbox {
     state: Mutex<State>,
     limit: usize,
+    /// Wakes the writer when frames arrive in an empty queue.
     data: Notify,
-    closed: CancellationToken,
+    /// Wakes whoever waits for the close (a `Notify` rather than a cancellation token: no
+    /// allocation of its own, for a structure every connection has).
+    closing: Notify,
 }
 
 impl Outbox {
@@ -66,7 +68,7 @@ impl Outbox {
             state: Mutex::new(State::default()),
             limit,
             data: Notify::new(),
-            closed: CancellationToken::new(),
+            closing: Notify::new(),
         }
     }
 
@@ -115,7 +117,7 @@ impl Outbox {
         }
         drop(st);
         self.data.notify_one();
-        self.closed.cancel();
+        self.closing.notify_waiters();
     }
 
     /// Closes the queue because the socket failed; the session then reports the client gone.
@@ -140,7 +142,16 @@ impl Outbox {
 
     /// Resolves once the queue is closed.
     pub(crate) async fn closed(&self) {
-        self.closed.cancelled().await;
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a close in between is not missed.
+            notified.as_mut().enable();
+            if self.lock().closed {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// What is queued, in order.
@@ -152,7 +163,7 @@ impl Outbox {
     /// Whether the queue is closed.
     #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.lock().closed
     }
 
     /// The writer has written `n` bytes it had taken.
