@@ -1,8 +1,10 @@
 //! A typed, framed connection over any `AsyncRead + AsyncWrite`.
 
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
@@ -47,6 +49,31 @@ impl<R: AsyncRead + Unpin, In: DeserializeOwned> FrameReader<R, In> {
     /// Cancel-safe: a frame is never half-consumed.
     pub async fn recv(&mut self) -> Result<Option<In>, FrameError> {
         self.inner.next().await.transpose()
+    }
+
+    /// [`FrameReader::recv`] as a poll function: for a caller that waits on several things
+    /// without keeping a future for each.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<In>, FrameError>> {
+        Pin::new(&mut self.inner)
+            .poll_next(cx)
+            .map(Option::transpose)
+    }
+
+    /// Gives the read buffer back if it holds nothing (no part of a frame), so that a reader
+    /// waiting for input holds no buffer; a server with thousands of idle connections saves
+    /// that much per connection. Call [`FrameReader::reserve_buffer`] once input is ready,
+    /// before [`FrameReader::recv`], or the first read is tiny.
+    pub fn release_buffer(&mut self) {
+        let buf = self.inner.read_buffer_mut();
+        if buf.is_empty() && buf.capacity() > 0 {
+            *buf = bytes::BytesMut::new();
+        }
+    }
+
+    /// Makes room in the read buffer for at least a small frame (after
+    /// [`FrameReader::release_buffer`]).
+    pub fn reserve_buffer(&mut self) {
+        self.inner.read_buffer_mut().reserve(INITIAL_READ_BUFFER);
     }
 
     /// Changes the payload limit for the frames that follow.

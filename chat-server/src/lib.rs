@@ -3,8 +3,8 @@
 //! wires Ctrl-C / SIGTERM to the shutdown future.
 //!
 //! Architecture (see docs/architecture.md): one task per connection reads and checks frames
-//! ([`session`]), one hub task owns the chat state and fans messages out ([`hub`]), one writer
-//! task per connection drains its byte-bounded queue ([`outbox`]), and a blocking thread
+//! ([`session`]) and drains the connection's byte-bounded queue to its socket ([`outbox`]),
+//! one hub task owns the chat state and fans messages out ([`hub`]), and a blocking thread
 //! appends the event records to the message log ([`eventlog`]); the same records feed the
 //! browser monitor ([`monitor`]).
 

@@ -1,20 +1,28 @@
-//! Per-connection send queue, bounded in bytes, and the task that drains it to the socket.
+//! Per-connection send queue, bounded in bytes, and the writer that drains it to the socket.
 //!
 //! The hub pushes already-encoded frames (shared `Bytes`) without ever waiting: a push either
-//! fits under the byte limit or fails, and the hub then disconnects that client. The writer
-//! task takes everything queued in one go and writes it with vectored writes, so a burst of
-//! frames for one client costs one syscall, not one per frame.
+//! fits under the byte limit or fails, and the hub then disconnects that client. The
+//! connection's [`Writer`], driven by its session task, takes everything queued in one go and
+//! writes it with vectored writes, so a burst of frames for one client costs one syscall, not
+//! one per frame.
+//!
+//! Waiting is done by polling, not by futures kept in the session's state: the queue wakes
+//! its connection's task through one [`AtomicWaker`] (frames in an empty queue, or the close),
+//! and the writer polls the socket directly. Every connection's task holds that state for its
+//! whole life, so it is kept to a few words (docs/architecture.md, costs per connection).
 
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
 
 use crate::stats::Stats;
 
@@ -54,11 +62,9 @@ struct State {
 pub(crate) struct Outbox {
     state: Mutex<State>,
     limit: usize,
-    /// Wakes the writer when frames arrive in an empty queue.
-    data: Notify,
-    /// Wakes whoever waits for the close (a `Notify` rather than a cancellation token: no
-    /// allocation of its own, for a structure every connection has).
-    closing: Notify,
+    /// The connection's task, woken when frames arrive in an empty queue and when the queue
+    /// is closed. Only that task waits on the queue.
+    waker: AtomicWaker,
 }
 
 impl Outbox {
@@ -67,8 +73,7 @@ impl Outbox {
         Outbox {
             state: Mutex::new(State::default()),
             limit,
-            data: Notify::new(),
-            closing: Notify::new(),
+            waker: AtomicWaker::new(),
         }
     }
 
@@ -93,7 +98,7 @@ impl Outbox {
         drop(st);
         // The writer only waits when it found the queue empty.
         if was_empty {
-            self.data.notify_one();
+            self.waker.wake();
         }
         Ok(())
     }
@@ -116,8 +121,7 @@ impl Outbox {
             st.queue.push_back(last);
         }
         drop(st);
-        self.data.notify_one();
-        self.closing.notify_waiters();
+        self.waker.wake();
     }
 
     /// Closes the queue because the socket failed; the session then reports the client gone.
@@ -140,18 +144,20 @@ impl Outbox {
         self.lock().failed
     }
 
+    /// Ready once the queue is closed; otherwise the task is woken when it is.
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Registered before the check, so a close in between is not missed.
+        self.waker.register(cx.waker());
+        if self.lock().closed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Resolves once the queue is closed.
     pub(crate) async fn closed(&self) {
-        loop {
-            let notified = self.closing.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a close in between is not missed.
-            notified.as_mut().enable();
-            if self.lock().closed {
-                return;
-            }
-            notified.await;
-        }
+        poll_fn(|cx| self.poll_closed(cx)).await;
     }
 
     /// What is queued, in order.
@@ -172,118 +178,146 @@ impl Outbox {
         st.bytes = st.bytes.saturating_sub(n);
     }
 
-    /// Moves everything queued into `batch` (which must be empty), waiting until there is
-    /// something. Returns false when the queue is closed and empty: the writer is done.
-    async fn take(&self, batch: &mut VecDeque<Bytes>) -> bool {
-        loop {
-            {
-                let mut st = self.lock();
-                if !st.queue.is_empty() {
-                    // The bytes stay counted until written (see `written`), so the limit
-                    // covers what the writer holds too. Swapping keeps both allocations.
-                    std::mem::swap(batch, &mut st.queue);
-                    return true;
-                }
-                if st.closed {
-                    return false;
-                }
-                // Idle: give back what a burst made the queues grow to.
-                st.queue.shrink_to(IDLE_QUEUE_CAPACITY);
-                batch.shrink_to(IDLE_QUEUE_CAPACITY);
-            }
-            self.data.notified().await;
+    /// Moves everything queued into `batch` (which must be empty): `Ready(true)`, or
+    /// `Ready(false)` when the queue is closed and empty (nothing more will come); `Pending`
+    /// (the task woken at the next push) when there is nothing yet.
+    fn poll_take(&self, batch: &mut VecDeque<Bytes>, cx: &mut Context<'_>) -> Poll<bool> {
+        self.waker.register(cx.waker());
+        let mut st = self.lock();
+        if !st.queue.is_empty() {
+            // The bytes stay counted until written (see `written`), so the limit covers what
+            // the writer holds too. Swapping keeps both allocations.
+            std::mem::swap(batch, &mut st.queue);
+            return Poll::Ready(true);
         }
+        if st.closed {
+            return Poll::Ready(false);
+        }
+        // Idle: give back what a burst made the queues grow to.
+        st.queue.shrink_to(IDLE_QUEUE_CAPACITY);
+        batch.shrink_to(IDLE_QUEUE_CAPACITY);
+        Poll::Pending
+    }
+
+    /// [`Outbox::poll_take`] as a future.
+    async fn take(&self, batch: &mut VecDeque<Bytes>) -> bool {
+        poll_fn(|cx| self.poll_take(batch, cx)).await
     }
 }
 
-/// Drains `outbox` into `sink` until the outbox is closed and empty or the socket fails.
-/// Once the outbox is closed, at most [`CLOSE_GRACE`] is spent on what is left.
+/// The writing end of a connection: drains its outbox into the socket.
 ///
-/// This future lives as long as the connection, so it is kept small (the server's memory per
-/// idle connection): the vectored write builds its slices on the stack of each poll, and the
-/// closing phase, with its timer, is boxed.
-pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
-    mut sink: W,
-    outbox: Arc<Outbox>,
-    stats: Arc<Stats>,
-) {
-    let mut batch = VecDeque::new();
-    let open = async {
-        // One wait for the close, registered once, not at every turn of the loop.
-        let closed = outbox.closed();
-        tokio::pin!(closed);
-        loop {
-            // `biased`: the usual case (frames ready, the write done at once) never polls the
-            // closing signal.
-            let more = tokio::select! {
-                biased;
-                more = outbox.take(&mut batch) => more,
-                () = &mut closed => return Ok(()),
-            };
-            if !more {
-                return Ok(());
-            }
-            while !batch.is_empty() {
-                let n = tokio::select! {
-                    biased;
-                    res = write_some(&mut sink, &mut batch) => res?,
-                    () = &mut closed => return Ok(()),
-                };
-                outbox.written(n);
-                stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-            }
+/// It has no task of its own: the connection's session task drives it alongside whatever it
+/// awaits ([`Writer::pump`], [`Writer::drive`]), and [`Writer::finish`] writes what is left
+/// once the outbox is closed. One task per connection instead of two keeps idle connections
+/// cheap (a task costs its future plus tokio's header, rounded up to 128 bytes), and a frame
+/// queued while the session waits for something is written all the same.
+#[derive(Debug)]
+pub(crate) struct Writer<W> {
+    sink: W,
+    /// Frames taken from the outbox and not yet (entirely) written.
+    batch: VecDeque<Bytes>,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    pub(crate) fn new(sink: W) -> Self {
+        Writer {
+            sink,
+            batch: VecDeque::new(),
         }
-    };
-    let open: io::Result<()> = open.await;
-    if open.is_err() {
-        // The peer is gone; the session sees the failure and reports the client gone.
-        outbox.fail();
-    } else {
-        // Closed by the hub (or the session): what is left, the final `Bye` included, gets
-        // the grace period.
-        let closing = async {
-            loop {
-                while !batch.is_empty() {
-                    let n = write_some(&mut sink, &mut batch).await?;
+    }
+
+    /// Writes what the outbox holds, as it comes: `Ready` only with the error of a failed
+    /// write. Once the outbox is closed and everything is written it stays `Pending` (the
+    /// caller watches [`Outbox::poll_closed`]). Nothing is lost when the caller stops polling:
+    /// what was taken from the outbox stays in the writer.
+    pub(crate) fn poll_pump(
+        &mut self,
+        outbox: &Outbox,
+        stats: &Stats,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Error> {
+        loop {
+            if self.batch.is_empty() && !ready!(outbox.poll_take(&mut self.batch, cx)) {
+                return Poll::Pending;
+            }
+            match ready!(poll_write_some(&mut self.sink, &mut self.batch, cx)) {
+                Ok(n) => {
+                    outbox.written(n);
                     stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                if !outbox.take(&mut batch).await {
-                    return Ok::<(), io::Error>(());
-                }
+                Err(e) => return Poll::Ready(e),
             }
-        };
-        let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, closing)).await;
+        }
     }
-    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, sink.shutdown())).await;
+
+    /// Awaits `fut` while writing what the outbox receives meanwhile; `Err` if a write failed
+    /// first (the outbox is then marked failed, and `fut` dropped).
+    pub(crate) async fn drive<F: Future>(
+        &mut self,
+        fut: F,
+        outbox: &Outbox,
+        stats: &Stats,
+    ) -> Result<F::Output, io::Error> {
+        let mut fut = pin!(fut);
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            self.poll_pump(outbox, stats, cx).map(|e| {
+                outbox.fail();
+                Err(e)
+            })
+        })
+        .await
+    }
+
+    /// Writes until the outbox is closed, then what is left, the final `Bye` included, within
+    /// [`CLOSE_GRACE`], and shuts the socket's sending side down.
+    pub(crate) async fn finish(mut self, outbox: &Outbox, stats: &Stats) {
+        if self.drive(outbox.closed(), outbox, stats).await.is_ok() {
+            let closing = async {
+                loop {
+                    while !self.batch.is_empty() {
+                        let n = write_some(&mut self.sink, &mut self.batch).await?;
+                        stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    if !outbox.take(&mut self.batch).await {
+                        return Ok::<(), io::Error>(());
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, closing).await;
+        }
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.sink.shutdown()).await;
+    }
 }
 
 /// Writes the front of `batch` with one vectored write and removes what was written; returns
 /// the bytes written.
-async fn write_some<W: AsyncWrite + Unpin>(
+fn poll_write_some<W: AsyncWrite + Unpin>(
     sink: &mut W,
     batch: &mut VecDeque<Bytes>,
-) -> io::Result<usize> {
-    let mut n = std::future::poll_fn(|cx| {
-        // Usually a few pieces: a small array, cheap to set up at each poll; a long queue
-        // (a client catching up) gets a larger list, so one system call carries more.
-        if batch.len() <= SMALL_IOV {
-            let mut iov = [IoSlice::new(&[]); SMALL_IOV];
-            for (slot, frame) in iov.iter_mut().zip(batch.iter()) {
-                *slot = IoSlice::new(frame);
-            }
-            Pin::new(&mut *sink).poll_write_vectored(cx, &iov[..batch.len()])
-        } else {
-            let iov: Vec<IoSlice<'_>> = batch
-                .iter()
-                .take(MAX_IOV)
-                .map(|f| IoSlice::new(f))
-                .collect();
-            Pin::new(&mut *sink).poll_write_vectored(cx, &iov)
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    // Usually a few pieces: a small array, cheap to set up at each poll; a long queue (a
+    // client catching up) gets a larger list, so one system call carries more.
+    let mut n = ready!(if batch.len() <= SMALL_IOV {
+        let mut iov = [IoSlice::new(&[]); SMALL_IOV];
+        for (slot, frame) in iov.iter_mut().zip(batch.iter()) {
+            *slot = IoSlice::new(frame);
         }
-    })
-    .await?;
+        Pin::new(&mut *sink).poll_write_vectored(cx, &iov[..batch.len()])
+    } else {
+        let iov: Vec<IoSlice<'_>> = batch
+            .iter()
+            .take(MAX_IOV)
+            .map(|f| IoSlice::new(f))
+            .collect();
+        Pin::new(&mut *sink).poll_write_vectored(cx, &iov)
+    })?;
     if n == 0 {
-        return Err(io::ErrorKind::WriteZero.into());
+        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
     }
     let total = n;
     while n > 0 {
@@ -298,7 +332,15 @@ async fn write_some<W: AsyncWrite + Unpin>(
             n = 0;
         }
     }
-    Ok(total)
+    Poll::Ready(Ok(total))
+}
+
+/// [`poll_write_some`] as a future.
+async fn write_some<W: AsyncWrite + Unpin>(
+    sink: &mut W,
+    batch: &mut VecDeque<Bytes>,
+) -> io::Result<usize> {
+    poll_fn(|cx| poll_write_some(sink, batch, cx)).await
 }
 
 #[cfg(test)]
@@ -340,11 +382,38 @@ mod tests {
                 std::task::Poll::Ready(Ok(()))
             }
         }
-        let ob = Arc::new(Outbox::new(100));
+        let ob = Outbox::new(100);
         ob.push(Bytes::from_static(b"lost")).expect("push");
-        run_writer(Broken, ob.clone(), Arc::new(Stats::default())).await;
+        let stats = Stats::default();
+        let mut writer = Writer::new(Broken);
+        let never = std::future::pending::<()>();
+        assert!(writer.drive(never, &ob, &stats).await.is_err());
         assert!(ob.is_closed());
         assert!(ob.failed());
+    }
+
+    #[tokio::test]
+    async fn frames_queued_while_the_session_waits_for_something_else_are_written() {
+        use tokio::io::AsyncReadExt;
+        let ob = Outbox::new(1024);
+        let stats = Stats::default();
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut writer = Writer::new(server);
+        ob.push(Bytes::from_static(b"hel")).expect("push");
+        ob.push(Bytes::from_static(b"lo")).expect("push");
+        // What is awaited completes only once the writer has written meanwhile.
+        let read = async {
+            let mut buf = [0u8; 5];
+            client.read_exact(&mut buf).await.map(|_| buf)
+        };
+        let got = writer.drive(read, &ob, &stats).await.expect("written");
+        assert_eq!(&got.expect("read"), b"hello");
+        assert_eq!(stats.bytes_out.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            ob.push(Bytes::from(vec![0; 1024])),
+            Ok(()),
+            "the bytes were released"
+        );
     }
 
     #[test]
@@ -360,14 +429,14 @@ mod tests {
 
     #[tokio::test]
     async fn writer_drains_everything_then_stops() {
-        let ob = Arc::new(Outbox::new(1024));
+        let ob = Outbox::new(1024);
         for i in 0..100u8 {
             ob.push(Bytes::from(vec![i; 3])).expect("push");
         }
         ob.close(Some(Bytes::from_static(b"end")), false);
         let mut out = Vec::new();
-        let stats = Arc::new(Stats::default());
-        run_writer(&mut out, ob, stats.clone()).await;
+        let stats = Stats::default();
+        Writer::new(&mut out).finish(&ob, &stats).await;
         assert_eq!(out.len(), 303);
         assert_eq!(&out[300..], b"end");
         assert_eq!(&out[297..300], &[99, 99, 99]);
@@ -376,11 +445,11 @@ mod tests {
 
     #[tokio::test]
     async fn discarding_close_drops_pending_frames() {
-        let ob = Arc::new(Outbox::new(1024));
+        let ob = Outbox::new(1024);
         ob.push(Bytes::from_static(b"stale")).expect("push");
         ob.close(Some(Bytes::from_static(b"bye")), true);
         let mut out = Vec::new();
-        run_writer(&mut out, ob, Arc::new(Stats::default())).await;
+        Writer::new(&mut out).finish(&ob, &Stats::default()).await;
         assert_eq!(out, b"bye");
     }
 }

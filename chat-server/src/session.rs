@@ -1,12 +1,13 @@
 //! One task per connection: the handshake, then reading, checking and rate-limiting the
-//! client's frames and turning them into hub commands. Writing is done by the connection's
-//! writer task (see [`crate::outbox`]).
+//! client's frames and turning them into hub commands, while writing what the hub queues for
+//! the client (the connection's [`Writer`], see [`crate::outbox`]).
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use chat_core::connection::FrameReader;
@@ -21,10 +22,9 @@ use chrono::Utc;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,7 +33,7 @@ use crate::config::{Config, GuestPolicy};
 use crate::event::EventKind;
 use crate::hub::{Ack, Cmd, ConnId, JoinRequest, Login};
 use crate::login::{self, Failures};
-use crate::outbox::{CLOSE_GRACE, Outbox, PushError, run_writer};
+use crate::outbox::{CLOSE_GRACE, Outbox, PushError, Writer};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::stats::Stats;
 use crate::store::{StoreError, StoreHandle};
@@ -95,30 +95,68 @@ struct Accepted {
 type Reader = FrameReader<Counting<OwnedReadHalf>, ClientFrame>;
 
 /// Serves one accepted TCP connection until it ends.
-pub(crate) async fn serve(
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
+/// keeps a second copy of each argument in its state (its parameters and the locals they are
+/// moved into), for the whole life of the connection.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep each argument twice, for the connection's whole life"
+)]
+pub(crate) fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
-) {
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    // The reader, the handshake's outcome, the handshake and the ending phases are boxed: a
-    // connection spends its life in the read loop, and its task should be no larger than that
-    // state needs (the server's memory per idle connection). A future keeps a slot for every
-    // local that lives across an await, so a large value moved from one phase to the next
-    // would otherwise be paid for several times over.
-    let mut reader: Box<Reader> = Box::new(FrameReader::new(
-        Counting {
-            inner: r,
-            stats: shared.stats.clone(),
-        },
-        HANDSHAKE_MAX_FRAME,
-    ));
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        // The reader, the handshake's outcome, the handshake and the ending phases are boxed:
+        // a connection spends its life in the read loop, and its task should be no larger
+        // than that state needs (the server's memory per idle connection). A future keeps a
+        // slot for every local that lives across an await, so a large value moved from one
+        // phase to the next would otherwise be paid for several times over.
+        let mut reader: Box<Reader> = Box::new(FrameReader::new(
+            Counting {
+                inner: r,
+                stats: shared.stats.clone(),
+            },
+            HANDSHAKE_MAX_FRAME,
+        ));
+        let accepted = match Box::pin(greet(&mut reader, &shared, peer)).await {
+            Ok(accepted) => accepted,
+            Err(refusal) => return Box::pin(refuse(reader, w, *refusal, &shared)).await,
+        };
+        // The chat phase. Logging in and being admitted are boxed: what they hold is not kept
+        // in the connection's state for the rest of its life.
+        let version = accepted.version;
+        let Some(Admitted {
+            mut reader,
+            conn,
+            outbox,
+            mut writer,
+        }) = Box::pin(enter(reader, w, accepted, &shared)).await
+        else {
+            return;
+        };
+        reader.set_max_frame(shared.config.max_frame);
+        let end = read_loop(&mut reader, &mut writer, conn, version, &outbox, &shared).await;
+        Box::pin(leave(reader, writer, end, conn, outbox, &shared)).await;
+        // The connection's place among `--max-clients` is given back when it ends.
+        drop(permit);
+    }
+}
+
+/// The handshake, within the Hello timeout and unless the server shuts down.
+async fn greet(
+    reader: &mut Reader,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> Result<Box<Accepted>, Box<Refusal>> {
     let timeout = shared.config.hello_timeout;
-    let outcome = Box::pin(async {
-        tokio::select! {
-        res = tokio::time::timeout(timeout, handshake(&mut reader, &shared, peer)) => match res {
+    tokio::select! {
+        res = tokio::time::timeout(timeout, handshake(reader, shared, peer)) => match res {
             Ok(res) => res.map(Box::new).map_err(Box::new),
             Err(_) => Err(Box::new(Refusal::new(
                 RejectReason::HelloTimeout,
@@ -131,12 +169,6 @@ pub(crate) async fn serve(
             "the server is shutting down",
             peer,
         ))),
-        }
-    })
-    .await;
-    match outcome {
-        Ok(accepted) => chat(reader, w, accepted, &shared).await,
-        Err(refusal) => Box::pin(refuse(reader, w, *refusal, &shared)).await,
     }
 }
 
@@ -457,13 +489,24 @@ async fn linger(reader: Box<Reader>) {
     .await;
 }
 
-/// The chat phase of a connection.
-async fn chat<W>(mut reader: Box<Reader>, w: W, accepted: Box<Accepted>, shared: &Shared)
-where
-    W: AsyncWrite + Unpin + Send + 'static,
-{
+/// An admitted connection.
+struct Admitted {
+    reader: Box<Reader>,
+    conn: ConnId,
+    outbox: Arc<Outbox>,
+    writer: Writer<OwnedWriteHalf>,
+}
+
+/// Logs the client in and has the hub admit it; `None` once the client has been told why
+/// not.
+async fn enter(
+    reader: Box<Reader>,
+    w: OwnedWriteHalf,
+    accepted: Box<Accepted>,
+    shared: &Shared,
+) -> Option<Admitted> {
     let login = tokio::select! {
-        login = Box::pin(log_in(&accepted, shared)) => login,
+        login = log_in(&accepted, shared) => login,
         () = shared.shutdown.cancelled() => Err(Refusal::new(
             RejectReason::ShuttingDown,
             "the server is shutting down",
@@ -472,34 +515,32 @@ where
     };
     let login = match login {
         Ok(login) => login,
-        Err(refusal) => return Box::pin(refuse(reader, w, refusal, shared)).await,
+        Err(refusal) => {
+            refuse(reader, w, refusal, shared).await;
+            return None;
+        }
     };
-    let version = accepted.version;
-    let Some((conn, outbox, writer)) = Box::pin(admit(w, accepted, login, shared)).await else {
-        return;
-    };
-    reader.set_max_frame(shared.config.max_frame);
-    let end = read_loop(&mut reader, conn, version, &outbox, shared).await;
-    Box::pin(leave(reader, end, conn, outbox, writer, shared)).await;
+    let (conn, outbox, writer) = admit(w, accepted, login, shared).await?;
+    Some(Admitted {
+        reader,
+        conn,
+        outbox,
+        writer,
+    })
 }
 
-/// Starts the connection's writer and asks the hub to admit the client; `None` (after telling
-/// the client why) if it is not admitted.
-async fn admit<W>(
-    w: W,
+/// Asks the hub to admit the client, with the queue the hub will fill for it; `None` (after
+/// telling the client why) if it is not admitted.
+async fn admit(
+    w: OwnedWriteHalf,
     accepted: Box<Accepted>,
     login: Option<Login>,
     shared: &Shared,
-) -> Option<(ConnId, Arc<Outbox>, JoinHandle<()>)>
-where
-    W: AsyncWrite + Unpin + Send + 'static,
-{
+) -> Option<(ConnId, Arc<Outbox>, Writer<OwnedWriteHalf>)> {
     let config = &shared.config;
     let conn: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let outbox = Arc::new(Outbox::new(config.send_queue_bytes));
-    let writer = shared
-        .tracker
-        .spawn(run_writer(w, outbox.clone(), shared.stats.clone()));
+    let writer = Writer::new(w);
     let (joined_tx, joined_rx) = oneshot::channel();
     let join = Cmd::Join(Box::new(JoinRequest {
         conn,
@@ -513,8 +554,9 @@ where
         joined: joined_tx,
     }));
     // Nothing is read until the Welcome is queued, so no direct answer can overtake it. The
-    // hub either answers (admitted) or drops the sender (shutting down, or gone). Once
-    // admitted, a write failure is noticed by the read loop, which reports the client gone.
+    // hub either answers (admitted) or drops the sender (shutting down, or gone); nothing is
+    // written before that. Once admitted, a write failure is noticed by the read loop, which
+    // reports the client gone.
     let answer = match shared.hub.send(join).await {
         Ok(()) => joined_rx.await.ok(),
         Err(_) => None,
@@ -540,17 +582,17 @@ where
         .await;
     let frame = ServerFrame::Rejected(refused);
     outbox.close(encode_frame(&frame, MAX_SERVER_FRAME).ok(), false);
-    let _ = writer.await;
+    writer.finish(&outbox, &shared.stats).await;
     None
 }
 
-/// Ends an admitted connection: tells the hub why (unless it decided), lets the writer finish.
+/// Ends an admitted connection: tells the hub why (unless it decided), writes what is left.
 async fn leave(
     reader: Box<Reader>,
+    mut writer: Writer<OwnedWriteHalf>,
     end: End,
     conn: ConnId,
     outbox: Arc<Outbox>,
-    writer: JoinHandle<()>,
     shared: &Shared,
 ) {
     let linger_after = matches!(
@@ -575,12 +617,14 @@ async fn leave(
         End::ClosedByHub => {}
         End::Shutdown => {
             // The hub says bye to every client it knows, after handling what was already
-            // read. Give it that chance; close here only if it never comes.
-            let _ = tokio::time::timeout(LINGER, outbox.closed()).await;
+            // read. Give it that chance (writing meanwhile); close here only if it never
+            // comes.
+            let wait = writer.drive(outbox.closed(), &outbox, &shared.stats);
+            let _ = tokio::time::timeout(LINGER, wait).await;
             close_for_shutdown(&outbox);
         }
     }
-    let _ = writer.await;
+    writer.finish(&outbox, &shared.stats).await;
     if linger_after {
         linger(reader).await;
     }
@@ -599,55 +643,114 @@ enum End {
     HubGone,
 }
 
-/// Reads, checks and forwards frames until the connection ends.
+/// Reads, checks and forwards frames until the connection ends, writing what the hub queues
+/// for the client all along.
 async fn read_loop(
     reader: &mut Reader,
+    writer: &mut Writer<OwnedWriteHalf>,
     conn: ConnId,
     version: u16,
     outbox: &Outbox,
     shared: &Shared,
 ) -> End {
+    let stats = &*shared.stats;
+    let lost = || {
+        End::Leave(
+            DisconnectReason::ConnectionClosed,
+            "connection lost while sending to the client".to_owned(),
+        )
+    };
     let mut limiter = RateLimiter::new(shared.config.rate, Instant::now());
+    // Registered once, for the whole loop.
+    let mut shutdown = pin!(shared.shutdown.cancelled());
+    // A password being hashed, for a command to send once hashed.
+    let mut hashing = None;
     loop {
-        let read = tokio::select! {
-            biased;
-            () = outbox.closed() => {
-                return if outbox.failed() {
-                    End::Leave(
-                        DisconnectReason::ConnectionClosed,
-                        "connection lost while sending to the client".to_owned(),
-                    )
-                } else {
-                    End::ClosedByHub
-                };
-            }
-            () = shared.shutdown.cancelled() => return End::Shutdown,
-            read = reader.recv() => read,
-        };
-        // Deciding is synchronous, so that no frame is held across the wait for the hub
-        // (every idle connection's task is as large as its largest waiting state).
-        let cmd = match step(read, conn, version, outbox, shared, &mut limiter) {
-            Step::Next => continue,
-            Step::Hub(cmd) => cmd,
-            Step::End(end) => return end,
-            Step::Hash(purpose, password) => match Box::pin(hash(password)).await {
-                Ok(hash) => match purpose {
-                    HashFor::Register => Cmd::Register { conn, hash },
-                    HashFor::SetPassword => Cmd::SetPassword { conn, hash },
-                },
-                Err(e) => {
+        let cmd = if let Some(hashing) = hashing.take() {
+            match writer.drive(hashing, outbox, stats).await {
+                Ok(Ok(cmd)) => cmd,
+                Ok(Err(e)) => {
                     if !reply(outbox, &ServerFrame::Error(e)) {
                         return overflow(&shared.config);
                     }
                     continue;
                 }
-            },
+                Err(_) => return lost(),
+            }
+        } else {
+            // One poll function rather than a `select!` of futures: what an idle connection
+            // waits on is held in its task's state for as long as it is connected.
+            let woke = poll_fn(|cx| {
+                if outbox.poll_closed(cx).is_ready() {
+                    return Poll::Ready(Err(if outbox.failed() {
+                        lost()
+                    } else {
+                        End::ClosedByHub
+                    }));
+                }
+                if shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(End::Shutdown));
+                }
+                // Reading before writing: a busy room could keep the writer going for ever,
+                // and the client would never be heard; input, on the other hand, is bounded
+                // by the rate limit (and a client that waits for answers lets the writer run).
+                if let Poll::Ready(read) = poll_next_frame(reader, cx) {
+                    return Poll::Ready(Ok(read));
+                }
+                writer.poll_pump(outbox, stats, cx).map(|_| {
+                    outbox.fail();
+                    Err(lost())
+                })
+            });
+            let read = match woke.await {
+                Ok(read) => read,
+                Err(end) => return end,
+            };
+            // Deciding is synchronous, so that no frame is held across the wait for the hub
+            // (every idle connection's task is as large as its largest waiting state); for
+            // the same reason nothing is awaited inside this `match`, whose value would be
+            // kept across the wait.
+            match step(read, conn, version, outbox, shared, &mut limiter) {
+                Step::Next => continue,
+                Step::Hub(cmd) => cmd,
+                Step::End(end) => return end,
+                Step::Hash(purpose, password) => {
+                    hashing = Some(Box::pin(hashed(conn, purpose, password)));
+                    continue;
+                }
+            }
         };
-        let sent = to_hub(shared, cmd);
-        if !sent.await {
-            return End::HubGone;
+        match writer.drive(to_hub(shared, cmd), outbox, stats).await {
+            Ok(true) => {}
+            Ok(false) => return End::HubGone,
+            Err(_) => return lost(),
         }
     }
+}
+
+/// Polls for the client's next frame. While no frame is partly received, the connection holds
+/// no read buffer: it waits for the socket to be readable first, and then gets one.
+fn poll_next_frame(
+    reader: &mut Reader,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Option<ClientFrame>, FrameError>> {
+    if reader.buffered() == 0 {
+        reader.release_buffer();
+        if let Err(e) = ready!(reader.get_ref().inner.as_ref().poll_read_ready(cx)) {
+            return Poll::Ready(Err(FrameError::Io(e)));
+        }
+        reader.reserve_buffer();
+    }
+    reader.poll_recv(cx)
+}
+
+/// Hashes a new password (see [`hash`]) into the hub command it is for.
+async fn hashed(conn: ConnId, purpose: HashFor, password: String) -> Result<Cmd, ErrorFrame> {
+    let hash = hash(password).await?;
+    Ok(match purpose {
+        HashFor::Register => Cmd::Register { conn, hash },
+        HashFor::SetPassword => Cmd::SetPassword { conn, hash },
+    })
 }
 
 /// What the read loop does next with what it read.
@@ -991,7 +1094,7 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    /// When the writer fails (the socket broke while sending), the session must report the
+    /// When writing failed (the socket broke while sending), the session must report the
     /// client gone even if reading has not failed (yet).
     #[tokio::test]
     async fn a_failed_write_makes_the_session_report_the_client_gone() {
@@ -999,7 +1102,8 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (server_side, _) = listener.accept().await.expect("accept");
-        let (r, _w) = server_side.into_split();
+        let (r, w) = server_side.into_split();
+        let mut writer = Writer::new(w);
         let stats = Arc::new(Stats::default());
         let mut reader: Reader = FrameReader::new(
             Counting {
@@ -1021,7 +1125,7 @@ mod tests {
         };
         let outbox = Outbox::new(1024);
         outbox.fail();
-        match read_loop(&mut reader, 1, 2, &outbox, &shared).await {
+        match read_loop(&mut reader, &mut writer, 1, 2, &outbox, &shared).await {
             End::Leave(DisconnectReason::ConnectionClosed, message) => {
                 assert!(message.contains("sending"), "{message}");
             }
@@ -1031,7 +1135,7 @@ mod tests {
         let outbox = Outbox::new(1024);
         outbox.close(None, false);
         assert!(matches!(
-            read_loop(&mut reader, 1, 2, &outbox, &shared).await,
+            read_loop(&mut reader, &mut writer, 1, 2, &outbox, &shared).await,
             End::ClosedByHub
         ));
     }
