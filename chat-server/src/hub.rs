@@ -159,8 +159,15 @@ struct Member {
     outbox: Arc<Outbox>,
     /// The protocol version spoken on this connection.
     version: u16,
+    /// Logged in to the account of this nickname (whose key is `keys.folded`).
+    logged_in: bool,
+}
+
+impl Member {
     /// The account's key when logged in.
-    account: Option<String>,
+    fn account(&self) -> Option<&str> {
+        self.logged_in.then_some(self.keys.folded.as_str())
+    }
 }
 
 /// Room broadcasts waiting to be queued: their frames are in `Hub::run_buf`, back to back.
@@ -243,7 +250,9 @@ impl Listed for Member {
 pub(crate) struct Hub {
     config: Arc<Config>,
     stats: Arc<Stats>,
-    clients: HashMap<ConnId, Member>,
+    /// Boxed: a map grows by doubling, and its empty slots then cost 16 bytes each rather
+    /// than a whole member (memory per connection, docs/architecture.md).
+    clients: HashMap<ConnId, Box<Member>>,
     /// Every uniqueness key of every online nickname.
     nicks: NickIndex,
     /// Rooms by folded name.
@@ -539,7 +548,11 @@ impl Hub {
             Cmd::Offline { conn, messages } => self.offline_loaded(conn, messages),
             Cmd::Barrier => {}
             Cmd::AckOffline { conn, up_to } => {
-                if let Some(account) = self.clients.get(&conn).and_then(|m| m.account.clone()) {
+                if let Some(account) = self
+                    .clients
+                    .get(&conn)
+                    .and_then(|m| m.account().map(str::to_owned))
+                {
                     self.store_write(Write::OfflineReceived {
                         account: account.clone(),
                         up_to,
@@ -619,15 +632,15 @@ impl Hub {
         );
         self.clients.insert(
             req.conn,
-            Member {
+            Box::new(Member {
                 nick: nick.clone(),
                 keys,
                 addr: req.addr,
                 relayed: req.relayed,
                 outbox: req.outbox.clone(),
                 version: req.version,
-                account: account.clone(),
-            },
+                logged_in: account.is_some(),
+            }),
         );
         if let Some(room) = self.rooms.get_mut(&lobby) {
             room.members.insert(req.conn, req.outbox.clone());
@@ -764,7 +777,7 @@ impl Hub {
         let Some((version, account)) = self
             .clients
             .get(&conn)
-            .map(|m| (m.version, m.account.clone()))
+            .map(|m| (m.version, m.account().map(str::to_owned)))
         else {
             return;
         };
@@ -1135,7 +1148,7 @@ impl Hub {
                     self.reserved.remove(&(kind, k.to_owned()));
                 }
                 if let Some(m) = self.clients.get_mut(&conn) {
-                    m.account = None;
+                    m.logged_in = false;
                 }
                 if self.config.guests == GuestPolicy::Deny {
                     // Only accounts may stay, and this one does not exist.
@@ -1194,7 +1207,7 @@ impl Hub {
             return;
         }
         let key = room_key(name);
-        let account = member.account.clone();
+        let account = member.account().map(str::to_owned);
         let nick = member.nick.clone();
         let user = UserInfo {
             nick: nick.clone(),
@@ -1301,7 +1314,7 @@ impl Hub {
         };
         let key = room_key(room);
         let nick = member.nick.clone();
-        let account = member.account.clone();
+        let account = member.account().map(str::to_owned);
         if key == DEFAULT_ROOM {
             let message = format!("everyone stays in #{DEFAULT_ROOM}");
             self.error(conn, None, ErrorCode::NotAllowed, message);
@@ -1453,7 +1466,7 @@ impl Hub {
         };
         let refusal = if member.relayed {
             Some("guests connected through a relay cannot register".to_owned())
-        } else if member.account.is_some() {
+        } else if member.logged_in {
             Some(format!(
                 "{} is registered already; /password changes its password",
                 member.nick
@@ -1497,7 +1510,7 @@ impl Hub {
         }
         self.add_account(nick);
         if let Some(m) = self.clients.get_mut(&conn) {
-            m.account = Some(key.clone());
+            m.logged_in = true;
         }
         for room in rooms {
             self.store_write(Write::Membership {
@@ -1513,7 +1526,7 @@ impl Hub {
         let Some(member) = self.clients.get(&conn) else {
             return;
         };
-        let Some(key) = member.account.clone() else {
+        let Some(key) = member.account().map(str::to_owned) else {
             let message = "you are not logged in to an account: /register first".to_owned();
             self.error(conn, None, ErrorCode::NotAllowed, message);
             return;

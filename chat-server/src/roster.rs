@@ -28,6 +28,18 @@ pub(crate) trait Listed {
     fn relayed(&self) -> bool;
 }
 
+impl<T: Listed + ?Sized> Listed for Box<T> {
+    fn sort_key(&self) -> &str {
+        (**self).sort_key()
+    }
+    fn nick(&self) -> &str {
+        (**self).nick()
+    }
+    fn relayed(&self) -> bool {
+        (**self).relayed()
+    }
+}
+
 /// Members of one room, sorted by [`Listed::sort_key`].
 #[derive(Debug, Default)]
 pub(crate) struct Order {

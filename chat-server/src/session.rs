@@ -22,7 +22,7 @@ use chrono::Utc;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
@@ -92,7 +92,9 @@ struct Accepted {
     relayed: bool,
 }
 
-type Reader = FrameReader<Counting<OwnedReadHalf>, ClientFrame>;
+/// A connection's frame reader. The socket's halves borrow the `TcpStream`, which lives in
+/// the connection's task (no shared allocation per connection, as owned halves would need).
+type Reader<'a> = FrameReader<Counting<ReadHalf<'a>>, ClientFrame>;
 
 /// Serves one accepted TCP connection until it ends.
 ///
@@ -110,14 +112,15 @@ pub(crate) fn serve(
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
     async move {
+        let mut stream = stream;
         let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
+        let (r, w) = stream.split();
         // The reader, the handshake's outcome, the handshake and the ending phases are boxed:
         // a connection spends its life in the read loop, and its task should be no larger
         // than that state needs (the server's memory per idle connection). A future keeps a
         // slot for every local that lives across an await, so a large value moved from one
         // phase to the next would otherwise be paid for several times over.
-        let mut reader: Box<Reader> = Box::new(FrameReader::new(
+        let mut reader: Box<Reader<'_>> = Box::new(FrameReader::new(
             Counting {
                 inner: r,
                 stats: shared.stats.clone(),
@@ -150,7 +153,7 @@ pub(crate) fn serve(
 
 /// The handshake, within the Hello timeout and unless the server shuts down.
 async fn greet(
-    reader: &mut Reader,
+    reader: &mut Reader<'_>,
     shared: &Shared,
     peer: SocketAddr,
 ) -> Result<Box<Accepted>, Box<Refusal>> {
@@ -174,7 +177,7 @@ async fn greet(
 
 /// Reads the optional relay frame and the Hello, and checks them.
 async fn handshake(
-    reader: &mut Reader,
+    reader: &mut Reader<'_>,
     shared: &Shared,
     peer: SocketAddr,
 ) -> Result<Accepted, Refusal> {
@@ -269,7 +272,7 @@ async fn handshake(
 }
 
 async fn next_handshake_frame(
-    reader: &mut Reader,
+    reader: &mut Reader<'_>,
     addr: SocketAddr,
 ) -> Result<ClientFrame, Refusal> {
     match reader.recv().await {
@@ -447,7 +450,7 @@ async fn check_login(
 
 /// Tells the client why it was refused, records it, and closes.
 async fn refuse<W: AsyncWrite + Unpin>(
-    reader: Box<Reader>,
+    reader: Box<Reader<'_>>,
     mut w: W,
     refusal: Refusal,
     shared: &Shared,
@@ -480,7 +483,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
 }
 
 /// Discards what the client still sends, for a moment, before the socket is dropped.
-async fn linger(reader: Box<Reader>) {
+async fn linger(reader: Box<Reader<'_>>) {
     let mut rest = reader.into_inner();
     let _ = tokio::time::timeout(LINGER, async {
         let mut limited = tokio::io::AsyncReadExt::take(&mut rest, 1 << 20);
@@ -490,21 +493,21 @@ async fn linger(reader: Box<Reader>) {
 }
 
 /// An admitted connection.
-struct Admitted {
-    reader: Box<Reader>,
+struct Admitted<'a> {
+    reader: Box<Reader<'a>>,
     conn: ConnId,
     outbox: Arc<Outbox>,
-    writer: Writer<OwnedWriteHalf>,
+    writer: Writer<WriteHalf<'a>>,
 }
 
 /// Logs the client in and has the hub admit it; `None` once the client has been told why
 /// not.
-async fn enter(
-    reader: Box<Reader>,
-    w: OwnedWriteHalf,
+async fn enter<'a>(
+    reader: Box<Reader<'a>>,
+    w: WriteHalf<'a>,
     accepted: Box<Accepted>,
     shared: &Shared,
-) -> Option<Admitted> {
+) -> Option<Admitted<'a>> {
     let login = tokio::select! {
         login = log_in(&accepted, shared) => login,
         () = shared.shutdown.cancelled() => Err(Refusal::new(
@@ -531,12 +534,12 @@ async fn enter(
 
 /// Asks the hub to admit the client, with the queue the hub will fill for it; `None` (after
 /// telling the client why) if it is not admitted.
-async fn admit(
-    w: OwnedWriteHalf,
+async fn admit<'a>(
+    w: WriteHalf<'a>,
     accepted: Box<Accepted>,
     login: Option<Login>,
     shared: &Shared,
-) -> Option<(ConnId, Arc<Outbox>, Writer<OwnedWriteHalf>)> {
+) -> Option<(ConnId, Arc<Outbox>, Writer<WriteHalf<'a>>)> {
     let config = &shared.config;
     let conn: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let outbox = Arc::new(Outbox::new(config.send_queue_bytes));
@@ -588,8 +591,8 @@ async fn admit(
 
 /// Ends an admitted connection: tells the hub why (unless it decided), writes what is left.
 async fn leave(
-    reader: Box<Reader>,
-    mut writer: Writer<OwnedWriteHalf>,
+    reader: Box<Reader<'_>>,
+    mut writer: Writer<WriteHalf<'_>>,
     end: End,
     conn: ConnId,
     outbox: Arc<Outbox>,
@@ -646,8 +649,8 @@ enum End {
 /// Reads, checks and forwards frames until the connection ends, writing what the hub queues
 /// for the client all along.
 async fn read_loop(
-    reader: &mut Reader,
-    writer: &mut Writer<OwnedWriteHalf>,
+    reader: &mut Reader<'_>,
+    writer: &mut Writer<WriteHalf<'_>>,
     conn: ConnId,
     version: u16,
     outbox: &Outbox,
@@ -731,7 +734,7 @@ async fn read_loop(
 /// Polls for the client's next frame. While no frame is partly received, the connection holds
 /// no read buffer: it waits for the socket to be readable first, and then gets one.
 fn poll_next_frame(
-    reader: &mut Reader,
+    reader: &mut Reader<'_>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Option<ClientFrame>, FrameError>> {
     if reader.buffered() == 0 {
@@ -974,8 +977,8 @@ fn close_for_shutdown(outbox: &Outbox) {
 
 /// Refuses a connection over `--max-clients` with a clear frame and the same polite close as
 /// any refusal.
-pub(crate) async fn refuse_full(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let (r, w) = stream.into_split();
+pub(crate) async fn refuse_full(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let (r, w) = stream.split();
     let reader = Box::new(FrameReader::new(
         Counting {
             inner: r,
@@ -1102,10 +1105,11 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (server_side, _) = listener.accept().await.expect("accept");
-        let (r, w) = server_side.into_split();
+        let mut server_side = server_side;
+        let (r, w) = server_side.split();
         let mut writer = Writer::new(w);
         let stats = Arc::new(Stats::default());
-        let mut reader: Reader = FrameReader::new(
+        let mut reader: Reader<'_> = FrameReader::new(
             Counting {
                 inner: r,
                 stats: stats.clone(),
