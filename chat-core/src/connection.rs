@@ -234,3 +234,48 @@ where
         (self.reader, self.writer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::frame::encode_frame;
+    use crate::protocol::{Body, Outgoing, Target};
+
+    fn ping(nonce: u64) -> ClientFrame {
+        ClientFrame::Ping { nonce }
+    }
+
+    #[tokio::test]
+    async fn releasing_the_buffer_keeps_a_partly_received_frame() {
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        let mut reader: FrameReader<_, ClientFrame> = FrameReader::new(rx, 1024);
+        let first = encode_frame(&ping(1), 1024).expect("encode");
+        let second = encode_frame(&ping(2), 1024).expect("encode");
+        tx.write_all(&first).await.expect("write");
+        tx.write_all(&second[..3]).await.expect("write");
+        assert_eq!(reader.recv().await.expect("frame"), Some(ping(1)));
+        // Part of the second frame is buffered: releasing must not drop it.
+        assert!(reader.buffered() > 0);
+        reader.release_buffer();
+        tx.write_all(&second[3..]).await.expect("write");
+        assert_eq!(reader.recv().await.expect("frame"), Some(ping(2)));
+        // Nothing buffered: the buffer goes, and comes back for the next frame.
+        assert_eq!(reader.buffered(), 0);
+        reader.release_buffer();
+        reader.reserve_buffer();
+        // Larger than the initial buffer: it grows.
+        let text = Outgoing {
+            tag: 3,
+            to: Target::Room("lobby".into()),
+            body: Body::Text("x".repeat(600)),
+            attrs: Vec::new(),
+        };
+        let long = ClientFrame::Send(text);
+        tx.write_all(&encode_frame(&long, 1024).expect("encode"))
+            .await
+            .expect("write");
+        assert_eq!(reader.recv().await.expect("frame"), Some(long));
+    }
+}
