@@ -1,6 +1,6 @@
 //! The hub's fan-out path without sockets: one member of a 1,000-member lobby sends a burst
 //! of 64-byte messages, handled as one batch; the time covers checking, encoding, queueing for
-//! every member and emptying the queues (which the writer tasks do in the server). Reported
+//! every member and emptying the queues (which the sessions do in the server). Reported
 //! per delivery. Run with `cargo bench -p chat-server`.
 
 use chat_server::bench::FanOut;

@@ -1,5 +1,7 @@
 //! Parsing of what the user types: plain text or a `/command`.
 
+use chat_core::protocol::Password;
+
 /// What a typed line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -34,9 +36,9 @@ pub enum Command {
     /// Fetch older messages of the current room (the count, default 50).
     History(u32),
     /// Register the current nickname with this password.
-    Register(String),
+    Register(Password),
     /// Change the account's password.
-    Password(String),
+    Password(Password),
     /// Make a joined room the current one (line client) or show its tab.
     Room(String),
     /// A command that cannot be carried out; the text says why.
@@ -142,11 +144,11 @@ pub fn parse(line: &str) -> Option<Command> {
         },
         "register" => match args.trim() {
             "" => Command::Invalid("usage: /register PASSWORD".into()),
-            pass => Command::Register(pass.to_owned()),
+            pass => Command::Register(pass.into()),
         },
         "password" | "passwd" => match args.trim() {
             "" => Command::Invalid("usage: /password NEW-PASSWORD".into()),
-            pass => Command::Password(pass.to_owned()),
+            pass => Command::Password(pass.into()),
         },
         other => Command::Invalid(format!(
             "unknown command /{other}; /help lists the commands"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chat_core::client::{ClientError, ClientSender, ConnectOptions, connect};
 use chat_core::frame::FrameError;
 use chat_core::protocol::{
-    ClientFrame, DEFAULT_ROOM, DisconnectReason, RejectReason, ServerFrame, Target,
+    ClientFrame, DEFAULT_ROOM, DisconnectReason, Password, RejectReason, ServerFrame, Target,
 };
 use chrono::Utc;
 use tokio::sync::mpsc;
@@ -25,7 +25,7 @@ pub struct LineOptions {
     /// Nickname; asked for on standard input when absent.
     pub nick: Option<String>,
     /// Account password: logs in to the account registered under the nickname.
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// Print JSON objects instead of text lines.
     pub json: bool,
     /// Show times in UTC instead of local time.
@@ -75,7 +75,7 @@ pub async fn run(opts: LineOptions) -> u8 {
     };
     let mut connect_opts =
         ConnectOptions::new(nick.clone()).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
-    connect_opts.password.clone_from(&opts.password);
+    connect_opts.password = opts.password.as_ref().map(|p| p.0.clone());
     let connected = tokio::select! {
         res = connect(&opts.server, &connect_opts) => res,
         () = interrupt.recv() => return exit::QUIT,
@@ -241,12 +241,12 @@ pub async fn run(opts: LineOptions) -> u8 {
                 before: rooms.oldest(&rooms.current),
                 limit,
             }),
-            Some(Command::Register(password)) => Outbound::Frame(ClientFrame::Register {
-                password: password.into(),
-            }),
-            Some(Command::Password(password)) => Outbound::Frame(ClientFrame::SetPassword {
-                password: password.into(),
-            }),
+            Some(Command::Register(password)) => {
+                Outbound::Frame(ClientFrame::Register { password })
+            }
+            Some(Command::Password(password)) => {
+                Outbound::Frame(ClientFrame::SetPassword { password })
+            }
             Some(Command::Room(room)) => {
                 let ev = rooms.switch(room_name(&room));
                 if out.show(&ev).is_err() {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chat_core::protocol::Password;
 use clap::Parser;
 
 use chat_tui::line::{self, LineOptions};
@@ -33,7 +34,7 @@ struct Cli {
     /// with /register). Prefer the environment variable: command lines are visible to other
     /// users.
     #[arg(long, env = "CHAT_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    password: Option<Password>,
 
     /// Server (or relay) address, host:port [default: 127.0.0.1:12345].
     #[arg(long, short, env = "CHAT_SERVER")]

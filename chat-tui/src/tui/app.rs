@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chat_core::names::{fold, validate_nick, validate_relayed_nick, validate_text};
 use chat_core::protocol::{
     Body, ChatMessage, ClientFrame, DEFAULT_ROOM, DisconnectReason, ErrorCode, Limits, NickChange,
-    Outgoing, ServerFrame, Target, UserInfo, Welcome,
+    Outgoing, Password, ServerFrame, Target, UserInfo, Welcome,
 };
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{
@@ -66,7 +66,7 @@ pub enum Effect {
         server: String,
         nick: String,
         /// Account password; `None` connects as a guest.
-        password: Option<String>,
+        password: Option<Password>,
         delay: Duration,
     },
     /// Send a frame on the current connection.
@@ -112,8 +112,7 @@ pub enum Screen {
     Main,
 }
 
-/// The connect screen's fields.
-#[derive(Debug)]
+/// The connect screen's fields (their `Debug` leaves the password out).
 pub struct ConnectForm {
     /// Nickname field.
     pub nick: TextArea<'static>,
@@ -127,6 +126,19 @@ pub struct ConnectForm {
     pub error: Option<String>,
     /// An attempt is under way.
     pub connecting: bool,
+}
+
+impl std::fmt::Debug for ConnectForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectForm")
+            .field("nick", &self.nick.lines())
+            .field("server", &self.server.lines())
+            .field("password", &"<redacted>")
+            .field("field", &self.field)
+            .field("error", &self.error)
+            .field("connecting", &self.connecting)
+            .finish()
+    }
 }
 
 /// A field of the connect form.
@@ -387,7 +399,7 @@ pub struct App {
     /// The members of the other rooms we are in, by folded room name, sorted.
     pub room_rosters: HashMap<String, Vec<UserInfo>>,
     /// Account password given at connect (kept for reconnecting).
-    password: Option<String>,
+    password: Option<Password>,
     /// The room asked for with `/join`, whose tab gets the focus when entered.
     joining: Option<String>,
     /// Rooms whose next roster comes with entering them: not shown as a notice.
@@ -398,7 +410,7 @@ pub struct App {
     /// Rooms whose older history the user asked for (`/history`), folded.
     history_asked: HashSet<String>,
     /// The password of a `/register` or `/password` waiting for the server's confirmation.
-    new_password: Option<String>,
+    new_password: Option<Password>,
     /// The server said this connection was replaced by another login to the account.
     replaced: bool,
     /// Private messages kept for us shown since this connection began.
@@ -635,7 +647,9 @@ impl App {
         }
         let nick = form.nick.lines().concat().trim().to_owned();
         let server = form.server.lines().concat().trim().to_owned();
-        let password = Some(form.password.lines().concat()).filter(|p| !p.is_empty());
+        let password = Some(form.password.lines().concat())
+            .filter(|p| !p.is_empty())
+            .map(Password);
         let problem = if nick.is_empty() {
             Some((Field::Nick, "enter a nickname".to_owned()))
         } else if let Err(e) = if nick.starts_with('*') {
@@ -1035,15 +1049,11 @@ impl App {
             },
             Command::Register(password) => {
                 self.new_password = Some(password.clone());
-                self.request(ClientFrame::Register {
-                    password: password.into(),
-                })
+                self.request(ClientFrame::Register { password })
             }
             Command::Password(password) => {
                 self.new_password = Some(password.clone());
-                self.request(ClientFrame::SetPassword {
-                    password: password.into(),
-                })
+                self.request(ClientFrame::SetPassword { password })
             }
             Command::Room(room) => {
                 let kind = TabKind::Room {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chat_core::client::{ClientError, ConnectOptions, TcpClient, connect};
-use chat_core::protocol::{ClientFrame, RejectReason, ServerFrame};
+use chat_core::protocol::{ClientFrame, Password, RejectReason, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -19,7 +19,7 @@ pub enum NetCmd {
         server: String,
         nick: String,
         /// Account password; `None` connects as a guest.
-        password: Option<String>,
+        password: Option<Password>,
         delay: Duration,
     },
     /// Send a frame; dropped when not connected (the app keeps unconfirmed messages).
@@ -53,7 +53,7 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
         let events = events.clone();
         async move { events.send(Event::Net(ev)).await.is_ok() }
     };
-    let mut next: Option<(String, String, Option<String>, Duration)> = None;
+    let mut next: Option<(String, String, Option<Password>, Duration)> = None;
     loop {
         let (server, nick, password, delay) = match next.take() {
             Some(c) => c,
@@ -105,7 +105,7 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
         }
         let mut opts =
             ConnectOptions::new(nick).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
-        opts.password = password;
+        opts.password = password.map(|p| p.0);
         let client = match connect(&server, &opts).await {
             Ok(c) => c,
             Err(e) => {
@@ -139,7 +139,7 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
 /// How a wait before connecting ended.
 enum Wait {
     Elapsed,
-    Replaced(String, String, Option<String>, Duration),
+    Replaced(String, String, Option<Password>, Duration),
     Quit(oneshot::Sender<()>),
     Closed,
 }

@@ -5,6 +5,7 @@
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use chat_core::protocol::Password;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{
@@ -26,7 +27,7 @@ pub struct TuiOptions {
     /// Nickname to prefill.
     pub nick: Option<String>,
     /// Password to prefill (empty connects as a guest).
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// Server to prefill.
     pub server: String,
     /// Connect at once (both were given on the command line).
@@ -78,7 +79,7 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
 
     let mut app = App::new(opts.nick, opts.server, opts.app, Instant::now());
     if let Some(password) = opts.password {
-        app.set_password(&password);
+        app.set_password(&password.0);
     }
     let size = terminal.size()?;
     app.size = (size.width, size.height);
