@@ -12,31 +12,20 @@ use crate::connection::{Connection, FrameReader, FrameWriter};
 use crate::frame::FrameError;
 use crate::protocol::{
     Body, ClientFrame, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME, MessageAttr, Outgoing,
-    PROTOCOL_VERSION, Rejected, RelayHello, ServerFrame, Target, Welcome,
+    PROTOCOL_VERSION, Password, Rejected, RelayHello, ServerFrame, Target, Welcome,
 };
 
 /// What to say in the handshake.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// Requested nickname.
     pub nick: String,
     /// Client software name and version.
     pub client: String,
-    /// Account password, if any.
-    pub password: Option<String>,
+    /// Account password, if any (its `Debug` is redacted).
+    pub password: Option<Password>,
     /// Time allowed for connecting and completing the handshake.
     pub timeout: Duration,
-}
-
-impl std::fmt::Debug for ConnectOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectOptions")
-            .field("nick", &self.nick)
-            .field("client", &self.client)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 impl ConnectOptions {
@@ -158,7 +147,7 @@ where
         version: PROTOCOL_VERSION,
         nick: opts.nick.clone(),
         client: opts.client.clone(),
-        password: opts.password.clone(),
+        password: opts.password.as_ref().map(|p| p.0.clone()),
     };
     conn.send(&ClientFrame::Hello(hello)).await?;
     // Server frames can be larger than what the server accepts (a Welcome carries the roster).

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 async fn login(server: &TestServer, nick: &str, password: &str) -> Result<TcpClient, ClientError> {
     let mut opts = ConnectOptions::new(nick);
-    opts.password = Some(password.to_owned());
+    opts.password = Some(password.into());
     connect(&server.addr.to_string(), &opts).await
 }
 
@@ -239,7 +239,7 @@ async fn relayed_guests_cannot_use_accounts() {
     register(&mut owner, "pw").await;
     let through_relay = |password: Option<&str>| {
         let mut opts = ConnectOptions::new("*kim");
-        opts.password = password.map(str::to_owned);
+        opts.password = password.map(Into::into);
         async move {
             let stream = TcpStream::connect(server.addr).await.expect("connect");
             let conn = Connection::tcp(stream, HANDSHAKE_MAX_FRAME).expect("conn");

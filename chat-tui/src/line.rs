@@ -75,7 +75,7 @@ pub async fn run(opts: LineOptions) -> u8 {
     };
     let mut connect_opts =
         ConnectOptions::new(nick.clone()).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
-    connect_opts.password = opts.password.as_ref().map(|p| p.0.clone());
+    connect_opts.password.clone_from(&opts.password);
     let connected = tokio::select! {
         res = connect(&opts.server, &connect_opts) => res,
         () = interrupt.recv() => return exit::QUIT,

@@ -105,7 +105,7 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
         }
         let mut opts =
             ConnectOptions::new(nick).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
-        opts.password = password.map(|p| p.0);
+        opts.password = password;
         let client = match connect(&server, &opts).await {
             Ok(c) => c,
             Err(e) => {
