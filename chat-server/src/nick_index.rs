@@ -13,13 +13,9 @@ use hashbrown::HashTable;
 
 use crate::hub::ConnId;
 
-/// The text of the key of `kind` in `keys`.
+/// The text of the key of `kind` in `keys` (kinds as in [`NickKeys::tagged`]).
 fn key_of(keys: &NickKeys, kind: u8) -> &str {
-    match kind {
-        0 => &keys.folded,
-        1 => &keys.skeleton,
-        _ => &keys.cased_skeleton,
-    }
+    keys.tagged()[usize::from(kind)].1
 }
 
 /// Uniqueness keys of online nicknames, each mapped to its holder.

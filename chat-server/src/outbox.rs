@@ -208,7 +208,7 @@ impl Outbox {
 /// The writing end of a connection: drains its outbox into the socket.
 ///
 /// It has no task of its own: the connection's session task drives it alongside whatever it
-/// awaits ([`Writer::pump`], [`Writer::drive`]), and [`Writer::finish`] writes what is left
+/// awaits ([`Writer::poll_pump`], [`Writer::drive`]), and [`Writer::finish`] writes what is left
 /// once the outbox is closed. One task per connection instead of two keeps idle connections
 /// cheap (a task costs its future plus tokio's header, rounded up to 128 bytes), and a frame
 /// queued while the session waits for something is written all the same.

@@ -106,13 +106,12 @@ type Reader<'a> = FrameReader<Counting<ReadHalf<'a>>, ClientFrame>;
     reason = "an async fn would keep each argument twice, for the connection's whole life"
 )]
 pub(crate) fn serve(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let mut stream = stream;
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.split();
         // The reader, the handshake's outcome, the handshake and the ending phases are boxed:
@@ -648,9 +647,9 @@ enum End {
 
 /// Reads, checks and forwards frames until the connection ends, writing what the hub queues
 /// for the client all along.
-async fn read_loop(
+async fn read_loop<W: AsyncWrite + Unpin>(
     reader: &mut Reader<'_>,
-    writer: &mut Writer<WriteHalf<'_>>,
+    writer: &mut Writer<W>,
     conn: ConnId,
     version: u16,
     outbox: &Outbox,
@@ -1142,5 +1141,42 @@ mod tests {
             read_loop(&mut reader, &mut writer, 1, 2, &outbox, &shared).await,
             End::ClosedByHub
         ));
+        // The read loop's own write fails while the client sends nothing: it reports the
+        // client gone and marks the queue failed.
+        let outbox = Outbox::new(1024);
+        outbox
+            .push(bytes::Bytes::from_static(b"lost"))
+            .expect("push");
+        let mut broken = Writer::new(Broken);
+        let ended = read_loop(&mut reader, &mut broken, 1, 2, &outbox, &shared);
+        match tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the failed write ends the read loop")
+        {
+            End::Leave(DisconnectReason::ConnectionClosed, message) => {
+                assert!(message.contains("sending"), "{message}");
+            }
+            other => panic!("expected the client to leave, got {other:?}"),
+        }
+        assert!(outbox.failed());
+    }
+
+    /// A socket whose every write fails.
+    struct Broken;
+
+    impl AsyncWrite for Broken {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
     }
 }
