@@ -1,7 +1,9 @@
 //! `chat-server`: parses the command line, sets up console logging, and runs the server until
 //! Ctrl-C or SIGTERM.
 
+use std::cell::Cell;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -16,8 +18,7 @@ use chat_server::{Cli, Server};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -26,13 +27,61 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    match serve(cli).await {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(release_free_memory)
+        .build();
+    let result = match runtime {
+        // The server runs as a task so that everything it allocates comes from the workers'
+        // heaps, which `release_free_memory` trims.
+        Ok(runtime) => runtime.block_on(async {
+            match tokio::spawn(serve(cli)).await {
+                Ok(result) => result,
+                Err(e) => Err(anyhow::anyhow!("the server's task failed: {e}")),
+            }
+        }),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the Tokio runtime")),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chat-server: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The shortest time between two trims of one worker thread's heap.
+const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+
+thread_local! {
+    static LAST_TRIM: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Called by each Tokio worker as it runs out of work: hands the memory its heap holds free
+/// back to the system, at most once per [`TRIM_INTERVAL`].
+///
+/// mimalloc returns free memory only when the thread that owns it allocates again, so
+/// without this a burst (10,000 logins, each sent the whole roster) leaves megabytes
+/// resident in a server that has gone quiet (docs/performance.md, "Idle connections").
+fn release_free_memory() {
+    LAST_TRIM.with(|last| {
+        let now = Instant::now();
+        if !trim_due(last.get(), now) {
+            return;
+        }
+        last.set(Some(now));
+        // SAFETY: `mi_collect` takes no pointers and only works on the calling thread's heap
+        // and mimalloc's own structures; it is safe to call at any time from any thread.
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_collect(true);
+        }
+    });
+}
+
+fn trim_due(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|last| now.duration_since(last) >= TRIM_INTERVAL)
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
@@ -78,4 +127,32 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         })
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_trims_at_most_once_per_interval() {
+        let start = Instant::now();
+        assert!(trim_due(None, start));
+        assert!(!trim_due(Some(start), start));
+        assert!(!trim_due(Some(start), start + TRIM_INTERVAL / 2));
+        assert!(trim_due(Some(start), start + TRIM_INTERVAL));
+    }
+
+    #[test]
+    fn trimming_leaves_the_heap_usable() {
+        let kept: Vec<Vec<u8>> = (0..1000).map(|i| vec![i as u8; 100 + i]).collect();
+        drop((0..1000).map(|i| vec![0u8; 4096 + i]).collect::<Vec<_>>());
+        LAST_TRIM.with(|last| last.set(None));
+        release_free_memory();
+        assert!(
+            kept.iter()
+                .enumerate()
+                .all(|(i, v)| v.len() == 100 + i && v.iter().all(|&b| b == i as u8))
+        );
+        release_free_memory();
+    }
 }
