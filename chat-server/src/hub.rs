@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, GuestPolicy, MAX_HISTORY_PAGE};
 use crate::event::{Event, EventKind};
 use crate::eventlog::LogSender;
+use crate::login::HashedPassword;
 use crate::monitor::Monitor;
 use crate::nick_index::NickIndex;
 use crate::outbox::{Outbox, PushError};
@@ -83,9 +84,9 @@ pub(crate) enum Cmd {
         limit: u32,
     },
     /// Register the connection's nickname (the password already hashed by the session).
-    Register { conn: ConnId, hash: String },
+    Register { conn: ConnId, hash: HashedPassword },
     /// Change the logged-in account's password (already hashed).
-    SetPassword { conn: ConnId, hash: String },
+    SetPassword { conn: ConnId, hash: HashedPassword },
     /// The store committed a batch (or failed to): acknowledge its writes.
     Stored {
         result: Result<(), String>,
@@ -130,7 +131,7 @@ pub(crate) struct Login {
     /// The account as stored (its nickname and rooms).
     pub account: Account,
     /// The password hash of an account being created at this login (`--guests deny`).
-    pub create: Option<String>,
+    pub create: Option<HashedPassword>,
 }
 
 /// Everything the hub needs to admit a connection.
@@ -1460,7 +1461,7 @@ impl Hub {
     }
 
     /// Makes the connection's nickname an account (answered once it is stored).
-    fn register(&mut self, conn: ConnId, hash: String) {
+    fn register(&mut self, conn: ConnId, hash: HashedPassword) {
         let Some(member) = self.clients.get(&conn) else {
             return;
         };
@@ -1522,7 +1523,7 @@ impl Hub {
     }
 
     /// Changes the logged-in account's password (answered once it is stored).
-    fn set_password(&mut self, conn: ConnId, hash: String) {
+    fn set_password(&mut self, conn: ConnId, hash: HashedPassword) {
         let Some(member) = self.clients.get(&conn) else {
             return;
         };

@@ -7,6 +7,7 @@
 //! blocking pool, never on a connection's task or the hub.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -32,18 +33,41 @@ pub fn check_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A password's Argon2id hash (a PHC string), as stored. Its `Debug` output does not show it:
+/// a hash that reaches a log can be attacked offline.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HashedPassword(String);
+
+impl HashedPassword {
+    /// A hash as read back from the store.
+    pub fn from_stored(phc: String) -> Self {
+        HashedPassword(phc)
+    }
+
+    /// The PHC string, to store.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for HashedPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashedPassword(..)")
+    }
+}
+
 /// Hashes a password with Argon2id and a fresh salt (blocking: call from the blocking pool).
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<HashedPassword, String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
+        .map(|h| HashedPassword(h.to_string()))
         .map_err(|e| format!("cannot hash the password: {e}"))
 }
 
 /// Whether `password` matches the stored hash (blocking: call from the blocking pool).
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
+pub fn verify_password(password: &str, hash: &HashedPassword) -> bool {
+    PasswordHash::new(hash.as_str()).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
@@ -216,14 +240,38 @@ mod tests {
     fn a_hash_verifies_its_password_only() {
         let hash = hash_password("correct horse").expect("hash");
         assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
+            hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            hash.as_str()
         );
         assert!(verify_password("correct horse", &hash));
         assert!(!verify_password("correct horse ", &hash));
-        assert!(!verify_password("correct horse", "not a hash"));
+        let garbage = HashedPassword::from_stored("not a hash".into());
+        assert!(!verify_password("correct horse", &garbage));
         // A fresh salt every time.
         assert_ne!(hash, hash_password("correct horse").expect("hash"));
+    }
+
+    #[test]
+    fn a_hash_does_not_show_in_debug_output() {
+        let hash = hash_password("correct horse").expect("hash");
+        let account = crate::store::Account {
+            nick: "Zoe".into(),
+            hash: hash.clone(),
+            rooms: Vec::new(),
+        };
+        let write = crate::store::Write::Password {
+            key: "zoe".into(),
+            hash: hash.clone(),
+        };
+        for shown in [
+            format!("{hash:?}"),
+            format!("{account:?}"),
+            format!("{write:?}"),
+        ] {
+            assert!(!shown.contains("argon2"), "{shown}");
+            assert!(shown.contains("HashedPassword(..)"), "{shown}");
+        }
     }
 
     #[test]

@@ -420,7 +420,7 @@ async fn check_login(
         return Ok(Some(Login {
             account: crate::store::Account {
                 nick: nick.clone(),
-                hash: String::new(),
+                hash: login::HashedPassword::default(),
                 rooms: Vec::new(),
             },
             create: Some(hash),
@@ -774,7 +774,7 @@ enum HashFor {
 }
 
 /// Hashes a new password on the blocking pool.
-async fn hash(password: String) -> Result<String, ErrorFrame> {
+async fn hash(password: String) -> Result<login::HashedPassword, ErrorFrame> {
     let fail = |message: String| ErrorFrame {
         tag: None,
         code: ErrorCode::InvalidPassword,

@@ -20,6 +20,8 @@ use std::thread::JoinHandle;
 use chat_core::protocol::{ChatMessage, MessageId};
 use tokio::sync::mpsc;
 
+use crate::login::HashedPassword;
+
 pub use sqlite::SqliteStore;
 
 /// Most jobs waiting for the store thread. When it is full the hub refuses new messages with a
@@ -62,7 +64,7 @@ pub struct Account {
     /// The nickname as registered.
     pub nick: String,
     /// The Argon2id hash (PHC string).
-    pub hash: String,
+    pub hash: HashedPassword,
     /// Keys of the rooms it is in besides `lobby`.
     pub rooms: Vec<String>,
 }
@@ -114,14 +116,14 @@ pub enum Write {
         /// Its nickname.
         nick: String,
         /// The password hash.
-        hash: String,
+        hash: HashedPassword,
     },
     /// An account's password changed.
     Password {
         /// The account's key.
         key: String,
         /// The new hash.
-        hash: String,
+        hash: HashedPassword,
     },
     /// The account received its kept private messages up to this id: they are no longer kept.
     OfflineReceived {

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Account, Snapshot, Store, StoreError, StoredRoom, Write};
+use crate::login::HashedPassword;
 
 /// The migrations, in order. A database at version `n` has had the first `n` applied.
 pub const MIGRATIONS: &[&str] = &[
@@ -275,11 +276,11 @@ impl Store for SqliteStore {
                     tx.prepare_cached(
                         "INSERT INTO accounts (key, nick, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
                     )?
-                    .execute(params![key, nick, hash, Utc::now().timestamp_millis()])?;
+                    .execute(params![key, nick, hash.as_str(), Utc::now().timestamp_millis()])?;
                 }
                 Write::Password { key, hash } => {
                     tx.prepare_cached("UPDATE accounts SET hash = ?2 WHERE key = ?1")?
-                        .execute(params![key, hash])?;
+                        .execute(params![key, hash.as_str()])?;
                 }
                 Write::OfflineReceived { account, up_to } => {
                     tx.prepare_cached("DELETE FROM offline WHERE account = ?1 AND message <= ?2")?
@@ -317,7 +318,11 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT room FROM account_rooms WHERE account = ?1 ORDER BY room")?
             .query_map([key], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
-        Ok(Some(Account { nick, hash, rooms }))
+        Ok(Some(Account {
+            nick,
+            hash: HashedPassword::from_stored(hash),
+            rooms,
+        }))
     }
 
     fn history(

@@ -75,7 +75,7 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
             Write::Account {
                 key: "bob".into(),
                 nick: "Bob".into(),
-                hash: "h".into(),
+                hash: HashedPassword::from_stored("h".into()),
             },
         ])
         .unwrap();
@@ -188,7 +188,7 @@ fn accounts_keep_their_rooms_and_passwords_change() {
             Write::Account {
                 key: "zoe".into(),
                 nick: "Zoe".into(),
-                hash: "one".into(),
+                hash: HashedPassword::from_stored("one".into()),
             },
             Write::Membership {
                 account: "zoe".into(),
@@ -207,13 +207,13 @@ fn accounts_keep_their_rooms_and_passwords_change() {
             },
             Write::Password {
                 key: "zoe".into(),
-                hash: "two".into(),
+                hash: HashedPassword::from_stored("two".into()),
             },
         ])
         .unwrap();
     let zoe = store.account("zoe").unwrap().unwrap();
     assert_eq!(zoe.nick, "Zoe");
-    assert_eq!(zoe.hash, "two");
+    assert_eq!(zoe.hash.as_str(), "two");
     assert_eq!(zoe.rooms, ["rust"]);
     assert!(store.account("nobody").unwrap().is_none());
 }
