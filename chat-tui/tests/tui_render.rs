@@ -183,3 +183,33 @@ fn the_password_is_masked_on_the_connect_screen() {
     assert!(!screen.contains("s3cret"), "{screen}");
     assert!(screen.contains("Password   ••••••"), "{screen}");
 }
+
+#[test]
+fn a_password_typed_after_register_or_password_shows_as_bullets() {
+    let mut app = chatting();
+    type_text(&mut app, "/register");
+    let screen = render(&mut app, 80, 24);
+    assert!(
+        screen.contains("/register"),
+        "the command shows until its argument: {screen}"
+    );
+    type_text(&mut app, " s3cret");
+    let screen = render(&mut app, 80, 24);
+    assert!(!screen.contains("s3cret"), "{screen}");
+    assert!(screen.contains("••••••••••••••••"), "{screen}");
+    // Emptied, the line shows what is typed again.
+    for _ in 0.." s3cret".len() + "/register".len() {
+        press(&mut app, KeyCode::Backspace);
+    }
+    type_text(&mut app, "hello");
+    assert!(render(&mut app, 80, 24).contains("hello"));
+    for _ in 0.."hello".len() {
+        press(&mut app, KeyCode::Backspace);
+    }
+    type_text(&mut app, "/PASSWORD new-one");
+    assert!(!render(&mut app, 80, 24).contains("new-one"));
+    // Sent, the line is empty and shows what is typed next.
+    press(&mut app, KeyCode::Enter);
+    type_text(&mut app, "hello");
+    assert!(render(&mut app, 80, 24).contains("hello"));
+}

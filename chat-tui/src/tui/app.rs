@@ -614,6 +614,18 @@ impl App {
             matches!(self.screen, Screen::Main) && self.focus == Focus::Input && !self.help;
         self.input
             .set_cursor_style(if input_focused { cursor } else { hidden });
+        // Once a password command's word is typed, what follows shows as bullets (the whole
+        // line: the text area masks all or nothing).
+        let hide = self
+            .input
+            .lines()
+            .first()
+            .is_some_and(|l| hides_password(l));
+        match (hide, self.input.mask_char()) {
+            (true, None) => self.input.set_mask_char('•'),
+            (false, Some(_)) => self.input.clear_mask_char(),
+            _ => {}
+        }
     }
 
     // ----- connect screen -----
@@ -956,11 +968,7 @@ impl App {
             return Vec::new();
         }
         // Lines that carry a password are not kept for Up to bring back.
-        let first = text.split_whitespace().next().unwrap_or("");
-        let secret = ["/register", "/password", "/passwd"]
-            .iter()
-            .any(|p| first.eq_ignore_ascii_case(p));
-        if !secret && self.history.last() != Some(&text) {
+        if !password_command(&text) && self.history.last() != Some(&text) {
             self.history.push(text.clone());
             if self.history.len() > HISTORY {
                 self.history.remove(0);
@@ -2224,6 +2232,19 @@ pub fn mentions(text: &str, nick: &str) -> bool {
     text.match_indices(&nick).any(|(i, m)| {
         !word(text[..i].chars().next_back()) && !word(text[i + m.len()..].chars().next())
     })
+}
+
+/// Whether `line` is a command whose argument is a password (`/register`, `/password`).
+fn password_command(line: &str) -> bool {
+    let first = line.split_whitespace().next().unwrap_or("");
+    ["/register", "/password", "/passwd"]
+        .iter()
+        .any(|p| first.eq_ignore_ascii_case(p))
+}
+
+/// Whether the input line must hide what is typed: a password command followed by a space.
+fn hides_password(line: &str) -> bool {
+    password_command(line) && line.trim_start().contains(char::is_whitespace)
 }
 
 fn password_line(text: &str) -> TextArea<'static> {
