@@ -1,6 +1,6 @@
 //! Parsing of what the user types: plain text or a `/command`.
 
-use chat_core::protocol::Password;
+use chat_core::protocol::{ClientFrame, Password};
 
 /// What a typed line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,18 @@ pub enum Command {
 
 /// Messages `/history` asks for when no count is given.
 pub const DEFAULT_HISTORY_PAGE: u32 = 50;
+
+/// Why `frame` cannot go to a server that speaks protocol `version`, if it cannot: an older
+/// server cannot decode a newer request and would end the connection.
+pub fn unsupported(frame: &ClientFrame, version: u16) -> Option<String> {
+    let needs = frame.since_version();
+    (needs > version).then(|| {
+        format!(
+            "not sent: that command needs protocol version {needs}, and the server speaks \
+             version {version} (an older chat-server)"
+        )
+    })
+}
 
 /// The room name as the server wants it: without a leading `#`.
 pub fn room_name(room: &str) -> &str {

@@ -267,6 +267,18 @@ pub async fn run(opts: LineOptions) -> u8 {
                 continue;
             }
         };
+        if let Outbound::Frame(frame) = &send
+            && let Some(message) = crate::command::unsupported(frame, client.welcome.version)
+        {
+            let ev = LineEvent::Error {
+                time: Utc::now(),
+                message,
+            };
+            if out.show(&ev).is_err() {
+                return exit::ERROR;
+            }
+            continue;
+        }
         // A send can block if the server stops reading; Ctrl-C and the quit deadline still work.
         let result = tokio::select! {
             res = send.send(&mut sender) => res,

@@ -7,7 +7,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use chat_core::client::{ConnectOptions, connect};
-use chat_core::protocol::ServerFrame;
+use chat_core::frame::{decode_payload, encode_frame};
+use chat_core::protocol::{ClientFrame, Limits, ServerFrame, Welcome};
 use chat_server::{Config, RunningServer, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -420,4 +421,84 @@ async fn rooms_history_and_accounts_from_the_line_client() {
     alice.type_line("/quit");
     alice.finish();
     server.stop().await;
+}
+
+/// A server that speaks protocol version 1 only: it answers the handshake, then keeps every
+/// frame it gets until the client quits or leaves.
+fn version_1_server() -> (SocketAddr, std::thread::JoinHandle<Vec<ClientFrame>>) {
+    use std::io::Read;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().expect("accept");
+        sock.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut read = move || -> Option<(ClientFrame, std::net::TcpStream)> {
+            let mut len = [0u8; 4];
+            sock.read_exact(&mut len).ok()?;
+            let mut payload = vec![0; u32::from_be_bytes(len) as usize];
+            sock.read_exact(&mut payload).ok()?;
+            let frame = decode_payload(&payload).expect("a frame the server can decode");
+            Some((frame, sock.try_clone().expect("clone")))
+        };
+        let Some((ClientFrame::Hello(hello), mut sock)) = read() else {
+            panic!("no Hello");
+        };
+        let welcome = Welcome {
+            version: 1,
+            server: "old-server/0.9".into(),
+            nick: hello.nick.clone(),
+            requested_nick: hello.nick,
+            nick_change: None,
+            server_time: chrono::Utc::now(),
+            room: "lobby".into(),
+            rooms: Vec::new(),
+            roster: Vec::new(),
+            limits: Limits {
+                max_frame: 65536,
+                max_message_len: 4096,
+                max_targets: 16,
+                rate_burst: 10,
+                rate_interval_ms: 500,
+            },
+        };
+        let bytes = encode_frame(&ServerFrame::Welcome(welcome), 65536).expect("encode");
+        sock.write_all(&bytes).expect("write");
+        let mut frames = Vec::new();
+        while let Some((frame, _)) = read() {
+            let quit = matches!(frame, ClientFrame::Quit { .. });
+            frames.push(frame);
+            if quit {
+                break;
+            }
+        }
+        frames
+    });
+    (addr, server)
+}
+
+#[test]
+fn a_version_1_server_gets_no_request_it_cannot_decode() {
+    let (addr, server) = version_1_server();
+    let mut c = Plain::spawn(addr, &["--nick", "olduser"]);
+    c.expect("connected to");
+    c.type_line("/join #rust");
+    c.expect("! not sent: that command needs protocol version 2, and the server speaks version 1");
+    c.type_line("/register s3cret");
+    c.expect("needs protocol version 2");
+    c.type_line("still here");
+    c.type_line("/quit");
+    let (code, _) = c.finish();
+    assert_eq!(code, 0);
+    let frames = server.join().expect("server thread");
+    let texts: Vec<_> = frames
+        .iter()
+        .filter(|f| !matches!(f, ClientFrame::Ping { .. }))
+        .map(|f| match f {
+            ClientFrame::Send(out) => format!("send {:?}", out.body),
+            ClientFrame::Quit { .. } => "quit".to_owned(),
+            other => panic!("a version 1 server got {other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, ["send Text(\"still here\")", "quit"]);
 }

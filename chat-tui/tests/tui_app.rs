@@ -1049,3 +1049,34 @@ fn a_backlog_in_several_pages_rings_once_and_counts_in_one_notice() {
         .count();
     assert_eq!(notices, 1);
 }
+
+#[test]
+fn a_version_1_server_gets_no_request_it_cannot_decode() {
+    let mut app = fresh("alice");
+    app.start();
+    let mut old = welcome("alice", &["alice", "bob"]);
+    old.version = 1;
+    net(&mut app, NetEvent::Connected(Box::new(old)));
+    assert!(
+        last_text(&app, 0).contains("protocol version 1"),
+        "{}",
+        last_text(&app, 0)
+    );
+    for line in ["/join #rust", "/register s3cret", "/history", "/rooms"] {
+        let effects = enter_line(&mut app, line);
+        assert!(sent(&effects).is_empty(), "{line}: {effects:?}");
+        assert!(
+            last_text(&app, app.active).contains("needs protocol version 2"),
+            "{line}: {}",
+            last_text(&app, app.active)
+        );
+        // Kept in the input line, to send elsewhere or change.
+        assert_eq!(app.input_text(), line);
+        while !app.input_text().is_empty() {
+            press(&mut app, KeyCode::Backspace);
+        }
+    }
+    // Messages and /who are version 1 and still go out.
+    assert_eq!(sent(&enter_line(&mut app, "hello")).len(), 1);
+    assert_eq!(sent(&enter_line(&mut app, "/who")).len(), 1);
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chat_core::names::{fold, validate_nick, validate_relayed_nick, validate_text};
 use chat_core::protocol::{
     Body, ChatMessage, ClientFrame, DEFAULT_ROOM, DisconnectReason, ErrorCode, Limits, NickChange,
-    Outgoing, Password, ServerFrame, Target, UserInfo, Welcome,
+    Outgoing, PROTOCOL_VERSION, Password, ServerFrame, Target, UserInfo, Welcome,
 };
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{
@@ -19,7 +19,7 @@ use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui_textarea::{CursorMove, TextArea};
 
-use crate::command::{Command, parse, room_name};
+use crate::command::{Command, parse, room_name, unsupported};
 use crate::event::sanitize_text;
 
 /// Something that happened: input from the terminal, news from the network, or time passing.
@@ -411,6 +411,8 @@ pub struct App {
     history_asked: HashSet<String>,
     /// The password of a `/register` or `/password` waiting for the server's confirmation.
     new_password: Option<Password>,
+    /// The protocol version of the connection (the latest until a server says otherwise).
+    server_version: u16,
     /// The server said this connection was replaced by another login to the account.
     replaced: bool,
     /// Private messages kept for us shown since this connection began.
@@ -495,6 +497,7 @@ impl App {
             entered: HashSet::new(),
             history_asked: HashSet::new(),
             new_password: None,
+            server_version: PROTOCOL_VERSION,
             replaced: false,
             offline_shown: 0,
             roster_selected: 0,
@@ -1056,12 +1059,22 @@ impl App {
                 }
             },
             Command::Register(password) => {
-                self.new_password = Some(password.clone());
-                self.request(ClientFrame::Register { password })
+                let sent = self.request(ClientFrame::Register {
+                    password: password.clone(),
+                });
+                if !sent.0.is_empty() {
+                    self.new_password = Some(password);
+                }
+                sent
             }
             Command::Password(password) => {
-                self.new_password = Some(password.clone());
-                self.request(ClientFrame::SetPassword { password })
+                let sent = self.request(ClientFrame::SetPassword {
+                    password: password.clone(),
+                });
+                if !sent.0.is_empty() {
+                    self.new_password = Some(password);
+                }
+                sent
             }
             Command::Room(room) => {
                 let kind = TabKind::Room {
@@ -1101,9 +1114,14 @@ impl App {
         effects
     }
 
-    /// Sends a request that needs a connection (not queued while disconnected).
+    /// Sends a request that needs a connection (not queued while disconnected), if the
+    /// server speaks a version of the protocol that has it.
     fn request(&mut self, frame: ClientFrame) -> (Vec<Effect>, bool) {
         if self.conn == ConnState::Connected {
+            if let Some(why) = unsupported(&frame, self.server_version) {
+                self.notice_active(&why, true);
+                return (Vec::new(), true);
+            }
             (vec![Effect::Send(frame)], false)
         } else {
             self.notice_active("not connected", true);
@@ -1463,6 +1481,7 @@ impl App {
         self.backoff.reset();
         self.lag = None;
         self.nick = w.nick.clone();
+        self.server_version = w.version;
         self.limits = Some(w.limits.clone());
         self.set_roster(w.roster);
         self.entered.clear();
@@ -1476,6 +1495,14 @@ impl App {
         };
         let text = format!("{verb} {} as {} ({})", self.server, w.nick, w.server);
         self.notice(0, &text, false);
+        if w.version < PROTOCOL_VERSION {
+            let text = format!(
+                "the server speaks protocol version {} (this client: {PROTOCOL_VERSION}): rooms \
+                 besides #{DEFAULT_ROOM}, history and accounts are not available",
+                w.version
+            );
+            self.notice(0, &text, true);
+        }
         match w.nick_change {
             Some(NickChange::Registered) => {
                 let text = format!(
@@ -1514,9 +1541,9 @@ impl App {
             .tabs
             .iter()
             .filter_map(|t| match &t.kind {
-                TabKind::Room { name } => {
-                    Some(Effect::Send(ClientFrame::Join { room: name.clone() }))
-                }
+                TabKind::Room { name } => Some(ClientFrame::Join { room: name.clone() })
+                    .filter(|join| unsupported(join, w.version).is_none())
+                    .map(Effect::Send),
                 _ => None,
             })
             .collect();

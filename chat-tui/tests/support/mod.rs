@@ -36,7 +36,7 @@ pub fn user(nick: &str) -> UserInfo {
 
 pub fn welcome(nick: &str, roster: &[&str]) -> Welcome {
     Welcome {
-        version: 1,
+        version: chat_core::protocol::PROTOCOL_VERSION,
         server: "chat-server/0.1.0".to_owned(),
         nick: nick.to_owned(),
         requested_nick: nick.to_owned(),
