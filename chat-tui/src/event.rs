@@ -169,6 +169,14 @@ impl From<RoomInfo> for RoomLine {
 }
 
 impl LineEvent {
+    /// A local error (not from the server), stamped now.
+    pub fn error(message: impl Into<String>) -> Self {
+        LineEvent::Error {
+            time: Utc::now(),
+            message: message.into(),
+        }
+    }
+
     /// The welcome from the server at `address`, as an event.
     pub fn welcome(w: &Welcome, address: &str) -> Self {
         LineEvent::Welcome {

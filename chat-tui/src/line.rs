@@ -200,11 +200,7 @@ pub async fn run(opts: LineOptions) -> u8 {
                 continue;
             }
             Some(Command::Invalid(message)) => {
-                let ev = LineEvent::Error {
-                    time: Utc::now(),
-                    message,
-                };
-                if out.show(&ev).is_err() {
+                if out.show(&LineEvent::error(message)).is_err() {
                     return exit::ERROR;
                 }
                 continue;
@@ -255,12 +251,10 @@ pub async fn run(opts: LineOptions) -> u8 {
                 continue;
             }
             Some(Command::Query(_) | Command::Clear | Command::Close | Command::Reconnect) => {
-                let ev = LineEvent::Error {
-                    time: Utc::now(),
-                    message: "that command is only available in the full-screen client; \
-                              /help lists the commands of the line mode"
-                        .to_owned(),
-                };
+                let ev = LineEvent::error(
+                    "that command is only available in the full-screen client; /help lists \
+                     the commands of the line mode",
+                );
                 if out.show(&ev).is_err() {
                     return exit::ERROR;
                 }
@@ -270,11 +264,7 @@ pub async fn run(opts: LineOptions) -> u8 {
         if let Outbound::Frame(frame) = &send
             && let Some(message) = crate::command::unsupported(frame, client.welcome.version)
         {
-            let ev = LineEvent::Error {
-                time: Utc::now(),
-                message,
-            };
-            if out.show(&ev).is_err() {
+            if out.show(&LineEvent::error(message)).is_err() {
                 return exit::ERROR;
             }
             continue;
@@ -290,11 +280,10 @@ pub async fn run(opts: LineOptions) -> u8 {
             Err(_) if quitting => return exit::QUIT,
             Err(e) if e.is_protocol_violation() => {
                 // Could not be encoded (e.g. over the frame limit): nothing was sent.
-                let ev = LineEvent::Error {
-                    time: Utc::now(),
-                    message: format!("message not sent: {e}"),
-                };
-                if out.show(&ev).is_err() {
+                if out
+                    .show(&LineEvent::error(format!("message not sent: {e}")))
+                    .is_err()
+                {
                     return exit::ERROR;
                 }
             }
@@ -426,10 +415,7 @@ impl Rooms {
                     room,
                 }
             }
-            None => LineEvent::Error {
-                time: Utc::now(),
-                message: format!("you are not in #{room}: /join #{room} first"),
-            },
+            None => LineEvent::error(format!("you are not in #{room}: /join #{room} first")),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The line client end to end: real `chat-tui --plain` processes against a real server.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chat_core::client::{ConnectOptions, connect};
 use chat_core::frame::{decode_payload, encode_frame};
-use chat_core::protocol::{ClientFrame, Limits, ServerFrame, Welcome};
+use chat_core::protocol::{ClientFrame, ServerFrame};
 use chat_server::{Config, RunningServer, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -444,24 +446,8 @@ fn version_1_server() -> (SocketAddr, std::thread::JoinHandle<Vec<ClientFrame>>)
         let Some((ClientFrame::Hello(hello), mut sock)) = read() else {
             panic!("no Hello");
         };
-        let welcome = Welcome {
-            version: 1,
-            server: "old-server/0.9".into(),
-            nick: hello.nick.clone(),
-            requested_nick: hello.nick,
-            nick_change: None,
-            server_time: chrono::Utc::now(),
-            room: "lobby".into(),
-            rooms: Vec::new(),
-            roster: Vec::new(),
-            limits: Limits {
-                max_frame: 65536,
-                max_message_len: 4096,
-                max_targets: 16,
-                rate_burst: 10,
-                rate_interval_ms: 500,
-            },
-        };
+        let mut welcome = support::welcome(&hello.nick, &[]);
+        welcome.version = 1;
         let bytes = encode_frame(&ServerFrame::Welcome(welcome), 65536).expect("encode");
         sock.write_all(&bytes).expect("write");
         let mut frames = Vec::new();
