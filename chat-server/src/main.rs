@@ -27,21 +27,26 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(release_free_memory)
-        .build();
-    let result = match runtime {
-        // The server runs as a task so that everything it allocates comes from the workers'
-        // heaps, which `release_free_memory` trims.
-        Ok(runtime) => runtime.block_on(async {
-            match tokio::spawn(serve(cli)).await {
-                Ok(result) => result,
-                Err(e) => Err(anyhow::anyhow!("the server's task failed: {e}")),
-            }
-        }),
-        Err(e) => Err(anyhow::Error::new(e).context("cannot start the Tokio runtime")),
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chat-server: cannot start the Tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    // The server runs as a task so that everything it allocates comes from the workers'
+    // heaps, which `release_free_memory` trims. A panic in it stays a panic.
+    let result = runtime.block_on(async {
+        match tokio::spawn(serve(cli)).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(anyhow::anyhow!("the server's task was cancelled: {e}")),
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -64,6 +69,8 @@ thread_local! {
 /// mimalloc returns free memory only when the thread that owns it allocates again, so
 /// without this a burst (10,000 logins, each sent the whole roster) leaves megabytes
 /// resident in a server that has gone quiet (docs/performance.md, "Idle connections").
+/// It is not exhaustive: a worker that goes idle within the interval of its last trim, or
+/// whose heap another thread frees into afterwards, keeps that memory until it wakes again.
 fn release_free_memory() {
     LAST_TRIM.with(|last| {
         let now = Instant::now();

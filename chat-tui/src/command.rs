@@ -1,6 +1,6 @@
 //! Parsing of what the user types: plain text or a `/command`.
 
-use chat_core::protocol::{ClientFrame, Password};
+use chat_core::protocol::{ClientFrame, DEFAULT_ROOM, PROTOCOL_VERSION, Password};
 
 /// What a typed line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,16 @@ pub enum Command {
 
 /// Messages `/history` asks for when no count is given.
 pub const DEFAULT_HISTORY_PAGE: u32 = 50;
+
+/// What a server speaking an older protocol `version` lacks, if it is older.
+pub fn older_server(version: u16) -> Option<String> {
+    (version < PROTOCOL_VERSION).then(|| {
+        format!(
+            "the server speaks protocol version {version} (this client: {PROTOCOL_VERSION}): \
+             rooms besides #{DEFAULT_ROOM}, history and accounts are not available"
+        )
+    })
+}
 
 /// Why `frame` cannot go to a server that speaks protocol `version`, if it cannot: an older
 /// server cannot decode a newer request and would end the connection.

@@ -109,6 +109,11 @@ pub async fn run(opts: LineOptions) -> u8 {
     {
         return exit::ERROR;
     }
+    if let Some(text) = crate::command::older_server(client.welcome.version)
+        && out.show(&LineEvent::error(text)).is_err()
+    {
+        return exit::ERROR;
+    }
     let mut sender = client.sender;
     let mut events = client.events;
     let mut rooms = Rooms::default();
@@ -218,12 +223,9 @@ pub async fn run(opts: LineOptions) -> u8 {
             Some(Command::Who) => Outbound::Frame(ClientFrame::Who {
                 room: rooms.current.clone(),
             }),
-            Some(Command::Join(room)) => {
-                rooms.joining = Some(fold(room_name(&room)));
-                Outbound::Frame(ClientFrame::Join {
-                    room: room_name(&room).to_owned(),
-                })
-            }
+            Some(Command::Join(room)) => Outbound::Frame(ClientFrame::Join {
+                room: room_name(&room).to_owned(),
+            }),
             Some(Command::Part(room)) => Outbound::Frame(ClientFrame::Part {
                 room: room.map_or_else(|| rooms.current.clone(), |r| room_name(&r).to_owned()),
             }),
@@ -268,6 +270,9 @@ pub async fn run(opts: LineOptions) -> u8 {
                 return exit::ERROR;
             }
             continue;
+        }
+        if let Outbound::Frame(ClientFrame::Join { room }) = &send {
+            rooms.joining = Some(fold(room));
         }
         // A send can block if the server stops reading; Ctrl-C and the quit deadline still work.
         let result = tokio::select! {

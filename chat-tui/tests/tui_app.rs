@@ -916,6 +916,41 @@ fn reconnecting_rejoins_the_rooms_whose_tabs_are_open() {
 }
 
 #[test]
+fn reconnected_to_a_version_1_server_a_room_tab_is_neither_rejoined_nor_left() {
+    let mut app = connected("alice", &["alice"]);
+    frame(
+        &mut app,
+        ServerFrame::Entered {
+            room: "go".into(),
+            topic: String::new(),
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::Lost {
+            message: "reset".into(),
+        },
+    );
+    let mut old = welcome("alice", &["alice"]);
+    old.version = 1;
+    let effects = net(&mut app, NetEvent::Connected(Box::new(old)));
+    assert!(sent(&effects).is_empty(), "{effects:?}");
+    // Closing the tab sends no Part (that server has no rooms): the tab just goes.
+    let go = titles(&app)
+        .iter()
+        .position(|t| t == "go")
+        .expect("the room's tab");
+    app.active = go;
+    let effects = enter_line(&mut app, "/close");
+    assert!(sent(&effects).is_empty(), "{effects:?}");
+    assert!(
+        !titles(&app).contains(&"go".to_owned()),
+        "{:?}",
+        titles(&app)
+    );
+}
+
+#[test]
 fn messages_kept_while_offline_arrive_in_their_private_tabs() {
     let mut app = connected("alice", &["alice"]);
     let effects = frame(

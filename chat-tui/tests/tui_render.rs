@@ -8,7 +8,7 @@ use chat_tui::tui::app::{App, Event, NetEvent};
 use chat_tui::tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::KeyCode;
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 use support::*;
 
 fn render(app: &mut App, width: u16, height: u16) -> String {
@@ -212,4 +212,14 @@ fn a_password_typed_after_register_or_password_shows_as_bullets() {
     press(&mut app, KeyCode::Enter);
     type_text(&mut app, "hello");
     assert!(render(&mut app, 80, 24).contains("hello"));
+}
+
+#[test]
+fn a_password_on_the_line_after_register_is_hidden_too() {
+    let mut app = chatting();
+    type_text(&mut app, "/register");
+    press_with(&mut app, KeyCode::Enter, KeyModifiers::ALT);
+    type_text(&mut app, "s3cret");
+    let screen = render(&mut app, 80, 24);
+    assert!(!screen.contains("s3cret"), "{screen}");
 }

@@ -19,7 +19,7 @@ use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui_textarea::{CursorMove, TextArea};
 
-use crate::command::{Command, parse, room_name, unsupported};
+use crate::command::{Command, older_server, parse, room_name, unsupported};
 use crate::event::sanitize_text;
 
 /// Something that happened: input from the terminal, news from the network, or time passing.
@@ -619,11 +619,7 @@ impl App {
             .set_cursor_style(if input_focused { cursor } else { hidden });
         // Once a password command's word is typed, what follows shows as bullets (the whole
         // line: the text area masks all or nothing).
-        let hide = self
-            .input
-            .lines()
-            .first()
-            .is_some_and(|l| hides_password(l));
+        let hide = hides_password(&self.input_text());
         match (hide, self.input.mask_char()) {
             (true, None) => self.input.set_mask_char('•'),
             (false, Some(_)) => self.input.clear_mask_char(),
@@ -1018,8 +1014,12 @@ impl App {
             Command::Close => (self.close_tab(self.active), false),
             Command::Join(room) => {
                 let room = room_name(&room).to_owned();
-                self.joining = Some(fold(&room));
-                self.request(ClientFrame::Join { room })
+                let folded = fold(&room);
+                let sent = self.request(ClientFrame::Join { room });
+                if !sent.0.is_empty() {
+                    self.joining = Some(folded);
+                }
+                sent
             }
             Command::Part(room) => match room.as_deref().map(room_name).or(tab.room()) {
                 Some(room) => {
@@ -1046,12 +1046,16 @@ impl App {
                 Some(room) => {
                     let room = room.to_owned();
                     let before = self.tabs[self.active].oldest_id;
-                    self.history_asked.insert(fold(&room));
-                    self.request(ClientFrame::History {
+                    let folded = fold(&room);
+                    let sent = self.request(ClientFrame::History {
                         room,
                         before,
                         limit,
-                    })
+                    });
+                    if !sent.0.is_empty() {
+                        self.history_asked.insert(folded);
+                    }
+                    sent
                 }
                 None => {
                     self.notice_active("/history works in a room's tab", true);
@@ -1352,8 +1356,11 @@ impl App {
         if let TabKind::Room { name } = &self.tabs[i].kind
             && self.conn == ConnState::Connected
         {
-            let room = name.clone();
-            return vec![Effect::Send(ClientFrame::Part { room })];
+            let part = ClientFrame::Part { room: name.clone() };
+            // A server without rooms (version 1) has nothing to leave: the tab just closes.
+            if unsupported(&part, self.server_version).is_none() {
+                return vec![Effect::Send(part)];
+            }
         }
         self.remove_tab(i);
         Vec::new()
@@ -1495,12 +1502,7 @@ impl App {
         };
         let text = format!("{verb} {} as {} ({})", self.server, w.nick, w.server);
         self.notice(0, &text, false);
-        if w.version < PROTOCOL_VERSION {
-            let text = format!(
-                "the server speaks protocol version {} (this client: {PROTOCOL_VERSION}): rooms \
-                 besides #{DEFAULT_ROOM}, history and accounts are not available",
-                w.version
-            );
+        if let Some(text) = older_server(w.version) {
             self.notice(0, &text, true);
         }
         match w.nick_change {
@@ -2269,7 +2271,8 @@ fn password_command(line: &str) -> bool {
         .any(|p| first.eq_ignore_ascii_case(p))
 }
 
-/// Whether the input line must hide what is typed: a password command followed by a space.
+/// Whether the input line must hide what is typed: a password command followed by a space
+/// or a new line (what follows is the password either way).
 fn hides_password(line: &str) -> bool {
     password_command(line) && line.trim_start().contains(char::is_whitespace)
 }
