@@ -298,9 +298,10 @@ impl<T> WritePermit<'_, T> {
 
 /// The store thread: group commit of the writes, reads in between.
 fn run<T>(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Job<T>>, mut on_commit: OnCommit<T>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    let mut writes = Vec::with_capacity(MAX_BATCH);
-    let mut reports = Vec::with_capacity(MAX_BATCH);
+    // Grown by the batches that need it, not sized for the largest one in advance.
+    let mut jobs = Vec::new();
+    let mut writes = Vec::new();
+    let mut reports = Vec::new();
     let mut reads = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
