@@ -165,9 +165,9 @@ struct Member {
 }
 
 impl Member {
-    /// The account's key when logged in.
-    fn account(&self) -> Option<&str> {
-        self.logged_in.then_some(self.keys.folded.as_str())
+    /// The account's key when logged in (a copy: callers keep it while they change the hub).
+    fn account_key(&self) -> Option<String> {
+        self.logged_in.then(|| self.keys.folded.clone())
     }
 }
 
@@ -549,11 +549,7 @@ impl Hub {
             Cmd::Offline { conn, messages } => self.offline_loaded(conn, messages),
             Cmd::Barrier => {}
             Cmd::AckOffline { conn, up_to } => {
-                if let Some(account) = self
-                    .clients
-                    .get(&conn)
-                    .and_then(|m| m.account().map(str::to_owned))
-                {
+                if let Some(account) = self.clients.get(&conn).and_then(|m| m.account_key()) {
                     self.store_write(Write::OfflineReceived {
                         account: account.clone(),
                         up_to,
@@ -778,7 +774,7 @@ impl Hub {
         let Some((version, account)) = self
             .clients
             .get(&conn)
-            .map(|m| (m.version, m.account().map(str::to_owned)))
+            .map(|m| (m.version, m.account_key()))
         else {
             return;
         };
@@ -1208,7 +1204,7 @@ impl Hub {
             return;
         }
         let key = room_key(name);
-        let account = member.account().map(str::to_owned);
+        let account = member.account_key();
         let nick = member.nick.clone();
         let user = UserInfo {
             nick: nick.clone(),
@@ -1315,7 +1311,7 @@ impl Hub {
         };
         let key = room_key(room);
         let nick = member.nick.clone();
-        let account = member.account().map(str::to_owned);
+        let account = member.account_key();
         if key == DEFAULT_ROOM {
             let message = format!("everyone stays in #{DEFAULT_ROOM}");
             self.error(conn, None, ErrorCode::NotAllowed, message);
@@ -1527,7 +1523,7 @@ impl Hub {
         let Some(member) = self.clients.get(&conn) else {
             return;
         };
-        let Some(key) = member.account().map(str::to_owned) else {
+        let Some(key) = member.account_key() else {
             let message = "you are not logged in to an account: /register first".to_owned();
             self.error(conn, None, ErrorCode::NotAllowed, message);
             return;
