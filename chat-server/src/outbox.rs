@@ -416,6 +416,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn bytes_partly_written_stop_counting_at_once() {
+        use tokio::io::AsyncReadExt;
+        let ob = Outbox::new(10);
+        let stats = Stats::default();
+        // The peer takes 4 bytes, then the pipe is full.
+        let (mut client, server) = tokio::io::duplex(4);
+        let mut writer = Writer::new(server);
+        ob.push(Bytes::from_static(b"12345678")).expect("push");
+        let read = async {
+            let mut buf = [0u8; 4];
+            client.read_exact(&mut buf).await.map(|_| buf)
+        };
+        let got = writer.drive(read, &ob, &stats).await.expect("written");
+        assert_eq!(&got.expect("read"), b"1234");
+        // 4 bytes written, 4 still waiting: 6 more fit under the limit of 10, 7 would not.
+        assert_eq!(
+            ob.push(Bytes::from_static(b"1234567")),
+            Err(PushError::Full)
+        );
+        assert_eq!(ob.push(Bytes::from_static(b"123456")), Ok(()));
+    }
+
     #[test]
     fn push_respects_the_byte_limit() {
         let ob = Outbox::new(10);
