@@ -892,8 +892,8 @@ fn a_joined_room_gets_a_tab_with_its_history_roster_and_messages() {
     assert_eq!(app.tabs.len(), 1);
 }
 
-#[test]
-fn reconnecting_rejoins_the_rooms_whose_tabs_are_open() {
+/// Alice, in room `go`, just lost her connection.
+fn in_room_go_then_lost() -> chat_tui::tui::app::App {
     let mut app = connected("alice", &["alice"]);
     frame(
         &mut app,
@@ -908,6 +908,12 @@ fn reconnecting_rejoins_the_rooms_whose_tabs_are_open() {
             message: "reset".into(),
         },
     );
+    app
+}
+
+#[test]
+fn reconnecting_rejoins_the_rooms_whose_tabs_are_open() {
+    let mut app = in_room_go_then_lost();
     let effects = net(
         &mut app,
         NetEvent::Connected(Box::new(welcome("alice", &["alice"]))),
@@ -917,20 +923,7 @@ fn reconnecting_rejoins_the_rooms_whose_tabs_are_open() {
 
 #[test]
 fn reconnected_to_a_version_1_server_a_room_tab_is_neither_rejoined_nor_left() {
-    let mut app = connected("alice", &["alice"]);
-    frame(
-        &mut app,
-        ServerFrame::Entered {
-            room: "go".into(),
-            topic: String::new(),
-        },
-    );
-    net(
-        &mut app,
-        NetEvent::Lost {
-            message: "reset".into(),
-        },
-    );
+    let mut app = in_room_go_then_lost();
     let mut old = welcome("alice", &["alice"]);
     old.version = 1;
     let effects = net(&mut app, NetEvent::Connected(Box::new(old)));

@@ -1015,11 +1015,9 @@ impl App {
             Command::Join(room) => {
                 let room = room_name(&room).to_owned();
                 let folded = fold(&room);
-                let sent = self.request(ClientFrame::Join { room });
-                if !sent.0.is_empty() {
-                    self.joining = Some(folded);
-                }
-                sent
+                self.request_then(ClientFrame::Join { room }, |app| {
+                    app.joining = Some(folded);
+                })
             }
             Command::Part(room) => match room.as_deref().map(room_name).or(tab.room()) {
                 Some(room) => {
@@ -1047,15 +1045,14 @@ impl App {
                     let room = room.to_owned();
                     let before = self.tabs[self.active].oldest_id;
                     let folded = fold(&room);
-                    let sent = self.request(ClientFrame::History {
+                    let history = ClientFrame::History {
                         room,
                         before,
                         limit,
-                    });
-                    if !sent.0.is_empty() {
-                        self.history_asked.insert(folded);
-                    }
-                    sent
+                    };
+                    self.request_then(history, |app| {
+                        app.history_asked.insert(folded);
+                    })
                 }
                 None => {
                     self.notice_active("/history works in a room's tab", true);
@@ -1063,22 +1060,16 @@ impl App {
                 }
             },
             Command::Register(password) => {
-                let sent = self.request(ClientFrame::Register {
+                let frame = ClientFrame::Register {
                     password: password.clone(),
-                });
-                if !sent.0.is_empty() {
-                    self.new_password = Some(password);
-                }
-                sent
+                };
+                self.request_then(frame, |app| app.new_password = Some(password))
             }
             Command::Password(password) => {
-                let sent = self.request(ClientFrame::SetPassword {
+                let frame = ClientFrame::SetPassword {
                     password: password.clone(),
-                });
-                if !sent.0.is_empty() {
-                    self.new_password = Some(password);
-                }
-                sent
+                };
+                self.request_then(frame, |app| app.new_password = Some(password))
             }
             Command::Room(room) => {
                 let kind = TabKind::Room {
@@ -1116,6 +1107,20 @@ impl App {
             self.set_input("");
         }
         effects
+    }
+
+    /// [`App::request`], and `then` once it goes out (what the client expects of the answer
+    /// is kept only for a request that was sent).
+    fn request_then(
+        &mut self,
+        frame: ClientFrame,
+        then: impl FnOnce(&mut Self),
+    ) -> (Vec<Effect>, bool) {
+        let sent = self.request(frame);
+        if !sent.0.is_empty() {
+            then(self);
+        }
+        sent
     }
 
     /// Sends a request that needs a connection (not queued while disconnected), if the
