@@ -12,6 +12,8 @@ use chat_server::{Config, MonitorConfig, Server};
 use fantoccini::{ClientBuilder, Locator};
 
 const WAIT: Duration = Duration::from_secs(20);
+/// Starting Chromium is the slow step: cold, on two busy cores, it has taken over 20 s.
+const BROWSER_START: Duration = Duration::from_secs(90);
 
 /// A child process killed when dropped.
 struct Proc(Child);
@@ -110,7 +112,7 @@ async fn the_page_shows_public_and_private_messages_live() {
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let browser = tokio::time::timeout(
-        WAIT,
+        BROWSER_START,
         ClientBuilder::new(connector)
             .capabilities(caps)
             .connect(&driver_url),
