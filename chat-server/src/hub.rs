@@ -264,6 +264,9 @@ pub(crate) struct Hub {
     monitor: Option<Arc<Monitor>>,
     /// Clients whose queue overflowed; disconnected once the current batch is handled.
     overflowed: Vec<ConnId>,
+    /// Queues the hub writes to their sockets itself once the current batch is handled
+    /// ([`Outbox::push_deferred`]).
+    deferred: Vec<Arc<Outbox>>,
     /// Broadcasts encoded but not queued yet, and their frames.
     run: Option<Run>,
     run_buf: BytesMut,
@@ -308,6 +311,7 @@ impl Hub {
             next_seq: 1,
             log,
             overflowed: Vec::new(),
+            deferred: Vec::new(),
             run: None,
             run_buf: BytesMut::new(),
             closing: false,
@@ -467,8 +471,9 @@ impl Hub {
         self.settle();
     }
 
-    /// Ends a batch: queues the pending run and disconnects clients whose queue overflowed.
-    /// Announcing a departure can overflow another queue: keep going until nobody is left.
+    /// Ends a batch: queues the pending run, disconnects clients whose queue overflowed, then
+    /// writes what it queued to the sockets it is to write itself. Announcing a departure can
+    /// overflow another queue: keep going until nobody is left.
     pub(crate) fn settle(&mut self) {
         loop {
             self.flush();
@@ -483,6 +488,11 @@ impl Hub {
                 true,
             );
         }
+        let mut deferred = std::mem::take(&mut self.deferred);
+        for outbox in deferred.drain(..) {
+            outbox.write_deferred(&self.stats);
+        }
+        self.deferred = deferred;
     }
 
     pub(crate) fn handle(&mut self, cmd: Cmd) {
@@ -1179,7 +1189,13 @@ impl Hub {
         for &id in ids.iter().filter(|&&id| id != except) {
             self.flush_before_direct(id);
             if let Some(m) = self.clients.get(&id) {
-                n += push(&m.outbox, bytes.clone(), id, &mut self.overflowed);
+                n += push(
+                    &m.outbox,
+                    bytes.clone(),
+                    id,
+                    &mut self.overflowed,
+                    &mut self.deferred,
+                );
             }
         }
         Stats::add(&self.stats.deliveries, n);
@@ -1710,7 +1726,8 @@ impl Hub {
                 ),
                 Ok(_) => continue,
             };
-            delivered += messages * push(outbox, piece, id, &mut self.overflowed);
+            delivered +=
+                messages * push(outbox, piece, id, &mut self.overflowed, &mut self.deferred);
         }
         Stats::add(&self.stats.deliveries, delivered);
     }
@@ -1748,7 +1765,13 @@ impl Hub {
         };
         self.flush_before_direct(conn);
         if let Some(m) = self.clients.get(&conn) {
-            push(&m.outbox, bytes, conn, &mut self.overflowed);
+            push(
+                &m.outbox,
+                bytes,
+                conn,
+                &mut self.overflowed,
+                &mut self.deferred,
+            );
         }
     }
 
@@ -1848,10 +1871,22 @@ fn logged(frame: Result<Bytes, FrameError>) -> Option<Bytes> {
     }
 }
 
-/// Queues `bytes`; on overflow remembers the client for disconnection. Returns 1 if queued.
-fn push(outbox: &Outbox, bytes: Bytes, conn: ConnId, overflowed: &mut Vec<ConnId>) -> u64 {
-    match outbox.push(bytes) {
-        Ok(()) => 1,
+/// Queues `bytes`; on overflow remembers the client for disconnection, and a queue the hub is
+/// to write itself in `deferred`. Returns 1 if queued.
+fn push(
+    outbox: &Arc<Outbox>,
+    bytes: Bytes,
+    conn: ConnId,
+    overflowed: &mut Vec<ConnId>,
+    deferred: &mut Vec<Arc<Outbox>>,
+) -> u64 {
+    match outbox.push_deferred(bytes) {
+        Ok(write) => {
+            if write {
+                deferred.push(outbox.clone());
+            }
+            1
+        }
         Err(PushError::Full) => {
             if !overflowed.contains(&conn) {
                 overflowed.push(conn);

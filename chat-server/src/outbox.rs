@@ -1,15 +1,20 @@
 //! Per-connection send queue, bounded in bytes, and the writer that drains it to the socket.
 //!
 //! The hub pushes already-encoded frames (shared `Bytes`) without ever waiting: a push either
-//! fits under the byte limit or fails, and the hub then disconnects that client. The
-//! connection's [`Writer`], driven by its session task, takes everything queued in one go and
-//! writes it with vectored writes, so a burst of frames for one client costs one syscall, not
-//! one per frame.
+//! fits under the byte limit or fails, and the hub then disconnects that client. Frames the hub
+//! queues into an empty queue it also writes itself, once its batch of commands is handled
+//! ([`Outbox::push_deferred`], [`Outbox::write_deferred`]): one non-blocking vectored write
+//! per connection and batch, the way a single-threaded server writes, without waking the
+//! connection's task. Only what the socket does not take at once (a client reading slowly),
+//! and what the session queues itself, are left to the connection's [`Writer`], driven by its
+//! session task, which takes everything queued in one go and writes it with vectored writes,
+//! so a burst of frames for one client costs one syscall, not one per frame.
 //!
 //! Waiting is done by polling, not by futures kept in the session's state: the queue wakes
-//! its connection's task through one [`AtomicWaker`] (frames in an empty queue, or the close),
-//! and the writer polls the socket directly. Every connection's task holds that state for its
-//! whole life, so it is kept to a few words (docs/architecture.md, costs per connection).
+//! its connection's task through one [`AtomicWaker`] (frames the hub leaves to it, or the
+//! close), and the writer polls the socket directly. Every connection's task holds that state
+//! for its whole life, so it is kept to a few words (docs/architecture.md, costs per
+//! connection).
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -23,6 +28,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::stats::Stats;
 
@@ -55,6 +61,16 @@ struct State {
     closed: bool,
     /// Closed because writing to the socket failed (not by the hub).
     failed: bool,
+    /// The connection's writer holds frames it took and has not written yet: until it has,
+    /// nobody else writes (order).
+    taken: bool,
+    /// The hub is writing frames it took, outside the lock: the writer waits until it is done.
+    writing: bool,
+    /// The hub will write what is queued once its batch is handled.
+    deferred: bool,
+    /// The first queued frame is partly written already (the hub's write was cut short): it
+    /// is kept even when the rest is discarded, or the client would get half a frame.
+    partial: bool,
 }
 
 /// A byte-bounded queue of encoded frames for one connection.
@@ -62,18 +78,32 @@ struct State {
 pub(crate) struct Outbox {
     state: Mutex<State>,
     limit: usize,
-    /// The connection's task, woken when frames arrive in an empty queue and when the queue
-    /// is closed. Only that task waits on the queue.
+    /// The connection's task, woken when frames arrive in an empty queue (unless the hub
+    /// writes them) and when the queue is closed. Only that task waits on the queue.
     waker: AtomicWaker,
+    /// The socket, for the hub's own writes ([`Outbox::write_deferred`]) and the
+    /// connection's [`Writer`] ([`SocketSink`]). None in tests of the hub alone.
+    socket: Option<OwnedWriteHalf>,
 }
 
 impl Outbox {
-    /// A queue holding at most `limit` bytes.
+    /// A queue holding at most `limit` bytes, with no socket: everything goes through the
+    /// writer, which the queue wakes.
     pub(crate) fn new(limit: usize) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             limit,
             waker: AtomicWaker::new(),
+            socket: None,
+        }
+    }
+
+    /// A queue holding at most `limit` bytes for this socket, which the hub may write to
+    /// directly; the connection's writer uses it through [`SocketSink`].
+    pub(crate) fn with_socket(limit: usize, socket: OwnedWriteHalf) -> Self {
+        Outbox {
+            socket: Some(socket),
+            ..Outbox::new(limit)
         }
     }
 
@@ -83,9 +113,39 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a frame. Never waits.
+    /// Queues a frame for the connection's writer. Never waits.
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
         let mut st = self.lock();
+        let was_empty = self.enqueue(&mut st, frame)?;
+        drop(st);
+        // The writer only waits when it found the queue empty.
+        if was_empty {
+            self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a frame from the hub. Never waits. `Ok(true)`: the hub is to write it itself
+    /// with [`Outbox::write_deferred`] once its batch of commands is handled (the queue was
+    /// empty and nobody is writing), and the writer is not woken; `Ok(false)`: the queue
+    /// already had frames, which whoever writes them writes this one with.
+    pub(crate) fn push_deferred(&self, frame: Bytes) -> Result<bool, PushError> {
+        let mut st = self.lock();
+        let was_empty = self.enqueue(&mut st, frame)?;
+        if !was_empty || st.deferred {
+            return Ok(false);
+        }
+        if self.socket.is_some() && !st.taken && !st.writing {
+            st.deferred = true;
+            return Ok(true);
+        }
+        drop(st);
+        self.waker.wake();
+        Ok(false)
+    }
+
+    /// Adds `frame` to the queue under its limit; whether the queue was empty.
+    fn enqueue(&self, st: &mut State, frame: Bytes) -> Result<bool, PushError> {
         if st.closed {
             return Err(PushError::Closed);
         }
@@ -95,12 +155,60 @@ impl Outbox {
         st.bytes += frame.len();
         let was_empty = st.queue.is_empty();
         st.queue.push_back(frame);
+        Ok(was_empty)
+    }
+
+    /// Writes what the queue holds straight to the socket with one non-blocking vectored
+    /// write, for a queue [`Outbox::push_deferred`] deferred. What the socket does not take
+    /// (or what the writer took meanwhile) is left to the writer, which is woken; a failed
+    /// write closes the queue as failed. Called by the hub only.
+    pub(crate) fn write_deferred(&self, stats: &Stats) {
+        let Some(socket) = &self.socket else {
+            return;
+        };
+        let mut st = self.lock();
+        st.deferred = false;
+        if st.taken || st.writing || st.closed || st.queue.is_empty() {
+            let wake = st.closed || !st.queue.is_empty();
+            drop(st);
+            if wake {
+                self.waker.wake();
+            }
+            return;
+        }
+        let mut batch = std::mem::take(&mut st.queue);
+        st.writing = true;
         drop(st);
-        // The writer only waits when it found the queue empty.
-        if was_empty {
+        let written = with_iov(&batch, |iov| socket.try_write_vectored(iov));
+        let n = match written {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            other => other,
+        };
+        let mut st = self.lock();
+        st.writing = false;
+        let failed = match n {
+            Ok(n) => {
+                st.partial = consume(&mut batch, n);
+                st.bytes = st.bytes.saturating_sub(n);
+                stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        };
+        // What was not written goes back in front of whatever was queued meanwhile.
+        batch.append(&mut st.queue);
+        st.queue = batch;
+        let wake = !st.queue.is_empty() || st.closed;
+        if !wake {
+            st.queue.shrink_to(IDLE_QUEUE_CAPACITY);
+        }
+        drop(st);
+        if failed {
+            self.fail();
+        } else if wake {
             self.waker.wake();
         }
-        Ok(())
     }
 
     /// Closes the queue. With `discard`, frames not yet taken by the writer are dropped (the
@@ -113,8 +221,14 @@ impl Outbox {
         }
         st.closed = true;
         if discard {
+            let keep = if st.partial {
+                st.queue.pop_front()
+            } else {
+                None
+            };
             st.queue.clear();
-            st.bytes = 0;
+            st.bytes = keep.as_ref().map_or(0, Bytes::len);
+            st.queue.extend(keep);
         }
         if let Some(last) = last {
             st.bytes += last.len();
@@ -128,6 +242,16 @@ impl Outbox {
     pub(crate) fn fail(&self) {
         self.lock().failed = true;
         self.close(None, true);
+    }
+
+    /// Ends the connection from the server's side when its task is gone without closing it
+    /// (a panic): the queue is closed as failed, and the socket, which the outbox keeps open,
+    /// is shut in both directions, so that the client is not left connected to nobody.
+    pub(crate) fn abandon(&self) {
+        self.fail();
+        if let Some(socket) = &self.socket {
+            let _ = socket2::SockRef::from(socket.as_ref()).shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Drops everything queued, as if written (benchmarks stand in for the writer with it).
@@ -184,10 +308,18 @@ impl Outbox {
     fn poll_take(&self, batch: &mut VecDeque<Bytes>, cx: &mut Context<'_>) -> Poll<bool> {
         self.waker.register(cx.waker());
         let mut st = self.lock();
+        // The writer calls this with nothing left of what it took before.
+        st.taken = false;
+        if st.writing {
+            // The hub wakes the task when it is done.
+            return Poll::Pending;
+        }
         if !st.queue.is_empty() {
             // The bytes stay counted until written (see `written`), so the limit covers what
             // the writer holds too. Swapping keeps both allocations.
             std::mem::swap(batch, &mut st.queue);
+            st.taken = true;
+            st.partial = false;
             return Poll::Ready(true);
         }
         if st.closed {
@@ -300,26 +432,38 @@ fn poll_write_some<W: AsyncWrite + Unpin>(
     batch: &mut VecDeque<Bytes>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    // Usually a few pieces: a small array, cheap to set up at each poll; a long queue (a
-    // client catching up) gets a larger list, so one system call carries more.
-    let mut n = ready!(if batch.len() <= SMALL_IOV {
+    let n = ready!(with_iov(batch, |iov| Pin::new(&mut *sink)
+        .poll_write_vectored(cx, iov)))?;
+    if n == 0 {
+        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+    }
+    consume(batch, n);
+    Poll::Ready(Ok(n))
+}
+
+/// Calls `write` with slices of the front of `batch` (up to [`MAX_IOV`] pieces).
+fn with_iov<R>(batch: &VecDeque<Bytes>, write: impl FnOnce(&[IoSlice<'_>]) -> R) -> R {
+    // Usually a few pieces: a small array, cheap to set up each time; a long queue (a client
+    // catching up) gets a larger list, so one system call carries more.
+    if batch.len() <= SMALL_IOV {
         let mut iov = [IoSlice::new(&[]); SMALL_IOV];
         for (slot, frame) in iov.iter_mut().zip(batch.iter()) {
             *slot = IoSlice::new(frame);
         }
-        Pin::new(&mut *sink).poll_write_vectored(cx, &iov[..batch.len()])
+        write(&iov[..batch.len()])
     } else {
         let iov: Vec<IoSlice<'_>> = batch
             .iter()
             .take(MAX_IOV)
             .map(|f| IoSlice::new(f))
             .collect();
-        Pin::new(&mut *sink).poll_write_vectored(cx, &iov)
-    })?;
-    if n == 0 {
-        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        write(&iov)
     }
-    let total = n;
+}
+
+/// Removes the first `n` bytes of `batch`, whole pieces and the start of the next; whether
+/// the piece now in front is partly written.
+fn consume(batch: &mut VecDeque<Bytes>, mut n: usize) -> bool {
     while n > 0 {
         let Some(front) = batch.front_mut() else {
             break;
@@ -329,10 +473,64 @@ fn poll_write_some<W: AsyncWrite + Unpin>(
             batch.pop_front();
         } else {
             front.advance(n);
-            n = 0;
+            return true;
         }
     }
-    Poll::Ready(Ok(total))
+    false
+}
+
+/// A connection's socket as its [`Writer`] sees it: the write half the outbox holds (and the
+/// hub writes to directly).
+#[derive(Debug)]
+pub(crate) struct SocketSink(pub(crate) std::sync::Arc<Outbox>);
+
+impl SocketSink {
+    fn socket(&self) -> io::Result<&OwnedWriteHalf> {
+        self.0
+            .socket
+            .as_ref()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+impl AsyncWrite for SocketSink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let socket = self.socket()?;
+        loop {
+            ready!(socket.as_ref().poll_write_ready(cx))?;
+            match socket.try_write_vectored(bufs) {
+                // Readiness was stale: tokio has cleared it, so the next poll waits.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Shuts the sending side down (the hub may still hold the socket).
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let socket = self.socket()?;
+        Poll::Ready(socket2::SockRef::from(socket.as_ref()).shutdown(std::net::Shutdown::Write))
+    }
 }
 
 /// [`poll_write_some`] as a future.
@@ -437,6 +635,159 @@ mod tests {
             Err(PushError::Full)
         );
         assert_eq!(ob.push(Bytes::from_static(b"123456")), Ok(()));
+    }
+
+    /// A connected loopback pair: the server's write half and the client's end.
+    async fn socket_pair() -> (OwnedWriteHalf, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_, w) = server.into_split();
+        // The hub only tries sockets tokio knows to be writable.
+        w.writable().await.expect("writable");
+        (w, client)
+    }
+
+    /// A pair whose buffers hold a few KiB only, so that a larger write is cut short.
+    async fn small_socket_pair() -> (OwnedWriteHalf, tokio::net::TcpStream) {
+        let (w, client) = socket_pair().await;
+        let sockets = [socket2::SockRef::from(w.as_ref()), (&client).into()];
+        for s in sockets {
+            s.set_send_buffer_size(4096).expect("sndbuf");
+            s.set_recv_buffer_size(4096).expect("rcvbuf");
+        }
+        (w, client)
+    }
+
+    #[tokio::test]
+    async fn the_hub_writes_a_frame_it_deferred_without_the_writer() {
+        use tokio::io::AsyncReadExt;
+        let (w, mut client) = socket_pair().await;
+        let ob = Outbox::with_socket(1024, w);
+        let stats = Stats::default();
+        assert_eq!(ob.push_deferred(Bytes::from_static(b"hel")), Ok(true));
+        // Already to be written: the caller lists it once.
+        assert_eq!(ob.push_deferred(Bytes::from_static(b"lo")), Ok(false));
+        ob.write_deferred(&stats);
+        assert!(ob.queued().is_empty());
+        let mut buf = [0u8; 5];
+        client.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"hello");
+        assert_eq!(stats.bytes_out.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            ob.push(Bytes::from(vec![0; 1024])),
+            Ok(()),
+            "bytes released"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_is_left_to_the_writer_in_order() {
+        use tokio::io::AsyncReadExt;
+        let (w, mut client) = small_socket_pair().await;
+        let ob = std::sync::Arc::new(Outbox::with_socket(1 << 22, w));
+        let stats = Stats::default();
+        // Far more than the socket's buffers hold, in pieces numbered by their bytes.
+        let pieces: Vec<Bytes> = (0..32u8).map(|i| Bytes::from(vec![i; 2048])).collect();
+        assert_eq!(ob.push_deferred(pieces[0].clone()), Ok(true));
+        for p in &pieces[1..] {
+            assert_eq!(ob.push_deferred(p.clone()), Ok(false));
+        }
+        ob.write_deferred(&stats);
+        let expected: Vec<u8> = pieces.iter().flatten().copied().collect();
+        let left: usize = ob.queued().iter().map(Bytes::len).sum();
+        let by_hub = stats.bytes_out.load(Ordering::Relaxed) as usize;
+        assert!(by_hub > 0, "the hub wrote nothing");
+        assert_eq!(left, expected.len() - by_hub, "the rest is queued");
+        assert!(left > 0, "the socket took everything");
+        // The writer takes over.
+        let mut writer = Writer::new(SocketSink(ob.clone()));
+        let read = async {
+            let mut got = vec![0u8; expected.len()];
+            client.read_exact(&mut got).await.map(|_| got)
+        };
+        let got = tokio::time::timeout(Duration::from_secs(20), writer.drive(read, &ob, &stats))
+            .await
+            .expect("the writer was woken")
+            .expect("written");
+        assert!(got.expect("read") == expected, "every byte once, in order");
+        assert_eq!(
+            stats.bytes_out.load(Ordering::Relaxed),
+            expected.len() as u64
+        );
+    }
+
+    #[tokio::test]
+    async fn a_discarding_close_keeps_a_partly_written_frame_whole() {
+        use tokio::io::AsyncReadExt;
+        let (w, mut client) = small_socket_pair().await;
+        let ob = std::sync::Arc::new(Outbox::with_socket(1 << 20, w));
+        let stats = Stats::default();
+        let frame = Bytes::from(vec![7u8; 64 * 1024]);
+        assert_eq!(ob.push_deferred(frame.clone()), Ok(true));
+        ob.write_deferred(&stats);
+        let by_hub = stats.bytes_out.load(Ordering::Relaxed) as usize;
+        assert!(by_hub > 0 && by_hub < frame.len(), "a partial write");
+        assert_eq!(ob.push_deferred(Bytes::from_static(b"stale")), Ok(false));
+        // A slow consumer is dropped: what is queued goes, but not the frame's other half.
+        ob.close(Some(Bytes::from_static(b"bye")), true);
+        let writer = Writer::new(SocketSink(ob.clone()));
+        let read = async {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.map(|_| got)
+        };
+        let ((), got) = tokio::time::timeout(
+            Duration::from_secs(20),
+            futures_util::future::join(writer.finish(&ob, &stats), read),
+        )
+        .await
+        .expect("finished");
+        let mut expected = frame.to_vec();
+        expected.extend_from_slice(b"bye");
+        assert!(
+            got.expect("read") == expected,
+            "the whole frame, then the bye"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_hub_leaves_frames_to_a_writer_that_holds_some() {
+        let (w, _client) = socket_pair().await;
+        let ob = Outbox::with_socket(1024, w);
+        ob.push(Bytes::from_static(b"first")).expect("push");
+        let mut batch = VecDeque::new();
+        assert!(ob.take(&mut batch).await);
+        // Written by the writer after what it holds, not by the hub before.
+        assert_eq!(ob.push_deferred(Bytes::from_static(b"second")), Ok(false));
+        ob.write_deferred(&Stats::default());
+        assert_eq!(ob.queued(), vec![Bytes::from_static(b"second")]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_direct_write_marks_the_outbox_failed() {
+        let (w, client) = socket_pair().await;
+        let ob = Outbox::with_socket(1 << 20, w);
+        // The peer resets the connection.
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+        drop(client);
+        let stats = Stats::default();
+        let failed = async {
+            while !ob.failed() {
+                assert!(ob.push_deferred(Bytes::from_static(b"x")).is_ok());
+                ob.write_deferred(&stats);
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), failed)
+            .await
+            .expect("the write failed");
+        assert!(ob.is_closed());
     }
 
     #[test]

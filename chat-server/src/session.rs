@@ -22,7 +22,7 @@ use chrono::Utc;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
@@ -33,7 +33,7 @@ use crate::config::{Config, GuestPolicy};
 use crate::event::EventKind;
 use crate::hub::{Ack, Cmd, ConnId, JoinRequest, Login};
 use crate::login::{self, Failures};
-use crate::outbox::{CLOSE_GRACE, Outbox, PushError, Writer};
+use crate::outbox::{CLOSE_GRACE, Outbox, PushError, SocketSink, Writer};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::stats::Stats;
 use crate::store::{StoreError, StoreHandle};
@@ -92,9 +92,9 @@ struct Accepted {
     relayed: bool,
 }
 
-/// A connection's frame reader. The socket's halves borrow the `TcpStream`, which lives in
-/// the connection's task (no shared allocation per connection, as owned halves would need).
-type Reader<'a> = FrameReader<Counting<ReadHalf<'a>>, ClientFrame>;
+/// A connection's frame reader. The socket's halves are owned: once the client is admitted,
+/// its outbox holds the write half, which the hub writes to directly.
+type Reader = FrameReader<Counting<OwnedReadHalf>, ClientFrame>;
 
 /// Serves one accepted TCP connection until it ends.
 ///
@@ -106,20 +106,20 @@ type Reader<'a> = FrameReader<Counting<ReadHalf<'a>>, ClientFrame>;
     reason = "an async fn would keep each argument twice, for the connection's whole life"
 )]
 pub(crate) fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _ = stream.set_nodelay(true);
-        let (r, w) = stream.split();
+        let (r, w) = stream.into_split();
         // The reader, the handshake's outcome, the handshake and the ending phases are boxed:
         // a connection spends its life in the read loop, and its task should be no larger
         // than that state needs (the server's memory per idle connection). A future keeps a
         // slot for every local that lives across an await, so a large value moved from one
         // phase to the next would otherwise be paid for several times over.
-        let mut reader: Box<Reader<'_>> = Box::new(FrameReader::new(
+        let mut reader: Box<Reader> = Box::new(FrameReader::new(
             Counting {
                 inner: r,
                 stats: shared.stats.clone(),
@@ -143,16 +143,52 @@ pub(crate) fn serve(
             return;
         };
         reader.set_max_frame(shared.config.max_frame);
+        let mut abandoned = Abandoned {
+            conn,
+            outbox: Some(outbox.clone()),
+            shared: &shared,
+        };
         let end = read_loop(&mut reader, &mut writer, conn, version, &outbox, &shared).await;
         Box::pin(leave(reader, writer, end, conn, outbox, &shared)).await;
+        abandoned.outbox = None;
         // The connection's place among `--max-clients` is given back when it ends.
         drop(permit);
     }
 }
 
+/// Ends an admitted connection whose task stops before it has left (a panic in it, or the
+/// runtime dropping it): the outbox keeps the socket open for the hub, so without this the
+/// client would stay connected, still written to and never read. Disarmed by clearing
+/// `outbox` once the connection has ended properly.
+struct Abandoned<'a> {
+    conn: ConnId,
+    outbox: Option<Arc<Outbox>>,
+    shared: &'a Shared,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        let Some(outbox) = self.outbox.take() else {
+            return;
+        };
+        outbox.abandon();
+        let leave = Cmd::Leave {
+            conn: self.conn,
+            reason: DisconnectReason::ConnectionClosed,
+            message: "the server lost this connection".to_owned(),
+        };
+        if self.shared.hub.try_send(leave).is_err() {
+            tracing::error!(
+                conn = self.conn,
+                "could not tell the hub about a connection that ended abruptly"
+            );
+        }
+    }
+}
+
 /// The handshake, within the Hello timeout and unless the server shuts down.
 async fn greet(
-    reader: &mut Reader<'_>,
+    reader: &mut Reader,
     shared: &Shared,
     peer: SocketAddr,
 ) -> Result<Box<Accepted>, Box<Refusal>> {
@@ -176,7 +212,7 @@ async fn greet(
 
 /// Reads the optional relay frame and the Hello, and checks them.
 async fn handshake(
-    reader: &mut Reader<'_>,
+    reader: &mut Reader,
     shared: &Shared,
     peer: SocketAddr,
 ) -> Result<Accepted, Refusal> {
@@ -271,7 +307,7 @@ async fn handshake(
 }
 
 async fn next_handshake_frame(
-    reader: &mut Reader<'_>,
+    reader: &mut Reader,
     addr: SocketAddr,
 ) -> Result<ClientFrame, Refusal> {
     match reader.recv().await {
@@ -449,7 +485,7 @@ async fn check_login(
 
 /// Tells the client why it was refused, records it, and closes.
 async fn refuse<W: AsyncWrite + Unpin>(
-    reader: Box<Reader<'_>>,
+    reader: Box<Reader>,
     mut w: W,
     refusal: Refusal,
     shared: &Shared,
@@ -482,7 +518,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
 }
 
 /// Discards what the client still sends, for a moment, before the socket is dropped.
-async fn linger(reader: Box<Reader<'_>>) {
+async fn linger(reader: Box<Reader>) {
     let mut rest = reader.into_inner();
     let _ = tokio::time::timeout(LINGER, async {
         let mut limited = tokio::io::AsyncReadExt::take(&mut rest, 1 << 20);
@@ -492,21 +528,21 @@ async fn linger(reader: Box<Reader<'_>>) {
 }
 
 /// An admitted connection.
-struct Admitted<'a> {
-    reader: Box<Reader<'a>>,
+struct Admitted {
+    reader: Box<Reader>,
     conn: ConnId,
     outbox: Arc<Outbox>,
-    writer: Writer<WriteHalf<'a>>,
+    writer: Writer<SocketSink>,
 }
 
 /// Logs the client in and has the hub admit it; `None` once the client has been told why
 /// not.
-async fn enter<'a>(
-    reader: Box<Reader<'a>>,
-    w: WriteHalf<'a>,
+async fn enter(
+    reader: Box<Reader>,
+    w: OwnedWriteHalf,
     accepted: Box<Accepted>,
     shared: &Shared,
-) -> Option<Admitted<'a>> {
+) -> Option<Admitted> {
     let login = tokio::select! {
         login = log_in(&accepted, shared) => login,
         () = shared.shutdown.cancelled() => Err(Refusal::new(
@@ -533,16 +569,16 @@ async fn enter<'a>(
 
 /// Asks the hub to admit the client, with the queue the hub will fill for it; `None` (after
 /// telling the client why) if it is not admitted.
-async fn admit<'a>(
-    w: WriteHalf<'a>,
+async fn admit(
+    w: OwnedWriteHalf,
     accepted: Box<Accepted>,
     login: Option<Login>,
     shared: &Shared,
-) -> Option<(ConnId, Arc<Outbox>, Writer<WriteHalf<'a>>)> {
+) -> Option<(ConnId, Arc<Outbox>, Writer<SocketSink>)> {
     let config = &shared.config;
     let conn: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let outbox = Arc::new(Outbox::new(config.send_queue_bytes));
-    let writer = Writer::new(w);
+    let outbox = Arc::new(Outbox::with_socket(config.send_queue_bytes, w));
+    let writer = Writer::new(SocketSink(outbox.clone()));
     let (joined_tx, joined_rx) = oneshot::channel();
     let join = Cmd::Join(Box::new(JoinRequest {
         conn,
@@ -590,8 +626,8 @@ async fn admit<'a>(
 
 /// Ends an admitted connection: tells the hub why (unless it decided), writes what is left.
 async fn leave(
-    reader: Box<Reader<'_>>,
-    mut writer: Writer<WriteHalf<'_>>,
+    reader: Box<Reader>,
+    mut writer: Writer<SocketSink>,
     end: End,
     conn: ConnId,
     outbox: Arc<Outbox>,
@@ -648,7 +684,7 @@ enum End {
 /// Reads, checks and forwards frames until the connection ends, writing what the hub queues
 /// for the client all along.
 async fn read_loop<W: AsyncWrite + Unpin>(
-    reader: &mut Reader<'_>,
+    reader: &mut Reader,
     writer: &mut Writer<W>,
     conn: ConnId,
     version: u16,
@@ -733,7 +769,7 @@ async fn read_loop<W: AsyncWrite + Unpin>(
 /// Polls for the client's next frame. While no frame is partly received, the connection holds
 /// no read buffer: it waits for the socket to be readable first, and then gets one.
 fn poll_next_frame(
-    reader: &mut Reader<'_>,
+    reader: &mut Reader,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Option<ClientFrame>, FrameError>> {
     if reader.buffered() == 0 {
@@ -976,8 +1012,8 @@ fn close_for_shutdown(outbox: &Outbox) {
 
 /// Refuses a connection over `--max-clients` with a clear frame and the same polite close as
 /// any refusal.
-pub(crate) async fn refuse_full(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let (r, w) = stream.split();
+pub(crate) async fn refuse_full(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let (r, w) = stream.into_split();
     let reader = Box::new(FrameReader::new(
         Counting {
             inner: r,
@@ -1104,11 +1140,10 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (server_side, _) = listener.accept().await.expect("accept");
-        let mut server_side = server_side;
-        let (r, w) = server_side.split();
+        let (r, w) = server_side.into_split();
         let mut writer = Writer::new(w);
         let stats = Arc::new(Stats::default());
-        let mut reader: Reader<'_> = FrameReader::new(
+        let mut reader: Reader = FrameReader::new(
             Counting {
                 inner: r,
                 stats: stats.clone(),
@@ -1116,16 +1151,7 @@ mod tests {
             1024,
         );
         let (hub, _hub_rx) = mpsc::channel(8);
-        let shared = Shared {
-            config: Arc::new(Config::default()),
-            stats,
-            hub,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            next_conn: AtomicU64::new(1),
-            store: None,
-            failures: Failures::default(),
-        };
+        let shared = shared_with(hub, stats);
         let outbox = Outbox::new(1024);
         outbox.fail();
         match read_loop(&mut reader, &mut writer, 1, 2, &outbox, &shared).await {
@@ -1159,6 +1185,84 @@ mod tests {
             other => panic!("expected the client to leave, got {other:?}"),
         }
         assert!(outbox.failed());
+    }
+
+    /// What sessions share, with `hub` as the hub's queue and no store.
+    fn shared_with(hub: mpsc::Sender<Cmd>, stats: Arc<Stats>) -> Shared {
+        Shared {
+            config: Arc::new(Config::default()),
+            stats,
+            hub,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+            store: None,
+            failures: Failures::default(),
+        }
+    }
+
+    /// The outbox keeps the socket open for the hub: a connection whose task is dropped
+    /// without leaving (as a panic in it would) must still be closed and reported.
+    #[tokio::test]
+    async fn a_connection_whose_task_ends_abruptly_is_closed_and_reported() {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server_side, peer) = listener.accept().await.expect("accept");
+        let (hub, mut hub_rx) = mpsc::channel(8);
+        let shared = Arc::new(shared_with(hub, Arc::new(Stats::default())));
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .acquire_owned()
+            .await
+            .expect("permit");
+        let task = tokio::spawn(serve(server_side, peer, shared, permit));
+        let hello = ClientFrame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            nick: "ann".into(),
+            client: "test".into(),
+            password: None,
+        });
+        let hello = encode_frame(&hello, HANDSHAKE_MAX_FRAME).expect("encode");
+        client.write_all(&hello).await.expect("hello");
+        let secs = Duration::from_secs(10);
+        // Act as the hub: admit the client, and queue it something.
+        let request = match tokio::time::timeout(secs, hub_rx.recv()).await {
+            Ok(Some(Cmd::Join(request))) => request,
+            _ => panic!("no join"),
+        };
+        let (conn, outbox) = (request.conn, request.outbox.clone());
+        request.joined.send(Ok(())).expect("joined");
+        outbox
+            .push(bytes::Bytes::from_static(b"welcome"))
+            .expect("push");
+        // Once it arrives, the session is in its read loop.
+        let mut got = [0u8; 7];
+        let read = client.read_exact(&mut got);
+        tokio::time::timeout(secs, read)
+            .await
+            .expect("welcome")
+            .expect("read");
+        task.abort();
+        assert!(task.await.expect_err("aborted").is_cancelled());
+        match tokio::time::timeout(secs, hub_rx.recv()).await {
+            Ok(Some(Cmd::Leave {
+                conn: left,
+                reason: DisconnectReason::ConnectionClosed,
+                ..
+            })) => assert_eq!(left, conn),
+            _ => panic!("no leave"),
+        }
+        assert!(outbox.failed());
+        // The client is told: its connection ends.
+        let mut rest = Vec::new();
+        let eof = client.read_to_end(&mut rest);
+        tokio::time::timeout(secs, eof)
+            .await
+            .expect("eof")
+            .expect("read");
+        assert!(rest.is_empty());
     }
 
     /// A socket whose every write fails.
