@@ -177,11 +177,19 @@ impl Drop for Abandoned<'_> {
             reason: DisconnectReason::ConnectionClosed,
             message: "the server lost this connection".to_owned(),
         };
-        if self.shared.hub.try_send(leave).is_err() {
-            tracing::error!(
-                conn = self.conn,
-                "could not tell the hub about a connection that ended abruptly"
-            );
+        match self.shared.hub.try_send(leave) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            // The hub's queue is full: told as soon as there is room, from a task of its own.
+            Err(TrySendError::Full(leave)) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let hub = self.shared.hub.clone();
+                    runtime.spawn(async move { hub.send(leave).await });
+                }
+                Err(_) => tracing::error!(
+                    conn = self.conn,
+                    "could not tell the hub about a connection that ended abruptly"
+                ),
+            },
         }
     }
 }
@@ -1205,14 +1213,25 @@ mod tests {
     /// without leaving (as a panic in it would) must still be closed and reported.
     #[tokio::test]
     async fn a_connection_whose_task_ends_abruptly_is_closed_and_reported() {
+        ends_abruptly(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_ends_abruptly_is_reported_even_when_the_hub_is_busy() {
+        ends_abruptly(true).await;
+    }
+
+    /// Admits a connection, aborts its task (with the hub's queue full first, if `busy`), and
+    /// checks the hub hears of it and the client's connection ends.
+    async fn ends_abruptly(busy: bool) {
         use tokio::io::AsyncReadExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
             .await
             .expect("connect");
         let (server_side, peer) = listener.accept().await.expect("accept");
-        let (hub, mut hub_rx) = mpsc::channel(8);
-        let shared = Arc::new(shared_with(hub, Arc::new(Stats::default())));
+        let (hub_tx, mut hub_rx) = mpsc::channel(8);
+        let shared = Arc::new(shared_with(hub_tx.clone(), Arc::new(Stats::default())));
         let permit = Arc::new(tokio::sync::Semaphore::new(1))
             .acquire_owned()
             .await
@@ -1244,8 +1263,16 @@ mod tests {
             .await
             .expect("welcome")
             .expect("read");
+        let mut queued = 0;
+        while busy && hub_tx.try_send(Cmd::Barrier).is_ok() {
+            queued += 1;
+        }
         task.abort();
         assert!(task.await.expect_err("aborted").is_cancelled());
+        for _ in 0..queued {
+            let barrier = tokio::time::timeout(secs, hub_rx.recv()).await;
+            assert!(matches!(barrier, Ok(Some(Cmd::Barrier))));
+        }
         match tokio::time::timeout(secs, hub_rx.recv()).await {
             Ok(Some(Cmd::Leave {
                 conn: left,
