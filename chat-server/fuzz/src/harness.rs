@@ -26,8 +26,14 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tokio_util::codec::Decoder;
 
-/// How long the server may take to answer and close once the client has stopped sending.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server may take to answer and close once the client has stopped sending: a
+/// wrong password from an address that gave several is answered only after the server's
+/// longest login delay (every input comes from 127.0.0.1, and earlier inputs may have
+/// registered the nickname), and hashing may wait for the pool, on a machine the fuzzer keeps
+/// busy.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(
+    chat_server::login::MAX_DELAY.as_secs() + chat_server::login::HASH_WAIT.as_secs() + 10,
+);
 const RELAY_SECRET: &str = "fuzz-relay-secret-0123456789";
 
 /// A panic anywhere (the server's tasks included, where tokio would otherwise catch it) is a
