@@ -663,17 +663,34 @@ mod tests {
         (w, client)
     }
 
+    /// Counts the wake-ups of a task.
+    #[derive(Default)]
+    struct WakeCount(std::sync::atomic::AtomicUsize);
+
+    impl futures_util::task::ArcWake for WakeCount {
+        fn wake_by_ref(me: &std::sync::Arc<Self>) {
+            me.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     #[tokio::test]
     async fn the_hub_writes_a_frame_it_deferred_without_the_writer() {
         use tokio::io::AsyncReadExt;
         let (w, mut client) = socket_pair().await;
         let ob = Outbox::with_socket(1024, w);
         let stats = Stats::default();
+        // The connection's task waits on the empty queue.
+        let wakes = std::sync::Arc::new(WakeCount::default());
+        let waker = futures_util::task::waker(wakes.clone());
+        let mut batch = VecDeque::new();
+        let waiting = ob.poll_take(&mut batch, &mut Context::from_waker(&waker));
+        assert!(waiting.is_pending());
         assert_eq!(ob.push_deferred(Bytes::from_static(b"hel")), Ok(true));
         // Already to be written: the caller lists it once.
         assert_eq!(ob.push_deferred(Bytes::from_static(b"lo")), Ok(false));
         ob.write_deferred(&stats);
         assert!(ob.queued().is_empty());
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "the task was woken");
         let mut buf = [0u8; 5];
         client.read_exact(&mut buf).await.expect("read");
         assert_eq!(&buf, b"hello");
