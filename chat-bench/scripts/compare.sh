@@ -65,12 +65,13 @@ scenario idle-10000 --idle 10000
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'scenario':<14} {'server':<6} {'run':>3} {'deliveries/s':>13} {'ns/delivery':>11} {'p50 us':>8} {'p99 us':>8} {'lost':>5} {'bytes/conn':>10}")
+print(f"{'scenario':<14} {'server':<6} {'run':>3} {'deliveries/s':>13} {'ns/delivery':>11} {'gen ns':>6} {'p50 us':>8} {'p99 us':>8} {'lost':>5} {'bytes/conn':>10}")
 for r in rows:
     sp = r.get("server_process") or {}
     lat = r.get("latency_us") or {}
     print(f"{r['scenario']:<14} {r['protocol']:<6} {r['run']:>3} "
           f"{r.get('deliveries_per_s', 0):>13,.0f} {sp.get('cpu_ns_per_delivery', 0):>11.0f} "
+          f"{r.get('generator_cpu_ns_per_delivery', 0):>6.0f} "
           f"{lat.get('p50', 0):>8} {lat.get('p99', 0):>8} {r.get('lost', 0):>5} "
           f"{r.get('server_bytes_per_connection', 0):>10.0f}")
 print("raw results:", sys.argv[1])

@@ -93,6 +93,9 @@ pub struct Report {
     pub reordered: u64,
     pub deliveries_per_s: f64,
     pub latency_us: Latency,
+    /// The generator's own CPU time per delivery (all its threads), from the same window as
+    /// the server's: on a shared machine, what the generator spends is taken from the server.
+    pub generator_cpu_ns_per_delivery: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_process: Option<ServerUsage>,
 }
@@ -136,13 +139,16 @@ fn payload(publisher: usize, seq: u64, sent_ns: u64, size: usize) -> String {
     s
 }
 
-fn parse(text: &str) -> Option<(usize, u64, u64)> {
-    let mut parts = text.splitn(4, ':');
-    Some((
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-    ))
+/// The publisher, sequence number and send time at the start of a payload.
+fn parse(text: &[u8]) -> Option<(usize, u64, u64)> {
+    let mut numbers = [0u64; 3];
+    let mut rest = text;
+    for n in &mut numbers {
+        let end = rest.iter().position(|&b| b == b':')?;
+        *n = wire::decimal(&rest[..end])?;
+        rest = &rest[end + 1..];
+    }
+    Some((usize::try_from(numbers[0]).ok()?, numbers[1], numbers[2]))
 }
 
 /// Opens `count` connections named `prefix0`, `prefix1`, ..., at most 64 handshakes at a time.
@@ -411,6 +417,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
 
     let epoch = Instant::now();
     let usage_before = opts.server_pid.and_then(process_usage);
+    let own_before = process_usage(std::process::id());
     let (done_tx, done_rx) = watch::channel(None::<u64>);
     let counters = Arc::new(Counters::default());
 
@@ -469,6 +476,10 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     }
     drop(stalled);
     let expected = sent * opts.subscribers as u64;
+    let own_cpu_ns = match (own_before, process_usage(std::process::id())) {
+        (Some((cpu0, _)), Some((cpu1, _))) => cpu1.saturating_sub(cpu0) as f64,
+        _ => 0.0,
+    };
     let server_process = match (opts.server_pid, usage_before) {
         (Some(pid), Some((cpu0, _))) => process_usage(pid).map(|(cpu1, rss)| {
             let cpu_ns = cpu1.saturating_sub(cpu0) as f64;
@@ -505,6 +516,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
             p999: latency.value_at_quantile(0.999),
             max: latency.max(),
         },
+        generator_cpu_ns_per_delivery: own_cpu_ns / received.max(1) as f64,
         server_process,
     })
 }
@@ -653,4 +665,21 @@ fn append_line(path: &PathBuf, line: &str) -> std::io::Result<()> {
 /// Appends the report to `path` (one JSON line per run).
 pub fn append_report(path: &PathBuf, report: &Report) -> std::io::Result<()> {
     append_line(path, &serde_json::to_string(report).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_carries_its_publisher_sequence_and_send_time() {
+        let text = payload(3, 17, 123_456_789, 64);
+        assert_eq!(text.len(), 64);
+        assert_eq!(parse(text.as_bytes()), Some((3, 17, 123_456_789)));
+        // Longer than asked for when the header needs it.
+        assert_eq!(payload(1, 2, 3, 0), "1:2:3:");
+        assert_eq!(parse(b"1:2:3:"), Some((1, 2, 3)));
+        assert_eq!(parse(b"1:2:"), None);
+        assert_eq!(parse(b"hello from a person"), None);
+    }
 }

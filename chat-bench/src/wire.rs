@@ -7,12 +7,10 @@
 
 use bytes::{BufMut, BytesMut};
 use chat_core::client::{ConnectOptions, connect};
-use chat_core::codec;
 use chat_core::frame::{LEN_PREFIX, decode_payload, encode_frame_into};
 use chat_core::protocol::{
-    Body, ClientFrame, DEFAULT_ROOM, MAX_SERVER_FRAME, MessageAttr, Outgoing, ServerFrame, Target,
+    Body, ClientFrame, DEFAULT_ROOM, MAX_SERVER_FRAME, Outgoing, ServerFrame, Target,
 };
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -42,8 +40,8 @@ pub struct Conn {
 /// What a parser found in the read buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item<'a> {
-    /// A message published by someone (its text).
-    Delivery(&'a str),
+    /// A message published by someone (its text, not checked to be UTF-8).
+    Delivery(&'a [u8]),
     /// The server accepted one of this connection's messages (chat: the echo; Redis: the
     /// PUBLISH reply).
     Ack,
@@ -165,34 +163,80 @@ fn bulk(out: &mut BytesMut, data: &[u8]) {
 /// `ServerFrame::Message`'s variant index on the wire (checked by a test).
 const MESSAGE_VARIANT: u8 = 2;
 
-/// The wire layout of `ServerFrame::Message`, borrowing its strings (checked by a test against
-/// the real type).
-#[derive(Debug, Deserialize)]
-struct MessageRef<'a> {
-    _variant: u32,
-    _id: u64,
-    _at: i64,
-    #[serde(borrow)]
-    _from: &'a str,
-    #[serde(borrow)]
-    _to: TargetRef<'a>,
-    #[serde(borrow)]
-    body: BodyRef<'a>,
-    _attrs: Vec<MessageAttr>,
-    tag: Option<u64>,
+/// Reads the fields of a `ServerFrame::Message` payload as docs/protocol.md lays them out, to
+/// find its body and tag without building the frame: the generator does this for every
+/// delivery of every subscriber, on the machine it shares with the server, so it must cost as
+/// little as possible. Strings are not checked to be UTF-8. A test checks it against frames
+/// encoded from the real type.
+struct Fields<'a> {
+    buf: &'a [u8],
 }
 
-#[derive(Debug, Deserialize)]
-#[expect(dead_code, reason = "read only to step over it")]
-enum TargetRef<'a> {
-    Room(#[serde(borrow)] &'a str),
-    Users(#[serde(borrow)] Vec<&'a str>),
-}
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.buf.split_at_checked(n)?;
+        self.buf = rest;
+        Some(head)
+    }
 
-#[derive(Debug, Deserialize)]
-enum BodyRef<'a> {
-    Text(&'a str),
-    Action(&'a str),
+    /// An unsigned varint (an `i64` is zigzagged first; it is only stepped over here).
+    fn varint(&mut self) -> Option<u64> {
+        let first = *self.take(1)?.first()?;
+        let le = |bytes: &[u8]| {
+            let mut word = [0u8; 8];
+            word[..bytes.len()].copy_from_slice(bytes);
+            u64::from_le_bytes(word)
+        };
+        match first {
+            0..=250 => Some(u64::from(first)),
+            251 => self.take(2).map(le),
+            252 => self.take(4).map(le),
+            253 => self.take(8).map(le),
+            _ => None,
+        }
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        self.take(len)
+    }
+
+    /// `(tag, body)` of a whole `Message` payload; `None` if it is laid out otherwise.
+    fn message(mut self) -> Option<(Option<u64>, &'a [u8])> {
+        if self.varint()? != u64::from(MESSAGE_VARIANT) {
+            return None;
+        }
+        self.varint()?; // id
+        self.varint()?; // at
+        self.bytes()?; // from
+        match self.varint()? {
+            0 => {
+                self.bytes()?; // Target::Room
+            }
+            1 => {
+                for _ in 0..self.varint()? {
+                    self.bytes()?; // Target::Users
+                }
+            }
+            _ => return None,
+        }
+        let body = match self.varint()? {
+            0 | 1 => self.bytes()?, // Body::Text, Body::Action
+            _ => return None,
+        };
+        for _ in 0..self.varint()? {
+            match self.varint()? {
+                0 | 1 => self.varint()?, // MessageAttr::ReplyTo, MessageAttr::ExpiresIn
+                _ => return None,
+            };
+        }
+        let tag = match self.take(1)? {
+            [0] => None,
+            [1] => Some(self.varint()?),
+            _ => return None,
+        };
+        self.buf.is_empty().then_some((tag, body))
+    }
 }
 
 fn chat_item(buf: &[u8]) -> Result<Option<(usize, Item<'_>)>, String> {
@@ -205,10 +249,12 @@ fn chat_item(buf: &[u8]) -> Result<Option<(usize, Item<'_>)>, String> {
     };
     let used = LEN_PREFIX + len;
     if payload.first() == Some(&MESSAGE_VARIANT) {
-        let m: MessageRef<'_> = codec::decode_borrowed(payload).map_err(|e| e.to_string())?;
-        let item = match (m.tag, m.body) {
-            (Some(_), _) => Item::Ack,
-            (None, BodyRef::Text(t) | BodyRef::Action(t)) => Item::Delivery(t),
+        let (tag, body) = Fields { buf: payload }
+            .message()
+            .ok_or("a message frame the generator cannot read")?;
+        let item = match tag {
+            Some(_) => Item::Ack,
+            None => Item::Delivery(body),
         };
         return Ok(Some((used, item)));
     }
@@ -228,15 +274,40 @@ fn chat_item(buf: &[u8]) -> Result<Option<(usize, Item<'_>)>, String> {
 
 /// One RESP line (without its CRLF) and the bytes it takes.
 fn resp_line(buf: &[u8]) -> Option<(&[u8], usize)> {
-    let end = buf.windows(2).position(|w| w == b"\r\n")?;
-    Some((&buf[..end], end + 2))
+    let mut from = 0;
+    loop {
+        let end = from + buf[from..].iter().position(|&b| b == b'\r')?;
+        match buf.get(end + 1) {
+            Some(b'\n') => return Some((&buf[..end], end + 2)),
+            Some(_) => from = end + 1,
+            None => return None,
+        }
+    }
 }
 
 fn resp_int(line: &[u8]) -> Result<i64, String> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad RESP number {:?}", String::from_utf8_lossy(line)))
+    let (negative, digits) = match line.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, line),
+    };
+    let value = decimal(digits)
+        .and_then(|v| i64::try_from(v).ok())
+        .ok_or_else(|| format!("bad RESP number {:?}", String::from_utf8_lossy(line)))?;
+    Ok(if negative { -value } else { value })
+}
+
+/// A non-empty run of ASCII digits as a number; `None` for anything else or on overflow.
+pub fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
 }
 
 /// One RESP value that is a bulk string or an integer: its bytes and the bytes it takes.
@@ -284,7 +355,7 @@ fn resp_item(buf: &[u8]) -> Result<Option<(usize, Item<'_>)>, String> {
                 pos += used;
             }
             let item = if count == 3 && parts[0] == b"message" {
-                Item::Delivery(std::str::from_utf8(parts[2]).map_err(|e| e.to_string())?)
+                Item::Delivery(parts[2])
             } else {
                 Item::Other
             };
@@ -310,18 +381,71 @@ fn resp_subscribed(buf: &[u8]) -> Result<Option<(usize, bool)>, String> {
 mod tests {
     use super::*;
     use chat_core::frame::encode_frame;
-    use chat_core::protocol::ChatMessage;
+    use chat_core::protocol::{ChatMessage, MessageAttr};
 
+    /// Ids, times, attributes and tags of every varint width.
     fn message(tag: Option<u64>, to: Target, body: Body) -> ServerFrame {
         ServerFrame::Message(ChatMessage {
-            id: 42,
+            id: u64::MAX - 1,
             at: chrono::Utc::now(),
             from: "alice".into(),
             to,
             body,
-            attrs: vec![MessageAttr::ReplyTo(7)],
+            attrs: vec![
+                MessageAttr::ReplyTo(7),
+                MessageAttr::ReplyTo(70_000),
+                MessageAttr::ExpiresIn(300),
+            ],
             tag,
         })
+    }
+
+    #[test]
+    fn a_message_frame_laid_out_otherwise_is_an_error() {
+        let frame = encode_frame(
+            &message(None, Target::Room("lobby".into()), Body::Text("hi".into())),
+            MAX_SERVER_FRAME,
+        )
+        .expect("encode");
+        let payload = &frame[LEN_PREFIX..];
+        assert!(Fields { buf: payload }.message().is_some());
+        // One byte short, or one byte too many.
+        assert!(
+            Fields {
+                buf: &payload[..payload.len() - 1]
+            }
+            .message()
+            .is_none()
+        );
+        let mut longer = payload.to_vec();
+        longer.push(0);
+        assert!(Fields { buf: &longer }.message().is_none());
+        let mut buf = BytesMut::new();
+        buf.put_u32(u32::try_from(longer.len()).expect("small"));
+        buf.put_slice(&longer);
+        assert!(Protocol::Chat.scan(&buf, |_| {}).is_err());
+    }
+
+    fn show(item: &Item<'_>) -> String {
+        match item {
+            Item::Delivery(text) => format!("Delivery({:?})", String::from_utf8_lossy(text)),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_parse_from_ascii_digits_only() {
+        assert_eq!(decimal(b"0"), Some(0));
+        assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(decimal(b"18446744073709551616"), None);
+        assert_eq!(decimal(b""), None);
+        assert_eq!(decimal(b"12a"), None);
+        assert_eq!(decimal(b"+1"), None);
+        assert_eq!(resp_int(b"-42"), Ok(-42));
+        assert_eq!(resp_int(b"1000"), Ok(1000));
+        assert!(resp_int(b"-").is_err());
+        assert_eq!(resp_line(b"ab\rc\r\nrest"), Some((&b"ab\rc"[..], 6)));
+        assert_eq!(resp_line(b"ab\r"), None);
     }
 
     #[test]
@@ -339,6 +463,11 @@ mod tests {
                 Body::Text("mine".into()),
             ),
             message(
+                Some(1 << 40),
+                Target::Room("lobby".into()),
+                Body::Text("mine too".into()),
+            ),
+            message(
                 None,
                 Target::Users(vec!["bob".into(), "carol".into()]),
                 Body::Action("waves".into()),
@@ -354,13 +483,14 @@ mod tests {
         buf.extend_from_slice(&[0, 0, 0, 9, 2]); // the start of another frame
         let mut items = Vec::new();
         let used = Protocol::Chat
-            .scan(&buf, |i| items.push(format!("{i:?}")))
+            .scan(&buf, |i| items.push(show(&i)))
             .expect("scan");
         assert_eq!(used, whole);
         assert_eq!(
             items,
             [
                 "Delivery(\"0:1:2:x\")",
+                "Ack",
                 "Ack",
                 "Delivery(\"waves\")",
                 "Other"
@@ -374,7 +504,7 @@ mod tests {
                     *3\r\n$7\r\nmessage\r\n$5\r\nlobby\r\n$7\r\n0:1:2:x\r\n-ERR nope\r\n*3\r\n$7\r\nmes";
         let mut items = Vec::new();
         let used = Protocol::Redis
-            .scan(buf, |i| items.push(format!("{i:?}")))
+            .scan(buf, |i| items.push(show(&i)))
             .expect("scan");
         assert_eq!(&buf[used..], b"*3\r\n$7\r\nmes");
         assert_eq!(
