@@ -196,7 +196,17 @@ fn a_password_typed_after_register_or_password_shows_as_bullets() {
     type_text(&mut app, " s3cret");
     let screen = render(&mut app, 80, 24);
     assert!(!screen.contains("s3cret"), "{screen}");
-    assert!(screen.contains("••••••••••••••••"), "{screen}");
+    // The command still shows; the password is one bullet per character.
+    assert!(screen.contains("/register •••••• "), "{screen}");
+    // The cursor moves over the bullets as it would over the password.
+    press(&mut app, KeyCode::Left);
+    press(&mut app, KeyCode::Left);
+    type_text(&mut app, "x");
+    let screen = render(&mut app, 80, 24);
+    assert!(screen.contains("/register ••••••• "), "{screen}");
+    assert_eq!(app.input_text(), "/register s3crxet");
+    press(&mut app, KeyCode::End);
+    press(&mut app, KeyCode::Backspace);
     // Emptied, the line shows what is typed again.
     for _ in 0.." s3cret".len() + "/register".len() {
         press(&mut app, KeyCode::Backspace);
@@ -207,7 +217,9 @@ fn a_password_typed_after_register_or_password_shows_as_bullets() {
         press(&mut app, KeyCode::Backspace);
     }
     type_text(&mut app, "/PASSWORD new-one");
-    assert!(!render(&mut app, 80, 24).contains("new-one"));
+    let screen = render(&mut app, 80, 24);
+    assert!(!screen.contains("new-one"), "{screen}");
+    assert!(screen.contains("/PASSWORD ••••••• "), "{screen}");
     // Sent, the line is empty and shows what is typed next.
     press(&mut app, KeyCode::Enter);
     type_text(&mut app, "hello");

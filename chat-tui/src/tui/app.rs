@@ -3,6 +3,7 @@
 //! out (send a frame, ring the bell, connect, quit). Nothing here touches a terminal or a
 //! socket, so every behaviour can be tested by feeding events.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -617,14 +618,6 @@ impl App {
             matches!(self.screen, Screen::Main) && self.focus == Focus::Input && !self.help;
         self.input
             .set_cursor_style(if input_focused { cursor } else { hidden });
-        // Once a password command's word is typed, what follows shows as bullets (the whole
-        // line: the text area masks all or nothing).
-        let hide = hides_password(&self.input_text());
-        match (hide, self.input.mask_char()) {
-            (true, None) => self.input.set_mask_char('•'),
-            (false, Some(_)) => self.input.clear_mask_char(),
-            _ => {}
-        }
     }
 
     // ----- connect screen -----
@@ -867,6 +860,25 @@ impl App {
     /// The text in the input line.
     pub fn input_text(&self) -> String {
         self.input.lines().join("\n")
+    }
+
+    /// The input line as it is drawn: once a password command and a space are typed, a copy
+    /// in which the command still shows and every character after it is a bullet, with the
+    /// cursor in the same place (the text area itself can only mask all of its text or none).
+    pub fn input_view(&self) -> Cow<'_, TextArea<'static>> {
+        if !hides_password(&self.input_text()) {
+            return Cow::Borrowed(&self.input);
+        }
+        let mut view = TextArea::new(mask_password(self.input.lines()));
+        view.set_style(self.input.style());
+        view.set_cursor_style(self.input.cursor_style());
+        view.set_cursor_line_style(self.input.cursor_line_style());
+        let (row, col) = (self.input.cursor().0, self.input.cursor().1);
+        view.move_cursor(CursorMove::Jump(
+            u16::try_from(row).unwrap_or(u16::MAX),
+            u16::try_from(col).unwrap_or(u16::MAX),
+        ));
+        Cow::Owned(view)
     }
 
     fn set_input(&mut self, text: &str) {
@@ -2282,6 +2294,24 @@ fn hides_password(line: &str) -> bool {
     password_command(line) && line.trim_start().contains(char::is_whitespace)
 }
 
+/// The lines of a password command with everything after the command word and the spaces
+/// that follow it replaced by bullets, one per character.
+fn mask_password(lines: &[String]) -> Vec<String> {
+    let bullets = |text: &str| "•".repeat(text.chars().count());
+    let Some((first, rest)) = lines.split_first() else {
+        return Vec::new();
+    };
+    let word_start = first.len() - first.trim_start().len();
+    let word_end = first[word_start..]
+        .find(char::is_whitespace)
+        .map_or(first.len(), |i| word_start + i);
+    let after = &first[word_end..];
+    let shown = word_end + (after.len() - after.trim_start().len());
+    std::iter::once(format!("{}{}", &first[..shown], bullets(&first[shown..])))
+        .chain(rest.iter().map(|line| bullets(line)))
+        .collect()
+}
+
 fn password_line(text: &str) -> TextArea<'static> {
     let mut t = single_line(text);
     t.set_mask_char('•');
@@ -2304,4 +2334,23 @@ fn input_area(text: &str) -> TextArea<'static> {
     t.move_cursor(CursorMove::Bottom);
     t.move_cursor(CursorMove::End);
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(lines: &[&str]) -> Vec<String> {
+        mask_password(&lines.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_password_command_keeps_its_word_and_hides_the_rest() {
+        assert_eq!(masked(&["/register s3cret"]), ["/register ••••••"]);
+        assert_eq!(masked(&["  /password  old new"]), ["  /password  •••••••"]);
+        assert_eq!(masked(&["/passwd"]), ["/passwd"]);
+        assert_eq!(masked(&["/register", "s3cret"]), ["/register", "••••••"]);
+        // One bullet per character, whatever its width.
+        assert_eq!(masked(&["/register 秘密é"]), ["/register •••"]);
+    }
 }

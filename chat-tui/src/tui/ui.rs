@@ -77,7 +77,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 draw_roster(frame, r, app);
             }
             draw_status(frame, areas.status, app);
-            frame.render_widget(&app.input, areas.input);
+            frame.render_widget(&*app.input_view(), areas.input);
             if app.help {
                 draw_help(frame, area, app);
             }
