@@ -95,16 +95,19 @@ pub const HELP: &[&str] = &[
     "  //text            send text that starts with '/'",
 ];
 
-/// Parses one typed line; `None` for a blank line.
+/// Parses one typed line; `None` for a blank line. A command may follow leading spaces or
+/// new lines: `  /register PASS` is the command, not a message that would show the password
+/// to the room.
 pub fn parse(line: &str) -> Option<Command> {
     let line = line.trim_end_matches(['\r', '\n']);
     if line.trim().is_empty() {
         return None;
     }
-    if let Some(rest) = line.strip_prefix("//") {
+    let command = line.trim_start();
+    if let Some(rest) = command.strip_prefix("//") {
         return Some(Command::Say(format!("/{rest}")));
     }
-    let Some(rest) = line.strip_prefix('/') else {
+    let Some(rest) = command.strip_prefix('/') else {
         return Some(Command::Say(line.to_owned()));
     };
     let (name, args) = match rest.split_once(char::is_whitespace) {
@@ -235,6 +238,26 @@ mod tests {
         assert_eq!(
             parse("/password new"),
             Some(Command::Password("new".into()))
+        );
+    }
+
+    #[test]
+    fn a_command_after_leading_blanks_is_still_the_command() {
+        // Sent as text, these would show the password to the whole room.
+        assert_eq!(
+            parse("  /register s3cret"),
+            Some(Command::Register("s3cret".into()))
+        );
+        assert_eq!(
+            parse("\n/password new"),
+            Some(Command::Password("new".into()))
+        );
+        assert_eq!(parse("\t/who"), Some(Command::Who));
+        // Text keeps its leading blanks; `//` still sends a slash.
+        assert_eq!(parse("  indented"), Some(Command::Say("  indented".into())));
+        assert_eq!(
+            parse("  //not a command"),
+            Some(Command::Say("/not a command".into()))
         );
     }
 
