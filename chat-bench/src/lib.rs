@@ -95,7 +95,8 @@ pub struct Report {
     pub latency_us: Latency,
     /// The generator's own CPU time per delivery (all its threads), from the same window as
     /// the server's: on a shared machine, what the generator spends is taken from the server.
-    pub generator_cpu_ns_per_delivery: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_ns_per_delivery: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_process: Option<ServerUsage>,
 }
@@ -175,13 +176,21 @@ pub async fn connect_many(
     Ok(conns)
 }
 
-/// CPU time (all threads, nanoseconds) and resident memory (KiB) of a process, from /proc.
+/// CPU time (nanoseconds) and resident memory (KiB) of a process, from /proc: the CPU time
+/// of its threads alive at the time (a thread that ends takes its time with it, and one that
+/// ends while they are read is skipped).
 pub fn process_usage(pid: u32) -> Option<(u64, u64)> {
     let mut cpu = 0u64;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let path = task.ok()?.path().join("schedstat");
-        let stat = std::fs::read_to_string(path).ok()?;
-        cpu += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        let Ok(task) = task else { continue };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        cpu += stat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss = status
@@ -477,8 +486,8 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     drop(stalled);
     let expected = sent * opts.subscribers as u64;
     let own_cpu_ns = match (own_before, process_usage(std::process::id())) {
-        (Some((cpu0, _)), Some((cpu1, _))) => cpu1.saturating_sub(cpu0) as f64,
-        _ => 0.0,
+        (Some((cpu0, _)), Some((cpu1, _))) => Some(cpu1.saturating_sub(cpu0) as f64),
+        _ => None,
     };
     let server_process = match (opts.server_pid, usage_before) {
         (Some(pid), Some((cpu0, _))) => process_usage(pid).map(|(cpu1, rss)| {
@@ -516,7 +525,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
             p999: latency.value_at_quantile(0.999),
             max: latency.max(),
         },
-        generator_cpu_ns_per_delivery: own_cpu_ns / received.max(1) as f64,
+        generator_cpu_ns_per_delivery: own_cpu_ns.map(|ns| ns / received.max(1) as f64),
         server_process,
     })
 }
