@@ -207,6 +207,26 @@ fn a_password_typed_after_register_or_password_shows_as_bullets() {
     assert_eq!(app.input_text(), "/register s3crxet");
     press(&mut app, KeyCode::End);
     press(&mut app, KeyCode::Backspace);
+    // Wider than the screen, the masked line scrolls like any other: moving the cursor back
+    // over what is shown does not slide the bullets.
+    let long = "x".repeat(60);
+    type_text(&mut app, &long);
+    let input_row = |screen: &str| screen.lines().last().unwrap_or_default().to_owned();
+    let before = input_row(&render(&mut app, 40, 12));
+    assert!(
+        !before.contains("/register"),
+        "scrolled to the cursor: {before}"
+    );
+    for _ in 0..5 {
+        press(&mut app, KeyCode::Left);
+    }
+    assert_eq!(input_row(&render(&mut app, 40, 12)), before);
+    press(&mut app, KeyCode::Home);
+    assert!(input_row(&render(&mut app, 40, 12)).contains("/register •••"));
+    press(&mut app, KeyCode::End);
+    for _ in 0..long.len() {
+        press(&mut app, KeyCode::Backspace);
+    }
     // Emptied, the line shows what is typed again.
     for _ in 0.." s3cret".len() + "/register".len() {
         press(&mut app, KeyCode::Backspace);

@@ -4,6 +4,7 @@
 //! socket, so every behaviour can be tested by feeding events.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -412,6 +413,8 @@ pub struct App {
     history_asked: HashSet<String>,
     /// The password of a `/register` or `/password` waiting for the server's confirmation.
     new_password: Option<Password>,
+    /// Where the masked input line was scrolled when last drawn (see [`App::input_view`]).
+    masked_scroll: Cell<(u16, u16)>,
     /// The protocol version of the connection (the latest until a server says otherwise).
     server_version: u16,
     /// The server said this connection was replaced by another login to the account.
@@ -498,6 +501,7 @@ impl App {
             entered: HashSet::new(),
             history_asked: HashSet::new(),
             new_password: None,
+            masked_scroll: Cell::new((0, 0)),
             server_version: PROTOCOL_VERSION,
             replaced: false,
             offline_shown: 0,
@@ -865,20 +869,35 @@ impl App {
     /// The input line as it is drawn: once a password command and a space are typed, a copy
     /// in which the command still shows and every character after it is a bullet, with the
     /// cursor in the same place (the text area itself can only mask all of its text or none).
+    /// Draw it with [`App::input_drawn`] after, so that the copy drawn next scrolls on from
+    /// where this one was.
     pub fn input_view(&self) -> Cow<'_, TextArea<'static>> {
         if !hides_password(&self.input_text()) {
+            self.masked_scroll.set((0, 0));
             return Cow::Borrowed(&self.input);
         }
         let mut view = TextArea::new(mask_password(self.input.lines()));
         view.set_style(self.input.style());
         view.set_cursor_style(self.input.cursor_style());
         view.set_cursor_line_style(self.input.cursor_line_style());
+        let (rows, cols) = self.masked_scroll.get();
+        view.scroll((
+            i16::try_from(rows).unwrap_or(i16::MAX),
+            i16::try_from(cols).unwrap_or(i16::MAX),
+        ));
         let (row, col) = (self.input.cursor().0, self.input.cursor().1);
         view.move_cursor(CursorMove::Jump(
             u16::try_from(row).unwrap_or(u16::MAX),
             u16::try_from(col).unwrap_or(u16::MAX),
         ));
         Cow::Owned(view)
+    }
+
+    /// The input line's view (from [`App::input_view`]) has been drawn.
+    pub fn input_drawn(&self, view: Cow<'_, TextArea<'static>>) {
+        if let Cow::Owned(masked) = view {
+            self.masked_scroll.set(masked.scroll_offset());
+        }
     }
 
     fn set_input(&mut self, text: &str) {

@@ -77,7 +77,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 draw_roster(frame, r, app);
             }
             draw_status(frame, areas.status, app);
-            frame.render_widget(&*app.input_view(), areas.input);
+            let input = app.input_view();
+            frame.render_widget(&*input, areas.input);
+            app.input_drawn(input);
             if app.help {
                 draw_help(frame, area, app);
             }
