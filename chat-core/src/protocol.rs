@@ -225,6 +225,24 @@ pub enum Target {
     Users(Vec<String>),
 }
 
+impl Target {
+    /// The room, for a public message.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Target::Room(room) => Some(room),
+            Target::Users(_) => None,
+        }
+    }
+
+    /// The recipients, for a private message (empty for a public one).
+    pub fn users(&self) -> &[String] {
+        match self {
+            Target::Room(_) => &[],
+            Target::Users(users) => users,
+        }
+    }
+}
+
 /// The content of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
@@ -240,6 +258,11 @@ impl Body {
         match self {
             Body::Text(t) | Body::Action(t) => t,
         }
+    }
+
+    /// Whether it is an action (`/me`).
+    pub fn is_action(&self) -> bool {
+        matches!(self, Body::Action(_))
     }
 }
 

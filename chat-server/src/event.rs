@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chat_core::protocol::{Body, ChatMessage, Target};
+use chat_core::protocol::{ChatMessage, DisconnectReason};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
@@ -27,24 +27,11 @@ pub struct Event {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
-    /// A public or private message was accepted and delivered.
-    Message {
-        /// Message id.
-        id: u64,
-        /// Sender.
-        from: String,
-        /// The room, for a public message.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        room: Option<String>,
-        /// The recipients, for a private message.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        to: Vec<String>,
-        /// True for `/me` actions.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        action: bool,
-        /// The text.
-        text: String,
-    },
+    /// A public or private message was accepted and delivered: the message's own record,
+    /// shared with the fan-out, the room's recent history and the store. Written as its id,
+    /// `from`, `room` (a public message) or `to` (the recipients of a private one), `action`
+    /// (for `/me`, only when true) and `text`.
+    Message(#[serde(serialize_with = "message_fields")] SharedMessage),
     /// A user completed the handshake.
     Join {
         /// Assigned nickname.
@@ -80,8 +67,10 @@ pub enum EventKind {
         nick: String,
         /// Address.
         addr: String,
-        /// Short reason (`connection closed`, `protocol error`, `flooding`, ...).
-        reason: String,
+        /// Why, written as a short phrase (`connection closed`, `protocol error`,
+        /// `flooding`, ...).
+        #[serde(serialize_with = "described")]
+        reason: DisconnectReason,
         /// Detail.
         message: String,
     },
@@ -138,26 +127,39 @@ pub enum EventKind {
     },
 }
 
-impl EventKind {
-    /// The record of a delivered message.
-    pub fn message(m: ChatMessage) -> EventKind {
-        let (room, to) = match m.to {
-            Target::Room(r) => (Some(r), Vec::new()),
-            Target::Users(u) => (None, u),
-        };
-        let (action, text) = match m.body {
-            Body::Text(t) => (false, t),
-            Body::Action(t) => (true, t),
-        };
-        EventKind::Message {
-            id: m.id,
-            from: m.from,
-            room,
-            to,
-            action,
-            text,
-        }
+/// A chat message as the hub accepted it, shared by every sink that takes it: the fan-out
+/// encodes it, the room keeps it among its recent messages, the store writes it, the sender's
+/// echo and the event record refer to it. Its text is never copied after it is decoded.
+pub type SharedMessage = Arc<ChatMessage>;
+
+/// The fields of a message's record, borrowed from the message.
+#[derive(Serialize)]
+struct MessageFields<'a> {
+    id: u64,
+    from: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    to: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    action: bool,
+    text: &'a str,
+}
+
+fn described<S: Serializer>(reason: &DisconnectReason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(reason.describe())
+}
+
+fn message_fields<S: Serializer>(m: &SharedMessage, s: S) -> Result<S::Ok, S::Error> {
+    MessageFields {
+        id: m.id,
+        from: &m.from,
+        room: m.to.room(),
+        to: m.to.users(),
+        action: m.body.is_action(),
+        text: m.body.text(),
     }
+    .serialize(s)
 }
 
 /// Records are shared between sinks without copying.
@@ -170,6 +172,7 @@ fn rfc3339_millis<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_core::protocol::{Body, Target};
     use chrono::TimeZone;
 
     #[test]
@@ -180,14 +183,15 @@ mod tests {
                 .with_ymd_and_hms(2026, 11, 21, 12, 4, 31)
                 .single()
                 .expect("valid time"),
-            kind: EventKind::Message {
+            kind: EventKind::Message(Arc::new(ChatMessage {
                 id: 3,
+                at: Utc::now(),
                 from: "alice".into(),
-                room: None,
-                to: vec!["bob".into()],
-                action: false,
-                text: "psst".into(),
-            },
+                to: Target::Users(vec!["bob".into()]),
+                body: Body::Text("psst".into()),
+                attrs: Vec::new(),
+                tag: Some(9),
+            })),
         };
         assert_eq!(
             serde_json::to_string(&ev).expect("json"),

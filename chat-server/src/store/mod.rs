@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use chat_core::protocol::{ChatMessage, MessageId};
 use tokio::sync::mpsc;
 
+use crate::event::SharedMessage;
 use crate::login::HashedPassword;
 
 pub use sqlite::SqliteStore;
@@ -91,7 +92,7 @@ pub struct Snapshot {
     pub rooms: Vec<StoredRoom>,
     /// The most recent messages of each room that has any: the room's key, the messages
     /// (oldest first), and whether older ones exist.
-    pub recent: Vec<(String, Vec<ChatMessage>, bool)>,
+    pub recent: Vec<(String, Vec<SharedMessage>, bool)>,
 }
 
 /// One change to the stored state.
@@ -100,8 +101,8 @@ pub enum Write {
     /// A room or private message (`room` is the room's key, `None` for a private message),
     /// and the accounts it waits for because they are offline.
     Message {
-        /// The message, without a tag.
-        message: ChatMessage,
+        /// The message, without a tag (the record the hub's other sinks share).
+        message: SharedMessage,
         /// The room's key, `None` for a private message.
         room: Option<String>,
         /// Keys of the offline accounts it is queued for.
@@ -242,12 +243,17 @@ impl<T: Send + 'static> StoreHandle<T> {
             })
     }
 
-    /// Reserves room for a write, so that it can be queued later without failing.
-    pub fn try_reserve(&self) -> Result<WritePermit<'_, T>, QueueError> {
-        self.tx.try_reserve().map(WritePermit).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(()) => QueueError::Full,
-            mpsc::error::TrySendError::Closed(()) => QueueError::Stopped,
-        })
+    /// Reserves room for a write, so that it can be queued later without failing. The permit
+    /// borrows nothing: its holder may go on changing whatever owns this handle.
+    pub fn try_reserve(&self) -> Result<WritePermit<T>, QueueError> {
+        self.tx
+            .clone()
+            .try_reserve_owned()
+            .map(WritePermit)
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Stopped,
+            })
     }
 
     /// Runs `f` on the store thread after the writes queued so far, without waiting for it.
@@ -287,9 +293,9 @@ impl<T: Send + 'static> StoreHandle<T> {
 
 /// Room for one write in the store's queue (see [`StoreHandle::try_reserve`]).
 #[derive(Debug)]
-pub struct WritePermit<'a, T>(mpsc::Permit<'a, Job<T>>);
+pub struct WritePermit<T>(mpsc::OwnedPermit<Job<T>>);
 
-impl<T> WritePermit<'_, T> {
+impl<T> WritePermit<T> {
     /// Queues the write.
     pub fn write(self, write: Write, report: Option<T>) {
         self.0.send(Job::Write(write, report));

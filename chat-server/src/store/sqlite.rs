@@ -205,7 +205,8 @@ impl Store for SqliteStore {
             for key in keys {
                 let (messages, older) = self.history(key, None, recent)?;
                 if !messages.is_empty() {
-                    recent_by_room.push((key.to_owned(), messages, older));
+                    let shared = messages.into_iter().map(std::sync::Arc::new).collect();
+                    recent_by_room.push((key.to_owned(), shared, older));
                 }
             }
         }

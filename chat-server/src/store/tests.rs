@@ -11,7 +11,7 @@ use super::*;
 
 fn room_message(id: u64, room: &str, text: &str) -> Write {
     Write::Message {
-        message: ChatMessage {
+        message: Arc::new(ChatMessage {
             id,
             at: Utc
                 .timestamp_millis_opt(1_700_000_000_000 + id as i64)
@@ -21,7 +21,7 @@ fn room_message(id: u64, room: &str, text: &str) -> Write {
             body: Body::Text(text.into()),
             attrs: Vec::new(),
             tag: None,
-        },
+        }),
         room: Some(room.into()),
         offline_for: Vec::new(),
     }
@@ -95,7 +95,7 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
         offline_for,
     } = &mut pm
     {
-        message.to = Target::Users(vec!["Bob".into()]);
+        Arc::make_mut(message).to = Target::Users(vec!["Bob".into()]);
         *room = None;
         offline_for.push("bob".into());
     }
@@ -157,7 +157,7 @@ fn messages_keep_their_body_kind_recipients_and_attributes() {
     };
     store
         .apply(&[Write::Message {
-            message: message.clone(),
+            message: Arc::new(message.clone()),
             room: None,
             offline_for: vec!["ann".into(), "bob".into()],
         }])

@@ -11,7 +11,7 @@ use std::hash::{BuildHasher, RandomState};
 use chat_core::names::NickKeys;
 use hashbrown::HashTable;
 
-use crate::hub::ConnId;
+use super::conn::ConnId;
 
 /// The text of the key of `kind` in `keys` (kinds as in [`NickKeys::tagged`]).
 fn key_of(keys: &NickKeys, kind: u8) -> &str {

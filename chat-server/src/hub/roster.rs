@@ -16,7 +16,7 @@ use chat_core::protocol::{Limits, NickChange, RoomInfo, Timestamp};
 use serde::ser::{SerializeSeq, SerializeStruct, SerializeStructVariant};
 use serde::{Serialize, Serializer};
 
-use crate::hub::ConnId;
+use super::conn::ConnId;
 
 /// What the roster needs to know of a member.
 pub(crate) trait Listed {

@@ -1,0 +1,125 @@
+//! What sessions (and the store thread) ask of the hub, and what the hub keeps to answer once
+//! a write is durable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chat_core::protocol::{
+    ChatMessage, DisconnectReason, MessageId, Outgoing, Rejected, ServerFrame,
+};
+use tokio::sync::oneshot;
+
+use super::conn::ConnId;
+use crate::event::{EventKind, SharedMessage};
+use crate::login::HashedPassword;
+use crate::outbox::Outbox;
+use crate::store::Account;
+
+/// Commands sessions send to the hub.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// A connection completed the handshake.
+    Join(Box<JoinRequest>),
+    /// A validated message from a client.
+    Send { conn: ConnId, msg: Outgoing },
+    /// A roster request.
+    Who { conn: ConnId, room: String },
+    /// A client was muted by its rate limiter.
+    RateLimited { conn: ConnId, retry_after_ms: u64 },
+    /// A connection ended (quit, closed, protocol error, flooding).
+    Leave {
+        conn: ConnId,
+        reason: DisconnectReason,
+        message: String,
+    },
+    /// An event produced outside the hub (refused handshakes, periodic stats).
+    Record(EventKind),
+    /// Enter a room (creating it).
+    EnterRoom { conn: ConnId, room: String },
+    /// Leave a room.
+    PartRoom { conn: ConnId, room: String },
+    /// List every room.
+    ListRooms { conn: ConnId },
+    /// Set a room's topic.
+    SetTopic {
+        conn: ConnId,
+        room: String,
+        topic: String,
+    },
+    /// Fetch a page of a room's history.
+    History {
+        conn: ConnId,
+        room: String,
+        before: Option<MessageId>,
+        limit: u32,
+    },
+    /// Register the connection's nickname (the password already hashed by the session).
+    Register { conn: ConnId, hash: HashedPassword },
+    /// Change the logged-in account's password (already hashed).
+    SetPassword { conn: ConnId, hash: HashedPassword },
+    /// The store committed a batch (or failed to): acknowledge its writes.
+    Stored {
+        result: Result<(), String>,
+        acks: Vec<Ack>,
+    },
+    /// A frame the store thread prepared for one connection (a history page).
+    Reply { conn: ConnId, frame: ServerFrame },
+    /// Everything queued for the store before has been committed (see `Durable::barrier`).
+    Barrier,
+    /// The client received its kept private messages up to this id.
+    AckOffline { conn: ConnId, up_to: MessageId },
+    /// The private messages an account received while offline, read from the store.
+    Offline {
+        conn: ConnId,
+        messages: Result<Vec<ChatMessage>, String>,
+    },
+}
+
+/// What to tell a client once its write is durable.
+#[derive(Debug)]
+pub(crate) struct Ack {
+    pub(super) conn: ConnId,
+    pub(super) what: Acked,
+}
+
+/// The kinds of write a client waits for.
+#[derive(Debug)]
+pub(super) enum Acked {
+    /// A message: its echo is the shared record with the sender's tag, followed by the
+    /// offline accounts it was queued for.
+    Message {
+        message: SharedMessage,
+        tag: u64,
+        queued_for: Vec<String>,
+    },
+    /// The connection's nickname became an account.
+    Registered { key: String, nick: String },
+    /// The account's password changed.
+    PasswordChanged,
+}
+
+/// An account the session verified (or is creating) for a connection.
+#[derive(Debug)]
+pub(crate) struct Login {
+    /// The account as stored (its nickname and rooms).
+    pub account: Account,
+    /// The password hash of an account being created at this login (`--guests deny`).
+    pub create: Option<HashedPassword>,
+}
+
+/// Everything the hub needs to admit a connection.
+#[derive(Debug)]
+pub(crate) struct JoinRequest {
+    pub conn: ConnId,
+    pub version: u16,
+    pub nick: String,
+    pub client: String,
+    pub addr: SocketAddr,
+    pub relayed: bool,
+    pub outbox: Arc<Outbox>,
+    /// The account logged in to, if any.
+    pub login: Option<Login>,
+    /// Answered once the Welcome is queued (or with the refusal); dropped if the server is
+    /// shutting down.
+    pub joined: oneshot::Sender<Result<(), Rejected>>,
+}

@@ -1,0 +1,378 @@
+//! The hub: one task that owns every piece of shared chat state (who is online, nicknames,
+//! rooms, accounts) and decides what each command means.
+//!
+//! Sessions send it [`Cmd`]s over a bounded channel. It never awaits a client: delivering a
+//! message means encoding it once and pushing the same bytes into each recipient's
+//! [`Outbox`](crate::outbox::Outbox), which either accepts them at once or reports that the
+//! client has fallen too far behind, in which case the hub disconnects that client. Because
+//! one task handles every command in order, all clients see messages in the same order and no
+//! lock is ever held across an await. Every decision also produces one event record for the
+//! sinks (the log, the monitor, the counters).
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | [`Hub`]: its state, the run loop, dispatching commands, ending a batch |
+//! | `cmd.rs` | [`Cmd`], [`JoinRequest`], [`Login`], [`Ack`]: what the hub is asked |
+//! | `conn.rs` | [`ConnId`], `Caps`: a connection and what its protocol version allows |
+//! | `model.rs` | `Member`, `Room`: the state of the chat |
+//! | `admit.rs` | admitting a connection (the Welcome, nickname policy) and removing one |
+//! | `messages.rs` | accepting a message, delivering it, acknowledging it once stored |
+//! | `rooms.rs` | entering and leaving rooms, topics, rosters, history |
+//! | `accounts.rs` | registered nicknames, registration, passwords, offline messages |
+//! | `fanout.rs` | `Fanout`: frames encoded once, batched per room, queued in order |
+//! | `frames.rs`, `roster.rs` | frames encoded from borrowed state (messages, history, rosters) |
+//! | `nick_index.rs` | which online member holds each nickname key |
+//! | `durable.rs` | `Durable`: the link to the store thread |
+//! | `sinks.rs` | `Sinks`: the monitor, the log and the counters derived from events |
+
+mod accounts;
+mod admit;
+mod cmd;
+mod conn;
+mod durable;
+mod fanout;
+mod frames;
+mod messages;
+mod model;
+mod nick_index;
+mod rooms;
+mod roster;
+mod sinks;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_core::frame::{FrameError, encode_frame};
+use chat_core::protocol::{
+    DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, MAX_SERVER_FRAME, ServerFrame,
+};
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use cmd::{Ack, Cmd, JoinRequest, Login};
+pub(crate) use conn::ConnId;
+
+use self::accounts::Accounts;
+use self::durable::Durable;
+use self::fanout::Fanout;
+use self::model::{Members, Room, Rooms};
+use self::nick_index::NickIndex;
+use self::sinks::Sinks;
+use crate::config::Config;
+use crate::event::EventKind;
+use crate::eventlog::LogSender;
+use crate::monitor::Monitor;
+use crate::stats::Stats;
+use crate::store::{Snapshot, StoreHandle, StoredRoom};
+
+/// How long shutdown waits for the store to confirm the messages accepted before it.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+const SERVER_NAME: &str = concat!("chat-server/", env!("CARGO_PKG_VERSION"));
+
+/// The hub's state. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    config: Arc<Config>,
+    stats: Arc<Stats>,
+    /// Everyone online.
+    clients: Members,
+    /// Every uniqueness key of every online nickname.
+    nicks: NickIndex,
+    /// Rooms by key.
+    rooms: Rooms,
+    /// Registered nicknames.
+    accounts: Accounts,
+    fanout: Fanout,
+    durable: Durable,
+    sinks: Sinks,
+    next_msg_id: u64,
+    /// Everyone has been told goodbye; nobody new is admitted.
+    closing: bool,
+    /// Shutting down, waiting for the store to confirm what was accepted: new messages and
+    /// newcomers are refused (they would be confirmed after the goodbyes, or never).
+    draining: bool,
+}
+
+impl Hub {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        stats: Arc<Stats>,
+        log: Option<LogSender>,
+        monitor: Option<Arc<Monitor>>,
+    ) -> Self {
+        let mut rooms = Rooms::new();
+        rooms.insert(
+            DEFAULT_ROOM.to_owned(),
+            Room::new(DEFAULT_ROOM.to_owned(), String::new()),
+        );
+        Hub {
+            config,
+            clients: Members::new(),
+            nicks: NickIndex::default(),
+            rooms,
+            accounts: Accounts::default(),
+            fanout: Fanout::new(stats.clone()),
+            durable: Durable::none(stats.clone()),
+            sinks: Sinks::new(stats.clone(), log, monitor),
+            stats,
+            next_msg_id: 1,
+            closing: false,
+            draining: false,
+        }
+    }
+
+    /// Attaches the store: restores rooms, accounts and recent history from `snapshot`, and
+    /// from now on stores every change and acknowledges messages once they are durable.
+    pub(crate) fn with_store(
+        mut self,
+        store: StoreHandle<Ack>,
+        snapshot: Snapshot,
+        me: mpsc::WeakSender<Cmd>,
+    ) -> Self {
+        // Messages that were sent out but not yet stored when the last run ended (a crash) had
+        // ids above the largest stored one, at most a full store queue and batch of them:
+        // starting past those means an id seen once is never given to another message.
+        // (An empty database has had no messages to lose.)
+        let unstored = (crate::store::STORE_QUEUE + crate::store::MAX_BATCH) as u64;
+        let next = match snapshot.next_message_id {
+            0 | 1 => 1,
+            n => n.saturating_add(unstored),
+        };
+        self.next_msg_id = self.next_msg_id.max(next);
+        for StoredRoom { key, name, topic } in snapshot.rooms {
+            let room = self
+                .rooms
+                .entry(key)
+                .or_insert_with(|| Room::new(name, String::new()));
+            room.topic = topic;
+        }
+        for (key, messages, older) in snapshot.recent {
+            if let Some(room) = self.rooms.get_mut(&key) {
+                room.recent = messages.into();
+                room.older = older;
+            }
+        }
+        for nick in snapshot.accounts {
+            self.accounts.add(nick);
+        }
+        self.durable.attach(store, me);
+        self
+    }
+
+    /// Handles commands until every session is gone (or `stop` fires). When `shutdown` fires
+    /// it first handles what sessions had already read, then says `Bye` to everyone and admits
+    /// nobody new, but keeps recording events (refused handshakes, late disconnects) until the
+    /// sessions have finished.
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        shutdown: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        let mut batch = Vec::with_capacity(64);
+        // While shutting down: when to stop waiting for the store's last acknowledgements.
+        let mut draining: Option<tokio::time::Instant> = None;
+        loop {
+            let drain_deadline = draining.unwrap_or_else(tokio::time::Instant::now);
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                () = shutdown.cancelled(), if !self.closing && draining.is_none() => {
+                    while let Ok(cmd) = rx.try_recv() {
+                        self.handle(cmd);
+                    }
+                    self.settle();
+                    // Messages already accepted are acknowledged before the goodbyes, once
+                    // the store has committed them.
+                    if self.durable.barrier() {
+                        draining = Some(tokio::time::Instant::now() + DRAIN_WAIT);
+                        self.draining = true;
+                    } else {
+                        if self.durable.exists() {
+                            tracing::warn!(
+                                "the store is too far behind to confirm the last messages \
+                                 before the goodbyes"
+                            );
+                        }
+                        self.say_goodbye();
+                    }
+                }
+                () = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {
+                    tracing::warn!("the store did not confirm the last messages in time");
+                    draining = None;
+                    self.say_goodbye();
+                }
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for cmd in batch.drain(..) {
+                        if matches!(cmd, Cmd::Barrier) {
+                            if draining.take().is_some() {
+                                self.settle();
+                                self.say_goodbye();
+                            }
+                            continue;
+                        }
+                        self.handle(cmd);
+                    }
+                    self.settle();
+                }
+            }
+        }
+        while let Ok(cmd) = rx.try_recv() {
+            self.handle(cmd);
+        }
+        self.settle();
+        self.say_goodbye();
+    }
+
+    fn say_goodbye(&mut self) {
+        self.closing = true;
+        self.draining = false;
+        let everyone: Vec<ConnId> = self.clients.keys().copied().collect();
+        for conn in everyone {
+            self.remove(
+                conn,
+                DisconnectReason::ServerShutdown,
+                "the server is shutting down".to_owned(),
+                false,
+            );
+        }
+        self.settle();
+    }
+
+    /// Ends a batch: queues the pending run, disconnects clients whose queue overflowed, then
+    /// writes what it queued to the sockets it is to write itself. Announcing a departure can
+    /// overflow another queue: keep going until nobody is left.
+    pub(crate) fn settle(&mut self) {
+        loop {
+            self.fanout.flush(&self.rooms);
+            let Some(conn) = self.fanout.next_overflowed() else {
+                break;
+            };
+            let limit = self.config.send_queue_bytes;
+            self.remove(
+                conn,
+                DisconnectReason::SendQueueExceeded,
+                format!("send queue exceeded ({limit} bytes waiting): the client is not reading"),
+                true,
+            );
+        }
+        self.fanout.write_deferred();
+    }
+
+    /// What a command means while shutting down, if it is refused: `None` lets it through.
+    fn refuse_while_draining(&mut self, cmd: Cmd) -> Option<Cmd> {
+        match cmd {
+            // Not admitted: the session tells the client the server is shutting down.
+            Cmd::Join(_) => {}
+            Cmd::Send { conn, msg } => {
+                let message =
+                    "the server is shutting down: this message was not delivered".to_owned();
+                self.error(conn, Some(msg.tag), ErrorCode::Busy, message);
+            }
+            // Its confirmation could not come before the goodbyes: not done at all.
+            Cmd::Register { conn, .. } | Cmd::SetPassword { conn, .. } => {
+                let message =
+                    "the server is shutting down: your password was not changed".to_owned();
+                self.error(conn, None, ErrorCode::Busy, message);
+            }
+            cmd => return Some(cmd),
+        }
+        None
+    }
+
+    pub(crate) fn handle(&mut self, cmd: Cmd) {
+        let cmd = if self.draining {
+            match self.refuse_while_draining(cmd) {
+                Some(cmd) => cmd,
+                None => return,
+            }
+        } else {
+            cmd
+        };
+        match cmd {
+            Cmd::Join(req) => self.join(*req),
+            Cmd::Send { conn, msg } => self.send(conn, msg),
+            Cmd::Who { conn, room } => self.who(conn, &room),
+            Cmd::RateLimited {
+                conn,
+                retry_after_ms,
+            } => {
+                if let Some(m) = self.clients.get(&conn) {
+                    let kind = EventKind::RateLimited {
+                        nick: m.nick.clone(),
+                        addr: m.addr.to_string(),
+                        retry_after_ms,
+                    };
+                    self.sinks.record(kind, Utc::now());
+                }
+            }
+            Cmd::Leave {
+                conn,
+                reason,
+                message,
+            } => self.remove(conn, reason, message, true),
+            Cmd::Record(kind) => self.sinks.record(kind, Utc::now()),
+            Cmd::EnterRoom { conn, room } => self.enter_room(conn, &room, true),
+            Cmd::PartRoom { conn, room } => self.part_room(conn, &room),
+            Cmd::ListRooms { conn } => {
+                let rooms = self.room_list();
+                self.push_to(conn, &ServerFrame::Rooms(rooms));
+            }
+            Cmd::SetTopic { conn, room, topic } => self.set_topic(conn, &room, topic),
+            Cmd::History {
+                conn,
+                room,
+                before,
+                limit,
+            } => self.history(conn, &room, before, limit),
+            Cmd::Register { conn, hash } => self.register(conn, hash),
+            Cmd::SetPassword { conn, hash } => self.set_password(conn, hash),
+            Cmd::Stored { result, acks } => self.stored(result, acks),
+            Cmd::Reply { conn, frame } => self.push_to(conn, &frame),
+            Cmd::Offline { conn, messages } => self.offline_loaded(conn, messages),
+            Cmd::Barrier => {}
+            Cmd::AckOffline { conn, up_to } => self.ack_offline(conn, up_to),
+        }
+    }
+
+    fn push_to(&mut self, conn: ConnId, frame: &ServerFrame) {
+        self.queue_to(conn, encode_frame(frame, MAX_SERVER_FRAME));
+    }
+
+    /// Queues an encoded frame for `conn` alone.
+    fn queue_to(&mut self, conn: ConnId, frame: Result<Bytes, FrameError>) {
+        let Some(bytes) = fanout::logged(frame) else {
+            return;
+        };
+        if let Some(m) = self.clients.get(&conn) {
+            self.fanout.queue(&self.rooms, conn, &m.outbox, bytes);
+        }
+    }
+
+    /// Tells `conn` it is not in `room` (or that there is no such room).
+    fn not_in_room(&mut self, conn: ConnId, tag: Option<u64>, room: &str) {
+        let message = format!("you are not in a room named {room:?}");
+        self.error(conn, tag, ErrorCode::NoSuchRoom(room.to_owned()), message);
+    }
+
+    fn error(&mut self, conn: ConnId, tag: Option<u64>, code: ErrorCode, message: String) {
+        let code = match self.clients.get(&conn) {
+            Some(m) => m.caps.code(code),
+            None => code.for_version(1),
+        };
+        self.push_to(conn, &ServerFrame::Error(ErrorFrame { tag, code, message }));
+    }
+
+    /// Tells `conn` the store is too busy for `what`; nothing was changed.
+    fn busy(&mut self, conn: ConnId, what: &str) {
+        let message = format!("the server is too busy to {what} now; try again");
+        self.error(conn, None, ErrorCode::Busy, message);
+    }
+}

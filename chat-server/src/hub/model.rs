@@ -1,0 +1,102 @@
+//! The hub's state of the chat: who is online ([`Member`]) and the rooms ([`Room`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chat_core::names::{self, NickKeys};
+
+use super::conn::{Caps, ConnId};
+use super::roster::{Listed, Order};
+use crate::event::SharedMessage;
+use crate::outbox::Outbox;
+
+/// Everyone online, by connection. Boxed: a map grows by doubling, and its empty slots then
+/// cost 16 bytes each rather than a whole member (memory per connection,
+/// docs/architecture.md).
+pub(super) type Members = HashMap<ConnId, Box<Member>>;
+
+/// Every room, by key ([`room_key`]).
+pub(super) type Rooms = HashMap<String, Room>;
+
+/// One admitted connection.
+#[derive(Debug)]
+pub(super) struct Member {
+    pub nick: String,
+    pub keys: NickKeys,
+    pub addr: SocketAddr,
+    pub relayed: bool,
+    pub outbox: Arc<Outbox>,
+    /// What its protocol version understands.
+    pub caps: Caps,
+    /// Logged in to the account of this nickname (whose key is `keys.folded`).
+    pub logged_in: bool,
+}
+
+impl Member {
+    /// The account's key when logged in (a copy: callers keep it while they change the hub).
+    pub fn account_key(&self) -> Option<String> {
+        self.logged_in.then(|| self.keys.folded.clone())
+    }
+}
+
+impl Listed for Member {
+    fn sort_key(&self) -> &str {
+        &self.keys.folded
+    }
+    fn nick(&self) -> &str {
+        &self.nick
+    }
+    fn relayed(&self) -> bool {
+        self.relayed
+    }
+}
+
+/// A room: its members, topic and latest messages.
+#[derive(Debug)]
+pub(super) struct Room {
+    pub name: String,
+    pub topic: String,
+    /// Members and their queues, so fan-out needs no second lookup.
+    pub members: HashMap<ConnId, Arc<Outbox>>,
+    /// The same members in roster order.
+    pub order: Order,
+    /// Its latest messages, oldest first, replayed to whoever enters (the records the
+    /// fan-out, the store and the sinks share).
+    pub recent: VecDeque<SharedMessage>,
+    /// Older messages than `recent` are stored.
+    pub older: bool,
+}
+
+impl Room {
+    /// An empty room.
+    pub fn new(name: String, topic: String) -> Self {
+        Room {
+            name,
+            topic,
+            members: HashMap::new(),
+            order: Order::default(),
+            recent: VecDeque::new(),
+            older: false,
+        }
+    }
+
+    /// Whether `conn` is a member.
+    pub fn has(&self, conn: ConnId) -> bool {
+        self.members.contains_key(&conn)
+    }
+}
+
+/// The key a room is stored under: the name without `#`, case-folded. Names already in
+/// canonical form (the usual case, e.g. `lobby`) skip the Unicode folding.
+pub(super) fn room_key(room: &str) -> String {
+    let name = room.strip_prefix('#').unwrap_or(room);
+    let canonical = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if canonical {
+        name.to_owned()
+    } else {
+        names::fold(name)
+    }
+}

@@ -1,0 +1,326 @@
+//! Rooms: entering (creating) and leaving them, topics, rosters, the list of rooms, and
+//! history (the recent messages the room keeps, older pages read from the store).
+
+use chat_core::names;
+use chat_core::protocol::{
+    DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, MAX_SERVER_FRAME, MessageId, RoomInfo,
+    ServerFrame, UserInfo,
+};
+use chrono::Utc;
+
+use super::Hub;
+use super::cmd::Cmd;
+use super::conn::ConnId;
+use super::fanout::encode;
+use super::frames::HistoryFrame;
+use super::model::{Room, room_key};
+use super::roster;
+use crate::config::MAX_HISTORY_PAGE;
+use crate::event::EventKind;
+use crate::stats::Stats;
+use crate::store::{StoredRoom, Write};
+
+impl Hub {
+    /// Puts `conn` in a room, creating it (and storing it) if it does not exist: the members
+    /// are told, the newcomer gets `Entered`, the roster and the recent history. `remember`
+    /// adds the room to the connection's account (not when the account's rooms are restored).
+    pub(super) fn enter_room(&mut self, conn: ConnId, room: &str, remember: bool) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let name = room.strip_prefix('#').unwrap_or(room);
+        if let Err(rule) = names::validate_room(name) {
+            let message = format!("invalid room name {room:?}: {rule}");
+            self.error(conn, None, ErrorCode::InvalidRoom(room.to_owned()), message);
+            return;
+        }
+        let key = room_key(name);
+        let account = member.account_key().filter(|_| remember);
+        let nick = member.nick.clone();
+        let user = UserInfo {
+            nick: nick.clone(),
+            relayed: member.relayed,
+        };
+        let outbox = member.outbox.clone();
+        if self.rooms.get(&key).is_some_and(|r| r.has(conn)) {
+            // Already in: the answer is the room's state again (a client rejoining its
+            // rooms after a reconnect, when the server restored them at login already).
+            self.send_room_state(conn, &key);
+            return;
+        }
+        // What must be stored is refused now rather than lost later.
+        let creates = !self.rooms.contains_key(&key);
+        if (creates || account.is_some()) && !self.store_has_room(conn) {
+            return;
+        }
+        if creates && !self.create_room(conn, &key, name) {
+            return;
+        }
+        let now = Utc::now();
+        let Some(r) = self.rooms.get(&key) else {
+            return;
+        };
+        let joined = ServerFrame::Joined {
+            room: r.name.clone(),
+            user,
+            at: now,
+        };
+        self.fanout
+            .broadcast(&self.rooms, &key, &joined, None, false);
+        let Some(r) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        r.members.insert(conn, outbox);
+        if let Some(member) = self.clients.get(&conn) {
+            r.order.insert(conn, &member.keys.folded, &self.clients);
+        }
+        let event = EventKind::RoomJoin {
+            nick,
+            room: r.name.clone(),
+        };
+        self.fanout.entered(&key, conn);
+        self.send_room_state(conn, &key);
+        self.replay(conn, &key);
+        self.sinks.record(event, now);
+        if let Some(account) = account {
+            self.durable.write(Write::Membership {
+                account,
+                room: key,
+                joined: true,
+            });
+        }
+    }
+
+    /// Creates room `key` named `name` for `conn`, within `--max-rooms`; false (with `conn`
+    /// told) over the limit.
+    fn create_room(&mut self, conn: ConnId, key: &str, name: &str) -> bool {
+        if self.rooms.len() >= self.config.max_rooms {
+            let message = format!(
+                "this server has reached its limit of {} rooms: join an existing one \
+                 (/rooms lists them)",
+                self.config.max_rooms
+            );
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return false;
+        }
+        self.rooms
+            .insert(key.to_owned(), Room::new(name.to_owned(), String::new()));
+        self.durable.write(Write::Room(StoredRoom {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            topic: String::new(),
+        }));
+        true
+    }
+
+    /// `Entered` (the room's name and topic) and its roster, for a member of room `key`.
+    fn send_room_state(&mut self, conn: ConnId, key: &str) {
+        let Some(r) = self.rooms.get(key) else {
+            return;
+        };
+        let entered = ServerFrame::Entered {
+            room: r.name.clone(),
+            topic: r.topic.clone(),
+        };
+        let roster = roster::roster(&r.name, &r.order, &self.clients, MAX_SERVER_FRAME);
+        self.push_to(conn, &entered);
+        self.queue_to(conn, roster);
+    }
+
+    /// Takes `conn` out of a room (never the lobby, where everyone stays).
+    pub(super) fn part_room(&mut self, conn: ConnId, room: &str) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let key = room_key(room);
+        let nick = member.nick.clone();
+        let account = member.account_key();
+        if key == DEFAULT_ROOM {
+            let message = format!("everyone stays in #{DEFAULT_ROOM}");
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return;
+        }
+        self.fanout.before_direct(&self.rooms, conn);
+        let Some(r) = self.rooms.get_mut(&key).filter(|r| r.has(conn)) else {
+            self.not_in_room(conn, None, room);
+            return;
+        };
+        r.members.remove(&conn);
+        r.order.remove(conn);
+        let name = r.name.clone();
+        self.push_to(conn, &ServerFrame::Parted { room: name.clone() });
+        let now = Utc::now();
+        let frame = ServerFrame::Left {
+            room: name.clone(),
+            nick: nick.clone(),
+            reason: DisconnectReason::LeftRoom,
+            message: String::new(),
+            at: now,
+        };
+        self.fanout
+            .broadcast(&self.rooms, &key, &frame, None, false);
+        self.sinks
+            .record(EventKind::RoomPart { nick, room: name }, now);
+        if let Some(account) = account {
+            self.durable.write(Write::Membership {
+                account,
+                room: key,
+                joined: false,
+            });
+        }
+    }
+
+    /// Sets a room's topic (members only) and tells its members who know topics.
+    pub(super) fn set_topic(&mut self, conn: ConnId, room: &str, topic: String) {
+        let key = room_key(room);
+        let Some(by) = self.clients.get(&conn).map(|m| m.nick.clone()) else {
+            return;
+        };
+        if !self.rooms.get(&key).is_some_and(|r| r.has(conn)) {
+            self.not_in_room(conn, None, room);
+            return;
+        }
+        if !self.store_has_room(conn) {
+            return;
+        }
+        let Some(r) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        r.topic.clone_from(&topic);
+        let name = r.name.clone();
+        let members: Vec<ConnId> = r.members.keys().copied().collect();
+        self.durable.write(Write::Room(StoredRoom {
+            key,
+            name: name.clone(),
+            topic: topic.clone(),
+        }));
+        let now = Utc::now();
+        let event = EventKind::Topic {
+            nick: by.clone(),
+            room: name.clone(),
+            topic: topic.clone(),
+        };
+        self.sinks.record(event, now);
+        let frame = ServerFrame::Topic {
+            room: name,
+            topic,
+            by,
+            at: now,
+        };
+        let Some(bytes) = encode(&frame) else {
+            return;
+        };
+        for id in members {
+            if self.clients.get(&id).is_some_and(|m| m.caps.rooms()) {
+                self.queue_to(id, Ok(bytes.clone()));
+            }
+        }
+    }
+
+    /// Sends `conn` the room's recent messages (up to the configured replay), as history.
+    pub(super) fn replay(&mut self, conn: ConnId, key: &str) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let skip = room.recent.len().saturating_sub(self.config.history_replay);
+        if room.recent.len() == skip {
+            return;
+        }
+        let frame = HistoryFrame {
+            room: &room.name,
+            messages: room.recent.range(skip..),
+            more: skip > 0 || room.older,
+        };
+        let bytes = chat_core::frame::encode_frame(&frame, MAX_SERVER_FRAME);
+        self.queue_to(conn, bytes);
+    }
+
+    /// Sends a page of a room's history, read by the store thread (members only).
+    pub(super) fn history(
+        &mut self,
+        conn: ConnId,
+        room: &str,
+        before: Option<MessageId>,
+        limit: u32,
+    ) {
+        let key = room_key(room);
+        let Some(r) = self.rooms.get(&key).filter(|r| r.has(conn)) else {
+            self.not_in_room(conn, None, room);
+            return;
+        };
+        let name = r.name.clone();
+        let limit = (limit as usize).clamp(1, MAX_HISTORY_PAGE);
+        if !self.durable.exists() {
+            // No store: what the room keeps in memory is all there is.
+            let older = r
+                .recent
+                .partition_point(|m| before.is_none_or(|b| m.id < b));
+            let skip = older.saturating_sub(limit);
+            let frame = HistoryFrame {
+                room: &name,
+                messages: r.recent.range(skip..older),
+                more: skip > 0,
+            };
+            let bytes = chat_core::frame::encode_frame(&frame, MAX_SERVER_FRAME);
+            self.queue_to(conn, bytes);
+            return;
+        }
+        let queued = self.durable.read(move |store| {
+            let frame = match store.history(&key, before, limit) {
+                Ok((messages, more)) => ServerFrame::History {
+                    room: name,
+                    messages,
+                    more,
+                },
+                Err(e) => ServerFrame::Error(ErrorFrame {
+                    tag: None,
+                    code: ErrorCode::Busy,
+                    message: format!("could not read the history: {e}"),
+                }),
+            };
+            Cmd::Reply { conn, frame }
+        });
+        if !queued {
+            self.busy(conn, "read history");
+        }
+    }
+
+    /// Whether the store's queue has room for a change `conn` asks for; if not, `conn` is told
+    /// to try again and nothing is changed.
+    pub(super) fn store_has_room(&mut self, conn: ConnId) -> bool {
+        if self.durable.has_room(2) {
+            return true;
+        }
+        Stats::add(&self.stats.store_busy, 1);
+        self.busy(conn, "store this");
+        false
+    }
+
+    pub(super) fn who(&mut self, conn: ConnId, room: &str) {
+        let key = room_key(room);
+        match self.rooms.get(&key) {
+            Some(r) => {
+                let frame = roster::roster(&r.name, &r.order, &self.clients, MAX_SERVER_FRAME);
+                self.queue_to(conn, frame);
+            }
+            None => {
+                let message = format!("there is no room named {room:?}");
+                self.error(conn, None, ErrorCode::NoSuchRoom(room.to_owned()), message);
+            }
+        }
+    }
+
+    pub(super) fn room_list(&self) -> Vec<RoomInfo> {
+        let mut rooms: Vec<RoomInfo> = self
+            .rooms
+            .values()
+            .map(|r| RoomInfo {
+                name: r.name.clone(),
+                topic: r.topic.clone(),
+                members: u32::try_from(r.members.len()).unwrap_or(u32::MAX),
+            })
+            .collect();
+        rooms.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
+}
