@@ -1,0 +1,408 @@
+//! Checking one frame from an admitted client: the protocol, the rate limit and the limits on
+//! what a frame may hold. Pure: it decides, and the read loop carries the decision out (a
+//! reply to queue, a command for the hub, a password to hash, or the end of the connection).
+
+use chat_core::frame::FrameError;
+use chat_core::names;
+use chat_core::protocol::{
+    Body, ClientFrame, DisconnectReason, ErrorCode, ErrorFrame, Outgoing, ServerFrame, Target,
+};
+use chrono::Utc;
+use tokio::time::Instant;
+
+use super::read_loop::End;
+use crate::config::Config;
+use crate::hub::{Cmd, ConnId};
+use crate::ratelimit::{RateLimiter, Verdict};
+
+/// Most attributes on one message.
+const MAX_ATTRS: usize = 8;
+/// Longest room topic, in bytes.
+const MAX_TOPIC: usize = 300;
+/// Longest quit message kept, in bytes.
+const MAX_QUIT_MESSAGE: usize = 256;
+
+/// What the read loop does next with what it read.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// Nothing more.
+    Next,
+    /// Answer the client directly (an error, a pong), and nothing more.
+    Reply(ServerFrame),
+    /// Refused by the rate limiter: answered, counted, and the hub told when this refusal
+    /// starts a mute.
+    Limited {
+        answer: ServerFrame,
+        mute: Option<Cmd>,
+    },
+    /// Hand this to the hub.
+    Hub(Cmd),
+    /// The connection ends.
+    End(End),
+    /// Hash this password (off the connection's task), then hand it to the hub.
+    Hash(HashFor, String),
+}
+
+/// What a password is hashed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HashFor {
+    Register,
+    SetPassword,
+}
+
+/// Checks one read result against the protocol, the rate limit (at `now`) and `config`'s
+/// limits, for connection `conn` speaking protocol `version`.
+pub(super) fn step(
+    read: Result<Option<ClientFrame>, FrameError>,
+    conn: ConnId,
+    version: u16,
+    config: &Config,
+    limiter: &mut RateLimiter,
+    now: Instant,
+) -> Step {
+    let frame = match read {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return leave(DisconnectReason::ConnectionClosed, "connection closed"),
+        Err(e) if e.is_protocol_violation() => {
+            return leave(DisconnectReason::ProtocolError, e.to_string());
+        }
+        Err(e) => return leave(DisconnectReason::ConnectionClosed, e.to_string()),
+    };
+    if let ClientFrame::Quit { reason } = frame {
+        return leave(DisconnectReason::Quit, clean_quit_message(&reason));
+    }
+    let tag = match &frame {
+        ClientFrame::Send(out) => Some(out.tag),
+        _ => None,
+    };
+    match limiter.check(now) {
+        Verdict::Allow => {}
+        Verdict::Refuse { retry_after, first } => {
+            let retry_after_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX);
+            let mute = first.then_some(Cmd::RateLimited {
+                conn,
+                retry_after_ms: u64::from(retry_after_ms),
+            });
+            let answer = ServerFrame::RateLimited {
+                tag,
+                retry_after_ms,
+            };
+            return Step::Limited { answer, mute };
+        }
+        Verdict::Kick => {
+            return leave(
+                DisconnectReason::Flooding,
+                "disconnected for flooding: kept sending while rate-limited",
+            );
+        }
+    }
+    // A frame of a later version than this connection's is answered, not acted on: the
+    // answers to it would be frames the client cannot decode.
+    if frame.since_version() > version {
+        return error(
+            tag,
+            ErrorCode::Unsupported,
+            format!(
+                "that request needs protocol version {}; this connection speaks version \
+                 {version}",
+                frame.since_version()
+            ),
+        );
+    }
+    command(frame, conn, config)
+}
+
+/// What an allowed frame asks for.
+fn command(frame: ClientFrame, conn: ConnId, config: &Config) -> Step {
+    match frame {
+        ClientFrame::Send(msg) => match check_outgoing(&msg, config) {
+            Ok(()) => Step::Hub(Cmd::Send { conn, msg }),
+            Err(err) => Step::Reply(ServerFrame::Error(err)),
+        },
+        ClientFrame::Who { room } => Step::Hub(Cmd::Who { conn, room }),
+        ClientFrame::Ping { nonce } => Step::Reply(ServerFrame::Pong {
+            nonce,
+            server_time: Utc::now(),
+        }),
+        ClientFrame::Hello(_) | ClientFrame::RelayHello(_) => leave(
+            DisconnectReason::ProtocolError,
+            "the handshake was already done; Hello may be sent only once",
+        ),
+        ClientFrame::Quit { .. } => Step::Next,
+        ClientFrame::Join { room } => Step::Hub(Cmd::EnterRoom { conn, room }),
+        ClientFrame::Part { room } => Step::Hub(Cmd::PartRoom { conn, room }),
+        ClientFrame::ListRooms => Step::Hub(Cmd::ListRooms { conn }),
+        ClientFrame::SetTopic { room, topic } => match check_topic(&topic) {
+            Ok(()) => Step::Hub(Cmd::SetTopic { conn, room, topic }),
+            Err(message) => error(
+                None,
+                ErrorCode::InvalidText,
+                format!("invalid topic: {message}"),
+            ),
+        },
+        ClientFrame::History {
+            room,
+            before,
+            limit,
+        } => Step::Hub(Cmd::History {
+            conn,
+            room,
+            before,
+            limit,
+        }),
+        ClientFrame::Register { password } => Step::Hash(HashFor::Register, password.0),
+        ClientFrame::SetPassword { password } => Step::Hash(HashFor::SetPassword, password.0),
+        ClientFrame::AckOffline { up_to } => Step::Hub(Cmd::AckOffline { conn, up_to }),
+    }
+}
+
+fn leave(reason: DisconnectReason, message: impl Into<String>) -> Step {
+    Step::End(End::Leave(reason, message.into()))
+}
+
+fn error(tag: Option<u64>, code: ErrorCode, message: String) -> Step {
+    Step::Reply(ServerFrame::Error(ErrorFrame { tag, code, message }))
+}
+
+/// A topic is one line of valid text, or empty.
+fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.contains(['\n', '\r']) {
+        Err("a topic is one line".to_owned())
+    } else if topic.is_empty() {
+        Ok(())
+    } else {
+        names::validate_text(topic, MAX_TOPIC).map_err(|e| e.to_string())
+    }
+}
+
+/// Checks a message before it goes to the hub, so that the hub's work stays minimal.
+pub(super) fn check_outgoing(msg: &Outgoing, config: &Config) -> Result<(), ErrorFrame> {
+    let err = |code, message: String| ErrorFrame {
+        tag: Some(msg.tag),
+        code,
+        message,
+    };
+    let text = match &msg.body {
+        Body::Text(t) | Body::Action(t) => t,
+    };
+    if let Err(e) = names::validate_text(text, config.max_message_len) {
+        let code = match e {
+            names::TextError::TooLong { .. } => ErrorCode::MessageTooLong {
+                max: u32::try_from(config.max_message_len).unwrap_or(u32::MAX),
+            },
+            _ => ErrorCode::InvalidText,
+        };
+        return Err(err(code, e.to_string()));
+    }
+    match &msg.to {
+        Target::Room(room) => {
+            if let Err(e) = names::validate_room(room.strip_prefix('#').unwrap_or(room)) {
+                return Err(err(ErrorCode::NoSuchRoom(room.clone()), e.to_string()));
+            }
+        }
+        Target::Users(users) => {
+            if users.is_empty() || users.len() > config.max_targets {
+                let max = u32::try_from(config.max_targets).unwrap_or(u32::MAX);
+                return Err(err(
+                    ErrorCode::BadTargets { max },
+                    format!("a private message needs 1 to {max} recipients"),
+                ));
+            }
+        }
+    }
+    if msg.attrs.len() > MAX_ATTRS {
+        return Err(err(
+            ErrorCode::Unsupported,
+            format!("at most {MAX_ATTRS} message attributes are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// A quit message without control characters, cut to [`MAX_QUIT_MESSAGE`] bytes.
+fn clean_quit_message(reason: &str) -> String {
+    let mut out: String = reason.chars().filter(|c| !c.is_control()).collect();
+    if out.len() > MAX_QUIT_MESSAGE {
+        let mut cut = MAX_QUIT_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chat_core::protocol::{MessageAttr, Password, RelayHello};
+
+    use super::*;
+    use crate::ratelimit::RateConfig;
+
+    fn run(frame: ClientFrame, version: u16) -> Step {
+        let config = Config::default();
+        let mut limiter = RateLimiter::new(config.rate, Instant::now());
+        step(
+            Ok(Some(frame)),
+            7,
+            version,
+            &config,
+            &mut limiter,
+            Instant::now(),
+        )
+    }
+
+    fn say(text: &str, to: Target) -> ClientFrame {
+        ClientFrame::Send(Outgoing {
+            tag: 5,
+            to,
+            body: Body::Text(text.into()),
+            attrs: Vec::new(),
+        })
+    }
+
+    fn error_code(step: Step) -> ErrorCode {
+        match step {
+            Step::Reply(ServerFrame::Error(e)) => e.code,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_message_goes_to_the_hub_and_a_bad_one_is_answered() {
+        let lobby = || Target::Room("lobby".into());
+        assert!(matches!(
+            run(say("hi", lobby()), 2),
+            Step::Hub(Cmd::Send { conn: 7, .. })
+        ));
+        let long = "x".repeat(Config::default().max_message_len + 1);
+        assert!(matches!(
+            error_code(run(say(&long, lobby()), 2)),
+            ErrorCode::MessageTooLong { .. }
+        ));
+        assert_eq!(
+            error_code(run(say("hi\u{7}", lobby()), 2)),
+            ErrorCode::InvalidText
+        );
+        assert!(matches!(
+            error_code(run(say("hi", Target::Users(Vec::new())), 2)),
+            ErrorCode::BadTargets { .. }
+        ));
+        let mut many = say("hi", lobby());
+        if let ClientFrame::Send(m) = &mut many {
+            m.attrs = vec![MessageAttr::ExpiresIn(1); MAX_ATTRS + 1];
+        }
+        assert_eq!(error_code(run(many, 2)), ErrorCode::Unsupported);
+    }
+
+    #[test]
+    fn a_later_version_s_request_is_answered_not_acted_on() {
+        let join = || ClientFrame::Join {
+            room: "rust".into(),
+        };
+        assert_eq!(error_code(run(join(), 1)), ErrorCode::Unsupported);
+        assert!(matches!(run(join(), 2), Step::Hub(Cmd::EnterRoom { .. })));
+    }
+
+    #[test]
+    fn passwords_are_hashed_before_the_hub_sees_them() {
+        let register = ClientFrame::Register {
+            password: Password("s3cret-pw".into()),
+        };
+        match run(register, 2) {
+            Step::Hash(HashFor::Register, p) => assert_eq!(p, "s3cret-pw"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn quit_hello_and_topics() {
+        match run(
+            ClientFrame::Quit {
+                reason: format!("bye\u{1b}[2J{}", "é".repeat(200)),
+            },
+            2,
+        ) {
+            Step::End(End::Leave(DisconnectReason::Quit, m)) => {
+                assert!(
+                    m.starts_with("bye[2J") && m.len() <= MAX_QUIT_MESSAGE,
+                    "{m}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let relay = ClientFrame::RelayHello(RelayHello {
+            secret: "s".into(),
+            peer_addr: "127.0.0.1:1".into(),
+            relay: "test".into(),
+        });
+        assert!(matches!(
+            run(relay, 2),
+            Step::End(End::Leave(DisconnectReason::ProtocolError, _))
+        ));
+        let topic = |topic: &str| ClientFrame::SetTopic {
+            room: "rust".into(),
+            topic: topic.into(),
+        };
+        assert_eq!(error_code(run(topic("a\nb"), 2)), ErrorCode::InvalidText);
+        assert!(matches!(run(topic(""), 2), Step::Hub(Cmd::SetTopic { .. })));
+        assert!(matches!(
+            run(ClientFrame::Ping { nonce: 3 }, 2),
+            Step::Reply(ServerFrame::Pong { nonce: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn over_the_rate_limit_the_first_refusal_mutes_and_flooding_ends() {
+        let config = Config {
+            rate: RateConfig {
+                burst: 1,
+                per_sec: 1.0,
+                mute: Duration::from_secs(5),
+                kick_after: 2,
+            },
+            ..Config::default()
+        };
+        let now = Instant::now();
+        let mut limiter = RateLimiter::new(config.rate, now);
+        let mut next = || {
+            let frame = say("hi", Target::Room("lobby".into()));
+            step(Ok(Some(frame)), 7, 2, &config, &mut limiter, now)
+        };
+        assert!(matches!(next(), Step::Hub(_)));
+        assert!(matches!(
+            next(),
+            Step::Limited {
+                answer: ServerFrame::RateLimited { tag: Some(5), .. },
+                mute: Some(Cmd::RateLimited { conn: 7, .. }),
+            }
+        ));
+        assert!(matches!(next(), Step::Limited { mute: None, .. }));
+        let mut ended = false;
+        for _ in 0..4 {
+            if let Step::End(End::Leave(DisconnectReason::Flooding, _)) = next() {
+                ended = true;
+                break;
+            }
+        }
+        assert!(ended, "flooding while muted ends the connection");
+    }
+
+    #[test]
+    fn a_closed_or_broken_connection_ends() {
+        let config = Config::default();
+        let mut limiter = RateLimiter::new(config.rate, Instant::now());
+        let now = Instant::now();
+        assert!(matches!(
+            step(Ok(None), 1, 2, &config, &mut limiter, now),
+            Step::End(End::Leave(DisconnectReason::ConnectionClosed, _))
+        ));
+        let too_large = Err(FrameError::TooLarge { len: 9, max: 8 });
+        assert!(matches!(
+            step(too_large, 1, 2, &config, &mut limiter, now),
+            Step::End(End::Leave(DisconnectReason::ProtocolError, _))
+        ));
+    }
+}
