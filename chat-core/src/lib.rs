@@ -21,10 +21,8 @@ pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod frame;
-pub mod jsonl;
 pub mod names;
 pub mod protocol;
-pub mod service;
 
 pub use client::{Client, ClientError, ConnectOptions, connect};
 pub use connection::{Connection, FrameReader, FrameWriter};

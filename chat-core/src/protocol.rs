@@ -37,6 +37,7 @@ pub type MessageId = u64;
 pub type Timestamp = DateTime<Utc>;
 
 /// Everything a client can send.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientFrame {
     /// First frame of every client connection.
@@ -133,6 +134,7 @@ impl ClientFrame {
 }
 
 /// The handshake frame. Its layout never changes.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// The protocol version the client speaks.
@@ -159,6 +161,7 @@ impl std::fmt::Debug for Hello {
 
 /// A password in a frame: encoded as a plain string, never shown by `Debug` (so that no log
 /// or error message can contain it).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Password(pub String);
@@ -182,6 +185,7 @@ impl From<String> for Password {
 }
 
 /// Sent by a relay before the guest's `Hello`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayHello {
     /// The secret shared between the relay and the server.
@@ -203,6 +207,7 @@ impl std::fmt::Debug for RelayHello {
 }
 
 /// A message as a client sends it.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outgoing {
     /// Chosen by the client; echoed in the sender's copy of the message and in any error or
@@ -217,6 +222,7 @@ pub struct Outgoing {
 }
 
 /// Where a message goes.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     /// Everyone in a room.
@@ -244,6 +250,7 @@ impl Target {
 }
 
 /// The content of a message.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     /// Plain text; may contain newlines and tabs but no other control characters.
@@ -267,6 +274,7 @@ impl Body {
 }
 
 /// Optional attributes of a message. New kinds are added at the end.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageAttr {
     /// The message answers the message with this id.

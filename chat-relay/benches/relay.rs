@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use chat_core::client::{ConnectOptions, TcpClient, connect};
 use chat_core::protocol::ServerFrame;
-use chat_core::service::Secret;
 use chat_relay::{Config as RelayConfig, Relay};
 use chat_server::{Config as ServerConfig, Server};
+use chat_service::Secret;
 
 const PAIRS: usize = 4;
 const MESSAGES: usize = 20_000;

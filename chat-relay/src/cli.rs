@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_core::service::{Secret, parse_listen};
+use chat_service::{Secret, parse_listen_all};
 use clap::Parser;
 
 use crate::{Config, DEFAULT_PORT};
@@ -77,15 +77,10 @@ pub struct Cli {
 impl Cli {
     /// Resolves the command line into a [`Config`].
     pub fn into_config(self) -> Result<Config, String> {
-        let listen = self
-            .listen
-            .iter()
-            .map(|s| parse_listen(s, self.port))
-            .collect::<Result<Vec<_>, _>>()?;
-        let secret = match (self.relay_secret, &self.relay_secret_file) {
-            (Some(s), _) => s,
-            (None, Some(path)) => Secret::from_file(path)?,
-            (None, None) => {
+        let listen = parse_listen_all(&self.listen, self.port)?;
+        let secret = match Secret::resolve(self.relay_secret, self.relay_secret_file.as_deref())? {
+            Some(secret) => secret,
+            None => {
                 return Err(
                     "a relay secret is needed: set CHAT_RELAY_SECRET (the same as the \
                             server's), or use --relay-secret-file or --relay-secret"

@@ -25,7 +25,7 @@ use chat_core::protocol::{
     ClientFrame, HANDSHAKE_MAX_FRAME, MAX_SERVER_FRAME, RejectReason, Rejected, RelayHello,
     ServerFrame,
 };
-use chat_core::service::Secret;
+use chat_service::Secret;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
@@ -150,7 +150,7 @@ impl std::fmt::Display for StatsSnapshot {
 pub enum RelayError {
     /// A listen address could not be bound, or none was given.
     #[error(transparent)]
-    Listen(#[from] chat_core::service::ListenError),
+    Listen(#[from] chat_service::ListenError),
     /// The log file could not be opened.
     #[error("cannot open the log file {path}: {source}")]
     Log {
@@ -173,7 +173,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct Relay {
     config: Config,
-    listeners: Vec<TcpListener>,
+    listeners: chat_service::Listeners,
     log: Option<std::fs::File>,
     stats: Arc<Stats>,
 }
@@ -181,7 +181,7 @@ pub struct Relay {
 impl Relay {
     /// Binds every listen address and opens the log file.
     pub async fn bind(config: Config) -> Result<Relay, RelayError> {
-        let listeners = chat_core::service::bind_all(&config.listen).await?;
+        let listeners = chat_service::Listeners::bind(&config.listen).await?;
         let log = match &config.log_file {
             Some(path) => Some(log::open(path).map_err(|source| RelayError::Log {
                 path: path.clone(),
@@ -199,10 +199,7 @@ impl Relay {
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.local_addrs()
     }
 
     /// The live counters.
@@ -235,7 +232,7 @@ impl Relay {
         });
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
-        for listener in listeners {
+        for listener in listeners.into_inner() {
             tracker.spawn(accept_loop(
                 listener,
                 shared.clone(),
@@ -328,7 +325,7 @@ async fn accept_loop(
     token: CancellationToken,
     tracker: TaskTracker,
 ) {
-    while let Some((stream, peer)) = chat_core::service::accept(&listener, &token).await {
+    while let Some((stream, peer)) = chat_service::accept(&listener, &token).await {
         shared
             .stats
             .connections_total

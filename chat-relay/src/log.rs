@@ -72,10 +72,10 @@ impl LogSender {
 }
 
 pub(crate) fn open(path: &Path) -> std::io::Result<File> {
-    chat_core::jsonl::open(path)
+    chat_service::jsonl::open(path)
 }
 
 pub(crate) fn spawn(file: File, path: &Path) -> (LogSender, JoinHandle<()>) {
-    let (tx, handle) = chat_core::jsonl::spawn(file, path.to_owned(), LOG_QUEUE, "relay log");
+    let (tx, handle) = chat_service::jsonl::spawn(file, path.to_owned(), LOG_QUEUE, "relay log");
     (LogSender(tx), handle)
 }

@@ -2,22 +2,15 @@
 
 use std::process::ExitCode;
 
-use chat_core::service::ShutdownSignals;
 use chat_relay::Relay;
 use chat_relay::cli::Cli;
+use chat_service::ShutdownSignals;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    chat_service::console::init_logging();
     match serve(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

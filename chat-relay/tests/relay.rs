@@ -14,9 +14,9 @@ use chat_core::protocol::{
     ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME, PROTOCOL_VERSION,
     RejectReason, ServerFrame, Target,
 };
-use chat_core::service::Secret;
 use chat_core::{Connection, FrameReader};
 use chat_relay::{Config, Relay, RunningRelay};
+use chat_service::Secret;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

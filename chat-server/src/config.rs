@@ -260,16 +260,10 @@ impl Cli {
     /// memory.
     pub fn into_config(self, data_dir: Option<&Path>) -> anyhow::Result<Config> {
         let default_log = data_dir.map(|d| d.join("messages.jsonl"));
-        let listen = self
-            .listen
-            .iter()
-            .map(|s| parse_listen(s, self.port).map_err(anyhow::Error::msg))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let relay_secret = match (&self.relay_secret, &self.relay_secret_file) {
-            (Some(s), _) => Some(s.clone()),
-            (None, Some(path)) => Some(Secret::from_file(path).map_err(anyhow::Error::msg)?),
-            (None, None) => None,
-        };
+        let listen = parse_listen_all(&self.listen, self.port).map_err(anyhow::Error::msg)?;
+        let relay_secret =
+            Secret::resolve(self.relay_secret.clone(), self.relay_secret_file.as_deref())
+                .map_err(anyhow::Error::msg)?;
         if let Some(t) = &self.monitor_token {
             let t = t.expose();
             let url_safe = t
@@ -342,7 +336,7 @@ impl Cli {
     }
 }
 
-pub use chat_core::service::{Secret, parse_listen};
+pub use chat_service::{Secret, parse_listen, parse_listen_all};
 
 use crate::monitor::MonitorConfig;
 

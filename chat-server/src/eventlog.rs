@@ -1,5 +1,5 @@
 //! The message log: a JSON Lines file of [`crate::event::Event`] records (see
-//! [`chat_core::jsonl`] for how it is written).
+//! [`chat_service::jsonl`] for how it is written).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::event::SharedEvent;
 
-pub use chat_core::jsonl::open;
+pub use chat_service::jsonl::open;
 
 /// Records that may wait for the disk.
 pub const LOG_QUEUE: usize = 64 * 1024;
@@ -20,5 +20,5 @@ pub type LogSender = mpsc::Sender<SharedEvent>;
 /// Starts the writer on an opened file. The returned handle resolves once every sender has
 /// been dropped and everything was written and flushed.
 pub fn spawn(file: File, path: PathBuf) -> (LogSender, JoinHandle<()>) {
-    chat_core::jsonl::spawn(file, path, LOG_QUEUE, "message log")
+    chat_service::jsonl::spawn(file, path, LOG_QUEUE, "message log")
 }

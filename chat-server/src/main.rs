@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
-use chat_core::service::ShutdownSignals;
 use chat_server::{Cli, Server};
+use chat_service::ShutdownSignals;
 
 /// mimalloc instead of the system allocator: with thousands of connections coming and going,
 /// glibc's malloc keeps far more memory than the server uses (measured in
@@ -20,13 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    chat_service::console::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(release_free_memory)

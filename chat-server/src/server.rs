@@ -22,7 +22,7 @@ use crate::monitor::{Monitor, random_token};
 use crate::session::{self, Shared};
 use crate::stats::Stats;
 use crate::store::{Snapshot, SqliteStore, Store, StoreError, StoreHandle};
-use chat_core::service::{ListenError, Secret, accept, bind_all};
+use chat_service::{ListenError, Listeners, Secret, accept};
 
 /// Commands that may wait for the hub before sessions stop reading their sockets.
 const HUB_QUEUE: usize = 4096;
@@ -63,7 +63,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Server {
     config: Arc<Config>,
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
     log: Option<std::fs::File>,
     stats: Arc<Stats>,
     monitor: Option<BoundMonitor>,
@@ -102,7 +102,7 @@ impl Server {
     /// Binds every listening address, opens the message log and the database (applying its
     /// migrations) and loads what the server keeps in memory.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let listeners = bind_all(&config.listen).await?;
+        let listeners = Listeners::bind(&config.listen).await?;
         let (store, snapshot) = open_store(&config.db, config.history_replay)?;
         let log = match &config.log_file {
             Some(path) => Some(eventlog::open(path).map_err(|source| ServerError::Log {
@@ -115,7 +115,7 @@ impl Server {
             Some(m) => {
                 let mut addrs = vec![SocketAddr::new(m.listen, m.http_port)];
                 addrs.extend(m.ws_port.map(|port| SocketAddr::new(m.listen, port)));
-                let mut bound = bind_all(&addrs).await?.into_iter();
+                let mut bound = Listeners::bind(&addrs).await?.into_inner().into_iter();
                 let (Some(http), ws) = (bound.next(), bound.next()) else {
                     unreachable!("bind_all returns one listener per address")
                 };
@@ -141,10 +141,7 @@ impl Server {
 
     /// The addresses actually bound (with real port numbers).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.local_addrs()
     }
 
     /// The server's live counters.
@@ -186,18 +183,7 @@ impl Server {
             _ => (None, None),
         };
         let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
-        // The store thread reports each committed batch to the hub, which acknowledges it.
-        let to_hub = hub_tx.downgrade();
-        let spawned = StoreHandle::spawn(
-            store,
-            Box::new(move |result: Result<(), StoreError>, acks| {
-                if let Some(hub) = to_hub.upgrade() {
-                    let result = result.map_err(|e| e.to_string());
-                    let _ = hub.blocking_send(Cmd::Stored { result, acks });
-                }
-            }),
-        );
-        let (store, store_thread) = match spawned {
+        let (store, store_thread) = match start_store(store, &hub_tx) {
             Ok(spawned) => spawned,
             Err(e) => {
                 tracing::error!("{}", ServerError::StoreThread(e));
@@ -226,7 +212,7 @@ impl Server {
         });
         let slots = Arc::new(Semaphore::new(config.max_clients));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
-        for listener in listeners {
+        for listener in listeners.into_inner() {
             tracker.spawn(accept_loop(
                 listener,
                 shared.clone(),
@@ -239,21 +225,7 @@ impl Server {
         }
         let live_monitor = monitor.as_ref().map(|m| m.monitor.clone());
         if let (Some(m), Some(info)) = (monitor, info) {
-            let state = Arc::new(MonitorState::new(
-                m.monitor,
-                stats.clone(),
-                m.token,
-                info.http.port(),
-            ));
-            tracker.spawn(http::serve_http(
-                m.http,
-                state.clone(),
-                token.clone(),
-                tracker.clone(),
-            ));
-            if let Some(ws) = m.ws {
-                tracker.spawn(http::serve_ws(ws, state, token.clone(), tracker.clone()));
-            }
+            spawn_monitor(m, info, &stats, &token, &tracker);
         }
 
         shutdown.await;
@@ -290,6 +262,49 @@ impl Server {
             let _ = task.await;
         }
         tracing::info!("stopped: {}", stats.snapshot());
+    }
+}
+
+/// Starts the store thread; it reports each committed batch to the hub, which acknowledges
+/// it.
+fn start_store(
+    store: Box<dyn Store>,
+    hub: &mpsc::Sender<Cmd>,
+) -> std::io::Result<(StoreHandle<crate::hub::Ack>, std::thread::JoinHandle<()>)> {
+    let to_hub = hub.downgrade();
+    StoreHandle::spawn(
+        store,
+        Box::new(move |result: Result<(), StoreError>, acks| {
+            if let Some(hub) = to_hub.upgrade() {
+                let result = result.map_err(|e| e.to_string());
+                let _ = hub.blocking_send(Cmd::Stored { result, acks });
+            }
+        }),
+    )
+}
+
+/// Serves the monitor's page and feeds until `token` is cancelled.
+fn spawn_monitor(
+    m: BoundMonitor,
+    info: MonitorInfo,
+    stats: &Arc<Stats>,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let state = Arc::new(MonitorState::new(
+        m.monitor,
+        stats.clone(),
+        m.token,
+        info.http.port(),
+    ));
+    tracker.spawn(http::serve_http(
+        m.http,
+        state.clone(),
+        token.clone(),
+        tracker.clone(),
+    ));
+    if let Some(ws) = m.ws {
+        tracker.spawn(http::serve_ws(ws, state, token.clone(), tracker.clone()));
     }
 }
 

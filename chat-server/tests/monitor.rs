@@ -5,8 +5,8 @@ mod common;
 
 use std::net::SocketAddr;
 
-use chat_core::service::Secret;
 use chat_server::MonitorConfig;
+use chat_service::Secret;
 use common::*;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

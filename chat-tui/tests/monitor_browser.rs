@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chat_core::service::Secret;
 use chat_server::{Config, MonitorConfig, Server};
+use chat_service::Secret;
 use fantoccini::{ClientBuilder, Locator};
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -103,22 +103,9 @@ impl Hub {
             .filter(|(k, r)| k.as_str() != DEFAULT_ROOM && r.has(conn))
             .map(|(k, _)| k.clone())
             .collect();
-        let write = Write::Account {
-            key: key.clone(),
-            nick: nick.clone(),
-            hash,
-        };
-        let ack = Ack {
-            conn,
-            what: Acked::Registered {
-                key: key.clone(),
-                nick: nick.clone(),
-            },
-        };
-        if !self.store_acked(conn, write, ack) {
+        if !self.create_account(conn, &key, nick, hash) {
             return;
         }
-        self.accounts.add(nick);
         if let Some(m) = self.clients.get_mut(&conn) {
             m.logged_in = true;
         }
@@ -146,6 +133,34 @@ impl Hub {
             what: Acked::PasswordChanged,
         };
         self.store_acked(conn, Write::Password { key, hash }, ack);
+    }
+
+    /// Stores a new account for `conn` (confirmed with `Registered` once committed) and keeps
+    /// its nickname for it from now on; false (the client told) if the store cannot take it.
+    pub(super) fn create_account(
+        &mut self,
+        conn: ConnId,
+        key: &str,
+        nick: String,
+        hash: HashedPassword,
+    ) -> bool {
+        let write = Write::Account {
+            key: key.to_owned(),
+            nick: nick.clone(),
+            hash,
+        };
+        let ack = Ack {
+            conn,
+            what: Acked::Registered {
+                key: key.to_owned(),
+                nick: nick.clone(),
+            },
+        };
+        let stored = self.store_acked(conn, write, ack);
+        if stored {
+            self.accounts.add(nick);
+        }
+        stored
     }
 
     /// Queues a write whose client waits for the answer; false (the client told) if the

@@ -9,14 +9,13 @@ use chat_core::protocol::{
 };
 use chrono::Utc;
 
-use super::cmd::{Ack, Acked, JoinRequest, Login};
+use super::cmd::{JoinRequest, Login};
 use super::conn::{Caps, ConnId};
 use super::fanout::encode;
 use super::model::Member;
 use super::roster::{self, Order, WelcomeHead};
 use super::{Hub, SERVER_NAME};
 use crate::event::EventKind;
-use crate::store::Write;
 
 impl Hub {
     pub(super) fn join(&mut self, mut req: JoinRequest) {
@@ -188,21 +187,7 @@ impl Hub {
         let key = names::nick_keys(&nick).folded;
         if let Some(hash) = login.create {
             // Created at this login: confirmed like a /register once stored.
-            let write = Write::Account {
-                key: key.clone(),
-                nick: nick.clone(),
-                hash,
-            };
-            let ack = Ack {
-                conn,
-                what: Acked::Registered {
-                    key: key.clone(),
-                    nick: nick.clone(),
-                },
-            };
-            if self.store_acked(conn, write, ack) {
-                self.accounts.add(nick);
-            } else {
+            if !self.create_account(conn, &key, nick, hash) {
                 // Only accounts may stay, and this one cannot be stored now.
                 self.remove(
                     conn,

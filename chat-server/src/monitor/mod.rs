@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chat_core::service::Secret;
+use chat_service::Secret;
 use tokio::sync::mpsc;
 
 use crate::event::SharedEvent;
