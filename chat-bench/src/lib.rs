@@ -447,38 +447,11 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         tokio::spawn(report_progress(every, counters, opts, epoch))
     });
 
-    let per_publisher_rate = opts.rate.map(|r| r / opts.publishers.max(1) as f64);
-    let mut pub_tasks = Vec::with_capacity(publishers.len());
-    for (index, conn) in publishers.into_iter().enumerate() {
-        let (opts, counters) = (opts.clone(), counters.clone());
-        pub_tasks.push(tokio::spawn(async move {
-            publish(
-                protocol,
-                index,
-                conn,
-                &opts,
-                per_publisher_rate,
-                epoch,
-                counters,
-            )
-            .await
-        }));
-    }
-    let mut sent = 0u64;
-    for t in pub_tasks {
-        sent += t.await.map_err(|e| e.to_string())??;
-    }
+    let sent = publish_all(protocol, publishers, &opts, epoch, &counters).await?;
     let publish_s = epoch.elapsed().as_secs_f64();
     // Every subscriber should get every message.
     let _ = done_tx.send(Some(sent));
-    let mut latency = histogram()?;
-    let (mut received, mut reordered) = (0u64, 0u64);
-    for t in sub_tasks {
-        let seen = t.await.map_err(|e| e.to_string())??;
-        received += seen.received;
-        reordered += seen.reordered;
-        latency.add(&seen.latency).map_err(|e| e.to_string())?;
-    }
+    let (received, reordered, latency) = collect(sub_tasks).await?;
     let duration_s = epoch.elapsed().as_secs_f64();
     if let Some(p) = progress {
         p.abort();
@@ -528,6 +501,54 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         generator_cpu_ns_per_delivery: own_cpu_ns.map(|ns| ns / received.max(1) as f64),
         server_process,
     })
+}
+
+/// Starts every publisher and waits for them; returns how many messages they sent.
+async fn publish_all(
+    protocol: Protocol,
+    publishers: Vec<Conn>,
+    opts: &Options,
+    epoch: Instant,
+    counters: &Arc<Counters>,
+) -> Result<u64, String> {
+    let per_publisher_rate = opts.rate.map(|r| r / opts.publishers.max(1) as f64);
+    let mut pub_tasks = Vec::with_capacity(publishers.len());
+    for (index, conn) in publishers.into_iter().enumerate() {
+        let (opts, counters) = (opts.clone(), counters.clone());
+        pub_tasks.push(tokio::spawn(async move {
+            publish(
+                protocol,
+                index,
+                conn,
+                &opts,
+                per_publisher_rate,
+                epoch,
+                counters,
+            )
+            .await
+        }));
+    }
+    let mut sent = 0u64;
+    for t in pub_tasks {
+        sent += t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(sent)
+}
+
+/// Waits for every subscriber; returns the deliveries received, those out of order, and the
+/// latencies of all of them.
+async fn collect(
+    subscribers: Vec<tokio::task::JoinHandle<Result<Seen, String>>>,
+) -> Result<(u64, u64, Histogram<u64>), String> {
+    let mut latency = histogram()?;
+    let (mut received, mut reordered) = (0u64, 0u64);
+    for t in subscribers {
+        let seen = t.await.map_err(|e| e.to_string())??;
+        received += seen.received;
+        reordered += seen.reordered;
+        latency.add(&seen.latency).map_err(|e| e.to_string())?;
+    }
+    Ok((received, reordered, latency))
 }
 
 /// Prints a [`Progress`] line to stderr (and appends it to `--out`) every `every`.

@@ -7,6 +7,7 @@
 
 pub mod cli;
 mod growbuf;
+mod guest;
 mod log;
 mod metered;
 
@@ -17,27 +18,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use chat_core::FrameReader;
-use chat_core::frame::{FrameError, decode_payload, encode_frame, encode_frame_into};
-use chat_core::names::relayed_nick;
-use chat_core::protocol::{
-    ClientFrame, HANDSHAKE_MAX_FRAME, MAX_SERVER_FRAME, RejectReason, Rejected, RelayHello,
-    ServerFrame,
-};
+use chat_core::protocol::RejectReason;
 use chat_service::Secret;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use growbuf::GrowingBufReader;
 pub use log::LogRecord;
-use metered::Metered;
 
 /// Default port guests connect to.
 pub const DEFAULT_PORT: u16 = 9999;
@@ -345,7 +335,7 @@ async fn accept_loop(
                     let started = Instant::now();
                     let (mut r, mut w) = stream.into_split();
                     let message = "the relay is full; try again later";
-                    refuse(&mut r, &mut w, RejectReason::ServerFull, message).await;
+                    guest::refuse(&mut r, &mut w, RejectReason::ServerFull, message).await;
                     shared.log(LogRecord::new(peer, started, format!("refused: {message}")));
                 });
             }
@@ -378,335 +368,8 @@ async fn session(
     let started = Instant::now();
     shared.stats.connections_now.fetch_add(1, Ordering::Relaxed);
     let mut record = LogRecord::new(peer, started, String::new());
-    record.end = relay(stream, peer, &shared, &token, &mut record).await;
+    record.end = guest::relay(stream, peer, &shared, &token, &mut record).await;
     record.duration_ms = started.elapsed().as_millis() as u64;
     shared.stats.connections_now.fetch_sub(1, Ordering::Relaxed);
     shared.log(record);
-}
-
-/// Handshake, then forwarding. Returns how the connection ended, for the log.
-async fn relay(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: &Shared,
-    token: &CancellationToken,
-    record: &mut LogRecord,
-) -> String {
-    let config = &shared.config;
-    let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
-    let mut reader: FrameReader<OwnedReadHalf, ClientFrame> =
-        FrameReader::new(r, HANDSHAKE_MAX_FRAME);
-
-    // 1. The guest's Hello.
-    let first = tokio::select! {
-        res = tokio::time::timeout(config.handshake_timeout, reader.recv()) => res,
-        () = token.cancelled() => return "relay shutting down".to_owned(),
-    };
-    let refusal = match first {
-        Ok(Ok(Some(ClientFrame::Hello(_)))) => None,
-        Err(_) => Some((
-            RejectReason::HelloTimeout,
-            format!(
-                "no Hello received within {} s",
-                config.handshake_timeout.as_secs()
-            ),
-        )),
-        Ok(Ok(Some(_))) => Some((
-            RejectReason::ExpectedHello,
-            "the first frame must be Hello".to_owned(),
-        )),
-        Ok(Ok(None)) => return "closed before Hello".to_owned(),
-        Ok(Err(FrameError::TooLarge { len, max })) => Some((
-            RejectReason::FrameTooLarge,
-            format!("the first frame announces {len} bytes; the limit is {max}"),
-        )),
-        Ok(Err(ref e)) if e.is_protocol_violation() => Some((
-            RejectReason::Malformed,
-            format!("the first frame is not a valid Hello: {e}"),
-        )),
-        Ok(Err(e)) => return format!("connection error before Hello: {e}"),
-    };
-    let mut hello = match (first, refusal) {
-        (Ok(Ok(Some(ClientFrame::Hello(hello)))), None) => hello,
-        (_, Some((reason, message))) => {
-            return refused(shared, &mut reader.into_parts().0, &mut w, reason, message).await;
-        }
-        (_, None) => return "closed before Hello".to_owned(),
-    };
-    record.requested = Some(hello.nick.clone());
-
-    // 2. The nickname, as the server will see it.
-    let nick = match relayed_nick(&hello.nick) {
-        Ok(n) => n,
-        Err(rule) => {
-            let message = format!("invalid nickname {:?}: {rule}", hello.nick);
-            return refused(
-                shared,
-                &mut reader.into_parts().0,
-                &mut w,
-                RejectReason::InvalidNick(rule),
-                message,
-            )
-            .await;
-        }
-    };
-    record.nick = Some(nick.clone());
-    hello.nick = nick;
-
-    // 3. Our own connection to the server.
-    let connect = tokio::time::timeout(config.connect_timeout, TcpStream::connect(&config.server));
-    let upstream = tokio::select! {
-        res = connect => res,
-        () = token.cancelled() => return "relay shutting down".to_owned(),
-    };
-    let upstream = match upstream {
-        Ok(Ok(s)) => s,
-        failed => {
-            let message = match failed {
-                Ok(Err(e)) => format!(
-                    "the relay cannot reach the chat server: {}",
-                    describe_io(&e)
-                ),
-                _ => format!(
-                    "the chat server did not answer the relay within {} s",
-                    config.connect_timeout.as_secs()
-                ),
-            };
-            let mut r = reader.into_parts().0;
-            let unavailable = RejectReason::Unavailable;
-            return refused(shared, &mut r, &mut w, unavailable, message).await;
-        }
-    };
-    let _ = upstream.set_nodelay(true);
-
-    // 4. RelayHello and the rewritten Hello, then whatever the guest sent after its Hello.
-    let (mut client_read, leftover) = reader.into_parts();
-    let mut opening = BytesMut::new();
-    let relay_hello = ClientFrame::RelayHello(RelayHello {
-        secret: config.secret.expose().to_owned(),
-        peer_addr: peer.to_string(),
-        relay: concat!("chat-relay/", env!("CARGO_PKG_VERSION")).to_owned(),
-    });
-    let encoded =
-        encode_frame_into(&relay_hello, HANDSHAKE_MAX_FRAME, &mut opening).and_then(|()| {
-            encode_frame_into(
-                &ClientFrame::Hello(hello),
-                HANDSHAKE_MAX_FRAME,
-                &mut opening,
-            )
-        });
-    if let Err(e) = encoded {
-        // Only an over-long secret can get here.
-        let message = format!("the relay cannot present itself to the server: {e}");
-        let unavailable = RejectReason::Unavailable;
-        return refused(shared, &mut client_read, &mut w, unavailable, message).await;
-    }
-    opening.extend_from_slice(&leftover);
-    let leftover_len = leftover.len() as u64;
-    shared
-        .stats
-        .bytes_up
-        .fetch_add(leftover_len, Ordering::Relaxed);
-    let (server_read, mut server_write) = upstream.into_split();
-    if let Err(e) = server_write.write_all(&opening).await {
-        let message = format!("the connection to the chat server failed: {e}");
-        let unavailable = RejectReason::Unavailable;
-        return refused(shared, &mut client_read, &mut w, unavailable, message).await;
-    }
-
-    // 5. Both directions at once, bytes unchanged. Going down, the server's first frame
-    //    (Welcome or Rejected) is read whole first, noted for the log, and forwarded as is.
-    // Buffers that grow under load, so that one read and one write carry many frames, and
-    // stay small for a quiet guest.
-    let mut from_client = GrowingBufReader::new(
-        Metered::new(client_read, shared.stats.clone(), metered::Direction::Up),
-        COPY_BUFFER_MIN,
-        COPY_BUFFER,
-    );
-    let mut from_server = GrowingBufReader::new(
-        Metered::new(server_read, shared.stats.clone(), metered::Direction::Down),
-        COPY_BUFFER_MIN,
-        COPY_BUFFER,
-    );
-    // A guest that stops reading cannot hold its session forever.
-    let mut w = metered::StallGuard::new(w, config.stall_timeout);
-    let (up_done, down_done, cancelled) = {
-        let up = async {
-            let res = tokio::io::copy_buf(&mut from_client, &mut server_write).await;
-            // The guest is done sending (or gone): the server sees the end of its input.
-            let _ = server_write.shutdown().await;
-            res.map(drop)
-        };
-        let handshake_timeout = config.handshake_timeout;
-        let down = async {
-            let first =
-                tokio::time::timeout(handshake_timeout, read_raw_frame(&mut from_server)).await;
-            let (bytes, frame) = match first {
-                Ok(Ok(Some(answer))) => answer,
-                failed => {
-                    let message = match failed {
-                        Err(_) => format!(
-                            "the chat server did not answer within {} s",
-                            handshake_timeout.as_secs()
-                        ),
-                        Ok(Err(e)) if e.kind() != std::io::ErrorKind::ConnectionReset => {
-                            format!("the chat server's answer could not be read: {e}")
-                        }
-                        _ => "the chat server closed the connection".to_owned(),
-                    };
-                    return Down::Unavailable(message);
-                }
-            };
-            let refused_by_server = match frame {
-                Some(ServerFrame::Welcome(welcome)) => {
-                    record.server_nick = Some(welcome.nick);
-                    None
-                }
-                Some(ServerFrame::Rejected(r)) => Some(r.message),
-                _ => None,
-            };
-            let res = async {
-                w.write_all(&bytes).await?;
-                tokio::io::copy_buf(&mut from_server, &mut w).await?;
-                // The server is done: so is the guest's input.
-                w.shutdown().await
-            }
-            .await;
-            Down::Done(refused_by_server, res)
-        };
-        tokio::pin!(up, down);
-        let mut up_done: Option<std::io::Result<()>> = None;
-        let mut down_done: Option<Down> = None;
-        let cancelled = loop {
-            tokio::select! {
-                res = &mut up, if up_done.is_none() => up_done = Some(res),
-                res = &mut down, if down_done.is_none() => {
-                    // Unanswered handshake: the guest is told at once. A failed write to the
-                    // guest (gone, or not reading): nothing more can reach it.
-                    let unanswered = matches!(res, Down::Unavailable(_) | Down::Done(_, Err(_)));
-                    down_done = Some(res);
-                    if unanswered {
-                        break false;
-                    }
-                    if up_done.is_none() {
-                        // The server has closed; a guest that does not close in turn is let go
-                        // after a grace period, so that no connection is left behind.
-                        break tokio::select! {
-                            res = &mut up => { up_done = Some(res); false }
-                            () = tokio::time::sleep(CLOSE_GRACE) => false,
-                            () = token.cancelled() => true,
-                        };
-                    }
-                }
-                () = token.cancelled() => break true,
-            }
-            if up_done.is_some() && down_done.is_some() {
-                break false;
-            }
-        };
-        (up_done, down_done, cancelled)
-    };
-    record.bytes_from_client = leftover_len + from_client.get_ref().bytes();
-    record.bytes_to_client = from_server.get_ref().bytes();
-    match down_done {
-        // Nothing reached the guest yet: it is told in a refusal of our own.
-        Some(Down::Unavailable(message)) => {
-            let unavailable = RejectReason::Unavailable;
-            refused(shared, &mut from_client, &mut w, unavailable, message).await
-        }
-        Some(Down::Done(Some(message), _)) => format!("refused by the server: {message}"),
-        _ if cancelled => "relay shutting down".to_owned(),
-        Some(Down::Done(None, Err(e))) => format!("connection error: {e}"),
-        _ => match up_done {
-            Some(Err(e)) => format!("connection error: {e}"),
-            _ => "closed".to_owned(),
-        },
-    }
-}
-
-/// How the server-to-guest direction ended.
-enum Down {
-    /// The server never answered the handshake properly.
-    Unavailable(String),
-    /// Forwarding ended; with the server's refusal, if it refused.
-    Done(Option<String>, std::io::Result<()>),
-}
-
-/// Reads one whole frame as raw bytes (length prefix included) and decodes a copy of it.
-/// `Ok(None)` when the server closed the connection before sending anything.
-async fn read_raw_frame<R: tokio::io::AsyncRead + Unpin>(
-    stream: &mut R,
-) -> std::io::Result<Option<(Vec<u8>, Option<ServerFrame>)>> {
-    let mut header = [0u8; 4];
-    match stream.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes(header) as usize;
-    if len > MAX_SERVER_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("a frame of {len} bytes announced, over the limit of {MAX_SERVER_FRAME}"),
-        ));
-    }
-    // Grown as the bytes arrive, not allocated at the size the peer announces.
-    let mut bytes = header.to_vec();
-    (&mut *stream)
-        .take(len as u64)
-        .read_to_end(&mut bytes)
-        .await?;
-    if bytes.len() < 4 + len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let frame = decode_payload::<ServerFrame>(&bytes[4..]).ok();
-    Ok(Some((bytes, frame)))
-}
-
-/// Sends the guest a `Rejected` frame and closes; returns the log's ending.
-async fn refused<R, W>(
-    shared: &Shared,
-    r: &mut R,
-    w: &mut W,
-    reason: RejectReason,
-    message: String,
-) -> String
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-    refuse(r, w, reason, &message).await;
-    format!("refused: {message}")
-}
-
-/// Writes the refusal, closes the write side, and lets the guest read it before the socket
-/// goes (closing with unread input would reset the connection and lose the refusal).
-async fn refuse<R, W>(r: &mut R, w: &mut W, reason: RejectReason, message: &str)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let frame = ServerFrame::Rejected(Rejected {
-        reason,
-        message: message.to_owned(),
-    });
-    let linger = async {
-        if let Ok(bytes) = encode_frame(&frame, MAX_SERVER_FRAME) {
-            w.write_all(&bytes).await?;
-        }
-        w.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while r.read(&mut sink).await? > 0 {}
-        Ok::<(), std::io::Error>(())
-    };
-    let _ = tokio::time::timeout(REFUSAL_LINGER, linger).await;
-}
-
-fn describe_io(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-        _ => e.to_string(),
-    }
 }
