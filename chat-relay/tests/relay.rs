@@ -1,11 +1,9 @@
 //! The relay end to end: a real server and a real relay on ephemeral loopback ports, guests
 //! and direct clients talking through them.
 
-#[path = "../../chat-server/tests/common/mod.rs"]
-mod common;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chat_core::client::{ClientError, ConnectOptions, TcpClient, connect};
 use chat_core::frame::{decode_payload, encode_frame};
@@ -17,7 +15,7 @@ use chat_core::protocol::{
 use chat_core::{Connection, FrameReader};
 use chat_relay::{Config, Relay, RunningRelay};
 use chat_service::Secret;
-use common::*;
+use chat_testing::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -78,13 +76,9 @@ impl TestRelay {
 /// Waits until the relay has closed every connection.
 async fn wait_until_idle(relay: &TestRelay) {
     let stats = relay.running.stats();
-    tokio::time::timeout(WAIT, async {
-        while stats.snapshot().connections_now > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the relay closes its connections");
+    tokio::time::timeout(WAIT, until(|| stats.snapshot().connections_now == 0))
+        .await
+        .expect("the relay closes its connections");
 }
 
 async fn server_accepting_relays() -> TestServer {
@@ -435,12 +429,14 @@ async fn the_relay_log_has_one_line_per_connection() {
     assert!(g["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
 }
 
-#[tokio::test]
+/// The clock is paused: the silent connection's handshake timeout passes only as the test
+/// moves the clock.
+#[tokio::test(start_paused = true)]
 async fn bad_first_frames_and_limits_get_clear_refusals_and_others_carry_on() {
     let server = server_accepting_relays().await;
     let relay = TestRelay::start_with(server.addr, SECRET, |c| {
         c.max_clients = 3;
-        c.handshake_timeout = std::time::Duration::from_millis(300);
+        c.handshake_timeout = Duration::from_secs(3);
     })
     .await;
     let mut a = relay.guest("a").await;
@@ -469,7 +465,9 @@ async fn bad_first_frames_and_limits_get_clear_refusals_and_others_carry_on() {
         refusal_for(relay.addr, &not_hello).await.reason,
         RejectReason::ExpectedHello
     );
-    let silent = refusal_for(relay.addr, b"").await;
+    let silent = refusal_for(relay.addr, b"");
+    let step = Duration::from_millis(250);
+    let silent = advance_until(silent, step, Duration::from_secs(600)).await;
     assert_eq!(silent.reason, RejectReason::HelloTimeout);
 
     // The relay is full at three guests.
@@ -598,7 +596,9 @@ async fn a_server_that_hangs_up_without_answering_is_reported_to_the_guest() {
     );
 }
 
-#[tokio::test]
+/// The clock is paused: the guest's stall timeout passes only as the test moves the clock,
+/// a second for every 64 messages the guest does not read.
+#[tokio::test(start_paused = true)]
 async fn a_guest_that_stops_reading_does_not_hold_its_session() {
     let server = TestServer::start_with(|c| {
         c.relay_secret = Some(Secret::from(SECRET));
@@ -607,7 +607,7 @@ async fn a_guest_that_stops_reading_does_not_hold_its_session() {
     })
     .await;
     let relay = TestRelay::start_with(server.addr, SECRET, |c| {
-        c.stall_timeout = std::time::Duration::from_millis(500);
+        c.stall_timeout = Duration::from_secs(5);
     })
     .await;
     // The guest logs in, then never reads again.
@@ -616,20 +616,20 @@ async fn a_guest_that_stops_reading_does_not_hold_its_session() {
     let big = "y".repeat(4000);
     // Enough to fill every buffer between the server and the guest: the server drops the
     // guest, and the relay, unable to write to it, lets it go.
-    let mut n = 0;
-    loop {
+    let stats = relay.running.stats();
+    for n in 1.. {
         talker.sender.say("lobby", big.clone()).await.expect("send");
         expect_text(&mut talker, &big).await;
-        n += 1;
-        if relay.running.stats().snapshot().connections_now == 0 || n > 5000 {
+        if stats.snapshot().connections_now == 0 {
             break;
         }
+        assert!(n < 5000, "the relay never let the guest go");
         if n % 64 == 0 {
-            // Give the relay's clock a chance to run out between bursts.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::advance(Duration::from_secs(1)).await;
         }
     }
-    wait_until_idle(&relay).await;
+    let idle = until(|| stats.snapshot().connections_now == 0);
+    advance_until(idle, Duration::from_secs(1), Duration::from_secs(600)).await;
     drop(stuck);
     let log = relay.stop().await;
     assert!(

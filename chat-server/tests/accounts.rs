@@ -1,8 +1,6 @@
 //! Accounts, rooms, history and offline private messages, against in-process servers on port 0
 //! with their databases in temp dirs.
 
-mod common;
-
 use std::path::Path;
 use std::time::Instant;
 
@@ -14,7 +12,7 @@ use chat_core::protocol::{
 };
 use chat_server::login::FIRST_DELAY;
 use chat_server::{Config, DbLocation, GuestPolicy};
-use common::*;
+use chat_testing::*;
 use tokio::net::TcpStream;
 
 async fn login(server: &TestServer, nick: &str, password: &str) -> Result<TcpClient, ClientError> {

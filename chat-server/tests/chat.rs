@@ -1,14 +1,12 @@
 //! Normal chat behaviour: nicknames, broadcast, private messages, roster, log.
 
-mod common;
-
 use chat_core::client::{ClientError, ConnectOptions, connect};
 use chat_core::names::NickError;
 use chat_core::protocol::{
     DisconnectReason, ErrorCode, NickChange, RejectReason, ServerFrame, Target,
 };
+use chat_testing::*;
 use chrono::Utc;
-use common::*;
 
 #[tokio::test]
 async fn taken_nickname_gets_a_numeric_suffix() {

@@ -1,8 +1,6 @@
 //! Bad input of every kind gets a clear error for that client and leaves everyone else
 //! unaffected.
 
-mod common;
-
 use std::time::Duration;
 
 use chat_core::connection::FrameReader;
@@ -11,7 +9,7 @@ use chat_core::protocol::{
     ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME,
     MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RejectReason, ServerFrame,
 };
-use common::*;
+use chat_testing::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -249,18 +247,23 @@ async fn newer_client_is_served_at_the_servers_version() {
     server.stop().await;
 }
 
-#[tokio::test]
+/// A connection that never says Hello is refused once the Hello timeout has passed on the
+/// paused clock (shorter than the test's own wait for the refusal).
+#[tokio::test(start_paused = true)]
 async fn no_hello_in_time() {
-    with_bystanders_and(
-        |c| c.hello_timeout = Duration::from_millis(300),
-        |server| async move {
-            let (mut r, _w) = raw(&server).await;
-            let (reason, message) = rejection(&frames_until_close(&mut r).await);
-            assert_eq!(reason, RejectReason::HelloTimeout);
-            assert!(message.contains("no Hello"), "{message}");
-            server
-        },
-    )
+    let tweak = |c: &mut chat_server::Config| c.hello_timeout = Duration::from_secs(3);
+    with_bystanders_and(tweak, |server| async move {
+        let (mut r, _w) = raw(&server).await;
+        let step = Duration::from_millis(500);
+        let frames = advance_until(frames_until_close(&mut r), step, Duration::from_secs(600));
+        let (reason, message) = rejection(&frames.await);
+        assert_eq!(reason, RejectReason::HelloTimeout);
+        assert!(
+            message.contains("no Hello received within 3 s"),
+            "{message}"
+        );
+        server
+    })
     .await;
 }
 

@@ -1,13 +1,11 @@
 //! The monitor: HTTP endpoints, the WebSocket feed (backlog then live, in order, private
 //! messages included), access control, and viewer isolation.
 
-mod common;
-
 use std::net::SocketAddr;
 
 use chat_server::MonitorConfig;
 use chat_service::Secret;
-use common::*;
+use chat_testing::*;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -323,10 +321,10 @@ async fn a_viewer_that_stops_reading_is_closed_and_chat_goes_on() {
     // Far more than the socket buffers hold: the viewer's queue overflows.
     let text = "x".repeat(3000);
     const N: usize = 4000;
-    let common::TestClientParts {
+    let chat_testing::TestClientParts {
         mut sender,
         mut events,
-    } = common::parts(alice);
+    } = chat_testing::parts(alice);
     let send = async {
         for _ in 0..N {
             sender.say("lobby", text.clone()).await.expect("send");

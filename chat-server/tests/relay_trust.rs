@@ -1,13 +1,11 @@
 //! The relay handshake: only a connection presenting the shared secret may use `*` nicknames,
 //! and it must; the guest's real address is what gets logged.
 
-mod common;
-
 use chat_core::client::{ClientError, ConnectOptions, TcpClient, handshake};
 use chat_core::connection::Connection;
 use chat_core::names::NickError;
 use chat_core::protocol::{HANDSHAKE_MAX_FRAME, RejectReason, RelayHello, ServerFrame};
-use common::*;
+use chat_testing::*;
 use tokio::net::TcpStream;
 
 async fn via_relay(

@@ -1,13 +1,11 @@
 //! Graceful shutdown, in-process and as a real process receiving SIGTERM.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use chat_core::client::{ConnectOptions, connect};
 use chat_core::protocol::{DisconnectReason, ServerFrame};
-use common::*;
+use chat_testing::*;
 
 #[tokio::test]
 async fn shutdown_says_bye_to_everyone_and_flushes_the_log() {

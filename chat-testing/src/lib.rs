@@ -1,6 +1,6 @@
-//! Helpers shared by the server's integration tests: an in-process server on port 0 and
-//! clients that wait for specific frames with a timeout (never a sleep).
-#![allow(dead_code)]
+//! What the suite's end-to-end tests share: an in-process server on port 0, clients that wait
+//! for specific frames with a timeout (never a sleep), and a paused clock moved on demand for
+//! time-based behaviour (timeouts of minutes checked in milliseconds, without timing luck).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use chat_server::{Config, RunningServer, Server};
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+#[derive(Debug)]
 pub struct TestServer {
     pub addr: SocketAddr,
     pub log: PathBuf,
@@ -152,6 +153,7 @@ pub async fn still_chatting(a: &mut TcpClient, b: &mut TcpClient, text: &str) {
 }
 
 /// A client's two halves, to send and receive from different futures.
+#[derive(Debug)]
 pub struct TestClientParts {
     pub sender: chat_core::client::ClientSender<tokio::net::tcp::OwnedWriteHalf>,
     pub events: chat_core::client::ClientEvents<tokio::net::tcp::OwnedReadHalf>,
@@ -162,4 +164,49 @@ pub fn parts(client: TcpClient) -> TestClientParts {
         sender: client.sender,
         events: client.events,
     }
+}
+
+/// With the runtime's clock paused (`#[tokio::test(start_paused = true)]`), moves it forward
+/// `step` at a time until `done` completes, letting the real sockets do their work between
+/// steps; panics once `limit` of paused time has passed without it.
+///
+/// A server or relay with a log file keeps the paused clock from moving by itself (its writer
+/// is a blocking task), so its timeouts fire only when a test moves the clock: a timer armed
+/// after a step counts from there, and nothing depends on how fast the machine is.
+pub async fn advance_until<F: std::future::Future>(
+    done: F,
+    step: Duration,
+    limit: Duration,
+) -> F::Output {
+    tokio::pin!(done);
+    let mut advanced = Duration::ZERO;
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut done => return out,
+            () = real_pause() => {}
+        }
+        assert!(
+            advanced < limit,
+            "still waiting after {} s of paused time",
+            limit.as_secs()
+        );
+        tokio::time::advance(step).await;
+        advanced += step;
+    }
+}
+
+/// Returns once `cond` holds, checking it every few milliseconds of real time (see
+/// [`real_pause`]). Give it a limit: `tokio::time::timeout`, or [`advance_until`] with a paused
+/// clock.
+pub async fn until(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        real_pause().await;
+    }
+}
+
+/// A few milliseconds of real time, in which the runtime polls its sockets and runs what they
+/// woke; a paused clock does not move.
+pub async fn real_pause() {
+    let _ = tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5))).await;
 }
