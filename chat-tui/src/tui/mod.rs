@@ -3,7 +3,10 @@
 
 pub mod app;
 pub mod config;
+pub mod entry;
+pub mod layout;
 pub mod net;
 pub mod run;
+pub mod theme;
 pub mod ui;
 pub mod wrap;

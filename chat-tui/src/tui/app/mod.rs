@@ -24,8 +24,14 @@ use ratatui_textarea::{CursorMove, TextArea};
 use crate::command::{Command, older_server, parse, room_name, unsupported};
 use crate::event::sanitize_text;
 
+use super::entry::entry_height;
+use super::layout::{Panes, layout};
+use super::wrap::width as text_width;
+
 mod backoff;
 
+pub use super::config::Options;
+pub use super::entry::{Entry, EntryKind};
 pub use backoff::Backoff;
 
 /// Something that happened: input from the terminal, news from the network, or time passing.
@@ -83,30 +89,6 @@ pub enum Effect {
     Quit { reason: String },
     /// Exit now (nothing to say goodbye to).
     Exit,
-}
-
-/// Settings that do not change while running.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Show times in UTC.
-    pub utc: bool,
-    /// Use colours (off when `NO_COLOR` is set).
-    pub color: bool,
-    /// Lines kept per tab.
-    pub scrollback: usize,
-    /// Show the roster sidebar when the terminal is wide enough.
-    pub roster: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            utc: false,
-            color: true,
-            scrollback: 10_000,
-            roster: true,
-        }
-    }
 }
 
 /// The two screens.
@@ -298,35 +280,6 @@ impl TabKind {
             _ => false,
         }
     }
-}
-
-/// One line of history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    /// When it happened.
-    pub at: DateTime<Utc>,
-    /// What happened.
-    pub kind: EntryKind,
-}
-
-/// A message or a notice.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EntryKind {
-    /// A chat message.
-    Message {
-        from: String,
-        text: String,
-        action: bool,
-        /// Sent by us.
-        own: bool,
-        /// Mentions our nickname.
-        mention: bool,
-        /// From the server's history (or kept while we were offline): shown dimmed, with
-        /// its original time.
-        history: bool,
-    },
-    /// Something the client or the server says (joins, leaves, errors, ...).
-    Notice { text: String, error: bool },
 }
 
 /// Nickname completion in progress (repeated Tab cycles through the candidates).
@@ -2089,9 +2042,24 @@ impl App {
 
     // ----- scrolling -----
 
+    /// What the main screen's layout depends on besides the terminal's size.
+    pub fn panes(&self) -> Panes {
+        Panes {
+            input_lines: self.input.lines().len(),
+            roster_wanted: self.show_roster,
+            roster_focused: self.focus == Focus::Roster,
+            widest_nick: self
+                .roster
+                .iter()
+                .map(|u| text_width(&u.nick))
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
     /// The message pane, as laid out for the current size.
     pub fn message_area(&self) -> Rect {
-        crate::tui::ui::layout(Rect::new(0, 0, self.size.0, self.size.1), self).messages
+        layout(Rect::new(0, 0, self.size.0, self.size.1), self.panes()).messages
     }
 
     fn page(&self) -> usize {
@@ -2100,7 +2068,7 @@ impl App {
 
     fn entry_height(&self, tab: &Tab, seq: u64, width: u16) -> usize {
         let entry = &tab.entries[(seq - tab.first_seq) as usize];
-        crate::tui::ui::entry_lines(self, entry, width).len()
+        entry_height(entry, &self.opts, width)
     }
 
     fn scroll_up(&mut self, rows: usize) {
