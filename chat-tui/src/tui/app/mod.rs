@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use chat_core::names::{fold, validate_nick, validate_relayed_nick, validate_text};
+use chat_core::names::{fold, validate_text};
 use chat_core::protocol::{
     Body, ChatMessage, ClientFrame, DEFAULT_ROOM, DisconnectReason, ErrorCode, Limits, NickChange,
     Outgoing, PROTOCOL_VERSION, Password, ServerFrame, Target, UserInfo, Welcome,
@@ -29,10 +29,12 @@ use super::layout::{Panes, layout};
 use super::wrap::width as text_width;
 
 mod backoff;
+mod form;
 
 pub use super::config::Options;
 pub use super::entry::{Entry, EntryKind};
 pub use backoff::Backoff;
+pub use form::{ConnectForm, Field};
 
 /// Something that happened: input from the terminal, news from the network, or time passing.
 #[derive(Debug)]
@@ -98,67 +100,6 @@ pub enum Screen {
     Connect(Box<ConnectForm>),
     /// Chatting.
     Main,
-}
-
-/// The connect screen's fields (their `Debug` leaves the password out).
-pub struct ConnectForm {
-    /// Nickname field.
-    pub nick: TextArea<'static>,
-    /// Server field.
-    pub server: TextArea<'static>,
-    /// Password field (masked); empty connects as a guest.
-    pub password: TextArea<'static>,
-    /// Which field has the cursor.
-    pub field: Field,
-    /// Why the last attempt failed.
-    pub error: Option<String>,
-    /// An attempt is under way.
-    pub connecting: bool,
-}
-
-impl std::fmt::Debug for ConnectForm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectForm")
-            .field("nick", &self.nick.lines())
-            .field("server", &self.server.lines())
-            .field("password", &"<redacted>")
-            .field("field", &self.field)
-            .field("error", &self.error)
-            .field("connecting", &self.connecting)
-            .finish()
-    }
-}
-
-/// A field of the connect form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Nick,
-    Password,
-    Server,
-}
-
-impl Field {
-    fn next(self) -> Field {
-        match self {
-            Field::Nick => Field::Password,
-            Field::Password => Field::Server,
-            Field::Server => Field::Nick,
-        }
-    }
-
-    fn prev(self) -> Field {
-        self.next().next()
-    }
-}
-
-impl ConnectForm {
-    fn field_mut(&mut self, field: Field) -> &mut TextArea<'static> {
-        match field {
-            Field::Nick => &mut self.nick,
-            Field::Password => &mut self.password,
-            Field::Server => &mut self.server,
-        }
-    }
 }
 
 /// The state of the connection, as the status line shows it.
@@ -387,19 +328,7 @@ impl App {
     pub fn new(nick: Option<String>, server: String, opts: Options, now: Instant) -> Self {
         let show_roster = opts.roster;
         App {
-            screen: Screen::Connect(Box::new(ConnectForm {
-                nick: single_line(nick.as_deref().unwrap_or("")),
-                server: single_line(&server),
-                password: password_line(""),
-                // With the nickname given, the password is next (Enter alone: as a guest).
-                field: if nick.as_deref().is_some_and(|n| !n.is_empty()) {
-                    Field::Password
-                } else {
-                    Field::Nick
-                },
-                error: None,
-                connecting: false,
-            })),
+            screen: Screen::Connect(Box::new(ConnectForm::new(nick.as_deref(), &server))),
             opts,
             conn: ConnState::Idle,
             server,
@@ -473,16 +402,7 @@ impl App {
             Event::Paste(text) => {
                 let text = text.replace("\r\n", "\n").replace('\r', "\n");
                 match &mut self.screen {
-                    Screen::Connect(form) => {
-                        let field = form.field;
-                        let line = text.split('\n').next().unwrap_or("");
-                        let line = if field == Field::Password {
-                            line
-                        } else {
-                            line.trim()
-                        };
-                        form.field_mut(field).insert_str(line);
-                    }
+                    Screen::Connect(form) => form.paste(&text),
                     Screen::Main => {
                         self.focus = Focus::Input;
                         self.completion = None;
@@ -527,103 +447,12 @@ impl App {
         let cursor = Style::default().add_modifier(Modifier::REVERSED);
         let hidden = Style::default();
         if let Screen::Connect(form) = &mut self.screen {
-            for field in [Field::Nick, Field::Password, Field::Server] {
-                let style = if field == form.field { cursor } else { hidden };
-                form.field_mut(field).set_cursor_style(style);
-            }
+            form.show_cursor(cursor);
         }
         let input_focused =
             matches!(self.screen, Screen::Main) && self.focus == Focus::Input && !self.help;
         self.input
             .set_cursor_style(if input_focused { cursor } else { hidden });
-    }
-
-    // ----- connect screen -----
-
-    fn form_key(&mut self, key: KeyEvent) -> Vec<Effect> {
-        let Screen::Connect(form) = &mut self.screen else {
-            return Vec::new();
-        };
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        match key.code {
-            KeyCode::Char('c') if ctrl => return vec![Effect::Exit],
-            KeyCode::Esc => return vec![Effect::Exit],
-            KeyCode::Enter => return self.submit_form(),
-            _ if form.connecting => {}
-            KeyCode::Tab | KeyCode::Down => form.field = form.field.next(),
-            KeyCode::BackTab | KeyCode::Up => form.field = form.field.prev(),
-            _ => {
-                let field = form.field;
-                form.field_mut(field).input(key);
-            }
-        }
-        Vec::new()
-    }
-
-    fn submit_form(&mut self) -> Vec<Effect> {
-        let Screen::Connect(form) = &mut self.screen else {
-            return Vec::new();
-        };
-        if form.connecting {
-            return Vec::new();
-        }
-        let nick = form.nick.lines().concat().trim().to_owned();
-        let server = form.server.lines().concat().trim().to_owned();
-        let password = Some(form.password.lines().concat())
-            .filter(|p| !p.is_empty())
-            .map(Password);
-        let problem = if nick.is_empty() {
-            Some((Field::Nick, "enter a nickname".to_owned()))
-        } else if let Err(e) = if nick.starts_with('*') {
-            validate_relayed_nick(&nick)
-        } else {
-            validate_nick(&nick)
-        } {
-            Some((Field::Nick, format!("nickname not accepted: {e}")))
-        } else if server.is_empty() {
-            Some((
-                Field::Server,
-                "enter the server's address, host:port".to_owned(),
-            ))
-        } else if password.is_some() && nick.starts_with('*') {
-            Some((
-                Field::Password,
-                "guests through a relay (*names) have no account: leave the password empty"
-                    .to_owned(),
-            ))
-        } else if !server.contains(':') {
-            Some((
-                Field::Server,
-                format!("the server's address needs a port, as in {server}:12345"),
-            ))
-        } else {
-            None
-        };
-        if let Some((field, error)) = problem {
-            form.field = field;
-            form.error = Some(error);
-            return Vec::new();
-        }
-        form.error = None;
-        form.connecting = true;
-        self.requested_nick = nick.clone();
-        self.nick = nick.clone();
-        self.server = server.clone();
-        self.password.clone_from(&password);
-        self.conn = ConnState::Connecting;
-        vec![Effect::Connect {
-            server,
-            nick,
-            password,
-            delay: Duration::ZERO,
-        }]
-    }
-
-    /// Prefills the connect screen's password (from `--password`).
-    pub fn set_password(&mut self, password: &str) {
-        if let Screen::Connect(form) = &mut self.screen {
-            form.password = password_line(password);
-        }
     }
 
     // ----- main screen keys -----
@@ -2258,20 +2087,6 @@ fn mask_password(lines: &[String]) -> Vec<String> {
     std::iter::once(format!("{}{}", &first[..shown], bullets(&first[shown..])))
         .chain(rest.iter().map(|line| bullets(line)))
         .collect()
-}
-
-fn password_line(text: &str) -> TextArea<'static> {
-    let mut t = single_line(text);
-    t.set_mask_char('•');
-    t
-}
-
-fn single_line(text: &str) -> TextArea<'static> {
-    let mut t = TextArea::new(vec![text.to_owned()]);
-    t.set_cursor_line_style(Style::default());
-    t.set_style(Style::default().add_modifier(Modifier::UNDERLINED));
-    t.move_cursor(CursorMove::End);
-    t
 }
 
 fn input_area(text: &str) -> TextArea<'static> {
