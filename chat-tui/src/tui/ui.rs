@@ -28,9 +28,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 draw_roster(frame, r, app);
             }
             draw_status(frame, areas.status, app);
-            let input = app.input_view();
-            frame.render_widget(&*input, areas.input);
-            app.input_drawn(input);
+            frame.render_widget(&app.input().view(), areas.input);
             if app.help {
                 draw_help(frame, area, app);
             }

@@ -1,7 +1,6 @@
 //! The main screen's keys: the ones that work everywhere (help, tabs, paging, focus), then the
 //! roster's or the input line's, whichever has the keyboard ([`Focus`]).
 
-use chat_core::names::fold;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{App, Effect};
@@ -87,12 +86,7 @@ impl App {
             KeyCode::Enter => {
                 if let Some(user) = self.shown_roster().get(self.roster_selected) {
                     let nick = user.nick.clone();
-                    if fold(&nick) == fold(&self.nick) {
-                        self.notice_active("that is you; pick someone else to talk to", true);
-                    } else {
-                        let i = self.open_tab(&nick);
-                        self.select_tab(i);
-                    }
+                    self.query(&nick);
                 }
                 self.focus = Focus::Input;
             }
@@ -111,11 +105,11 @@ impl App {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         let shift = key.modifiers.contains(KeyModifiers::SHIFT);
         if key.code != KeyCode::Tab {
-            self.completion = None;
+            self.input.cancel_completion();
         }
         match key.code {
             KeyCode::Enter if alt || shift => {
-                self.input.insert_newline();
+                self.input.new_line();
                 Vec::new()
             }
             KeyCode::Enter => self.submit(),
@@ -127,16 +121,16 @@ impl App {
                 }
                 Vec::new()
             }
-            KeyCode::Up if self.input.cursor().0 == 0 => {
-                self.history_back();
+            KeyCode::Up if self.input.on_first_line() => {
+                self.input.history_back();
                 Vec::new()
             }
-            KeyCode::Down if self.input.cursor().0 + 1 >= self.input.lines().len() => {
-                self.history_forward();
+            KeyCode::Down if self.input.on_last_line() => {
+                self.input.history_forward();
                 Vec::new()
             }
             _ => {
-                self.input.input(key);
+                self.input.edit(key);
                 Vec::new()
             }
         }
@@ -144,7 +138,7 @@ impl App {
 
     /// Moves the keyboard between the input line and the roster.
     fn toggle_focus(&mut self) {
-        self.completion = None;
+        self.input.cancel_completion();
         self.focus = match self.focus {
             Focus::Input => {
                 self.roster_selected = self

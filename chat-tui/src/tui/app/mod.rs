@@ -3,28 +3,30 @@
 //! out (send a frame, ring the bell, connect, quit). Nothing here touches a terminal or a
 //! socket, so every behaviour can be tested by feeding events.
 
-use std::borrow::Cow;
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use chat_core::names::{fold, validate_text};
+use chat_core::names::fold;
 use chat_core::protocol::{
-    Body, ChatMessage, ClientFrame, DEFAULT_ROOM, DisconnectReason, ErrorCode, Limits, Outgoing,
+    Body, ChatMessage, ClientFrame, DEFAULT_ROOM, DisconnectReason, ErrorCode, Limits,
     PROTOCOL_VERSION, Password, ServerFrame, Target, UserInfo, Welcome,
 };
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseEvent};
+use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
-use ratatui_textarea::{CursorMove, TextArea};
 
-use crate::command::{Command, parse, room_name, unsupported};
 use crate::event::sanitize_text;
 
+use super::layout::layout;
+
 mod backoff;
+mod commands;
 mod conn;
 mod form;
+mod input;
 mod keys;
+mod outgoing;
 mod scroll;
 mod tabs;
 
@@ -33,7 +35,9 @@ pub use super::entry::{Entry, EntryKind};
 pub use backoff::Backoff;
 pub use conn::ConnState;
 pub use form::{ConnectForm, Field};
+pub use input::InputLine;
 pub use keys::Focus;
+pub use outgoing::Pending;
 pub use tabs::{Anchor, Tab, TabKind};
 
 /// Something that happened: input from the terminal, news from the network, or time passing.
@@ -102,25 +106,6 @@ pub enum Screen {
     Main,
 }
 
-/// A message waiting to be sent (typed while disconnected, or sent and not confirmed before
-/// the connection was lost).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pending {
-    /// Recipients.
-    pub to: Target,
-    /// What to say.
-    pub body: Body,
-}
-
-/// Nickname completion in progress (repeated Tab cycles through the candidates).
-#[derive(Debug, Clone)]
-struct Completion {
-    candidates: Vec<String>,
-    index: usize,
-    /// Characters inserted by the last completion (removed before inserting the next).
-    inserted: usize,
-}
-
 /// The whole client state.
 #[derive(Debug)]
 pub struct App {
@@ -157,8 +142,6 @@ pub struct App {
     history_asked: HashSet<String>,
     /// The password of a `/register` or `/password` waiting for the server's confirmation.
     new_password: Option<Password>,
-    /// Where the masked input line was scrolled when last drawn (see [`App::input_view`]).
-    masked_scroll: Cell<(u16, u16)>,
     /// The protocol version of the connection (the latest until a server says otherwise).
     server_version: u16,
     /// The server said this connection was replaced by another login to the account.
@@ -170,7 +153,7 @@ pub struct App {
     /// Which pane has the keyboard.
     pub focus: Focus,
     /// The input line.
-    pub input: TextArea<'static>,
+    input: InputLine,
     /// The help overlay is open.
     pub help: bool,
     /// The roster sidebar is wanted (F2 toggles).
@@ -186,10 +169,6 @@ pub struct App {
     /// Reconnect delays.
     pub backoff: Backoff,
     limits: Option<Limits>,
-    history: Vec<String>,
-    history_pos: Option<usize>,
-    draft: String,
-    completion: Option<Completion>,
     next_tag: u64,
     in_flight: HashMap<u64, (TabKind, Pending)>,
     ever_connected: bool,
@@ -202,9 +181,6 @@ pub struct App {
     /// Something changed since the last draw.
     pub dirty: bool,
 }
-
-/// Entries kept in the input history.
-const HISTORY: usize = 200;
 
 impl App {
     /// A client showing the connect screen prefilled with `nick` and `server`; with both given,
@@ -228,13 +204,12 @@ impl App {
             entered: HashSet::new(),
             history_asked: HashSet::new(),
             new_password: None,
-            masked_scroll: Cell::new((0, 0)),
             server_version: PROTOCOL_VERSION,
             replaced: false,
             offline_shown: 0,
             roster_selected: 0,
             focus: Focus::Input,
-            input: input_area(""),
+            input: InputLine::default(),
             help: false,
             show_roster,
             size: (80, 24),
@@ -243,10 +218,6 @@ impl App {
             wall: Utc::now(),
             backoff: Backoff::new(fastrand::Rng::new()),
             limits: None,
-            history: Vec::new(),
-            history_pos: None,
-            draft: String::new(),
-            completion: None,
             next_tag: 1,
             in_flight: HashMap::new(),
             ever_connected: false,
@@ -270,6 +241,7 @@ impl App {
         let effects = self.handle(event);
         self.dirty |= was_dirty;
         self.sync_styles();
+        self.lay_out();
         effects
     }
 
@@ -289,8 +261,7 @@ impl App {
                     Screen::Connect(form) => form.paste(&text),
                     Screen::Main => {
                         self.focus = Focus::Input;
-                        self.completion = None;
-                        self.input.insert_str(text);
+                        self.input.paste(&text);
                     }
                 }
                 Vec::new()
@@ -335,408 +306,39 @@ impl App {
             .set_cursor_style(if input_focused { cursor } else { hidden });
     }
 
-    // ----- input line -----
-
     /// The text in the input line.
     pub fn input_text(&self) -> String {
-        self.input.lines().join("\n")
+        self.input.text()
     }
 
-    /// The input line as it is drawn: once a password command and a space are typed, a copy
-    /// in which the command still shows and every character after it is a bullet, with the
-    /// cursor in the same place (the text area itself can only mask all of its text or none).
-    /// Draw it with [`App::input_drawn`] after, so that the copy drawn next scrolls on from
-    /// where this one was.
-    pub fn input_view(&self) -> Cow<'_, TextArea<'static>> {
-        if !hides_password(&self.input_text()) {
-            self.masked_scroll.set((0, 0));
-            return Cow::Borrowed(&self.input);
-        }
-        let mut view = TextArea::new(mask_password(self.input.lines()));
-        view.set_style(self.input.style());
-        view.set_cursor_style(self.input.cursor_style());
-        view.set_cursor_line_style(self.input.cursor_line_style());
-        let (rows, cols) = self.masked_scroll.get();
-        view.scroll((
-            i16::try_from(rows).unwrap_or(i16::MAX),
-            i16::try_from(cols).unwrap_or(i16::MAX),
-        ));
-        let (row, col) = (self.input.cursor().0, self.input.cursor().1);
-        view.move_cursor(CursorMove::Jump(
-            u16::try_from(row).unwrap_or(u16::MAX),
-            u16::try_from(col).unwrap_or(u16::MAX),
-        ));
-        Cow::Owned(view)
+    /// The input line.
+    pub fn input(&self) -> &InputLine {
+        &self.input
     }
 
-    /// The input line's view (from [`App::input_view`]) has been drawn.
-    pub fn input_drawn(&self, view: Cow<'_, TextArea<'static>>) {
-        if let Cow::Owned(masked) = view {
-            self.masked_scroll.set(masked.scroll_offset());
-        }
-    }
-
+    /// Replaces the text in the input line.
     fn set_input(&mut self, text: &str) {
-        self.input = input_area(text);
+        self.input.set(text);
     }
 
-    fn history_back(&mut self) {
-        if self.history.is_empty() {
-            return;
-        }
-        let pos = match self.history_pos {
-            None => {
-                self.draft = self.input_text();
-                self.history.len() - 1
-            }
-            Some(p) => p.saturating_sub(1),
-        };
-        self.history_pos = Some(pos);
-        let text = self.history[pos].clone();
-        self.set_input(&text);
-    }
-
-    fn history_forward(&mut self) {
-        let Some(pos) = self.history_pos else {
-            return;
-        };
-        if pos + 1 < self.history.len() {
-            self.history_pos = Some(pos + 1);
-            let text = self.history[pos + 1].clone();
-            self.set_input(&text);
-        } else {
-            self.history_pos = None;
-            let draft = std::mem::take(&mut self.draft);
-            self.set_input(&draft);
-        }
-    }
-
-    /// Completes the nickname before the cursor; false when there is no word to complete.
+    /// Completes the nickname before the cursor from everyone online and the private tabs;
+    /// false when there is no word to complete.
     fn complete(&mut self) -> bool {
-        if let Some(c) = &mut self.completion {
-            for _ in 0..c.inserted {
-                self.input.delete_char();
-            }
-            c.index = (c.index + 1) % c.candidates.len();
-            let text = c.candidates[c.index].clone();
-            c.inserted = text.chars().count();
-            self.input.insert_str(text);
-            return true;
-        }
-        let ratatui_textarea::DataCursor(row, col) = self.input.cursor();
-        let line: Vec<char> = self.input.lines()[row].chars().collect();
-        let start = line[..col]
-            .iter()
-            .rposition(|c| c.is_whitespace())
-            .map_or(0, |i| i + 1);
-        let word: String = line[start..col].iter().collect();
-        if word.is_empty() {
-            return false;
-        }
-        let prefix = fold(&word);
-        let me = fold(&self.nick);
-        let mut candidates: Vec<String> = self
-            .roster
-            .iter()
-            .map(|u| u.nick.clone())
-            .chain(self.tabs.iter().filter_map(|t| match &t.kind {
-                TabKind::Private { nick } => Some(nick.clone()),
-                TabKind::Lobby | TabKind::Room { .. } => None,
-            }))
-            .filter(|n| {
-                let f = fold(n);
-                f.starts_with(&prefix) && f != me
-            })
-            .collect();
-        candidates.sort_by_key(|n| fold(n));
-        candidates.dedup_by_key(|n| fold(n));
-        if candidates.is_empty() {
-            return true; // nothing to complete, but Tab was meant for the word
-        }
-        let suffix = if row == 0 && start == 0 { ": " } else { " " };
-        let candidates: Vec<String> = candidates.into_iter().map(|n| n + suffix).collect();
-        for _ in start..col {
-            self.input.delete_char();
-        }
-        let text = candidates[0].clone();
-        self.completion = Some(Completion {
-            inserted: text.chars().count(),
-            candidates,
-            index: 0,
+        let privates = self.tabs.iter().filter_map(|t| match &t.kind {
+            TabKind::Private { nick } => Some(nick.clone()),
+            TabKind::Lobby | TabKind::Room { .. } => None,
         });
-        self.input.insert_str(text);
-        true
+        let names = self.roster.iter().map(|u| u.nick.clone()).chain(privates);
+        self.input.complete(names, &self.nick)
     }
 
-    fn submit(&mut self) -> Vec<Effect> {
-        let text = self.input_text();
-        if text.trim().is_empty() {
-            return Vec::new();
+    /// Works out where the text fields on screen are scrolled to, as drawing will show them.
+    fn lay_out(&mut self) {
+        if let Screen::Main = self.screen {
+            let screen = Rect::new(0, 0, self.size.0, self.size.1);
+            let area = layout(screen, self.panes()).input;
+            self.input.lay_out(area);
         }
-        // Lines that carry a password are not kept for Up to bring back.
-        if !password_command(&text) && self.history.last() != Some(&text) {
-            self.history.push(text.clone());
-            if self.history.len() > HISTORY {
-                self.history.remove(0);
-            }
-        }
-        self.history_pos = None;
-        self.draft.clear();
-        let Some(command) = parse(&text) else {
-            return Vec::new();
-        };
-        let tab = self.tabs[self.active].kind.clone();
-        let (effects, keep) = match command {
-            Command::Say(text) => self.send_to_tab(tab, Body::Text(text)),
-            Command::Me(text) => self.send_to_tab(tab, Body::Action(text)),
-            Command::Msg { to, text } => {
-                let first = to[0].clone();
-                self.send(
-                    TabKind::Private { nick: first },
-                    Target::Users(to),
-                    Body::Text(text),
-                )
-            }
-            Command::Query(nick) => {
-                if fold(&nick) == fold(&self.nick) {
-                    self.notice_active("that is you; pick someone else to talk to", true);
-                    (Vec::new(), true)
-                } else {
-                    let i = self.open_tab(&nick);
-                    self.select_tab(i);
-                    (Vec::new(), false)
-                }
-            }
-            Command::Who => {
-                let room = tab.room().unwrap_or(DEFAULT_ROOM).to_owned();
-                self.request(ClientFrame::Who { room })
-            }
-            Command::Clear => {
-                let tab = &mut self.tabs[self.active];
-                tab.first_seq += tab.entries.len() as u64;
-                tab.entries.clear();
-                tab.scroll = None;
-                (Vec::new(), false)
-            }
-            Command::Close => (self.close_tab(self.active), false),
-            Command::Join(room) => {
-                let room = room_name(&room).to_owned();
-                let folded = fold(&room);
-                self.request_then(ClientFrame::Join { room }, |app| {
-                    app.joining = Some(folded);
-                })
-            }
-            Command::Part(room) => match room.as_deref().map(room_name).or(tab.room()) {
-                Some(room) => {
-                    let room = room.to_owned();
-                    self.request(ClientFrame::Part { room })
-                }
-                None => {
-                    self.notice_active("/part #room, or /part in a room's tab", true);
-                    (Vec::new(), true)
-                }
-            },
-            Command::Rooms => self.request(ClientFrame::ListRooms),
-            Command::Topic(topic) => match tab.room() {
-                Some(room) => {
-                    let room = room.to_owned();
-                    self.request(ClientFrame::SetTopic { room, topic })
-                }
-                None => {
-                    self.notice_active("/topic works in a room's tab", true);
-                    (Vec::new(), true)
-                }
-            },
-            Command::History(limit) => match tab.room() {
-                Some(room) => {
-                    let room = room.to_owned();
-                    let before = self.tabs[self.active].oldest_id;
-                    let folded = fold(&room);
-                    let history = ClientFrame::History {
-                        room,
-                        before,
-                        limit,
-                    };
-                    self.request_then(history, |app| {
-                        app.history_asked.insert(folded);
-                    })
-                }
-                None => {
-                    self.notice_active("/history works in a room's tab", true);
-                    (Vec::new(), true)
-                }
-            },
-            Command::Register(password) => {
-                let frame = ClientFrame::Register {
-                    password: password.clone(),
-                };
-                self.request_then(frame, |app| app.new_password = Some(password))
-            }
-            Command::Password(password) => {
-                let frame = ClientFrame::SetPassword {
-                    password: password.clone(),
-                };
-                self.request_then(frame, |app| app.new_password = Some(password))
-            }
-            Command::Room(room) => {
-                let kind = TabKind::Room {
-                    name: room_name(&room).to_owned(),
-                };
-                let found = if fold(room_name(&room)) == DEFAULT_ROOM {
-                    Some(0)
-                } else {
-                    self.tabs.iter().position(|t| t.kind.is(&kind))
-                };
-                match found {
-                    Some(i) => {
-                        self.select_tab(i);
-                        (Vec::new(), false)
-                    }
-                    None => {
-                        let text = format!("you are not in #{}: /join it", room_name(&room));
-                        self.notice_active(&text, true);
-                        (Vec::new(), true)
-                    }
-                }
-            }
-            Command::Reconnect => (self.reconnect_now(), false),
-            Command::Help => {
-                self.help = true;
-                (Vec::new(), false)
-            }
-            Command::Quit(reason) => (self.quit(reason), false),
-            Command::Invalid(why) => {
-                self.notice_active(&why, true);
-                (Vec::new(), true)
-            }
-        };
-        if !keep {
-            self.set_input("");
-        }
-        effects
-    }
-
-    /// [`App::request`], and `then` once it goes out (what the client expects of the answer
-    /// is kept only for a request that was sent).
-    fn request_then(
-        &mut self,
-        frame: ClientFrame,
-        then: impl FnOnce(&mut Self),
-    ) -> (Vec<Effect>, bool) {
-        let sent = self.request(frame);
-        if !sent.0.is_empty() {
-            then(self);
-        }
-        sent
-    }
-
-    /// Sends a request that needs a connection (not queued while disconnected), if the
-    /// server speaks a version of the protocol that has it.
-    fn request(&mut self, frame: ClientFrame) -> (Vec<Effect>, bool) {
-        if self.conn == ConnState::Connected {
-            if let Some(why) = unsupported(&frame, self.server_version) {
-                self.notice_active(&why, true);
-                return (Vec::new(), true);
-            }
-            (vec![Effect::Send(frame)], false)
-        } else {
-            self.notice_active("not connected", true);
-            (Vec::new(), true)
-        }
-    }
-
-    /// Sends text typed in a tab to that tab's room or user. A private message to someone
-    /// offline goes to the server too: a registered user gets it at their next login (the
-    /// server says so), anyone else is reported not online.
-    fn send_to_tab(&mut self, tab: TabKind, body: Body) -> (Vec<Effect>, bool) {
-        let target = match &tab {
-            TabKind::Lobby => Target::Room(DEFAULT_ROOM.to_owned()),
-            TabKind::Room { name } => Target::Room(name.clone()),
-            TabKind::Private { nick } => Target::Users(vec![nick.clone()]),
-        };
-        self.send(tab, target, body)
-    }
-
-    /// Sends a message now, or queues it while disconnected. Returns the effects and whether
-    /// the input must be kept (the message was refused locally).
-    fn send(&mut self, tab: TabKind, target: Target, body: Body) -> (Vec<Effect>, bool) {
-        let text = match &body {
-            Body::Text(t) | Body::Action(t) => t,
-        };
-        let max = self
-            .limits
-            .as_ref()
-            .map_or(4096, |l| l.max_message_len as usize);
-        if let Err(e) = validate_text(text, max) {
-            self.notice_active(&format!("message not sent: {e}"), true);
-            return (Vec::new(), true);
-        }
-        let i = self.tab_for(&tab);
-        if self.conn == ConnState::Connected && self.tabs[i].pending.is_empty() {
-            return (vec![self.frame_for(tab, target, body)], false);
-        }
-        // Queued behind what is already waiting, shown as pending in its tab.
-        self.tabs[i].pending.push(Pending { to: target, body });
-        (self.flush_pending(), false)
-    }
-
-    /// Sends what is pending, as far as the connection, the recipients and the server's rate
-    /// limit allow; schedules the rest.
-    fn flush_pending(&mut self) -> Vec<Effect> {
-        if self.conn != ConnState::Connected || self.flush_at.is_some_and(|at| at > self.now) {
-            return Vec::new();
-        }
-        self.flush_at = None;
-        let (burst, interval) = self.limits.as_ref().map_or((1, 1000), |l| {
-            (l.rate_burst as usize, u64::from(l.rate_interval_ms))
-        });
-        // Leave room in the burst for pings and for what the user types meanwhile.
-        let budget = burst.saturating_sub(2).max(1);
-        let mut effects = Vec::new();
-        let mut waiting = false;
-        for i in 0..self.tabs.len() {
-            let kind = self.tabs[i].kind.clone();
-            if let TabKind::Private { nick } = &kind
-                && !self.is_online(nick)
-            {
-                continue; // sent when they are back
-            }
-            while !self.tabs[i].pending.is_empty() {
-                if effects.len() >= budget {
-                    waiting = true;
-                    break;
-                }
-                let p = self.tabs[i].pending.remove(0);
-                effects.push(self.frame_for(kind.clone(), p.to, p.body));
-            }
-        }
-        if waiting {
-            let wait = Duration::from_millis(interval.saturating_mul(effects.len() as u64));
-            self.flush_at = Some(self.now + wait);
-        }
-        effects
-    }
-
-    /// Puts an unconfirmed message back at the front of its tab's queue.
-    fn requeue(&mut self, kind: &TabKind, p: Pending) {
-        let i = self.tab_for(kind);
-        self.tabs[i].pending.insert(0, p);
-    }
-
-    fn frame_for(&mut self, tab: TabKind, to: Target, body: Body) -> Effect {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        let pending = Pending {
-            to: to.clone(),
-            body: body.clone(),
-        };
-        self.in_flight.insert(tag, (tab, pending));
-        Effect::Send(ClientFrame::Send(Outgoing {
-            tag,
-            to,
-            body,
-            attrs: Vec::new(),
-        }))
     }
 
     /// The people the sidebar shows: the members of the room on screen (everyone online in
@@ -1254,65 +856,4 @@ pub fn mentions(text: &str, nick: &str) -> bool {
     text.match_indices(&nick).any(|(i, m)| {
         !word(text[..i].chars().next_back()) && !word(text[i + m.len()..].chars().next())
     })
-}
-
-/// Whether `line` is a command whose argument is a password (`/register`, `/password`).
-fn password_command(line: &str) -> bool {
-    let first = line.split_whitespace().next().unwrap_or("");
-    ["/register", "/password", "/passwd"]
-        .iter()
-        .any(|p| first.eq_ignore_ascii_case(p))
-}
-
-/// Whether the input line must hide what is typed: a password command followed by a space
-/// or a new line (what follows is the password either way).
-fn hides_password(line: &str) -> bool {
-    password_command(line) && line.trim_start().contains(char::is_whitespace)
-}
-
-/// The lines of a password command with everything after the command word and the spaces
-/// that follow it replaced by bullets, one per character.
-fn mask_password(lines: &[String]) -> Vec<String> {
-    let bullets = |text: &str| "•".repeat(text.chars().count());
-    let Some((first, rest)) = lines.split_first() else {
-        return Vec::new();
-    };
-    let word_start = first.len() - first.trim_start().len();
-    let word_end = first[word_start..]
-        .find(char::is_whitespace)
-        .map_or(first.len(), |i| word_start + i);
-    let after = &first[word_end..];
-    let shown = word_end + (after.len() - after.trim_start().len());
-    std::iter::once(format!("{}{}", &first[..shown], bullets(&first[shown..])))
-        .chain(rest.iter().map(|line| bullets(line)))
-        .collect()
-}
-
-fn input_area(text: &str) -> TextArea<'static> {
-    let mut t = TextArea::new(text.split('\n').map(str::to_owned).collect());
-    t.set_cursor_line_style(Style::default());
-    t.set_placeholder_style(Style::default().add_modifier(Modifier::DIM));
-    t.set_placeholder_text("type a message, /help for commands");
-    t.move_cursor(CursorMove::Bottom);
-    t.move_cursor(CursorMove::End);
-    t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn masked(lines: &[&str]) -> Vec<String> {
-        mask_password(&lines.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn a_password_command_keeps_its_word_and_hides_the_rest() {
-        assert_eq!(masked(&["/register s3cret"]), ["/register ••••••"]);
-        assert_eq!(masked(&["  /password  old new"]), ["  /password  •••••••"]);
-        assert_eq!(masked(&["/passwd"]), ["/passwd"]);
-        assert_eq!(masked(&["/register", "s3cret"]), ["/register", "••••••"]);
-        // One bullet per character, whatever its width.
-        assert_eq!(masked(&["/register 秘密é"]), ["/register •••"]);
-    }
 }

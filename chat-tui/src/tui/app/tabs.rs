@@ -64,7 +64,7 @@ impl App {
             self.active = i;
             self.tabs[i].unread = 0;
             self.tabs[i].highlight = false;
-            self.completion = None;
+            self.input.cancel_completion();
         }
     }
 
