@@ -214,7 +214,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         ConnState::Connecting => "connecting…".to_owned(),
         ConnState::Connected => "connected".to_owned(),
         ConnState::Waiting { until, .. } => {
-            let left = until.saturating_duration_since(app.now);
+            let left = until.saturating_duration_since(app.now());
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             format!("disconnected — reconnecting in {secs}s")
         }
@@ -337,7 +337,8 @@ fn draw_connect(frame: &mut Frame, area: Rect, app: &App) {
             theme.dim()
         };
         frame.render_widget(Paragraph::new(label).style(label_style), l);
-        frame.render_widget(field, f);
+        // A copy, laid out by the app already: drawing writes nothing back.
+        frame.render_widget(&field.clone(), f);
     }
     let message = if form.connecting {
         Line::styled(format!("connecting to {}…", app.server), theme.dim())

@@ -9,7 +9,9 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::{Modifier, Style};
 use ratatui_textarea::{CursorMove, TextArea};
 
+use super::input::render_off_screen;
 use super::{App, ConnState, Effect, Screen};
+use crate::tui::layout::ConnectAreas;
 
 impl App {
     /// A key on the connect screen.
@@ -181,6 +183,16 @@ impl ConnectForm {
             line.trim()
         };
         self.field_mut(field).insert_str(line);
+    }
+
+    /// Works out where each field is scrolled to, as drawing it in `areas` will show it.
+    pub(super) fn lay_out(&mut self, areas: &ConnectAreas) {
+        for (field, (_, area)) in [Field::Nick, Field::Password, Field::Server]
+            .into_iter()
+            .zip(areas.fields)
+        {
+            render_off_screen(self.field_mut(field), area);
+        }
     }
 
     /// Shows the cursor, in `style`, only in the field that has it.

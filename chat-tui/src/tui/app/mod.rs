@@ -14,7 +14,7 @@ use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseEvent};
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 
-use super::layout::layout;
+use super::layout::{connect_layout, layout};
 
 mod backoff;
 mod commands;
@@ -47,14 +47,36 @@ pub enum Event {
     Paste(String),
     /// A mouse event (the wheel scrolls).
     Mouse(MouseEvent),
-    /// The terminal was resized.
+    /// The terminal's size: at start, and whenever it changes.
     Resize { width: u16, height: u16 },
+    /// The time now. The driver sends it before every other event, so that what that event
+    /// does is stamped and timed right; by itself it changes nothing on screen.
+    Clock(Clock),
     /// News from the network task.
     Net(NetEvent),
-    /// Time passed (drives the reconnect countdown).
+    /// A second passed: the reconnect countdown moves, and queued messages may be due.
     Tick,
     /// The terminal went away (input closed, SIGHUP, SIGTERM).
     Hangup,
+}
+
+/// The time, as the driver read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// For delays and countdowns.
+    pub now: Instant,
+    /// The wall-clock time, which stamps the client's own notices.
+    pub wall: DateTime<Utc>,
+}
+
+impl Clock {
+    /// The system's clocks, now.
+    pub fn read() -> Self {
+        Clock {
+            now: Instant::now(),
+            wall: Utc::now(),
+        }
+    }
 }
 
 /// What the network task reports.
@@ -156,14 +178,14 @@ pub struct App {
     pub help: bool,
     /// The roster sidebar is wanted (F2 toggles).
     pub show_roster: bool,
-    /// Terminal size.
-    pub size: (u16, u16),
+    /// Terminal size, from the last [`Event::Resize`].
+    size: (u16, u16),
     /// Last measured round trip.
     pub lag: Option<Duration>,
     /// The time, as of the current event.
-    pub now: Instant,
+    now: Instant,
     /// The wall-clock time, as of the current event (stamps the client's own notices).
-    pub wall: DateTime<Utc>,
+    wall: DateTime<Utc>,
     /// Reconnect delays.
     pub backoff: Backoff,
     limits: Option<Limits>,
@@ -177,7 +199,7 @@ pub struct App {
     /// Leaving on purpose to come back under the requested nickname.
     reclaiming: bool,
     /// Something changed since the last draw.
-    pub dirty: bool,
+    dirty: bool,
 }
 
 impl App {
@@ -272,6 +294,12 @@ impl App {
                 self.size = (width, height);
                 Vec::new()
             }
+            Event::Clock(clock) => {
+                self.now = clock.now;
+                self.wall = clock.wall;
+                self.dirty = false;
+                Vec::new()
+            }
             Event::Net(net) => self.net(net),
             Event::Hangup => {
                 // The terminal is gone: nobody can confirm anything.
@@ -304,6 +332,31 @@ impl App {
             .set_cursor_style(if input_focused { cursor } else { hidden });
     }
 
+    /// The time, as of the current event (see [`Event::Clock`]).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The wall-clock time, as of the current event.
+    pub fn wall(&self) -> DateTime<Utc> {
+        self.wall
+    }
+
+    /// The terminal's size, as of the last [`Event::Resize`]: (width, height).
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
+    /// Something changed since the last draw.
+    pub fn needs_redraw(&self) -> bool {
+        self.dirty
+    }
+
+    /// The driver drew the screen: nothing needs drawing until something changes.
+    pub fn drawn(&mut self) {
+        self.dirty = false;
+    }
+
     /// The text in the input line.
     pub fn input_text(&self) -> String {
         self.input.text()
@@ -332,10 +385,12 @@ impl App {
 
     /// Works out where the text fields on screen are scrolled to, as drawing will show them.
     fn lay_out(&mut self) {
-        if let Screen::Main = self.screen {
-            let screen = Rect::new(0, 0, self.size.0, self.size.1);
-            let area = layout(screen, self.panes()).input;
-            self.input.lay_out(area);
+        let screen = Rect::new(0, 0, self.size.0, self.size.1);
+        if let Screen::Connect(form) = &mut self.screen {
+            form.lay_out(&connect_layout(screen));
+            return;
         }
+        let area = layout(screen, self.panes()).input;
+        self.input.lay_out(area);
     }
 }
