@@ -14,7 +14,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::command::{Command, parse, room_name};
-use crate::event::LineEvent;
+use crate::line_event::LineEvent;
 use chat_core::names::fold;
 
 /// How the line client was asked to behave.
@@ -84,7 +84,10 @@ pub async fn run(opts: LineOptions) -> u8 {
         Ok(c) => c,
         Err(e) => {
             // The text can quote the server (a refusal's message): never print it raw.
-            eprintln!("chat-tui: {}", crate::event::sanitize_line(&e.to_string()));
+            eprintln!(
+                "chat-tui: {}",
+                crate::sanitize::sanitize_line(&e.to_string())
+            );
             return match e {
                 ClientError::Connect { .. } | ClientError::Timeout { .. } => exit::UNREACHABLE,
                 // A relay that cannot reach the server: as unreachable as the server itself.

@@ -201,7 +201,7 @@ fn draw_roster(frame: &mut Frame, area: Rect, app: &App) {
         let mark = if own { "• " } else { "  " };
         lines.push(Line::from(vec![
             Span::styled(mark, theme.dim()),
-            Span::styled(crate::event::sanitize_line(&user.nick), style),
+            Span::styled(crate::sanitize::sanitize_line(&user.nick), style),
         ]));
     }
     frame.render_widget(Paragraph::new(lines), inner);

@@ -112,7 +112,7 @@ impl App {
         if self.conn == ConnState::Quitting {
             return vec![Effect::Exit];
         }
-        let message = crate::event::sanitize_line(&message);
+        let message = crate::sanitize::sanitize_line(&message);
         if let Screen::Connect(form) = &mut self.screen {
             form.connecting = false;
             form.error = Some(message.clone());
@@ -138,7 +138,7 @@ impl App {
         if self.conn == ConnState::Quitting {
             return vec![Effect::Exit];
         }
-        let message = crate::event::sanitize_line(&message);
+        let message = crate::sanitize::sanitize_line(&message);
         if !std::mem::take(&mut self.reclaiming) {
             self.notice(0, &format!("disconnected: {message}"), true);
         }

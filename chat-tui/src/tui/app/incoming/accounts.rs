@@ -1,7 +1,7 @@
 //! Accounts: the server's confirmation of `/register` and of `/password`. Only then is the
 //! new password used for reconnecting.
 
-use crate::event::sanitize_line;
+use crate::sanitize::sanitize_line;
 use crate::tui::app::{App, Effect};
 
 impl App {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chat_core::protocol::{Body, DisconnectReason, ErrorCode, ErrorFrame, Target};
 
-use crate::event::sanitize_line;
+use crate::sanitize::sanitize_line;
 use crate::tui::app::{App, ConnState, Effect, TabKind};
 
 impl App {

@@ -6,7 +6,7 @@ use chat_core::names::fold;
 use chat_core::protocol::{Body, ChatMessage, ClientFrame, Target};
 use chrono::{DateTime, Utc};
 
-use crate::event::{sanitize_line, sanitize_text};
+use crate::sanitize::{sanitize_line, sanitize_text};
 use crate::tui::app::{App, Effect, Entry, EntryKind};
 
 impl App {

@@ -4,7 +4,7 @@
 use chat_core::names::fold;
 use chat_core::protocol::{DEFAULT_ROOM, DisconnectReason, UserInfo};
 
-use crate::event::sanitize_line;
+use crate::sanitize::sanitize_line;
 use crate::tui::app::{App, Effect, TabKind};
 
 impl App {
