@@ -155,13 +155,10 @@ impl LineEvent {
                 room,
                 topic,
                 by,
-            } if topic.is_empty() => format!("{} * {by} cleared the topic of #{room}", stamp(time)),
-            LineEvent::Topic {
-                time,
-                room,
-                topic,
-                by,
-            } => format!("{} * {by} set the topic of #{room}: {topic}", stamp(time)),
+            } => match topic.as_str() {
+                "" => format!("{} * {by} cleared the topic of #{room}", stamp(time)),
+                topic => format!("{} * {by} set the topic of #{room}: {topic}", stamp(time)),
+            },
             LineEvent::HistoryEnd {
                 time,
                 room,
