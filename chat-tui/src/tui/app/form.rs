@@ -135,8 +135,11 @@ impl std::fmt::Debug for ConnectForm {
 /// A field of the connect form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
+    /// The nickname asked for.
     Nick,
+    /// The account's password (empty: as a guest).
     Password,
+    /// The server's (or a relay's) address, `host:port`.
     Server,
 }
 

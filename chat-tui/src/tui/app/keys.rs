@@ -3,7 +3,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::{App, Effect};
+use super::{App, Effect, TabKind};
 
 impl App {
     /// A key on the main screen.
@@ -136,6 +136,17 @@ impl App {
         }
     }
 
+    /// Completes the nickname before the cursor from everyone online and the private tabs;
+    /// false when there is no word to complete.
+    fn complete(&mut self) -> bool {
+        let privates = self.tabs.iter().filter_map(|t| match &t.kind {
+            TabKind::Private { nick } => Some(nick.clone()),
+            TabKind::Lobby | TabKind::Room { .. } => None,
+        });
+        let names = self.roster.iter().map(|u| u.nick.clone()).chain(privates);
+        self.input.complete(names, &self.nick)
+    }
+
     /// Moves the keyboard between the input line and the roster.
     fn toggle_focus(&mut self) {
         self.input.cancel_completion();
@@ -154,6 +165,8 @@ impl App {
 /// Which pane has the keyboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
+    /// The input line.
     Input,
+    /// The roster sidebar.
     Roster,
 }

@@ -1,7 +1,24 @@
-//! The full-screen client's state. [`App::update`] takes one [`Event`] (a key, a paste, a
-//! network event, a tick), changes the state and returns the [`Effect`]s the driver must carry
-//! out (send a frame, ring the bell, connect, quit). Nothing here touches a terminal or a
-//! socket, so every behaviour can be tested by feeding events.
+//! The full-screen client's state machine. [`App::update`] takes one [`Event`] (a key, a
+//! paste, the time, the terminal's size, news from the network, a tick), changes the state and
+//! returns the [`Effect`]s the driver must carry out (send a frame, ring the bell, connect,
+//! quit). Nothing here touches a terminal or a socket, and nothing here calls the drawing code
+//! (layout and row counts come from [`layout`](super::layout) and [`entry`](super::entry)), so
+//! every behaviour can be tested by feeding events.
+//!
+//! This file holds the events, the effects and the state, and sends each event on. The rest:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `form.rs` | the connect screen: its fields, keys and checks |
+//! | `keys.rs` | the main screen's keys and which pane has them ([`Focus`]) |
+//! | `input.rs` | the input line ([`InputLine`]): text, history, completion, masking |
+//! | `tabs.rs` | tabs, their entries, unread counts and notices |
+//! | `scroll.rs` | scrolling a tab's history by rows |
+//! | `outgoing.rs` | submitting a line, requests, messages pending and in flight |
+//! | `commands.rs` | what each `/command` does |
+//! | `incoming/` | the server's frames, one file per family |
+//! | `conn.rs` | the connection's state, reconnecting, quitting |
+//! | `backoff.rs` | the delays between reconnection attempts |
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -370,17 +387,6 @@ impl App {
     /// Replaces the text in the input line.
     fn set_input(&mut self, text: &str) {
         self.input.set(text);
-    }
-
-    /// Completes the nickname before the cursor from everyone online and the private tabs;
-    /// false when there is no word to complete.
-    fn complete(&mut self) -> bool {
-        let privates = self.tabs.iter().filter_map(|t| match &t.kind {
-            TabKind::Private { nick } => Some(nick.clone()),
-            TabKind::Lobby | TabKind::Room { .. } => None,
-        });
-        let names = self.roster.iter().map(|u| u.nick.clone()).chain(privates);
-        self.input.complete(names, &self.nick)
     }
 
     /// Works out where the text fields on screen are scrolled to, as drawing will show them.
