@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, Write};
 use std::time::Duration;
 
-use chat_core::client::{ClientError, ClientSender, ConnectOptions, connect};
+use chat_core::client::{ClientError, ClientSender, ConnectOptions, TcpClient, connect};
 use chat_core::frame::FrameError;
 use chat_core::protocol::{
     ClientFrame, DEFAULT_ROOM, DisconnectReason, Password, RejectReason, ServerFrame, Target,
@@ -14,7 +14,8 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::command::{Command, parse, room_name};
-use crate::event::LineEvent;
+use crate::line_event::LineEvent;
+use crate::sanitize::sanitize_line;
 use chat_core::names::fold;
 
 /// How the line client was asked to behave.
@@ -57,44 +58,14 @@ pub async fn run(opts: LineOptions) -> u8 {
     let mut input = spawn_stdin_reader();
     let nick = match &opts.nick {
         Some(n) => n.clone(),
-        None => {
-            eprint!("nickname: ");
-            let _ = io::stderr().flush();
-            let line = tokio::select! {
-                line = input.recv() => line,
-                () = interrupt.recv() => return exit::QUIT,
-            };
-            match line {
-                Some(line) if !line.trim().is_empty() => line.trim().to_owned(),
-                _ => {
-                    eprintln!("chat-tui: no nickname given (use --nick NAME)");
-                    return exit::USAGE;
-                }
-            }
-        }
+        None => match ask_nick(&mut input, &mut interrupt).await {
+            Ok(nick) => nick,
+            Err(code) => return code,
+        },
     };
-    let mut connect_opts =
-        ConnectOptions::new(nick.clone()).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
-    connect_opts.password.clone_from(&opts.password);
-    let connected = tokio::select! {
-        res = connect(&opts.server, &connect_opts) => res,
-        () = interrupt.recv() => return exit::QUIT,
-    };
-    let client = match connected {
-        Ok(c) => c,
-        Err(e) => {
-            // The text can quote the server (a refusal's message): never print it raw.
-            eprintln!("chat-tui: {}", crate::event::sanitize_line(&e.to_string()));
-            return match e {
-                ClientError::Connect { .. } | ClientError::Timeout { .. } => exit::UNREACHABLE,
-                // A relay that cannot reach the server: as unreachable as the server itself.
-                ClientError::Rejected(r) if matches!(r.reason, RejectReason::Unavailable) => {
-                    exit::UNREACHABLE
-                }
-                ClientError::Rejected(_) => exit::REFUSED,
-                _ => exit::DISCONNECTED,
-            };
-        }
+    let client = match open(&opts, nick, &mut interrupt).await {
+        Ok(client) => client,
+        Err(code) => return code,
     };
     let me = client.welcome.nick.clone();
     let max_len = client.welcome.limits.max_message_len as usize;
@@ -131,31 +102,8 @@ pub async fn run(opts: LineOptions) -> u8 {
             frame = events.next() => {
                 match frame {
                     Ok(Some(frame)) => {
-                        let bye = match &frame {
-                            ServerFrame::Bye { reason, .. } => Some(*reason),
-                            _ => None,
-                        };
-                        let switched = rooms.track(&frame);
-                        // Kept private messages are acknowledged once printed.
-                        let received = match &frame {
-                            ServerFrame::Offline(messages) => messages.last().map(|m| m.id),
-                            _ => None,
-                        };
-                        for ev in LineEvent::from_frame(frame, &me).iter().chain(&switched) {
-                            if out.show(ev).is_err() {
-                                return exit::ERROR;
-                            }
-                        }
-                        if let Some(up_to) = received {
-                            let ack = ClientFrame::AckOffline { up_to };
-                            if sender.send(&ack).await.is_err() {
-                                let _ = out.show(&lost("the connection broke"));
-                                return exit::DISCONNECTED;
-                            }
-                        }
-                        match bye {
-                            Some(DisconnectReason::Quit) => return exit::QUIT,
-                            Some(_) => return exit::DISCONNECTED,
+                        match show_frame(frame, &me, &mut out, &mut rooms, &mut sender).await {
+                            Some(code) => return code,
                             None => continue,
                         }
                     }
@@ -179,100 +127,21 @@ pub async fn run(opts: LineOptions) -> u8 {
                 Some(Command::Quit(String::new()))
             }
         };
-        // Refuse locally what the server would refuse anyway, so a long paste is an error
-        // message rather than a failed send.
-        let command = match command {
-            Some(Command::Say(t) | Command::Me(t) | Command::Msg { text: t, .. })
-                if t.len() > max_len =>
-            {
-                Some(Command::Invalid(format!(
-                    "message not sent: it is {} bytes long; the limit is {max_len}",
-                    t.len()
-                )))
-            }
-            other => other,
-        };
-        let send = match command {
-            None => continue,
-            Some(Command::Help) => {
-                let lines = crate::command::HELP
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect();
-                if out.show(&LineEvent::Help { lines }).is_err() {
-                    return exit::ERROR;
-                }
-                continue;
-            }
-            Some(Command::Invalid(message)) => {
-                if out.show(&LineEvent::error(message)).is_err() {
-                    return exit::ERROR;
-                }
-                continue;
-            }
-            Some(Command::Quit(reason)) => {
-                quitting = true;
-                quit_deadline
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + QUIT_WAIT);
-                Outbound::Quit(reason)
-            }
-            Some(Command::Say(text)) => Outbound::Say(rooms.current.clone(), text),
-            Some(Command::Me(text)) => Outbound::Me(rooms.current.clone(), text),
-            Some(Command::Msg { to, text }) => Outbound::Msg(to, text),
-            Some(Command::Who) => Outbound::Frame(ClientFrame::Who {
-                room: rooms.current.clone(),
-            }),
-            Some(Command::Join(room)) => Outbound::Frame(ClientFrame::Join {
-                room: room_name(&room).to_owned(),
-            }),
-            Some(Command::Part(room)) => Outbound::Frame(ClientFrame::Part {
-                room: room.map_or_else(|| rooms.current.clone(), |r| room_name(&r).to_owned()),
-            }),
-            Some(Command::Rooms) => Outbound::Frame(ClientFrame::ListRooms),
-            Some(Command::Topic(topic)) => Outbound::Frame(ClientFrame::SetTopic {
-                room: rooms.current.clone(),
-                topic,
-            }),
-            Some(Command::History(limit)) => Outbound::Frame(ClientFrame::History {
-                room: rooms.current.clone(),
-                before: rooms.oldest(&rooms.current),
-                limit,
-            }),
-            Some(Command::Register(password)) => {
-                Outbound::Frame(ClientFrame::Register { password })
-            }
-            Some(Command::Password(password)) => {
-                Outbound::Frame(ClientFrame::SetPassword { password })
-            }
-            Some(Command::Room(room)) => {
-                let ev = rooms.switch(room_name(&room));
+        let send = match step(command, &mut rooms, max_len, client.welcome.version) {
+            Step::Nothing => continue,
+            Step::Show(ev) => {
                 if out.show(&ev).is_err() {
                     return exit::ERROR;
                 }
                 continue;
             }
-            Some(Command::Query(_) | Command::Clear | Command::Close | Command::Reconnect) => {
-                let ev = LineEvent::error(
-                    "that command is only available in the full-screen client; /help lists \
-                     the commands of the line mode",
-                );
-                if out.show(&ev).is_err() {
-                    return exit::ERROR;
-                }
-                continue;
-            }
+            Step::Send(send) => send,
         };
-        if let Outbound::Frame(frame) = &send
-            && let Some(message) = crate::command::unsupported(frame, client.welcome.version)
-        {
-            if out.show(&LineEvent::error(message)).is_err() {
-                return exit::ERROR;
-            }
-            continue;
-        }
-        if let Outbound::Frame(ClientFrame::Join { room }) = &send {
-            rooms.joining = Some(fold(room));
+        if let Outbound::Quit(_) = send {
+            quitting = true;
+            quit_deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + QUIT_WAIT);
         }
         // A send can block if the server stops reading; Ctrl-C and the quit deadline still work.
         let result = tokio::select! {
@@ -280,22 +149,199 @@ pub async fn run(opts: LineOptions) -> u8 {
             () = interrupt.recv() => return exit::QUIT,
             () = &mut quit_deadline, if quitting => return exit::QUIT,
         };
-        match result {
-            Ok(()) => {}
-            Err(_) if quitting => return exit::QUIT,
-            Err(e) if e.is_protocol_violation() => {
-                // Could not be encoded (e.g. over the frame limit): nothing was sent.
-                if out
-                    .show(&LineEvent::error(format!("message not sent: {e}")))
-                    .is_err()
-                {
-                    return exit::ERROR;
-                }
+        if let Some(code) = after_send(result, quitting, &mut out) {
+            return code;
+        }
+    }
+}
+
+/// What a send's result comes to: the exit status when the session ends.
+fn after_send(result: Result<(), FrameError>, quitting: bool, out: &mut Output) -> Option<u8> {
+    match result {
+        Ok(()) => None,
+        Err(_) if quitting => Some(exit::QUIT),
+        Err(e) if e.is_protocol_violation() => {
+            // Could not be encoded (e.g. over the frame limit): nothing was sent.
+            out.show(&LineEvent::error(format!("message not sent: {e}")))
+                .is_err()
+                .then_some(exit::ERROR)
+        }
+        Err(e) => {
+            let _ = out.show(&lost(&e.to_string()));
+            Some(exit::DISCONNECTED)
+        }
+    }
+}
+
+/// Asks for the nickname on standard input; `Err` holds the exit status.
+async fn ask_nick(
+    input: &mut mpsc::Receiver<String>,
+    interrupt: &mut Interrupt,
+) -> Result<String, u8> {
+    eprint!("nickname: ");
+    let _ = io::stderr().flush();
+    let line = tokio::select! {
+        line = input.recv() => line,
+        () = interrupt.recv() => return Err(exit::QUIT),
+    };
+    match line {
+        Some(line) if !line.trim().is_empty() => Ok(line.trim().to_owned()),
+        _ => {
+            eprintln!("chat-tui: no nickname given (use --nick NAME)");
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// Connects and logs in as `nick`; `Err` holds the exit status, the reason printed.
+async fn open(
+    opts: &LineOptions,
+    nick: String,
+    interrupt: &mut Interrupt,
+) -> Result<TcpClient, u8> {
+    let mut connect_opts =
+        ConnectOptions::new(nick).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
+    connect_opts.password.clone_from(&opts.password);
+    let connected = tokio::select! {
+        res = connect(&opts.server, &connect_opts) => res,
+        () = interrupt.recv() => return Err(exit::QUIT),
+    };
+    connected.map_err(|e| {
+        // The text can quote the server (a refusal's message): never print it raw.
+        eprintln!("chat-tui: {}", sanitize_line(&e.to_string()));
+        match e {
+            ClientError::Connect { .. } | ClientError::Timeout { .. } => exit::UNREACHABLE,
+            // A relay that cannot reach the server: as unreachable as the server itself.
+            ClientError::Rejected(r) if matches!(r.reason, RejectReason::Unavailable) => {
+                exit::UNREACHABLE
             }
-            Err(e) => {
-                let _ = out.show(&lost(&e.to_string()));
-                return exit::DISCONNECTED;
-            }
+            ClientError::Rejected(_) => exit::REFUSED,
+            _ => exit::DISCONNECTED,
+        }
+    })
+}
+
+/// Shows a frame from the server (and a change of the current room it makes); returns the
+/// exit status when it ends the session.
+async fn show_frame<W>(
+    frame: ServerFrame,
+    me: &str,
+    out: &mut Output,
+    rooms: &mut Rooms,
+    sender: &mut ClientSender<W>,
+) -> Option<u8>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let bye = match &frame {
+        ServerFrame::Bye { reason, .. } => Some(*reason),
+        _ => None,
+    };
+    let switched = rooms.track(&frame);
+    // Kept private messages are acknowledged once printed.
+    let received = match &frame {
+        ServerFrame::Offline(messages) => messages.last().map(|m| m.id),
+        _ => None,
+    };
+    for ev in LineEvent::from_frame(frame, me).iter().chain(&switched) {
+        if out.show(ev).is_err() {
+            return Some(exit::ERROR);
+        }
+    }
+    if let Some(up_to) = received {
+        let ack = ClientFrame::AckOffline { up_to };
+        if sender.send(&ack).await.is_err() {
+            let _ = out.show(&lost("the connection broke"));
+            return Some(exit::DISCONNECTED);
+        }
+    }
+    match bye {
+        Some(DisconnectReason::Quit) => Some(exit::QUIT),
+        Some(_) => Some(exit::DISCONNECTED),
+        None => None,
+    }
+}
+
+/// What a typed line comes to in the line mode.
+enum Step {
+    /// Nothing (an empty line).
+    Nothing,
+    /// Something to show, and nothing to send.
+    Show(LineEvent),
+    /// Something to send.
+    Send(Outbound),
+}
+
+/// What to do with a typed line, `None` being an empty one, for a server that speaks protocol
+/// `version` and takes messages up to `max_len` bytes long.
+fn step(command: Option<Command>, rooms: &mut Rooms, max_len: usize, version: u16) -> Step {
+    let step = to_send(command, rooms, max_len);
+    if let Step::Send(Outbound::Frame(frame)) = &step {
+        if let Some(message) = crate::command::unsupported(frame, version) {
+            return Step::Show(LineEvent::error(message));
+        }
+        // The room asked for becomes the current one once entered.
+        if let ClientFrame::Join { room } = frame {
+            rooms.joining = Some(fold(room));
+        }
+    }
+    step
+}
+
+/// What a typed line asks to send, or to show instead.
+fn to_send(command: Option<Command>, rooms: &mut Rooms, max_len: usize) -> Step {
+    let Some(command) = command else {
+        return Step::Nothing;
+    };
+    let frame = |frame| Step::Send(Outbound::Frame(frame));
+    match command {
+        // Refuse locally what the server would refuse anyway, so a long paste is an error
+        // message rather than a failed send.
+        Command::Say(t) | Command::Me(t) | Command::Msg { text: t, .. } if t.len() > max_len => {
+            Step::Show(LineEvent::error(format!(
+                "message not sent: it is {} bytes long; the limit is {max_len}",
+                t.len()
+            )))
+        }
+        Command::Help => {
+            let lines = crate::command::HELP
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            Step::Show(LineEvent::Help { lines })
+        }
+        Command::Invalid(message) => Step::Show(LineEvent::error(message)),
+        Command::Quit(reason) => Step::Send(Outbound::Quit(reason)),
+        Command::Say(text) => Step::Send(Outbound::Say(rooms.current.clone(), text)),
+        Command::Me(text) => Step::Send(Outbound::Me(rooms.current.clone(), text)),
+        Command::Msg { to, text } => Step::Send(Outbound::Msg(to, text)),
+        Command::Who => frame(ClientFrame::Who {
+            room: rooms.current.clone(),
+        }),
+        Command::Join(room) => frame(ClientFrame::Join {
+            room: room_name(&room).to_owned(),
+        }),
+        Command::Part(room) => frame(ClientFrame::Part {
+            room: room.map_or_else(|| rooms.current.clone(), |r| room_name(&r).to_owned()),
+        }),
+        Command::Rooms => frame(ClientFrame::ListRooms),
+        Command::Topic(topic) => frame(ClientFrame::SetTopic {
+            room: rooms.current.clone(),
+            topic,
+        }),
+        Command::History(limit) => frame(ClientFrame::History {
+            room: rooms.current.clone(),
+            before: rooms.oldest(&rooms.current),
+            limit,
+        }),
+        Command::Register(password) => frame(ClientFrame::Register { password }),
+        Command::Password(password) => frame(ClientFrame::SetPassword { password }),
+        Command::Room(room) => Step::Show(rooms.switch(room_name(&room))),
+        Command::Query(_) | Command::Clear | Command::Close | Command::Reconnect => {
+            Step::Show(LineEvent::error(
+                "that command is only available in the full-screen client; /help lists the \
+                 commands of the line mode",
+            ))
         }
     }
 }

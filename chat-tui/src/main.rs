@@ -7,8 +7,8 @@ use chat_core::protocol::Password;
 use clap::Parser;
 
 use chat_tui::line::{self, LineOptions};
-use chat_tui::tui::app::Options;
 use chat_tui::tui::config;
+use chat_tui::tui::config::Options;
 use chat_tui::tui::run::{self, TuiOptions};
 
 /// chat-tui: terminal client for the chat suite.

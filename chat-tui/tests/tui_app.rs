@@ -536,7 +536,7 @@ fn rate_limited_messages_are_sent_again_when_the_server_allows() {
     // What is typed meanwhile queues behind it, in order.
     assert!(enter_line(&mut app, "and this").is_empty());
     assert!(app.update(Event::Tick).is_empty(), "not yet");
-    app.now += Duration::from_millis(1500);
+    advance(&mut app, Duration::from_millis(1500));
     let effects = app.update(Event::Tick);
     let texts: Vec<String> = sent_texts(&effects).into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["too fast", "and this"]);
@@ -556,11 +556,11 @@ fn a_long_queue_is_sent_at_the_pace_the_server_allows() {
     );
     assert_eq!(sent(&effects).len(), 8);
     assert!(app.update(Event::Tick).is_empty());
-    app.now += Duration::from_secs(4);
+    advance(&mut app, Duration::from_secs(4));
     let effects = app.update(Event::Tick);
     assert_eq!(sent_texts(&effects)[0].1, "queued 8");
     assert_eq!(sent(&effects).len(), 8);
-    app.now += Duration::from_secs(4);
+    advance(&mut app, Duration::from_secs(4));
     assert_eq!(sent(&app.update(Event::Tick)).len(), 4);
     assert!(app.tabs[0].pending.is_empty());
 }

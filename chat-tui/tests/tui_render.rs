@@ -95,7 +95,8 @@ fn disconnected_with_pending_messages() {
         chat_tui::tui::app::ConnState::Waiting { until, .. } => *until,
         other => panic!("{other:?}"),
     };
-    app.now = until - Duration::from_millis(2500);
+    let wall = app.wall();
+    set_clock(&mut app, until - Duration::from_millis(2500), wall);
     enter_line(&mut app, "did everyone get that?");
     insta::assert_snapshot!(render(&mut app, 80, 24));
 }

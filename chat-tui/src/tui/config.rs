@@ -1,5 +1,6 @@
-//! The optional configuration file (`chat-tui.toml` in the platform's configuration
-//! directory, or `--config PATH`).
+//! The client's settings: the optional configuration file (`chat-tui.toml` in the platform's
+//! configuration directory, or `--config PATH`), and the [`Options`] that it and the flags
+//! resolve to.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,30 @@ pub fn load(path: &Path, explicit: bool) -> Result<FileConfig, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))
+}
+
+/// Settings that do not change while running.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Show times in UTC.
+    pub utc: bool,
+    /// Use colours (off when `NO_COLOR` is set).
+    pub color: bool,
+    /// Lines kept per tab.
+    pub scrollback: usize,
+    /// Show the roster sidebar when the terminal is wide enough.
+    pub roster: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            utc: false,
+            color: true,
+            scrollback: 10_000,
+            roster: true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use ratatui::crossterm::terminal::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::app::{App, Effect, Event, Options};
+use super::app::{App, Clock, Effect, Event, Options};
 use super::net::{self, NetCmd};
 use super::ui;
 
@@ -82,7 +82,10 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
         app.set_password(&password.0);
     }
     let size = terminal.size()?;
-    app.size = (size.width, size.height);
+    app.update(Event::Resize {
+        width: size.width,
+        height: size.height,
+    });
     let mut effects = if opts.connect_now {
         app.start()
     } else {
@@ -128,26 +131,29 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
                 Effect::Exit => return Ok(()),
             }
         }
-        if app.dirty {
+        if app.needs_redraw() {
             terminal.draw(|f| ui::draw(f, &app))?;
-            app.dirty = false;
+            app.drawn();
         }
         let event = tokio::select! {
             ev = rx.recv() => ev.unwrap_or(Event::Hangup),
             _ = tick.tick() => Event::Tick,
             () = hangup.recv() => Event::Hangup,
         };
-        app.now = Instant::now();
-        app.wall = chrono::Utc::now();
-        effects = app.update(event);
+        effects = update(&mut app, event);
         // Everything already waiting is handled before the next redraw.
         for _ in 0..BATCH {
             let Ok(event) = rx.try_recv() else { break };
-            app.now = Instant::now();
-            app.wall = chrono::Utc::now();
-            effects.extend(app.update(event));
+            effects.extend(update(&mut app, event));
         }
     }
+}
+
+/// Hands `event` to the app, after the time it happened.
+fn update(app: &mut App, event: Event) -> Vec<Effect> {
+    let mut effects = app.update(Event::Clock(Clock::read()));
+    effects.extend(app.update(event));
+    effects
 }
 
 fn enter() -> io::Result<Term> {

@@ -1,68 +1,19 @@
-//! Drawing. [`draw`] only reads the [`App`]; the same layout function tells the app how big
-//! the message pane is (for paging).
+//! Drawing. [`draw`] only reads the [`App`]. Where things go comes from
+//! [`layout`](super::layout) and the rows of history from [`entry`](super::entry), which the
+//! app uses too (to page and scroll), so both agree without the app calling the drawing code.
 
-use chrono::{DateTime, Local, Utc};
+use chat_core::names::fold;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use super::app::{App, ConnState, Entry, EntryKind, Field, Focus, Pending, Screen, TabKind};
-use super::wrap::{width as text_width, wrap};
-use chat_core::names::fold;
-use chat_core::protocol::Body;
-
-/// Below this width the roster is hidden (unless it has the focus).
-pub const ROSTER_MIN_WIDTH: u16 = 60;
-/// The input line grows up to this many rows.
-const INPUT_MAX_ROWS: u16 = 5;
-
-/// Where everything goes on the main screen.
-#[derive(Debug, Clone, Copy)]
-pub struct Areas {
-    pub tabs: Rect,
-    pub messages: Rect,
-    pub roster: Option<Rect>,
-    pub status: Rect,
-    pub input: Rect,
-}
-
-/// Lays out the main screen.
-pub fn layout(area: Rect, app: &App) -> Areas {
-    let input_rows = (app.input.lines().len() as u16).clamp(1, INPUT_MAX_ROWS);
-    let [tabs, body, status, input] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Fill(1),
-        Constraint::Length(1),
-        Constraint::Length(input_rows),
-    ])
-    .areas(area);
-    let roster_visible =
-        app.focus == Focus::Roster || (app.show_roster && area.width >= ROSTER_MIN_WIDTH);
-    let (messages, roster) = if roster_visible {
-        let widest = app
-            .roster
-            .iter()
-            .map(|u| text_width(&u.nick))
-            .max()
-            .unwrap_or(0);
-        let w = (widest.min(40) as u16 + 3)
-            .clamp(14, 24)
-            .min(area.width / 2);
-        let [m, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(w)]).areas(body);
-        (m, Some(r))
-    } else {
-        (body, None)
-    };
-    Areas {
-        tabs,
-        messages,
-        roster,
-        status,
-        input,
-    }
-}
+use super::app::{App, ConnState, Field, Focus, Screen, TabKind};
+use super::entry::{entry_lines, pending_lines};
+use super::layout::{centered, connect_block, connect_layout, layout};
+use super::theme::Theme;
+use super::wrap::width as text_width;
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App) {
@@ -70,218 +21,19 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.screen {
         Screen::Connect(_) => draw_connect(frame, area, app),
         Screen::Main => {
-            let areas = layout(area, app);
+            let areas = layout(area, app.panes());
             draw_tabs(frame, areas.tabs, app);
             draw_messages(frame, areas.messages, app);
             if let Some(r) = areas.roster {
                 draw_roster(frame, r, app);
             }
             draw_status(frame, areas.status, app);
-            let input = app.input_view();
-            frame.render_widget(&*input, areas.input);
-            app.input_drawn(input);
+            frame.render_widget(&app.input().view(), areas.input);
             if app.help {
                 draw_help(frame, area, app);
             }
         }
     }
-}
-
-/// Styles, with or without colour.
-struct Theme {
-    color: bool,
-}
-
-impl Theme {
-    fn of(app: &App) -> Self {
-        Theme {
-            color: app.opts.color,
-        }
-    }
-
-    fn fg(&self, c: Color) -> Style {
-        if self.color {
-            Style::default().fg(c)
-        } else {
-            Style::default()
-        }
-    }
-
-    fn dim(&self) -> Style {
-        Style::default().add_modifier(Modifier::DIM)
-    }
-
-    fn error(&self) -> Style {
-        if self.color {
-            Style::default().fg(Color::Red)
-        } else {
-            Style::default().add_modifier(Modifier::BOLD)
-        }
-    }
-
-    fn bar(&self) -> Style {
-        if self.color {
-            Style::default().bg(Color::Blue).fg(Color::White)
-        } else {
-            Style::default().add_modifier(Modifier::REVERSED)
-        }
-    }
-
-    fn nick(&self, nick: &str) -> Style {
-        self.fg(nick_color(nick))
-    }
-
-    fn mention(&self) -> Style {
-        if self.color {
-            Style::default()
-                .fg(Color::Yellow)
-                .add_modifier(Modifier::BOLD)
-        } else {
-            Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
-        }
-    }
-}
-
-/// The colour of a nickname: the same name always gets the same colour.
-pub fn nick_color(nick: &str) -> Color {
-    const PALETTE: [Color; 12] = [
-        Color::Cyan,
-        Color::Green,
-        Color::Yellow,
-        Color::Blue,
-        Color::Magenta,
-        Color::Red,
-        Color::LightCyan,
-        Color::LightGreen,
-        Color::LightYellow,
-        Color::LightBlue,
-        Color::LightMagenta,
-        Color::LightRed,
-    ];
-    // FNV-1a: stable across runs and platforms.
-    let hash = fold(nick).bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    PALETTE[hash as usize % PALETTE.len()]
-}
-
-fn time(at: DateTime<Utc>, utc: bool) -> String {
-    if utc {
-        at.format("%H:%M").to_string()
-    } else {
-        at.with_timezone(&Local).format("%H:%M").to_string()
-    }
-}
-
-/// The rows of one history entry at `width` columns.
-pub fn entry_lines(app: &App, entry: &Entry, width: u16) -> Vec<Line<'static>> {
-    let theme = Theme::of(app);
-    let stamp = Span::styled(format!("{} ", time(entry.at, app.opts.utc)), theme.dim());
-    match &entry.kind {
-        EntryKind::Message {
-            from,
-            text,
-            action,
-            own,
-            mention,
-            history,
-        } => {
-            let mut nick_style = theme.nick(from);
-            if *own {
-                nick_style = nick_style.add_modifier(Modifier::BOLD);
-            }
-            if *history {
-                // Replayed from the server's history: dimmed, with its original time.
-                let dim = Style::default().add_modifier(Modifier::DIM);
-                let who = if *action {
-                    format!("* {from} ")
-                } else {
-                    format!("<{from}> ")
-                };
-                return wrapped(vec![stamp, Span::styled(who, dim)], text, dim, width);
-            }
-            let prefix = if *action {
-                vec![
-                    stamp,
-                    Span::raw("* "),
-                    Span::styled(from.clone(), nick_style),
-                    Span::raw(" "),
-                ]
-            } else {
-                vec![
-                    stamp,
-                    Span::styled("<", theme.dim()),
-                    Span::styled(from.clone(), nick_style),
-                    Span::styled("> ", theme.dim()),
-                ]
-            };
-            let body = if *mention {
-                theme.mention()
-            } else {
-                Style::default()
-            };
-            wrapped(prefix, text, body, width)
-        }
-        EntryKind::Notice { text, error } => {
-            let style = if *error { theme.error() } else { theme.dim() };
-            let prefix = vec![stamp, Span::styled("-- ", style)];
-            wrapped(prefix, text, style, width)
-        }
-    }
-}
-
-fn pending_lines(app: &App, p: &Pending, width: u16) -> Vec<Line<'static>> {
-    let theme = Theme::of(app);
-    let dim = theme.dim().add_modifier(Modifier::ITALIC);
-    let (text, action) = match &p.body {
-        Body::Text(t) => (t, false),
-        Body::Action(t) => (t, true),
-    };
-    let who = if action {
-        format!("* {} ", app.nick)
-    } else {
-        format!("<{}> ", app.nick)
-    };
-    let prefix = vec![Span::styled("pending ", dim), Span::styled(who, dim)];
-    wrapped(prefix, text, dim, width)
-}
-
-/// Lays `text` out after `prefix`, continuation rows indented under the text.
-fn wrapped(prefix: Vec<Span<'static>>, text: &str, style: Style, width: u16) -> Vec<Line<'static>> {
-    let width = usize::from(width.max(1));
-    let prefix_w: usize = prefix.iter().map(|s| text_width(&s.content)).sum();
-    let indent = if prefix_w <= width / 2 {
-        prefix_w
-    } else {
-        2.min(width - 1)
-    };
-    let text = text.replace('\t', "    ");
-    let first = if prefix_w >= width {
-        width - indent
-    } else {
-        width - prefix_w
-    };
-    let rows = wrap(&text, first, width - indent);
-    let mut lines = Vec::with_capacity(rows.len());
-    let mut prefix = Some(prefix);
-    for range in rows {
-        let piece = Span::styled(text[range].to_owned(), style);
-        let line = match prefix.take() {
-            Some(mut spans) => {
-                if prefix_w >= width {
-                    // The prefix alone fills the row: text starts on the next one.
-                    lines.push(Line::from(spans));
-                    Line::from(vec![Span::raw(" ".repeat(indent)), piece])
-                } else {
-                    spans.push(piece);
-                    Line::from(spans)
-                }
-            }
-            None => Line::from(vec![Span::raw(" ".repeat(indent)), piece]),
-        };
-        lines.push(line);
-    }
-    lines
 }
 
 fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
@@ -294,7 +46,11 @@ fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
     let mut rows: Vec<Line<'static>> = Vec::with_capacity(height);
     if tab.scroll.is_none() {
         for p in tab.pending.iter().rev() {
-            rows.extend(pending_lines(app, p, area.width).into_iter().rev());
+            rows.extend(
+                pending_lines(&p.body, &app.nick, &app.opts, area.width)
+                    .into_iter()
+                    .rev(),
+            );
         }
     }
     let (bottom, skip) = match (tab.scroll, tab.last_seq()) {
@@ -306,7 +62,7 @@ fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
         let mut skip = skip;
         while rows.len() < height {
             let Some(entry) = tab.entry(seq) else { break };
-            let mut lines = entry_lines(app, entry, area.width);
+            let mut lines = entry_lines(entry, &app.opts, area.width);
             lines.truncate(lines.len().saturating_sub(skip));
             skip = 0;
             rows.extend(lines.into_iter().rev());
@@ -328,7 +84,7 @@ fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
-    let theme = Theme::of(app);
+    let theme = Theme::of(&app.opts);
     let labels: Vec<Span> = app
         .tabs
         .iter()
@@ -392,7 +148,7 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 fn draw_roster(frame: &mut Frame, area: Rect, app: &App) {
-    let theme = Theme::of(app);
+    let theme = Theme::of(&app.opts);
     let focused = app.focus == Focus::Roster;
     let block = Block::default()
         .borders(Borders::LEFT)
@@ -445,20 +201,20 @@ fn draw_roster(frame: &mut Frame, area: Rect, app: &App) {
         let mark = if own { "• " } else { "  " };
         lines.push(Line::from(vec![
             Span::styled(mark, theme.dim()),
-            Span::styled(crate::event::sanitize_line(&user.nick), style),
+            Span::styled(crate::sanitize::sanitize_line(&user.nick), style),
         ]));
     }
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
-    let theme = Theme::of(app);
+    let theme = Theme::of(&app.opts);
     let state = match &app.conn {
         ConnState::Idle => "not connected".to_owned(),
         ConnState::Connecting => "connecting…".to_owned(),
         ConnState::Connected => "connected".to_owned(),
         ConnState::Waiting { until, .. } => {
-            let left = until.saturating_duration_since(app.now);
+            let left = until.saturating_duration_since(app.now());
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             format!("disconnected — reconnecting in {secs}s")
         }
@@ -534,7 +290,7 @@ pub const HELP: &[(&str, &str)] = &[
 ];
 
 fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
-    let theme = Theme::of(app);
+    let theme = Theme::of(&app.opts);
     let key_w = HELP.iter().map(|(k, _)| text_width(k)).max().unwrap_or(0);
     let lines: Vec<Line> = HELP
         .iter()
@@ -562,52 +318,27 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    }
-}
-
 fn draw_connect(frame: &mut Frame, area: Rect, app: &App) {
     let Screen::Connect(form) = &app.screen else {
         return;
     };
-    let theme = Theme::of(app);
-    let popup = centered(area, 64, 11);
-    frame.render_widget(Clear, popup);
-    let block = Block::bordered()
-        .title(" chat-tui — connect ")
-        .padding(ratatui::widgets::Padding::horizontal(1));
-    let inner = block.inner(popup);
-    frame.render_widget(block, popup);
-    let rows = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(1),
-        Constraint::Length(1),
-        Constraint::Length(1),
-        Constraint::Length(2),
-        Constraint::Fill(1),
-        Constraint::Length(1),
-    ])
-    .split(inner);
-    for (row, label, field, kind) in [
-        (rows[1], "Nickname", &form.nick, Field::Nick),
-        (rows[2], "Password", &form.password, Field::Password),
-        (rows[3], "Server", &form.server, Field::Server),
+    let theme = Theme::of(&app.opts);
+    let areas = connect_layout(area);
+    frame.render_widget(Clear, areas.popup);
+    frame.render_widget(connect_block().title(" chat-tui — connect "), areas.popup);
+    for ((l, f), label, field, kind) in [
+        (areas.fields[0], "Nickname", &form.nick, Field::Nick),
+        (areas.fields[1], "Password", &form.password, Field::Password),
+        (areas.fields[2], "Server", &form.server, Field::Server),
     ] {
-        let [l, f] = Layout::horizontal([Constraint::Length(11), Constraint::Fill(1)]).areas(row);
         let label_style = if kind == form.field {
             Style::default().add_modifier(Modifier::BOLD)
         } else {
             theme.dim()
         };
         frame.render_widget(Paragraph::new(label).style(label_style), l);
-        frame.render_widget(field, f);
+        // A copy, laid out by the app already: drawing writes nothing back.
+        frame.render_widget(&field.clone(), f);
     }
     let message = if form.connecting {
         Line::styled(format!("connecting to {}…", app.server), theme.dim())
@@ -622,10 +353,10 @@ fn draw_connect(frame: &mut Frame, area: Rect, app: &App) {
     };
     frame.render_widget(
         Paragraph::new(message).wrap(ratatui::widgets::Wrap { trim: false }),
-        rows[4],
+        areas.message,
     );
     frame.render_widget(
         Paragraph::new("Enter connect · Tab next field · Esc quit").style(theme.dim()),
-        rows[6],
+        areas.keys,
     );
 }

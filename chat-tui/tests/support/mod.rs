@@ -1,12 +1,12 @@
 //! Building blocks for driving the full-screen client's state without a terminal.
 #![allow(dead_code)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chat_core::protocol::{
     Body, ChatMessage, DisconnectReason, Limits, ServerFrame, Target, UserInfo, Welcome,
 };
-use chat_tui::tui::app::{App, Backoff, Effect, Event, NetEvent, Options};
+use chat_tui::tui::app::{App, Backoff, Clock, Effect, Event, NetEvent, Options};
 use chrono::{DateTime, TimeZone, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -63,9 +63,21 @@ pub fn fresh(nick: &str) -> App {
         options(),
         Instant::now(),
     );
-    app.wall = at(0);
+    let now = app.now();
+    set_clock(&mut app, now, at(0));
     app.backoff = Backoff::new(fastrand::Rng::with_seed(7));
     app
+}
+
+/// Sets the app's clock, as the driver does before each event.
+pub fn set_clock(app: &mut App, now: Instant, wall: DateTime<Utc>) {
+    app.update(Event::Clock(Clock { now, wall }));
+}
+
+/// Lets `by` pass on the app's clock (the wall clock stays put).
+pub fn advance(app: &mut App, by: Duration) {
+    let (now, wall) = (app.now() + by, app.wall());
+    set_clock(app, now, wall);
 }
 
 /// A client connected as `nick` with `roster` online, on an 80×24 terminal.

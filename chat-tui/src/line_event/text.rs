@@ -1,0 +1,347 @@
+//! Line events as text for people: one line each (a multi-line message continues indented),
+//! starting with its time, with everything received made safe to print first.
+
+use chat_core::protocol::{DEFAULT_ROOM, DisconnectReason};
+use chrono::{DateTime, Local, Utc};
+
+use super::{LineEvent, RoomLine};
+use crate::sanitize::{sanitize_line, sanitize_text};
+
+impl LineEvent {
+    /// Human-readable text: one line, or several for multi-line messages (continuation lines
+    /// are indented so that every event starts with its time). `me` is our own nickname,
+    /// shown as "you" in private-message labels; `utc` shows UTC instead of local time.
+    pub fn to_text(&self, me: &str, utc: bool) -> String {
+        self.sanitized().render(me, utc)
+    }
+
+    /// A copy safe to print: no control characters anywhere, newlines only inside message
+    /// text, no bidirectional overrides (nothing received can drive or disguise the terminal).
+    fn sanitized(&self) -> LineEvent {
+        let mut ev = self.clone();
+        let one = |s: &mut String| *s = sanitize_line(s);
+        match &mut ev {
+            LineEvent::Welcome {
+                address,
+                server,
+                nick,
+                requested_nick,
+                roster,
+                ..
+            } => {
+                for s in [address, server, nick, requested_nick] {
+                    one(s);
+                }
+                roster.iter_mut().for_each(one);
+            }
+            LineEvent::Message {
+                from,
+                room,
+                to,
+                text,
+                ..
+            } => {
+                one(from);
+                room.iter_mut().for_each(one);
+                to.iter_mut().flatten().for_each(one);
+                *text = sanitize_text(text);
+            }
+            LineEvent::Join { nick, room, .. } => {
+                one(nick);
+                one(room);
+            }
+            LineEvent::Leave {
+                nick,
+                message,
+                room,
+                ..
+            } => {
+                one(nick);
+                one(message);
+                one(room);
+            }
+            LineEvent::Entered { room, topic, .. } => {
+                one(room);
+                one(topic);
+            }
+            LineEvent::Parted { room, .. }
+            | LineEvent::CurrentRoom { room, .. }
+            | LineEvent::HistoryEnd { room, .. } => one(room),
+            LineEvent::Rooms { rooms, .. } => {
+                for r in rooms {
+                    one(&mut r.name);
+                    one(&mut r.topic);
+                }
+            }
+            LineEvent::Topic {
+                room, topic, by, ..
+            } => {
+                one(room);
+                one(topic);
+                one(by);
+            }
+            LineEvent::Queued { to, .. } => to.iter_mut().for_each(one),
+            LineEvent::Registered { nick, .. } => one(nick),
+            LineEvent::PasswordChanged { .. } => {}
+            LineEvent::Roster { room, users, .. } => {
+                one(room);
+                users.iter_mut().for_each(one);
+            }
+            LineEvent::Error { message, .. } => one(message),
+            LineEvent::Disconnected {
+                reason, message, ..
+            } => {
+                one(reason);
+                one(message);
+            }
+            LineEvent::Help { .. } | LineEvent::RateLimited { .. } => {}
+        }
+        ev
+    }
+
+    fn render(&self, me: &str, utc: bool) -> String {
+        let stamp = |t: &DateTime<Utc>| time_of_day(t, utc);
+        match self {
+            LineEvent::Welcome {
+                time,
+                address,
+                nick,
+                requested_nick,
+                nick_changed,
+                roster,
+                ..
+            } => welcome_text(
+                &stamp(time),
+                address,
+                nick,
+                requested_nick,
+                *nick_changed,
+                roster,
+            ),
+            LineEvent::Message {
+                time,
+                from,
+                room,
+                to,
+                text,
+                action,
+                own,
+                history,
+                ..
+            } => {
+                let who = message_label(from, room.as_deref(), to.as_deref(), *action, *own, me);
+                let who = if *history {
+                    format!("(earlier) {who}")
+                } else {
+                    who
+                };
+                // Continuation lines start under the text, past the time.
+                let body = text.replace('\n', &format!("\n{}", " ".repeat(9)));
+                format!("{} {who} {body}", stamp(time))
+            }
+            LineEvent::Entered { time, room, topic } if topic.is_empty() => {
+                format!("{} * you joined #{room}", stamp(time))
+            }
+            LineEvent::Entered { time, room, topic } => {
+                format!("{} * you joined #{room}; topic: {topic}", stamp(time))
+            }
+            LineEvent::Parted { time, room } => format!("{} * you left #{room}", stamp(time)),
+            LineEvent::CurrentRoom { time, room } => {
+                format!("{} * talking in #{room}", stamp(time))
+            }
+            LineEvent::Rooms { time, rooms } => rooms_text(&stamp(time), rooms),
+            LineEvent::Topic {
+                time,
+                room,
+                topic,
+                by,
+            } => match topic.as_str() {
+                "" => format!("{} * {by} cleared the topic of #{room}", stamp(time)),
+                topic => format!("{} * {by} set the topic of #{room}: {topic}", stamp(time)),
+            },
+            LineEvent::HistoryEnd {
+                time,
+                room,
+                count,
+                more,
+            } => history_end_text(&stamp(time), room, *count, *more),
+            LineEvent::Queued { time, to } => format!(
+                "{} * {} offline: the message is kept for when they log in",
+                stamp(time),
+                to.join(", ")
+            ),
+            LineEvent::Registered { time, nick } => format!(
+                "{} * {nick} is now registered: log in with --password next time",
+                stamp(time)
+            ),
+            LineEvent::PasswordChanged { time } => {
+                format!("{} * your password was changed", stamp(time))
+            }
+            LineEvent::Join {
+                time,
+                room,
+                nick,
+                relayed,
+            } => {
+                let via = if *relayed { " (guest, via relay)" } else { "" };
+                format!("{} * {nick} joined{}{via}", stamp(time), in_room(room))
+            }
+            LineEvent::Leave {
+                time,
+                room,
+                nick,
+                reason,
+                message,
+            } => leave_text(&stamp(time), room, nick, *reason, message),
+            LineEvent::Roster { time, room, users } => format!(
+                "{} * {} online in {room}: {}",
+                stamp(time),
+                users.len(),
+                users.join(", ")
+            ),
+            LineEvent::Error { time, message } => format!("{} ! {message}", stamp(time)),
+            LineEvent::RateLimited {
+                time,
+                retry_after_ms,
+            } => format!(
+                "{} ! rate limited: message not sent; wait {:.1} s",
+                stamp(time),
+                f64::from(*retry_after_ms) / 1000.0
+            ),
+            LineEvent::Disconnected {
+                time,
+                reason,
+                message,
+            } => disconnected_text(&stamp(time), reason, message),
+            LineEvent::Help { lines } => lines.join("\n"),
+        }
+    }
+}
+
+/// The time of day, to the second, in UTC or local time.
+fn time_of_day(t: &DateTime<Utc>, utc: bool) -> String {
+    if utc {
+        t.format("%H:%M:%S").to_string()
+    } else {
+        t.with_timezone(&Local).format("%H:%M:%S").to_string()
+    }
+}
+
+/// The welcome: who we are, and who is online.
+fn welcome_text(
+    stamp: &str,
+    address: &str,
+    nick: &str,
+    requested_nick: &str,
+    nick_changed: Option<&str>,
+    roster: &[String],
+) -> String {
+    let mut s = format!("{stamp} * connected to {address} as {nick}");
+    match nick_changed {
+        Some("registered") => s.push_str(&format!(
+            " ({requested_nick} is a registered nickname: log in with --password to use it)"
+        )),
+        Some(_) => s.push_str(&format!(" ({requested_nick} was taken)")),
+        None => {}
+    }
+    s.push_str(&format!(
+        "\n{stamp} * {} online: {}",
+        roster.len(),
+        roster.join(", ")
+    ));
+    s
+}
+
+/// Who a message is from, and where: `<alice>` or `* alice` in the lobby, `#room <alice>` in
+/// another room (the lobby's lines stay as they always were), `[PM alice → you]` in private
+/// (`me` is shown as "you").
+fn message_label(
+    from: &str,
+    room: Option<&str>,
+    to: Option<&[String]>,
+    action: bool,
+    own: bool,
+    me: &str,
+) -> String {
+    let who = match to {
+        None if action => format!("* {from}"),
+        None => format!("<{from}>"),
+        Some(targets) => {
+            let you = |n: &str| if n == me { "you" } else { n }.to_owned();
+            let names: Vec<String> = targets.iter().map(|t| you(t)).collect();
+            let sender = if own {
+                "you".to_owned()
+            } else {
+                from.to_owned()
+            };
+            let label = format!("[PM {sender} → {}]", names.join(", "));
+            if action {
+                format!("{label} * {from}")
+            } else {
+                label
+            }
+        }
+    };
+    match room.filter(|r| *r != DEFAULT_ROOM) {
+        Some(room) => format!("#{room} {who}"),
+        None => who,
+    }
+}
+
+/// Every room, one line each.
+fn rooms_text(stamp: &str, rooms: &[RoomLine]) -> String {
+    let mut s = format!("{stamp} * {} rooms:", rooms.len());
+    for r in rooms {
+        s.push_str(&format!("\n{stamp} * #{} ({})", r.name, r.members));
+        if !r.topic.is_empty() {
+            s.push_str(&format!(": {}", r.topic));
+        }
+    }
+    s
+}
+
+/// The end of a page of a room's history: how many, and whether there are older ones.
+fn history_end_text(stamp: &str, room: &str, count: usize, more: bool) -> String {
+    let older = if more {
+        "; /history shows older ones"
+    } else {
+        "; nothing older"
+    };
+    let noun = if count == 1 { "message" } else { "messages" };
+    format!("{stamp} * {count} earlier {noun} of #{room}{older}")
+}
+
+/// The connection ended: we left, or the server or the network ended it.
+fn disconnected_text(stamp: &str, reason: &str, message: &str) -> String {
+    match (reason, message.is_empty()) {
+        ("quit", true) => format!("{stamp} * you left"),
+        ("quit", false) => format!("{stamp} * you left ({message})"),
+        _ => format!("{stamp} * disconnected ({reason}): {message}"),
+    }
+}
+
+/// Someone left the lobby or a room: the reason shows unless it is an ordinary leaving.
+fn leave_text(
+    stamp: &str,
+    room: &str,
+    nick: &str,
+    reason: DisconnectReason,
+    message: &str,
+) -> String {
+    let place = in_room(room);
+    match (reason, message.is_empty()) {
+        (DisconnectReason::Quit, true) => format!("{stamp} * {nick} left{place}"),
+        (DisconnectReason::Quit, false) => format!("{stamp} * {nick} left{place} ({message})"),
+        (DisconnectReason::LeftRoom, _) => format!("{stamp} * {nick} left{place}"),
+        (r, _) => format!("{stamp} * {nick} left{place} ({r})"),
+    }
+}
+
+/// " #room" for rooms other than the lobby, whose lines stay as they always were.
+fn in_room(room: &str) -> String {
+    if room == DEFAULT_ROOM || room.is_empty() {
+        String::new()
+    } else {
+        format!(" #{room}")
+    }
+}

@@ -1,0 +1,205 @@
+//! Chat messages: live ones, a room's history (replayed on entering, or asked for with
+//! `/history`), the private messages kept for us while we were away, and the server's word
+//! that a private message was kept for someone away.
+
+use chat_core::names::fold;
+use chat_core::protocol::{Body, ChatMessage, ClientFrame, Target};
+use chrono::{DateTime, Utc};
+
+use crate::sanitize::{sanitize_line, sanitize_text};
+use crate::tui::app::{App, Effect, Entry, EntryKind};
+
+impl App {
+    /// Shows a chat message in its tab (a room's, or the private conversation's); `history`
+    /// marks one replayed from the server's store.
+    pub(in crate::tui::app) fn show_message(
+        &mut self,
+        m: ChatMessage,
+        history: bool,
+    ) -> Vec<Effect> {
+        if let Some(tag) = m.tag {
+            self.in_flight.remove(&tag);
+        }
+        let own = fold(&m.from) == fold(&self.nick);
+        let from = sanitize_line(&m.from);
+        let entry = message_entry(m.at, &m.from, m.body, &self.nick, history);
+        let mention = matches!(entry.kind, EntryKind::Message { mention: true, .. });
+        let id = m.id;
+        match m.to {
+            Target::Room(room) => {
+                let Some(i) = self.known_room_tab(&room) else {
+                    return Vec::new();
+                };
+                if !self.tabs[i].saw(id) {
+                    return Vec::new();
+                }
+                self.push(i, entry, !own, mention);
+                if mention {
+                    vec![Effect::Bell]
+                } else {
+                    Vec::new()
+                }
+            }
+            Target::Users(to) if own => {
+                for nick in to {
+                    let nick = sanitize_line(&nick);
+                    let i = self.open_tab(&nick);
+                    if self.tabs[i].saw(id) {
+                        self.push(i, entry.clone(), false, false);
+                    }
+                }
+                Vec::new()
+            }
+            Target::Users(_) => {
+                let i = self.open_tab(&from);
+                if !self.tabs[i].saw(id) {
+                    return Vec::new();
+                }
+                self.push(i, entry, true, true);
+                vec![Effect::Bell]
+            }
+        }
+    }
+
+    /// A page of a room's history: a replay on entering says only whether there is more; an
+    /// answer to `/history` says what it found.
+    pub(super) fn history(
+        &mut self,
+        room: &str,
+        messages: Vec<ChatMessage>,
+        more: bool,
+    ) -> Vec<Effect> {
+        let asked = self.history_asked.remove(&fold(room));
+        // An answer that arrives after the room was left opens nothing.
+        let Some(i) = self.known_room_tab(room) else {
+            return Vec::new();
+        };
+        let shown = self.insert_history(i, messages);
+        if asked || (shown > 0 && more) {
+            let text = match (shown, more) {
+                (0, false) => "no older messages".to_owned(),
+                (1, false) => "1 earlier message; nothing older".to_owned(),
+                (1, true) => "1 earlier message; /history shows older ones".to_owned(),
+                (n, false) => format!("{n} earlier messages; nothing older"),
+                (n, true) => format!("{n} earlier messages; /history shows older ones"),
+            };
+            self.notice(i, &text, false);
+        }
+        Vec::new()
+    }
+
+    /// Adds messages from a room's history to tab `i`: older than what it shows at the top,
+    /// newer (missed while disconnected) at the bottom; ones already shown are skipped.
+    /// Returns how many were added.
+    fn insert_history(&mut self, i: usize, messages: Vec<ChatMessage>) -> usize {
+        let mut older = Vec::new();
+        let mut shown = 0;
+        let newest = self.tabs[i].newest_id;
+        for m in messages {
+            if self.tabs[i].ids.contains(&m.id) {
+                continue;
+            }
+            if newest.is_some_and(|n| m.id < n) {
+                older.push(m);
+            } else {
+                shown += 1;
+                self.show_message(m, true);
+            }
+        }
+        let scrollback = self.opts.scrollback.max(1);
+        let tab = &mut self.tabs[i];
+        for m in older.into_iter().rev() {
+            if tab.entries.len() >= scrollback {
+                break;
+            }
+            tab.saw(m.id);
+            tab.entries
+                .push_front(message_entry(m.at, &m.from, m.body, &self.nick, true));
+            tab.first_seq -= 1;
+            shown += 1;
+        }
+        shown
+    }
+
+    /// A page of the private messages kept for us while we were away: one notice and one bell
+    /// for the whole backlog, however many pages it takes.
+    pub(super) fn offline(&mut self, messages: Vec<ChatMessage>) -> Vec<Effect> {
+        let n = messages.len();
+        let up_to = messages.last().map(|m| m.id);
+        let mut effects = Vec::new();
+        for m in messages {
+            effects.extend(self.show_message(m, true));
+        }
+        self.offline_shown += n;
+        let first_page = self.offline_shown == n;
+        let text = format!(
+            "{} private message(s) arrived while you were away",
+            self.offline_shown
+        );
+        match self.tabs[0].entries.back_mut() {
+            Some(Entry {
+                kind: EntryKind::Notice { text: last, .. },
+                ..
+            }) if !first_page && last.ends_with("arrived while you were away") => {
+                *last = text;
+            }
+            _ => self.notice(0, &text, false),
+        }
+        effects.truncate(usize::from(first_page));
+        // The server stops keeping them, and sends the next page if there is one.
+        if let Some(up_to) = up_to {
+            effects.push(Effect::Send(ClientFrame::AckOffline { up_to }));
+        }
+        effects
+    }
+
+    /// A private message to someone away was kept for them.
+    pub(super) fn queued(&mut self, to: &[String]) -> Vec<Effect> {
+        let who = sanitize_line(&to.join(", "));
+        let text = format!("{who} offline: kept for them until they log in");
+        match to.first() {
+            Some(nick) => {
+                let i = self.open_tab(nick);
+                self.notice(i, &text, false);
+            }
+            None => self.notice_active(&text, false),
+        }
+        Vec::new()
+    }
+}
+
+/// A chat message from `from` as an entry of history, its text made safe to show; `me` is
+/// our nickname (our own messages and mentions of us show differently), `history` marks one
+/// replayed from the server's store (never a mention).
+fn message_entry(at: DateTime<Utc>, from: &str, body: Body, me: &str, history: bool) -> Entry {
+    let own = fold(from) == fold(me);
+    let (text, action) = match body {
+        Body::Text(t) => (sanitize_text(&t), false),
+        Body::Action(t) => (sanitize_text(&t), true),
+    };
+    let mention = !own && !history && mentions(&text, me);
+    Entry {
+        at,
+        kind: EntryKind::Message {
+            from: sanitize_line(from),
+            text,
+            action,
+            own,
+            mention,
+            history,
+        },
+    }
+}
+
+/// Does `text` mention `nick` as a word (case-insensitively)?
+pub fn mentions(text: &str, nick: &str) -> bool {
+    if nick.is_empty() {
+        return false;
+    }
+    let text = fold(text);
+    let nick = fold(nick);
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    text.match_indices(&nick).any(|(i, m)| {
+        !word(text[..i].chars().next_back()) && !word(text[i + m.len()..].chars().next())
+    })
+}

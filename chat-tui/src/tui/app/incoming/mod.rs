@@ -1,0 +1,59 @@
+//! What comes from the server: [`App::frame`] sends each frame to the handler of its family,
+//! one file each: chat messages and history ([`messages`]), who is online and in which room
+//! ([`presence`]), rooms entered, left and listed ([`rooms`]), accounts ([`accounts`]), and
+//! errors, rate limits and goodbyes ([`errors`]).
+
+use chat_core::protocol::ServerFrame;
+
+use super::{App, Effect};
+
+mod accounts;
+mod errors;
+mod messages;
+mod presence;
+mod rooms;
+
+pub use messages::mentions;
+
+impl App {
+    /// A frame from the server.
+    pub(super) fn frame(&mut self, frame: ServerFrame) -> Vec<Effect> {
+        match frame {
+            ServerFrame::Message(m) => self.show_message(m, false),
+            ServerFrame::History {
+                room,
+                messages,
+                more,
+            } => self.history(&room, messages, more),
+            ServerFrame::Offline(messages) => self.offline(messages),
+            ServerFrame::Queued { to, .. } => self.queued(&to),
+            ServerFrame::Joined { room, user, .. } => self.joined(&room, user),
+            ServerFrame::Left {
+                room,
+                nick,
+                reason,
+                message,
+                ..
+            } => self.left(&room, &nick, reason, &message),
+            ServerFrame::Roster { room, users } => self.roster_of(&room, users),
+            ServerFrame::Entered { room, topic } => self.entered(&room, &topic),
+            ServerFrame::Parted { room } => self.parted(&room),
+            ServerFrame::Rooms(rooms) => self.rooms(rooms),
+            ServerFrame::Topic {
+                room, topic, by, ..
+            } => self.topic(&room, &topic, &by),
+            ServerFrame::Registered { nick } => self.registered(&nick),
+            ServerFrame::PasswordChanged => self.password_changed(),
+            ServerFrame::Error(e) => self.error(e),
+            ServerFrame::RateLimited {
+                tag,
+                retry_after_ms,
+            } => self.rate_limited(tag, retry_after_ms),
+            ServerFrame::Bye { reason, message } => self.bye(reason, &message),
+            ServerFrame::Welcome(_) | ServerFrame::Rejected(_) | ServerFrame::Pong { .. } => {
+                self.dirty = false;
+                Vec::new()
+            }
+        }
+    }
+}

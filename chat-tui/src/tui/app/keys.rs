@@ -1,0 +1,172 @@
+//! The main screen's keys: the ones that work everywhere (help, tabs, paging, focus), then the
+//! roster's or the input line's, whichever has the keyboard ([`Focus`]).
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::{App, Effect, TabKind};
+
+impl App {
+    /// A key on the main screen.
+    pub(super) fn main_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return self.quit(String::new());
+        }
+        if self.help {
+            if matches!(key.code, KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('q')) {
+                self.help = false;
+            }
+            return Vec::new();
+        }
+        match key.code {
+            KeyCode::F(1) => {
+                self.help = true;
+                return Vec::new();
+            }
+            KeyCode::F(2) => {
+                self.show_roster = !self.show_roster;
+                return Vec::new();
+            }
+            KeyCode::Char(c @ '0'..='9') if alt => {
+                let n = if c == '0' {
+                    10
+                } else {
+                    c as usize - '0' as usize
+                };
+                self.select_tab(n - 1);
+                return Vec::new();
+            }
+            KeyCode::Char('a') if alt => {
+                self.next_active_tab();
+                return Vec::new();
+            }
+            KeyCode::Char('n') if ctrl => {
+                self.select_tab((self.active + 1) % self.tabs.len());
+                return Vec::new();
+            }
+            KeyCode::Char('p') if ctrl => {
+                self.select_tab((self.active + self.tabs.len() - 1) % self.tabs.len());
+                return Vec::new();
+            }
+            KeyCode::Char('w') if ctrl => return self.close_tab(self.active),
+            KeyCode::PageUp => {
+                self.scroll_up(self.page());
+                return Vec::new();
+            }
+            KeyCode::PageDown => {
+                self.scroll_down(self.page());
+                return Vec::new();
+            }
+            KeyCode::End if ctrl || self.tabs[self.active].scroll.is_some() => {
+                self.tabs[self.active].scroll = None;
+                return Vec::new();
+            }
+            KeyCode::BackTab => {
+                self.toggle_focus();
+                return Vec::new();
+            }
+            _ => {}
+        }
+        match self.focus {
+            Focus::Roster => self.roster_key(key),
+            Focus::Input => self.input_key(key),
+        }
+    }
+
+    /// A key while the roster has the keyboard: move, open a private tab, or type.
+    fn roster_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let last = self.shown_roster().len().saturating_sub(1);
+        match key.code {
+            KeyCode::Up => self.roster_selected = self.roster_selected.saturating_sub(1),
+            KeyCode::Down => self.roster_selected = (self.roster_selected + 1).min(last),
+            KeyCode::Home => self.roster_selected = 0,
+            KeyCode::End => self.roster_selected = last,
+            KeyCode::Tab | KeyCode::Esc => self.focus = Focus::Input,
+            KeyCode::Enter => {
+                if let Some(user) = self.shown_roster().get(self.roster_selected) {
+                    let nick = user.nick.clone();
+                    self.query(&nick);
+                }
+                self.focus = Focus::Input;
+            }
+            KeyCode::Char(_) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                // Typing goes to the input line.
+                self.focus = Focus::Input;
+                return self.input_key(key);
+            }
+            _ => self.dirty = false,
+        }
+        Vec::new()
+    }
+
+    /// A key while the input line has the keyboard: send, complete, recall, or edit.
+    fn input_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+        if key.code != KeyCode::Tab {
+            self.input.cancel_completion();
+        }
+        match key.code {
+            KeyCode::Enter if alt || shift => {
+                self.input.new_line();
+                Vec::new()
+            }
+            KeyCode::Enter => self.submit(),
+            KeyCode::Tab => {
+                // With no word to complete, Tab on an empty line goes to the roster; after
+                // other text it does nothing (so half-typed text is never sent elsewhere).
+                if !self.complete() && self.input.is_empty() {
+                    self.toggle_focus();
+                }
+                Vec::new()
+            }
+            KeyCode::Up if self.input.on_first_line() => {
+                self.input.history_back();
+                Vec::new()
+            }
+            KeyCode::Down if self.input.on_last_line() => {
+                self.input.history_forward();
+                Vec::new()
+            }
+            _ => {
+                self.input.edit(key);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Completes the nickname before the cursor from everyone online and the private tabs;
+    /// false when there is no word to complete.
+    fn complete(&mut self) -> bool {
+        let privates = self.tabs.iter().filter_map(|t| match &t.kind {
+            TabKind::Private { nick } => Some(nick.clone()),
+            TabKind::Lobby | TabKind::Room { .. } => None,
+        });
+        let names = self.roster.iter().map(|u| u.nick.clone()).chain(privates);
+        self.input.complete(names, &self.nick)
+    }
+
+    /// Moves the keyboard between the input line and the roster.
+    fn toggle_focus(&mut self) {
+        self.input.cancel_completion();
+        self.focus = match self.focus {
+            Focus::Input => {
+                self.roster_selected = self
+                    .roster_selected
+                    .min(self.shown_roster().len().saturating_sub(1));
+                Focus::Roster
+            }
+            Focus::Roster => Focus::Input,
+        };
+    }
+}
+
+/// Which pane has the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    /// The input line.
+    Input,
+    /// The roster sidebar.
+    Roster,
+}

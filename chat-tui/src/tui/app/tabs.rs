@@ -1,0 +1,310 @@
+//! Tabs: the lobby, rooms and private conversations, each with its history, its unread count
+//! and its scroll position; opening, selecting and closing them; and adding entries and notices
+//! (which is where unread counts and highlights come from).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use chat_core::names::fold;
+use chat_core::protocol::{ClientFrame, DEFAULT_ROOM};
+
+use super::{App, ConnState, Effect, Entry, EntryKind, Pending};
+use crate::command::unsupported;
+
+impl App {
+    /// Index of the tab for `kind`, a private one opened (without focus) if needed.
+    pub(super) fn tab_for(&mut self, kind: &TabKind) -> usize {
+        match kind {
+            TabKind::Lobby => 0,
+            TabKind::Private { nick } => self.open_tab(nick),
+            TabKind::Room { name } => self.room_tab(name),
+        }
+    }
+
+    /// Index of the tab of room `name` (the lobby's is 0), opened (without focus) if needed.
+    pub fn room_tab(&mut self, name: &str) -> usize {
+        if fold(name) == DEFAULT_ROOM {
+            return 0;
+        }
+        self.tab_of(TabKind::Room {
+            name: name.to_owned(),
+        })
+    }
+
+    /// Index of the tab showing `kind`, opened (without focus) if needed.
+    fn tab_of(&mut self, kind: TabKind) -> usize {
+        if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
+            return i;
+        }
+        self.tabs.push(Tab::new(kind));
+        self.tabs.len() - 1
+    }
+
+    /// The tab of room `name` (the lobby's is 0), if it has one: only entering a room opens
+    /// its tab, so a late answer about a room just left opens nothing.
+    pub(super) fn known_room_tab(&self, name: &str) -> Option<usize> {
+        if fold(name) == DEFAULT_ROOM {
+            return Some(0);
+        }
+        let kind = TabKind::Room {
+            name: name.to_owned(),
+        };
+        self.tabs.iter().position(|t| t.kind.is(&kind))
+    }
+
+    /// Index of the private tab for `nick`, opened (without focus) if needed.
+    pub fn open_tab(&mut self, nick: &str) -> usize {
+        self.tab_of(TabKind::Private {
+            nick: nick.to_owned(),
+        })
+    }
+
+    /// Shows tab `i` (if it exists); its unread count is cleared.
+    pub fn select_tab(&mut self, i: usize) {
+        if i < self.tabs.len() {
+            self.active = i;
+            self.tabs[i].unread = 0;
+            self.tabs[i].highlight = false;
+            self.input.cancel_completion();
+        }
+    }
+
+    /// Closes tab `i`; a room's tab is closed by leaving the room (when connected).
+    pub(super) fn close_tab(&mut self, i: usize) -> Vec<Effect> {
+        if i == 0 {
+            self.notice_active("the lobby cannot be closed", true);
+            return Vec::new();
+        }
+        if let TabKind::Room { name } = &self.tabs[i].kind
+            && self.conn == ConnState::Connected
+        {
+            let part = ClientFrame::Part { room: name.clone() };
+            // A server without rooms (version 1) has nothing to leave: the tab just closes.
+            if unsupported(&part, self.server_version).is_none() {
+                return vec![Effect::Send(part)];
+            }
+        }
+        self.remove_tab(i);
+        Vec::new()
+    }
+
+    /// Removes tab `i`, saying so if unsent messages go with it.
+    pub(super) fn remove_tab(&mut self, i: usize) {
+        let tab = self.tabs.remove(i);
+        if !tab.pending.is_empty() {
+            self.notice(
+                0,
+                &format!(
+                    "{} unsent message(s) to {} discarded with the tab",
+                    tab.pending.len(),
+                    tab.kind.title()
+                ),
+                true,
+            );
+        }
+        let active = if self.active >= i {
+            self.active.saturating_sub(1)
+        } else {
+            self.active
+        };
+        self.select_tab(active);
+        if let TabKind::Room { name } = &tab.kind {
+            self.room_rosters.remove(&fold(name));
+        }
+    }
+
+    /// Shows the next tab with a private message or a mention, else the next with unread
+    /// messages (Alt-A).
+    pub(super) fn next_active_tab(&mut self) {
+        let n = self.tabs.len();
+        let order = (1..n).map(|k| (self.active + k) % n);
+        let target = order
+            .clone()
+            .find(|&i| self.tabs[i].highlight)
+            .or_else(|| order.clone().find(|&i| self.tabs[i].unread > 0));
+        if let Some(i) = target {
+            self.select_tab(i);
+        }
+    }
+
+    /// Adds `entry` to tab `i`, dropping the oldest beyond the scrollback; `counts` makes it
+    /// unread (and `highlight` highlighted) unless the tab is on screen.
+    pub(super) fn push(&mut self, i: usize, entry: Entry, counts: bool, highlight: bool) {
+        let scrollback = self.opts.scrollback.max(1);
+        let viewed = i == self.active;
+        let tab = &mut self.tabs[i];
+        tab.entries.push_back(entry);
+        // The ids of messages long scrolled away are forgotten, the oldest first.
+        while tab.ids.len() > scrollback.saturating_mul(2) {
+            tab.ids.pop_first();
+        }
+        while tab.entries.len() > scrollback {
+            tab.entries.pop_front();
+            tab.first_seq += 1;
+        }
+        if let Some(a) = &mut tab.scroll
+            && a.seq < tab.first_seq
+        {
+            *a = Anchor {
+                seq: tab.first_seq,
+                skip: 0,
+            };
+        }
+        if counts && !viewed {
+            tab.unread += 1;
+            tab.highlight |= highlight;
+        }
+    }
+
+    /// Adds a notice to tab `i` (notices are never unread).
+    pub(super) fn notice(&mut self, i: usize, text: &str, error: bool) {
+        let entry = Entry {
+            at: self.wall,
+            kind: EntryKind::Notice {
+                text: text.to_owned(),
+                error,
+            },
+        };
+        self.push(i, entry, false, false);
+    }
+
+    /// Adds a notice to the tab on screen.
+    pub(super) fn notice_active(&mut self, text: &str, error: bool) {
+        self.notice(self.active, text, error);
+    }
+
+    /// Adds a notice to the private tab for `nick`, if one is open.
+    pub(super) fn notice_private(&mut self, nick: &str, text: &str) {
+        let kind = TabKind::Private {
+            nick: nick.to_owned(),
+        };
+        if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
+            self.notice(i, text, false);
+        }
+    }
+}
+
+/// A tab: the lobby or a private conversation.
+#[derive(Debug)]
+pub struct Tab {
+    /// What the tab shows.
+    pub kind: TabKind,
+    /// The history, oldest first, bounded by [`Options::scrollback`].
+    pub entries: VecDeque<Entry>,
+    /// Sequence number of `entries[0]`; entries keep their numbers as old ones are dropped.
+    pub first_seq: u64,
+    /// Messages received while the tab was not on screen.
+    pub unread: usize,
+    /// Among them, a private message or a mention.
+    pub highlight: bool,
+    /// `None` when showing the newest lines, else the position scrolled back to.
+    pub scroll: Option<Anchor>,
+    /// Typed while disconnected; sent in order after reconnecting.
+    pub pending: Vec<Pending>,
+    /// Ids of the messages shown (history replayed after a reconnect is not shown twice).
+    pub(super) ids: BTreeSet<u64>,
+    /// The oldest and newest message ids shown.
+    pub(super) oldest_id: Option<u64>,
+    pub(super) newest_id: Option<u64>,
+}
+
+/// A position in a tab's history: the entry at the bottom of the pane and how many of its
+/// rows are hidden below the pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// Sequence number of the entry at the bottom.
+    pub seq: u64,
+    /// Rows of that entry below the bottom of the pane.
+    pub skip: usize,
+}
+
+/// What a tab shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TabKind {
+    /// The public room everyone is in.
+    Lobby,
+    /// A private conversation with one user.
+    Private { nick: String },
+    /// Another room (`/join #name`).
+    Room { name: String },
+}
+
+impl TabKind {
+    /// The tab's title.
+    pub fn title(&self) -> &str {
+        match self {
+            TabKind::Lobby => DEFAULT_ROOM,
+            TabKind::Private { nick } => nick,
+            TabKind::Room { name } => name,
+        }
+    }
+
+    /// The tab's label: rooms are shown as `#name`.
+    pub fn label(&self) -> String {
+        match self {
+            TabKind::Room { name } => format!("#{name}"),
+            other => other.title().to_owned(),
+        }
+    }
+
+    /// The room this tab talks in, if it is one.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            TabKind::Lobby => Some(DEFAULT_ROOM),
+            TabKind::Room { name } => Some(name),
+            TabKind::Private { .. } => None,
+        }
+    }
+
+    /// The same tab (names compared case-folded).
+    pub(super) fn is(&self, other: &TabKind) -> bool {
+        match (self, other) {
+            (TabKind::Lobby, TabKind::Lobby) => true,
+            (TabKind::Private { nick: a }, TabKind::Private { nick: b })
+            | (TabKind::Room { name: a }, TabKind::Room { name: b }) => fold(a) == fold(b),
+            _ => false,
+        }
+    }
+}
+
+/// Sequence number of a new tab's first entry (see [`Tab::first_seq`]).
+const FIRST_SEQ: u64 = 1 << 40;
+
+impl Tab {
+    /// An empty tab showing `kind`.
+    pub(super) fn new(kind: TabKind) -> Self {
+        Tab {
+            kind,
+            entries: VecDeque::new(),
+            // Room below: older history is added in front, numbered downwards.
+            first_seq: FIRST_SEQ,
+            unread: 0,
+            highlight: false,
+            scroll: None,
+            pending: Vec::new(),
+            ids: BTreeSet::new(),
+            oldest_id: None,
+            newest_id: None,
+        }
+    }
+
+    /// Records that message `id` is shown here; false if it already was.
+    pub(super) fn saw(&mut self, id: u64) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.oldest_id = Some(self.oldest_id.map_or(id, |o| o.min(id)));
+        self.newest_id = Some(self.newest_id.map_or(id, |n| n.max(id)));
+        true
+    }
+
+    /// Sequence number of the newest entry.
+    pub fn last_seq(&self) -> Option<u64> {
+        (!self.entries.is_empty()).then(|| self.first_seq + self.entries.len() as u64 - 1)
+    }
+
+    /// The entry with sequence number `seq`.
+    pub fn entry(&self, seq: u64) -> Option<&Entry> {
+        seq.checked_sub(self.first_seq)
+            .and_then(|i| self.entries.get(i as usize))
+    }
+}
