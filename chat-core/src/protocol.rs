@@ -247,6 +247,14 @@ impl Target {
             Target::Users(users) => users,
         }
     }
+
+    /// The room or the recipients, flattened for display: exactly one of the two is `Some`.
+    pub fn into_parts(self) -> (Option<String>, Option<Vec<String>>) {
+        match self {
+            Target::Room(room) => (Some(room), None),
+            Target::Users(users) => (None, Some(users)),
+        }
+    }
 }
 
 /// The content of a message.
@@ -270,6 +278,14 @@ impl Body {
     /// Whether it is an action (`/me`).
     pub fn is_action(&self) -> bool {
         matches!(self, Body::Action(_))
+    }
+
+    /// The text, and whether it is an action, flattened for display.
+    pub fn into_parts(self) -> (String, bool) {
+        match self {
+            Body::Text(text) => (text, false),
+            Body::Action(text) => (text, true),
+        }
     }
 }
 

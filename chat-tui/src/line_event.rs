@@ -4,7 +4,7 @@
 //! `tui::app::Event`.)
 
 use chat_core::protocol::{
-    Body, ChatMessage, DisconnectReason, NickChange, RoomInfo, ServerFrame, Target, Welcome,
+    ChatMessage, DisconnectReason, NickChange, RoomInfo, ServerFrame, Welcome,
 };
 use chrono::{DateTime, Utc};
 
@@ -198,14 +198,8 @@ impl LineEvent {
 
     /// A chat message as an event; `history` marks a replayed one.
     pub fn message(m: ChatMessage, me: &str, history: bool) -> Self {
-        let (room, to) = match m.to {
-            Target::Room(r) => (Some(r), None),
-            Target::Users(u) => (None, Some(u)),
-        };
-        let (text, action) = match m.body {
-            Body::Text(t) => (t, false),
-            Body::Action(t) => (t, true),
-        };
+        let (room, to) = m.to.into_parts();
+        let (text, action) = m.body.into_parts();
         LineEvent::Message {
             time: m.at,
             id: m.id,

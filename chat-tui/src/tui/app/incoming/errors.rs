@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chat_core::protocol::{Body, DisconnectReason, ErrorCode, ErrorFrame, Target};
+use chat_core::protocol::{DisconnectReason, ErrorCode, ErrorFrame, Target};
 
 use crate::sanitize::sanitize_line;
 use crate::tui::app::{App, ConnState, Effect, TabKind};
@@ -42,9 +42,7 @@ impl App {
             // Anything else is shown with its text, so nothing typed disappears.
             Some((kind, p)) => {
                 let i = self.tab_for(&kind);
-                let text = match p.body {
-                    Body::Text(t) | Body::Action(t) => t,
-                };
+                let (text, _) = p.body.into_parts();
                 self.notice(i, &format!("not sent ({reason}): {text}"), true);
             }
             None => self.notice_active(&format!("the server says: {reason}"), true),

@@ -173,10 +173,8 @@ impl App {
 /// replayed from the server's store (never a mention).
 fn message_entry(at: DateTime<Utc>, from: &str, body: Body, me: &str, history: bool) -> Entry {
     let own = fold(from) == fold(me);
-    let (text, action) = match body {
-        Body::Text(t) => (sanitize_text(&t), false),
-        Body::Action(t) => (sanitize_text(&t), true),
-    };
+    let (text, action) = body.into_parts();
+    let text = sanitize_text(&text);
     let mention = !own && !history && mentions(&text, me);
     Entry {
         at,
