@@ -6,6 +6,13 @@
 #
 # Needs a release build (cargo build --release -p chat-server -p chat-bench) and Debian's
 # redis-server. Each scenario starts a fresh server, so one run cannot warm the next.
+#
+# Environment:
+#   SERVERS    the chat-server builds to measure, as NAME=BINARY pairs separated by spaces
+#              (default: chat=target/release/chat-server); to compare two builds, e.g.
+#              SERVERS="old=/tmp/chat-server-old new=target/release/chat-server"
+#   REDIS      0 to leave Redis out (default 1)
+#   SCENARIOS  the scenarios to run, separated by spaces (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
@@ -18,9 +25,18 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # Each chat-server run stores its messages in a fresh database, durably, as it does by default.
 db_dir=$(mktemp -d)
 trap 'rm -rf "$db_dir"' EXIT
+servers=${SERVERS:-chat=target/release/chat-server}
+systems=""
+for s in $servers; do systems="$systems chat:$s"; done
+[ "${REDIS:-1}" = 0 ] || systems="$systems redis"
+wanted() { [ -z "${SCENARIOS:-}" ] || [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# chat:NAME=BINARY
 start_chat() {
+    local binary=${1#*=}
+    label=${1%%=*}
     rm -f "$db_dir"/chat.db*
-    target/release/chat-server --port $chat_port --no-log-file --stats-interval 0 \
+    "$binary" --port $chat_port --no-log-file --stats-interval 0 \
         --rate-burst 1000000 --rate-per-sec 1000000 --http-port 0 --ws-port 0 \
         --max-clients 20000 --db "$db_dir/chat.db" >/dev/null 2>&1 &
     pid=$!
@@ -32,22 +48,26 @@ start_redis() {
         --maxclients 20000 >/dev/null 2>&1 &
     pid=$!
     until (exec 3<>/dev/tcp/127.0.0.1/$redis_port) 2>/dev/null; do sleep 0.1; done
-    addr=127.0.0.1:$redis_port proto=redis
+    addr=127.0.0.1:$redis_port proto=redis label=redis
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 
 # scenario name, then chat-bench arguments
 scenario() {
     local name=$1; shift
+    wanted "$name" || return 0
     for run in $(seq "$runs"); do
-        for server in chat redis; do
-            "start_$server"
+        for system in $systems; do
+            case $system in
+                chat:*) start_chat "${system#chat:}" ;;
+                redis) start_redis ;;
+            esac
             if "$bench" --protocol "$proto" --server "$addr" --server-pid "$pid" "$@" \
                 > target/compare-last.json; then
-                python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["scenario"]=sys.argv[2]; r["run"]=int(sys.argv[3]); print(json.dumps(r))' \
-                    target/compare-last.json "$name" "$run" >> "$out"
+                python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["scenario"]=sys.argv[2]; r["run"]=int(sys.argv[3]); r["system"]=sys.argv[4]; print(json.dumps(r))' \
+                    target/compare-last.json "$name" "$run" "$label" >> "$out"
             else
-                echo "$name run $run on $server failed" >&2
+                echo "$name run $run on $label failed" >&2
             fi
             stop
         done
@@ -65,11 +85,11 @@ scenario idle-10000 --idle 10000
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'scenario':<14} {'server':<6} {'run':>3} {'deliveries/s':>13} {'ns/delivery':>11} {'gen ns':>6} {'p50 us':>8} {'p99 us':>8} {'lost':>5} {'bytes/conn':>10}")
+print(f"{'scenario':<14} {'server':<8} {'run':>3} {'deliveries/s':>13} {'ns/delivery':>11} {'gen ns':>6} {'p50 us':>8} {'p99 us':>8} {'lost':>5} {'bytes/conn':>10}")
 for r in rows:
     sp = r.get("server_process") or {}
     lat = r.get("latency_us") or {}
-    print(f"{r['scenario']:<14} {r['protocol']:<6} {r['run']:>3} "
+    print(f"{r['scenario']:<14} {r.get('system', r['protocol']):<8} {r['run']:>3} "
           f"{r.get('deliveries_per_s', 0):>13,.0f} {sp.get('cpu_ns_per_delivery', 0):>11.0f} "
           f"{r.get('generator_cpu_ns_per_delivery', 0):>6.0f} "
           f"{lat.get('p50', 0):>8} {lat.get('p99', 0):>8} {r.get('lost', 0):>5} "
