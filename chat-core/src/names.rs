@@ -1,7 +1,16 @@
 //! Nickname, room-name and message-text rules: the one place that decides what is allowed.
+//!
+//! Nicknames follow RFC 8266 (the PRECIS nickname profile: its character class, and written in
+//! the form its enforcement gives, so `ａｌｉｃｅ` is written `alice`), with stricter rules for a
+//! chat where people must not pass for one another: no spaces, no character that shows as
+//! nothing, a letter, digit or `_` first (so nothing that looks like a relayed guest's `*`),
+//! and uniqueness decided on look-alike keys ([`NickKeys`]: case, UTS #39 confusables, marks,
+//! and the letter pairs that read as one letter, such as `rn` and `m`).
 
+use precis_core::profile::Profile;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
 
 /// Most characters in a nickname (the relay's `*` included).
 pub const MAX_NICK_CHARS: usize = 32;
@@ -46,6 +55,35 @@ pub enum NickError {
     /// A nickname presented through a relay lacks the `*` prefix.
     #[error("a relayed guest's nickname must start with '*'")]
     MissingRelayPrefix,
+    /// Starts with something other than a letter, a digit or `_`. Since protocol version 3.
+    #[error("a nickname must start with a letter, a digit or '_' (not '{0}')")]
+    BadStart(char),
+    /// Not written the way RFC 8266 writes it (fullwidth letters, compatibility forms).
+    /// Since protocol version 3.
+    #[error("a nickname must be written in its normal form: {normal:?}")]
+    NotNormalized {
+        /// The same nickname in its normal form.
+        normal: String,
+    },
+    /// Contains a character RFC 8266 does not allow in nicknames (unassigned, private use,
+    /// old Hangul jamo, ...). Since protocol version 3.
+    #[error("a nickname must not contain '{}' (U+{:04X})", .0.escape_unicode(), *.0 as u32)]
+    Disallowed(char),
+}
+
+impl NickError {
+    /// This error as a peer speaking protocol `version` can decode it: the rules added in
+    /// version 3 reach older peers as the nearest older rule (the message, sent beside it,
+    /// still names the real one).
+    pub fn for_version(self, version: u16) -> NickError {
+        match self {
+            NickError::BadStart(c) if version < 3 => NickError::ReservedStart(c),
+            NickError::NotNormalized { .. } | NickError::Disallowed(_) if version < 3 => {
+                NickError::Invisible
+            }
+            other => other,
+        }
+    }
 }
 
 /// Checks a nickname a client asks for directly (not through a relay).
@@ -53,7 +91,12 @@ pub fn validate_nick(nick: &str) -> Result<(), NickError> {
     if let Some(reserved) = reserved_start(nick) {
         return Err(NickError::ReservedStart(reserved));
     }
-    validate_body(nick)
+    validate_body(nick)?;
+    match nick.chars().next() {
+        Some(c) if c.is_alphanumeric() || c == '_' => Ok(()),
+        Some(c) => Err(NickError::BadStart(c)),
+        None => Err(NickError::Empty),
+    }
 }
 
 /// The reserved character `nick` starts with, as written, once folded (fullwidth `＊` is
@@ -116,7 +159,23 @@ fn validate_body(nick: &str) -> Result<(), NickError> {
             return Err(NickError::Comma);
         }
     }
-    Ok(())
+    match precis_profiles::Nickname::new().enforce(nick) {
+        Ok(normal) if normal == nick => Ok(()),
+        Ok(normal) => Err(NickError::NotNormalized {
+            normal: normal.into_owned(),
+        }),
+        Err(_) => {
+            let bad = nick
+                .chars()
+                .find(|c| {
+                    precis_profiles::Nickname::new()
+                        .prepare(c.to_string())
+                        .is_err()
+                })
+                .unwrap_or('\u{FFFD}');
+            Err(NickError::Disallowed(bad))
+        }
+    }
 }
 
 /// Default-ignorable and bidirectional-control code points: they render as nothing and would
@@ -125,9 +184,9 @@ fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
         | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+        | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D159}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// The keys on which nickname uniqueness is decided: two nicknames may not be online together
@@ -136,11 +195,11 @@ fn is_invisible(c: char) -> bool {
 pub struct NickKeys {
     /// Case-folded form (NFKC, then lowercase): `Alice` and `alice` share it.
     pub folded: String,
-    /// UTS #39 skeleton of the folded form, folded again: `alice` and `аlice` (Cyrillic а)
-    /// share it, whatever their case.
+    /// Look-alike key of the folded form (see [`look_alike`]): `alice` and `аlice` (Cyrillic
+    /// а), `ALİCE` and `alice`, `vv` and `w` share it, whatever their case.
     pub skeleton: String,
-    /// Skeleton of the nickname as written, then folded: catches look-alikes that only exist
-    /// in one case, such as `AIice` (capital i) and `Alice`.
+    /// Look-alike key of the nickname as written, then folded: catches look-alikes that only
+    /// exist in one case, such as `AIice` (capital i) and `Alice`.
     pub cased_skeleton: String,
 }
 
@@ -158,13 +217,22 @@ impl NickKeys {
 /// Computes the uniqueness keys of a nickname.
 pub fn nick_keys(nick: &str) -> NickKeys {
     let folded = fold(nick);
-    let skeleton = fold(&unicode_security::skeleton(&folded).collect::<String>());
-    let cased_skeleton = fold(&unicode_security::skeleton(nick).collect::<String>());
+    let skeleton = look_alike(&folded);
+    let cased_skeleton = look_alike(nick);
     NickKeys {
         folded,
         skeleton,
         cased_skeleton,
     }
+}
+
+/// What a nickname looks like, as a key: marks removed (`İ` reads as `I`, `é` as `e`), the
+/// UTS #39 skeleton (`а` Cyrillic reads as `a`, `1` and `I` as `l`, `m` as `rn`), folded, and
+/// the letter pairs that read as one letter merged (`vv` as `w`, `cl` as `d`).
+fn look_alike(nick: &str) -> String {
+    let unmarked: String = nick.nfd().filter(|&c| !is_combining_mark(c)).collect();
+    let skeleton = fold(&unicode_security::skeleton(&unmarked).collect::<String>());
+    skeleton.replace("vv", "w").replace("cl", "d")
 }
 
 /// Case-folds a nickname for lookups (`/msg ALICE` reaches `alice`).
@@ -266,7 +334,9 @@ mod tests {
             "日本",
             "x",
             "a".repeat(32).as_str(),
-            "🦀crab",
+            "crab😀",
+            "_zed_",
+            "ΑΘΗΝΑ",
         ] {
             assert_eq!(validate_nick(nick), Ok(()), "{nick}");
         }
@@ -339,6 +409,71 @@ mod tests {
         );
         assert_eq!(nick_keys("ｂｏｂ").folded, nick_keys("bob").folded);
         assert_ne!(nick_keys("alice").skeleton, nick_keys("alicia").skeleton);
+        // Marks, and pairs of letters that read as one.
+        for (a, b) in [
+            ("ALİCE", "alice"),
+            ("café", "cafe"),
+            ("vv", "w"),
+            ("cl", "d"),
+        ] {
+            let (a, b) = (nick_keys(a), nick_keys(b));
+            assert!(a.skeleton == b.skeleton || a.cased_skeleton == b.cased_skeleton);
+        }
+        assert_eq!(
+            nick_keys("rnallory").skeleton,
+            nick_keys("mallory").skeleton
+        );
+    }
+
+    #[test]
+    fn rfc_8266_and_what_shows_as_nothing() {
+        // Shows as nothing, alone or after a name.
+        assert_eq!(validate_nick("bob\u{2800}"), Err(NickError::Invisible));
+        assert_eq!(validate_nick("\u{2800}"), Err(NickError::Invisible));
+        assert_eq!(validate_nick("\u{3164}"), Err(NickError::Invisible));
+        // Star-like symbols, and anything but a letter, digit or '_', cannot come first.
+        for fake in [
+            "✱zed", "⋆zed", "꙳zed", "★zed", "✳zed", "❉zed", "※zed", "-zed", ".zed",
+        ] {
+            let first = fake.chars().next().expect("first");
+            assert!(
+                matches!(
+                    validate_nick(fake),
+                    Err(NickError::BadStart(c) | NickError::ReservedStart(c)) if c == first || c == '*'
+                ),
+                "{fake}: {:?}",
+                validate_nick(fake)
+            );
+        }
+        assert_eq!(validate_nick("_zed"), Ok(()));
+        assert_eq!(validate_nick("zed✱"), Ok(()));
+        // Written in its normal form.
+        assert_eq!(
+            validate_nick("ａｌｉｃｅ"),
+            Err(NickError::NotNormalized {
+                normal: "alice".into()
+            })
+        );
+        // Outside RFC 8266's class: private use, and characters its tables (Unicode 6.3)
+        // do not have yet.
+        assert!(matches!(
+            validate_nick("crab\u{1F980}"),
+            Err(NickError::Disallowed('\u{1F980}'))
+        ));
+        assert!(matches!(
+            validate_nick("a\u{E000}"),
+            Err(NickError::Disallowed('\u{E000}'))
+        ));
+        // Older peers get a rule they know; the message still says the real one.
+        assert_eq!(
+            NickError::BadStart('✱').for_version(2),
+            NickError::ReservedStart('✱')
+        );
+        assert_eq!(
+            NickError::Disallowed('x').for_version(2),
+            NickError::Invisible
+        );
+        assert_eq!(NickError::Empty.for_version(2), NickError::Empty);
     }
 
     #[test]

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::names::NickError;
 
 /// The protocol version this build speaks. Version 2 added rooms beyond `lobby`, history,
-/// accounts and offline private messages (the variants marked "since 2").
-pub const PROTOCOL_VERSION: u16 = 2;
+/// accounts and offline private messages (the variants marked "since 2"); version 3 the
+/// stricter nickname rules' own refusals (`NickError`'s variants marked "since 3").
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The room every user is in.
@@ -604,9 +605,11 @@ impl ErrorCode {
 
 impl RejectReason {
     /// This reason as a client speaking `version` can decode it: the account refusals added
-    /// in version 2 reach a version 1 client as a version mismatch (accounts need version 2).
+    /// in version 2 reach a version 1 client as a version mismatch (accounts need version 2),
+    /// and the nickname rules added in version 3 reach older clients as the nearest older rule.
     pub fn for_version(self, version: u16) -> RejectReason {
         match self {
+            RejectReason::InvalidNick(rule) => RejectReason::InvalidNick(rule.for_version(version)),
             RejectReason::BadPassword
             | RejectReason::NoSuchAccount
             | RejectReason::GuestsNotAllowed

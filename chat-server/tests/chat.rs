@@ -63,8 +63,16 @@ async fn case_and_look_alike_nicknames_cannot_be_online_together() {
         Some(NickChange::Taken),
         "AIice looks like alice"
     );
-    let fullwidth = server.client("\u{FF41}lice").await;
-    assert_eq!(fullwidth.welcome.nick_change, Some(NickChange::Taken));
+    // Fullwidth letters are not how RFC 8266 writes a nickname: refused, with the normal form.
+    match server.client_result("\u{FF41}lice").await {
+        Err(ClientError::Rejected(r)) => assert_eq!(
+            r.reason,
+            RejectReason::InvalidNick(NickError::NotNormalized {
+                normal: "alice".into()
+            })
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     server.stop().await;
 }
 

@@ -3,60 +3,13 @@
 
 use std::time::Duration;
 
-use chat_core::connection::FrameReader;
 use chat_core::frame::encode_frame;
 use chat_core::protocol::{
-    ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RejectReason, ServerFrame,
+    ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    RejectReason, ServerFrame,
 };
 use chat_testing::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
-
-/// A raw TCP connection that sends whatever bytes the test wants.
-async fn raw(
-    server: &TestServer,
-) -> (
-    FrameReader<OwnedReadHalf, ServerFrame>,
-    tokio::net::tcp::OwnedWriteHalf,
-) {
-    let stream = TcpStream::connect(server.addr).await.expect("connect");
-    let (r, w) = stream.into_split();
-    (FrameReader::new(r, MAX_SERVER_FRAME), w)
-}
-
-fn hello(nick: &str, version: u16) -> Vec<u8> {
-    let frame = ClientFrame::Hello(Hello {
-        version,
-        nick: nick.into(),
-        client: "test".into(),
-        password: None,
-    });
-    encode_frame(&frame, HANDSHAKE_MAX_FRAME)
-        .expect("encode")
-        .to_vec()
-}
-
-/// Reads frames until the server closes; returns them.
-async fn frames_until_close(r: &mut FrameReader<OwnedReadHalf, ServerFrame>) -> Vec<ServerFrame> {
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, async {
-        while let Ok(Some(f)) = r.recv().await {
-            out.push(f);
-        }
-    })
-    .await
-    .expect("the server closes the connection in time");
-    out
-}
-
-fn rejection(frames: &[ServerFrame]) -> (RejectReason, String) {
-    match frames {
-        [ServerFrame::Rejected(r)] => (r.reason.clone(), r.message.clone()),
-        other => panic!("expected exactly one Rejected frame, got {other:?}"),
-    }
-}
 
 fn bye(frames: &[ServerFrame]) -> (DisconnectReason, String) {
     match frames.last() {
@@ -122,7 +75,7 @@ where
 #[tokio::test]
 async fn oversized_length_before_hello() {
     with_bystanders(|server| async move {
-        let (mut r, mut w) = raw(&server).await;
+        let (mut r, mut w) = raw(server.addr).await;
         w.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
             .await
             .expect("write");
@@ -163,7 +116,7 @@ fn eve_writer(client: &mut chat_core::client::TcpClient) -> &mut tokio::net::tcp
 #[tokio::test]
 async fn garbage_bytes() {
     with_bystanders(|server| async move {
-        let (mut r, mut w) = raw(&server).await;
+        let (mut r, mut w) = raw(server.addr).await;
         w.write_all(b"\x00\x00\x00\x0bGET / HTTP/")
             .await
             .expect("write");
@@ -172,7 +125,7 @@ async fn garbage_bytes() {
         assert!(message.contains("cannot decode"), "{message}");
 
         // An HTTP request: its first four bytes announce a huge frame.
-        let (mut r, mut w) = raw(&server).await;
+        let (mut r, mut w) = raw(server.addr).await;
         w.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .expect("write");
@@ -196,7 +149,7 @@ async fn garbage_bytes() {
 #[tokio::test]
 async fn truncated_frame() {
     with_bystanders(|server| async move {
-        let (mut r, mut w) = raw(&server).await;
+        let (mut r, mut w) = raw(server.addr).await;
         let full = hello("trunc", 1);
         w.write_all(&full[..full.len() - 3]).await.expect("write");
         w.shutdown().await.expect("half-close");
@@ -211,7 +164,7 @@ async fn truncated_frame() {
 #[tokio::test]
 async fn wrong_protocol_version() {
     with_bystanders(|server| async move {
-        let (mut r, mut w) = raw(&server).await;
+        let (mut r, mut w) = raw(server.addr).await;
         w.write_all(&hello("oldie", 0)).await.expect("write");
         let (reason, message) = rejection(&frames_until_close(&mut r).await);
         assert_eq!(
@@ -236,7 +189,7 @@ async fn wrong_protocol_version() {
 #[tokio::test]
 async fn newer_client_is_served_at_the_servers_version() {
     let server = TestServer::start().await;
-    let (mut r, mut w) = raw(&server).await;
+    let (mut r, mut w) = raw(server.addr).await;
     w.write_all(&hello("future", 7)).await.expect("write");
     match tokio::time::timeout(WAIT, r.recv()).await.expect("answer") {
         Ok(Some(ServerFrame::Welcome(welcome))) => {
@@ -253,7 +206,7 @@ async fn newer_client_is_served_at_the_servers_version() {
 async fn no_hello_in_time() {
     let tweak = |c: &mut chat_server::Config| c.hello_timeout = Duration::from_secs(3);
     with_bystanders_and(tweak, |server| async move {
-        let (mut r, _w) = raw(&server).await;
+        let (mut r, _w) = raw(server.addr).await;
         let step = Duration::from_millis(500);
         let frames = advance_until(frames_until_close(&mut r), step, Duration::from_secs(600));
         let (reason, message) = rejection(&frames.await);
@@ -270,7 +223,7 @@ async fn no_hello_in_time() {
 #[tokio::test]
 async fn first_frame_not_hello() {
     with_bystanders(|server| async move {
-        let (mut r, mut w) = raw(&server).await;
+        let (mut r, mut w) = raw(server.addr).await;
         let ping = encode_frame(&ClientFrame::Ping { nonce: 1 }, 64).expect("encode");
         w.write_all(&ping).await.expect("write");
         let (reason, _) = rejection(&frames_until_close(&mut r).await);
@@ -299,7 +252,7 @@ async fn hello_twice() {
 #[tokio::test]
 async fn abrupt_disconnect_mid_handshake_and_mid_frame() {
     with_bystanders(|server| async move {
-        let (_r, mut w) = raw(&server).await;
+        let (_r, mut w) = raw(server.addr).await;
         w.write_all(&[0, 0]).await.expect("write");
         drop(w);
         drop(_r);
@@ -571,7 +524,7 @@ async fn a_version_1_client_gets_only_version_1_frames() {
     let mut talker = server.client("talker").await;
     talker.sender.say("lobby", "before").await.expect("say");
     expect_text(&mut talker, "before").await;
-    let (mut r, mut w) = raw(&server).await;
+    let (mut r, mut w) = raw(server.addr).await;
     w.write_all(&hello("oldtimer", 1)).await.expect("write");
     match tokio::time::timeout(WAIT, r.recv()).await.expect("answer") {
         Ok(Some(ServerFrame::Welcome(welcome))) => assert_eq!(welcome.version, 1),

@@ -7,8 +7,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_core::client::{ConnectOptions, TcpClient, connect};
-use chat_core::protocol::{ChatMessage, ServerFrame};
+use chat_core::connection::FrameReader;
+use chat_core::frame::encode_frame;
+use chat_core::protocol::{
+    ChatMessage, ClientFrame, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME, RejectReason,
+    ServerFrame,
+};
 use chat_server::{Config, RunningServer, Server};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -209,4 +216,52 @@ pub async fn until(mut cond: impl FnMut() -> bool) {
 /// woke; a paused clock does not move.
 pub async fn real_pause() {
     let _ = tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5))).await;
+}
+
+/// A raw TCP connection that sends whatever bytes the test wants.
+pub async fn raw(
+    addr: SocketAddr,
+) -> (
+    FrameReader<OwnedReadHalf, ServerFrame>,
+    tokio::net::tcp::OwnedWriteHalf,
+) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (r, w) = stream.into_split();
+    (FrameReader::new(r, MAX_SERVER_FRAME), w)
+}
+
+/// A `Hello` frame's bytes, for a guest.
+pub fn hello(nick: &str, version: u16) -> Vec<u8> {
+    let frame = ClientFrame::Hello(Hello {
+        version,
+        nick: nick.into(),
+        client: "test".into(),
+        password: None,
+    });
+    encode_frame(&frame, HANDSHAKE_MAX_FRAME)
+        .expect("encode")
+        .to_vec()
+}
+
+/// Reads frames until the server closes; returns them.
+pub async fn frames_until_close(
+    r: &mut FrameReader<OwnedReadHalf, ServerFrame>,
+) -> Vec<ServerFrame> {
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Ok(Some(f)) = r.recv().await {
+            out.push(f);
+        }
+    })
+    .await
+    .expect("the server closes the connection in time");
+    out
+}
+
+/// The one `Rejected` frame of a refused connection: its reason and message.
+pub fn rejection(frames: &[ServerFrame]) -> (RejectReason, String) {
+    match frames {
+        [ServerFrame::Rejected(r)] => (r.reason.clone(), r.message.clone()),
+        other => panic!("expected exactly one Rejected frame, got {other:?}"),
+    }
 }

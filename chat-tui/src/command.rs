@@ -48,9 +48,10 @@ pub enum Command {
 /// Messages `/history` asks for when no count is given.
 pub const DEFAULT_HISTORY_PAGE: u32 = 50;
 
-/// What a server speaking an older protocol `version` lacks, if it is older.
+/// What a server speaking an older protocol `version` lacks that a user would miss, if
+/// anything (version 3 only refines how nicknames are refused).
 pub fn older_server(version: u16) -> Option<String> {
-    (version < PROTOCOL_VERSION).then(|| {
+    (version < 2).then(|| {
         format!(
             "the server speaks protocol version {version} (this client: {PROTOCOL_VERSION}): \
              rooms besides #{DEFAULT_ROOM}, history and accounts are not available"

@@ -161,7 +161,7 @@ pub(super) async fn handshake(
     };
     if let Err(rule) = nick_check {
         return Err(with_nick(Refusal::new(
-            RejectReason::InvalidNick(rule.clone()),
+            RejectReason::InvalidNick(rule.clone()).for_version(hello.version),
             format!("invalid nickname {:?}: {rule}", hello.nick),
             addr,
         )));
