@@ -14,6 +14,7 @@ pub mod config;
 pub mod event;
 pub mod eventlog;
 mod hub;
+pub mod limits;
 pub mod login;
 pub mod monitor;
 mod outbox;

@@ -82,14 +82,49 @@ const HASH_SLOTS: usize = 4;
 /// Longest wait for a turn to hash; past it the request is answered "try again later".
 pub const HASH_WAIT: Duration = Duration::from_secs(5);
 
-/// Runs a blocking password function on Tokio's blocking pool, a few at a time; `None` when
-/// no turn came within [`HASH_WAIT`] (the server is flooded with logins) or the task failed.
-pub async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let _turn = tokio::time::timeout(HASH_WAIT, HASHING.acquire())
-        .await
-        .ok()?
-        .ok()?;
+/// New passwords (registrations, changes) being hashed at once, at most: they take one of the
+/// [`HASH_SLOTS`] and leave the others to logins, so that a flood of registrations never
+/// keeps anyone from logging in.
+static NEW_PASSWORDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// What a password is hashed for: logins go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Checking a login's password, or creating an account at login.
+    Login,
+    /// A new password for a connected client (`/register`, `/password`).
+    NewPassword,
+}
+
+/// Runs a blocking password function on Tokio's blocking pool, a few at a time, logins ahead
+/// of new passwords, counting it in `stats`; `None` when no turn came within [`HASH_WAIT`]
+/// (the server is flooded) or the task failed.
+pub async fn off_thread<T: Send + 'static>(
+    stats: &crate::stats::Stats,
+    priority: Priority,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let turns = async {
+        let lane = match priority {
+            Priority::Login => None,
+            Priority::NewPassword => Some(NEW_PASSWORDS.acquire().await.ok()?),
+        };
+        let turn = HASHING.acquire().await.ok()?;
+        Some((lane, turn))
+    };
+    let _turns = tokio::time::timeout(HASH_WAIT, turns).await.ok()??;
+    crate::stats::Stats::add(&stats.password_hashes, 1);
     tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// A hash no password matches, verified in place of an account that does not exist, so that
+/// an unknown nickname costs the same time as a wrong password.
+pub fn decoy() -> &'static HashedPassword {
+    static DECOY: std::sync::LazyLock<HashedPassword> = std::sync::LazyLock::new(|| {
+        hash_password("no account has this password: it only takes the time a real one does")
+            .unwrap_or_default()
+    });
+    &DECOY
 }
 
 /// The first wrong password waits this long before its answer; each further one doubles it,
@@ -134,27 +169,29 @@ const ATTEMPT_HOLD: Duration = Duration::from_secs(10);
 
 /// Recent wrong passwords, to slow down password guessing.
 ///
-/// An address has one attempt at a time: [`Failures::begin`] takes its turn (refusing while
-/// another attempt from it is being checked, or while the delay after its last wrong password
-/// runs), and [`Failures::failed`], [`Failures::succeeded`] or [`Failures::finished`] gives it
-/// back. After a wrong password the answer waits [`delay_after`] the address's failures in a
-/// row, or the account's if those are more (guesses at one account from many addresses each
-/// wait longer), and the address may try again only once that delay has passed. So an address
-/// guesses no faster than the delays, one after another or in parallel. An account is never
-/// blocked as such: nobody can lock its owner out by guessing wrong. Runs fade
-/// [`FORGET_AFTER`] after their last failure; a right password ends the account's.
+/// An address and an account (a nickname, registered or not) each have one attempt at a
+/// time: [`Failures::begin`] takes both turns (refusing while another attempt from the
+/// address, or at the account, is being checked, or while the delay after its last wrong
+/// password runs), and [`Failures::failed`], [`Failures::succeeded`] or [`Failures::finished`]
+/// gives them back. After a wrong password the answer waits [`delay_after`] the address's
+/// failures in a row, or the account's if those are more, and neither may try again before
+/// that delay has passed. So one account is guessed at no faster than the delays allow, from
+/// one address or from a thousand, and an address guesses no faster either. The owner is
+/// never locked out for longer than the longest delay ([`MAX_DELAY`]), and a right password
+/// ends the account's run. Runs fade [`FORGET_AFTER`] after their last failure.
 #[derive(Debug, Default)]
 pub struct Failures {
     runs: Mutex<HashMap<Key, Run>>,
 }
 
 impl Failures {
-    /// Takes `addr`'s turn to have a password checked; `Err(wait)` while it must wait.
-    pub fn begin(&self, addr: IpAddr) -> Result<(), Duration> {
-        self.begin_at(addr, Instant::now())
+    /// Takes `addr`'s and `account`'s turns to have a password checked; `Err(wait)` while
+    /// either must wait.
+    pub fn begin(&self, addr: IpAddr, account: &str) -> Result<(), Duration> {
+        self.begin_at(addr, account, Instant::now())
     }
 
-    fn begin_at(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+    fn begin_at(&self, addr: IpAddr, account: &str, now: Instant) -> Result<(), Duration> {
         let Ok(mut runs) = self.runs.lock() else {
             return Err(MAX_DELAY);
         };
@@ -164,39 +201,50 @@ impl Failures {
                     || r.blocked_until.is_some_and(|t| t > now)
             });
         }
-        let run = runs.entry(addr_key(addr)).or_insert(Run {
-            count: 0,
-            last: now,
-            blocked_until: None,
-        });
-        if let Some(until) = run.blocked_until.filter(|&t| t > now) {
-            return Err(until - now);
+        let keys = [addr_key(addr), Key::Account(account.to_owned())];
+        for key in &keys {
+            if let Some(until) = runs
+                .get(key)
+                .and_then(|r| r.blocked_until)
+                .filter(|&t| t > now)
+            {
+                return Err(until - now);
+            }
         }
-        run.blocked_until = Some(now + ATTEMPT_HOLD);
+        for key in keys {
+            let run = runs.entry(key).or_insert(Run {
+                count: 0,
+                last: now,
+                blocked_until: None,
+            });
+            run.blocked_until = Some(now + ATTEMPT_HOLD);
+        }
         Ok(())
     }
 
-    /// The attempt from `addr` ended without a wrong password being given (not checked, or the
-    /// server could not): its turn is given back.
-    pub fn finished(&self, addr: IpAddr) {
-        if let Ok(mut runs) = self.runs.lock()
-            && let Some(run) = runs.get_mut(&addr_key(addr))
-        {
-            run.blocked_until = None;
+    /// The attempt from `addr` at `account` ended without a wrong password being given (not
+    /// checked, or the server could not): both turns are given back.
+    pub fn finished(&self, addr: IpAddr, account: &str) {
+        if let Ok(mut runs) = self.runs.lock() {
+            for key in [addr_key(addr), Key::Account(account.to_owned())] {
+                if let Some(run) = runs.get_mut(&key) {
+                    run.blocked_until = None;
+                }
+            }
         }
     }
 
     /// A right password for `account` from `addr`: the account's run is over, and the
     /// address's turn is given back.
     pub fn succeeded(&self, addr: IpAddr, account: &str) {
-        self.finished(addr);
+        self.finished(addr, account);
         if let Ok(mut runs) = self.runs.lock() {
             runs.remove(&Key::Account(account.to_owned()));
         }
     }
 
     /// Records a wrong password from `addr` for `account`; returns how long to wait before
-    /// answering it (the address may try again only after that).
+    /// answering it (the address and the account may try again only after that).
     pub fn failed(&self, addr: IpAddr, account: &str) -> Duration {
         self.failed_at(addr, account, Instant::now())
     }
@@ -205,9 +253,10 @@ impl Failures {
         let Ok(mut runs) = self.runs.lock() else {
             return MAX_DELAY;
         };
+        let keys = [addr_key(addr), Key::Account(account.to_owned())];
         let mut delay = Duration::ZERO;
-        for key in [addr_key(addr), Key::Account(account.to_owned())] {
-            let run = runs.entry(key).or_insert(Run {
+        for key in &keys {
+            let run = runs.entry(key.clone()).or_insert(Run {
                 count: 0,
                 last: now,
                 blocked_until: None,
@@ -219,8 +268,10 @@ impl Failures {
             run.last = now;
             delay = delay.max(delay_after(run.count));
         }
-        if let Some(run) = runs.get_mut(&addr_key(addr)) {
-            run.blocked_until = Some(now + delay);
+        for key in &keys {
+            if let Some(run) = runs.get_mut(key) {
+                run.blocked_until = Some(now + delay);
+            }
         }
         delay
     }
@@ -275,24 +326,30 @@ mod tests {
     }
 
     #[test]
-    fn an_address_waits_out_its_delay_and_has_one_attempt_at_a_time() {
+    fn an_address_and_an_account_wait_out_their_delay_one_attempt_at_a_time() {
         let failures = Failures::default();
         let a: IpAddr = "10.0.0.1".parse().expect("ip");
         let b: IpAddr = "10.0.0.2".parse().expect("ip");
+        let c: IpAddr = "10.0.0.3".parse().expect("ip");
         let t0 = Instant::now();
-        assert_eq!(failures.begin_at(a, t0), Ok(()));
-        // A second attempt while the first is being checked: refused.
-        assert!(failures.begin_at(a, t0).is_err());
+        assert_eq!(failures.begin_at(a, "zoe", t0), Ok(()));
+        // A second attempt from the address, or at the account, while the first is being
+        // checked: refused.
+        assert!(failures.begin_at(a, "kim", t0).is_err());
+        assert!(failures.begin_at(b, "zoe", t0).is_err());
         assert_eq!(failures.failed_at(a, "zoe", t0), FIRST_DELAY);
-        assert!(failures.begin_at(a, t0 + FIRST_DELAY / 2).is_err());
-        // Another address is not slowed, and may try the same account ...
-        assert_eq!(failures.begin_at(b, t0), Ok(()));
-        // ... but zoe's run lengthens its delay: guesses at one account from many addresses
-        // slow down too.
-        assert_eq!(failures.failed_at(b, "zoe", t0), FIRST_DELAY * 2);
+        // During the delay neither the address nor the account may try, from anywhere.
+        assert!(failures.begin_at(a, "kim", t0 + FIRST_DELAY / 2).is_err());
+        assert!(failures.begin_at(b, "zoe", t0 + FIRST_DELAY / 2).is_err());
+        // Other addresses and accounts are not slowed.
+        assert_eq!(failures.begin_at(b, "kim", t0), Ok(()));
+        failures.finished(b, "kim");
+        // After it, another address's guess at zoe waits longer: the account's run counts.
         let t1 = t0 + FIRST_DELAY;
-        assert_eq!(failures.begin_at(a, t1), Ok(()));
-        assert_eq!(failures.failed_at(a, "kim", t1), FIRST_DELAY * 2);
+        assert_eq!(failures.begin_at(c, "zoe", t1), Ok(()));
+        assert_eq!(failures.failed_at(c, "zoe", t1), FIRST_DELAY * 2);
+        assert!(failures.begin_at(b, "zoe", t1 + FIRST_DELAY).is_err());
+        assert_eq!(failures.begin_at(b, "zoe", t1 + FIRST_DELAY * 2), Ok(()));
         assert_eq!(delay_after(40), MAX_DELAY);
     }
 
@@ -301,12 +358,15 @@ mod tests {
         let failures = Failures::default();
         let a: IpAddr = "10.0.0.1".parse().expect("ip");
         let t0 = Instant::now();
-        failures.begin_at(a, t0).expect("turn");
+        failures.begin_at(a, "zoe", t0).expect("turn");
         failures.failed_at(a, "zoe", t0);
-        failures.succeeded(a, "zoe");
-        // The turn is back (the right answer ended the wait) ...
         failures
-            .begin_at(a, t0 + FIRST_DELAY)
+            .begin_at(a, "zoe", t0 + FIRST_DELAY)
+            .expect("turn after the delay");
+        failures.succeeded(a, "zoe");
+        // The turns are back at once (the right answer ended the wait) ...
+        failures
+            .begin_at(a, "zoe", t0 + FIRST_DELAY)
             .expect("turn after a success");
         // ... the address's run goes on, the account's starts again.
         assert_eq!(

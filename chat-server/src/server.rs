@@ -17,6 +17,7 @@ use crate::config::{Config, DbLocation};
 use crate::event::EventKind;
 use crate::eventlog;
 use crate::hub::{Cmd, Hub};
+use crate::limits::{AddressBook, Refused};
 use crate::monitor::http::{self, MonitorState};
 use crate::monitor::{Monitor, random_token};
 use crate::session::{self, Shared};
@@ -209,6 +210,7 @@ impl Server {
             next_conn: AtomicU64::new(1),
             store: Some(store),
             failures: Default::default(),
+            addresses: Arc::new(AddressBook::new(config.limits.clone(), config.rate)),
         });
         let slots = Arc::new(Semaphore::new(config.max_clients));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
@@ -407,14 +409,31 @@ async fn accept_loop(
 ) {
     while let Some((stream, peer)) = accept(&listener, &shared.shutdown).await {
         Stats::add(&shared.stats.connections_total, 1);
-        if let Ok(permit) = slots.clone().try_acquire_owned() {
-            shared
-                .tracker
-                .spawn(session::serve(stream, peer, shared.clone(), permit));
-        } else if let Ok(permit) = refusals.clone().try_acquire_owned() {
+        // The address's limits first: one address cannot take every place.
+        let counted = shared
+            .addresses
+            .arrive(peer.ip(), tokio::time::Instant::now());
+        let refusal = match counted {
+            Ok(presence) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let session = session::serve(stream, peer, shared.clone(), permit, presence);
+                    shared.tracker.spawn(session);
+                    continue;
+                }
+                Err(_) => format!(
+                    "the server is full ({} connections); try again later",
+                    shared.config.max_clients
+                ),
+            },
+            Err(Refused(message)) => {
+                Stats::add(&shared.stats.address_refused, 1);
+                message
+            }
+        };
+        if let Ok(permit) = refusals.clone().try_acquire_owned() {
             let shared = shared.clone();
             shared.tracker.clone().spawn(async move {
-                session::refuse_full(stream, peer, shared).await;
+                session::refuse_full(stream, peer, shared, refusal).await;
                 drop(permit);
             });
         }

@@ -31,6 +31,10 @@ pub struct Stats {
     /// Messages refused (and room or account changes not kept) because the store could not
     /// keep up.
     pub store_busy: AtomicU64,
+    /// Connections refused over their address's limits.
+    pub address_refused: AtomicU64,
+    /// Passwords hashed or verified (each costs tens of milliseconds of CPU).
+    pub password_hashes: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -48,6 +52,8 @@ pub struct StatsSnapshot {
     pub slow_dropped: u64,
     pub log_dropped: u64,
     pub store_busy: u64,
+    pub address_refused: u64,
+    pub password_hashes: u64,
 }
 
 impl Stats {
@@ -66,6 +72,8 @@ impl Stats {
             slow_dropped: r(&self.slow_dropped),
             log_dropped: r(&self.log_dropped),
             store_busy: r(&self.store_busy),
+            address_refused: r(&self.address_refused),
+            password_hashes: r(&self.password_hashes),
         }
     }
 
@@ -80,7 +88,8 @@ impl std::fmt::Display for StatsSnapshot {
             f,
             "clients {} (peak {}), connections {}, messages in {}, deliveries {}, \
              bytes in {} out {}, rate-limited {}, slow clients dropped {}, \
-             log records dropped {}, refused by a busy store {}",
+             log records dropped {}, refused by a busy store {}, refused over an \
+             address's limits {}, passwords hashed {}",
             self.clients_now,
             self.clients_peak,
             self.connections_total,
@@ -91,7 +100,9 @@ impl std::fmt::Display for StatsSnapshot {
             self.rate_limited,
             self.slow_dropped,
             self.log_dropped,
-            self.store_busy
+            self.store_busy,
+            self.address_refused,
+            self.password_hashes
         )
     }
 }

@@ -131,10 +131,12 @@ async fn register_log_in_and_wrong_passwords_wait_longer_each_time() {
     refused(login(&server, "alice", "wrong again").await);
     assert!(started.elapsed() >= FIRST_DELAY * 2);
 
-    // A password for a nickname nobody registered says what to do.
-    let (reason, message) = refused(login(&server, "nobody", "pw").await);
-    assert_eq!(reason, RejectReason::NoSuchAccount);
-    assert!(message.contains("/register"), "{message}");
+    // A password for a nickname nobody registered is answered as a wrong one (nobody learns
+    // which nicknames are accounts), and says what to do.
+    let (reason, other) = refused(login(&server, "nobody", "pw").await);
+    assert_eq!(reason, RejectReason::BadPassword);
+    assert_eq!(other.replace("nobody", "alice"), message);
+    assert!(other.contains("/register"), "{other}");
     server.stop().await;
 }
 

@@ -5,8 +5,11 @@
 use std::collections::{HashMap, HashSet};
 
 use chat_core::names;
-use chat_core::protocol::{ChatMessage, DEFAULT_ROOM, ErrorCode, MessageId, ServerFrame};
+use chat_core::protocol::{
+    ChatMessage, DEFAULT_ROOM, ErrorCode, ErrorFrame, MessageId, ServerFrame,
+};
 use chrono::Utc;
+use tokio::sync::oneshot;
 
 use super::Hub;
 use super::cmd::{Ack, Acked, Cmd};
@@ -69,12 +72,10 @@ impl Accounts {
 }
 
 impl Hub {
-    /// Makes the connection's nickname an account (answered once it is stored).
-    pub(super) fn register(&mut self, conn: ConnId, hash: HashedPassword) {
-        let Some(member) = self.clients.get(&conn) else {
-            return;
-        };
-        let refusal = if member.relayed {
+    /// Why the connection's nickname could not be registered now, if it could not.
+    fn registration_refused(&self, conn: ConnId) -> Option<String> {
+        let member = self.clients.get(&conn)?;
+        if member.relayed {
             Some("guests connected through a relay cannot register".to_owned())
         } else if member.logged_in {
             Some(format!(
@@ -90,11 +91,38 @@ impl Hub {
             Some("this server keeps no accounts".to_owned())
         } else {
             None
+        }
+    }
+
+    /// Answers whether the connection may register, before its password is hashed.
+    pub(super) fn may_register(
+        &self,
+        conn: ConnId,
+        answer: oneshot::Sender<Result<(), ErrorFrame>>,
+    ) {
+        let code = self.clients.get(&conn).map_or(ErrorCode::NotAllowed, |m| {
+            m.caps.code(ErrorCode::NotAllowed)
+        });
+        let verdict = match self.registration_refused(conn) {
+            None => Ok(()),
+            Some(message) => Err(ErrorFrame {
+                tag: None,
+                code,
+                message,
+            }),
         };
-        if let Some(message) = refusal {
+        let _ = answer.send(verdict);
+    }
+
+    /// Makes the connection's nickname an account (answered once it is stored).
+    pub(super) fn register(&mut self, conn: ConnId, hash: HashedPassword) {
+        if let Some(message) = self.registration_refused(conn) {
             self.error(conn, None, ErrorCode::NotAllowed, message);
             return;
         }
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
         let nick = member.nick.clone();
         let key = member.keys.folded.clone();
         let rooms: Vec<String> = self
@@ -108,6 +136,7 @@ impl Hub {
         }
         if let Some(m) = self.clients.get_mut(&conn) {
             m.logged_in = true;
+            self.guests = self.guests.saturating_sub(1);
         }
         for room in rooms {
             self.durable.write(Write::Membership {
@@ -212,8 +241,11 @@ impl Hub {
         error: &str,
     ) -> Option<String> {
         self.accounts.forget(key, nick);
-        if let Some(m) = self.clients.get_mut(&conn) {
+        if let Some(m) = self.clients.get_mut(&conn)
+            && m.logged_in
+        {
             m.logged_in = false;
+            self.guests += 1;
         }
         if self.config.guests == GuestPolicy::Deny {
             // Only accounts may stay, and this one does not exist.

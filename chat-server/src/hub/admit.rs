@@ -43,7 +43,13 @@ impl Hub {
                 self.evict_holders(&nick);
                 (nick, None)
             }
-            None => self.guest_nick(&req.nick, caps),
+            None => {
+                if let Some(refused) = self.guests_full() {
+                    let _ = req.joined.send(Err(refused));
+                    return;
+                }
+                self.guest_nick(&req.nick, caps)
+            }
         };
         self.admit(&req, nick.clone(), caps, login.is_some(), now);
         self.welcome(&req, &nick, nick_change, now);
@@ -76,6 +82,18 @@ impl Hub {
         if let Some(login) = login {
             self.logged_in(req.conn, login, nick, caps);
         }
+    }
+
+    /// The refusal for a guest when guests hold every place not kept for accounts.
+    fn guests_full(&self) -> Option<Rejected> {
+        let places = self.config.limits.guest_places(self.config.max_clients);
+        (self.guests >= places).then(|| Rejected {
+            reason: RejectReason::ServerFull,
+            message: format!(
+                "the server is full for guests ({places} connected); accounts can still log \
+                 in: try again later, or log in with a password"
+            ),
+        })
     }
 
     /// The nickname a guest gets: the one asked for if nobody online has it (or a look-alike)
@@ -292,6 +310,9 @@ impl Hub {
             return;
         };
         self.nicks.remove(conn, &member.keys);
+        if !member.logged_in {
+            self.guests = self.guests.saturating_sub(1);
+        }
         let now = Utc::now();
         let mut left_rooms = Vec::new();
         for (key, room) in &mut self.rooms {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chat_core::protocol::{
-    ChatMessage, DisconnectReason, MessageId, Outgoing, Rejected, ServerFrame,
+    ChatMessage, DisconnectReason, ErrorFrame, MessageId, Outgoing, Rejected, ServerFrame,
 };
 use tokio::sync::oneshot;
 
@@ -52,6 +52,13 @@ pub(crate) enum Cmd {
         room: String,
         before: Option<MessageId>,
         limit: u32,
+    },
+    /// Whether the connection's nickname could be registered now, asked before its password
+    /// is hashed (hashing costs tens of milliseconds of CPU: only what could be carried out
+    /// is hashed).
+    MayRegister {
+        conn: ConnId,
+        answer: oneshot::Sender<Result<(), ErrorFrame>>,
     },
     /// Register the connection's nickname (the password already hashed by the session).
     Register { conn: ConnId, hash: HashedPassword },

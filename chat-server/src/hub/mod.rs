@@ -90,6 +90,8 @@ pub(crate) struct Hub {
     durable: Durable,
     sinks: Sinks,
     next_msg_id: u64,
+    /// Members not logged in to an account.
+    guests: usize,
     /// Everyone has been told goodbye; nobody new is admitted.
     closing: bool,
     /// Shutting down, waiting for the store to confirm what was accepted: new messages and
@@ -120,6 +122,7 @@ impl Hub {
             sinks: Sinks::new(stats.clone(), log, monitor),
             stats,
             next_msg_id: 1,
+            guests: 0,
             closing: false,
             draining: false,
         }
@@ -332,6 +335,7 @@ impl Hub {
                 before,
                 limit,
             } => self.history(conn, &room, before, limit),
+            Cmd::MayRegister { conn, answer } => self.may_register(conn, answer),
             Cmd::Register { conn, hash } => self.register(conn, hash),
             Cmd::SetPassword { conn, hash } => self.set_password(conn, hash),
             Cmd::Stored { result, acks } => self.stored(result, acks),

@@ -53,14 +53,15 @@ pub(super) async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Optio
     }
     let key = names::nick_keys(nick).folded;
     let ip = accepted.addr.ip();
-    // One attempt at a time per address, and none within the wait after a wrong password:
-    // no password is even checked then. Worth retrying, so clients do, a little later.
-    if let Err(wait) = shared.failures.begin(ip) {
+    // One attempt at a time per address and per account, and none within the wait after a
+    // wrong password: no password is even checked then. Worth retrying, so clients do, a
+    // little later.
+    if let Err(wait) = shared.failures.begin(ip, &key) {
         return Err(refusal(
             RejectReason::Unavailable,
             format!(
-                "too many wrong passwords from your address, or a login from it under way: \
-                 try again in {} s",
+                "too many wrong passwords from your address or for this nickname, or a login \
+                 under way: try again in {} s",
                 wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
             ),
         ));
@@ -68,9 +69,9 @@ pub(super) async fn log_in(accepted: &Accepted, shared: &Shared) -> Result<Optio
     let result = check_login(accepted, shared, &key, password, deny, &refusal).await;
     match &result {
         Ok(_) => shared.failures.succeeded(ip, &key),
-        // A wrong password gave the turn back after its delay (in `check_login`).
+        // A wrong password gave the turns back after its delay (in `check_login`).
         Err(r) if r.reason == Some(RejectReason::BadPassword) => {}
-        Err(_) => shared.failures.finished(ip),
+        Err(_) => shared.failures.finished(ip, &key),
     }
     result
 }
@@ -106,33 +107,48 @@ pub(super) async fn check_login(
         .await
         .and_then(|found| found)
         .map_err(unavailable)?;
+    // A wrong password and an unknown nickname are answered alike, after the same work and
+    // the same delay: nobody learns which nicknames are accounts by guessing.
+    let wrong = || {
+        refusal(
+            RejectReason::BadPassword,
+            format!(
+                "wrong password, or no account is named {nick:?} (without a password you \
+                 connect as a guest, and /register creates an account)"
+            ),
+        )
+    };
     let Some(account) = account else {
         if !deny {
-            return Err(refusal(
-                RejectReason::NoSuchAccount,
-                format!(
-                    "there is no account named {nick:?}: connect without a password, then \
-                     /register to create it"
-                ),
-            ));
+            let decoy = login::decoy();
+            let checked = login::off_thread(&shared.stats, login::Priority::Login, move || {
+                login::verify_password(&password, decoy)
+            });
+            if checked.await.is_none() {
+                return Err(busy(refusal));
+            }
+            tokio::time::sleep(shared.failures.failed(ip, &account_key)).await;
+            return Err(wrong());
         }
         login::check_password(&password).map_err(|rule| {
-            // Not a wrong password: the address's turn is given back at once.
-            shared.failures.finished(ip);
+            // Not a wrong password: the turns are given back at once.
+            shared.failures.finished(ip, &account_key);
             refusal(
                 RejectReason::BadPassword,
                 format!("cannot register {nick:?}: {rule}"),
             )
         })?;
-        let hash = login::off_thread(move || login::hash_password(&password))
-            .await
-            .and_then(Result::ok)
-            .ok_or_else(|| {
-                refusal(
-                    RejectReason::Unavailable,
-                    "the password could not be hashed now; try again later".into(),
-                )
-            })?;
+        let hash = login::off_thread(&shared.stats, login::Priority::Login, move || {
+            login::hash_password(&password)
+        })
+        .await
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            refusal(
+                RejectReason::Unavailable,
+                "the password could not be hashed now; try again later".into(),
+            )
+        })?;
         return Ok(Some(Login {
             account: crate::store::Account {
                 nick: nick.clone(),
@@ -143,19 +159,15 @@ pub(super) async fn check_login(
         }));
     };
     let hash = account.hash.clone();
-    let Some(matches) = login::off_thread(move || login::verify_password(&password, &hash)).await
-    else {
-        return Err(refusal(
-            RejectReason::Unavailable,
-            "the server is too busy checking passwords right now; try again later".into(),
-        ));
+    let verified = login::off_thread(&shared.stats, login::Priority::Login, move || {
+        login::verify_password(&password, &hash)
+    });
+    let Some(matches) = verified.await else {
+        return Err(busy(refusal));
     };
     if !matches {
         tokio::time::sleep(shared.failures.failed(ip, &account_key)).await;
-        return Err(refusal(
-            RejectReason::BadPassword,
-            format!("wrong password for {:?}", account.nick),
-        ));
+        return Err(wrong());
     }
     Ok(Some(Login {
         account,
@@ -163,13 +175,41 @@ pub(super) async fn check_login(
     }))
 }
 
-/// Hashes a new password (see [`hash`]) into the hub command it is for.
+/// The refusal of a login whose password could not be checked now.
+fn busy(refusal: &impl Fn(RejectReason, String) -> Refusal) -> Refusal {
+    refusal(
+        RejectReason::Unavailable,
+        "the server is too busy checking passwords right now; try again later".into(),
+    )
+}
+
+/// Hashes a new password (see [`hash`]) into the hub command it is for. A registration is
+/// first put to the hub, which refuses it before anything is hashed if it could not be
+/// carried out (a relayed guest, an account already, a nickname too close to an account's).
 pub(super) async fn hashed(
     conn: ConnId,
     purpose: HashFor,
     password: String,
+    hub: tokio::sync::mpsc::Sender<Cmd>,
+    stats: std::sync::Arc<crate::stats::Stats>,
 ) -> Result<Cmd, ErrorFrame> {
-    let hash = hash(password).await?;
+    if purpose == HashFor::Register {
+        let (answer, allowed) = tokio::sync::oneshot::channel();
+        let _ = hub.send(Cmd::MayRegister { conn, answer }).await;
+        match allowed.await {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => return Err(refused),
+            // The hub is gone: the server is shutting down.
+            Err(_) => {
+                return Err(ErrorFrame {
+                    tag: None,
+                    code: ErrorCode::Busy,
+                    message: "the server is shutting down: nothing was registered".into(),
+                });
+            }
+        }
+    }
+    let hash = hash(password, &stats).await?;
     Ok(match purpose {
         HashFor::Register => Cmd::Register { conn, hash },
         HashFor::SetPassword => Cmd::SetPassword { conn, hash },
@@ -177,14 +217,20 @@ pub(super) async fn hashed(
 }
 
 /// Hashes a new password on the blocking pool.
-pub(super) async fn hash(password: String) -> Result<login::HashedPassword, ErrorFrame> {
+pub(super) async fn hash(
+    password: String,
+    stats: &crate::stats::Stats,
+) -> Result<login::HashedPassword, ErrorFrame> {
     let fail = |message: String| ErrorFrame {
         tag: None,
         code: ErrorCode::InvalidPassword,
         message,
     };
     login::check_password(&password).map_err(fail)?;
-    match login::off_thread(move || login::hash_password(&password)).await {
+    let hashed = login::off_thread(stats, login::Priority::NewPassword, move || {
+        login::hash_password(&password)
+    });
+    match hashed.await {
         Some(hashed) => hashed.map_err(fail),
         None => Err(ErrorFrame {
             tag: None,

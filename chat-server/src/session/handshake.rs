@@ -15,10 +15,12 @@ use chat_core::protocol::{
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::{Counting, Reader, Shared};
 use crate::event::EventKind;
 use crate::hub::Cmd;
+use crate::limits::{Presence, Refused};
 use crate::outbox::CLOSE_GRACE;
 
 /// After the server closes a connection it keeps reading (and discarding) for this long, so
@@ -59,10 +61,11 @@ pub(super) async fn greet(
     reader: &mut Reader,
     shared: &Shared,
     peer: SocketAddr,
+    presence: &mut Presence,
 ) -> Result<Box<Accepted>, Box<Refusal>> {
     let timeout = shared.config.hello_timeout;
     tokio::select! {
-        res = tokio::time::timeout(timeout, handshake(reader, shared, peer)) => match res {
+        res = tokio::time::timeout(timeout, handshake(reader, shared, peer, presence)) => match res {
             Ok(res) => res.map(Box::new).map_err(Box::new),
             Err(_) => Err(Box::new(Refusal::new(
                 RejectReason::HelloTimeout,
@@ -83,6 +86,7 @@ pub(super) async fn handshake(
     reader: &mut Reader,
     shared: &Shared,
     peer: SocketAddr,
+    presence: &mut Presence,
 ) -> Result<Accepted, Refusal> {
     let mut addr = peer;
     let mut relayed = false;
@@ -113,6 +117,10 @@ pub(super) async fn handshake(
             )
         })?;
         relayed = true;
+        // From now on the guest's own address is what is counted and limited.
+        if let Err(Refused(message)) = presence.rekey(addr.ip(), Instant::now()) {
+            return Err(Refusal::new(RejectReason::ServerFull, message, addr));
+        }
         frame = next_handshake_frame(reader, addr).await?;
     }
     let ClientFrame::Hello(hello) = frame else {
@@ -245,9 +253,14 @@ pub(super) async fn linger(reader: Box<Reader>) {
     .await;
 }
 
-/// Refuses a connection over `--max-clients` with a clear frame and the same polite close as
-/// any refusal.
-pub(crate) async fn refuse_full(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Refuses a connection at once (over `--max-clients`, or over its address's limits) with a
+/// clear frame and the same polite close as any refusal.
+pub(crate) async fn refuse_full(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    message: String,
+) {
     let (r, w) = stream.into_split();
     let reader = Box::new(FrameReader::new(
         Counting {
@@ -256,10 +269,6 @@ pub(crate) async fn refuse_full(stream: TcpStream, peer: SocketAddr, shared: Arc
         },
         HANDSHAKE_MAX_FRAME,
     ));
-    let message = format!(
-        "the server is full ({} connections); try again later",
-        shared.config.max_clients
-    );
     let refusal = Refusal::new(RejectReason::ServerFull, message, peer);
     refuse(reader, w, refusal, &shared).await;
 }

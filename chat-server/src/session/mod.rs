@@ -35,8 +35,10 @@ use tokio_util::task::TaskTracker;
 
 use self::handshake::{greet, refuse};
 use self::read_loop::{Admitted, enter, leave, read_loop};
+use self::step::Flood;
 use crate::config::Config;
 use crate::hub::{Ack, Cmd, ConnId};
+use crate::limits::{AddressBook, Presence};
 use crate::login::Failures;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
@@ -55,6 +57,8 @@ pub(crate) struct Shared {
     pub store: Option<StoreHandle<Ack>>,
     /// Recent wrong passwords per address.
     pub failures: Failures,
+    /// Limits per address and per account.
+    pub addresses: Arc<AddressBook>,
 }
 
 /// A connection's frame reader. The socket's halves are owned: once the client is admitted,
@@ -75,6 +79,7 @@ pub(crate) fn serve(
     peer: SocketAddr,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
+    mut presence: Presence,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _ = stream.set_nodelay(true);
@@ -91,7 +96,7 @@ pub(crate) fn serve(
             },
             HANDSHAKE_MAX_FRAME,
         ));
-        let accepted = match Box::pin(greet(&mut reader, &shared, peer)).await {
+        let accepted = match Box::pin(greet(&mut reader, &shared, peer, &mut presence)).await {
             Ok(accepted) => accepted,
             Err(refusal) => return Box::pin(refuse(reader, w, *refusal, &shared)).await,
         };
@@ -103,19 +108,32 @@ pub(crate) fn serve(
             conn,
             outbox,
             mut writer,
+            account,
         }) = Box::pin(enter(reader, w, accepted, &shared)).await
         else {
             return;
         };
         reader.set_max_frame(shared.config.max_frame);
+        presence.admitted();
+        let mut flood = Flood::new(&shared, presence, account);
         let mut abandoned = Abandoned {
             conn,
             outbox: Some(outbox.clone()),
             shared: &shared,
         };
-        let end = read_loop(&mut reader, &mut writer, conn, version, &outbox, &shared).await;
+        let end = read_loop(
+            &mut reader,
+            &mut writer,
+            conn,
+            version,
+            &outbox,
+            &shared,
+            &mut flood,
+        );
+        let end = end.await;
         Box::pin(leave(reader, writer, end, conn, outbox, &shared)).await;
         abandoned.outbox = None;
+        flood.park(&shared);
         // The connection's place among `--max-clients` is given back when it ends.
         drop(permit);
     }
@@ -216,9 +234,12 @@ mod tests {
         );
         let (hub, _hub_rx) = mpsc::channel(8);
         let shared = shared_with(hub, stats);
+        let book = shared.addresses.clone();
+        let mut flood = Flood::new(&shared, Presence::uncounted(book), None);
+        let flood = &mut flood;
         let outbox = Outbox::new(1024);
         outbox.fail();
-        match read_loop(&mut reader, &mut writer, 1, 2, &outbox, &shared).await {
+        match read_loop(&mut reader, &mut writer, 1, 2, &outbox, &shared, flood).await {
             End::Leave(DisconnectReason::ConnectionClosed, message) => {
                 assert!(message.contains("sending"), "{message}");
             }
@@ -228,7 +249,7 @@ mod tests {
         let outbox = Outbox::new(1024);
         outbox.close(None, false);
         assert!(matches!(
-            read_loop(&mut reader, &mut writer, 1, 2, &outbox, &shared).await,
+            read_loop(&mut reader, &mut writer, 1, 2, &outbox, &shared, flood).await,
             End::ClosedByHub
         ));
         // The read loop's own write fails while the client sends nothing: it reports the
@@ -238,7 +259,7 @@ mod tests {
             .push(bytes::Bytes::from_static(b"lost"))
             .expect("push");
         let mut broken = Writer::new(Broken);
-        let ended = read_loop(&mut reader, &mut broken, 1, 2, &outbox, &shared);
+        let ended = read_loop(&mut reader, &mut broken, 1, 2, &outbox, &shared, flood);
         match tokio::time::timeout(Duration::from_secs(10), ended)
             .await
             .expect("the failed write ends the read loop")
@@ -262,6 +283,7 @@ mod tests {
             next_conn: AtomicU64::new(1),
             store: None,
             failures: Failures::default(),
+            addresses: Arc::new(AddressBook::new(Default::default(), Default::default())),
         }
     }
 
@@ -292,7 +314,8 @@ mod tests {
             .acquire_owned()
             .await
             .expect("permit");
-        let task = tokio::spawn(serve(server_side, peer, shared, permit));
+        let presence = Presence::uncounted(shared.addresses.clone());
+        let task = tokio::spawn(serve(server_side, peer, shared, permit, presence));
         let hello = ClientFrame::Hello(Hello {
             version: PROTOCOL_VERSION,
             nick: "ann".into(),

@@ -19,13 +19,12 @@ use tokio::time::Instant;
 
 use super::auth::{hashed, log_in};
 use super::handshake::{Accepted, LINGER, Refusal, linger, refuse};
-use super::step::{Step, step};
+use super::step::{Flood, Step, step};
 use super::{Reader, Shared};
 use crate::config::Config;
 use crate::event::EventKind;
 use crate::hub::{Cmd, ConnId, JoinRequest, Login};
 use crate::outbox::{Outbox, PushError, SocketSink, Writer};
-use crate::ratelimit::RateLimiter;
 use crate::stats::Stats;
 
 /// An admitted connection.
@@ -34,6 +33,8 @@ pub(super) struct Admitted {
     pub(super) conn: ConnId,
     pub(super) outbox: Arc<Outbox>,
     pub(super) writer: Writer<SocketSink>,
+    /// The account logged in to, by key.
+    pub(super) account: Option<String>,
 }
 
 /// Logs the client in and has the hub admit it; `None` once the client has been told why
@@ -59,12 +60,16 @@ pub(super) async fn enter(
             return None;
         }
     };
+    let account = login
+        .as_ref()
+        .map(|l| chat_core::names::nick_keys(&l.account.nick).folded);
     let (conn, outbox, writer) = admit(w, accepted, login, shared).await?;
     Some(Admitted {
         reader,
         conn,
         outbox,
         writer,
+        account,
     })
 }
 
@@ -191,6 +196,7 @@ pub(super) async fn read_loop<W: AsyncWrite + Unpin>(
     version: u16,
     outbox: &Outbox,
     shared: &Shared,
+    flood: &mut Flood,
 ) -> End {
     let stats = &*shared.stats;
     let lost = || {
@@ -199,7 +205,6 @@ pub(super) async fn read_loop<W: AsyncWrite + Unpin>(
             "connection lost while sending to the client".to_owned(),
         )
     };
-    let mut limiter = RateLimiter::new(shared.config.rate, Instant::now());
     // Registered once, for the whole loop.
     let mut shutdown = pin!(shared.shutdown.cancelled());
     // A password being hashed, for a command to send once hashed.
@@ -250,7 +255,7 @@ pub(super) async fn read_loop<W: AsyncWrite + Unpin>(
             // the same reason nothing is awaited inside this `match`, whose value would be
             // kept across the wait.
             let config = &shared.config;
-            match step(read, conn, version, config, &mut limiter, Instant::now()) {
+            match step(read, conn, version, config, flood, Instant::now()) {
                 Step::Next => continue,
                 Step::Reply(frame) => {
                     if !reply(outbox, &frame) {
@@ -271,7 +276,8 @@ pub(super) async fn read_loop<W: AsyncWrite + Unpin>(
                 Step::Hub(cmd) => cmd,
                 Step::End(end) => return end,
                 Step::Hash(purpose, password) => {
-                    hashing = Some(Box::pin(hashed(conn, purpose, password)));
+                    let (hub, stats) = (shared.hub.clone(), shared.stats.clone());
+                    hashing = Some(Box::pin(hashed(conn, purpose, password, hub, stats)));
                     continue;
                 }
             }

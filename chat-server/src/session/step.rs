@@ -10,10 +10,84 @@ use chat_core::protocol::{
 use chrono::Utc;
 use tokio::time::Instant;
 
+use super::Shared;
 use super::read_loop::End;
 use crate::config::Config;
 use crate::hub::{Cmd, ConnId};
+use crate::limits::Presence;
 use crate::ratelimit::{RateLimiter, Verdict};
+
+/// A connection's flood control: its own bucket (an account's, kept from one login to the
+/// next) and its address's, shared by every connection from there.
+#[derive(Debug)]
+pub(super) struct Flood {
+    own: RateLimiter,
+    presence: Presence,
+    /// The account logged in to, whose bucket is kept when the connection ends.
+    account: Option<String>,
+}
+
+impl Flood {
+    /// The flood control of a connection counted by `presence`, logged in to `account`.
+    pub(super) fn new(shared: &Shared, presence: Presence, account: Option<String>) -> Self {
+        let own = account
+            .as_deref()
+            .and_then(|a| presence.book().take_account(a))
+            .unwrap_or_else(|| RateLimiter::new(shared.config.rate, Instant::now()));
+        Flood {
+            own,
+            presence,
+            account,
+        }
+    }
+
+    /// A connection from an address that is not counted, with a fresh bucket.
+    #[cfg(test)]
+    pub(super) fn uncounted(
+        config: &Config,
+        book: std::sync::Arc<crate::limits::AddressBook>,
+    ) -> Self {
+        Flood {
+            own: RateLimiter::new(config.rate, Instant::now()),
+            presence: Presence::uncounted(book),
+            account: None,
+        }
+    }
+
+    /// The connection has ended: an account's bucket is kept for its next login.
+    pub(super) fn park(self, shared: &Shared) {
+        if let Some(account) = self.account {
+            shared
+                .addresses
+                .park_account(account, self.own, Instant::now());
+        }
+    }
+
+    /// Both buckets' decision about one frame at `now`: the stricter one.
+    fn check(&mut self, now: Instant) -> Verdict {
+        match (self.own.check(now), self.presence.check_frame(now)) {
+            (Verdict::Kick, _) | (_, Verdict::Kick) => Verdict::Kick,
+            (Verdict::Allow, Verdict::Allow) => Verdict::Allow,
+            (Verdict::Refuse { retry_after, first }, Verdict::Allow)
+            | (Verdict::Allow, Verdict::Refuse { retry_after, first }) => {
+                Verdict::Refuse { retry_after, first }
+            }
+            (
+                Verdict::Refuse {
+                    retry_after: a,
+                    first: fa,
+                },
+                Verdict::Refuse {
+                    retry_after: b,
+                    first: fb,
+                },
+            ) => Verdict::Refuse {
+                retry_after: a.max(b),
+                first: fa || fb,
+            },
+        }
+    }
+}
 
 /// Most attributes on one message.
 const MAX_ATTRS: usize = 8;
@@ -50,14 +124,14 @@ pub(super) enum HashFor {
     SetPassword,
 }
 
-/// Checks one read result against the protocol, the rate limit (at `now`) and `config`'s
+/// Checks one read result against the protocol, the rate limits (at `now`) and `config`'s
 /// limits, for connection `conn` speaking protocol `version`.
 pub(super) fn step(
     read: Result<Option<ClientFrame>, FrameError>,
     conn: ConnId,
     version: u16,
     config: &Config,
-    limiter: &mut RateLimiter,
+    flood: &mut Flood,
     now: Instant,
 ) -> Step {
     let frame = match read {
@@ -75,7 +149,7 @@ pub(super) fn step(
         ClientFrame::Send(out) => Some(out.tag),
         _ => None,
     };
-    match limiter.check(now) {
+    match flood.check(now) {
         Verdict::Allow => {}
         Verdict::Refuse { retry_after, first } => {
             let retry_after_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX);
@@ -106,6 +180,18 @@ pub(super) fn step(
                 "that request needs protocol version {}; this connection speaks version \
                  {version}",
                 frame.since_version()
+            ),
+        );
+    }
+    if matches!(frame, ClientFrame::Register { .. })
+        && let Err(wait) = flood.presence.register(now)
+    {
+        return error(
+            None,
+            ErrorCode::NotAllowed,
+            format!(
+                "too many accounts were registered from your address: try again in {} min",
+                wait.as_secs().div_ceil(60)
             ),
         );
     }
@@ -241,15 +327,22 @@ mod tests {
     use super::*;
     use crate::ratelimit::RateConfig;
 
+    fn book(config: &Config) -> std::sync::Arc<crate::limits::AddressBook> {
+        std::sync::Arc::new(crate::limits::AddressBook::new(
+            config.limits.clone(),
+            config.rate,
+        ))
+    }
+
     fn run(frame: ClientFrame, version: u16) -> Step {
         let config = Config::default();
-        let mut limiter = RateLimiter::new(config.rate, Instant::now());
+        let mut flood = Flood::uncounted(&config, book(&config));
         step(
             Ok(Some(frame)),
             7,
             version,
             &config,
-            &mut limiter,
+            &mut flood,
             Instant::now(),
         )
     }
@@ -366,10 +459,10 @@ mod tests {
             ..Config::default()
         };
         let now = Instant::now();
-        let mut limiter = RateLimiter::new(config.rate, now);
+        let mut flood = Flood::uncounted(&config, book(&config));
         let mut next = || {
             let frame = say("hi", Target::Room("lobby".into()));
-            step(Ok(Some(frame)), 7, 2, &config, &mut limiter, now)
+            step(Ok(Some(frame)), 7, 2, &config, &mut flood, now)
         };
         assert!(matches!(next(), Step::Hub(_)));
         assert!(matches!(
@@ -393,15 +486,15 @@ mod tests {
     #[test]
     fn a_closed_or_broken_connection_ends() {
         let config = Config::default();
-        let mut limiter = RateLimiter::new(config.rate, Instant::now());
+        let mut flood = Flood::uncounted(&config, book(&config));
         let now = Instant::now();
         assert!(matches!(
-            step(Ok(None), 1, 2, &config, &mut limiter, now),
+            step(Ok(None), 1, 2, &config, &mut flood, now),
             Step::End(End::Leave(DisconnectReason::ConnectionClosed, _))
         ));
         let too_large = Err(FrameError::TooLarge { len: 9, max: 8 });
         assert!(matches!(
-            step(too_large, 1, 2, &config, &mut limiter, now),
+            step(too_large, 1, 2, &config, &mut flood, now),
             Step::End(End::Leave(DisconnectReason::ProtocolError, _))
         ));
     }

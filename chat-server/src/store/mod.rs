@@ -16,6 +16,7 @@ mod sqlite;
 
 use std::fmt;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chat_core::protocol::{ChatMessage, MessageId};
 use tokio::sync::mpsc;
@@ -79,6 +80,35 @@ pub struct StoredRoom {
     pub name: String,
     /// The topic; may be empty.
     pub topic: String,
+}
+
+/// How long messages and rooms are kept (`--retain-days` and the others; the store deletes
+/// what is past them when it starts and then every so often).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages older than this are deleted; `None` keeps them.
+    pub max_age: Option<Duration>,
+    /// Messages kept per room, and per account for private ones; `None`: no limit.
+    pub per_room: Option<u32>,
+    /// Bytes of message text kept in all, the oldest deleted first; `None`: no limit.
+    pub max_bytes: Option<u64>,
+    /// An empty room no account has joined expires this long after its last use.
+    pub room_expiry: Option<Duration>,
+    /// The same for a room a guest created.
+    pub guest_room_expiry: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let day = Duration::from_secs(86_400);
+        Retention {
+            max_age: Some(day * 365),
+            per_room: Some(20_000),
+            max_bytes: Some(1 << 30),
+            room_expiry: Some(day * 30),
+            guest_room_expiry: Some(Duration::from_secs(24 * 3600)),
+        }
+    }
 }
 
 /// What the server needs in memory at start.

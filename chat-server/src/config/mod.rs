@@ -8,7 +8,13 @@ use std::time::Duration;
 use chat_core::protocol::DEFAULT_MAX_FRAME;
 use clap::Parser;
 
+mod limits;
+
+pub use limits::LimitArgs;
+
+use crate::limits::LimitsConfig;
 use crate::ratelimit::RateConfig;
+use crate::store::Retention;
 
 /// Default chat port.
 pub const DEFAULT_PORT: u16 = 12345;
@@ -54,6 +60,10 @@ pub struct Config {
     pub guests: GuestPolicy,
     /// Most rooms (the lobby included); creating more is refused.
     pub max_rooms: usize,
+    /// Limits per address and per account.
+    pub limits: LimitsConfig,
+    /// How long messages and rooms are kept.
+    pub retention: Retention,
 }
 
 /// Where the store keeps its database.
@@ -126,6 +136,8 @@ impl Default for Config {
             history_replay: DEFAULT_HISTORY_REPLAY,
             guests: GuestPolicy::Allow,
             max_rooms: DEFAULT_MAX_ROOMS,
+            limits: LimitsConfig::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -249,9 +261,14 @@ pub struct Cli {
     #[arg(long, env = "CHAT_GUESTS", value_enum, default_value_t = GuestPolicy::Allow)]
     pub guests: GuestPolicy,
 
-    /// Most rooms, the lobby included (rooms are kept forever; every Welcome lists them).
+    /// Most rooms, the lobby included (every Welcome lists them); when full, the empty room
+    /// unused longest that no account has joined makes way for a new one.
     #[arg(long, env = "CHAT_MAX_ROOMS", value_name = "N", default_value_t = DEFAULT_MAX_ROOMS)]
     pub max_rooms: usize,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub limits: LimitArgs,
 }
 
 impl Cli {
@@ -332,6 +349,8 @@ impl Cli {
             history_replay: self.history,
             guests: self.guests,
             max_rooms: self.max_rooms.max(1),
+            limits: self.limits.limits(self.max_clients.max(1))?,
+            retention: self.limits.retention(),
         })
     }
 }
