@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use chat_core::client::{ClientError, ConnectOptions, TcpClient, connect, handshake};
+use chat_core::client::{ConnectOptions, TcpClient, handshake};
 use chat_core::connection::Connection;
 use chat_core::protocol::{
     ChatMessage, ClientFrame, ErrorCode, HANDSHAKE_MAX_FRAME, NickChange, RejectReason, RelayHello,
@@ -14,50 +14,6 @@ use chat_server::login::FIRST_DELAY;
 use chat_server::{Config, DbLocation, GuestPolicy};
 use chat_testing::*;
 use tokio::net::TcpStream;
-
-async fn login(server: &TestServer, nick: &str, password: &str) -> Result<TcpClient, ClientError> {
-    let mut opts = ConnectOptions::new(nick);
-    opts.password = Some(password.into());
-    connect(&server.addr.to_string(), &opts).await
-}
-
-fn refused(res: Result<TcpClient, ClientError>) -> (RejectReason, String) {
-    match res {
-        Err(ClientError::Rejected(r)) => (r.reason, r.message),
-        Ok(c) => panic!("expected a refusal, was welcomed as {}", c.welcome.nick),
-        Err(e) => panic!("expected a refusal, got {e}"),
-    }
-}
-
-async fn send(client: &mut TcpClient, frame: ClientFrame) {
-    client.sender.send(&frame).await.expect("send");
-}
-
-async fn register(client: &mut TcpClient, password: &str) {
-    send(
-        client,
-        ClientFrame::Register {
-            password: password.into(),
-        },
-    )
-    .await;
-    expect(client, "Registered", |f| {
-        matches!(f, ServerFrame::Registered { .. })
-    })
-    .await;
-}
-
-async fn expect_error(client: &mut TcpClient) -> chat_core::protocol::ErrorFrame {
-    match expect(client, "an error", |f| matches!(f, ServerFrame::Error(_))).await {
-        ServerFrame::Error(e) => e,
-        _ => unreachable!(),
-    }
-}
-
-async fn quit(mut client: TcpClient) {
-    client.sender.quit("").await.expect("quit");
-    read_to_end(&mut client).await;
-}
 
 async fn join(client: &mut TcpClient, room: &str) {
     send(client, ClientFrame::Join { room: room.into() }).await;

@@ -70,6 +70,29 @@ impl TestServer {
         connect(&self.addr.to_string(), &ConnectOptions::new(nick)).await
     }
 
+    /// The server's counters now.
+    pub fn stats(&self) -> chat_server::StatsSnapshot {
+        self.running.stats().snapshot()
+    }
+
+    /// Connects as `nick` (with `password`, if any) from the loopback address `from`: tests use
+    /// the addresses of 127.0.0.0/8 as different hosts (see [`count_loopback`]).
+    pub async fn client_from(
+        &self,
+        from: &str,
+        nick: &str,
+        password: Option<&str>,
+    ) -> Result<TcpClient, chat_core::client::ClientError> {
+        let stream = connect_from(from, self.addr).await;
+        let conn = chat_core::Connection::tcp(stream, HANDSHAKE_MAX_FRAME).expect("connection");
+        let mut opts = ConnectOptions::new(nick);
+        opts.password = password.map(Into::into);
+        let shake = chat_core::client::handshake(conn, None, &opts);
+        tokio::time::timeout(WAIT, shake)
+            .await
+            .unwrap_or_else(|_| panic!("{nick} from {from}: no answer to the Hello"))
+    }
+
     /// Stops the server and waits until it has finished (log flushed); returns the log lines.
     pub async fn stop(self) -> Vec<serde_json::Value> {
         tokio::time::timeout(WAIT, self.running.shutdown())
@@ -77,6 +100,79 @@ impl TestServer {
             .expect("server stops in time");
         read_log(&self.log)
     }
+}
+
+/// Connects as `nick` with a password (logging in to the account).
+pub async fn login(
+    server: &TestServer,
+    nick: &str,
+    password: &str,
+) -> Result<TcpClient, chat_core::client::ClientError> {
+    let mut opts = ConnectOptions::new(nick);
+    opts.password = Some(password.into());
+    connect(&server.addr.to_string(), &opts).await
+}
+
+/// The refusal of a connection that was expected to be refused: its reason and message.
+pub fn refused(res: Result<TcpClient, chat_core::client::ClientError>) -> (RejectReason, String) {
+    match res {
+        Err(chat_core::client::ClientError::Rejected(r)) => (r.reason, r.message),
+        Ok(c) => panic!("expected a refusal, was welcomed as {}", c.welcome.nick),
+        Err(e) => panic!("expected a refusal, got {e}"),
+    }
+}
+
+/// Sends a frame, which must go out.
+pub async fn send(client: &mut TcpClient, frame: ClientFrame) {
+    client.sender.send(&frame).await.expect("send");
+}
+
+/// Registers the client's nickname and waits for the confirmation.
+pub async fn register(client: &mut TcpClient, password: &str) {
+    send(
+        client,
+        ClientFrame::Register {
+            password: password.into(),
+        },
+    )
+    .await;
+    expect(client, "Registered", |f| {
+        matches!(f, ServerFrame::Registered { .. })
+    })
+    .await;
+}
+
+/// The next `Error` frame (other frames are skipped).
+pub async fn expect_error(client: &mut TcpClient) -> chat_core::protocol::ErrorFrame {
+    match expect(client, "an error", |f| matches!(f, ServerFrame::Error(_))).await {
+        ServerFrame::Error(e) => e,
+        _ => unreachable!(),
+    }
+}
+
+/// Quits and reads until the server closes.
+pub async fn quit(mut client: TcpClient) {
+    client.sender.quit("").await.expect("quit");
+    read_to_end(&mut client).await;
+}
+
+/// Counts every address, loopback included, against the limits per address (by default
+/// loopback is exempt): tests then use 127.0.0.0/8's addresses as different hosts.
+pub fn count_loopback(config: &mut Config) {
+    config.limits.exempt.clear();
+}
+
+/// A TCP connection to `to` from the local address `from` (an address of 127.0.0.0/8).
+pub async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    let local: std::net::IpAddr = from.parse().expect("a local address");
+    socket
+        .bind(SocketAddr::new(local, 0))
+        .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    socket
+        .connect(to)
+        .await
+        .unwrap_or_else(|e| panic!("connect from {from}: {e}"))
 }
 
 /// Rate limits no test client reaches by accident.
@@ -225,7 +321,18 @@ pub async fn raw(
     FrameReader<OwnedReadHalf, ServerFrame>,
     tokio::net::tcp::OwnedWriteHalf,
 ) {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    raw_from("127.0.0.1", addr).await
+}
+
+/// [`raw`], from the loopback address `from`.
+pub async fn raw_from(
+    from: &str,
+    addr: SocketAddr,
+) -> (
+    FrameReader<OwnedReadHalf, ServerFrame>,
+    tokio::net::tcp::OwnedWriteHalf,
+) {
+    let stream = connect_from(from, addr).await;
     let (r, w) = stream.into_split();
     (FrameReader::new(r, MAX_SERVER_FRAME), w)
 }

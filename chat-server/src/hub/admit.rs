@@ -141,6 +141,9 @@ impl Hub {
         };
         self.fanout
             .broadcast(&self.rooms, lobby, &joined, None, false);
+        if !logged_in {
+            self.guests += 1;
+        }
         self.clients.insert(
             req.conn,
             Box::new(Member {

@@ -63,28 +63,13 @@ impl Flood {
         }
     }
 
-    /// Both buckets' decision about one frame at `now`: the stricter one.
+    /// Both buckets' decision about one frame at `now`: the connection's own first, then,
+    /// for a frame it allows, the address's (a frame refused anyway takes nothing from the
+    /// connection's neighbours).
     fn check(&mut self, now: Instant) -> Verdict {
-        match (self.own.check(now), self.presence.check_frame(now)) {
-            (Verdict::Kick, _) | (_, Verdict::Kick) => Verdict::Kick,
-            (Verdict::Allow, Verdict::Allow) => Verdict::Allow,
-            (Verdict::Refuse { retry_after, first }, Verdict::Allow)
-            | (Verdict::Allow, Verdict::Refuse { retry_after, first }) => {
-                Verdict::Refuse { retry_after, first }
-            }
-            (
-                Verdict::Refuse {
-                    retry_after: a,
-                    first: fa,
-                },
-                Verdict::Refuse {
-                    retry_after: b,
-                    first: fb,
-                },
-            ) => Verdict::Refuse {
-                retry_after: a.max(b),
-                first: fa || fb,
-            },
+        match self.own.check(now) {
+            Verdict::Allow => self.presence.check_frame(now),
+            refused => refused,
         }
     }
 }
