@@ -113,6 +113,11 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Bytes waiting for the client: queued, or taken by the writer and not yet written.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// Queues a frame for the connection's writer. Never waits.
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
         let mut st = self.lock();

@@ -13,6 +13,7 @@ use super::cmd::{JoinRequest, Login};
 use super::conn::{Caps, ConnId};
 use super::fanout::encode;
 use super::model::Member;
+use super::replay::Part;
 use super::roster::{self, Order, WelcomeHead};
 use super::{Hub, SERVER_NAME};
 use crate::event::EventKind;
@@ -55,7 +56,8 @@ impl Hub {
         self.welcome(&req, &nick, nick_change, now);
         let _ = req.joined.send(Ok(()));
         if caps.rooms() {
-            self.replay(req.conn, DEFAULT_ROOM);
+            self.replays
+                .push(req.conn, Part::History(DEFAULT_ROOM.to_owned()));
         }
         self.sinks.record(
             EventKind::Join {
@@ -82,6 +84,7 @@ impl Hub {
         if let Some(login) = login {
             self.logged_in(req.conn, login, nick, caps);
         }
+        self.pump(req.conn);
     }
 
     /// The refusal for a guest when guests hold every place not kept for accounts.
@@ -221,13 +224,11 @@ impl Hub {
         }
         // An old client (version 1) knows only the lobby.
         if caps.rooms() {
-            for room in &login.account.rooms {
-                if self.rooms.contains_key(room) {
-                    self.enter_room(conn, room, false);
-                }
+            for room in login.account.rooms {
+                self.replays.push(conn, Part::Room(room));
             }
         }
-        self.deliver_offline(conn, key);
+        self.replays.push(conn, Part::Offline(key));
     }
 
     /// Disconnects whoever online holds `nick` or a look-alike: an account that logs in
@@ -313,6 +314,7 @@ impl Hub {
             return;
         };
         self.nicks.remove(conn, &member.keys);
+        self.replays.forget(conn);
         if !member.logged_in {
             self.guests = self.guests.saturating_sub(1);
         }

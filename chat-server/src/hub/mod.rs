@@ -35,6 +35,7 @@ mod frames;
 mod messages;
 mod model;
 mod nick_index;
+mod replay;
 mod rooms;
 mod roster;
 mod sinks;
@@ -60,6 +61,7 @@ use self::durable::Durable;
 use self::fanout::Fanout;
 use self::model::{Members, Room, Rooms};
 use self::nick_index::NickIndex;
+use self::replay::Replays;
 use self::sinks::Sinks;
 use crate::config::Config;
 use crate::event::EventKind;
@@ -67,6 +69,10 @@ use crate::eventlog::LogSender;
 use crate::monitor::Monitor;
 use crate::stats::Stats;
 use crate::store::{Snapshot, StoreHandle, StoredRoom};
+
+/// How often the queues of clients still owed parts of their replay are looked at, when no
+/// command comes (a client reading its replay frees room in its queue without telling).
+const REPLAY_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How long shutdown waits for the store to confirm the messages accepted before it.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -89,6 +95,8 @@ pub(crate) struct Hub {
     fanout: Fanout,
     durable: Durable,
     sinks: Sinks,
+    /// What newcomers are still to be sent after their Welcome.
+    replays: Replays,
     next_msg_id: u64,
     /// Members not logged in to an account.
     guests: usize,
@@ -120,6 +128,7 @@ impl Hub {
             fanout: Fanout::new(stats.clone()),
             durable: Durable::none(stats.clone()),
             sinks: Sinks::new(stats.clone(), log, monitor),
+            replays: Replays::default(),
             stats,
             next_msg_id: 1,
             guests: 0,
@@ -204,6 +213,7 @@ impl Hub {
                         self.say_goodbye();
                     }
                 }
+                () = tokio::time::sleep(REPLAY_TICK), if self.replays.waiting() => self.settle(),
                 () = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {
                     tracing::warn!("the store did not confirm the last messages in time");
                     draining = None;
@@ -267,6 +277,12 @@ impl Hub {
             );
         }
         self.fanout.write_deferred();
+        // The sockets took what they could: those owed more of their replay may have room.
+        if self.replays.waiting() {
+            self.pump_all();
+            self.fanout.flush(&self.rooms);
+            self.fanout.write_deferred();
+        }
     }
 
     /// What a command means while shutting down, if it is refused: `None` lets it through.

@@ -14,6 +14,7 @@ use super::conn::ConnId;
 use super::fanout::encode;
 use super::frames::HistoryFrame;
 use super::model::{Room, room_key};
+use super::replay::{newest_that_fit, size};
 use super::roster;
 use crate::config::MAX_HISTORY_PAGE;
 use crate::event::EventKind;
@@ -222,10 +223,13 @@ impl Hub {
         let Some(room) = self.rooms.get(key) else {
             return;
         };
-        let skip = room.recent.len().saturating_sub(self.config.history_replay);
-        if room.recent.len() == skip {
+        let len = room.recent.len();
+        let kept = self.config.history_replay.min(len);
+        if kept == 0 {
             return;
         }
+        let sizes = room.recent.range(len - kept..).map(|m| size(m));
+        let skip = len - newest_that_fit(sizes, self.history_budget()).min(kept);
         let frame = HistoryFrame {
             room: &room.name,
             messages: room.recent.range(skip..),
@@ -250,12 +254,15 @@ impl Hub {
         };
         let name = r.name.clone();
         let limit = (limit as usize).clamp(1, MAX_HISTORY_PAGE);
+        let budget = self.history_budget();
         if !self.durable.exists() {
             // No store: what the room keeps in memory is all there is.
             let older = r
                 .recent
                 .partition_point(|m| before.is_none_or(|b| m.id < b));
-            let skip = older.saturating_sub(limit);
+            let page = limit.min(older);
+            let sizes = r.recent.range(older - page..older).map(|m| size(m));
+            let skip = older - newest_that_fit(sizes, budget).min(page);
             let frame = HistoryFrame {
                 room: &name,
                 messages: r.recent.range(skip..older),
@@ -267,11 +274,17 @@ impl Hub {
         }
         let queued = self.durable.read(move |store| {
             let frame = match store.history(&key, before, limit) {
-                Ok((messages, more)) => ServerFrame::History {
-                    room: name,
-                    messages,
-                    more,
-                },
+                Ok((mut messages, more)) => {
+                    // A page fits in the client's queue: the newest of it that do.
+                    let sizes = messages.iter().map(size);
+                    let cut = messages.len() - newest_that_fit(sizes, budget);
+                    messages.drain(..cut);
+                    ServerFrame::History {
+                        room: name,
+                        messages,
+                        more: more || cut > 0,
+                    }
+                }
                 Err(e) => ServerFrame::Error(ErrorFrame {
                     tag: None,
                     code: ErrorCode::Busy,
