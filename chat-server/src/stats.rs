@@ -35,6 +35,10 @@ pub struct Stats {
     pub address_refused: AtomicU64,
     /// Passwords hashed or verified (each costs tens of milliseconds of CPU).
     pub password_hashes: AtomicU64,
+    /// Messages deleted by the retention.
+    pub messages_pruned: AtomicU64,
+    /// Rooms deleted because they expired or made way for a new one.
+    pub rooms_expired: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -54,6 +58,8 @@ pub struct StatsSnapshot {
     pub store_busy: u64,
     pub address_refused: u64,
     pub password_hashes: u64,
+    pub messages_pruned: u64,
+    pub rooms_expired: u64,
 }
 
 impl Stats {
@@ -74,6 +80,8 @@ impl Stats {
             store_busy: r(&self.store_busy),
             address_refused: r(&self.address_refused),
             password_hashes: r(&self.password_hashes),
+            messages_pruned: r(&self.messages_pruned),
+            rooms_expired: r(&self.rooms_expired),
         }
     }
 
@@ -89,7 +97,8 @@ impl std::fmt::Display for StatsSnapshot {
             "clients {} (peak {}), connections {}, messages in {}, deliveries {}, \
              bytes in {} out {}, rate-limited {}, slow clients dropped {}, \
              log records dropped {}, refused by a busy store {}, refused over an \
-             address's limits {}, passwords hashed {}",
+             address's limits {}, passwords hashed {}, messages deleted by retention {}, \
+             rooms expired {}",
             self.clients_now,
             self.clients_peak,
             self.connections_total,
@@ -102,7 +111,9 @@ impl std::fmt::Display for StatsSnapshot {
             self.log_dropped,
             self.store_busy,
             self.address_refused,
-            self.password_hashes
+            self.password_hashes,
+            self.messages_pruned,
+            self.rooms_expired
         )
     }
 }

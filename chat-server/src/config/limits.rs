@@ -191,6 +191,7 @@ impl LimitArgs {
                 0 => room_expiry,
                 h => Some(Duration::from_secs(u64::from(h) * 3600)),
             },
+            ..Retention::default()
         }
     }
 }

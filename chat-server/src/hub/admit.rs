@@ -157,6 +157,7 @@ impl Hub {
                 outbox: req.outbox.clone(),
                 caps,
                 logged_in,
+                rooms_created: 0,
             }),
         );
         if let Some(room) = self.rooms.get_mut(lobby) {

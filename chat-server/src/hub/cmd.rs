@@ -73,6 +73,8 @@ pub(crate) enum Cmd {
     Reply { conn: ConnId, frame: ServerFrame },
     /// Everything queued for the store before has been committed (see `Durable::barrier`).
     Barrier,
+    /// The store applied the retention.
+    Pruned(Result<crate::store::Pruned, String>),
     /// The client received its kept private messages up to this id.
     AckOffline { conn: ConnId, up_to: MessageId },
     /// The private messages an account received while offline, read from the store.

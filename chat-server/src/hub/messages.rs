@@ -197,11 +197,21 @@ impl Hub {
 
     /// Keeps a room message among the room's latest, for replay.
     fn remember(&mut self, key: &str, message: &SharedMessage) {
-        let keep = self.config.history_replay;
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        room.last_used = message.at;
+        // Never more than the store keeps of the room either.
+        let per_room = self
+            .config
+            .retention
+            .per_room
+            .map_or(usize::MAX, |n| n as usize);
+        let keep = self.config.history_replay.min(per_room);
         if keep == 0 {
             return;
         }
-        if let Some(room) = self.rooms.get_mut(key) {
+        {
             if room.recent.len() >= keep {
                 room.recent.pop_front();
                 room.older = true;

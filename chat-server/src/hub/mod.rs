@@ -41,6 +41,7 @@ mod roster;
 mod sinks;
 #[cfg(test)]
 mod tests;
+mod upkeep;
 
 use std::sync::Arc;
 
@@ -63,6 +64,7 @@ use self::model::{Members, Room, Rooms};
 use self::nick_index::NickIndex;
 use self::replay::Replays;
 use self::sinks::Sinks;
+use self::upkeep::RoomBuckets;
 use crate::config::Config;
 use crate::event::EventKind;
 use crate::eventlog::LogSender;
@@ -97,6 +99,8 @@ pub(crate) struct Hub {
     sinks: Sinks,
     /// What newcomers are still to be sent after their Welcome.
     replays: Replays,
+    /// Rooms each address created lately.
+    room_buckets: RoomBuckets,
     next_msg_id: u64,
     /// Members not logged in to an account.
     guests: usize,
@@ -129,6 +133,7 @@ impl Hub {
             durable: Durable::none(stats.clone()),
             sinks: Sinks::new(stats.clone(), log, monitor),
             replays: Replays::default(),
+            room_buckets: RoomBuckets::default(),
             stats,
             next_msg_id: 1,
             guests: 0,
@@ -155,12 +160,21 @@ impl Hub {
             n => n.saturating_add(unstored),
         };
         self.next_msg_id = self.next_msg_id.max(next);
-        for StoredRoom { key, name, topic } in snapshot.rooms {
+        for (stored, usage) in snapshot.rooms {
+            let StoredRoom {
+                key,
+                name,
+                topic,
+                by_guest,
+            } = stored;
             let room = self
                 .rooms
                 .entry(key)
                 .or_insert_with(|| Room::new(name, String::new()));
             room.topic = topic;
+            room.by_guest = by_guest;
+            room.last_used = usage.last_used;
+            room.accounts = usage.accounts;
         }
         for (key, messages, older) in snapshot.recent {
             if let Some(room) = self.rooms.get_mut(&key) {
@@ -186,6 +200,9 @@ impl Hub {
         stop: CancellationToken,
     ) {
         let mut batch = Vec::with_capacity(64);
+        // Rooms expire, and the store applies the retention, at start and then regularly.
+        let mut upkeep = tokio::time::interval(self.config.retention.every);
+        upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // While shutting down: when to stop waiting for the store's last acknowledgements.
         let mut draining: Option<tokio::time::Instant> = None;
         loop {
@@ -214,6 +231,7 @@ impl Hub {
                     }
                 }
                 () = tokio::time::sleep(REPLAY_TICK), if self.replays.waiting() => self.settle(),
+                _ = upkeep.tick(), if !self.closing && draining.is_none() => self.upkeep(),
                 () = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {
                     tracing::warn!("the store did not confirm the last messages in time");
                     draining = None;
@@ -358,6 +376,7 @@ impl Hub {
             Cmd::Reply { conn, frame } => self.push_to(conn, &frame),
             Cmd::Offline { conn, messages } => self.offline_loaded(conn, messages),
             Cmd::Barrier => {}
+            Cmd::Pruned(result) => self.pruned(result),
             Cmd::AckOffline { conn, up_to } => self.ack_offline(conn, up_to),
         }
     }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chat_core::names::{self, NickKeys};
+use chat_core::protocol::Timestamp;
 
 use super::conn::{Caps, ConnId};
 use super::roster::{Listed, Order};
@@ -31,6 +32,8 @@ pub(super) struct Member {
     pub caps: Caps,
     /// Logged in to the account of this nickname (whose key is `keys.folded`).
     pub logged_in: bool,
+    /// Rooms this connection created.
+    pub rooms_created: u32,
 }
 
 impl Member {
@@ -66,10 +69,16 @@ pub(super) struct Room {
     pub recent: VecDeque<SharedMessage>,
     /// Older messages than `recent` are stored.
     pub older: bool,
+    /// A guest created it: empty, with no account in it, it expires sooner.
+    pub by_guest: bool,
+    /// Its last message or entry (or its creation).
+    pub last_used: Timestamp,
+    /// Accounts that are in it (online or not): a room with any never expires.
+    pub accounts: u32,
 }
 
 impl Room {
-    /// An empty room.
+    /// An empty room, used now.
     pub fn new(name: String, topic: String) -> Self {
         Room {
             name,
@@ -78,7 +87,15 @@ impl Room {
             order: Order::default(),
             recent: VecDeque::new(),
             older: false,
+            by_guest: false,
+            last_used: chrono::Utc::now(),
+            accounts: 0,
         }
+    }
+
+    /// Whether it may go: nobody in it, online or by account.
+    pub fn unused(&self) -> bool {
+        self.members.is_empty() && self.accounts == 0
     }
 
     /// Whether `conn` is a member.

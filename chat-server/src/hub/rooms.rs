@@ -72,6 +72,10 @@ impl Hub {
             return;
         };
         r.members.insert(conn, outbox);
+        r.last_used = now;
+        if account.is_some() {
+            r.accounts += 1;
+        }
         if let Some(member) = self.clients.get(&conn) {
             r.order.insert(conn, &member.keys.folded, &self.clients);
         }
@@ -92,24 +96,35 @@ impl Hub {
         }
     }
 
-    /// Creates room `key` named `name` for `conn`, within `--max-rooms`; false (with `conn`
-    /// told) over the limit.
+    /// Creates room `key` named `name` for `conn`, within its share (per guest, per address)
+    /// and `--max-rooms` (making way by deleting the unused room unused longest, if there is
+    /// one); false (with `conn` told) otherwise.
     fn create_room(&mut self, conn: ConnId, key: &str, name: &str) -> bool {
-        if self.rooms.len() >= self.config.max_rooms {
+        if let Err(message) = self.may_create_room(conn) {
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return false;
+        }
+        if self.rooms.len() >= self.config.max_rooms && !self.make_way() {
             let message = format!(
-                "this server has reached its limit of {} rooms: join an existing one \
-                 (/rooms lists them)",
+                "this server has reached its limit of {} rooms, all in use: join an existing \
+                 one (/rooms lists them)",
                 self.config.max_rooms
             );
             self.error(conn, None, ErrorCode::NotAllowed, message);
             return false;
         }
-        self.rooms
-            .insert(key.to_owned(), Room::new(name.to_owned(), String::new()));
+        let by_guest = self.clients.get_mut(&conn).is_some_and(|m| {
+            m.rooms_created += 1;
+            !m.logged_in
+        });
+        let mut room = Room::new(name.to_owned(), String::new());
+        room.by_guest = by_guest;
+        self.rooms.insert(key.to_owned(), room);
         self.durable.write(Write::Room(StoredRoom {
             key: key.to_owned(),
             name: name.to_owned(),
             topic: String::new(),
+            by_guest,
         }));
         true
     }
@@ -149,6 +164,10 @@ impl Hub {
         r.members.remove(&conn);
         r.order.remove(conn);
         let name = r.name.clone();
+        r.last_used = Utc::now();
+        if account.is_some() {
+            r.accounts = r.accounts.saturating_sub(1);
+        }
         self.push_to(conn, &ServerFrame::Parted { room: name.clone() });
         let now = Utc::now();
         let frame = ServerFrame::Left {
@@ -190,10 +209,12 @@ impl Hub {
         r.topic.clone_from(&topic);
         let name = r.name.clone();
         let members: Vec<ConnId> = r.members.keys().copied().collect();
+        let by_guest = r.by_guest;
         self.durable.write(Write::Room(StoredRoom {
             key,
             name: name.clone(),
             topic: topic.clone(),
+            by_guest,
         }));
         let now = Utc::now();
         let event = EventKind::Topic {

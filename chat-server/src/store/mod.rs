@@ -12,6 +12,7 @@
 //!
 //! Reads run on the same thread between batches, so a read sees every write queued before it.
 
+mod prune;
 mod sqlite;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::event::SharedMessage;
 use crate::login::HashedPassword;
 
+pub use prune::Pruned;
 pub use sqlite::SqliteStore;
 
 /// Most jobs waiting for the store thread. When it is full the hub refuses new messages with a
@@ -80,6 +82,17 @@ pub struct StoredRoom {
     pub name: String,
     /// The topic; may be empty.
     pub topic: String,
+    /// A guest created it (empty ones nobody's account is in expire sooner).
+    pub by_guest: bool,
+}
+
+/// How a room has been used, as far as the store knows, for expiring it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomUse {
+    /// Its last message, or its creation if it has none.
+    pub last_used: chrono::DateTime<chrono::Utc>,
+    /// Accounts that are in it (they come back to it at login).
+    pub accounts: u32,
 }
 
 /// How long messages and rooms are kept (`--retain-days` and the others; the store deletes
@@ -96,6 +109,8 @@ pub struct Retention {
     pub room_expiry: Option<Duration>,
     /// The same for a room a guest created.
     pub guest_room_expiry: Option<Duration>,
+    /// How often rooms are expired and the retention applied (and once at start).
+    pub every: Duration,
 }
 
 impl Default for Retention {
@@ -107,6 +122,7 @@ impl Default for Retention {
             max_bytes: Some(1 << 30),
             room_expiry: Some(day * 30),
             guest_room_expiry: Some(Duration::from_secs(24 * 3600)),
+            every: Duration::from_secs(600),
         }
     }
 }
@@ -118,8 +134,8 @@ pub struct Snapshot {
     pub next_message_id: MessageId,
     /// Every account's nickname.
     pub accounts: Vec<String>,
-    /// Every room.
-    pub rooms: Vec<StoredRoom>,
+    /// Every room, and how it has been used.
+    pub rooms: Vec<(StoredRoom, RoomUse)>,
     /// The most recent messages of each room that has any: the room's key, the messages
     /// (oldest first), and whether older ones exist.
     pub recent: Vec<(String, Vec<SharedMessage>, bool)>,
@@ -163,6 +179,11 @@ pub enum Write {
         /// The last message id received.
         up_to: MessageId,
     },
+    /// A room expired or was deleted: it goes, with its messages and memberships.
+    DeleteRoom {
+        /// The room's key.
+        key: String,
+    },
     /// An account joined (`true`) or left a room.
     Membership {
         /// The account's key.
@@ -195,6 +216,12 @@ pub trait Store: Send + fmt::Debug {
     ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
     /// Up to `limit` of the private messages kept for an account, oldest first.
     fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Deletes what `retention` no longer keeps at `now` (a bounded amount per call).
+    fn prune(
+        &mut self,
+        retention: &Retention,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Pruned, StoreError>;
 }
 
 /// A read (or a read-and-delete) run on the store thread between batches.

@@ -10,13 +10,14 @@ use chat_core::protocol::{Body, ChatMessage, DEFAULT_ROOM, MessageAttr, MessageI
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Account, Snapshot, Store, StoreError, StoredRoom, Write};
+use super::{Account, Pruned, Retention, RoomUse, Snapshot, Store, StoreError, StoredRoom, Write};
 use crate::login::HashedPassword;
 
 /// The migrations, in order. A database at version `n` has had the first `n` applied.
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_offline.sql"),
+    include_str!("migrations/0003_rooms.sql"),
 ];
 
 /// SQLite behind the [`Store`] trait.
@@ -188,20 +189,36 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<String>, _>>()?;
         let rooms = self
             .db
-            .prepare("SELECT key, name, topic FROM rooms ORDER BY key")?
+            .prepare(
+                "SELECT key, name, topic, by_guest, \
+                 max(created_ms, coalesce((SELECT max(at_ms) FROM messages \
+                     WHERE messages.room = rooms.key), 0)), \
+                 (SELECT count(*) FROM account_rooms WHERE account_rooms.room = rooms.key) \
+                 FROM rooms ORDER BY key",
+            )?
             .query_map([], |r| {
-                Ok(StoredRoom {
+                let room = StoredRoom {
                     key: r.get(0)?,
                     name: r.get(1)?,
                     topic: r.get(2)?,
-                })
+                    by_guest: r.get(3)?,
+                };
+                let last_used = DateTime::from_timestamp_millis(r.get(4)?).unwrap_or_default();
+                let accounts = r.get(5)?;
+                Ok((
+                    room,
+                    RoomUse {
+                        last_used,
+                        accounts,
+                    },
+                ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut recent_by_room = Vec::with_capacity(rooms.len() + 1);
         if recent > 0 {
             // The lobby has a row only once its topic was set.
-            let lobby = (!rooms.iter().any(|r| r.key == DEFAULT_ROOM)).then_some(DEFAULT_ROOM);
-            let keys = rooms.iter().map(|r| r.key.as_str()).chain(lobby);
+            let lobby = (!rooms.iter().any(|(r, _)| r.key == DEFAULT_ROOM)).then_some(DEFAULT_ROOM);
+            let keys = rooms.iter().map(|(r, _)| r.key.as_str()).chain(lobby);
             for key in keys {
                 let (messages, older) = self.history(key, None, recent)?;
                 if !messages.is_empty() {
@@ -263,14 +280,16 @@ impl Store for SqliteStore {
                 }
                 Write::Room(room) => {
                     tx.prepare_cached(
-                        "INSERT INTO rooms (key, name, topic, created_ms) VALUES (?1, ?2, ?3, ?4) \
+                        "INSERT INTO rooms (key, name, topic, created_ms, by_guest) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) \
                          ON CONFLICT (key) DO UPDATE SET topic = excluded.topic",
                     )?
                     .execute(params![
                         room.key,
                         room.name,
                         room.topic,
-                        Utc::now().timestamp_millis()
+                        Utc::now().timestamp_millis(),
+                        room.by_guest
                     ])?;
                 }
                 Write::Account { key, nick, hash } => {
@@ -287,6 +306,7 @@ impl Store for SqliteStore {
                     tx.prepare_cached("DELETE FROM offline WHERE account = ?1 AND message <= ?2")?
                         .execute(params![account, id_param(*up_to)])?;
                 }
+                Write::DeleteRoom { key } => super::prune::delete_room(&tx, key)?,
                 Write::Membership {
                     account,
                     room,
@@ -372,5 +392,9 @@ impl Store for SqliteStore {
             .query_map(params![account, limit], |r| message_from_row(r, None))?
             .collect::<Result<Vec<Row>, _>>()?;
         rows.into_iter().map(Row::into_message).collect()
+    }
+
+    fn prune(&mut self, retention: &Retention, now: DateTime<Utc>) -> Result<Pruned, StoreError> {
+        super::prune::prune(&mut self.db, retention, now)
     }
 }

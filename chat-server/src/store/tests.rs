@@ -32,6 +32,7 @@ fn lobby() -> Write {
         key: "lobby".into(),
         name: "lobby".into(),
         topic: String::new(),
+        by_guest: false,
     })
 }
 
@@ -69,8 +70,14 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
     {
         let mut old = SqliteStore::open_at_version(&path, 1).unwrap();
         assert_eq!(old.schema_version().unwrap(), 1);
+        // The room as the first schema stores it (no column for its creator).
+        old.connection()
+            .execute(
+                "INSERT INTO rooms (key, name, topic, created_ms) VALUES ('rust', 'Rust', '', 0)",
+                [],
+            )
+            .unwrap();
         old.apply(&[
-            lobby(),
             room_message(7, "lobby", "from before"),
             Write::Account {
                 key: "bob".into(),
@@ -81,8 +88,14 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
         .unwrap();
     }
     let mut store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(
+        store.schema_version().unwrap() as usize,
+        sqlite::MIGRATIONS.len()
+    );
     let snap = store.load(10).unwrap();
+    let (rust, usage) = &snap.rooms[0];
+    assert_eq!((rust.name.as_str(), rust.by_guest), ("Rust", false));
+    assert_eq!(usage.accounts, 0);
     assert_eq!(snap.next_message_id, 8);
     assert_eq!(snap.accounts, ["Bob"]);
     assert_eq!(snap.recent[0].1[0].body.text(), "from before");
@@ -288,4 +301,100 @@ async fn the_store_thread_reports_every_write_in_order_after_its_commit() {
     reported.sort_unstable();
     assert_eq!(reported, (1..=2000).collect::<Vec<_>>());
     assert!(*batches.lock().unwrap() >= 1);
+}
+
+#[test]
+fn retention_deletes_old_messages_crowded_rooms_and_the_oldest_beyond_the_size() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    // 30 messages of 100 bytes in "busy", 5 in "quiet"; ids are their times' order.
+    let mut writes: Vec<Write> = (1..=30)
+        .map(|id| room_message(id, "busy", &"b".repeat(100)))
+        .collect();
+    writes.extend((31..=35).map(|id| room_message(id, "quiet", &"q".repeat(100))));
+    let mut pm = room_message(36, "lobby", "kept for bob");
+    if let Write::Message {
+        message,
+        room,
+        offline_for,
+    } = &mut pm
+    {
+        Arc::make_mut(message).to = Target::Users(vec!["bob".into()]);
+        *room = None;
+        offline_for.push("bob".into());
+    }
+    writes.push(pm);
+    store.apply(&writes).unwrap();
+    let count = |store: &SqliteStore| -> i64 {
+        store
+            .connection()
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    };
+    let at = |id: i64| Utc.timestamp_millis_opt(1_700_000_000_000 + id).unwrap();
+    let keep_all = Retention {
+        max_age: None,
+        per_room: None,
+        max_bytes: None,
+        ..Retention::default()
+    };
+    assert_eq!(store.prune(&keep_all, at(100)).unwrap().messages, 0);
+    // Per room: "busy" keeps its newest 10.
+    let per_room = Retention {
+        per_room: Some(10),
+        ..keep_all.clone()
+    };
+    assert_eq!(store.prune(&per_room, at(100)).unwrap().messages, 20);
+    let (busy, _) = store.history("busy", None, 100).unwrap();
+    assert_eq!(busy.first().map(|m| m.id), Some(21));
+    // By size: about 1 KB of text kept, the oldest going first.
+    let by_size = Retention {
+        max_bytes: Some(1000),
+        ..keep_all.clone()
+    };
+    let pruned = store.prune(&by_size, at(100)).unwrap();
+    assert_eq!(pruned.up_to, Some(26));
+    assert_eq!(count(&store), 10);
+    // By age: a day after the last message, everything goes, the kept message too.
+    let by_age = Retention {
+        max_age: Some(day),
+        ..keep_all.clone()
+    };
+    let later = at(36) + chrono::Duration::days(1) + chrono::Duration::milliseconds(1);
+    assert_eq!(store.prune(&by_age, later).unwrap().up_to, Some(36));
+    assert_eq!(count(&store), 0);
+    assert!(store.offline("bob", 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_deleted_room_takes_its_messages_and_memberships() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    store
+        .apply(&[
+            Write::Room(StoredRoom {
+                key: "tmp".into(),
+                name: "tmp".into(),
+                topic: String::new(),
+                by_guest: true,
+            }),
+            room_message(1, "tmp", "gone soon"),
+            Write::Membership {
+                account: "zoe".into(),
+                room: "tmp".into(),
+                joined: true,
+            },
+        ])
+        .unwrap();
+    let snap = store.load(10).unwrap();
+    let (tmp, usage) = &snap.rooms[0];
+    assert!(tmp.by_guest);
+    assert_eq!(usage.accounts, 1);
+    // Its creation (now) is later than its message (stamped in 2023).
+    assert!(usage.last_used.timestamp_millis() > 1_700_000_000_001);
+    store
+        .apply(&[Write::DeleteRoom { key: "tmp".into() }])
+        .unwrap();
+    let snap = store.load(10).unwrap();
+    assert!(snap.rooms.is_empty());
+    assert!(snap.recent.is_empty());
 }
