@@ -88,13 +88,7 @@ impl Cli {
                 );
             }
         };
-        if secret.expose().is_empty() {
-            return Err("the relay secret must not be empty".to_owned());
-        }
-        // The RelayHello (secret included) must fit in the 4 KiB handshake frame.
-        if secret.expose().len() > 1024 {
-            return Err("the relay secret must be at most 1024 bytes".to_owned());
-        }
+        secret.check_relay_secret()?;
         // host:port, or [IPv6]:port.
         let has_port = self.server.rsplit_once(':').is_some_and(|(host, port)| {
             let bracketed = host.starts_with('[') && host.ends_with(']');
@@ -123,6 +117,9 @@ impl Cli {
 mod tests {
     use super::*;
 
+    const S3CRET: &str = "s3cret-s3cret-s3cret-s3cret-s3cret";
+    const HUNTER2: &str = "hunter2-hunter2-hunter2-hunter2-hunter2";
+
     fn parse(args: &[&str]) -> Result<Config, String> {
         let mut all = vec!["chat-relay"];
         all.extend(args);
@@ -133,13 +130,13 @@ mod tests {
 
     #[test]
     fn defaults_and_flags() {
-        let c = parse(&["--relay-secret", "s3cret"]).expect("config");
+        let c = parse(&["--relay-secret", S3CRET]).expect("config");
         assert_eq!(c.listen, ["127.0.0.1:9999".parse().expect("addr")]);
         assert_eq!(c.server, "127.0.0.1:12345");
         assert_eq!(c.log_file, None);
         let c = parse(&[
             "--relay-secret",
-            "s3cret",
+            S3CRET,
             "--listen",
             "0.0.0.0",
             "--listen",
@@ -164,19 +161,25 @@ mod tests {
     fn the_secret_is_required_and_never_printed() {
         let e = parse(&[]).expect_err("no secret");
         assert!(e.contains("CHAT_RELAY_SECRET"), "{e}");
-        let c = parse(&["--relay-secret", "hunter2"]).expect("config");
-        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = parse(&["--relay-secret", HUNTER2]).expect("config");
+        assert!(!format!("{c:?}").contains(HUNTER2));
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("secret");
-        std::fs::write(&path, "from-file\nignored\n").expect("write");
+        std::fs::write(&path, format!("{S3CRET}\nignored\n")).expect("write");
         let c = parse(&["--relay-secret-file", path.to_str().expect("utf-8")]).expect("config");
-        assert_eq!(c.secret.expose(), "from-file");
+        assert_eq!(c.secret.expose(), S3CRET);
+        // A short secret could be guessed: refused, with how to make a good one.
+        let e = parse(&["--relay-secret", "s3cret"]).expect_err("short");
+        assert!(
+            e.contains("at least 32 bytes") && e.contains("urandom"),
+            "{e}"
+        );
         for bad in ["nohost", "::1", "host:", ":12345", "host:port"] {
-            let e = parse(&["--relay-secret", "x", "--server", bad]).expect_err(bad);
+            let e = parse(&["--relay-secret", S3CRET, "--server", bad]).expect_err(bad);
             assert!(e.contains("host:port"), "{e}");
         }
         for good in ["[::1]:12345", "chat.example:12345", "127.0.0.1:1"] {
-            parse(&["--relay-secret", "x", "--server", good]).expect(good);
+            parse(&["--relay-secret", S3CRET, "--server", good]).expect(good);
         }
     }
 }

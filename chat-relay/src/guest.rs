@@ -313,8 +313,15 @@ async fn both_ways(
     (up_done, down_done, cancelled)
 }
 
-/// Reads one whole frame as raw bytes (length prefix included) and decodes a copy of it.
-/// `Ok(None)` when the server closed the connection before sending anything.
+/// The server's first frame is read whole (and decoded for the log) up to this size; a
+/// larger one (a `Welcome` with a long roster) is read only this far, its nickname taken from
+/// that start, and the rest is forwarded as it comes. A guest's handshake never holds more.
+const FIRST_FRAME_HELD: usize = 4 * 1024;
+
+/// Reads the server's first frame, or its first [`FIRST_FRAME_HELD`] bytes (the length
+/// prefix included), and what the log needs of it: the frame decoded when it is whole, or,
+/// for a longer `Welcome`, a `Welcome` with just the nickname filled in. `Ok(None)` when the
+/// server closed the connection before sending anything.
 async fn read_raw_frame<R: tokio::io::AsyncRead + Unpin>(
     stream: &mut R,
 ) -> std::io::Result<Option<(Vec<u8>, Option<ServerFrame>)>> {
@@ -331,17 +338,78 @@ async fn read_raw_frame<R: tokio::io::AsyncRead + Unpin>(
             format!("a frame of {len} bytes announced, over the limit of {MAX_SERVER_FRAME}"),
         ));
     }
-    // Grown as the bytes arrive, not allocated at the size the peer announces.
+    let held = len.min(FIRST_FRAME_HELD);
     let mut bytes = header.to_vec();
     (&mut *stream)
-        .take(len as u64)
+        .take(held as u64)
         .read_to_end(&mut bytes)
         .await?;
-    if bytes.len() < 4 + len {
+    if bytes.len() < 4 + held {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    let frame = decode_payload::<ServerFrame>(&bytes[4..]).ok();
+    let frame = if held == len {
+        decode_payload::<ServerFrame>(&bytes[4..]).ok()
+    } else {
+        welcome_nick(&bytes[4..]).map(|nick| ServerFrame::Welcome(welcome_named(nick)))
+    };
     Ok(Some((bytes, frame)))
+}
+
+/// A `Welcome` that says only who the guest is, for the log.
+fn welcome_named(nick: String) -> chat_core::protocol::Welcome {
+    chat_core::protocol::Welcome {
+        version: 0,
+        server: String::new(),
+        nick,
+        requested_nick: String::new(),
+        nick_change: None,
+        server_time: chrono::DateTime::default(),
+        room: String::new(),
+        rooms: Vec::new(),
+        roster: Vec::new(),
+        limits: chat_core::protocol::Limits {
+            max_frame: 0,
+            max_message_len: 0,
+            max_targets: 0,
+            rate_burst: 0,
+            rate_interval_ms: 0,
+        },
+    }
+}
+
+/// The nickname in the start of a `Welcome` payload (docs/protocol.md: the variant, then the
+/// version, the server's name and the nickname, each as bincode lays them out).
+fn welcome_nick(payload: &[u8]) -> Option<String> {
+    let mut rest = payload;
+    if varint(&mut rest)? != 0 {
+        return None;
+    }
+    varint(&mut rest)?;
+    let server = usize::try_from(varint(&mut rest)?).ok()?;
+    rest = rest.get(server..)?;
+    let len = usize::try_from(varint(&mut rest)?).ok()?;
+    String::from_utf8(rest.get(..len)?.to_vec()).ok()
+}
+
+/// Reads one bincode variable-length integer: one byte below 251, else a marker (251, 252,
+/// 253) and 2, 4 or 8 little-endian bytes.
+fn varint(rest: &mut &[u8]) -> Option<u64> {
+    let (&first, tail) = rest.split_first()?;
+    let width = match first {
+        0..=250 => {
+            *rest = tail;
+            return Some(u64::from(first));
+        }
+        251 => 2,
+        252 => 4,
+        253 => 8,
+        _ => return None,
+    };
+    let bytes = tail.get(..width)?;
+    *rest = &tail[width..];
+    let mut value = [0u8; 8];
+    value[..width].copy_from_slice(bytes);
+    Some(u64::from_le_bytes(value))
 }
 
 /// Sends the guest a `Rejected` frame and closes; returns the log's ending.
@@ -388,5 +456,44 @@ fn describe_io(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_core::frame::encode_frame;
+    use chat_core::protocol::UserInfo;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_long_welcome_is_held_only_in_part_and_still_names_the_guest() {
+        for roster_len in [0, 3, 20_000] {
+            let mut welcome = welcome_named("*guest".into());
+            welcome.server = "chat-server/test".into();
+            welcome.roster = (0..roster_len)
+                .map(|i| UserInfo {
+                    nick: format!("member{i}"),
+                    relayed: false,
+                })
+                .collect();
+            let frame = ServerFrame::Welcome(welcome);
+            let bytes = encode_frame(&frame, MAX_SERVER_FRAME).expect("encode");
+            let mut reader = &bytes[..];
+            let (held, seen) = read_raw_frame(&mut reader)
+                .await
+                .expect("read")
+                .expect("a frame");
+            assert!(held.len() <= 4 + FIRST_FRAME_HELD);
+            assert_eq!(
+                held.len() + reader.len(),
+                bytes.len(),
+                "the rest is left to copy"
+            );
+            match seen {
+                Some(ServerFrame::Welcome(w)) => assert_eq!(w.nick, "*guest"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

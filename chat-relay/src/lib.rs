@@ -149,6 +149,9 @@ pub enum RelayError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// The configuration cannot be served (a secret too short, ...).
+    #[error("{0}")]
+    Config(String),
 }
 
 struct Shared {
@@ -171,6 +174,10 @@ pub struct Relay {
 impl Relay {
     /// Binds every listen address and opens the log file.
     pub async fn bind(config: Config) -> Result<Relay, RelayError> {
+        config
+            .secret
+            .check_relay_secret()
+            .map_err(RelayError::Config)?;
         let listeners = chat_service::Listeners::bind(&config.listen).await?;
         let log = match &config.log_file {
             Some(path) => Some(log::open(path).map_err(|source| RelayError::Log {

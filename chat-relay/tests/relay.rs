@@ -19,7 +19,7 @@ use chat_testing::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const SECRET: &str = "relay-test-secret";
+const SECRET: &str = "relay-test-secret-of-thirty-two-bytes-or-more";
 
 struct TestRelay {
     addr: SocketAddr,
@@ -185,7 +185,7 @@ async fn starred_nicknames_are_for_guests_and_bad_ones_are_refused_with_the_rule
 #[tokio::test]
 async fn a_wrong_secret_is_refused_and_the_guest_is_told_why() {
     let server = server_accepting_relays().await;
-    let relay = TestRelay::start(server.addr, "not-the-secret").await;
+    let relay = TestRelay::start(server.addr, "not-the-secret-but-as-long-as-one-should-be").await;
     let r = rejected(relay.try_guest("dave").await);
     assert_eq!(r.reason, RejectReason::RelayRefused);
     assert!(r.message.contains("secret"), "{}", r.message);

@@ -38,6 +38,7 @@ impl FanOut {
                 client: "bench".into(),
                 addr: "127.0.0.1:1".parse().expect("address"),
                 relayed: false,
+                via: None,
                 outbox: outbox.clone(),
                 login: None,
                 joined,

@@ -40,6 +40,9 @@ pub enum EventKind {
         addr: String,
         /// Connected through a relay.
         relayed: bool,
+        /// The relay's own address, for a relayed guest: whoever vouched for `addr`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
         /// Client software.
         client: String,
     },

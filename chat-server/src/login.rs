@@ -246,15 +246,21 @@ impl Failures {
     /// Records a wrong password from `addr` for `account`; returns how long to wait before
     /// answering it (the address and the account may try again only after that).
     pub fn failed(&self, addr: IpAddr, account: &str) -> Duration {
+        self.failed_at(addr, account, Instant::now()).0
+    }
+
+    /// [`Failures::failed`], also returning how many times in a row `account` failed.
+    pub fn failed_run(&self, addr: IpAddr, account: &str) -> (Duration, u32) {
         self.failed_at(addr, account, Instant::now())
     }
 
-    fn failed_at(&self, addr: IpAddr, account: &str, now: Instant) -> Duration {
+    fn failed_at(&self, addr: IpAddr, account: &str, now: Instant) -> (Duration, u32) {
         let Ok(mut runs) = self.runs.lock() else {
-            return MAX_DELAY;
+            return (MAX_DELAY, u32::MAX);
         };
         let keys = [addr_key(addr), Key::Account(account.to_owned())];
         let mut delay = Duration::ZERO;
+        let mut count = 0;
         for key in &keys {
             let run = runs.entry(key.clone()).or_insert(Run {
                 count: 0,
@@ -266,6 +272,7 @@ impl Failures {
             }
             run.count = run.count.saturating_add(1);
             run.last = now;
+            count = run.count;
             delay = delay.max(delay_after(run.count));
         }
         for key in &keys {
@@ -273,7 +280,7 @@ impl Failures {
                 run.blocked_until = Some(now + delay);
             }
         }
-        delay
+        (delay, count)
     }
 }
 
@@ -337,7 +344,7 @@ mod tests {
         // checked: refused.
         assert!(failures.begin_at(a, "kim", t0).is_err());
         assert!(failures.begin_at(b, "zoe", t0).is_err());
-        assert_eq!(failures.failed_at(a, "zoe", t0), FIRST_DELAY);
+        assert_eq!(failures.failed_at(a, "zoe", t0).0, FIRST_DELAY);
         // During the delay neither the address nor the account may try, from anywhere.
         assert!(failures.begin_at(a, "kim", t0 + FIRST_DELAY / 2).is_err());
         assert!(failures.begin_at(b, "zoe", t0 + FIRST_DELAY / 2).is_err());
@@ -347,7 +354,7 @@ mod tests {
         // After it, another address's guess at zoe waits longer: the account's run counts.
         let t1 = t0 + FIRST_DELAY;
         assert_eq!(failures.begin_at(c, "zoe", t1), Ok(()));
-        assert_eq!(failures.failed_at(c, "zoe", t1), FIRST_DELAY * 2);
+        assert_eq!(failures.failed_at(c, "zoe", t1).0, FIRST_DELAY * 2);
         assert!(failures.begin_at(b, "zoe", t1 + FIRST_DELAY).is_err());
         assert_eq!(failures.begin_at(b, "zoe", t1 + FIRST_DELAY * 2), Ok(()));
         assert_eq!(delay_after(40), MAX_DELAY);
@@ -370,7 +377,7 @@ mod tests {
             .expect("turn after a success");
         // ... the address's run goes on, the account's starts again.
         assert_eq!(
-            failures.failed_at(a, "zoe", t0 + FIRST_DELAY),
+            failures.failed_at(a, "zoe", t0 + FIRST_DELAY).0,
             FIRST_DELAY * 2
         );
     }

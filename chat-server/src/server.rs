@@ -54,6 +54,9 @@ pub enum ServerError {
         /// What went wrong.
         source: StoreError,
     },
+    /// The configuration cannot be served (a relay secret too short, ...).
+    #[error("{0}")]
+    Config(String),
     /// The store thread could not be started.
     #[error("cannot start the store thread: {0}")]
     StoreThread(std::io::Error),
@@ -103,6 +106,9 @@ impl Server {
     /// Binds every listening address, opens the message log and the database (applying its
     /// migrations) and loads what the server keeps in memory.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        if let Some(secret) = &config.relay_secret {
+            secret.check_relay_secret().map_err(ServerError::Config)?;
+        }
         let listeners = Listeners::bind(&config.listen).await?;
         let (store, snapshot) = open_store(&config.db, config.history_replay)?;
         let log = match &config.log_file {

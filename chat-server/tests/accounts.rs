@@ -190,7 +190,10 @@ async fn with_guests_denied_only_accounts_get_in() {
 
 #[tokio::test]
 async fn relayed_guests_cannot_use_accounts() {
-    let server = TestServer::start_with(|c| c.relay_secret = Some("s3cret".into())).await;
+    let server = TestServer::start_with(|c| {
+        c.relay_secret = Some("s3cret-s3cret-s3cret-s3cret-s3cret".into())
+    })
+    .await;
     let mut owner = server.client("kim").await;
     register(&mut owner, "pw").await;
     let through_relay = |password: Option<&str>| {
@@ -200,7 +203,7 @@ async fn relayed_guests_cannot_use_accounts() {
             let stream = TcpStream::connect(server.addr).await.expect("connect");
             let conn = Connection::tcp(stream, HANDSHAKE_MAX_FRAME).expect("conn");
             let relay = RelayHello {
-                secret: "s3cret".into(),
+                secret: "s3cret-s3cret-s3cret-s3cret-s3cret".into(),
                 peer_addr: "203.0.113.9:5000".into(),
                 relay: "test-relay".into(),
             };

@@ -43,7 +43,31 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// Bytes a relay secret has at least: guessed at the server's throttled pace, a secret this
+/// long is out of reach (`head -c 24 /dev/urandom | base64` makes one).
+pub const MIN_RELAY_SECRET: usize = 32;
+/// Bytes a relay secret has at most: it travels in the 4 KiB handshake frame.
+pub const MAX_RELAY_SECRET: usize = 1024;
+
 impl Secret {
+    /// Checks a secret shared by a server and its relays: long enough not to be guessed,
+    /// short enough for the handshake.
+    pub fn check_relay_secret(&self) -> Result<(), String> {
+        let len = self.0.len();
+        if len < MIN_RELAY_SECRET {
+            return Err(format!(
+                "the relay secret must be at least {MIN_RELAY_SECRET} bytes long (this one has \
+                 {len}); make one with: head -c 24 /dev/urandom | base64"
+            ));
+        }
+        if len > MAX_RELAY_SECRET {
+            return Err(format!(
+                "the relay secret must be at most {MAX_RELAY_SECRET} bytes long"
+            ));
+        }
+        Ok(())
+    }
+
     /// The secret given directly, else read from `file`, else none.
     pub fn resolve(given: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, String> {
         match (given, file) {

@@ -34,7 +34,7 @@ use tokio_util::codec::Decoder;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(
     chat_server::login::MAX_DELAY.as_secs() + chat_server::login::HASH_WAIT.as_secs() + 10,
 );
-const RELAY_SECRET: &str = "fuzz-relay-secret-0123456789";
+const RELAY_SECRET: &str = "fuzz-relay-secret-0123456789-abcdef";
 
 /// A panic anywhere (the server's tasks included, where tokio would otherwise catch it) is a
 /// crash for the fuzzer.

@@ -293,8 +293,8 @@ impl Cli {
                 );
             }
         }
-        if relay_secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-            anyhow::bail!("the relay secret must not be empty");
+        if let Some(secret) = &relay_secret {
+            secret.check_relay_secret().map_err(anyhow::Error::msg)?;
         }
         if self.max_frame < MIN_FRAME || self.max_frame > u32::MAX as usize {
             anyhow::bail!("--max-frame must be between {MIN_FRAME} and {}", u32::MAX);

@@ -64,6 +64,7 @@ impl Hub {
                 nick: nick.clone(),
                 addr: req.addr.to_string(),
                 relayed: req.relayed,
+                via: req.via.map(|v| v.to_string()),
                 client: req.client,
             },
             now,

@@ -125,6 +125,9 @@ pub(crate) struct JoinRequest {
     pub client: String,
     pub addr: SocketAddr,
     pub relayed: bool,
+    /// The relay's address, for a relayed guest (`addr` is what the relay says is the
+    /// guest's).
+    pub via: Option<SocketAddr>,
     pub outbox: Arc<Outbox>,
     /// The account logged in to, if any.
     pub login: Option<Login>,

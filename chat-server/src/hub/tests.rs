@@ -31,6 +31,7 @@ fn join(hub: &mut Hub, conn: ConnId, nick: &str) -> Arc<Outbox> {
         client: "test".to_owned(),
         addr: "127.0.0.1:1".parse().expect("addr"),
         relayed: false,
+        via: None,
         outbox: outbox.clone(),
         login: None,
         joined,

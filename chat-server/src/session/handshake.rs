@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Counting, Reader, Shared};
+use crate::config::Secret;
 use crate::event::EventKind;
 use crate::hub::Cmd;
 use crate::limits::{Presence, Refused};
@@ -35,6 +36,9 @@ pub(super) struct Refusal {
     pub(super) message: String,
     pub(super) nick: Option<String>,
     pub(super) addr: SocketAddr,
+    /// Recorded in the log and on the monitor (repeated refusals of one kind from one
+    /// address are summed up instead).
+    pub(super) logged: bool,
 }
 
 impl Refusal {
@@ -44,6 +48,7 @@ impl Refusal {
             message: message.into(),
             nick: None,
             addr,
+            logged: true,
         }
     }
 }
@@ -54,6 +59,8 @@ pub(super) struct Accepted {
     pub(super) version: u16,
     pub(super) addr: SocketAddr,
     pub(super) relayed: bool,
+    /// The relay's own address, for a relayed guest.
+    pub(super) via: Option<SocketAddr>,
 }
 
 /// The handshake, within the Hello timeout and unless the server shuts down.
@@ -99,13 +106,7 @@ pub(super) async fn handshake(
                 peer,
             ));
         };
-        if !bool::from(relay.secret.as_bytes().ct_eq(secret.expose().as_bytes())) {
-            return Err(Refusal::new(
-                RejectReason::RelayRefused,
-                "the relay's secret does not match the server's",
-                peer,
-            ));
-        }
+        check_relay_secret(&relay.secret, secret, peer, shared)?;
         addr = relay.peer_addr.parse().map_err(|_| {
             Refusal::new(
                 RejectReason::Malformed,
@@ -179,7 +180,45 @@ pub(super) async fn handshake(
         hello,
         addr,
         relayed,
+        via: relayed.then_some(peer),
     })
+}
+
+/// Checks a relay's secret, throttled like a password: one check at a time per address, none
+/// within the delay after a wrong one (doubling with each, up to 16 s), and the refusals
+/// summed up in the log (the 1st, 2nd, 4th, 8th... of a run).
+fn check_relay_secret(
+    given: &str,
+    secret: &Secret,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<(), Refusal> {
+    let ip = peer.ip();
+    let key = format!("relay secret from {}", ip.to_canonical());
+    if let Err(wait) = shared.failures.begin(ip, &key) {
+        let mut refusal = Refusal::new(
+            RejectReason::RelayRefused,
+            format!(
+                "too many wrong relay secrets from this address: try again in {} s",
+                wait.as_secs().max(1)
+            ),
+            peer,
+        );
+        refusal.logged = false;
+        return Err(refusal);
+    }
+    if bool::from(given.as_bytes().ct_eq(secret.expose().as_bytes())) {
+        shared.failures.succeeded(ip, &key);
+        return Ok(());
+    }
+    let (_, failures) = shared.failures.failed_run(ip, &key);
+    let mut refusal = Refusal::new(
+        RejectReason::RelayRefused,
+        format!("the relay's secret does not match the server's (wrong {failures} times in a row)"),
+        peer,
+    );
+    refusal.logged = failures.is_power_of_two();
+    Err(refusal)
 }
 
 pub(super) async fn next_handshake_frame(
@@ -193,6 +232,7 @@ pub(super) async fn next_handshake_frame(
             message: "connection closed before Hello".into(),
             nick: None,
             addr,
+            logged: true,
         }),
         Err(e @ FrameError::TooLarge { .. }) => Err(Refusal::new(
             RejectReason::FrameTooLarge,
@@ -204,6 +244,7 @@ pub(super) async fn next_handshake_frame(
             message: format!("connection failed before Hello: {e}"),
             nick: None,
             addr,
+            logged: true,
         }),
         Err(e) => Err(Refusal::new(RejectReason::Malformed, e.to_string(), addr)),
     }
@@ -221,15 +262,18 @@ pub(super) async fn refuse<W: AsyncWrite + Unpin>(
         message,
         nick,
         addr,
+        logged,
     } = refusal;
-    let _ = shared
-        .hub
-        .send(Cmd::Record(EventKind::Rejected {
-            addr: addr.to_string(),
-            nick,
-            reason: message.clone(),
-        }))
-        .await;
+    if logged {
+        let _ = shared
+            .hub
+            .send(Cmd::Record(EventKind::Rejected {
+                addr: addr.to_string(),
+                nick,
+                reason: message.clone(),
+            }))
+            .await;
+    }
     if let Some(reason) = reason {
         let frame = ServerFrame::Rejected(Rejected { reason, message });
         if let Ok(bytes) = encode_frame(&frame, MAX_SERVER_FRAME) {

@@ -93,6 +93,7 @@ pub(super) async fn admit(
         client: accepted.hello.client.clone(),
         addr: accepted.addr,
         relayed: accepted.relayed,
+        via: accepted.via,
         outbox: outbox.clone(),
         login,
         joined: joined_tx,
