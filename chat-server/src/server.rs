@@ -82,6 +82,7 @@ struct BoundMonitor {
     ws: Option<TcpListener>,
     token: Secret,
     monitor: Arc<Monitor>,
+    max_viewers: usize,
 }
 
 /// Where the monitor can be reached.
@@ -131,6 +132,7 @@ impl Server {
                     ws,
                     token: m.token.clone().unwrap_or_else(random_token),
                     monitor: Arc::new(Monitor::new(m.backlog, m.viewer_queue)),
+                    max_viewers: m.max_viewers.max(1),
                 })
             }
             None => None,
@@ -304,6 +306,7 @@ fn spawn_monitor(
         stats.clone(),
         m.token,
         info.http.port(),
+        m.max_viewers,
     ));
     tracker.spawn(http::serve_http(
         m.http,

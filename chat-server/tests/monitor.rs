@@ -370,3 +370,98 @@ async fn a_viewer_that_stops_reading_is_closed_and_chat_goes_on() {
     assert_eq!(stats["slow_dropped"], 0, "no chat client was dropped");
     server.stop().await;
 }
+
+/// A plain HTTP/1.1 GET from the loopback address `from`, the connection left to the server
+/// to close (as a browser keeping it alive would).
+async fn get_kept_alive(from: &str, addr: SocketAddr, path: &str) -> HttpReply {
+    let mut s = connect_from(from, addr).await;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("the server closes the connection after its answer")
+        .expect("read");
+    let raw = String::from_utf8(raw).expect("utf-8");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    HttpReply {
+        status,
+        headers: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn silent_sockets_from_one_address_do_not_lock_the_monitor_out() {
+    let server = server_with_monitor(|_| {}).await;
+    let addr = http_addr(&server);
+    let mut silent = Vec::new();
+    for _ in 0..70 {
+        silent.push(connect_from("127.0.0.2", addr).await);
+    }
+    // Someone else still reads the stats at once, and watches the feed.
+    let stats = get_kept_alive("127.0.0.3", addr, &format!("/stats?token={TOKEN}")).await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    let ws_url = format!("ws://{addr}/ws?token={TOKEN}");
+    viewer(&ws_url, None).await.expect("a viewer gets in");
+    drop(silent);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_after_its_answer_and_holds_no_place() {
+    let server = server_with_monitor(|_| {}).await;
+    let addr = http_addr(&server);
+    // Seventy page loads that would keep their connections: each is closed after its answer.
+    for _ in 0..70 {
+        let script = get_kept_alive("127.0.0.2", addr, "/app.js").await;
+        assert_eq!(script.status, 200);
+        assert_eq!(script.header("connection"), Some("close"));
+    }
+    let stats = get_kept_alive("127.0.0.3", addr, &format!("/stats?token={TOKEN}")).await;
+    assert_eq!(stats.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_over_the_limit_is_told_why_and_refused_requests_take_no_place() {
+    let server = server_with_monitor(|m| m.max_viewers = 2).await;
+    let addr = http_addr(&server);
+    let url = format!("ws://{addr}/ws?token={TOKEN}");
+    // Requests without the token are refused and take no viewer's place.
+    for _ in 0..10 {
+        assert!(viewer(&format!("ws://{addr}/ws"), None).await.is_err());
+    }
+    let mut first = viewer(&url, None).await.expect("first");
+    let _second = viewer(&url, None).await.expect("second");
+    let mut third = viewer(&url, None).await.expect("the upgrade");
+    match tokio::time::timeout(WAIT, third.next())
+        .await
+        .expect("told in time")
+    {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::Again);
+            assert!(
+                frame.reason.contains("too many monitor viewers"),
+                "{frame:?}"
+            );
+        }
+        other => panic!("expected a close frame saying why, got {other:?}"),
+    }
+    // The first viewers still get the feed.
+    let mut alice = server.client("alice").await;
+    alice.sender.say("lobby", "watched").await.expect("say");
+    loop {
+        let record = next_record(&mut first).await;
+        if record["kind"] == "message" {
+            assert_eq!(record["text"], "watched");
+            break;
+        }
+    }
+    server.stop().await;
+}

@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -29,16 +30,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Monitor;
+use super::slots::{HEADER_TIMEOUT, Slots};
 use crate::stats::Stats;
 
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_JS: &str = include_str!("../../../web/app.js");
 const STYLE_CSS: &str = include_str!("../../../web/style.css");
 
-/// Monitor connections (HTTP and WebSocket together) open at once, at most.
-const MAX_CONNECTIONS: usize = 64;
-/// Time a client has to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A viewer whose socket accepts nothing for this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -55,25 +53,35 @@ pub struct MonitorState {
     pub http_port: u16,
     /// When the server started.
     pub started: Instant,
-    /// Connections open now, bounded.
-    pub connections: Arc<tokio::sync::Semaphore>,
+    /// Who may hold the monitor's connections.
+    pub slots: Arc<Slots>,
 }
 
 impl MonitorState {
     /// The state for a monitor with this feed, counters and token.
-    pub fn new(monitor: Arc<Monitor>, stats: Arc<Stats>, token: Secret, http_port: u16) -> Self {
+    pub fn new(
+        monitor: Arc<Monitor>,
+        stats: Arc<Stats>,
+        token: Secret,
+        http_port: u16,
+        max_viewers: usize,
+    ) -> Self {
         MonitorState {
             monitor,
             stats,
             token,
             http_port,
             started: Instant::now(),
-            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            slots: Arc::new(Slots::new(max_viewers)),
         }
     }
 }
 
 type Reply = Response<Full<Bytes>>;
+
+/// The answer to a connection over the monitor's limits.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 48\r\nConnection: close\r\n\r\ntoo many monitor connections; try again shortly\n";
 
 /// Serves HTTP on `listener` until `shutdown`.
 pub async fn serve_http(
@@ -82,9 +90,11 @@ pub async fn serve_http(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    while let Some((stream, _)) = accept(&listener, &shutdown).await {
-        let Ok(slot) = state.connections.clone().try_acquire_owned() else {
-            continue; // over the limit: closed at once
+    while let Some((stream, peer)) = accept(&listener, &shutdown).await {
+        let Some(slot) = state.slots.enter(peer.ip()) else {
+            // Over the limit: told so in a few bytes, and closed at once.
+            let _ = stream.try_write(BUSY);
+            continue;
         };
         let state = state.clone();
         let stop = shutdown.clone();
@@ -120,8 +130,8 @@ pub async fn serve_ws(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    while let Some((stream, _)) = accept(&listener, &shutdown).await {
-        let Ok(slot) = state.connections.clone().try_acquire_owned() else {
+    while let Some((stream, peer)) = accept(&listener, &shutdown).await {
+        let Some(slot) = state.slots.enter(peer.ip()) else {
             continue;
         };
         let state = state.clone();
@@ -141,8 +151,10 @@ pub async fn serve_ws(
                 }
             };
             let handshake = tokio_tungstenite::accept_hdr_async(stream, check);
-            if let Ok(Ok(ws)) = tokio::time::timeout(SEND_TIMEOUT, handshake).await {
-                viewer(ws, state, shutdown).await;
+            if let Ok(Ok(ws)) = tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
+                drop(_slot);
+                let place = state.slots.viewer();
+                viewer(ws, place, state, shutdown).await;
             }
         });
     }
@@ -221,6 +233,9 @@ fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // One request per connection (the feed's upgrade aside): an idle connection kept alive
+    // would hold a place.
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
@@ -326,7 +341,8 @@ fn upgrade(
     tracker.spawn(async move {
         if let Ok(io) = upgraded.await {
             let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
-            viewer(ws, state, shutdown).await;
+            let place = state.slots.viewer();
+            viewer(ws, place, state, shutdown).await;
         }
     });
     let mut r = Response::new(Full::new(Bytes::new()));
@@ -340,14 +356,27 @@ fn upgrade(
     r
 }
 
-/// One viewer: the backlog, then the live records, as JSON text messages (the log's format).
+/// One viewer: the backlog, then the live records, as JSON text messages (the log's format);
+/// or, without a `place`, a close frame saying why not.
 async fn viewer<S>(
     mut ws: WebSocketStream<S>,
+    place: Result<OwnedSemaphorePermit, String>,
     state: Arc<MonitorState>,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let _place = match place {
+        Ok(place) => place,
+        Err(why) => {
+            let frame = CloseFrame {
+                code: CloseCode::Again,
+                reason: why.into(),
+            };
+            let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(Some(frame))).await;
+            return;
+        }
+    };
     let monitor = &state.monitor;
     monitor.viewers.fetch_add(1, Ordering::Relaxed);
     let mut sub = monitor.subscribe();

@@ -7,6 +7,7 @@
 //! behind is dropped (and told why) instead of slowing anything down.
 
 pub mod http;
+pub mod slots;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -33,6 +34,8 @@ pub struct MonitorConfig {
     pub backlog: usize,
     /// Records that may wait for one viewer before it is dropped as too slow.
     pub viewer_queue: usize,
+    /// Viewers at once, at most.
+    pub max_viewers: usize,
 }
 
 impl Default for MonitorConfig {
@@ -44,6 +47,7 @@ impl Default for MonitorConfig {
             token: None,
             backlog: 200,
             viewer_queue: 4096,
+            max_viewers: 64,
         }
     }
 }
