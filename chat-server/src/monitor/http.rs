@@ -515,6 +515,30 @@ fn metrics(state: &MonitorState) -> String {
             s.store_busy,
         ),
         (
+            "chat_address_refused_total",
+            "counter",
+            "Connections refused over their address's limits.",
+            s.address_refused,
+        ),
+        (
+            "chat_password_hashes_total",
+            "counter",
+            "Passwords hashed or verified.",
+            s.password_hashes,
+        ),
+        (
+            "chat_messages_pruned_total",
+            "counter",
+            "Messages deleted by the retention.",
+            s.messages_pruned,
+        ),
+        (
+            "chat_rooms_expired_total",
+            "counter",
+            "Rooms deleted because they expired or made way for a new one.",
+            s.rooms_expired,
+        ),
+        (
             "chat_monitor_viewers",
             "gauge",
             "Monitor viewers connected.",
