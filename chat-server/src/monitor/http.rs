@@ -452,7 +452,7 @@ fn stats_json(state: &MonitorState) -> serde_json::Value {
 fn metrics(state: &MonitorState) -> String {
     let s = state.stats.snapshot();
     let m = &state.monitor;
-    let rows: [(&str, &str, &str, u64); 13] = [
+    let rows: [(&str, &str, &str, u64); 17] = [
         ("chat_clients", "gauge", "Users online now.", s.clients_now),
         (
             "chat_clients_peak",
