@@ -405,14 +405,16 @@ mod tests {
 
     #[test]
     fn the_relay_secret_never_shows_in_debug_output() {
-        let cli = Cli::try_parse_from(["chat-server", "--relay-secret", "hunter2"]).expect("parse");
+        let secret = "hunter2-hunter2-hunter2-hunter2-hunter2";
+        let cli = Cli::try_parse_from(["chat-server", "--relay-secret", secret]).expect("parse");
         assert!(!format!("{cli:?}").contains("hunter2"));
         let cfg = cli.into_config(None).expect("config");
         assert!(!format!("{cfg:?}").contains("hunter2"));
-        assert_eq!(
-            cfg.relay_secret.as_ref().map(Secret::expose),
-            Some("hunter2")
-        );
+        assert_eq!(cfg.relay_secret.as_ref().map(Secret::expose), Some(secret));
+        // A short one could be guessed: refused, with how to make a good one.
+        let cli = Cli::try_parse_from(["chat-server", "--relay-secret", "hunter2"]).expect("parse");
+        let e = cli.into_config(None).expect_err("too short").to_string();
+        assert!(e.contains("at least 32 bytes"), "{e}");
     }
 
     #[test]
