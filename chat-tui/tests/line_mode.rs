@@ -468,7 +468,7 @@ fn a_version_1_server_gets_no_request_it_cannot_decode() {
     let (addr, server) = version_1_server();
     let mut c = Plain::spawn(addr, &["--nick", "olduser"]);
     c.expect("connected to");
-    c.expect("! the server speaks protocol version 1 (this client: 2)");
+    c.expect("! the server speaks protocol version 1 (this client: 3)");
     c.type_line("/join #rust");
     c.expect("! not sent: that command needs protocol version 2, and the server speaks version 1");
     c.type_line("/register s3cret");
