@@ -1,12 +1,13 @@
 //! What the chat suite's network services (the server and the relay) share, and the clients
 //! do not: listening and accepting, the signals that stop them, secrets, JSON Lines log files,
-//! and the console's logging. `chat-core` stays the protocol, the codec and the client.
+//! the console's logging, and TLS certificates. `chat-core` stays the protocol, the codec and the client.
 
 pub mod console;
 pub mod jsonl;
 pub mod listen;
 pub mod secret;
 pub mod signals;
+pub mod tls;
 
 pub use listen::{ListenError, Listeners, accept, parse_listen, parse_listen_all};
 pub use secret::Secret;
