@@ -1,10 +1,12 @@
 //! The client API used by the terminal client, the relay, the tests and the load generator:
 //! connect and handshake, then a sending half and a receiving half.
 
+use std::fmt;
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -77,6 +79,112 @@ pub enum ClientError {
     /// The server answered the handshake with something other than Welcome or Rejected.
     #[error("unexpected answer to the handshake: {0}")]
     Unexpected(String),
+    /// The server's certificate neither chains to the web's roots nor has the fingerprint
+    /// this client trusts for it: a first connection (ask the user), or a changed certificate
+    /// (refuse).
+    #[error("the certificate of {server} is not trusted yet (fingerprint {fingerprint})")]
+    Untrusted {
+        /// The server, `host:port`.
+        server: String,
+        /// The certificate's fingerprint.
+        fingerprint: String,
+    },
+    /// The TLS handshake failed for another reason.
+    #[error("TLS with {server} failed: {reason}")]
+    Tls {
+        /// The server, `host:port`.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// How a client protects its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// TLS, trusting a certificate that chains to the web's roots or has the fingerprint
+    /// `pinned` (accepted before, see [`crate::tls::KnownServers`]).
+    Tls {
+        /// The fingerprint trusted for this server, if any.
+        pinned: Option<String>,
+    },
+    /// No encryption: for a server on this machine (servers refuse it from elsewhere).
+    Plain,
+}
+
+/// Any stream a client speaks over (TCP, TLS).
+pub trait NetStream: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> NetStream for T {}
+
+/// A client over plain TCP or TLS.
+pub type NetClient = Client<ReadHalf<Box<dyn NetStream>>, WriteHalf<Box<dyn NetStream>>>;
+
+/// Connects to `addr` (`host:port`) as `security` says, and performs the handshake.
+pub async fn connect_secured(
+    addr: &str,
+    opts: &ConnectOptions,
+    security: &Security,
+) -> Result<NetClient, ClientError> {
+    let timeout = opts.timeout;
+    let attempt = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let stream: Box<dyn NetStream> = match security {
+            Security::Plain => Box::new(stream),
+            Security::Tls { pinned } => {
+                Box::new(tls_handshake(stream, addr, pinned.clone()).await?)
+            }
+        };
+        let conn = Connection::from_stream(stream, HANDSHAKE_MAX_FRAME);
+        handshake(conn, None, opts).await
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| ClientError::Timeout {
+            addr: addr.to_owned(),
+            secs: timeout.as_secs(),
+        })?
+}
+
+/// The TLS handshake with `addr` over `stream`, trusting the web's roots and `pinned`.
+pub async fn tls_handshake(
+    stream: TcpStream,
+    addr: &str,
+    pinned: Option<String>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
+    let failed = |reason: String| ClientError::Tls {
+        server: addr.to_owned(),
+        reason,
+    };
+    let seen = Arc::new(Mutex::new(None));
+    let config =
+        crate::tls::client_config(pinned, seen.clone()).map_err(|e| failed(e.to_string()))?;
+    let name = crate::tls::server_name(addr)
+        .ok_or_else(|| failed(format!("{addr:?} is not a host name or an address")))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    match connector.connect(name, stream).await {
+        Ok(stream) => Ok(stream),
+        Err(e) => {
+            let untrusted = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
+            let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match seen {
+                Some(fingerprint) if untrusted => Err(ClientError::Untrusted {
+                    server: addr.to_owned(),
+                    fingerprint,
+                }),
+                _ => Err(failed(e.to_string())),
+            }
+        }
+    }
 }
 
 fn describe_io(e: &io::Error) -> String {

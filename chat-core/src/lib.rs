@@ -23,8 +23,11 @@ pub mod connection;
 pub mod frame;
 pub mod names;
 pub mod protocol;
+pub mod tls;
 
-pub use client::{Client, ClientError, ConnectOptions, connect};
+pub use client::{
+    Client, ClientError, ConnectOptions, NetClient, Security, connect, connect_secured,
+};
 pub use connection::{Connection, FrameReader, FrameWriter};
 pub use frame::{FrameCodec, FrameError, encode_frame};
 pub use protocol::{ClientFrame, ServerFrame};

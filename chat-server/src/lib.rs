@@ -23,6 +23,7 @@ pub mod server;
 mod session;
 pub mod stats;
 pub mod store;
+mod wire;
 
 pub use config::{Cli, Config, DbLocation, GuestPolicy};
 pub use monitor::MonitorConfig;

@@ -49,6 +49,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads the TLS certificate again at every SIGHUP (a renewed one is served to the next
+/// connections; those open keep theirs); a certificate that cannot be used is reported and
+/// the old one stays.
+async fn reload_on_hangup(tls: std::sync::Arc<chat_service::tls::Reloadable>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot handle SIGHUP: the certificate is read at start only");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(fingerprint) => tracing::info!("TLS certificate reloaded: {fingerprint}"),
+                Err(e) => tracing::error!("TLS certificate not reloaded, the old one stays: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
+}
+
 /// The shortest time between two trims of one worker thread's heap.
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -87,6 +109,15 @@ fn trim_due(last: Option<Instant>, now: Instant) -> bool {
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install().context("cannot handle Ctrl-C and SIGTERM")?;
     let dirs = directories::ProjectDirs::from("", "", "chat-suite");
+    if cli.command == Some(chat_server::config::Command::Fingerprint) {
+        let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
+        let Some(tls) = config.tls else {
+            anyhow::bail!("this server serves no TLS");
+        };
+        let identity = chat_service::tls::Identity::load(&tls.source)?;
+        println!("{}", identity.fingerprint);
+        return Ok(());
+    }
     if dirs.is_none() && cli.db.is_none() {
         tracing::warn!(
             "no data folder (is HOME set?): accounts, rooms and history are kept in memory only \
@@ -102,6 +133,25 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             "chat-server {} listening on {addr}",
             env!("CARGO_PKG_VERSION")
         );
+    }
+    if let Some(tls) = server.tls() {
+        let (cert, _) = tls.source().files();
+        tracing::info!(
+            "TLS certificate {} ({}): clients see this fingerprint the first time they connect",
+            tls.fingerprint(),
+            cert.display()
+        );
+        if config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.plaintext_from == chat_server::config::PlaintextFrom::Any)
+        {
+            tracing::warn!(
+                "--plaintext-from any: unencrypted connections are served from anywhere; their \
+                 passwords and messages can be read on the way"
+            );
+        }
+        tokio::spawn(reload_on_hangup(tls));
     }
     match &config.log_file {
         Some(path) => tracing::info!("message log: {}", path.display()),

@@ -25,10 +25,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use crate::wire::WireWrite;
 use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::stats::Stats;
 
@@ -83,7 +83,7 @@ pub(crate) struct Outbox {
     waker: AtomicWaker,
     /// The socket, for the hub's own writes ([`Outbox::write_deferred`]) and the
     /// connection's [`Writer`] ([`SocketSink`]). None in tests of the hub alone.
-    socket: Option<OwnedWriteHalf>,
+    socket: Option<WireWrite>,
 }
 
 impl Outbox {
@@ -100,7 +100,7 @@ impl Outbox {
 
     /// A queue holding at most `limit` bytes for this socket, which the hub may write to
     /// directly; the connection's writer uses it through [`SocketSink`].
-    pub(crate) fn with_socket(limit: usize, socket: OwnedWriteHalf) -> Self {
+    pub(crate) fn with_socket(limit: usize, socket: WireWrite) -> Self {
         Outbox {
             socket: Some(socket),
             ..Outbox::new(limit)
@@ -204,7 +204,8 @@ impl Outbox {
         // What was not written goes back in front of whatever was queued meanwhile.
         batch.append(&mut st.queue);
         st.queue = batch;
-        let wake = !st.queue.is_empty() || st.closed;
+        // Over TLS, encrypted bytes the socket did not take are the writer's to send.
+        let wake = !st.queue.is_empty() || st.closed || socket.pending();
         if !wake {
             st.queue.shrink_to(IDLE_QUEUE_CAPACITY);
         }
@@ -255,7 +256,7 @@ impl Outbox {
     pub(crate) fn abandon(&self) {
         self.fail();
         if let Some(socket) = &self.socket {
-            let _ = socket2::SockRef::from(socket.as_ref()).shutdown(std::net::Shutdown::Both);
+            let _ = socket.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -375,8 +376,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         cx: &mut Context<'_>,
     ) -> Poll<io::Error> {
         loop {
-            if self.batch.is_empty() && !ready!(outbox.poll_take(&mut self.batch, cx)) {
-                return Poll::Pending;
+            if self.batch.is_empty() {
+                // Over TLS, what was encrypted and not yet sent goes first.
+                if let Err(e) = ready!(Pin::new(&mut self.sink).poll_flush(cx)) {
+                    return Poll::Ready(e);
+                }
+                if !ready!(outbox.poll_take(&mut self.batch, cx)) {
+                    return Poll::Pending;
+                }
             }
             match ready!(poll_write_some(&mut self.sink, &mut self.batch, cx)) {
                 Ok(n) => {
@@ -490,7 +497,7 @@ fn consume(batch: &mut VecDeque<Bytes>, mut n: usize) -> bool {
 pub(crate) struct SocketSink(pub(crate) std::sync::Arc<Outbox>);
 
 impl SocketSink {
-    fn socket(&self) -> io::Result<&OwnedWriteHalf> {
+    fn socket(&self) -> io::Result<&WireWrite> {
         self.0
             .socket
             .as_ref()
@@ -512,29 +519,23 @@ impl AsyncWrite for SocketSink {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let socket = self.socket()?;
-        loop {
-            ready!(socket.as_ref().poll_write_ready(cx))?;
-            match socket.try_write_vectored(bufs) {
-                // Readiness was stale: tokio has cleared it, so the next poll waits.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                done => return Poll::Ready(done),
-            }
-        }
+        self.socket()?.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         true
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket()?.poll_flush(cx)
     }
 
-    /// Shuts the sending side down (the hub may still hold the socket).
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Shuts the sending side down (the hub may still hold the socket), after what waits to
+    /// be sent.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let socket = self.socket()?;
-        Poll::Ready(socket2::SockRef::from(socket.as_ref()).shutdown(std::net::Shutdown::Write))
+        ready!(socket.poll_flush(cx))?;
+        Poll::Ready(socket.shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -549,6 +550,7 @@ async fn write_some<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::tcp::OwnedWriteHalf;
 
     #[tokio::test]
     async fn bytes_taken_by_the_writer_count_until_written() {
@@ -682,7 +684,7 @@ mod tests {
     async fn the_hub_writes_a_frame_it_deferred_without_the_writer() {
         use tokio::io::AsyncReadExt;
         let (w, mut client) = socket_pair().await;
-        let ob = Outbox::with_socket(1024, w);
+        let ob = Outbox::with_socket(1024, WireWrite::Tcp(w));
         let stats = Stats::default();
         // The connection's task waits on the empty queue.
         let wakes = std::sync::Arc::new(WakeCount::default());
@@ -711,7 +713,7 @@ mod tests {
     async fn what_the_socket_does_not_take_is_left_to_the_writer_in_order() {
         use tokio::io::AsyncReadExt;
         let (w, mut client) = small_socket_pair().await;
-        let ob = std::sync::Arc::new(Outbox::with_socket(1 << 22, w));
+        let ob = std::sync::Arc::new(Outbox::with_socket(1 << 22, WireWrite::Tcp(w)));
         let stats = Stats::default();
         // Far more than the socket's buffers hold, in pieces numbered by their bytes.
         let pieces: Vec<Bytes> = (0..32u8).map(|i| Bytes::from(vec![i; 2048])).collect();
@@ -747,7 +749,7 @@ mod tests {
     async fn a_discarding_close_keeps_a_partly_written_frame_whole() {
         use tokio::io::AsyncReadExt;
         let (w, mut client) = small_socket_pair().await;
-        let ob = std::sync::Arc::new(Outbox::with_socket(1 << 20, w));
+        let ob = std::sync::Arc::new(Outbox::with_socket(1 << 20, WireWrite::Tcp(w)));
         let stats = Stats::default();
         let frame = Bytes::from(vec![7u8; 64 * 1024]);
         assert_eq!(ob.push_deferred(frame.clone()), Ok(true));
@@ -779,7 +781,7 @@ mod tests {
     #[tokio::test]
     async fn the_hub_leaves_frames_to_a_writer_that_holds_some() {
         let (w, _client) = socket_pair().await;
-        let ob = Outbox::with_socket(1024, w);
+        let ob = Outbox::with_socket(1024, WireWrite::Tcp(w));
         ob.push(Bytes::from_static(b"first")).expect("push");
         let mut batch = VecDeque::new();
         assert!(ob.take(&mut batch).await);
@@ -792,7 +794,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_direct_write_marks_the_outbox_failed() {
         let (w, client) = socket_pair().await;
-        let ob = Outbox::with_socket(1 << 20, w);
+        let ob = Outbox::with_socket(1 << 20, WireWrite::Tcp(w));
         // The peer resets the connection.
         socket2::SockRef::from(&client)
             .set_linger(Some(Duration::ZERO))

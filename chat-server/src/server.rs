@@ -23,6 +23,7 @@ use crate::monitor::{Monitor, random_token};
 use crate::session::{self, Shared};
 use crate::stats::Stats;
 use crate::store::{Snapshot, SqliteStore, Store, StoreError, StoreHandle};
+use chat_service::tls::Reloadable;
 use chat_service::{ListenError, Listeners, Secret, accept};
 
 /// Commands that may wait for the hub before sessions stop reading their sockets.
@@ -54,6 +55,9 @@ pub enum ServerError {
         /// What went wrong.
         source: StoreError,
     },
+    /// The TLS certificate cannot be used.
+    #[error("TLS certificate: {0}")]
+    Tls(#[from] chat_service::tls::TlsError),
     /// The configuration cannot be served (a relay secret too short, ...).
     #[error("{0}")]
     Config(String),
@@ -73,6 +77,7 @@ pub struct Server {
     monitor: Option<BoundMonitor>,
     store: Box<dyn Store>,
     snapshot: Snapshot,
+    tls: Option<Arc<Reloadable>>,
 }
 
 /// The monitor's listeners and token, bound with the server.
@@ -110,6 +115,11 @@ impl Server {
         if let Some(secret) = &config.relay_secret {
             secret.check_relay_secret().map_err(ServerError::Config)?;
         }
+        // The certificate first: a bad one is an error at start, naming its file.
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(Reloadable::load(tls.source.clone())?)),
+            None => None,
+        };
         let listeners = Listeners::bind(&config.listen).await?;
         let (store, snapshot) = open_store(&config.db, config.history_replay)?;
         let log = match &config.log_file {
@@ -145,7 +155,14 @@ impl Server {
             monitor,
             store,
             snapshot,
+            tls,
         })
+    }
+
+    /// The TLS certificate the chat port serves, to reload it (SIGHUP) or show its
+    /// fingerprint; `None` without TLS.
+    pub fn tls(&self) -> Option<Arc<Reloadable>> {
+        self.tls.clone()
     }
 
     /// The addresses actually bound (with real port numbers).
@@ -180,6 +197,7 @@ impl Server {
             monitor,
             store,
             snapshot,
+            tls,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -219,6 +237,7 @@ impl Server {
             store: Some(store),
             failures: Default::default(),
             addresses: Arc::new(AddressBook::new(config.limits.clone(), config.rate)),
+            tls,
         });
         let slots = Arc::new(Semaphore::new(config.max_clients));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
@@ -349,6 +368,7 @@ impl Server {
         let addrs = self.local_addrs();
         let stats = self.stats();
         let monitor = self.monitor();
+        let tls = self.tls();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async {
             let _ = stopped.await;
@@ -357,6 +377,7 @@ impl Server {
             addrs,
             stats,
             monitor,
+            tls,
             stop: Some(stop),
             task,
         }
@@ -370,11 +391,17 @@ pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     stats: Arc<Stats>,
     monitor: Option<MonitorInfo>,
+    tls: Option<Arc<Reloadable>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl RunningServer {
+    /// The TLS certificate the chat port serves (to reload it); `None` without TLS.
+    pub fn tls(&self) -> Option<Arc<Reloadable>> {
+        self.tls.clone()
+    }
+
     /// The addresses the server listens on.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs

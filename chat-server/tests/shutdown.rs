@@ -133,6 +133,8 @@ async fn the_binary_starts_chats_and_stops_cleanly_on_sigterm() {
             .arg("--db")
             .arg(dir.path().join("chat.db"))
             .env_remove("RUST_LOG")
+            // What the server keeps in its data folder (its certificate) goes here.
+            .env("XDG_DATA_HOME", dir.path())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -156,6 +158,12 @@ async fn the_binary_starts_chats_and_stops_cleanly_on_sigterm() {
             break rest.trim().to_owned();
         }
     };
+    // The certificate's fingerprint, which clients see the first time they connect.
+    let line = rx.recv_timeout(WAIT).expect("certificate line");
+    assert!(
+        line.contains("TLS certificate SHA256:") && line.contains("tls/cert.pem"),
+        "{line}"
+    );
     let line = rx.recv_timeout(WAIT).expect("log line");
     assert!(
         line.contains("message log") && line.contains("chat.jsonl"),

@@ -9,13 +9,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use base64::Engine;
 use rustls::ServerConfig;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
+pub use chat_core::tls::fingerprint;
 pub use rustls;
 pub use tokio_rustls;
 
@@ -132,15 +132,14 @@ impl Identity {
                 ),
             )
         };
-        let certified = CertifiedKey::from_der(chain, key, &default_provider()).map_err(|e| {
-            match e {
+        let certified =
+            CertifiedKey::from_der(chain, key, &default_provider()).map_err(|e| match e {
                 rustls::Error::InconsistentKeys(_) => mismatch(),
                 e => bad(
                     &key_path,
                     format!("cannot use this key with {}: {e}", cert_path.display()),
                 ),
-            }
-        })?;
+            })?;
         certified.keys_match().map_err(|_| mismatch())?;
         Ok(Identity {
             key: Arc::new(certified),
@@ -169,16 +168,6 @@ impl rustls::server::ResolvesServerCert for Always {
     fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.clone())
     }
-}
-
-/// A certificate's fingerprint as OpenSSH shows a key's: `SHA256:` and the SHA-256 digest of
-/// its DER encoding in base64 without padding.
-pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref())
-    )
 }
 
 /// A key file every user can read is refused: it would let them pose as the service. (A
@@ -222,7 +211,10 @@ fn check_dates(path: &Path, leaf: &CertificateDer<'_>) -> Result<(), TlsError> {
     if validity.not_before > now {
         return Err(bad(
             path,
-            format!("the certificate is not valid before {}", validity.not_before),
+            format!(
+                "the certificate is not valid before {}",
+                validity.not_before
+            ),
         ));
     }
     Ok(())
@@ -353,15 +345,25 @@ mod tests {
             cert: one.join("tls/cert.pem"),
             key: two.join("tls/key.pem"),
         };
-        let e = Identity::load(&mismatched).expect_err("mismatch").to_string();
-        assert!(e.contains("two/tls/key.pem") && e.contains("does not match"), "{e}");
+        let e = Identity::load(&mismatched)
+            .expect_err("mismatch")
+            .to_string();
+        assert!(
+            e.contains("two/tls/key.pem") && e.contains("does not match"),
+            "{e}"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let key = one.join("tls/key.pem");
             fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
-            let e = Identity::load(&generated(&one)).expect_err("open key").to_string();
-            assert!(e.contains("key.pem") && e.contains("readable by others"), "{e}");
+            let e = Identity::load(&generated(&one))
+                .expect_err("open key")
+                .to_string();
+            assert!(
+                e.contains("key.pem") && e.contains("readable by others"),
+                "{e}"
+            );
         }
         let garbage = dir.path().join("garbage.pem");
         fs::write(&garbage, "not a certificate").expect("write");

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_core::client::{ConnectOptions, TcpClient, connect};
+use chat_core::client::{Client, ConnectOptions, TcpClient, connect};
 use chat_core::connection::FrameReader;
 use chat_core::frame::encode_frame;
 use chat_core::protocol::{
@@ -16,6 +16,13 @@ use chat_core::protocol::{
 use chat_server::{Config, RunningServer, Server};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
+
+/// What a client reads from: a TCP or a TLS stream.
+pub trait Rd: tokio::io::AsyncRead + Unpin {}
+impl<T: tokio::io::AsyncRead + Unpin> Rd for T {}
+/// What a client writes to: a TCP or a TLS stream.
+pub trait Wr: tokio::io::AsyncWrite + Unpin {}
+impl<T: tokio::io::AsyncWrite + Unpin> Wr for T {}
 
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -70,6 +77,16 @@ impl TestServer {
         connect(&self.addr.to_string(), &ConnectOptions::new(nick)).await
     }
 
+    /// The TLS certificate the server presents, to reload it; `None` without TLS.
+    pub fn tls(&self) -> Option<std::sync::Arc<chat_service::tls::Reloadable>> {
+        self.running.tls()
+    }
+
+    /// The fingerprint of the certificate the server presents now.
+    pub fn fingerprint(&self) -> String {
+        self.tls().map(|t| t.fingerprint()).unwrap_or_default()
+    }
+
     /// The server's counters now.
     pub fn stats(&self) -> chat_server::StatsSnapshot {
         self.running.stats().snapshot()
@@ -114,7 +131,9 @@ pub async fn login(
 }
 
 /// The refusal of a connection that was expected to be refused: its reason and message.
-pub fn refused(res: Result<TcpClient, chat_core::client::ClientError>) -> (RejectReason, String) {
+pub fn refused<R, W>(
+    res: Result<Client<R, W>, chat_core::client::ClientError>,
+) -> (RejectReason, String) {
     match res {
         Err(chat_core::client::ClientError::Rejected(r)) => (r.reason, r.message),
         Ok(c) => panic!("expected a refusal, was welcomed as {}", c.welcome.nick),
@@ -123,12 +142,12 @@ pub fn refused(res: Result<TcpClient, chat_core::client::ClientError>) -> (Rejec
 }
 
 /// Sends a frame, which must go out.
-pub async fn send(client: &mut TcpClient, frame: ClientFrame) {
+pub async fn send<R: Rd, W: Wr>(client: &mut Client<R, W>, frame: ClientFrame) {
     client.sender.send(&frame).await.expect("send");
 }
 
 /// Registers the client's nickname and waits for the confirmation.
-pub async fn register(client: &mut TcpClient, password: &str) {
+pub async fn register<R: Rd, W: Wr>(client: &mut Client<R, W>, password: &str) {
     send(
         client,
         ClientFrame::Register {
@@ -143,7 +162,9 @@ pub async fn register(client: &mut TcpClient, password: &str) {
 }
 
 /// The next `Error` frame (other frames are skipped).
-pub async fn expect_error(client: &mut TcpClient) -> chat_core::protocol::ErrorFrame {
+pub async fn expect_error<R: Rd, W: Wr>(
+    client: &mut Client<R, W>,
+) -> chat_core::protocol::ErrorFrame {
     match expect(client, "an error", |f| matches!(f, ServerFrame::Error(_))).await {
         ServerFrame::Error(e) => e,
         _ => unreachable!(),
@@ -151,7 +172,7 @@ pub async fn expect_error(client: &mut TcpClient) -> chat_core::protocol::ErrorF
 }
 
 /// Quits and reads until the server closes.
-pub async fn quit(mut client: TcpClient) {
+pub async fn quit<R: Rd, W: Wr>(mut client: Client<R, W>) {
     client.sender.quit("").await.expect("quit");
     read_to_end(&mut client).await;
 }
@@ -190,7 +211,11 @@ pub fn read_log(path: &std::path::Path) -> Vec<serde_json::Value> {
 }
 
 /// Reads frames until one satisfies `pred`; panics after [`WAIT`] or if the connection ends.
-pub async fn expect<F>(client: &mut TcpClient, what: &str, mut pred: F) -> ServerFrame
+pub async fn expect<R: Rd, W: Wr, F>(
+    client: &mut Client<R, W>,
+    what: &str,
+    mut pred: F,
+) -> ServerFrame
 where
     F: FnMut(&ServerFrame) -> bool,
 {
@@ -210,7 +235,7 @@ where
 }
 
 /// Waits for a chat message with this text.
-pub async fn expect_text(client: &mut TcpClient, text: &str) -> ChatMessage {
+pub async fn expect_text<R: Rd, W: Wr>(client: &mut Client<R, W>, text: &str) -> ChatMessage {
     match expect(
         client,
         &format!("message {text:?}"),
@@ -224,7 +249,7 @@ pub async fn expect_text(client: &mut TcpClient, text: &str) -> ChatMessage {
 }
 
 /// The next chat message, whatever it is (other frames are skipped).
-pub async fn next_message(client: &mut TcpClient) -> ChatMessage {
+pub async fn next_message<R: Rd, W: Wr>(client: &mut Client<R, W>) -> ChatMessage {
     match expect(client, "any message", |f| {
         matches!(f, ServerFrame::Message(_))
     })
@@ -236,7 +261,7 @@ pub async fn next_message(client: &mut TcpClient) -> ChatMessage {
 }
 
 /// Reads until the server closes the connection; returns every frame seen.
-pub async fn read_to_end(client: &mut TcpClient) -> Vec<ServerFrame> {
+pub async fn read_to_end<R: Rd, W: Wr>(client: &mut Client<R, W>) -> Vec<ServerFrame> {
     let mut frames = Vec::new();
     tokio::time::timeout(WAIT, async {
         while let Ok(Some(f)) = client.events.next().await {
@@ -249,7 +274,11 @@ pub async fn read_to_end(client: &mut TcpClient) -> Vec<ServerFrame> {
 }
 
 /// Proves the server still serves: `a` says something in the lobby and `b` receives it.
-pub async fn still_chatting(a: &mut TcpClient, b: &mut TcpClient, text: &str) {
+pub async fn still_chatting<R1: Rd, W1: Wr, R2: Rd, W2: Wr>(
+    a: &mut Client<R1, W1>,
+    b: &mut Client<R2, W2>,
+    text: &str,
+) {
     a.sender.say("lobby", text).await.expect("send");
     expect_text(b, text).await;
     expect_text(a, text).await;
@@ -371,4 +400,34 @@ pub fn rejection(frames: &[ServerFrame]) -> (RejectReason, String) {
         [ServerFrame::Rejected(r)] => (r.reason.clone(), r.message.clone()),
         other => panic!("expected exactly one Rejected frame, got {other:?}"),
     }
+}
+
+/// TLS on the chat port with a self-signed certificate made in `dir`, unencrypted
+/// connections from loopback still served.
+pub fn with_tls(dir: &std::path::Path) -> impl FnOnce(&mut Config) + use<> {
+    let dir = dir.join("tls");
+    move |c| {
+        c.tls = Some(chat_server::config::TlsConfig {
+            source: chat_service::tls::CertSource::Generated {
+                dir,
+                names: vec!["localhost".into(), "127.0.0.1".into()],
+            },
+            plaintext_from: chat_server::config::PlaintextFrom::Loopback,
+        });
+    }
+}
+
+/// Connects as `nick` over TLS, trusting `fingerprint`.
+pub async fn tls_client(
+    server: &TestServer,
+    nick: &str,
+    password: Option<&str>,
+    fingerprint: &str,
+) -> Result<chat_core::NetClient, chat_core::client::ClientError> {
+    let mut opts = ConnectOptions::new(nick);
+    opts.password = password.map(Into::into);
+    let security = chat_core::Security::Tls {
+        pinned: Some(fingerprint.to_owned()),
+    };
+    chat_core::connect_secured(&server.addr.to_string(), &opts, &security).await
 }

@@ -55,6 +55,9 @@ pub enum RejectReason {
     GuestsNotAllowed,
     /// Accounts cannot be used through a relay. Since 2.
     NoAccountsThroughRelay,
+    /// The connection is not encrypted, and the server accepts unencrypted connections only
+    /// from its own machine: connect with TLS. Since 3.
+    TlsRequired,
 }
 
 /// Why a connection ended (in `Bye` to the client, in `Left` to the others).
@@ -103,6 +106,7 @@ impl RejectReason {
     pub fn for_version(self, version: u16) -> RejectReason {
         match self {
             RejectReason::InvalidNick(rule) => RejectReason::InvalidNick(rule.for_version(version)),
+            RejectReason::TlsRequired if version < 3 => RejectReason::Malformed,
             RejectReason::BadPassword
             | RejectReason::NoSuchAccount
             | RejectReason::GuestsNotAllowed

@@ -9,12 +9,15 @@ use chat_core::protocol::DEFAULT_MAX_FRAME;
 use clap::Parser;
 
 mod limits;
+mod tls;
 
 pub use limits::LimitArgs;
+pub use tls::{TlsArgs, certificate_names};
 
 use crate::limits::LimitsConfig;
 use crate::ratelimit::RateConfig;
 use crate::store::Retention;
+use chat_service::tls::CertSource;
 
 /// Default chat port.
 pub const DEFAULT_PORT: u16 = 12345;
@@ -64,6 +67,40 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How long messages and rooms are kept.
     pub retention: Retention,
+    /// TLS on the chat port; `None` serves plain TCP only (the library's default: the binary
+    /// always serves TLS).
+    pub tls: Option<TlsConfig>,
+    /// Treats connections from loopback as if they came from elsewhere, for tests of what
+    /// remote clients get (plain TCP refused, say). Not a flag.
+    #[doc(hidden)]
+    pub loopback_is_remote: bool,
+}
+
+/// TLS on the chat port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate: files, or one made at first start.
+    pub source: CertSource,
+    /// Where unencrypted connections are still served from.
+    pub plaintext_from: PlaintextFrom,
+}
+
+/// Where a server with TLS still serves unencrypted connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PlaintextFrom {
+    /// The server's own machine (loopback addresses): local scripts, tests, benchmarks.
+    #[default]
+    Loopback,
+    /// Anywhere: passwords and messages then cross the network readable by anyone on the way.
+    Any,
+}
+
+/// What `chat-server` does instead of serving.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Prints the SHA-256 fingerprint of the certificate the chat port presents (made first,
+    /// if it is to be made and does not exist yet), and exits.
+    Fingerprint,
 }
 
 /// Where the store keeps its database.
@@ -138,6 +175,8 @@ impl Default for Config {
             max_rooms: DEFAULT_MAX_ROOMS,
             limits: LimitsConfig::default(),
             retention: Retention::default(),
+            tls: None,
+            loopback_is_remote: false,
         }
     }
 }
@@ -148,6 +187,10 @@ impl Default for Config {
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on for chat; repeat for several (IPv4 or IPv6, optionally with
     /// `:port`, e.g. `--listen 0.0.0.0 --listen ::`).
     #[arg(
@@ -269,6 +312,10 @@ pub struct Cli {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
 }
 
 impl Cli {
@@ -319,6 +366,7 @@ impl Cli {
         } else {
             self.log_file.or(default_log)
         };
+        let tls = Some(self.tls.config(data_dir, &listen));
         Ok(Config {
             listen,
             log_file,
@@ -351,6 +399,8 @@ impl Cli {
             max_rooms: self.max_rooms.max(1),
             limits: self.limits.limits(self.max_clients.max(1))?,
             retention: self.limits.retention(),
+            tls,
+            loopback_is_remote: false,
         })
     }
 }

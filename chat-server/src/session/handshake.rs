@@ -23,6 +23,7 @@ use crate::event::EventKind;
 use crate::hub::Cmd;
 use crate::limits::{Presence, Refused};
 use crate::outbox::CLOSE_GRACE;
+use crate::wire::WireRead;
 
 /// After the server closes a connection it keeps reading (and discarding) for this long, so
 /// that unread input does not turn the close into a reset that would destroy the final frame
@@ -42,6 +43,18 @@ pub(super) struct Refusal {
 }
 
 impl Refusal {
+    /// A refusal recorded in the log but not told to the client (it is gone, or its
+    /// connection cannot carry one).
+    pub(super) fn silent(message: impl Into<String>, addr: SocketAddr) -> Self {
+        Refusal {
+            reason: None,
+            message: message.into(),
+            nick: None,
+            addr,
+            logged: true,
+        }
+    }
+
     pub(super) fn new(reason: RejectReason, message: impl Into<String>, addr: SocketAddr) -> Self {
         Refusal {
             reason: Some(reason),
@@ -98,6 +111,16 @@ pub(super) async fn handshake(
     let mut addr = peer;
     let mut relayed = false;
     let mut frame = next_handshake_frame(reader, peer).await?;
+    // Unencrypted from where only TLS is served: refused before anything it says is used (a
+    // relay's secret, a password), in the client's version.
+    let plain = matches!(reader.get_ref().inner, WireRead::Tcp(_));
+    if plain && !shared.plain_allowed(peer) {
+        let version = match &frame {
+            ClientFrame::Hello(hello) => hello.version,
+            _ => PROTOCOL_VERSION,
+        };
+        return Err(super::transport::tls_required(version, peer));
+    }
     if let ClientFrame::RelayHello(relay) = frame {
         let Some(secret) = shared.config.relay_secret.as_ref() else {
             return Err(Refusal::new(
@@ -306,6 +329,7 @@ pub(crate) async fn refuse_full(
     message: String,
 ) {
     let (r, w) = stream.into_split();
+    let (r, w) = (WireRead::Tcp(r), crate::wire::WireWrite::Tcp(w));
     let reader = Box::new(FrameReader::new(
         Counting {
             inner: r,

@@ -14,6 +14,7 @@ mod auth;
 mod handshake;
 mod read_loop;
 mod step;
+mod transport;
 
 pub(crate) use handshake::refuse_full;
 
@@ -27,7 +28,6 @@ use chat_core::connection::FrameReader;
 use chat_core::protocol::{ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,7 @@ use crate::login::Failures;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use crate::store::StoreHandle;
+use crate::wire::WireRead;
 
 /// What every session shares.
 #[derive(Debug)]
@@ -59,11 +60,13 @@ pub(crate) struct Shared {
     pub failures: Failures,
     /// Limits per address and per account.
     pub addresses: Arc<AddressBook>,
+    /// The certificate TLS connections get; `None` serves plain TCP only.
+    pub tls: Option<Arc<chat_service::tls::Reloadable>>,
 }
 
 /// A connection's frame reader. The socket's halves are owned: once the client is admitted,
 /// its outbox holds the write half, which the hub writes to directly.
-type Reader = FrameReader<Counting<OwnedReadHalf>, ClientFrame>;
+type Reader = FrameReader<Counting<WireRead>, ClientFrame>;
 
 /// Serves one accepted TCP connection until it ends.
 ///
@@ -82,8 +85,28 @@ pub(crate) fn serve(
     mut presence: Presence,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
+        let (r, w) = match Box::pin(transport::open(stream, peer, &shared)).await {
+            Ok(halves) => halves,
+            Err((refusal, halves)) => {
+                let Some((r, w)) = halves else {
+                    let kind = crate::event::EventKind::Rejected {
+                        addr: peer.to_string(),
+                        nick: None,
+                        reason: refusal.message,
+                    };
+                    let _ = shared.hub.send(Cmd::Record(kind)).await;
+                    return;
+                };
+                let reader = Box::new(FrameReader::new(
+                    Counting {
+                        inner: r,
+                        stats: shared.stats.clone(),
+                    },
+                    HANDSHAKE_MAX_FRAME,
+                ));
+                return Box::pin(refuse(reader, w, *refusal, &shared)).await;
+            }
+        };
         // The reader, the handshake's outcome, the handshake and the ending phases are boxed:
         // a connection spends its life in the read loop, and its task should be no larger
         // than that state needs (the server's memory per idle connection). A future keeps a
@@ -223,6 +246,7 @@ mod tests {
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (server_side, _) = listener.accept().await.expect("accept");
         let (r, w) = server_side.into_split();
+        let r = WireRead::Tcp(r);
         let mut writer = Writer::new(w);
         let stats = Arc::new(Stats::default());
         let mut reader: Reader = FrameReader::new(
@@ -284,6 +308,7 @@ mod tests {
             store: None,
             failures: Failures::default(),
             addresses: Arc::new(AddressBook::new(Default::default(), Default::default())),
+            tls: None,
         }
     }
 

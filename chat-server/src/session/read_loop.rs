@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
+use crate::wire::WireWrite;
 use chat_core::frame::{FrameError, encode_frame};
 use chat_core::protocol::{
     ClientFrame, DisconnectReason, MAX_SERVER_FRAME, RejectReason, Rejected, ServerFrame,
 };
 use tokio::io::AsyncWrite;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -41,7 +41,7 @@ pub(super) struct Admitted {
 /// not.
 pub(super) async fn enter(
     reader: Box<Reader>,
-    w: OwnedWriteHalf,
+    w: WireWrite,
     accepted: Box<Accepted>,
     shared: &Shared,
 ) -> Option<Admitted> {
@@ -76,7 +76,7 @@ pub(super) async fn enter(
 /// Asks the hub to admit the client, with the queue the hub will fill for it; `None` (after
 /// telling the client why) if it is not admitted.
 pub(super) async fn admit(
-    w: OwnedWriteHalf,
+    w: WireWrite,
     accepted: Box<Accepted>,
     login: Option<Login>,
     shared: &Shared,
@@ -299,7 +299,7 @@ pub(super) fn poll_next_frame(
 ) -> Poll<Result<Option<ClientFrame>, FrameError>> {
     if reader.buffered() == 0 {
         reader.release_buffer();
-        if let Err(e) = ready!(reader.get_ref().inner.as_ref().poll_read_ready(cx)) {
+        if let Err(e) = ready!(reader.get_ref().inner.poll_read_ready(cx)) {
             return Poll::Ready(Err(FrameError::Io(e)));
         }
         reader.reserve_buffer();

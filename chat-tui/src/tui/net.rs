@@ -154,10 +154,11 @@ fn retryable(e: &ClientError) -> bool {
                 | RejectReason::HelloTimeout
                 | RejectReason::Unavailable
         ),
-        ClientError::Unexpected(_) => false,
+        ClientError::Unexpected(_) | ClientError::Untrusted { .. } => false,
         ClientError::Connect { .. }
         | ClientError::Timeout { .. }
         | ClientError::Closed
+        | ClientError::Tls { .. }
         | ClientError::Protocol(_) => true,
     }
 }
