@@ -1,12 +1,13 @@
 //! The command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chat_service::{Secret, parse_listen_all};
 use clap::Parser;
 
-use crate::{Config, DEFAULT_PORT};
+use crate::{Config, DEFAULT_PORT, RelayTls};
+use chat_service::tls::{CertSource, PlaintextFrom, certificate_names};
 
 /// chat-relay: lets guests into a chat server. Guests connect here instead of to the server
 /// and appear to everyone as *nick; everything else passes through unchanged.
@@ -72,11 +73,63 @@ pub struct Cli {
     /// Seconds between statistics lines in the console; 0 turns them off.
     #[arg(long, env = "CHAT_RELAY_STATS_INTERVAL", default_value_t = 60)]
     pub stats_interval: u64,
+
+    /// The certificate chain guests are presented (PEM) [default: a self-signed certificate
+    /// made at first start and kept in the data folder, relay-tls/cert.pem].
+    #[arg(
+        long,
+        env = "CHAT_RELAY_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM, readable by its owner only).
+    #[arg(
+        long,
+        env = "CHAT_RELAY_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// A host name (or address) the self-signed certificate is for, besides localhost, the
+    /// loopback addresses, this machine's name and every --listen address (repeatable).
+    #[arg(
+        long,
+        env = "CHAT_RELAY_TLS_NAME",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub tls_name: Vec<String>,
+
+    /// Where unencrypted guests are served from: `loopback` (this machine only) or `any`
+    /// (UNSAFE).
+    #[arg(
+        long,
+        env = "CHAT_RELAY_PLAINTEXT_FROM",
+        value_enum,
+        value_name = "WHERE",
+        default_value_t = PlaintextFrom::Loopback
+    )]
+    pub plaintext_from: PlaintextFrom,
+
+    /// The chat server's certificate fingerprint (SHA256:...), to trust a self-signed server
+    /// on another machine (`chat-server fingerprint` prints it). A server on this machine is
+    /// reached without TLS, and a certificate that chains to the web's roots needs no
+    /// fingerprint.
+    #[arg(
+        long,
+        env = "CHAT_RELAY_SERVER_FINGERPRINT",
+        value_name = "FINGERPRINT"
+    )]
+    pub server_fingerprint: Option<String>,
 }
 
 impl Cli {
-    /// Resolves the command line into a [`Config`].
-    pub fn into_config(self) -> Result<Config, String> {
+    /// Resolves the command line into a [`Config`]; a self-signed certificate is kept in
+    /// `data_dir` (the temporary folder without one).
+    pub fn into_config(self, data_dir: Option<&Path>) -> Result<Config, String> {
         let listen = parse_listen_all(&self.listen, self.port)?;
         let secret = match Secret::resolve(self.relay_secret, self.relay_secret_file.as_deref())? {
             Some(secret) => secret,
@@ -109,6 +162,21 @@ impl Cli {
         config.log_file = self.log_file;
         config.stats_interval =
             (self.stats_interval > 0).then(|| Duration::from_secs(self.stats_interval));
+        let source = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => CertSource::Files { cert, key },
+            _ => CertSource::Generated {
+                dir: data_dir
+                    .map(Path::to_owned)
+                    .unwrap_or_else(|| std::env::temp_dir().join("chat-suite"))
+                    .join("relay-tls"),
+                names: certificate_names(&config.listen, &self.tls_name),
+            },
+        };
+        config.tls = Some(RelayTls {
+            source,
+            plaintext_from: self.plaintext_from,
+        });
+        config.server_fingerprint = self.server_fingerprint;
         Ok(config)
     }
 }
@@ -125,7 +193,7 @@ mod tests {
         all.extend(args);
         Cli::try_parse_from(all)
             .map_err(|e| e.to_string())?
-            .into_config()
+            .into_config(None)
     }
 
     #[test]

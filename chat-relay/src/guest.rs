@@ -8,15 +8,25 @@ use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 use chat_core::FrameReader;
+use chat_core::client::NetStream;
 use chat_core::frame::{FrameError, decode_payload, encode_frame, encode_frame_into};
 use chat_core::names::relayed_nick;
 use chat_core::protocol::{
     ClientFrame, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME, RejectReason, Rejected, RelayHello,
     ServerFrame,
 };
+use chat_service::tls::TLS_HANDSHAKE_BYTE;
+use chat_service::tls::tokio_rustls::TlsAcceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// A guest's or the server's connection, plain or TLS.
+type Stream = Box<dyn NetStream>;
+/// What is read from a [`Stream`].
+type Reading = ReadHalf<Stream>;
+/// What is written to a [`Stream`].
+type Writing = WriteHalf<Stream>;
 use tokio_util::sync::CancellationToken;
 
 use crate::growbuf::GrowingBufReader;
@@ -42,12 +52,26 @@ pub(crate) async fn relay(
 ) -> String {
     let config = &shared.config;
     let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
-    let mut reader: FrameReader<OwnedReadHalf, ClientFrame> =
-        FrameReader::new(r, HANDSHAKE_MAX_FRAME);
+    let (stream, encrypted) = match open_guest(stream, shared).await {
+        Ok(opened) => opened,
+        Err(end) => return end,
+    };
+    let (r, mut w) = tokio::io::split(stream);
+    let mut reader: FrameReader<Reading, ClientFrame> = FrameReader::new(r, HANDSHAKE_MAX_FRAME);
     let opened = async {
         // 1. The guest's Hello, and the nickname as the server will see it.
         let mut hello = guest_hello(&mut reader, config, token).await?;
+        let plain_allowed = config.tls.as_ref().is_none_or(|tls| {
+            tls.plaintext_from
+                .allows(peer.ip(), config.loopback_is_remote)
+        });
+        if !encrypted && !plain_allowed {
+            let reason = RejectReason::TlsRequired.for_version(hello.version);
+            let message = "this relay accepts unencrypted connections only from its own \
+                           machine: connect with TLS (chat-tui does so unless --plaintext is \
+                           given)";
+            return Err(Early::Refuse(reason, message.to_owned()));
+        }
         record.requested = Some(hello.nick.clone());
         hello.nick = relayed_nick(&hello.nick).map_err(|rule| {
             let message = format!("invalid nickname {:?}: {rule}", hello.nick);
@@ -84,9 +108,31 @@ pub(crate) async fn relay(
     forward(client_read, w, server, leftover_len, shared, token, record).await
 }
 
+/// The guest's connection: TLS when its first byte starts a TLS handshake, plain otherwise
+/// (whether plain is allowed from there is checked on its `Hello`); the log's ending when
+/// there is none.
+async fn open_guest(stream: TcpStream, shared: &Shared) -> Result<(Stream, bool), String> {
+    let Some(tls) = &shared.tls else {
+        return Ok((Box::new(stream), false));
+    };
+    let timeout = shared.config.handshake_timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_BYTE => {}
+        // Plain, silent or gone: the plain path says so as it would.
+        _ => return Ok((Box::new(stream), false)),
+    }
+    let accept = TlsAcceptor::from(tls.config()).accept(stream);
+    match tokio::time::timeout(timeout, accept).await {
+        Ok(Ok(stream)) => Ok((Box::new(stream), true)),
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err(format!("no TLS handshake within {} s", timeout.as_secs())),
+    }
+}
+
 /// Reads the guest's first frame, which must be a `Hello`, within the handshake timeout.
 async fn guest_hello(
-    reader: &mut FrameReader<OwnedReadHalf, ClientFrame>,
+    reader: &mut FrameReader<Reading, ClientFrame>,
     config: &Config,
     token: &CancellationToken,
 ) -> Result<Hello, Early> {
@@ -121,18 +167,31 @@ async fn guest_hello(
     }
 }
 
-/// Connects to the server within the connect timeout.
-async fn connect(config: &Config, token: &CancellationToken) -> Result<TcpStream, Early> {
-    let connect = tokio::time::timeout(config.connect_timeout, TcpStream::connect(&config.server));
+/// Connects to the server within the connect timeout: with TLS (verified as a client
+/// verifies it: the web's roots, or `--server-fingerprint`) unless the server is on this
+/// machine, where the relay's secret crosses no network.
+async fn connect(config: &Config, token: &CancellationToken) -> Result<Stream, Early> {
+    let attempt = async {
+        let stream = TcpStream::connect(&config.server).await?;
+        let _ = stream.set_nodelay(true);
+        let local = stream.peer_addr().is_ok_and(|a| a.ip().is_loopback());
+        if !config.server_tls.unwrap_or(!local) {
+            return Ok(Box::new(stream) as Stream);
+        }
+        let pinned = config.server_fingerprint.clone();
+        match chat_core::client::tls_handshake(stream, &config.server, pinned).await {
+            Ok(tls) => Ok(Box::new(tls) as Stream),
+            Err(e) => Err(std::io::Error::other(untrusted_server(e))),
+        }
+    };
+    let connect = tokio::time::timeout(config.connect_timeout, attempt);
     let upstream = tokio::select! {
         res = connect => res,
         () = token.cancelled() => return Err(Early::End("relay shutting down".to_owned())),
     };
     let message = match upstream {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            return Ok(s);
-        }
+        Ok(Ok(s)) => return Ok(s),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::Other => e.to_string(),
         Ok(Err(e)) => format!(
             "the relay cannot reach the chat server: {}",
             describe_io(&e)
@@ -148,12 +207,12 @@ async fn connect(config: &Config, token: &CancellationToken) -> Result<TcpStream
 /// Presents the relay and the guest to the server: `RelayHello`, the rewritten `Hello`, and
 /// what the guest sent after its `Hello`. Returns the server's two halves, or why not.
 async fn present(
-    upstream: TcpStream,
+    upstream: Stream,
     peer: SocketAddr,
     hello: Hello,
     leftover: &[u8],
     config: &Config,
-) -> Result<(OwnedReadHalf, OwnedWriteHalf), String> {
+) -> Result<(Reading, Writing), String> {
     let mut opening = BytesMut::new();
     let relay_hello = ClientFrame::RelayHello(RelayHello {
         secret: config.secret.expose().to_owned(),
@@ -168,12 +227,24 @@ async fn present(
         // Only an over-long secret can get here.
         .map_err(|e| format!("the relay cannot present itself to the server: {e}"))?;
     opening.extend_from_slice(leftover);
-    let (server_read, mut server_write) = upstream.into_split();
+    let (server_read, mut server_write) = tokio::io::split(upstream);
     server_write
         .write_all(&opening)
         .await
         .map_err(|e| format!("the connection to the chat server failed: {e}"))?;
     Ok((server_read, server_write))
+}
+
+/// What the guest is told when the server's TLS failed: an untrusted certificate names the
+/// flag that trusts it.
+fn untrusted_server(e: chat_core::ClientError) -> String {
+    match e {
+        chat_core::ClientError::Untrusted { fingerprint, .. } => format!(
+            "the relay does not trust the chat server's certificate ({fingerprint}): if it is \
+             the server's, start the relay with --server-fingerprint {fingerprint}"
+        ),
+        e => format!("the relay cannot reach the chat server: {e}"),
+    }
 }
 
 /// How the server-to-guest direction ended.
@@ -188,9 +259,9 @@ enum Down {
 /// the server's first frame (`Welcome` or `Rejected`) is read whole first, noted for the log,
 /// and forwarded as is. Returns how the connection ended, for the log.
 async fn forward(
-    client_read: OwnedReadHalf,
-    w: OwnedWriteHalf,
-    (server_read, mut server_write): (OwnedReadHalf, OwnedWriteHalf),
+    client_read: Reading,
+    w: Writing,
+    (server_read, mut server_write): (Reading, Writing),
     leftover_len: u64,
     shared: &Shared,
     token: &CancellationToken,

@@ -63,6 +63,26 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// How often to print statistics; `None` for never.
     pub stats_interval: Option<Duration>,
+    /// TLS towards guests; `None` serves plain TCP only (the library's default; the binary
+    /// serves TLS).
+    pub tls: Option<RelayTls>,
+    /// TLS towards the server: `None` uses it unless the server is on this machine.
+    pub server_tls: Option<bool>,
+    /// The server's certificate fingerprint to trust (a self-signed server elsewhere); a
+    /// certificate that chains to the web's roots is trusted anyway.
+    pub server_fingerprint: Option<String>,
+    /// Treats guests from loopback as if they came from elsewhere, for tests. Not a flag.
+    #[doc(hidden)]
+    pub loopback_is_remote: bool,
+}
+
+/// TLS towards guests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayTls {
+    /// The relay's certificate: files, or one made at first start.
+    pub source: chat_service::tls::CertSource,
+    /// Where unencrypted guests are still served from.
+    pub plaintext_from: chat_service::tls::PlaintextFrom,
 }
 
 impl Config {
@@ -78,6 +98,10 @@ impl Config {
             stall_timeout: Duration::from_secs(60),
             log_file: None,
             stats_interval: Some(Duration::from_secs(60)),
+            tls: None,
+            server_tls: None,
+            server_fingerprint: None,
+            loopback_is_remote: false,
         }
     }
 }
@@ -149,6 +173,9 @@ pub enum RelayError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// The TLS certificate cannot be used.
+    #[error("TLS certificate: {0}")]
+    Tls(#[from] chat_service::tls::TlsError),
     /// The configuration cannot be served (a secret too short, ...).
     #[error("{0}")]
     Config(String),
@@ -160,12 +187,15 @@ struct Shared {
     log: Option<log::LogSender>,
     permits: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
+    /// The certificate TLS guests get.
+    tls: Option<Arc<chat_service::tls::Reloadable>>,
 }
 
 /// A relay whose listeners are bound, ready to [`Relay::run`].
 #[derive(Debug)]
 pub struct Relay {
     config: Config,
+    tls: Option<Arc<chat_service::tls::Reloadable>>,
     listeners: chat_service::Listeners,
     log: Option<std::fs::File>,
     stats: Arc<Stats>,
@@ -178,6 +208,12 @@ impl Relay {
             .secret
             .check_relay_secret()
             .map_err(RelayError::Config)?;
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(chat_service::tls::Reloadable::load(
+                tls.source.clone(),
+            )?)),
+            None => None,
+        };
         let listeners = chat_service::Listeners::bind(&config.listen).await?;
         let log = match &config.log_file {
             Some(path) => Some(log::open(path).map_err(|source| RelayError::Log {
@@ -188,6 +224,7 @@ impl Relay {
         };
         Ok(Relay {
             config,
+            tls,
             listeners,
             log,
             stats: Arc::new(Stats::default()),
@@ -204,11 +241,18 @@ impl Relay {
         self.stats.clone()
     }
 
+    /// The certificate TLS guests get (to reload it, or show its fingerprint); `None`
+    /// without TLS.
+    pub fn tls(&self) -> Option<Arc<chat_service::tls::Reloadable>> {
+        self.tls.clone()
+    }
+
     /// Relays until `shutdown` resolves; then closes every connection, writes their log
     /// lines and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Relay {
             config,
+            tls,
             listeners,
             log,
             stats,
@@ -223,6 +267,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             permits: Arc::new(Semaphore::new(config.max_clients.max(1))),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            tls,
             config,
             stats,
             log: log_tx,

@@ -23,10 +23,18 @@ async fn main() -> ExitCode {
 async fn serve(cli: Cli) -> Result<(), String> {
     let signals =
         ShutdownSignals::install().map_err(|e| format!("cannot handle Ctrl-C and SIGTERM: {e}"))?;
-    let config = cli.into_config()?;
+    let dirs = directories::ProjectDirs::from("", "", "chat-suite");
+    let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
     let relay = Relay::bind(config.clone())
         .await
         .map_err(|e| format!("cannot start the relay: {e}"))?;
+    if let Some(tls) = relay.tls() {
+        tracing::info!(
+            "TLS certificate {} ({}): guests see this fingerprint the first time they connect",
+            tls.fingerprint(),
+            tls.source().files().0.display()
+        );
+    }
     for addr in relay.local_addrs() {
         tracing::info!(
             "chat-relay {} listening on {addr}, relaying to {}",

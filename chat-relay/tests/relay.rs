@@ -561,6 +561,10 @@ fn the_binary_explains_itself_and_refuses_to_start_without_a_secret() {
         assert!(text.contains(flag), "--help mentions {flag}");
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chat-relay"))
+        .env(
+            "XDG_DATA_HOME",
+            std::env::temp_dir().join("chat-relay-test-data"),
+        )
         .env_remove("CHAT_RELAY_SECRET")
         .env_remove("CHAT_RELAY_SECRET_FILE")
         .output()
@@ -638,5 +642,84 @@ async fn a_guest_that_stops_reading_does_not_hold_its_session() {
             .is_some_and(|e| e.contains("has not read anything")),
         "{log:?}"
     );
+    server.stop().await;
+}
+
+/// TLS on both sides: the guest to the relay (the relay's own certificate), the relay to the
+/// server (the server's, trusted by its fingerprint), and a direct client over TLS too.
+#[tokio::test]
+async fn guests_chat_over_tls_on_both_sides_of_the_relay() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = TestServer::start_with(|c| {
+        with_tls(&dir.path().join("server"))(c);
+        c.relay_secret = Some(Secret::from(SECRET));
+        generous_rate(c);
+    })
+    .await;
+    let server_fp = server.fingerprint();
+    let relay_dir = dir.path().join("relay");
+    let relay = TestRelay::start_with(server.addr, SECRET, |c| {
+        c.tls = Some(chat_relay::RelayTls {
+            source: chat_service::tls::CertSource::Generated {
+                dir: relay_dir.clone(),
+                names: vec!["127.0.0.1".into()],
+            },
+            plaintext_from: chat_service::tls::PlaintextFrom::Loopback,
+        });
+        c.server_tls = Some(true);
+        c.server_fingerprint = Some(server_fp.clone());
+        c.loopback_is_remote = true;
+    })
+    .await;
+    let relay_fp = chat_service::tls::Identity::load(&chat_service::tls::CertSource::Generated {
+        dir: relay_dir,
+        names: Vec::new(),
+    })
+    .expect("the relay's certificate")
+    .fingerprint;
+    assert_ne!(
+        relay_fp, server_fp,
+        "the relay has a certificate of its own"
+    );
+    let security = chat_core::Security::Tls {
+        pinned: Some(relay_fp),
+    };
+    let mut guest = chat_core::connect_secured(
+        &relay.addr.to_string(),
+        &ConnectOptions::new("gina"),
+        &security,
+    )
+    .await
+    .expect("a guest over TLS");
+    assert_eq!(guest.welcome.nick, "*gina");
+    let mut direct = tls_client(&server, "dan", None, &server_fp)
+        .await
+        .expect("dan");
+    still_chatting(&mut guest, &mut direct, "encrypted both ways").await;
+    // From elsewhere, unencrypted guests are refused by the relay itself.
+    let (reason, _) = refused(relay.try_guest("plain").await);
+    assert_eq!(reason, RejectReason::TlsRequired);
+    drop(guest);
+    relay.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_certificate_the_relay_does_not_trust_is_named_to_the_guest() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = TestServer::start_with(|c| {
+        with_tls(dir.path())(c);
+        c.relay_secret = Some(Secret::from(SECRET));
+    })
+    .await;
+    let relay = TestRelay::start_with(server.addr, SECRET, |c| c.server_tls = Some(true)).await;
+    let r = rejected(relay.try_guest("gina").await);
+    assert_eq!(r.reason, RejectReason::Unavailable);
+    assert!(
+        r.message.contains("--server-fingerprint") && r.message.contains(&server.fingerprint()),
+        "{}",
+        r.message
+    );
+    relay.stop().await;
     server.stop().await;
 }

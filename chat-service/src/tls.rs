@@ -61,6 +61,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     }
 }
 
+/// Where a service with TLS still serves unencrypted connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum PlaintextFrom {
+    /// Its own machine (loopback addresses): local scripts, tests, benchmarks.
+    #[default]
+    Loopback,
+    /// Anywhere: passwords and messages then cross the network readable by anyone on the way.
+    Any,
+}
+
+impl PlaintextFrom {
+    /// Whether an unencrypted connection from `peer` may be served (`loopback_is_remote`:
+    /// the tests' way of being another machine).
+    pub fn allows(self, peer: std::net::IpAddr, loopback_is_remote: bool) -> bool {
+        match self {
+            PlaintextFrom::Any => true,
+            PlaintextFrom::Loopback => peer.to_canonical().is_loopback() && !loopback_is_remote,
+        }
+    }
+}
+
 /// Where a service's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertSource {
@@ -89,6 +111,34 @@ impl CertSource {
             CertSource::Generated { dir, .. } => (dir.join("cert.pem"), dir.join("key.pem")),
         }
     }
+}
+
+/// The names a self-signed certificate is made for: localhost, the loopback addresses, this
+/// machine's name, each specific --listen address, and each --tls-name.
+pub fn certificate_names(listen: &[std::net::SocketAddr], extra: &[String]) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_owned());
+        }
+    }
+    names.extend(
+        listen
+            .iter()
+            .map(std::net::SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+            .map(|ip| ip.to_string()),
+    );
+    names.extend(
+        extra
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty()),
+    );
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
 }
 
 /// A certificate chain and its key, checked, ready to serve.

@@ -12,12 +12,13 @@ mod limits;
 mod tls;
 
 pub use limits::LimitArgs;
-pub use tls::{TlsArgs, certificate_names};
+pub use tls::TlsArgs;
 
 use crate::limits::LimitsConfig;
 use crate::ratelimit::RateConfig;
 use crate::store::Retention;
 use chat_service::tls::CertSource;
+pub use chat_service::tls::PlaintextFrom;
 
 /// Default chat port.
 pub const DEFAULT_PORT: u16 = 12345;
@@ -83,16 +84,6 @@ pub struct TlsConfig {
     pub source: CertSource,
     /// Where unencrypted connections are still served from.
     pub plaintext_from: PlaintextFrom,
-}
-
-/// Where a server with TLS still serves unencrypted connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum PlaintextFrom {
-    /// The server's own machine (loopback addresses): local scripts, tests, benchmarks.
-    #[default]
-    Loopback,
-    /// Anywhere: passwords and messages then cross the network readable by anyone on the way.
-    Any,
 }
 
 /// What `chat-server` does instead of serving.

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use chat_service::tls::CertSource;
+use chat_service::tls::{CertSource, certificate_names};
 use clap::Args;
 
 use super::{PlaintextFrom, TlsConfig};
@@ -66,32 +66,4 @@ impl TlsArgs {
             plaintext_from: self.plaintext_from,
         }
     }
-}
-
-/// The names a self-signed certificate is made for: localhost, the loopback addresses, this
-/// machine's name, each specific --listen address, and each --tls-name.
-pub fn certificate_names(listen: &[SocketAddr], extra: &[String]) -> Vec<String> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let host = host.trim();
-        if !host.is_empty() {
-            names.push(host.to_owned());
-        }
-    }
-    names.extend(
-        listen
-            .iter()
-            .map(SocketAddr::ip)
-            .filter(|ip| !ip.is_unspecified())
-            .map(|ip| ip.to_string()),
-    );
-    names.extend(
-        extra
-            .iter()
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty()),
-    );
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
-    names
 }

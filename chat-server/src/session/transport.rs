@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 
 use super::Shared;
 use super::handshake::Refusal;
-use crate::config::PlaintextFrom;
 use crate::wire::{TlsLink, WireRead, WireWrite};
 
 /// The connection's two ends, or why there are none: a refusal to tell in plain words, or
@@ -68,12 +67,8 @@ impl Shared {
         let Some(tls) = &self.config.tls else {
             return true;
         };
-        match tls.plaintext_from {
-            PlaintextFrom::Any => true,
-            PlaintextFrom::Loopback => {
-                peer.ip().to_canonical().is_loopback() && !self.config.loopback_is_remote
-            }
-        }
+        tls.plaintext_from
+            .allows(peer.ip(), self.config.loopback_is_remote)
     }
 }
 
