@@ -8,6 +8,6 @@ pub mod listen;
 pub mod secret;
 pub mod signals;
 
-pub use listen::{ListenError, Listeners, accept, parse_listen, parse_listen_all};
+pub use listen::{ListenError, Listeners, accept, bind_one, parse_listen, parse_listen_all};
 pub use secret::Secret;
 pub use signals::ShutdownSignals;
