@@ -1,5 +1,6 @@
 //! The server's console, on the real binary: plain text when standard error is not a terminal,
-//! and one clear line when a port is taken.
+//! one clear line when a port is taken, and a monitor link that stays the same across restarts
+//! (the token kept in the data folder).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -86,6 +87,51 @@ fn the_console_has_no_colour_codes_when_it_is_not_a_terminal() {
     for line in &lines {
         assert!(!line.contains('\x1b'), "an escape code in {line:?}");
     }
+}
+
+#[test]
+fn the_monitor_link_survives_a_restart_and_its_token_file_is_private() {
+    let home = tempfile::tempdir().expect("tmp");
+    let link = |server: &Server| {
+        let lines = server.until("monitor: open");
+        let last = lines.last().expect("a line").clone();
+        last.split("monitor: open ")
+            .nth(1)
+            .expect("the link")
+            .trim()
+            .to_owned()
+    };
+    let first = start(home.path(), &FREE_PORTS);
+    let before = link(&first);
+    drop(first);
+    let second = start(home.path(), &FREE_PORTS);
+    let after = link(&second);
+    let token = |url: &str| url.split("?token=").nth(1).expect("a token").to_owned();
+    assert_eq!(token(&before), token(&after), "{before} then {after}");
+
+    let file = home.path().join("data/chat-suite/monitor-token");
+    let kept = std::fs::read_to_string(&file).expect("the token file");
+    assert_eq!(kept.trim(), token(&after));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+    }
+    // Given on the command line, the token is that one, and the file stays as it was.
+    let third = start(
+        home.path(),
+        &[
+            &FREE_PORTS[..],
+            &["--monitor-token", "given-on-the-command-line"],
+        ]
+        .concat(),
+    );
+    assert!(link(&third).ends_with("?token=given-on-the-command-line"));
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), kept);
 }
 
 #[test]

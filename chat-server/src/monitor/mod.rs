@@ -7,6 +7,7 @@
 //! behind is dropped (and told why) instead of slowing anything down.
 
 pub mod http;
+pub mod token;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
