@@ -138,15 +138,57 @@ fn tab_switching_and_activity() {
     alt(&mut app, 'a');
     assert_eq!(app.active, 0, "no activity left: stays");
 
-    // Ctrl-W closes a tab, but not the lobby.
+    // Alt-W closes a tab, but not the lobby.
     alt(&mut app, '3');
-    ctrl(&mut app, 'w');
+    alt(&mut app, 'w');
     assert_eq!(titles(&app), ["lobby", "bob", "dave"]);
     assert_eq!(app.active, 1);
     alt(&mut app, '1');
-    ctrl(&mut app, 'w');
+    alt(&mut app, 'w');
     assert_eq!(titles(&app), ["lobby", "bob", "dave"]);
     assert!(last_text(&app, 0).contains("cannot be closed"));
+}
+
+#[test]
+fn readline_keys_edit_the_line_and_alt_w_closes_the_tab() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    enter_line(&mut app, "/query bob");
+    assert_eq!(app.active, 1);
+    // Ctrl-W deletes the word before the cursor (blanks separate words, as in a shell) and
+    // leaves the tab alone.
+    type_text(&mut app, "see you at half-past  ");
+    ctrl(&mut app, 'w');
+    assert_eq!(app.input_text(), "see you at ");
+    assert_eq!(titles(&app), ["lobby", "bob"], "Ctrl-W keeps the tab");
+    // Alt-Backspace deletes by word characters.
+    type_text(&mut app, "half-past");
+    press_with(&mut app, KeyCode::Backspace, KeyModifiers::ALT);
+    assert_eq!(app.input_text(), "see you at half-");
+    // Alt-B and Alt-F move by words; Ctrl-K deletes to the end, Ctrl-Y puts it back.
+    alt(&mut app, 'b');
+    alt(&mut app, 'b');
+    ctrl(&mut app, 'k');
+    assert_eq!(app.input_text(), "see you ");
+    ctrl(&mut app, 'y');
+    assert_eq!(app.input_text(), "see you at half-");
+    // Ctrl-A and Ctrl-E go to the start and the end; Ctrl-U deletes up to the cursor.
+    ctrl(&mut app, 'a');
+    type_text(&mut app, "ok, ");
+    ctrl(&mut app, 'e');
+    type_text(&mut app, "past four");
+    assert_eq!(app.input_text(), "ok, see you at half-past four");
+    alt(&mut app, 'b');
+    ctrl(&mut app, 'u');
+    assert_eq!(app.input_text(), "four");
+    ctrl(&mut app, 'e');
+    alt(&mut app, 'b');
+    alt(&mut app, 'f');
+    type_text(&mut app, "!");
+    assert_eq!(app.input_text(), "four!");
+    // Alt-W closes the tab (the text typed stays in the input line).
+    alt(&mut app, 'w');
+    assert_eq!(titles(&app), ["lobby"]);
+    assert_eq!(app.input_text(), "four!");
 }
 
 #[test]
@@ -166,7 +208,6 @@ fn input_history_recalls_sent_lines_and_keeps_the_draft() {
     press(&mut app, KeyCode::Down);
     assert_eq!(app.input_text(), "draft");
     // A recalled line is sent as is.
-    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL); // (textarea: undo)
     let mut app = connected("alice", &["alice"]);
     enter_line(&mut app, "again");
     press(&mut app, KeyCode::Up);
@@ -878,7 +919,7 @@ fn a_joined_room_gets_a_tab_with_its_history_roster_and_messages() {
     // Closing a room's tab leaves the room; the tab goes when the server confirms.
     alt(&mut app, '2');
     assert_eq!(
-        sent(&ctrl(&mut app, 'w')),
+        sent(&alt(&mut app, 'w')),
         [ClientFrame::Part {
             room: "rust".into()
         }]

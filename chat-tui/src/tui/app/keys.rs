@@ -49,7 +49,8 @@ impl App {
                 self.select_tab((self.active + self.tabs.len() - 1) % self.tabs.len());
                 return Vec::new();
             }
-            KeyCode::Char('w') if ctrl => return self.close_tab(self.active),
+            // Alt-W as in weechat: Ctrl-W is readline's (and so everyone's) word rub-out.
+            KeyCode::Char('w') if alt => return self.close_tab(self.active),
             KeyCode::PageUp => {
                 self.scroll_up(self.page());
                 return Vec::new();
