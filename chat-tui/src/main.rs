@@ -14,8 +14,9 @@ use chat_tui::tui::run::{self, TuiOptions};
 /// chat-tui: terminal client for the chat suite.
 ///
 /// Full-screen by default: tabs for the lobby and private conversations, a roster, and the
-/// keyboard for everything (F1 lists the keys). With --nick and --server both given it
-/// connects at once; otherwise it asks, prefilled from the flags and the configuration file.
+/// keyboard for everything (F1 lists the keys). With a nickname (--nick, CHAT_NICK or the
+/// configuration file) it connects at once; otherwise, or when the server refuses, it asks,
+/// prefilled from the flags and the configuration file.
 ///
 /// --plain is the line mode for scripts, bots and dumb terminals: one line per event on
 /// standard output, messages and commands read from standard input (/help lists them).
@@ -87,7 +88,6 @@ fn main() -> ExitCode {
         }
         None => config::FileConfig::default(),
     };
-    let connect_now = cli.nick.is_some() && cli.server.is_some();
     let nick = cli.nick.or(file.nick);
     let server = cli
         .server
@@ -130,7 +130,6 @@ fn main() -> ExitCode {
             nick,
             password: cli.password,
             server,
-            connect_now,
             app,
         }))
     };

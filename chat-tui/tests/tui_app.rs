@@ -703,6 +703,60 @@ fn quitting_says_goodbye_when_connected_and_exits_at_once_otherwise() {
 }
 
 #[test]
+fn a_known_nickname_connects_at_once_and_a_refusal_brings_the_form_back() {
+    use chat_tui::tui::run::{TuiOptions, start};
+    let opts = |nick: Option<&str>| TuiOptions {
+        nick: nick.map(str::to_owned),
+        password: None,
+        server: "127.0.0.1:12345".to_owned(),
+        app: options(),
+    };
+    // The nickname alone (from --nick, CHAT_NICK or the configuration file; the server is
+    // the default one): no form to fill in.
+    let (mut app, effects) = start(opts(Some("alice")), std::time::Instant::now());
+    assert!(
+        matches!(&effects[..], [Effect::Connect { nick, .. }] if nick == "alice"),
+        "{effects:?}"
+    );
+    net(
+        &mut app,
+        NetEvent::Connected(Box::new(welcome("alice", &["alice"]))),
+    );
+    assert!(matches!(app.screen, Screen::Main));
+    // Refused: the form, with the reason, prefilled for another try.
+    let (mut app, _) = start(opts(Some("alice")), std::time::Instant::now());
+    net(
+        &mut app,
+        NetEvent::Failed {
+            message: "the nickname is registered: give its password".to_owned(),
+            retry: false,
+        },
+    );
+    let Screen::Connect(form) = &app.screen else {
+        panic!("the form comes back");
+    };
+    assert!(
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("registered"))
+    );
+    assert_eq!(form.nick.lines(), ["alice"]);
+    // Nothing known (or only blanks): the form asks, and nothing is sent.
+    for nick in [None, Some("  ")] {
+        let (app, effects) = start(opts(nick), std::time::Instant::now());
+        assert!(effects.is_empty(), "{effects:?}");
+        assert!(matches!(app.screen, Screen::Connect(_)));
+    }
+    // A nickname no server would accept: the form says why, and nothing is sent.
+    let (app, effects) = start(opts(Some("no spaces please")), std::time::Instant::now());
+    assert!(effects.is_empty(), "{effects:?}");
+    let Screen::Connect(form) = &app.screen else {
+        panic!("the form");
+    };
+    assert!(form.error.is_some());
+}
+
+#[test]
 fn the_connect_screen_explains_what_is_wrong() {
     let mut app = chat_tui::tui::app::App::new(
         None,
