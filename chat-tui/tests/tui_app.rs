@@ -416,6 +416,73 @@ fn a_message_to_someone_offline_waits_for_them_unless_the_server_keeps_it() {
 }
 
 #[test]
+fn a_private_message_to_several_people_has_a_tab_where_replies_go_to_all() {
+    let mut app = connected("alice", &["alice", "bob", "dave", "erin"]);
+    let effects = enter_line(&mut app, "/msg erin,dave hi both");
+    assert_eq!(
+        sent_texts(&effects),
+        [(
+            Target::Users(vec!["erin".into(), "dave".into()]),
+            "hi both".into()
+        )]
+    );
+    echo(&mut app, "alice", &effects, 1);
+    assert_eq!(
+        titles(&app),
+        ["lobby", "erin, dave"],
+        "one tab for the group"
+    );
+    assert_eq!(last_text(&app, 1), "hi both");
+    // Their answers, each to the three of us, come to the same tab.
+    frame(&mut app, private(2, "dave", &["erin", "alice"], "hello", 2));
+    assert_eq!(titles(&app), ["lobby", "erin, dave"]);
+    assert_eq!(last_text(&app, 1), "hello");
+    assert_eq!(app.tabs[1].unread, 1);
+    // A reply typed there goes to both.
+    alt(&mut app, '2');
+    let effects = enter_line(&mut app, "lunch?");
+    assert_eq!(
+        sent_texts(&effects),
+        [(
+            Target::Users(vec!["erin".into(), "dave".into()]),
+            "lunch?".into()
+        )]
+    );
+    // Another set of people is another tab; one person alone is that person's tab.
+    frame(
+        &mut app,
+        private(3, "bob", &["alice", "erin"], "and us?", 3),
+    );
+    frame(&mut app, private(4, "erin", &["alice"], "just you", 3));
+    assert_eq!(titles(&app), ["lobby", "erin, dave", "bob, erin", "erin"]);
+    // /msg to the same people in another order goes to their tab.
+    let effects = enter_line(&mut app, "/msg dave,erin,alice sure");
+    assert_eq!(
+        sent_texts(&effects),
+        [(
+            Target::Users(vec!["dave".into(), "erin".into()]),
+            "sure".into()
+        )],
+        "not to ourselves"
+    );
+    echo(&mut app, "alice", &effects, 5);
+    assert_eq!(titles(&app).len(), 4);
+    assert_eq!(last_text(&app, 1), "sure");
+    // A message kept for one of them is said in the group's tab.
+    frame(
+        &mut app,
+        ServerFrame::Queued {
+            tag: tag_of(&effects),
+            to: vec!["dave".into()],
+        },
+    );
+    assert!(last_text(&app, 1).contains("dave offline: kept"));
+    // Leaving and coming back shows in the group's tab; the completion knows its people.
+    frame(&mut app, left("dave"));
+    assert!(last_text(&app, 1).contains("dave left"));
+}
+
+#[test]
 fn mentions_are_highlighted_and_ring_the_bell() {
     let mut app = connected("alice", &["alice", "bob"]);
     alt(&mut app, '1');

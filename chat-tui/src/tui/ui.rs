@@ -91,9 +91,11 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
         .enumerate()
         .map(|(i, tab)| {
             let mut label = format!(" {}:{}", i + 1, tab.kind.label());
+            // A private tab whose person (or every one of a group) is not online.
             let offline = match &tab.kind {
-                TabKind::Private { nick } => {
-                    app.conn == ConnState::Connected && !app.is_online(nick)
+                TabKind::Private { .. } | TabKind::Group { .. } => {
+                    app.conn == ConnState::Connected
+                        && !tab.kind.people().iter().any(|n| app.is_online(n))
                 }
                 TabKind::Lobby | TabKind::Room { .. } => false,
             };

@@ -76,15 +76,20 @@ impl App {
             None => {}
         }
         if !first {
+            // Each private and group tab says who of its people is there now.
             for i in 1..self.tabs.len() {
-                let TabKind::Private { nick } = &self.tabs[i].kind else {
-                    continue;
-                };
-                let nick = nick.clone();
-                let text = if self.is_online(&nick) {
-                    format!("{nick} is online")
-                } else {
-                    format!("{nick} is not online")
+                let people = self.tabs[i].kind.people().to_vec();
+                let away: Vec<&str> = people
+                    .iter()
+                    .filter(|n| !self.is_online(n))
+                    .map(String::as_str)
+                    .collect();
+                let text = match (&people[..], &away[..]) {
+                    ([], _) => continue,
+                    ([nick], []) => format!("{nick} is online"),
+                    ([nick], _) => format!("{nick} is not online"),
+                    (_, []) => "everyone here is online".to_owned(),
+                    (_, away) => format!("not online: {}", away.join(", ")),
                 };
                 self.notice(i, &text, false);
             }

@@ -208,6 +208,8 @@ pub struct App {
     limits: Option<Limits>,
     next_tag: u64,
     in_flight: HashMap<u64, (TabKind, Pending)>,
+    /// The tag and tab of the message the server confirmed last (a `Queued` follows it).
+    last_echo: Option<(u64, TabKind)>,
     ever_connected: bool,
     /// Pending messages are not sent before this (rate limit).
     flush_at: Option<Instant>,
@@ -257,6 +259,7 @@ impl App {
             limits: None,
             next_tag: 1,
             in_flight: HashMap::new(),
+            last_echo: None,
             ever_connected: false,
             flush_at: None,
             quit_armed: false,

@@ -63,7 +63,7 @@ impl App {
         let target = match &tab {
             TabKind::Lobby => Target::Room(DEFAULT_ROOM.to_owned()),
             TabKind::Room { name } => Target::Room(name.clone()),
-            TabKind::Private { nick } => Target::Users(vec![nick.clone()]),
+            TabKind::Private { .. } | TabKind::Group { .. } => Target::Users(tab.people().to_vec()),
         };
         self.send(tab, target, body)
     }

@@ -31,7 +31,7 @@ impl App {
                 if matches!(&e.code, ErrorCode::NoSuchUser(_))
                     && matches!(&p.to, Target::Users(to) if to.len() == 1) =>
             {
-                let i = self.open_tab(kind.title());
+                let i = self.open_tab(&kind.title());
                 self.requeue(&kind, p);
                 self.notice(
                     i,

@@ -85,7 +85,9 @@ impl App {
         self.notice(0, &format!("{nick} left ({why})"), false);
         self.notice_private(
             &nick,
-            &format!("{nick} left ({why}); messages cannot be sent until they return"),
+            &format!(
+                "{nick} left ({why}); a message reaches them now only if they have an account"
+            ),
         );
         // The name we asked for (held by a stale session of ours, say) is free again.
         if key == fold(&self.requested_nick) && key != fold(&self.nick) {
