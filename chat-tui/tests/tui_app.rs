@@ -372,46 +372,78 @@ fn messages_typed_while_disconnected_are_kept_and_sent_after_reconnecting() {
     assert!(app.tabs.iter().all(|t| t.pending.is_empty()));
 }
 
+/// The server's answer to a private message for someone not online who has no account.
+fn not_online(effects: &[Effect], nick: &str) -> ServerFrame {
+    ServerFrame::Error(ErrorFrame {
+        tag: Some(tag_of(effects)),
+        code: ErrorCode::NoSuchUser(vec![nick.into()]),
+        message: format!("not online: {nick}"),
+    })
+}
+
 #[test]
-fn a_message_to_someone_offline_waits_for_them_unless_the_server_keeps_it() {
+fn a_private_message_nobody_can_receive_comes_back_and_never_goes_to_the_next_holder() {
     let mut app = connected("alice", &["alice", "bob", "zoe"]);
     enter_line(&mut app, "/query bob");
     frame(&mut app, left("bob"));
     assert!(last_text(&app, 1).contains("bob left"));
-    // The server decides: bob is a guest, so it says he is not online ...
+    // The server decides: bob is a guest, so it says he is not online. The message comes
+    // back to the input line, and the tab says so.
     let effects = enter_line(&mut app, "are you there?");
-    let [Effect::Send(ClientFrame::Send(out))] = &effects[..] else {
-        panic!("sent to the server: {effects:?}");
-    };
-    frame(
-        &mut app,
-        ServerFrame::Error(ErrorFrame {
-            tag: Some(out.tag),
-            code: ErrorCode::NoSuchUser(vec!["bob".into()]),
-            message: "not online: bob".into(),
-        }),
+    assert_eq!(sent_texts(&effects).len(), 1, "sent to the server");
+    frame(&mut app, not_online(&effects, "bob"));
+    assert_eq!(app.input_text(), "are you there?");
+    assert!(
+        last_text(&app, 1).contains("not sent"),
+        "{}",
+        last_text(&app, 1)
     );
-    assert!(last_text(&app, 1).contains("stays pending"));
-    // ... and it goes when he is back.
-    frame(&mut app, joined("bob"));
-    assert!(last_text(&app, 1).contains("bob is back"));
-    assert_eq!(app.tabs[1].pending.len(), 0, "sent on his return");
-    // zoe has an account: the server keeps the message for her next login.
+    assert!(app.tabs[1].pending.is_empty(), "nothing waits for the name");
+    // Whoever connects as bob next gets nothing.
+    let effects = frame(&mut app, joined("bob"));
+    assert!(sent(&effects).is_empty(), "{effects:?}");
+
+    // From the lobby, to a name nobody holds: the error is in the lobby, where it was typed,
+    // the line comes back as typed, and no tab is left open for the name.
+    alt(&mut app, '1');
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    let effects = enter_line(&mut app, "/msg bobb my pin is 1234");
+    frame(&mut app, not_online(&effects, "bobb"));
+    assert_eq!(app.input_text(), "/msg bobb my pin is 1234");
+    assert!(last_text(&app, 0).contains("bobb not online"));
+    assert_eq!(titles(&app), ["lobby", "bob"]);
+    assert!(sent(&frame(&mut app, joined("bobb"))).is_empty());
+
+    // Something else typed meanwhile stays; the notice quotes what was not sent.
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    let effects = enter_line(&mut app, "/msg carol hi carol");
+    type_text(&mut app, "draft");
+    frame(&mut app, not_online(&effects, "carol"));
+    assert_eq!(app.input_text(), "draft");
+    assert!(last_text(&app, 0).contains("hi carol"));
+
+    // zoe has an account: the server keeps the message for her next login, and says so in
+    // her tab.
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
     enter_line(&mut app, "/query zoe");
     frame(&mut app, left("zoe"));
     let effects = enter_line(&mut app, "see you tomorrow");
-    assert_eq!(sent_texts(&effects).len(), 1);
+    echo(&mut app, "alice", &effects, 7);
     frame(
         &mut app,
         ServerFrame::Queued {
-            tag: 1,
+            tag: tag_of(&effects),
             to: vec!["zoe".into()],
         },
     );
+    let zoe = titles(&app)
+        .iter()
+        .position(|t| t == "zoe")
+        .expect("zoe's tab");
     assert!(
-        last_text(&app, 2).contains("kept for them"),
+        last_text(&app, zoe).contains("kept for them"),
         "{}",
-        last_text(&app, 2)
+        last_text(&app, zoe)
     );
 }
 
@@ -578,37 +610,7 @@ fn lose(app: &mut chat_tui::tui::app::App) {
 #[test]
 fn errors_and_rate_limits_lose_nothing() {
     let mut app = connected("alice", &["alice", "bob"]);
-    // A private message to someone who is not there waits in their tab.
-    let effects = enter_line(&mut app, "/msg carol hi");
-    frame(
-        &mut app,
-        ServerFrame::Error(ErrorFrame {
-            tag: Some(tag_of(&effects)),
-            code: ErrorCode::NoSuchUser(vec!["carol".into()]),
-            message: "no such user: carol".into(),
-        }),
-    );
-    let carol = app
-        .tabs
-        .iter()
-        .position(|t| {
-            t.kind
-                == TabKind::Private {
-                    nick: "carol".into(),
-                }
-        })
-        .expect("carol's tab");
-    assert!(last_text(&app, carol).contains("carol not online"));
-    assert_eq!(app.tabs[carol].pending.len(), 1);
-    // ...and goes when she comes.
-    let effects = frame(&mut app, joined("carol"));
-    assert_eq!(
-        sent_texts(&effects),
-        [(Target::Users(vec!["carol".into()]), "hi".into())]
-    );
-    assert!(app.tabs[carol].pending.is_empty());
-
-    // Other refusals show the text.
+    // Refusals show the text.
     let effects = enter_line(&mut app, "some text");
     frame(
         &mut app,

@@ -1,7 +1,7 @@
 //! What goes to the server: the typed line submitted (kept in the input history, parsed, and
 //! carried out by [`commands`](super::commands)), requests that need a connection, and
 //! messages, each tagged and kept in flight until the server's echo confirms it, or queued
-//! ([`Pending`]) while disconnected, rate-limited or the recipient is away.
+//! ([`Pending`]) while disconnected or rate-limited.
 
 use std::time::Duration;
 
@@ -56,9 +56,9 @@ impl App {
         }
     }
 
-    /// Sends text typed in a tab to that tab's room or user. A private message to someone
-    /// offline goes to the server too: a registered user gets it at their next login (the
-    /// server says so), anyone else is reported not online.
+    /// Sends text typed in a tab to that tab's room, or to its people. A private message to
+    /// someone offline goes to the server too: a registered user gets it at their next login
+    /// (the server says so); for anyone else it is not sent (see `incoming/errors.rs`).
     pub(super) fn send_to_tab(&mut self, tab: TabKind, body: Body) -> (Vec<Effect>, bool) {
         let target = match &tab {
             TabKind::Lobby => Target::Room(DEFAULT_ROOM.to_owned()),
@@ -90,8 +90,10 @@ impl App {
         (self.flush_pending(), false)
     }
 
-    /// Sends what is pending, as far as the connection, the recipients and the server's rate
-    /// limit allow; schedules the rest.
+    /// Sends what is pending, as far as the connection and the server's rate limit allow;
+    /// schedules the rest. A private message is sent whether its recipient seems online or
+    /// not: the server keeps it for an account, and refuses it for a guest who left. It never
+    /// waits for the nickname to come back, which might be someone else's by then.
     pub(super) fn flush_pending(&mut self) -> Vec<Effect> {
         if self.conn != ConnState::Connected || self.flush_at.is_some_and(|at| at > self.now) {
             return Vec::new();
@@ -106,11 +108,6 @@ impl App {
         let mut waiting = false;
         for i in 0..self.tabs.len() {
             let kind = self.tabs[i].kind.clone();
-            if let TabKind::Private { nick } = &kind
-                && !self.is_online(nick)
-            {
-                continue; // sent when they are back
-            }
             while !self.tabs[i].pending.is_empty() {
                 if effects.len() >= budget {
                     waiting = true;

@@ -38,8 +38,7 @@ impl App {
             roster.retain(|u| fold(&u.nick) != key);
             roster.push(user);
         });
-        // Messages kept for them go now.
-        self.flush_pending()
+        Vec::new()
     }
 
     /// Someone entered room `room` (not the lobby).
