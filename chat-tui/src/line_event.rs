@@ -385,6 +385,32 @@ mod tests {
     }
 
     #[test]
+    fn earlier_messages_of_another_day_show_their_date() {
+        let earlier = |at: DateTime<Utc>| {
+            let mut m = msg("alice", None, "one\ntwo", false, false);
+            if let LineEvent::Message { time, history, .. } = &mut m {
+                (*time, *history) = (at, true);
+            }
+            m
+        };
+        let t = |e: LineEvent| e.to_text_on("me", true, at());
+        assert_eq!(
+            t(earlier(at() - chrono::Duration::hours(2))),
+            "10:04:31 (earlier) <alice> one\n         two",
+            "today's: the time alone"
+        );
+        assert_eq!(
+            t(earlier(at() - chrono::Duration::days(1))),
+            "2026-11-20 12:04:31 (earlier) <alice> one\n                    two"
+        );
+        // Live messages never carry a date: they are from now.
+        assert_eq!(
+            msg("alice", None, "hi", false, false).to_text_on("me", true, at()),
+            "12:04:31 <alice> hi"
+        );
+    }
+
+    #[test]
     fn nothing_received_can_drive_the_terminal() {
         let line = msg("alice", None, "\u{1b}[2Jboom\u{7}", false, false).to_text("me", true);
         assert!(!line.chars().any(|c| c.is_control()), "{line:?}");

@@ -362,6 +362,11 @@ impl App {
         self.wall
     }
 
+    /// Today, as of the current event, in the time zone the times are shown in.
+    pub fn today(&self) -> chrono::NaiveDate {
+        super::entry::day_of(self.wall, self.opts.utc)
+    }
+
     /// The terminal's size, as of the last [`Event::Resize`]: (width, height).
     pub fn size(&self) -> (u16, u16) {
         self.size

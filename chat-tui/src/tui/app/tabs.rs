@@ -6,9 +6,11 @@ use std::collections::{BTreeSet, VecDeque};
 
 use chat_core::names::fold;
 use chat_core::protocol::{ClientFrame, DEFAULT_ROOM};
+use chrono::NaiveDate;
 
 use super::{App, ConnState, Effect, Entry, EntryKind, Pending};
 use crate::command::unsupported;
+use crate::tui::entry::day_of;
 
 impl App {
     /// Index of the tab for `kind`, a private one opened (without focus) if needed.
@@ -347,5 +349,19 @@ impl Tab {
     pub fn entry(&self, seq: u64) -> Option<&Entry> {
         seq.checked_sub(self.first_seq)
             .and_then(|i| self.entries.get(i as usize))
+    }
+
+    /// The day to announce above entry `seq` ([`day_line`](crate::tui::entry::day_line)):
+    /// its own, when the entry before it is of another day, or, for the first entry, when it
+    /// is not of `today`. Worked out as it is drawn, so that history added above, entries
+    /// dropped from the top and `/clear` leave every day line where it belongs. `utc` says in
+    /// which time zone days are counted.
+    pub fn day_change(&self, seq: u64, today: NaiveDate, utc: bool) -> Option<NaiveDate> {
+        let day = day_of(self.entry(seq)?.at, utc);
+        let before = match seq.checked_sub(1).and_then(|s| self.entry(s)) {
+            Some(entry) => day_of(entry.at, utc),
+            None => today,
+        };
+        (day != before).then_some(day)
     }
 }
