@@ -141,6 +141,9 @@ pub enum LineEvent {
         #[serde(serialize_with = "millis")]
         time: DateTime<Utc>,
         retry_after_ms: u32,
+        /// The message is sent again by itself once `retry_after_ms` has passed (the line
+        /// mode does so for every message it sends).
+        retrying: bool,
     },
     /// The server closed the connection, or it was lost.
     Disconnected {
@@ -249,6 +252,7 @@ impl LineEvent {
             ServerFrame::RateLimited { retry_after_ms, .. } => LineEvent::RateLimited {
                 time: now,
                 retry_after_ms,
+                retrying: false,
             },
             ServerFrame::Bye { reason, message } => LineEvent::Disconnected {
                 time: now,

@@ -70,7 +70,8 @@ Colours are off when NO_COLOR is set.
 
 Exit status: 0 quit (/quit, Ctrl-C, end of input in --plain); 1 error; 2 bad usage;
 with --plain also 3 server unreachable, 4 refused by the server (e.g. nickname rejected),
-5 disconnected by the server or connection lost.";
+5 disconnected by the server or connection lost, 6 some messages could not be delivered
+(named on stderr).";
 
 const DEFAULT_SERVER: &str = "127.0.0.1:12345";
 

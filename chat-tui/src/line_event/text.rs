@@ -211,11 +211,8 @@ impl LineEvent {
             LineEvent::RateLimited {
                 time,
                 retry_after_ms,
-            } => format!(
-                "{} ! rate limited: message not sent; wait {:.1} s",
-                stamp(time),
-                f64::from(*retry_after_ms) / 1000.0
-            ),
+                retrying,
+            } => rate_limited_text(&stamp(time), *retry_after_ms, *retrying),
             LineEvent::Disconnected {
                 time,
                 reason,
@@ -250,6 +247,16 @@ fn dated(t: &DateTime<Utc>, utc: bool, now: DateTime<Utc>) -> String {
         time
     } else {
         format!("{} {time}", day(t).format("%Y-%m-%d"))
+    }
+}
+
+/// A message refused for going too fast, sent again by itself (`retrying`) or not.
+fn rate_limited_text(stamp: &str, retry_after_ms: u32, retrying: bool) -> String {
+    let secs = f64::from(retry_after_ms) / 1000.0;
+    if retrying {
+        format!("{stamp} ! rate limited: sending it again in {secs:.1} s")
+    } else {
+        format!("{stamp} ! rate limited: message not sent; wait {secs:.1} s")
     }
 }
 
