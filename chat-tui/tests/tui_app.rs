@@ -653,6 +653,30 @@ fn rate_limited_messages_are_sent_again_when_the_server_allows() {
 }
 
 #[test]
+fn messages_refused_one_after_another_go_again_in_the_order_sent() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    // Typed faster than the server's answers come back: all three are sent, then refused.
+    let tags: Vec<u64> = ["one", "two", "three"]
+        .iter()
+        .map(|t| tag_of(&enter_line(&mut app, t)))
+        .collect();
+    for tag in tags {
+        frame(
+            &mut app,
+            ServerFrame::RateLimited {
+                tag: Some(tag),
+                retry_after_ms: 1000,
+            },
+        );
+    }
+    enter_line(&mut app, "four");
+    advance(&mut app, Duration::from_millis(1000));
+    let effects = app.update(Event::Tick);
+    let texts: Vec<String> = sent_texts(&effects).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["one", "two", "three", "four"]);
+}
+
+#[test]
 fn a_long_queue_is_sent_at_the_pace_the_server_allows() {
     let mut app = connected("alice", &["alice", "bob"]);
     lose(&mut app);

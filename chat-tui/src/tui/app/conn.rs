@@ -148,10 +148,11 @@ impl App {
             self.notice(0, &format!("disconnected: {message}"), true);
         }
         self.lag = None;
-        // Messages the server never confirmed are sent again after reconnecting, ahead of what
-        // was queued meanwhile and in the order they were sent (newest put in front first).
+        // Messages the server never confirmed are sent again after reconnecting, in the order
+        // they were sent: behind those it refused for going too fast (sent before them, since
+        // the server answers in order) and ahead of what was typed meanwhile.
         let mut unconfirmed: Vec<(u64, (TabKind, Pending))> = self.in_flight.drain().collect();
-        unconfirmed.sort_by_key(|(tag, _)| std::cmp::Reverse(*tag));
+        unconfirmed.sort_by_key(|(tag, _)| *tag);
         for (_, (kind, p)) in unconfirmed {
             self.requeue(&kind, p);
         }

@@ -114,6 +114,7 @@ impl App {
                     break;
                 }
                 let p = self.tabs[i].pending.remove(0);
+                self.tabs[i].refused = 0;
                 effects.push(self.frame_for(kind.clone(), p.to, p.body));
             }
         }
@@ -124,10 +125,15 @@ impl App {
         effects
     }
 
-    /// Puts an unconfirmed message back at the front of its tab's queue.
+    /// Puts a message the server did not take (refused for going too fast, or unconfirmed when
+    /// the connection dropped) back at the front of its tab's queue, behind the ones put back
+    /// before it: called in the order they were sent, it keeps that order.
     pub(super) fn requeue(&mut self, kind: &TabKind, p: Pending) {
         let i = self.tab_for(kind);
-        self.tabs[i].pending.insert(0, p);
+        let tab = &mut self.tabs[i];
+        let at = tab.refused.min(tab.pending.len());
+        tab.pending.insert(at, p);
+        tab.refused = at + 1;
     }
 
     pub(super) fn frame_for(&mut self, tab: TabKind, to: Target, body: Body) -> Effect {

@@ -202,6 +202,10 @@ pub struct Tab {
     pub scroll: Option<Anchor>,
     /// Typed while disconnected; sent in order after reconnecting.
     pub pending: Vec<Pending>,
+    /// How many messages at the front of `pending` were put back (refused by the rate limit,
+    /// or unconfirmed when the connection dropped) since the queue last went out: the next one
+    /// goes behind them, so that they go out again in the order they were first sent.
+    pub(super) refused: usize,
     /// Ids of the messages shown (history replayed after a reconnect is not shown twice).
     pub(super) ids: BTreeSet<u64>,
     /// The oldest and newest message ids shown.
@@ -324,6 +328,7 @@ impl Tab {
             highlight: false,
             scroll: None,
             pending: Vec::new(),
+            refused: 0,
             ids: BTreeSet::new(),
             oldest_id: None,
             newest_id: None,
