@@ -32,7 +32,7 @@ impl App {
         let nick = sanitize_line(&user.nick);
         let guest = if user.relayed { " (relayed guest)" } else { "" };
         self.notice(0, &format!("{nick} joined{guest}"), false);
-        self.notice_private(&nick, &format!("{nick} is back online"));
+        self.notice_private(&nick, &format!("{nick} is online"));
         let key = fold(&user.nick);
         self.change_roster(|roster| {
             roster.retain(|u| fold(&u.nick) != key);
