@@ -155,6 +155,30 @@ impl Drop for Plain {
     }
 }
 
+/// A client of the test's own, to see what arrives.
+async fn watcher(server: &TestServer) -> chat_core::client::TcpClient {
+    connect(&server.addr.to_string(), &ConnectOptions::new("watcher"))
+        .await
+        .expect("connect")
+}
+
+/// The texts of the next `n` chat messages `client` receives, in order.
+async fn texts(client: &mut chat_core::client::TcpClient, n: usize) -> Vec<String> {
+    let mut texts = Vec::new();
+    let got = tokio::time::timeout(WAIT, async {
+        while texts.len() < n {
+            match client.events.next().await {
+                Ok(Some(ServerFrame::Message(m))) => texts.push(m.body.text().to_owned()),
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "only {texts:?} arrived");
+    texts
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_chat_and_send_private_messages() {
     let server = start_server().await;
@@ -216,29 +240,14 @@ async fn two_clients_chat_and_send_private_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piped_input_is_sent_before_the_client_leaves() {
     let server = start_server().await;
-    let mut watcher = connect(&server.addr.to_string(), &ConnectOptions::new("watcher"))
-        .await
-        .expect("connect");
+    let mut watcher = watcher(&server).await;
     let mut bot = Plain::spawn(server.addr, &["--nick", "bot"]);
     bot.type_line("first line");
     bot.type_line("second line");
     bot.close_stdin();
     let (code, _) = bot.finish();
     assert_eq!(code, 0);
-    let mut texts = Vec::new();
-    let got_both = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(frame)) = watcher.events.next().await {
-            if let ServerFrame::Message(m) = frame {
-                texts.push(m.body.text().to_owned());
-                if texts.len() == 2 {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-    assert!(got_both.is_ok(), "{texts:?}");
-    assert_eq!(texts, ["first line", "second line"]);
+    assert_eq!(texts(&mut watcher, 2).await, ["first line", "second line"]);
     server.stop().await;
 }
 
@@ -327,23 +336,6 @@ async fn an_overlong_line_is_refused_locally_and_the_client_stays() {
     server.stop().await;
 }
 
-/// The texts of the next `n` chat messages `client` receives, in order.
-async fn texts(client: &mut chat_core::client::TcpClient, n: usize) -> Vec<String> {
-    let mut texts = Vec::new();
-    let got = tokio::time::timeout(WAIT, async {
-        while texts.len() < n {
-            match client.events.next().await {
-                Ok(Some(ServerFrame::Message(m))) => texts.push(m.body.text().to_owned()),
-                Ok(Some(_)) => {}
-                _ => return,
-            }
-        }
-    })
-    .await;
-    assert!(got.is_ok(), "only {texts:?} arrived");
-    texts
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_piped_line_is_delivered_in_order_through_the_rate_limit() {
     // Five messages back to back, then a mute of a second: fifteen lines go over it twice.
@@ -353,9 +345,7 @@ async fn every_piped_line_is_delivered_in_order_through_the_rate_limit() {
         c.rate.mute = Duration::from_secs(1);
     })
     .await;
-    let mut watcher = connect(&server.addr.to_string(), &ConnectOptions::new("watcher"))
-        .await
-        .expect("connect");
+    let mut watcher = watcher(&server).await;
     let mut bot = Plain::spawn(server.addr, &["--nick", "bot"]);
     let lines: Vec<String> = (1..=15).map(|i| format!("l{i}")).collect();
     for line in &lines {
@@ -373,9 +363,7 @@ async fn every_piped_line_is_delivered_in_order_through_the_rate_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_that_cannot_be_delivered_are_named_and_set_the_exit_status() {
     let server = start_server().await;
-    let mut watcher = connect(&server.addr.to_string(), &ConnectOptions::new("watcher"))
-        .await
-        .expect("connect");
+    let mut watcher = watcher(&server).await;
     let mut bot = Plain::spawn(server.addr, &["--nick", "bot"]);
     bot.type_line("before");
     bot.type_line("/msg nobody are you there?");
