@@ -171,7 +171,7 @@ pub struct Relay {
 impl Relay {
     /// Binds every listen address and opens the log file.
     pub async fn bind(config: Config) -> Result<Relay, RelayError> {
-        let listeners = chat_service::Listeners::bind_for(&config.listen, Some("--port")).await?;
+        let listeners = chat_service::Listeners::bind(&config.listen).await?;
         let log = match &config.log_file {
             Some(path) => Some(log::open(path).map_err(|source| RelayError::Log {
                 path: path.clone(),

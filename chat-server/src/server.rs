@@ -22,7 +22,7 @@ use crate::monitor::{Monitor, random_token};
 use crate::session::{self, Shared};
 use crate::stats::Stats;
 use crate::store::{Snapshot, SqliteStore, Store, StoreError, StoreHandle};
-use chat_service::{ListenError, Listeners, Secret, accept, bind_one};
+use chat_service::{ListenError, Listeners, Secret, accept};
 
 /// Commands that may wait for the hub before sessions stop reading their sockets.
 const HUB_QUEUE: usize = 4096;
@@ -102,7 +102,7 @@ impl Server {
     /// Binds every listening address, opens the message log and the database (applying its
     /// migrations) and loads what the server keeps in memory.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let listeners = Listeners::bind_for(&config.listen, Some("--port")).await?;
+        let listeners = Listeners::bind(&config.listen).await?;
         let (store, snapshot) = open_store(&config.db, config.history_replay)?;
         let log = match &config.log_file {
             Some(path) => Some(eventlog::open(path).map_err(|source| ServerError::Log {
@@ -114,11 +114,11 @@ impl Server {
         let monitor = match &config.monitor {
             Some(m) => {
                 let http = SocketAddr::new(m.listen, m.http_port);
-                let http = bind_one(http, Some("--http-port")).await?;
+                let http = chat_service::bind_one(http, Some("--http-port")).await?;
                 let ws = match m.ws_port {
                     Some(port) => {
                         let ws = SocketAddr::new(m.listen, port);
-                        Some(bind_one(ws, Some("--ws-port")).await?)
+                        Some(chat_service::bind_one(ws, Some("--ws-port")).await?)
                     }
                     None => None,
                 };

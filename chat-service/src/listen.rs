@@ -67,9 +67,11 @@ pub fn parse_listen_all(values: &[String], port: u16) -> Result<Vec<SocketAddr>,
 pub struct Listeners(Vec<TcpListener>);
 
 impl Listeners {
-    /// Binds every address, in order; the first failure names its address.
+    /// Binds every address, in order; the first failure names its address. These are a
+    /// service's main listeners, whose port `--port` sets (the server's and the relay's
+    /// alike): an address in use is reported with that flag.
     pub async fn bind(addrs: &[SocketAddr]) -> Result<Listeners, ListenError> {
-        Self::bind_for(addrs, None).await
+        Self::bind_for(addrs, Some("--port")).await
     }
 
     /// [`Listeners::bind`], for addresses whose port `flag` sets: an address in use is

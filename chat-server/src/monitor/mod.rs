@@ -6,8 +6,9 @@
 //! that follow: no gap, no duplicate. Each viewer has a bounded queue; a viewer that falls
 //! behind is dropped (and told why) instead of slowing anything down.
 
-pub mod http;
 pub mod token;
+
+pub mod http;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
