@@ -5,6 +5,8 @@
 const MAX_ROWS = 5000;          // rows kept in the page
 const CHART_SECONDS = 300;      // the chart's window
 const STATS_EVERY_MS = 2000;    // how often /stats is asked
+const LONG_TEXT = 400;          // characters from which a text is shown folded to six lines
+const MAX_TITLE = 2000;         // characters of a folded text in its tooltip
 
 // The token comes from the page's own address; it is sent only back to this server (the
 // feed's address, the Authorization header of /stats), and the server's
@@ -49,6 +51,12 @@ feed.addEventListener("scroll", () => {
   if (following) liveButton.hidden = true;
 });
 liveButton.addEventListener("click", () => { following = true; liveButton.hidden = true; scrollToBottom(); });
+
+// A folded text opens (and closes) with a click; selecting text in it does not toggle it.
+tbody.addEventListener("click", (e) => {
+  const div = e.target.closest("td.text div.long");
+  if (div && !String(getSelection())) div.classList.toggle("open");
+});
 
 // ----- rendering one record -----
 function fmtTime(ts) {
@@ -97,10 +105,19 @@ function addRecord(r) {
   row.dataset.group = group;
   row.dataset.seq = r.seq;
   if (cls) row.className = cls;
-  for (const [c, v] of [["time", fmtTime(r.ts)], ["kind", label], ["from", from], ["to", to], ["text", text]]) {
+  for (const [c, v] of [["time", fmtTime(r.ts)], ["kind", label], ["from", from], ["to", to]]) {
     const cell = row.insertCell();
     cell.className = c;
     cell.textContent = v; // never innerHTML: the text comes from chat users
+    if (c !== "time" && v) cell.title = v; // whole, where the cell cuts it short
+  }
+  const cell = row.insertCell();
+  cell.className = "text";
+  const div = cell.appendChild(document.createElement("div"));
+  div.textContent = text;
+  if (text.length > LONG_TEXT || text.split("\n").length > 6) {
+    div.className = "long"; // six lines shown; a click shows the rest
+    cell.title = text.length > MAX_TITLE ? text.slice(0, MAX_TITLE) + "…" : text;
   }
   row.hidden = !visible(row);
   while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(0);
@@ -120,9 +137,26 @@ function addGap(missed) {
 // ----- the feed, with automatic reconnection -----
 let lastSeq = 0, lastTs = "";
 let retry = 1000;
+let refused = false; // the server no longer accepts this page's token: nothing is retried
 function setState(cls, text) { stateEl.className = "state " + cls; stateEl.textContent = text; }
+function tokenRefused() {
+  refused = true;
+  setState("down", "the token was refused: open the new link from the server's console");
+}
+// The numbers of the moment; also how the page learns whether its token is still accepted.
+function askStats() {
+  return fetch("stats", { cache: "no-store", headers: { Authorization: `Bearer ${token}` } });
+}
+// A WebSocket that fails does not say why; /stats does (401 for a token it does not know).
+async function tokenStillAccepted() {
+  try {
+    const res = await askStats();
+    return res.status !== 401;
+  } catch (e) { return true; } // the server is away: try again later
+}
 function connect() {
   if (!token) { setState("down", "no token: open the URL chat-server printed"); return; }
+  if (refused) return;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(token)}`);
   setState("connecting", "connecting…");
@@ -141,7 +175,8 @@ function connect() {
     addRecord(r);
     if (follow) scrollToBottom(); else liveButton.hidden = false;
   };
-  ws.onclose = (e) => {
+  ws.onclose = async (e) => {
+    if (!(await tokenStillAccepted())) { tokenRefused(); return; }
     const why = e.reason ? ` (${e.reason})` : "";
     setState("down", `disconnected${why} — reconnecting in ${Math.round(retry / 1000)} s`);
     setTimeout(connect, retry);
@@ -158,8 +193,10 @@ function countMessage(ts) {
 }
 let lastTotal = null, lastTime = null;
 async function pollStats() {
+  if (refused) return;
   try {
-    const res = await fetch("stats", { cache: "no-store", headers: { Authorization: `Bearer ${token}` } });
+    const res = await askStats();
+    if (res.status === 401) { tokenRefused(); return; }
     if (!res.ok) throw new Error(res.status);
     const s = await res.json();
     const now = Date.now();

@@ -124,7 +124,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
              and lost when the server stops; give --db PATH to keep them"
         );
     }
-    let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
+    let data_dir = dirs.as_ref().map(|d| d.data_dir());
+    let mut config = cli.into_config(data_dir)?;
+    let token_file = keep_monitor_token(&mut config, data_dir);
     let server = Server::bind(config.clone())
         .await
         .context("cannot start the server")?;
@@ -161,6 +163,12 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     match server.monitor() {
         Some(m) => {
             tracing::info!("monitor: open {}", m.url());
+            if let Some(path) = &token_file {
+                tracing::info!(
+                    "monitor: token kept in {} (delete it for a new one)",
+                    path.display()
+                );
+            }
             if let Some(ws) = m.ws {
                 tracing::info!("monitor: WebSocket feed also on ws://{ws}/?token=...");
             }
@@ -177,6 +185,35 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         })
         .await;
     Ok(())
+}
+
+/// Without `--monitor-token`, the monitor's token is the one kept in the data folder (made
+/// there the first time), so that the link printed at start, and an open monitor tab, still
+/// work after a restart. Returns the file it is kept in; `None` when the token was given, there
+/// is no monitor or no data folder, or the file cannot be used (then the token is a new one, as
+/// the console says).
+fn keep_monitor_token(
+    config: &mut chat_server::Config,
+    data_dir: Option<&std::path::Path>,
+) -> Option<std::path::PathBuf> {
+    let monitor = config.monitor.as_mut()?;
+    if monitor.token.is_some() {
+        return None;
+    }
+    let path = data_dir?.join(chat_server::monitor::token::TOKEN_FILE);
+    match chat_server::monitor::token::kept_token(&path) {
+        Ok(token) => {
+            monitor.token = Some(token);
+            Some(path)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot keep the monitor token in {}: {e}; this run's token is a new one",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,11 @@ pub enum Verdict {
     Kick,
 }
 
+/// Keep-alive pings a client may send back to back without touching its message limit.
+const PING_BURST: f64 = 4.0;
+/// Keep-alive pings allowed per second after that burst (clients ping every few seconds).
+const PINGS_PER_SEC: f64 = 2.0;
+
 /// One connection's flood control state.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -72,6 +77,9 @@ pub struct RateLimiter {
     last: Instant,
     muted_until: Option<Instant>,
     strikes: u32,
+    /// The keep-alive pings' own bucket (see [`RateLimiter::ping`]).
+    pings: f64,
+    last_ping: Instant,
 }
 
 impl RateLimiter {
@@ -84,6 +92,25 @@ impl RateLimiter {
             last: now,
             muted_until: None,
             strikes: 0,
+            pings: PING_BURST,
+            last_ping: now,
+        }
+    }
+
+    /// Whether a keep-alive ping arriving at `now` is within the pings' own allowance (a few
+    /// per second). Such a ping is answered whatever the message limit says, and takes nothing
+    /// from it: a client muted for sending too fast still hears that its connection is alive,
+    /// rather than concluding it is dead. A ping beyond the allowance is checked like any
+    /// other frame ([`RateLimiter::check`]), so a flood of pings is muted, then disconnected.
+    pub fn ping(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last_ping).as_secs_f64();
+        self.last_ping = now;
+        self.pings = (self.pings + elapsed * PINGS_PER_SEC).min(PING_BURST);
+        if self.pings >= 1.0 {
+            self.pings -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -171,6 +198,28 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(rl.check(later), Verdict::Allow);
         }
+    }
+
+    #[test]
+    fn pings_have_their_own_allowance_and_a_flood_of_them_is_limited() {
+        let t0 = Instant::now();
+        let mut rl = RateLimiter::new(config(), t0);
+        for _ in 0..3 {
+            rl.check(t0);
+        }
+        assert!(matches!(rl.check(t0), Verdict::Refuse { .. }), "muted");
+        // Muted for messages, a keep-alive is still within its own allowance.
+        assert!(rl.ping(t0));
+        // A steady ping every half second never runs out.
+        for i in 1..100 {
+            assert!(rl.ping(t0 + Duration::from_millis(500 * i)));
+        }
+        let t1 = t0 + Duration::from_secs(50);
+        let allowed = (0..20).filter(|_| rl.ping(t1)).count();
+        assert!(
+            allowed < 8,
+            "{allowed} pings at once: the allowance is a few"
+        );
     }
 
     #[test]

@@ -131,11 +131,14 @@ impl Server {
         };
         let monitor = match &config.monitor {
             Some(m) => {
-                let mut addrs = vec![SocketAddr::new(m.listen, m.http_port)];
-                addrs.extend(m.ws_port.map(|port| SocketAddr::new(m.listen, port)));
-                let mut bound = Listeners::bind(&addrs).await?.into_inner().into_iter();
-                let (Some(http), ws) = (bound.next(), bound.next()) else {
-                    unreachable!("bind_all returns one listener per address")
+                let http = SocketAddr::new(m.listen, m.http_port);
+                let http = chat_service::bind_one(http, Some("--http-port")).await?;
+                let ws = match m.ws_port {
+                    Some(port) => {
+                        let ws = SocketAddr::new(m.listen, port);
+                        Some(chat_service::bind_one(ws, Some("--ws-port")).await?)
+                    }
+                    None => None,
                 };
                 Some(BoundMonitor {
                     http,

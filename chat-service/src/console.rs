@@ -1,14 +1,44 @@
 //! The console: what an operator reads on standard error.
 
+use std::ffi::OsStr;
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
-/// Logs to standard error at `info` (or what `RUST_LOG` says), without module paths.
+/// Logs to standard error at `info` (or what `RUST_LOG` says), without module paths, in colour
+/// only when standard error is a terminal and `NO_COLOR` is not set: journald, a file or a
+/// pipe get plain text.
 pub fn init_logging() {
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .init();
+}
+
+/// Whether to write colour escape codes: only to a terminal, and never when `NO_COLOR` is set
+/// to anything but the empty string (<https://no-color.org>).
+pub fn use_colour(terminal: bool, no_color: Option<&OsStr>) -> bool {
+    terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new("1"))));
+    }
 }

@@ -9,6 +9,6 @@ pub mod secret;
 pub mod signals;
 pub mod tls;
 
-pub use listen::{ListenError, Listeners, accept, parse_listen, parse_listen_all};
+pub use listen::{ListenError, Listeners, accept, bind_one, parse_listen, parse_listen_all};
 pub use secret::Secret;
 pub use signals::ShutdownSignals;

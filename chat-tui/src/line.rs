@@ -14,6 +14,9 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::command::{Command, parse, room_name};
+use deliver::{Answer, Delivery};
+
+mod deliver;
 use crate::line_event::LineEvent;
 use crate::sanitize::sanitize_line;
 use chat_core::names::fold;
@@ -47,6 +50,9 @@ pub mod exit {
     pub const REFUSED: u8 = 4;
     /// The connection was closed by the server or lost.
     pub const DISCONNECTED: u8 = 5;
+    /// The user quit (or the input ended), but some messages could not be delivered (each is
+    /// named on standard error).
+    pub const UNDELIVERED: u8 = 6;
 }
 
 /// Time allowed for the server to confirm a quit.
@@ -67,12 +73,10 @@ pub async fn run(opts: LineOptions) -> u8 {
         Ok(client) => client,
         Err(code) => return code,
     };
-    let me = client.welcome.nick.clone();
-    let max_len = client.welcome.limits.max_message_len as usize;
     let mut out = Output {
         json: opts.json,
         utc: opts.utc,
-        me: me.clone(),
+        me: client.welcome.nick.clone(),
     };
     if out
         .show(&LineEvent::welcome(&client.welcome, &opts.server))
@@ -85,6 +89,44 @@ pub async fn run(opts: LineOptions) -> u8 {
     {
         return exit::ERROR;
     }
+    let mut delivery = Delivery::default();
+    let mut io = Io {
+        input,
+        interrupt,
+        out,
+    };
+    let code = chat(client, &mut io, &mut delivery).await;
+    finish(code, delivery)
+}
+
+/// The exit status once the session ended with `code`: a quit that left lines undelivered
+/// is [`exit::UNDELIVERED`]; whatever the status, the lines not delivered are named.
+fn finish(code: u8, delivery: Delivery) -> u8 {
+    let Some(report) = delivery.report() else {
+        return code;
+    };
+    eprintln!("chat-tui: {report}");
+    if code == exit::QUIT {
+        exit::UNDELIVERED
+    } else {
+        code
+    }
+}
+
+/// What the session reads from and writes to.
+struct Io {
+    input: mpsc::Receiver<String>,
+    interrupt: Interrupt,
+    out: Output,
+}
+
+/// The session: lines read and carried out, frames shown, until it ends; returns the exit
+/// status. The next line is read only once the message before it is answered (see
+/// [`Delivery`]).
+async fn chat(client: TcpClient, io: &mut Io, delivery: &mut Delivery) -> u8 {
+    let me = client.welcome.nick.clone();
+    let max_len = client.welcome.limits.max_message_len as usize;
+    let version = client.welcome.version;
     let mut sender = client.sender;
     let mut events = client.events;
     let mut rooms = Rooms::default();
@@ -92,45 +134,74 @@ pub async fn run(opts: LineOptions) -> u8 {
     let mut quitting = false;
     let quit_deadline = tokio::time::sleep(Duration::from_secs(86_400));
     tokio::pin!(quit_deadline);
+    let retry = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(retry);
 
     loop {
-        let command = tokio::select! {
-            line = input.recv(), if !quitting => match line {
-                Some(line) => parse(&line),
-                None => Some(Command::Quit(String::new())), // end of input
+        let (command, line) = tokio::select! {
+            line = io.input.recv(), if !quitting && delivery.idle() => match line {
+                Some(line) => (parse(&line), Some((delivery.read(), line))),
+                None => (Some(Command::Quit(String::new())), None), // end of input
             },
             frame = events.next() => {
-                match frame {
-                    Ok(Some(frame)) => {
-                        match show_frame(frame, &me, &mut out, &mut rooms, &mut sender).await {
-                            Some(code) => return code,
-                            None => continue,
-                        }
-                    }
+                let frame = match frame {
+                    Ok(Some(frame)) => frame,
                     Ok(None) if quitting => return exit::QUIT,
                     Ok(None) => {
-                        let _ = out.show(&lost("the server closed the connection"));
+                        let _ = io.out.show(&lost("the server closed the connection"));
                         return exit::DISCONNECTED;
                     }
                     Err(e) => {
-                        let _ = out.show(&lost(&e.to_string()));
+                        let _ = io.out.show(&lost(&e.to_string()));
                         return if quitting { exit::QUIT } else { exit::DISCONNECTED };
                     }
+                };
+                let answer = delivery.answer(&frame, tokio::time::Instant::now());
+                if let (Answer::Retry(_), Some(at)) = (answer, delivery.retry_at()) {
+                    retry.as_mut().reset(at);
                 }
+                match show_frame(frame, &me, answer, &mut io.out, &mut rooms, &mut sender).await {
+                    Some(code) => return code,
+                    None => continue,
+                }
+            }
+            // A message refused for going too fast goes again, now that it may.
+            () = &mut retry, if delivery.retry_at().is_some() => {
+                let Some((n, text, message)) = delivery.take_retry() else { continue };
+                match message.send(&mut sender).await {
+                    Ok(Some(tag)) => delivery.sent(tag, n, text, message),
+                    Ok(None) => {}
+                    Err(e) => {
+                        delivery.refused(n, text, e.to_string());
+                        if let Some(code) = after_send(Err(e), quitting, &mut io.out) {
+                            return code;
+                        }
+                    }
+                }
+                continue;
             }
             // The server did not confirm in time; we said goodbye, so this is still a quit.
             () = &mut quit_deadline, if quitting => return exit::QUIT,
-            () = interrupt.recv() => {
+            () = io.interrupt.recv() => {
                 if quitting {
                     return exit::QUIT; // a second Ctrl-C does not wait
                 }
-                Some(Command::Quit(String::new()))
+                (Some(Command::Quit(String::new())), None)
             }
         };
-        let send = match step(command, &mut rooms, max_len, client.welcome.version) {
+        let send = match step(command, &mut rooms, max_len, version) {
             Step::Nothing => continue,
             Step::Show(ev) => {
-                if out.show(&ev).is_err() {
+                if io.out.show(&ev).is_err() {
+                    return exit::ERROR;
+                }
+                continue;
+            }
+            Step::NotSent(ev, why) => {
+                if let Some((n, text)) = line {
+                    delivery.refused(n, text, why);
+                }
+                if io.out.show(&ev).is_err() {
                     return exit::ERROR;
                 }
                 continue;
@@ -146,10 +217,13 @@ pub async fn run(opts: LineOptions) -> u8 {
         // A send can block if the server stops reading; Ctrl-C and the quit deadline still work.
         let result = tokio::select! {
             res = send.send(&mut sender) => res,
-            () = interrupt.recv() => return exit::QUIT,
+            () = io.interrupt.recv() => return exit::QUIT,
             () = &mut quit_deadline, if quitting => return exit::QUIT,
         };
-        if let Some(code) = after_send(result, quitting, &mut out) {
+        if let (Ok(Some(tag)), Some((n, text))) = (&result, line) {
+            delivery.sent(*tag, n, text, send);
+        }
+        if let Some(code) = after_send(result.map(drop), quitting, &mut io.out) {
             return code;
         }
     }
@@ -221,11 +295,13 @@ async fn open(
     })
 }
 
-/// Shows a frame from the server (and a change of the current room it makes); returns the
-/// exit status when it ends the session.
+/// Shows a frame from the server (and a change of the current room it makes), `answer` being
+/// what it says of the message waiting for one; returns the exit status when it ends the
+/// session.
 async fn show_frame<W>(
     frame: ServerFrame,
     me: &str,
+    answer: Answer,
     out: &mut Output,
     rooms: &mut Rooms,
     sender: &mut ClientSender<W>,
@@ -243,7 +319,14 @@ where
         ServerFrame::Offline(messages) => messages.last().map(|m| m.id),
         _ => None,
     };
-    for ev in LineEvent::from_frame(frame, me).iter().chain(&switched) {
+    let mut shown = LineEvent::from_frame(frame, me);
+    for ev in &mut shown {
+        // Our message, refused for going too fast, is sent again by itself.
+        if let LineEvent::RateLimited { retrying, .. } = ev {
+            *retrying = matches!(answer, Answer::Retry(_));
+        }
+    }
+    for ev in shown.iter().chain(&switched) {
         if out.show(ev).is_err() {
             return Some(exit::ERROR);
         }
@@ -268,6 +351,8 @@ enum Step {
     Nothing,
     /// Something to show, and nothing to send.
     Show(LineEvent),
+    /// A message refused here (why, and what to show): a line not delivered.
+    NotSent(LineEvent, String),
     /// Something to send.
     Send(Outbound),
 }
@@ -298,10 +383,13 @@ fn to_send(command: Option<Command>, rooms: &mut Rooms, max_len: usize) -> Step 
         // Refuse locally what the server would refuse anyway, so a long paste is an error
         // message rather than a failed send.
         Command::Say(t) | Command::Me(t) | Command::Msg { text: t, .. } if t.len() > max_len => {
-            Step::Show(LineEvent::error(format!(
-                "message not sent: it is {} bytes long; the limit is {max_len}",
-                t.len()
-            )))
+            Step::NotSent(
+                LineEvent::error(format!(
+                    "message not sent: it is {} bytes long; the limit is {max_len}",
+                    t.len()
+                )),
+                format!("longer than the server's limit of {max_len} bytes"),
+            )
         }
         Command::Help => {
             let lines = crate::command::HELP
@@ -472,6 +560,7 @@ impl Rooms {
 }
 
 /// What the user asked to send.
+#[derive(Clone)]
 enum Outbound {
     Say(String, String),
     Me(String, String),
@@ -481,16 +570,17 @@ enum Outbound {
 }
 
 impl Outbound {
-    async fn send<W>(self, sender: &mut ClientSender<W>) -> Result<(), FrameError>
+    /// Sends it; a message's tag comes back (the server's answer names it).
+    async fn send<W>(&self, sender: &mut ClientSender<W>) -> Result<Option<u64>, FrameError>
     where
         W: tokio::io::AsyncWrite + Unpin,
     {
         match self {
-            Outbound::Say(room, text) => sender.say(&room, text).await.map(drop),
-            Outbound::Me(room, text) => sender.action(&room, text).await.map(drop),
-            Outbound::Msg(to, text) => sender.private(&to, text).await.map(drop),
-            Outbound::Quit(reason) => sender.quit(reason).await,
-            Outbound::Frame(frame) => sender.send(&frame).await,
+            Outbound::Say(room, text) => sender.say(room, text.as_str()).await.map(Some),
+            Outbound::Me(room, text) => sender.action(room, text.as_str()).await.map(Some),
+            Outbound::Msg(to, text) => sender.private(to, text.as_str()).await.map(Some),
+            Outbound::Quit(reason) => sender.quit(reason.as_str()).await.map(|()| None),
+            Outbound::Frame(frame) => sender.send(frame).await.map(|()| None),
         }
     }
 }

@@ -141,6 +141,9 @@ pub enum LineEvent {
         #[serde(serialize_with = "millis")]
         time: DateTime<Utc>,
         retry_after_ms: u32,
+        /// The message is sent again by itself once `retry_after_ms` has passed (the line
+        /// mode does so for every message it sends).
+        retrying: bool,
     },
     /// The server closed the connection, or it was lost.
     Disconnected {
@@ -249,6 +252,7 @@ impl LineEvent {
             ServerFrame::RateLimited { retry_after_ms, .. } => LineEvent::RateLimited {
                 time: now,
                 retry_after_ms,
+                retrying: false,
             },
             ServerFrame::Bye { reason, message } => LineEvent::Disconnected {
                 time: now,
@@ -381,6 +385,32 @@ mod tests {
         assert_eq!(
             t(msg("alice", None, "one\ntwo", false, false)),
             "12:04:31 <alice> one\n         two"
+        );
+    }
+
+    #[test]
+    fn earlier_messages_of_another_day_show_their_date() {
+        let earlier = |at: DateTime<Utc>| {
+            let mut m = msg("alice", None, "one\ntwo", false, false);
+            if let LineEvent::Message { time, history, .. } = &mut m {
+                (*time, *history) = (at, true);
+            }
+            m
+        };
+        let t = |e: LineEvent| e.to_text_on("me", true, at());
+        assert_eq!(
+            t(earlier(at() - chrono::Duration::hours(2))),
+            "10:04:31 (earlier) <alice> one\n         two",
+            "today's: the time alone"
+        );
+        assert_eq!(
+            t(earlier(at() - chrono::Duration::days(1))),
+            "2026-11-20 12:04:31 (earlier) <alice> one\n                    two"
+        );
+        // Live messages never carry a date: they are from now.
+        assert_eq!(
+            msg("alice", None, "hi", false, false).to_text_on("me", true, at()),
+            "12:04:31 <alice> hi"
         );
     }
 

@@ -14,8 +14,9 @@ use chat_tui::tui::run::{self, TuiOptions};
 /// chat-tui: terminal client for the chat suite.
 ///
 /// Full-screen by default: tabs for the lobby and private conversations, a roster, and the
-/// keyboard for everything (F1 lists the keys). With --nick and --server both given it
-/// connects at once; otherwise it asks, prefilled from the flags and the configuration file.
+/// keyboard for everything (F1 lists the keys). With a nickname (--nick, CHAT_NICK or the
+/// configuration file) it connects at once; otherwise, or when the server refuses, it asks,
+/// prefilled from the flags and the configuration file.
 ///
 /// --plain is the line mode for scripts, bots and dumb terminals: one line per event on
 /// standard output, messages and commands read from standard input (/help lists them).
@@ -69,7 +70,8 @@ Colours are off when NO_COLOR is set.
 
 Exit status: 0 quit (/quit, Ctrl-C, end of input in --plain); 1 error; 2 bad usage;
 with --plain also 3 server unreachable, 4 refused by the server (e.g. nickname rejected),
-5 disconnected by the server or connection lost.";
+5 disconnected by the server or connection lost, 6 some messages could not be delivered
+(named on stderr).";
 
 const DEFAULT_SERVER: &str = "127.0.0.1:12345";
 
@@ -87,7 +89,6 @@ fn main() -> ExitCode {
         }
         None => config::FileConfig::default(),
     };
-    let connect_now = cli.nick.is_some() && cli.server.is_some();
     let nick = cli.nick.or(file.nick);
     let server = cli
         .server
@@ -130,7 +131,6 @@ fn main() -> ExitCode {
             nick,
             password: cli.password,
             server,
-            connect_now,
             app,
         }))
     };

@@ -21,12 +21,18 @@ struct TestServer {
 }
 
 async fn start_server() -> TestServer {
-    let config = Config {
+    start_server_with(|_| {}).await
+}
+
+/// A server whose configuration `tweak` adjusts.
+async fn start_server_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config {
         listen: vec!["127.0.0.1:0".parse().expect("addr")],
         log_file: None,
         stats_interval: None,
         ..Config::default()
     };
+    tweak(&mut config);
     let running = Server::bind(config).await.expect("bind").spawn();
     TestServer {
         addr: running.addr(),
@@ -149,6 +155,30 @@ impl Drop for Plain {
     }
 }
 
+/// A client of the test's own, to see what arrives.
+async fn watcher(server: &TestServer) -> chat_core::client::TcpClient {
+    connect(&server.addr.to_string(), &ConnectOptions::new("watcher"))
+        .await
+        .expect("connect")
+}
+
+/// The texts of the next `n` chat messages `client` receives, in order.
+async fn texts(client: &mut chat_core::client::TcpClient, n: usize) -> Vec<String> {
+    let mut texts = Vec::new();
+    let got = tokio::time::timeout(WAIT, async {
+        while texts.len() < n {
+            match client.events.next().await {
+                Ok(Some(ServerFrame::Message(m))) => texts.push(m.body.text().to_owned()),
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "only {texts:?} arrived");
+    texts
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_chat_and_send_private_messages() {
     let server = start_server().await;
@@ -210,29 +240,14 @@ async fn two_clients_chat_and_send_private_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piped_input_is_sent_before_the_client_leaves() {
     let server = start_server().await;
-    let mut watcher = connect(&server.addr.to_string(), &ConnectOptions::new("watcher"))
-        .await
-        .expect("connect");
+    let mut watcher = watcher(&server).await;
     let mut bot = Plain::spawn(server.addr, &["--nick", "bot"]);
     bot.type_line("first line");
     bot.type_line("second line");
     bot.close_stdin();
     let (code, _) = bot.finish();
     assert_eq!(code, 0);
-    let mut texts = Vec::new();
-    let got_both = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(frame)) = watcher.events.next().await {
-            if let ServerFrame::Message(m) = frame {
-                texts.push(m.body.text().to_owned());
-                if texts.len() == 2 {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-    assert!(got_both.is_ok(), "{texts:?}");
-    assert_eq!(texts, ["first line", "second line"]);
+    assert_eq!(texts(&mut watcher, 2).await, ["first line", "second line"]);
     server.stop().await;
 }
 
@@ -315,7 +330,53 @@ async fn an_overlong_line_is_refused_locally_and_the_client_stays() {
     c.type_line("short enough");
     c.expect("<paster> short enough");
     c.type_line("/quit");
-    assert_eq!(c.finish().0, 0);
+    let (code, err) = c.finish();
+    assert_eq!(code, 6, "a line was not delivered");
+    assert!(err.contains("line 1: xxxx"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_piped_line_is_delivered_in_order_through_the_rate_limit() {
+    // Five messages back to back, then a mute of a second: fifteen lines go over it twice.
+    let server = start_server_with(|c| {
+        c.rate.burst = 5;
+        c.rate.per_sec = 5.0;
+        c.rate.mute = Duration::from_secs(1);
+    })
+    .await;
+    let mut watcher = watcher(&server).await;
+    let mut bot = Plain::spawn(server.addr, &["--nick", "bot"]);
+    let lines: Vec<String> = (1..=15).map(|i| format!("l{i}")).collect();
+    for line in &lines {
+        bot.type_line(line);
+    }
+    bot.close_stdin();
+    assert_eq!(texts(&mut watcher, 15).await, lines);
+    bot.expect("rate limited: sending it again in");
+    let (code, err) = bot.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_that_cannot_be_delivered_are_named_and_set_the_exit_status() {
+    let server = start_server().await;
+    let mut watcher = watcher(&server).await;
+    let mut bot = Plain::spawn(server.addr, &["--nick", "bot"]);
+    bot.type_line("before");
+    bot.type_line("/msg nobody are you there?");
+    bot.type_line("after");
+    bot.close_stdin();
+    assert_eq!(texts(&mut watcher, 2).await, ["before", "after"]);
+    let (code, err) = bot.finish();
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("1 line(s) not delivered")
+            && err.contains("line 2: /msg nobody are you there? (not online: nobody)"),
+        "{err}"
+    );
     server.stop().await;
 }
 
@@ -426,7 +487,7 @@ async fn rooms_history_and_accounts_from_the_line_client() {
 }
 
 /// A server that speaks protocol version 1 only: it answers the handshake, then keeps every
-/// frame it gets until the client quits or leaves.
+/// frame it gets (echoing messages) until the client quits or leaves.
 fn version_1_server() -> (SocketAddr, std::thread::JoinHandle<Vec<ClientFrame>>) {
     use std::io::Read;
 
@@ -451,8 +512,22 @@ fn version_1_server() -> (SocketAddr, std::thread::JoinHandle<Vec<ClientFrame>>)
         let bytes = encode_frame(&ServerFrame::Welcome(welcome), 65536).expect("encode");
         sock.write_all(&bytes).expect("write");
         let mut frames = Vec::new();
-        while let Some((frame, _)) = read() {
+        while let Some((frame, mut sock)) = read() {
             let quit = matches!(frame, ClientFrame::Quit { .. });
+            // A message is confirmed by its echo, as every server does.
+            if let ClientFrame::Send(out) = &frame {
+                let echo = ServerFrame::Message(chat_core::protocol::ChatMessage {
+                    id: out.tag,
+                    at: chrono::Utc::now(),
+                    from: hello.nick.clone(),
+                    to: out.to.clone(),
+                    body: out.body.clone(),
+                    attrs: Vec::new(),
+                    tag: Some(out.tag),
+                });
+                let bytes = encode_frame(&echo, 65536).expect("encode");
+                sock.write_all(&bytes).expect("write");
+            }
             frames.push(frame);
             if quit {
                 break;

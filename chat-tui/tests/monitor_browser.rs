@@ -1,19 +1,24 @@
 //! The monitor page in a real browser: a server with its monitor, two real `chat-tui --plain`
 //! clients chatting and sending private messages, and headless Chromium (driven through
-//! ChromeDriver) showing them. Needs Debian's `chromium` and `chromium-driver` (`.ci/run`
-//! installs them); `CHROMIUM` and `CHROMEDRIVER` point elsewhere if needed.
+//! ChromeDriver) showing them; what users type that is far too long, and a token the server no
+//! longer accepts. Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them);
+//! `CHROMIUM` and `CHROMEDRIVER` point elsewhere if needed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chat_server::{Config, MonitorConfig, Server};
+use chat_core::client::{ConnectOptions, connect};
+use chat_server::{Config, MonitorConfig, RunningServer, Server};
 use chat_service::Secret;
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// Starting Chromium is the slow step: cold, on two busy cores, it has taken over 20 s.
 const BROWSER_START: Duration = Duration::from_secs(90);
+
+/// One browser at a time: two Chromiums starting at once on two cores can miss their timeout.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A child process killed when dropped.
 struct Proc(Child);
@@ -77,58 +82,102 @@ fn line_client(server: &str, nick: &str) -> (Proc, std::process::ChildStdin) {
     (Proc(child), stdin)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_shows_public_and_private_messages_live() {
+/// A server on free ports whose monitor (on `http_port`, 0 for a free one) takes `token`.
+async fn monitored_server(token: &str, http_port: u16) -> RunningServer {
     let config = Config {
         listen: vec!["127.0.0.1:0".parse().expect("addr")],
         log_file: None,
         stats_interval: None,
         monitor: Some(MonitorConfig {
-            http_port: 0,
+            http_port,
             ws_port: None,
-            token: Some(Secret::from("browser-test-token")),
+            token: Some(Secret::from(token)),
             ..MonitorConfig::default()
         }),
         ..Config::default()
     };
-    let server = Server::bind(config).await.expect("bind").spawn();
+    Server::bind(config).await.expect("bind").spawn()
+}
+
+/// Headless Chromium, driven through ChromeDriver; keep the three together until the end.
+struct Browser {
+    client: Client,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let (driver, driver_url) = chromedriver();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": tool("CHROMIUM", "/usr/bin/chromium"),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = tokio::time::timeout(
+            BROWSER_START,
+            ClientBuilder::new(connector)
+                .capabilities(caps)
+                .connect(&driver_url),
+        )
+        .await
+        .expect("browser starts in time")
+        .expect("browser session");
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// Opens the monitor at `url` and waits until it says it is live.
+    async fn open_live(&self, url: &str) {
+        self.client.goto(url).await.expect("open the monitor");
+        self.wait_for(
+            "//span[@id='state' and text()='live']",
+            "the page says it is live",
+        )
+        .await;
+    }
+
+    async fn wait_for(&self, xpath: &str, what: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath(xpath))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// Saves a screenshot as `name` in the test's temporary folder.
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&path, png).expect("save the screenshot");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_public_and_private_messages_live() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = monitored_server("browser-test-token", 0).await;
     let chat = server.addr().to_string();
     let url = server.monitor().expect("monitor").url();
-
-    let (_driver, driver_url) = chromedriver();
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": tool("CHROMIUM", "/usr/bin/chromium"),
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,800",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let browser = tokio::time::timeout(
-        BROWSER_START,
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&driver_url),
-    )
-    .await
-    .expect("browser starts in time")
-    .expect("browser session");
+    let session = Browser::start().await;
+    let browser = &session.client;
 
     // The page first, so that everything after arrives live.
-    browser.goto(&url).await.expect("open the monitor");
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath("//span[@id='state' and text()='live']"))
-        .await
-        .expect("the page says it is live");
+    session.open_live(&url).await;
 
     let (_alice, mut alice) = line_client(&chat, "alice");
     let (_bob, mut bob) = line_client(&chat, "bob");
@@ -137,8 +186,7 @@ async fn the_page_shows_public_and_private_messages_live() {
     alice.flush().expect("flush");
     bob.flush().expect("flush");
 
-    let row =
-        |text: &str| format!("//tbody[@id='events']/tr[td[@class='text' and text()='{text}']]");
+    let row = |text: &str| format!("//tbody[@id='events']/tr[td[@class='text' and .='{text}']]");
     for text in ["hello from alice", "hello from bob"] {
         let tr = browser
             .wait()
@@ -186,11 +234,113 @@ async fn the_page_shows_public_and_private_messages_live() {
         .expect("the stats panel is filled");
 
     // A picture for the documentation.
-    let png = browser.screenshot().await.expect("screenshot");
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("monitor.png");
-    std::fs::write(&path, png).expect("save the screenshot");
+    session.screenshot("monitor.png").await;
 
-    browser.close().await.expect("close the browser");
+    browser.clone().close().await.expect("close the browser");
     drop((alice, bob));
     let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
+}
+
+/// What the page measures of itself, once a refused 200-character nickname and a
+/// 4,000-character message are shown: how far the table sticks out of its panel, and each
+/// row's height, cut and tooltip. (The refusal's text quotes the nickname: it wraps.)
+const MEASURE: &str = r##"
+const feed = document.getElementById("feed");
+const rows = [...document.querySelectorAll("#events tr")];
+const nickRow = rows.find((r) => r.querySelector("td.from")?.textContent === arguments[0]);
+const textRow = rows.find((r) => r.querySelector("td.text")?.textContent.startsWith("word "));
+const from = nickRow.querySelector("td.from");
+return {
+  table_past_panel: feed.querySelector("table").scrollWidth - feed.clientWidth,
+  page_past_window: document.documentElement.scrollWidth - window.innerWidth,
+  nick_row_height: nickRow.getBoundingClientRect().height,
+  nick_text_height: (() => { const r = document.createRange(); r.selectNodeContents(from.firstChild); return r.getBoundingClientRect().height; })(),
+  nick_cut: from.scrollWidth > from.clientWidth,
+  nick_overflow: getComputedStyle(from).textOverflow,
+  nick_title: from.title,
+  text_row_height: textRow.getBoundingClientRect().height,
+  text_title_length: textRow.querySelector("td.text").title.length,
+};
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_nickname_and_a_long_message_stay_inside_the_page() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = monitored_server("browser-test-token", 0).await;
+    let chat = server.addr().to_string();
+    let session = Browser::start().await;
+    session
+        .open_live(&server.monitor().expect("monitor").url())
+        .await;
+
+    // A connection refused for its 200-character nickname, then a 4,000-character message.
+    let nick = "Bartholomew".repeat(19) + "xyz";
+    assert_eq!(nick.len(), 212);
+    let nick = nick[..200].to_owned();
+    let refused = connect(&chat, &ConnectOptions::new(nick.as_str())).await;
+    assert!(refused.is_err(), "a 200-character nickname is refused");
+    let text = "word ".repeat(600) + &"y".repeat(1000);
+    assert_eq!(text.len(), 4000);
+    let mut carol = connect(&chat, &ConnectOptions::new("carol"))
+        .await
+        .expect("carol connects");
+    carol.sender.say("lobby", text.as_str()).await.expect("say");
+    let nick_row = format!("//tbody[@id='events']/tr[td[@class='from' and .='{nick}']]");
+    session.wait_for(&nick_row, "the refusal is shown").await;
+    let text_row = "//tbody[@id='events']/tr[td[@class='from' and .='carol'] and td[@class='kind' and .='message']]";
+    session
+        .wait_for(text_row, "the long message is shown")
+        .await;
+
+    let m = session
+        .client
+        .execute(MEASURE, vec![serde_json::json!(nick)])
+        .await
+        .expect("measure the page");
+    session.screenshot("monitor-long-fields.png").await;
+    let number = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("{k} in {m}"));
+    assert!(number("table_past_panel") <= 0.0, "{m}");
+    assert!(number("page_past_window") <= 0.0, "{m}");
+    assert!(
+        number("nick_text_height") < 30.0,
+        "the name is one line: {m}"
+    );
+    assert!(number("nick_row_height") < 200.0, "{m}");
+    assert_eq!(m["nick_cut"], true, "{m}");
+    assert_eq!(m["nick_overflow"], "ellipsis", "{m}");
+    assert_eq!(
+        m["nick_title"],
+        nick.as_str(),
+        "the whole name in the tooltip"
+    );
+    assert!(number("text_row_height") < 200.0, "six lines at most: {m}");
+    assert!(number("text_title_length") >= 2000.0, "{m}");
+
+    session.client.close().await.expect("close the browser");
+    let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_no_longer_accepted_is_explained_and_not_retried() {
+    let _one = ONE_BROWSER.lock().await;
+    let first = monitored_server("the-first-token-0123", 0).await;
+    let monitor = first.monitor().expect("monitor").clone();
+    let session = Browser::start().await;
+    session.open_live(&monitor.url()).await;
+
+    // The server comes back on the same port with another token.
+    tokio::time::timeout(WAIT, first.shutdown())
+        .await
+        .expect("the first server stops");
+    let second = monitored_server("the-second-token-456", monitor.http.port()).await;
+    session
+        .wait_for(
+            "//span[@id='state' and text()=\"the token was refused: open the new link from the \
+             server's console\"]",
+            "the page says its token was refused",
+        )
+        .await;
+
+    session.client.close().await.expect("close the browser");
+    let _ = tokio::time::timeout(WAIT, second.shutdown()).await;
 }

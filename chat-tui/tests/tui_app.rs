@@ -138,15 +138,57 @@ fn tab_switching_and_activity() {
     alt(&mut app, 'a');
     assert_eq!(app.active, 0, "no activity left: stays");
 
-    // Ctrl-W closes a tab, but not the lobby.
+    // Alt-W closes a tab, but not the lobby.
     alt(&mut app, '3');
-    ctrl(&mut app, 'w');
+    alt(&mut app, 'w');
     assert_eq!(titles(&app), ["lobby", "bob", "dave"]);
     assert_eq!(app.active, 1);
     alt(&mut app, '1');
-    ctrl(&mut app, 'w');
+    alt(&mut app, 'w');
     assert_eq!(titles(&app), ["lobby", "bob", "dave"]);
     assert!(last_text(&app, 0).contains("cannot be closed"));
+}
+
+#[test]
+fn readline_keys_edit_the_line_and_alt_w_closes_the_tab() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    enter_line(&mut app, "/query bob");
+    assert_eq!(app.active, 1);
+    // Ctrl-W deletes the word before the cursor (blanks separate words, as in a shell) and
+    // leaves the tab alone.
+    type_text(&mut app, "see you at half-past  ");
+    ctrl(&mut app, 'w');
+    assert_eq!(app.input_text(), "see you at ");
+    assert_eq!(titles(&app), ["lobby", "bob"], "Ctrl-W keeps the tab");
+    // Alt-Backspace deletes by word characters.
+    type_text(&mut app, "half-past");
+    press_with(&mut app, KeyCode::Backspace, KeyModifiers::ALT);
+    assert_eq!(app.input_text(), "see you at half-");
+    // Alt-B and Alt-F move by words; Ctrl-K deletes to the end, Ctrl-Y puts it back.
+    alt(&mut app, 'b');
+    alt(&mut app, 'b');
+    ctrl(&mut app, 'k');
+    assert_eq!(app.input_text(), "see you ");
+    ctrl(&mut app, 'y');
+    assert_eq!(app.input_text(), "see you at half-");
+    // Ctrl-A and Ctrl-E go to the start and the end; Ctrl-U deletes up to the cursor.
+    ctrl(&mut app, 'a');
+    type_text(&mut app, "ok, ");
+    ctrl(&mut app, 'e');
+    type_text(&mut app, "past four");
+    assert_eq!(app.input_text(), "ok, see you at half-past four");
+    alt(&mut app, 'b');
+    ctrl(&mut app, 'u');
+    assert_eq!(app.input_text(), "four");
+    ctrl(&mut app, 'e');
+    alt(&mut app, 'b');
+    alt(&mut app, 'f');
+    type_text(&mut app, "!");
+    assert_eq!(app.input_text(), "four!");
+    // Alt-W closes the tab (the text typed stays in the input line).
+    alt(&mut app, 'w');
+    assert_eq!(titles(&app), ["lobby"]);
+    assert_eq!(app.input_text(), "four!");
 }
 
 #[test]
@@ -166,7 +208,6 @@ fn input_history_recalls_sent_lines_and_keeps_the_draft() {
     press(&mut app, KeyCode::Down);
     assert_eq!(app.input_text(), "draft");
     // A recalled line is sent as is.
-    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL); // (textarea: undo)
     let mut app = connected("alice", &["alice"]);
     enter_line(&mut app, "again");
     press(&mut app, KeyCode::Up);
@@ -331,47 +372,146 @@ fn messages_typed_while_disconnected_are_kept_and_sent_after_reconnecting() {
     assert!(app.tabs.iter().all(|t| t.pending.is_empty()));
 }
 
+/// The server's answer to a private message for someone not online who has no account.
+fn not_online(effects: &[Effect], nick: &str) -> ServerFrame {
+    ServerFrame::Error(ErrorFrame {
+        tag: Some(tag_of(effects)),
+        code: ErrorCode::NoSuchUser(vec![nick.into()]),
+        message: format!("not online: {nick}"),
+    })
+}
+
 #[test]
-fn a_message_to_someone_offline_waits_for_them_unless_the_server_keeps_it() {
+fn a_private_message_nobody_can_receive_comes_back_and_never_goes_to_the_next_holder() {
     let mut app = connected("alice", &["alice", "bob", "zoe"]);
     enter_line(&mut app, "/query bob");
     frame(&mut app, left("bob"));
     assert!(last_text(&app, 1).contains("bob left"));
-    // The server decides: bob is a guest, so it says he is not online ...
+    // The server decides: bob is a guest, so it says he is not online. The message comes
+    // back to the input line, and the tab says so.
     let effects = enter_line(&mut app, "are you there?");
-    let [Effect::Send(ClientFrame::Send(out))] = &effects[..] else {
-        panic!("sent to the server: {effects:?}");
-    };
-    frame(
-        &mut app,
-        ServerFrame::Error(ErrorFrame {
-            tag: Some(out.tag),
-            code: ErrorCode::NoSuchUser(vec!["bob".into()]),
-            message: "not online: bob".into(),
-        }),
+    assert_eq!(sent_texts(&effects).len(), 1, "sent to the server");
+    frame(&mut app, not_online(&effects, "bob"));
+    assert_eq!(app.input_text(), "are you there?");
+    assert!(
+        last_text(&app, 1).contains("not sent"),
+        "{}",
+        last_text(&app, 1)
     );
-    assert!(last_text(&app, 1).contains("stays pending"));
-    // ... and it goes when he is back.
-    frame(&mut app, joined("bob"));
-    assert!(last_text(&app, 1).contains("bob is back"));
-    assert_eq!(app.tabs[1].pending.len(), 0, "sent on his return");
-    // zoe has an account: the server keeps the message for her next login.
+    assert!(app.tabs[1].pending.is_empty(), "nothing waits for the name");
+    // Whoever connects as bob next gets nothing.
+    let effects = frame(&mut app, joined("bob"));
+    assert!(sent(&effects).is_empty(), "{effects:?}");
+
+    // From the lobby, to a name nobody holds: the error is in the lobby, where it was typed,
+    // the line comes back as typed, and no tab is left open for the name.
+    alt(&mut app, '1');
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    let effects = enter_line(&mut app, "/msg bobb my pin is 1234");
+    frame(&mut app, not_online(&effects, "bobb"));
+    assert_eq!(app.input_text(), "/msg bobb my pin is 1234");
+    assert!(last_text(&app, 0).contains("bobb not online"));
+    assert_eq!(titles(&app), ["lobby", "bob"]);
+    assert!(sent(&frame(&mut app, joined("bobb"))).is_empty());
+
+    // Something else typed meanwhile stays; the notice quotes what was not sent.
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    let effects = enter_line(&mut app, "/msg carol hi carol");
+    type_text(&mut app, "draft");
+    frame(&mut app, not_online(&effects, "carol"));
+    assert_eq!(app.input_text(), "draft");
+    assert!(last_text(&app, 0).contains("hi carol"));
+
+    // zoe has an account: the server keeps the message for her next login, and says so in
+    // her tab.
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
     enter_line(&mut app, "/query zoe");
     frame(&mut app, left("zoe"));
     let effects = enter_line(&mut app, "see you tomorrow");
-    assert_eq!(sent_texts(&effects).len(), 1);
+    echo(&mut app, "alice", &effects, 7);
     frame(
         &mut app,
         ServerFrame::Queued {
-            tag: 1,
+            tag: tag_of(&effects),
             to: vec!["zoe".into()],
         },
     );
+    let zoe = titles(&app)
+        .iter()
+        .position(|t| t == "zoe")
+        .expect("zoe's tab");
     assert!(
-        last_text(&app, 2).contains("kept for them"),
+        last_text(&app, zoe).contains("kept for them"),
         "{}",
-        last_text(&app, 2)
+        last_text(&app, zoe)
     );
+}
+
+#[test]
+fn a_private_message_to_several_people_has_a_tab_where_replies_go_to_all() {
+    let mut app = connected("alice", &["alice", "bob", "dave", "erin"]);
+    let effects = enter_line(&mut app, "/msg erin,dave hi both");
+    assert_eq!(
+        sent_texts(&effects),
+        [(
+            Target::Users(vec!["erin".into(), "dave".into()]),
+            "hi both".into()
+        )]
+    );
+    echo(&mut app, "alice", &effects, 1);
+    assert_eq!(
+        titles(&app),
+        ["lobby", "erin, dave"],
+        "one tab for the group"
+    );
+    assert_eq!(last_text(&app, 1), "hi both");
+    // Their answers, each to the three of us, come to the same tab.
+    frame(&mut app, private(2, "dave", &["erin", "alice"], "hello", 2));
+    assert_eq!(titles(&app), ["lobby", "erin, dave"]);
+    assert_eq!(last_text(&app, 1), "hello");
+    assert_eq!(app.tabs[1].unread, 1);
+    // A reply typed there goes to both.
+    alt(&mut app, '2');
+    let effects = enter_line(&mut app, "lunch?");
+    assert_eq!(
+        sent_texts(&effects),
+        [(
+            Target::Users(vec!["erin".into(), "dave".into()]),
+            "lunch?".into()
+        )]
+    );
+    // Another set of people is another tab; one person alone is that person's tab.
+    frame(
+        &mut app,
+        private(3, "bob", &["alice", "erin"], "and us?", 3),
+    );
+    frame(&mut app, private(4, "erin", &["alice"], "just you", 3));
+    assert_eq!(titles(&app), ["lobby", "erin, dave", "bob, erin", "erin"]);
+    // /msg to the same people in another order goes to their tab.
+    let effects = enter_line(&mut app, "/msg dave,erin,alice sure");
+    assert_eq!(
+        sent_texts(&effects),
+        [(
+            Target::Users(vec!["dave".into(), "erin".into()]),
+            "sure".into()
+        )],
+        "not to ourselves"
+    );
+    echo(&mut app, "alice", &effects, 5);
+    assert_eq!(titles(&app).len(), 4);
+    assert_eq!(last_text(&app, 1), "sure");
+    // A message kept for one of them is said in the group's tab.
+    frame(
+        &mut app,
+        ServerFrame::Queued {
+            tag: tag_of(&effects),
+            to: vec!["dave".into()],
+        },
+    );
+    assert!(last_text(&app, 1).contains("dave offline: kept"));
+    // Leaving and coming back shows in the group's tab; the completion knows its people.
+    frame(&mut app, left("dave"));
+    assert!(last_text(&app, 1).contains("dave left"));
 }
 
 #[test]
@@ -470,37 +610,7 @@ fn lose(app: &mut chat_tui::tui::app::App) {
 #[test]
 fn errors_and_rate_limits_lose_nothing() {
     let mut app = connected("alice", &["alice", "bob"]);
-    // A private message to someone who is not there waits in their tab.
-    let effects = enter_line(&mut app, "/msg carol hi");
-    frame(
-        &mut app,
-        ServerFrame::Error(ErrorFrame {
-            tag: Some(tag_of(&effects)),
-            code: ErrorCode::NoSuchUser(vec!["carol".into()]),
-            message: "no such user: carol".into(),
-        }),
-    );
-    let carol = app
-        .tabs
-        .iter()
-        .position(|t| {
-            t.kind
-                == TabKind::Private {
-                    nick: "carol".into(),
-                }
-        })
-        .expect("carol's tab");
-    assert!(last_text(&app, carol).contains("carol not online"));
-    assert_eq!(app.tabs[carol].pending.len(), 1);
-    // ...and goes when she comes.
-    let effects = frame(&mut app, joined("carol"));
-    assert_eq!(
-        sent_texts(&effects),
-        [(Target::Users(vec!["carol".into()]), "hi".into())]
-    );
-    assert!(app.tabs[carol].pending.is_empty());
-
-    // Other refusals show the text.
+    // Refusals show the text.
     let effects = enter_line(&mut app, "some text");
     frame(
         &mut app,
@@ -540,6 +650,30 @@ fn rate_limited_messages_are_sent_again_when_the_server_allows() {
     let effects = app.update(Event::Tick);
     let texts: Vec<String> = sent_texts(&effects).into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["too fast", "and this"]);
+}
+
+#[test]
+fn messages_refused_one_after_another_go_again_in_the_order_sent() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    // Typed faster than the server's answers come back: all three are sent, then refused.
+    let tags: Vec<u64> = ["one", "two", "three"]
+        .iter()
+        .map(|t| tag_of(&enter_line(&mut app, t)))
+        .collect();
+    for tag in tags {
+        frame(
+            &mut app,
+            ServerFrame::RateLimited {
+                tag: Some(tag),
+                retry_after_ms: 1000,
+            },
+        );
+    }
+    enter_line(&mut app, "four");
+    advance(&mut app, Duration::from_millis(1000));
+    let effects = app.update(Event::Tick);
+    let texts: Vec<String> = sent_texts(&effects).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["one", "two", "three", "four"]);
 }
 
 #[test]
@@ -659,6 +793,60 @@ fn quitting_says_goodbye_when_connected_and_exits_at_once_otherwise() {
     assert_eq!(ctrl(&mut app, 'c'), [Effect::Exit]);
     let mut app = fresh("alice");
     assert_eq!(press(&mut app, KeyCode::Esc), [Effect::Exit]);
+}
+
+#[test]
+fn a_known_nickname_connects_at_once_and_a_refusal_brings_the_form_back() {
+    use chat_tui::tui::run::{TuiOptions, start};
+    let opts = |nick: Option<&str>| TuiOptions {
+        nick: nick.map(str::to_owned),
+        password: None,
+        server: "127.0.0.1:12345".to_owned(),
+        app: options(),
+    };
+    // The nickname alone (from --nick, CHAT_NICK or the configuration file; the server is
+    // the default one): no form to fill in.
+    let (mut app, effects) = start(opts(Some("alice")), std::time::Instant::now());
+    assert!(
+        matches!(&effects[..], [Effect::Connect { nick, .. }] if nick == "alice"),
+        "{effects:?}"
+    );
+    net(
+        &mut app,
+        NetEvent::Connected(Box::new(welcome("alice", &["alice"]))),
+    );
+    assert!(matches!(app.screen, Screen::Main));
+    // Refused: the form, with the reason, prefilled for another try.
+    let (mut app, _) = start(opts(Some("alice")), std::time::Instant::now());
+    net(
+        &mut app,
+        NetEvent::Failed {
+            message: "the nickname is registered: give its password".to_owned(),
+            retry: false,
+        },
+    );
+    let Screen::Connect(form) = &app.screen else {
+        panic!("the form comes back");
+    };
+    assert!(
+        form.error
+            .as_deref()
+            .is_some_and(|e| e.contains("registered"))
+    );
+    assert_eq!(form.nick.lines(), ["alice"]);
+    // Nothing known (or only blanks): the form asks, and nothing is sent.
+    for nick in [None, Some("  ")] {
+        let (app, effects) = start(opts(nick), std::time::Instant::now());
+        assert!(effects.is_empty(), "{effects:?}");
+        assert!(matches!(app.screen, Screen::Connect(_)));
+    }
+    // A nickname no server would accept: the form says why, and nothing is sent.
+    let (app, effects) = start(opts(Some("no spaces please")), std::time::Instant::now());
+    assert!(effects.is_empty(), "{effects:?}");
+    let Screen::Connect(form) = &app.screen else {
+        panic!("the form");
+    };
+    assert!(form.error.is_some());
 }
 
 #[test]
@@ -878,7 +1066,7 @@ fn a_joined_room_gets_a_tab_with_its_history_roster_and_messages() {
     // Closing a room's tab leaves the room; the tab goes when the server confirms.
     alt(&mut app, '2');
     assert_eq!(
-        sent(&ctrl(&mut app, 'w')),
+        sent(&alt(&mut app, 'w')),
         [ClientFrame::Part {
             room: "rust".into()
         }]

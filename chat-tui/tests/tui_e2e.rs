@@ -39,6 +39,13 @@ struct Tui {
 
 impl Tui {
     fn spawn(addr: SocketAddr, nick: &str) -> Tui {
+        let addr = addr.to_string();
+        Tui::spawn_with(&["--nick", nick, "--server", &addr, "--utc"], &[], None)
+    }
+
+    /// `chat-tui` with `args`, the environment variables `env`, and `config` as its
+    /// configuration file (none if `None`).
+    fn spawn_with(args: &[&str], env: &[(&str, &str)], config: Option<&str>) -> Tui {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: 24,
@@ -48,12 +55,27 @@ impl Tui {
             })
             .expect("open a pseudo-terminal");
         let config_home = tempfile::tempdir().expect("tempdir");
+        if let Some(config) = config {
+            let dir = config_home.path().join("chat-suite");
+            std::fs::create_dir_all(&dir).expect("config dir");
+            std::fs::write(dir.join("chat-tui.toml"), config).expect("config file");
+        }
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chat-tui"));
-        cmd.args(["--nick", nick, "--server", &addr.to_string(), "--utc"]);
+        cmd.args(args);
         cmd.env("TERM", "xterm-256color");
         cmd.env("XDG_CONFIG_HOME", config_home.path());
-        cmd.env_remove("NO_COLOR");
-        cmd.env_remove("CHAT_TUI_CONFIG");
+        for var in [
+            "NO_COLOR",
+            "CHAT_TUI_CONFIG",
+            "CHAT_NICK",
+            "CHAT_SERVER",
+            "CHAT_PASSWORD",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (var, value) in env {
+            cmd.env(var, value);
+        }
         let child = pair.slave.spawn_command(cmd).expect("spawn chat-tui");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("reader");
@@ -284,5 +306,35 @@ async fn a_client_reconnects_by_itself_after_the_server_restarts() {
             .await
             .expect("exit")
     );
+    let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nickname_from_the_environment_or_the_configuration_file_connects_at_once() {
+    let server = start_server().await;
+    let addr = server.addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        // The nickname in the configuration file, the server from the environment.
+        let mut carol = Tui::spawn_with(
+            &["--utc"],
+            &[("CHAT_SERVER", &addr)],
+            Some("nick = \"carol\"\n"),
+        );
+        carol.wait_text("connected to");
+        // The nickname from the environment, the server from the configuration file.
+        let config = format!("server = \"{addr}\"\n");
+        let mut dave = Tui::spawn_with(&["--utc"], &[("CHAT_NICK", "dave")], Some(&config));
+        dave.wait_text("connected to");
+        carol.wait_text("dave joined");
+        // Nothing given: the form asks.
+        let mut erin = Tui::spawn_with(&["--utc", "--server", &addr], &[], None);
+        erin.wait_text("chat-tui — connect");
+        for tui in [&mut carol, &mut dave, &mut erin] {
+            tui.keys(b"\x03");
+            assert!(tui.wait_exit(), "exit status 0");
+        }
+    })
+    .await
+    .expect("clients");
     let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
 }

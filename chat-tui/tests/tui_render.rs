@@ -256,3 +256,49 @@ fn a_password_on_the_line_after_register_is_hidden_too() {
     let screen = render(&mut app, 80, 24);
     assert!(!screen.contains("s3cret"), "{screen}");
 }
+
+/// The message a frame of `support` carries.
+fn message(f: chat_core::protocol::ServerFrame) -> chat_core::protocol::ChatMessage {
+    match f {
+        chat_core::protocol::ServerFrame::Message(m) => m,
+        other => panic!("not a message: {other:?}"),
+    }
+}
+
+#[test]
+fn a_line_marks_each_new_day() {
+    const DAY: i64 = 24 * 60;
+    let mut app = connected("alice", &["alice", "bob"]);
+    // The lobby's history reaches back two days; a private message was kept from yesterday.
+    frame(
+        &mut app,
+        chat_core::protocol::ServerFrame::History {
+            room: "lobby".into(),
+            messages: vec![
+                message(public(1, "bob", "two days ago", -2 * DAY)),
+                message(public(2, "bob", "late yesterday", -DAY + 600)),
+            ],
+            more: false,
+        },
+    );
+    frame(&mut app, public(3, "bob", "and today", 1));
+    frame(
+        &mut app,
+        chat_core::protocol::ServerFrame::Offline(vec![message(private(
+            4,
+            "bob",
+            &["alice"],
+            "kept since yesterday",
+            -DAY + 5,
+        ))]),
+    );
+    insta::assert_snapshot!("day_lines_lobby", render(&mut app, 80, 16));
+    // The private tab starts with yesterday's message: its day is said at the top.
+    alt(&mut app, '2');
+    insta::assert_snapshot!("day_lines_private_tab", render(&mut app, 80, 8));
+    // Scrolled to the top of a short pane, the day lines count as rows.
+    alt(&mut app, '1');
+    press(&mut app, KeyCode::PageUp);
+    press(&mut app, KeyCode::PageUp);
+    insta::assert_snapshot!("day_lines_scrolled_to_the_top", render(&mut app, 80, 8));
+}

@@ -210,7 +210,8 @@ pub struct Cli {
     #[arg(long, env = "CHAT_MONITOR_LISTEN", default_value = "127.0.0.1")]
     pub monitor_listen: std::net::IpAddr,
 
-    /// The monitor's access token [default: a random one, printed at start as a URL].
+    /// The monitor's access token [default: a random one, made the first time and kept in
+    /// the data folder as monitor-token; printed at start as a URL].
     #[arg(long, env = "CHAT_MONITOR_TOKEN", hide_env_values = true)]
     pub monitor_token: Option<Secret>,
 

@@ -6,6 +6,8 @@
 //! that follow: no gap, no duplicate. Each viewer has a bounded queue; a viewer that falls
 //! behind is dropped (and told why) instead of slowing anything down.
 
+pub mod token;
+
 pub mod http;
 pub mod slots;
 

@@ -130,6 +130,11 @@ pub(super) fn step(
     if let ClientFrame::Quit { reason } = frame {
         return leave(DisconnectReason::Quit, clean_quit_message(&reason));
     }
+    // Keep-alives have an allowance of their own, outside the message limit: a client that
+    // was rate-limited still gets its pings answered, and does not take the server for dead.
+    if matches!(frame, ClientFrame::Ping { .. }) && limiter.ping(now) {
+        return command(frame, conn, config);
+    }
     let tag = match &frame {
         ClientFrame::Send(out) => Some(out.tag),
         _ => None,

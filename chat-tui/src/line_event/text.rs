@@ -12,7 +12,14 @@ impl LineEvent {
     /// are indented so that every event starts with its time). `me` is our own nickname,
     /// shown as "you" in private-message labels; `utc` shows UTC instead of local time.
     pub fn to_text(&self, me: &str, utc: bool) -> String {
-        self.sanitized().render(me, utc)
+        self.to_text_on(me, utc, Utc::now())
+    }
+
+    /// [`LineEvent::to_text`] as of `now`: a message from the server's history, or kept for
+    /// us, sent on another day than `now`'s also shows its date (`2026-12-03 12:01:15
+    /// (earlier) ...`).
+    pub fn to_text_on(&self, me: &str, utc: bool, now: DateTime<Utc>) -> String {
+        self.sanitized().render(me, utc, now)
     }
 
     /// A copy safe to print: no control characters anywhere, newlines only inside message
@@ -99,7 +106,7 @@ impl LineEvent {
         ev
     }
 
-    fn render(&self, me: &str, utc: bool) -> String {
+    fn render(&self, me: &str, utc: bool, now: DateTime<Utc>) -> String {
         let stamp = |t: &DateTime<Utc>| time_of_day(t, utc);
         match self {
             LineEvent::Welcome {
@@ -130,14 +137,15 @@ impl LineEvent {
                 ..
             } => {
                 let who = message_label(from, room.as_deref(), to.as_deref(), *action, *own, me);
-                let who = if *history {
-                    format!("(earlier) {who}")
+                let (stamp, who) = if *history {
+                    (dated(time, utc, now), format!("(earlier) {who}"))
                 } else {
-                    who
+                    (stamp(time), who)
                 };
                 // Continuation lines start under the text, past the time.
-                let body = text.replace('\n', &format!("\n{}", " ".repeat(9)));
-                format!("{} {who} {body}", stamp(time))
+                let indent = " ".repeat(stamp.chars().count() + 1);
+                let body = text.replace('\n', &format!("\n{indent}"));
+                format!("{stamp} {who} {body}")
             }
             LineEvent::Entered { time, room, topic } if topic.is_empty() => {
                 format!("{} * you joined #{room}", stamp(time))
@@ -203,11 +211,8 @@ impl LineEvent {
             LineEvent::RateLimited {
                 time,
                 retry_after_ms,
-            } => format!(
-                "{} ! rate limited: message not sent; wait {:.1} s",
-                stamp(time),
-                f64::from(*retry_after_ms) / 1000.0
-            ),
+                retrying,
+            } => rate_limited_text(&stamp(time), *retry_after_ms, *retrying),
             LineEvent::Disconnected {
                 time,
                 reason,
@@ -224,6 +229,34 @@ fn time_of_day(t: &DateTime<Utc>, utc: bool) -> String {
         t.format("%H:%M:%S").to_string()
     } else {
         t.with_timezone(&Local).format("%H:%M:%S").to_string()
+    }
+}
+
+/// The time of day of `t`, after its date when that is not the day of `now` (both in UTC or
+/// local time).
+fn dated(t: &DateTime<Utc>, utc: bool, now: DateTime<Utc>) -> String {
+    let day = |t: &DateTime<Utc>| {
+        if utc {
+            t.date_naive()
+        } else {
+            t.with_timezone(&Local).date_naive()
+        }
+    };
+    let time = time_of_day(t, utc);
+    if day(t) == day(&now) {
+        time
+    } else {
+        format!("{} {time}", day(t).format("%Y-%m-%d"))
+    }
+}
+
+/// A message refused for going too fast, sent again by itself (`retrying`) or not.
+fn rate_limited_text(stamp: &str, retry_after_ms: u32, retrying: bool) -> String {
+    let secs = f64::from(retry_after_ms) / 1000.0;
+    if retrying {
+        format!("{stamp} ! rate limited: sending it again in {secs:.1} s")
+    } else {
+        format!("{stamp} ! rate limited: message not sent; wait {secs:.1} s")
     }
 }
 

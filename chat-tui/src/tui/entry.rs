@@ -1,9 +1,10 @@
 //! One line of a tab's history: what it holds ([`Entry`]), and the rows it takes on screen at
-//! a given width ([`entry_lines`], [`entry_height`]). The app counts rows to scroll and the
-//! drawing code draws them; both go through the same functions, which take no `App`.
+//! a given width ([`entry_lines`], [`entry_height`]), with the line that marks a new day above
+//! it when it starts one ([`day_line`]). The app counts rows to scroll and the drawing code
+//! draws them; both go through the same functions, which take no `App`.
 
 use chat_core::protocol::Body;
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Local, NaiveDate, Utc};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 
@@ -43,6 +44,23 @@ pub enum EntryKind {
 /// How many rows `entry` takes at `width` columns.
 pub fn entry_height(entry: &Entry, opts: &Options, width: u16) -> usize {
     entry_lines(entry, opts, width).len()
+}
+
+/// The calendar day of `at`, in UTC or in local time (as the times are shown).
+pub fn day_of(at: DateTime<Utc>, utc: bool) -> NaiveDate {
+    if utc {
+        at.date_naive()
+    } else {
+        at.with_timezone(&Local).date_naive()
+    }
+}
+
+/// The line drawn above the first entry of a day when the entry before it is of another day
+/// (or, at the top of a tab, when that day is not today): `── Thursday 3 December 2026 ──`.
+/// It takes one row, whatever the width (a narrow pane cuts it).
+pub fn day_line(day: NaiveDate, opts: &Options) -> Line<'static> {
+    let text = format!("── {} ──", day.format("%A %-d %B %Y"));
+    Line::from(Span::styled(text, Theme::of(opts).dim()))
 }
 
 fn time(at: DateTime<Utc>, utc: bool) -> String {

@@ -33,7 +33,8 @@ pub enum NetCmd {
 
 /// How often the round trip is measured.
 const PING_EVERY: Duration = Duration::from_secs(15);
-/// A connection that answers no ping for this long is considered lost.
+/// A connection from which nothing at all (a pong, a message, a refusal) has come for this
+/// long is considered lost.
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// A send that cannot complete for this long means the connection is dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -188,23 +189,19 @@ async fn session(
     }
     let mut ping = tokio::time::interval_at(Instant::now() + Duration::from_secs(1), PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut nonce = 0u64;
-    let mut outstanding: Option<(u64, Instant)> = None;
+    let mut alive = Liveness::new(Instant::now());
     loop {
         tokio::select! {
             frame = frames.next() => match frame {
-                Ok(Some(ServerFrame::Pong { nonce: n, .. })) => {
-                    if let Some((expected, sent)) = outstanding
-                        && expected == n
+                Ok(Some(ServerFrame::Pong { nonce, .. })) => {
+                    if let Some(lag) = alive.pong(nonce, Instant::now())
+                        && events.send(Event::Net(NetEvent::Lag(lag))).await.is_err()
                     {
-                        outstanding = None;
-                        let lag = NetEvent::Lag(sent.elapsed());
-                        if events.send(Event::Net(lag)).await.is_err() {
-                            return End::Stop;
-                        }
+                        return End::Stop;
                     }
                 }
                 Ok(Some(frame)) => {
+                    alive.heard(Instant::now());
                     if events.send(Event::Net(NetEvent::Frame(frame))).await.is_err() {
                         return End::Stop;
                     }
@@ -242,23 +239,110 @@ async fn session(
                 Some(NetCmd::Connect { .. }) => {} // already connected
                 None => return End::Stop,
             },
-            _ = ping.tick() => {
-                if let Some((_, sent)) = outstanding
-                    && sent.elapsed() >= DEAD_AFTER
-                {
-                    return End::Lost(format!(
-                        "no answer from the server for {} s",
-                        DEAD_AFTER.as_secs()
-                    ));
-                }
-                if outstanding.is_none() {
-                    nonce += 1;
-                    outstanding = Some((nonce, Instant::now()));
+            _ = ping.tick() => match alive.tick(Instant::now()) {
+                Beat::Ping(nonce) => {
                     if let Err(e) = sender.ping(nonce).await {
                         return End::Lost(e.to_string());
                     }
                 }
+                Beat::Dead => {
+                    return End::Lost(format!(
+                        "nothing from the server for {} s",
+                        DEAD_AFTER.as_secs()
+                    ));
+                }
             }
         }
+    }
+}
+
+/// Whether the connection is alive: when the server was last heard from, and the ping whose
+/// round trip is being measured. Any frame is a sign of life, not only the answer to a ping: a
+/// server that refuses a ping (an older one rate-limits them), or is busy sending a room's
+/// messages, is there all the same.
+#[derive(Debug)]
+pub struct Liveness {
+    last_heard: Instant,
+    nonce: u64,
+    /// The latest ping and when it was sent.
+    outstanding: Option<(u64, Instant)>,
+}
+
+/// What a tick of the ping timer calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// Send a ping with this nonce.
+    Ping(u64),
+    /// Nothing came from the server for [`DEAD_AFTER`]: the connection is lost.
+    Dead,
+}
+
+impl Liveness {
+    /// A connection just established at `now`.
+    pub fn new(now: Instant) -> Self {
+        Liveness {
+            last_heard: now,
+            nonce: 0,
+            outstanding: None,
+        }
+    }
+
+    /// A frame arrived at `now`.
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    /// A pong arrived at `now`: the round trip, if it answers the latest ping.
+    pub fn pong(&mut self, nonce: u64, now: Instant) -> Option<Duration> {
+        self.heard(now);
+        let (expected, sent) = self.outstanding?;
+        (expected == nonce).then(|| {
+            self.outstanding = None;
+            now.saturating_duration_since(sent)
+        })
+    }
+
+    /// The ping timer ticked at `now`: a ping to send (each tick sends one, so that a ping
+    /// the server refused or lost does not stop the next), or the end of a silent connection.
+    pub fn tick(&mut self, now: Instant) -> Beat {
+        if now.saturating_duration_since(self.last_heard) >= DEAD_AFTER {
+            return Beat::Dead;
+        }
+        self.nonce += 1;
+        self.outstanding = Some((self.nonce, now));
+        Beat::Ping(self.nonce)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_frame_is_a_sign_of_life_and_only_silence_is_death() {
+        let start = Instant::now();
+        let mut alive = Liveness::new(start);
+        // Ten minutes in which every ping is refused (RateLimited, not Pong), yet the server
+        // answers each: the connection stays.
+        for i in 1..=40 {
+            let at = start + PING_EVERY * i;
+            assert!(matches!(alive.tick(at), Beat::Ping(_)), "tick {i}");
+            alive.heard(at + Duration::from_millis(3));
+        }
+        // A pong answering the latest ping gives the round trip; an older one does not.
+        let at = start + PING_EVERY * 41;
+        let Beat::Ping(nonce) = alive.tick(at) else {
+            panic!("a ping is due");
+        };
+        assert_eq!(alive.pong(nonce - 1, at), None);
+        assert_eq!(
+            alive.pong(nonce, at + Duration::from_millis(20)),
+            Some(Duration::from_millis(20))
+        );
+        // Then nothing at all: lost once DEAD_AFTER has passed since the last frame.
+        let quiet = at + Duration::from_millis(20);
+        assert!(matches!(alive.tick(quiet + PING_EVERY), Beat::Ping(_)));
+        assert!(matches!(alive.tick(quiet + PING_EVERY * 2), Beat::Ping(_)));
+        assert_eq!(alive.tick(quiet + DEAD_AFTER), Beat::Dead);
     }
 }

@@ -30,10 +30,22 @@ pub struct TuiOptions {
     pub password: Option<Password>,
     /// Server to prefill.
     pub server: String,
-    /// Connect at once (both were given on the command line).
-    pub connect_now: bool,
     /// Display settings.
     pub app: Options,
+}
+
+/// The client as it starts: connecting at once when the nickname is known (from `--nick`,
+/// `CHAT_NICK` or the configuration file; the server always is, by default), else showing the
+/// connect form. The form also comes back when the connection is refused or something given
+/// is not acceptable (it then says what), so it is there only when something is missing.
+pub fn start(opts: TuiOptions, now: Instant) -> (App, Vec<Effect>) {
+    let known = opts.nick.as_deref().is_some_and(|n| !n.trim().is_empty());
+    let mut app = App::new(opts.nick, opts.server, opts.app, now);
+    if let Some(password) = opts.password {
+        app.set_password(&password.0);
+    }
+    let effects = if known { app.start() } else { Vec::new() };
+    (app, effects)
 }
 
 /// Events handled before one redraw, at most.
@@ -77,20 +89,12 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
     let net = net::spawn(tx.clone());
     drop(tx);
 
-    let mut app = App::new(opts.nick, opts.server, opts.app, Instant::now());
-    if let Some(password) = opts.password {
-        app.set_password(&password.0);
-    }
+    let (mut app, mut effects) = start(opts, Instant::now());
     let size = terminal.size()?;
     app.update(Event::Resize {
         width: size.width,
         height: size.height,
     });
-    let mut effects = if opts.connect_now {
-        app.start()
-    } else {
-        Vec::new()
-    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hangup = Hangup::new();

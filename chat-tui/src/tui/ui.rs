@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use super::app::{App, ConnState, Field, Focus, Screen, TabKind};
-use super::entry::{entry_lines, pending_lines};
+use super::entry::{day_line, entry_lines, pending_lines};
 use super::layout::{centered, connect_block, connect_layout, layout};
 use super::theme::Theme;
 use super::wrap::width as text_width;
@@ -63,6 +63,9 @@ fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
         while rows.len() < height {
             let Some(entry) = tab.entry(seq) else { break };
             let mut lines = entry_lines(entry, &app.opts, area.width);
+            if let Some(day) = tab.day_change(seq, app.today(), app.opts.utc) {
+                lines.insert(0, day_line(day, &app.opts));
+            }
             lines.truncate(lines.len().saturating_sub(skip));
             skip = 0;
             rows.extend(lines.into_iter().rev());
@@ -91,9 +94,11 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
         .enumerate()
         .map(|(i, tab)| {
             let mut label = format!(" {}:{}", i + 1, tab.kind.label());
+            // A private tab whose person (or every one of a group) is not online.
             let offline = match &tab.kind {
-                TabKind::Private { nick } => {
-                    app.conn == ConnState::Connected && !app.is_online(nick)
+                TabKind::Private { .. } | TabKind::Group { .. } => {
+                    app.conn == ConnState::Connected
+                        && !tab.kind.people().iter().any(|n| app.is_online(n))
                 }
                 TabKind::Lobby | TabKind::Room { .. } => false,
             };
@@ -262,19 +267,32 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
 pub const HELP: &[(&str, &str)] = &[
     ("Enter", "send · in the roster: open a private tab"),
     ("Alt-Enter", "new line in the message"),
-    ("Tab", "complete a nickname · on an empty line: roster"),
-    ("Shift-Tab", "move between input line and roster"),
+    (
+        "Tab  Shift-Tab",
+        "complete a nickname · to and from the roster",
+    ),
     ("Up / Down", "recall sent lines · move in the roster"),
+    (
+        "Ctrl-A/E  Alt-B/F",
+        "start / end of the line · a word back / forward",
+    ),
+    ("Ctrl-W  Alt-Bksp", "delete the word before the cursor"),
+    (
+        "Ctrl-U / Ctrl-K",
+        "delete to the start / end · Ctrl-Y puts it back",
+    ),
     (
         "Alt-1..9  Alt-A",
         "tab N · next with activity · Ctrl-N/P next, prev",
     ),
-    ("Ctrl-W", "close the tab (leaves a room; not the lobby)"),
+    ("Alt-W", "close the tab (leaves a room; not the lobby)"),
     ("PgUp / PgDn", "scroll (mouse wheel too) · End: live"),
     ("Shift-drag", "select text with the mouse (most terminals)"),
     ("F1 / Esc", "open / close this help · F2 roster on/off"),
-    ("Ctrl-C", "quit"),
-    ("/msg NICK text", "private message (/msg a,b text)"),
+    (
+        "/msg NICK text",
+        "private message · /msg a,b text: a group tab",
+    ),
     ("/query NICK", "open a private tab · /me action: an action"),
     ("/who  /clear", "list who is in this room · clear this tab"),
     ("/join #room", "join (or create) a room: it gets a tab"),
@@ -286,7 +304,10 @@ pub const HELP: &[(&str, &str)] = &[
         "claim your nickname · /password PASS changes it",
     ),
     ("/close  /reconnect", "close this tab · reconnect now"),
-    ("/quit [reason]", "leave · //text sends \"/text\""),
+    (
+        "/quit  Ctrl-C",
+        "leave (/quit reason) · //text sends \"/text\"",
+    ),
 ];
 
 fn draw_help(frame: &mut Frame, area: Rect, app: &App) {

@@ -15,14 +15,14 @@ impl App {
         match command {
             Command::Say(text) => self.send_to_tab(tab, Body::Text(text)),
             Command::Me(text) => self.send_to_tab(tab, Body::Action(text)),
-            Command::Msg { to, text } => {
-                let first = to[0].clone();
-                self.send(
-                    TabKind::Private { nick: first },
-                    Target::Users(to),
-                    Body::Text(text),
-                )
-            }
+            // To one person, their tab; to several, the tab of that group.
+            Command::Msg { to, text } => match TabKind::private(&to, &self.nick) {
+                Some(tab) => {
+                    let to = Target::Users(tab.people().to_vec());
+                    self.send(tab, to, Body::Text(text))
+                }
+                None => self.refuse("that is you; pick someone else to talk to"),
+            },
             Command::Query(nick) => self.query(&nick),
             Command::Who => {
                 let room = tab.room().unwrap_or(DEFAULT_ROOM).to_owned();

@@ -76,15 +76,20 @@ impl App {
             None => {}
         }
         if !first {
+            // Each private and group tab says who of its people is there now.
             for i in 1..self.tabs.len() {
-                let TabKind::Private { nick } = &self.tabs[i].kind else {
-                    continue;
-                };
-                let nick = nick.clone();
-                let text = if self.is_online(&nick) {
-                    format!("{nick} is online")
-                } else {
-                    format!("{nick} is not online")
+                let people = self.tabs[i].kind.people().to_vec();
+                let away: Vec<&str> = people
+                    .iter()
+                    .filter(|n| !self.is_online(n))
+                    .map(String::as_str)
+                    .collect();
+                let text = match (&people[..], &away[..]) {
+                    ([], _) => continue,
+                    ([nick], []) => format!("{nick} is online"),
+                    ([nick], _) => format!("{nick} is not online"),
+                    (_, []) => "everyone here is online".to_owned(),
+                    (_, away) => format!("not online: {}", away.join(", ")),
                 };
                 self.notice(i, &text, false);
             }
@@ -143,10 +148,11 @@ impl App {
             self.notice(0, &format!("disconnected: {message}"), true);
         }
         self.lag = None;
-        // Messages the server never confirmed are sent again after reconnecting, ahead of what
-        // was queued meanwhile and in the order they were sent (newest put in front first).
+        // Messages the server never confirmed are sent again after reconnecting, in the order
+        // they were sent: behind those it refused for going too fast (sent before them, since
+        // the server answers in order) and ahead of what was typed meanwhile.
         let mut unconfirmed: Vec<(u64, (TabKind, Pending))> = self.in_flight.drain().collect();
-        unconfirmed.sort_by_key(|(tag, _)| std::cmp::Reverse(*tag));
+        unconfirmed.sort_by_key(|(tag, _)| *tag);
         for (_, (kind, p)) in unconfirmed {
             self.requeue(&kind, p);
         }

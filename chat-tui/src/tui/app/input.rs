@@ -5,7 +5,7 @@
 
 use chat_core::names::fold;
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::KeyEvent;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::widgets::Widget;
@@ -85,9 +85,92 @@ impl InputLine {
         self.area = input_area(text);
     }
 
-    /// A key that edits the text (the text area's own bindings).
+    /// A key that edits the text. The keys readline gives every shell (and weechat and irssi
+    /// follow) do what they do there: Ctrl-W deletes the word before the cursor, Ctrl-U the
+    /// line up to the cursor, Ctrl-K the rest of it (Ctrl-Y puts back what was deleted),
+    /// Ctrl-A and Ctrl-E go to its start and end, Alt-B and Alt-F move by words, Alt-Backspace
+    /// deletes a word by word characters, Ctrl-_ undoes. Other keys are the text area's own.
     pub fn edit(&mut self, key: KeyEvent) {
-        self.area.input(key);
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        let on_line_start = self.area.cursor().1 == 0;
+        match key.code {
+            KeyCode::Char('w') if ctrl => self.rub_out_word(),
+            KeyCode::Backspace | KeyCode::Char('h') if alt => {
+                self.area.delete_word();
+            }
+            // At the start of the line there is nothing before the cursor to delete.
+            KeyCode::Char('u') if ctrl && on_line_start => {}
+            KeyCode::Char('u') if ctrl => {
+                self.area.delete_line_by_head();
+            }
+            KeyCode::Char('k') if ctrl => {
+                self.area.delete_line_by_end();
+            }
+            KeyCode::Char('a') if ctrl => self.area.move_cursor(CursorMove::Head),
+            KeyCode::Char('e') if ctrl => self.area.move_cursor(CursorMove::End),
+            KeyCode::Char('b') if alt => self.word_back(),
+            KeyCode::Char('f') if alt => self.word_forward(),
+            // Ctrl-_ (which terminals also send for Ctrl-/ and Ctrl-7): readline's undo.
+            KeyCode::Char('_' | '/' | '7') if ctrl => {
+                self.area.undo();
+            }
+            _ => {
+                self.area.input(key);
+            }
+        }
+    }
+
+    /// Alt-B: to the start of the word before the cursor (letters and digits make words).
+    fn word_back(&mut self) {
+        let DataCursor(row, col) = self.area.cursor();
+        let before: Vec<char> = self.area.lines()[row].chars().take(col).collect();
+        let gap = before.iter().rev().take_while(|c| !word_char(**c)).count();
+        let word = before[..col - gap]
+            .iter()
+            .rev()
+            .take_while(|c| word_char(**c))
+            .count();
+        for _ in 0..(gap + word).max(1) {
+            self.area.move_cursor(CursorMove::Back);
+        }
+    }
+
+    /// Alt-F: to the end of the word after the cursor.
+    fn word_forward(&mut self) {
+        let DataCursor(row, col) = self.area.cursor();
+        let after: Vec<char> = self.area.lines()[row].chars().skip(col).collect();
+        let gap = after.iter().take_while(|c| !word_char(**c)).count();
+        let word = after[gap..].iter().take_while(|c| word_char(**c)).count();
+        for _ in 0..(gap + word).max(1) {
+            self.area.move_cursor(CursorMove::Forward);
+        }
+    }
+
+    /// Ctrl-W: deletes the word before the cursor and the blanks after it, words being
+    /// separated by blanks only (as in a shell: `hi-there` goes in one press). At the start of
+    /// a line, it joins the line to the one before.
+    fn rub_out_word(&mut self) {
+        let DataCursor(row, col) = self.area.cursor();
+        if col == 0 {
+            self.area.delete_char();
+            return;
+        }
+        let before: Vec<char> = self.area.lines()[row].chars().take(col).collect();
+        let blanks = before
+            .iter()
+            .rev()
+            .take_while(|c| c.is_whitespace())
+            .count();
+        let word = before[..col - blanks]
+            .iter()
+            .rev()
+            .take_while(|c| !c.is_whitespace())
+            .count();
+        for _ in 0..blanks + word {
+            self.area.move_cursor(CursorMove::Back);
+        }
+        self.area.delete_str(blanks + word);
     }
 
     /// Starts a new line in the text (Alt-Enter).
@@ -248,6 +331,11 @@ impl InputLine {
     }
 }
 
+/// A character words are made of, for Alt-B and Alt-F (as in readline).
+fn word_char(c: char) -> bool {
+    c.is_alphanumeric()
+}
+
 /// Renders `text` into a scratch buffer the size of `area`: the text area scrolls to its
 /// cursor and records where, as it does when drawn.
 pub(super) fn render_off_screen(text: &TextArea<'_>, area: Rect) {
@@ -299,8 +387,6 @@ fn input_area(text: &str) -> TextArea<'static> {
 
 #[cfg(test)]
 mod tests {
-    use ratatui::crossterm::event::{KeyCode, KeyModifiers};
-
     use super::*;
 
     fn masked(lines: &[&str]) -> Vec<String> {

@@ -3,7 +3,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::{App, Effect, TabKind};
+use super::{App, Effect};
 
 impl App {
     /// A key on the main screen.
@@ -49,7 +49,8 @@ impl App {
                 self.select_tab((self.active + self.tabs.len() - 1) % self.tabs.len());
                 return Vec::new();
             }
-            KeyCode::Char('w') if ctrl => return self.close_tab(self.active),
+            // Alt-W as in weechat: Ctrl-W is readline's (and so everyone's) word rub-out.
+            KeyCode::Char('w') if alt => return self.close_tab(self.active),
             KeyCode::PageUp => {
                 self.scroll_up(self.page());
                 return Vec::new();
@@ -136,13 +137,14 @@ impl App {
         }
     }
 
-    /// Completes the nickname before the cursor from everyone online and the private tabs;
+    /// Completes the nickname before the cursor from everyone online and the private and group
+    /// tabs;
     /// false when there is no word to complete.
     fn complete(&mut self) -> bool {
-        let privates = self.tabs.iter().filter_map(|t| match &t.kind {
-            TabKind::Private { nick } => Some(nick.clone()),
-            TabKind::Lobby | TabKind::Room { .. } => None,
-        });
+        let privates = self
+            .tabs
+            .iter()
+            .flat_map(|t| t.kind.people().iter().cloned());
         let names = self.roster.iter().map(|u| u.nick.clone()).chain(privates);
         self.input.complete(names, &self.nick)
     }

@@ -208,6 +208,8 @@ pub struct App {
     limits: Option<Limits>,
     next_tag: u64,
     in_flight: HashMap<u64, (TabKind, Pending)>,
+    /// The tag and tab of the message the server confirmed last (a `Queued` follows it).
+    last_echo: Option<(u64, TabKind)>,
     ever_connected: bool,
     /// Pending messages are not sent before this (rate limit).
     flush_at: Option<Instant>,
@@ -257,6 +259,7 @@ impl App {
             limits: None,
             next_tag: 1,
             in_flight: HashMap::new(),
+            last_echo: None,
             ever_connected: false,
             flush_at: None,
             quit_armed: false,
@@ -357,6 +360,11 @@ impl App {
     /// The wall-clock time, as of the current event.
     pub fn wall(&self) -> DateTime<Utc> {
         self.wall
+    }
+
+    /// Today, as of the current event, in the time zone the times are shown in.
+    pub fn today(&self) -> chrono::NaiveDate {
+        super::entry::day_of(self.wall, self.opts.utc)
     }
 
     /// The terminal's size, as of the last [`Event::Resize`]: (width, height).

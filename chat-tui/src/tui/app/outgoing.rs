@@ -1,7 +1,7 @@
 //! What goes to the server: the typed line submitted (kept in the input history, parsed, and
 //! carried out by [`commands`](super::commands)), requests that need a connection, and
 //! messages, each tagged and kept in flight until the server's echo confirms it, or queued
-//! ([`Pending`]) while disconnected, rate-limited or the recipient is away.
+//! ([`Pending`]) while disconnected or rate-limited.
 
 use std::time::Duration;
 
@@ -56,14 +56,14 @@ impl App {
         }
     }
 
-    /// Sends text typed in a tab to that tab's room or user. A private message to someone
-    /// offline goes to the server too: a registered user gets it at their next login (the
-    /// server says so), anyone else is reported not online.
+    /// Sends text typed in a tab to that tab's room, or to its people. A private message to
+    /// someone offline goes to the server too: a registered user gets it at their next login
+    /// (the server says so); for anyone else it is not sent (see `incoming/errors.rs`).
     pub(super) fn send_to_tab(&mut self, tab: TabKind, body: Body) -> (Vec<Effect>, bool) {
         let target = match &tab {
             TabKind::Lobby => Target::Room(DEFAULT_ROOM.to_owned()),
             TabKind::Room { name } => Target::Room(name.clone()),
-            TabKind::Private { nick } => Target::Users(vec![nick.clone()]),
+            TabKind::Private { .. } | TabKind::Group { .. } => Target::Users(tab.people().to_vec()),
         };
         self.send(tab, target, body)
     }
@@ -90,8 +90,10 @@ impl App {
         (self.flush_pending(), false)
     }
 
-    /// Sends what is pending, as far as the connection, the recipients and the server's rate
-    /// limit allow; schedules the rest.
+    /// Sends what is pending, as far as the connection and the server's rate limit allow;
+    /// schedules the rest. A private message is sent whether its recipient seems online or
+    /// not: the server keeps it for an account, and refuses it for a guest who left. It never
+    /// waits for the nickname to come back, which might be someone else's by then.
     pub(super) fn flush_pending(&mut self) -> Vec<Effect> {
         if self.conn != ConnState::Connected || self.flush_at.is_some_and(|at| at > self.now) {
             return Vec::new();
@@ -106,17 +108,13 @@ impl App {
         let mut waiting = false;
         for i in 0..self.tabs.len() {
             let kind = self.tabs[i].kind.clone();
-            if let TabKind::Private { nick } = &kind
-                && !self.is_online(nick)
-            {
-                continue; // sent when they are back
-            }
             while !self.tabs[i].pending.is_empty() {
                 if effects.len() >= budget {
                     waiting = true;
                     break;
                 }
                 let p = self.tabs[i].pending.remove(0);
+                self.tabs[i].refused = 0;
                 effects.push(self.frame_for(kind.clone(), p.to, p.body));
             }
         }
@@ -127,10 +125,15 @@ impl App {
         effects
     }
 
-    /// Puts an unconfirmed message back at the front of its tab's queue.
+    /// Puts a message the server did not take (refused for going too fast, or unconfirmed when
+    /// the connection dropped) back at the front of its tab's queue, behind the ones put back
+    /// before it: called in the order they were sent, it keeps that order.
     pub(super) fn requeue(&mut self, kind: &TabKind, p: Pending) {
         let i = self.tab_for(kind);
-        self.tabs[i].pending.insert(0, p);
+        let tab = &mut self.tabs[i];
+        let at = tab.refused.min(tab.pending.len());
+        tab.pending.insert(at, p);
+        tab.refused = at + 1;
     }
 
     pub(super) fn frame_for(&mut self, tab: TabKind, to: Target, body: Body) -> Effect {

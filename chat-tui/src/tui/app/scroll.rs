@@ -47,10 +47,11 @@ impl App {
         usize::from(self.message_area().height.saturating_sub(1)).max(1)
     }
 
-    /// Rows of entry `seq` of `tab` at `width` columns.
+    /// Rows of entry `seq` of `tab` at `width` columns, the day line above it included.
     fn entry_height(&self, tab: &Tab, seq: u64, width: u16) -> usize {
         let entry = &tab.entries[(seq - tab.first_seq) as usize];
-        entry_height(entry, &self.opts, width)
+        let day = tab.day_change(seq, self.today(), self.opts.utc);
+        entry_height(entry, &self.opts, width) + usize::from(day.is_some())
     }
 
     /// Scrolls the tab on screen back by `rows`, no further than its oldest row at the top.

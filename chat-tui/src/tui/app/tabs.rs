@@ -6,16 +6,18 @@ use std::collections::{BTreeSet, VecDeque};
 
 use chat_core::names::fold;
 use chat_core::protocol::{ClientFrame, DEFAULT_ROOM};
+use chrono::NaiveDate;
 
 use super::{App, ConnState, Effect, Entry, EntryKind, Pending};
 use crate::command::unsupported;
+use crate::tui::entry::day_of;
 
 impl App {
     /// Index of the tab for `kind`, a private one opened (without focus) if needed.
     pub(super) fn tab_for(&mut self, kind: &TabKind) -> usize {
         match kind {
             TabKind::Lobby => 0,
-            TabKind::Private { nick } => self.open_tab(nick),
+            TabKind::Private { .. } | TabKind::Group { .. } => self.tab_of(kind.clone()),
             TabKind::Room { name } => self.room_tab(name),
         }
     }
@@ -172,12 +174,12 @@ impl App {
         self.notice(self.active, text, error);
     }
 
-    /// Adds a notice to the private tab for `nick`, if one is open.
+    /// Adds a notice to the private tab for `nick` and to every group tab `nick` is in.
     pub(super) fn notice_private(&mut self, nick: &str, text: &str) {
-        let kind = TabKind::Private {
-            nick: nick.to_owned(),
-        };
-        if let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) {
+        let tabs: Vec<usize> = (0..self.tabs.len())
+            .filter(|&i| self.tabs[i].kind.with(nick))
+            .collect();
+        for i in tabs {
             self.notice(i, text, false);
         }
     }
@@ -200,6 +202,10 @@ pub struct Tab {
     pub scroll: Option<Anchor>,
     /// Typed while disconnected; sent in order after reconnecting.
     pub pending: Vec<Pending>,
+    /// How many messages at the front of `pending` were put back (refused by the rate limit,
+    /// or unconfirmed when the connection dropped) since the queue last went out: the next one
+    /// goes behind them, so that they go out again in the order they were first sent.
+    pub(super) refused: usize,
     /// Ids of the messages shown (history replayed after a reconnect is not shown twice).
     pub(super) ids: BTreeSet<u64>,
     /// The oldest and newest message ids shown.
@@ -226,15 +232,36 @@ pub enum TabKind {
     Private { nick: String },
     /// Another room (`/join #name`).
     Room { name: String },
+    /// A private conversation with several people at once (`/msg erin,dave`, or a private
+    /// message to us and others): what is typed here goes to all of them.
+    Group { nicks: Vec<String> },
 }
 
 impl TabKind {
-    /// The tab's title.
-    pub fn title(&self) -> &str {
+    /// The private conversation with the people of a private message other than `me`: one
+    /// person's tab, or a group's (in the order given, each once); `None` when only `me` is
+    /// left.
+    pub fn private(people: &[String], me: &str) -> Option<TabKind> {
+        let mut nicks: Vec<String> = Vec::with_capacity(people.len());
+        for nick in people {
+            if fold(nick) != fold(me) && !nicks.iter().any(|n| fold(n) == fold(nick)) {
+                nicks.push(nick.clone());
+            }
+        }
+        match nicks.len() {
+            0 => None,
+            1 => nicks.pop().map(|nick| TabKind::Private { nick }),
+            _ => Some(TabKind::Group { nicks }),
+        }
+    }
+
+    /// The tab's title: a room's or a person's name, or the names of a group.
+    pub fn title(&self) -> String {
         match self {
-            TabKind::Lobby => DEFAULT_ROOM,
-            TabKind::Private { nick } => nick,
-            TabKind::Room { name } => name,
+            TabKind::Lobby => DEFAULT_ROOM.to_owned(),
+            TabKind::Private { nick } => nick.clone(),
+            TabKind::Room { name } => name.clone(),
+            TabKind::Group { nicks } => nicks.join(", "),
         }
     }
 
@@ -242,7 +269,7 @@ impl TabKind {
     pub fn label(&self) -> String {
         match self {
             TabKind::Room { name } => format!("#{name}"),
-            other => other.title().to_owned(),
+            other => other.title(),
         }
     }
 
@@ -251,16 +278,36 @@ impl TabKind {
         match self {
             TabKind::Lobby => Some(DEFAULT_ROOM),
             TabKind::Room { name } => Some(name),
-            TabKind::Private { .. } => None,
+            TabKind::Private { .. } | TabKind::Group { .. } => None,
         }
     }
 
-    /// The same tab (names compared case-folded).
+    /// The people a private conversation is with (none for a room).
+    pub fn people(&self) -> &[String] {
+        match self {
+            TabKind::Private { nick } => std::slice::from_ref(nick),
+            TabKind::Group { nicks } => nicks,
+            TabKind::Lobby | TabKind::Room { .. } => &[],
+        }
+    }
+
+    /// A private conversation that `nick` is part of.
+    pub(super) fn with(&self, nick: &str) -> bool {
+        self.people().iter().any(|n| fold(n) == fold(nick))
+    }
+
+    /// The same tab (names compared case-folded; a group's whatever their order).
     pub(super) fn is(&self, other: &TabKind) -> bool {
+        let folded = |nicks: &[String]| {
+            let mut keys: Vec<String> = nicks.iter().map(|n| fold(n)).collect();
+            keys.sort();
+            keys
+        };
         match (self, other) {
             (TabKind::Lobby, TabKind::Lobby) => true,
             (TabKind::Private { nick: a }, TabKind::Private { nick: b })
             | (TabKind::Room { name: a }, TabKind::Room { name: b }) => fold(a) == fold(b),
+            (TabKind::Group { nicks: a }, TabKind::Group { nicks: b }) => folded(a) == folded(b),
             _ => false,
         }
     }
@@ -281,6 +328,7 @@ impl Tab {
             highlight: false,
             scroll: None,
             pending: Vec::new(),
+            refused: 0,
             ids: BTreeSet::new(),
             oldest_id: None,
             newest_id: None,
@@ -306,5 +354,19 @@ impl Tab {
     pub fn entry(&self, seq: u64) -> Option<&Entry> {
         seq.checked_sub(self.first_seq)
             .and_then(|i| self.entries.get(i as usize))
+    }
+
+    /// The day to announce above entry `seq` ([`day_line`](crate::tui::entry::day_line)):
+    /// its own, when the entry before it is of another day, or, for the first entry, when it
+    /// is not of `today`. Worked out as it is drawn, so that history added above, entries
+    /// dropped from the top and `/clear` leave every day line where it belongs. `utc` says in
+    /// which time zone days are counted.
+    pub fn day_change(&self, seq: u64, today: NaiveDate, utc: bool) -> Option<NaiveDate> {
+        let day = day_of(self.entry(seq)?.at, utc);
+        let before = match seq.checked_sub(1).and_then(|s| self.entry(s)) {
+            Some(entry) => day_of(entry.at, utc),
+            None => today,
+        };
+        (day != before).then_some(day)
     }
 }

@@ -1,13 +1,13 @@
-//! What went wrong: the server's errors (a message refused is shown with its text, or kept
-//! pending for someone who just left), its rate limit (what it refused is sent again once
-//! allowed), and its goodbye.
+//! What went wrong: the server's errors (a message refused is shown with its text; a private
+//! message nobody can receive goes back to the input line), its rate limit (what it refused is
+//! sent again once allowed), and its goodbye.
 
 use std::time::Duration;
 
-use chat_core::protocol::{DisconnectReason, ErrorCode, ErrorFrame, Target};
+use chat_core::protocol::{Body, DisconnectReason, ErrorCode, ErrorFrame};
 
 use crate::sanitize::sanitize_line;
-use crate::tui::app::{App, ConnState, Effect, TabKind};
+use crate::tui::app::{App, ConnState, Effect, Pending, TabKind};
 
 impl App {
     /// An error from the server, about one of our messages (by its tag) or not.
@@ -26,18 +26,10 @@ impl App {
             _ => sanitize_line(&e.message),
         };
         match lost {
-            // A private message to someone who just left waits for their return.
-            Some((kind @ TabKind::Private { .. }, p))
-                if matches!(&e.code, ErrorCode::NoSuchUser(_))
-                    && matches!(&p.to, Target::Users(to) if to.len() == 1) =>
-            {
-                let i = self.open_tab(kind.title());
-                self.requeue(&kind, p);
-                self.notice(
-                    i,
-                    &format!("not sent: {reason}; it stays pending until they are back"),
-                    true,
-                );
+            // A private message to someone not online who has no account: not kept, and never
+            // kept here for whoever takes the nickname next.
+            Some((kind, p)) if matches!(&e.code, ErrorCode::NoSuchUser(_)) => {
+                self.not_delivered(&kind, p, &reason);
             }
             // Anything else is shown with its text, so nothing typed disappears.
             Some((kind, p)) => {
@@ -48,6 +40,56 @@ impl App {
             None => self.notice_active(&format!("the server says: {reason}"), true),
         }
         Vec::new()
+    }
+
+    /// A private message the server could not deliver (`who` not online, and no account to
+    /// keep it for them): said in the tab on screen, where the user is typing, and the message
+    /// put back in the input line, ready to send again, unless something else is being typed
+    /// there (then the notice quotes it). A tab opened for it alone goes again.
+    fn not_delivered(&mut self, kind: &TabKind, p: Pending, who: &str) {
+        if let Some(i) = self.tabs.iter().position(|t| t.kind.is(kind))
+            && i != self.active
+            && self.tabs[i].entries.is_empty()
+            && self.tabs[i].pending.is_empty()
+        {
+            self.remove_tab(i);
+        }
+        let retyped = self
+            .retyped(kind, &p.body)
+            .filter(|_| self.input.is_empty());
+        let text = match retyped {
+            Some(line) => {
+                self.set_input(&line);
+                format!(
+                    "not sent: {who}, and only registered nicknames get messages kept; it is \
+                     back in the input line"
+                )
+            }
+            None => {
+                let (text, _) = p.body.into_parts();
+                format!("not sent ({who}, and only registered nicknames get messages kept): {text}")
+            }
+        };
+        self.notice_active(&text, true);
+    }
+
+    /// The line that sends `body` to `kind`'s people again from the tab on screen: as typed
+    /// in their own tab, else as `/msg` (which cannot carry an action).
+    fn retyped(&self, kind: &TabKind, body: &Body) -> Option<String> {
+        let here = self.tabs[self.active].kind.is(kind);
+        let escaped = |t: &str| {
+            if t.starts_with('/') {
+                format!("/{t}")
+            } else {
+                t.to_owned()
+            }
+        };
+        match body {
+            Body::Text(t) if here => Some(escaped(t)),
+            Body::Action(t) if here => Some(format!("/me {t}")),
+            Body::Text(t) => Some(format!("/msg {} {t}", kind.people().join(","))),
+            Body::Action(_) => None,
+        }
     }
 
     /// The server refused a frame for going too fast: a message refused goes back to the

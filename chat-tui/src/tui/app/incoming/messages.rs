@@ -7,7 +7,7 @@ use chat_core::protocol::{Body, ChatMessage, ClientFrame, Target};
 use chrono::{DateTime, Utc};
 
 use crate::sanitize::{sanitize_line, sanitize_text};
-use crate::tui::app::{App, Effect, Entry, EntryKind};
+use crate::tui::app::{App, Effect, Entry, EntryKind, TabKind};
 
 impl App {
     /// Shows a chat message in its tab (a room's, or the private conversation's); `history`
@@ -17,8 +17,11 @@ impl App {
         m: ChatMessage,
         history: bool,
     ) -> Vec<Effect> {
-        if let Some(tag) = m.tag {
-            self.in_flight.remove(&tag);
+        if let Some(tag) = m.tag
+            && let Some((kind, _)) = self.in_flight.remove(&tag)
+        {
+            // Where a `Queued` about it, which comes right after, belongs.
+            self.last_echo = Some((tag, kind));
         }
         let own = fold(&m.from) == fold(&self.nick);
         let from = sanitize_line(&m.from);
@@ -40,18 +43,27 @@ impl App {
                     Vec::new()
                 }
             }
+            // Ours: in the tab of the person, or of the group, it went to.
             Target::Users(to) if own => {
-                for nick in to {
-                    let nick = sanitize_line(&nick);
-                    let i = self.open_tab(&nick);
+                let to: Vec<String> = to.iter().map(|n| sanitize_line(n)).collect();
+                if let Some(kind) = TabKind::private(&to, &self.nick) {
+                    let i = self.tab_for(&kind);
                     if self.tabs[i].saw(id) {
-                        self.push(i, entry.clone(), false, false);
+                        self.push(i, entry, false, false);
                     }
                 }
                 Vec::new()
             }
-            Target::Users(_) => {
-                let i = self.open_tab(&from);
+            // To us alone: the sender's tab; to us and others: the tab of everyone in it but
+            // us, so that a reply goes to all of them.
+            Target::Users(to) => {
+                let people: Vec<String> = std::iter::once(from)
+                    .chain(to.iter().map(|n| sanitize_line(n)))
+                    .collect();
+                let Some(kind) = TabKind::private(&people, &self.nick) else {
+                    return Vec::new();
+                };
+                let i = self.tab_for(&kind);
                 if !self.tabs[i].saw(id) {
                     return Vec::new();
                 }
@@ -153,13 +165,20 @@ impl App {
         effects
     }
 
-    /// A private message to someone away was kept for them.
-    pub(super) fn queued(&mut self, to: &[String]) -> Vec<Effect> {
+    /// A private message (tagged `tag`) to someone away was kept for them: said in the tab
+    /// the message went to.
+    pub(super) fn queued(&mut self, tag: u64, to: &[String]) -> Vec<Effect> {
         let who = sanitize_line(&to.join(", "));
         let text = format!("{who} offline: kept for them until they log in");
-        match to.first() {
-            Some(nick) => {
-                let i = self.open_tab(nick);
+        let tab = match self.last_echo.take() {
+            Some((echoed, kind)) if echoed == tag => Some(kind),
+            _ => to
+                .first()
+                .map(|nick| TabKind::Private { nick: nick.clone() }),
+        };
+        match tab {
+            Some(kind) => {
+                let i = self.tab_for(&kind);
                 self.notice(i, &text, false);
             }
             None => self.notice_active(&text, false),

@@ -26,7 +26,7 @@ impl App {
                 more,
             } => self.history(&room, messages, more),
             ServerFrame::Offline(messages) => self.offline(messages),
-            ServerFrame::Queued { to, .. } => self.queued(&to),
+            ServerFrame::Queued { tag, to } => self.queued(tag, &to),
             ServerFrame::Joined { room, user, .. } => self.joined(&room, user),
             ServerFrame::Left {
                 room,

@@ -32,14 +32,13 @@ impl App {
         let nick = sanitize_line(&user.nick);
         let guest = if user.relayed { " (relayed guest)" } else { "" };
         self.notice(0, &format!("{nick} joined{guest}"), false);
-        self.notice_private(&nick, &format!("{nick} is back online"));
+        self.notice_private(&nick, &format!("{nick} is online"));
         let key = fold(&user.nick);
         self.change_roster(|roster| {
             roster.retain(|u| fold(&u.nick) != key);
             roster.push(user);
         });
-        // Messages kept for them go now.
-        self.flush_pending()
+        Vec::new()
     }
 
     /// Someone entered room `room` (not the lobby).
@@ -85,7 +84,9 @@ impl App {
         self.notice(0, &format!("{nick} left ({why})"), false);
         self.notice_private(
             &nick,
-            &format!("{nick} left ({why}); messages cannot be sent until they return"),
+            &format!(
+                "{nick} left ({why}); a message reaches them now only if they have an account"
+            ),
         );
         // The name we asked for (held by a stale session of ours, say) is free again.
         if key == fold(&self.requested_nick) && key != fold(&self.nick) {
