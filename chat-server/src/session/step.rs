@@ -132,7 +132,7 @@ pub(super) fn step(
     }
     // Keep-alives have an allowance of their own, outside the message limit: a client that
     // was rate-limited still gets its pings answered, and does not take the server for dead.
-    if matches!(frame, ClientFrame::Ping { .. }) && limiter.ping(now) {
+    if matches!(frame, ClientFrame::Ping { .. }) && flood.own.ping(now) {
         return command(frame, conn, config);
     }
     let tag = match &frame {
