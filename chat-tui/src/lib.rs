@@ -6,4 +6,5 @@ pub mod command;
 pub mod line;
 pub mod line_event;
 pub mod sanitize;
+pub mod trust;
 pub mod tui;

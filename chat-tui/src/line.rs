@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, Write};
 use std::time::Duration;
 
-use chat_core::client::{ClientError, ClientSender, ConnectOptions, TcpClient, connect};
+use chat_core::client::{ClientError, ClientSender, ConnectOptions, NetClient, connect_secured};
 use chat_core::frame::FrameError;
 use chat_core::protocol::{
     ClientFrame, DEFAULT_ROOM, DisconnectReason, Password, RejectReason, ServerFrame, Target,
@@ -19,6 +19,7 @@ use deliver::{Answer, Delivery};
 mod deliver;
 use crate::line_event::LineEvent;
 use crate::sanitize::sanitize_line;
+use crate::trust::{self, Trust, Verdict};
 use chat_core::names::fold;
 
 /// How the line client was asked to behave.
@@ -34,6 +35,8 @@ pub struct LineOptions {
     pub json: bool,
     /// Show times in UTC instead of local time.
     pub utc: bool,
+    /// Which certificates to trust (or no TLS at all).
+    pub trust: Trust,
 }
 
 /// Exit statuses, documented in the README.
@@ -53,6 +56,9 @@ pub mod exit {
     /// The user quit (or the input ended), but some messages could not be delivered (each is
     /// named on standard error).
     pub const UNDELIVERED: u8 = 6;
+    /// The server's certificate is not trusted: seen for the first time (and neither
+    /// `--trust-fingerprint` nor `--trust-on-first-use` given), or not the one accepted before.
+    pub const UNTRUSTED: u8 = 7;
 }
 
 /// Time allowed for the server to confirm a quit.
@@ -123,7 +129,7 @@ struct Io {
 /// The session: lines read and carried out, frames shown, until it ends; returns the exit
 /// status. The next line is read only once the message before it is answered (see
 /// [`Delivery`]).
-async fn chat(client: TcpClient, io: &mut Io, delivery: &mut Delivery) -> u8 {
+async fn chat(client: NetClient, io: &mut Io, delivery: &mut Delivery) -> u8 {
     let me = client.welcome.nick.clone();
     let max_len = client.welcome.limits.max_message_len as usize;
     let version = client.welcome.version;
@@ -272,18 +278,41 @@ async fn open(
     opts: &LineOptions,
     nick: String,
     interrupt: &mut Interrupt,
-) -> Result<TcpClient, u8> {
+) -> Result<NetClient, u8> {
     let mut connect_opts =
         ConnectOptions::new(nick).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
     connect_opts.password.clone_from(&opts.password);
-    let connected = tokio::select! {
-        res = connect(&opts.server, &connect_opts) => res,
-        () = interrupt.recv() => return Err(exit::QUIT),
-    };
-    connected.map_err(|e| {
+    let mut trust = opts.trust.clone();
+    let server = &opts.server;
+    loop {
+        let security = trust.security(server);
+        let connected = tokio::select! {
+            res = connect_secured(server, &connect_opts, &security) => res,
+            () = interrupt.recv() => return Err(exit::QUIT),
+        };
+        let e = match connected {
+            Ok(client) => return Ok(client),
+            Err(e) => e,
+        };
+        if let ClientError::Untrusted { fingerprint, .. } = &e {
+            let refusal = match trust.judge(server) {
+                Verdict::FirstUse if trust.first_use => {
+                    if let Err(why) = trust.accept(server, fingerprint) {
+                        eprintln!("chat-tui: {why}");
+                    }
+                    eprintln!("chat-tui: trusting {server} from now on: {fingerprint}");
+                    continue;
+                }
+                Verdict::FirstUse => trust::first_use_refused(server, fingerprint),
+                Verdict::Changed { old } => trust::changed(server, &old, fingerprint),
+                Verdict::NotGiven { given } => trust::not_given(server, &given, fingerprint),
+            };
+            eprintln!("chat-tui: {refusal}");
+            return Err(exit::UNTRUSTED);
+        }
         // The text can quote the server (a refusal's message): never print it raw.
         eprintln!("chat-tui: {}", sanitize_line(&e.to_string()));
-        match e {
+        return Err(match e {
             ClientError::Connect { .. } | ClientError::Timeout { .. } => exit::UNREACHABLE,
             // A relay that cannot reach the server: as unreachable as the server itself.
             ClientError::Rejected(r) if matches!(r.reason, RejectReason::Unavailable) => {
@@ -291,8 +320,8 @@ async fn open(
             }
             ClientError::Rejected(_) => exit::REFUSED,
             _ => exit::DISCONNECTED,
-        }
-    })
+        });
+    }
 }
 
 /// Shows a frame from the server (and a change of the current room it makes), `answer` being

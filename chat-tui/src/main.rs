@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chat_core::protocol::Password;
+use chat_core::tls::KnownServers;
 use clap::Parser;
 
 use chat_tui::line::{self, LineOptions};
+use chat_tui::trust::{self, Trust};
 use chat_tui::tui::config;
 use chat_tui::tui::config::Options;
 use chat_tui::tui::run::{self, TuiOptions};
@@ -56,6 +58,26 @@ struct Cli {
     /// Configuration file [default: ~/.config/chat-suite/chat-tui.toml on Linux].
     #[arg(long, env = "CHAT_TUI_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
+
+    /// Connect without TLS: only for an older server on this machine (servers refuse plain
+    /// connections from elsewhere, and anyone on the way could read them).
+    #[arg(long, conflicts_with_all = ["trust_fingerprint", "trust_on_first_use"])]
+    plaintext: bool,
+
+    /// Trust the server's certificate if it has this fingerprint (as `chat-server fingerprint`
+    /// prints it), whatever known_servers says. For scripts and the line mode.
+    #[arg(long, env = "CHAT_TRUST_FINGERPRINT", value_name = "SHA256:…")]
+    trust_fingerprint: Option<String>,
+
+    /// With --plain: trust a server never seen before without asking, and remember its
+    /// certificate in known_servers (a changed certificate is still refused).
+    #[arg(long)]
+    trust_on_first_use: bool,
+
+    /// Forget the certificate accepted for HOST:PORT (after the server got a new one), then
+    /// exit: the next connection shows the new one and asks.
+    #[arg(long, value_name = "HOST:PORT", exclusive = true)]
+    forget_server: Option<String>,
 }
 
 const AFTER_HELP: &str = "\
@@ -68,15 +90,38 @@ Configuration file (TOML; flags take precedence):
 
 Colours are off when NO_COLOR is set.
 
+Connections use TLS. A certificate that chains to the web's roots is trusted as a browser
+would trust it; any other (a server's own, made at its first start) is shown with its
+fingerprint and trusted once you say so, then kept in known_servers next to the
+configuration file, one line per host:port. A certificate that changed is refused.
+
 Exit status: 0 quit (/quit, Ctrl-C, end of input in --plain); 1 error; 2 bad usage;
 with --plain also 3 server unreachable, 4 refused by the server (e.g. nickname rejected),
 5 disconnected by the server or connection lost, 6 some messages could not be delivered
-(named on stderr).";
+(named on stderr), 7 the server's certificate is not trusted (seen for the first time
+without --trust-fingerprint or --trust-on-first-use, or changed).";
 
 const DEFAULT_SERVER: &str = "127.0.0.1:12345";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let known = trust::default_known_servers().map(KnownServers::at);
+    if let Some(server) = &cli.forget_server {
+        return match trust::forget(known.as_ref(), server) {
+            Ok(said) => {
+                println!("chat-tui: {said}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("chat-tui: {why}");
+                ExitCode::from(line::exit::ERROR)
+            }
+        };
+    }
+    let mut trust = Trust::new(known);
+    trust.plaintext = cli.plaintext;
+    trust.given = cli.trust_fingerprint;
+    trust.first_use = cli.trust_on_first_use;
     let (path, explicit) = match &cli.config {
         Some(p) => (Some(p.clone()), true),
         None => (config::default_path(), false),
@@ -113,6 +158,7 @@ fn main() -> ExitCode {
             password: cli.password,
             json: cli.json,
             utc,
+            trust,
         }))
     } else {
         let defaults = Options::default();
@@ -132,6 +178,7 @@ fn main() -> ExitCode {
             password: cli.password,
             server,
             app,
+            trust,
         }))
     };
     // The terminal reader thread may still be blocked in a read: do not wait for it.

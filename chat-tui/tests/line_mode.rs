@@ -4,6 +4,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
@@ -55,7 +56,15 @@ struct Plain {
 }
 
 impl Plain {
+    /// A line client of the plain protocol (the test servers have no certificate).
     fn spawn(addr: SocketAddr, args: &[&str]) -> Plain {
+        let mut all = vec!["--plaintext"];
+        all.extend_from_slice(args);
+        Plain::spawn_with(addr, &all, Path::new("/nonexistent/chat-tui-tests"))
+    }
+
+    /// A line client with `args`, its configuration folder in `config_home`.
+    fn spawn_with(addr: SocketAddr, args: &[&str], config_home: &Path) -> Plain {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-tui"))
             .arg("--plain")
             .arg("--utc")
@@ -63,8 +72,9 @@ impl Plain {
             .args(args)
             .env_remove("CHAT_NICK")
             .env_remove("CHAT_TUI_CONFIG")
+            .env_remove("CHAT_TRUST_FINGERPRINT")
             // No configuration file from the environment the tests run in.
-            .env("XDG_CONFIG_HOME", "/nonexistent/chat-tui-tests")
+            .env("XDG_CONFIG_HOME", config_home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -70,7 +70,7 @@ fn chromedriver() -> (Proc, String) {
 /// A `chat-tui --plain` process fed through its standard input.
 fn line_client(server: &str, nick: &str) -> (Proc, std::process::ChildStdin) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-tui"))
-        .args(["--plain", "--nick", nick, "--server", server])
+        .args(["--plain", "--plaintext", "--nick", nick, "--server", server])
         .env("XDG_CONFIG_HOME", "/nonexistent/chat-tui-tests")
         .env_remove("CHAT_TUI_CONFIG")
         .stdin(Stdio::piped())

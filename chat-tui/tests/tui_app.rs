@@ -803,6 +803,7 @@ fn a_known_nickname_connects_at_once_and_a_refusal_brings_the_form_back() {
         password: None,
         server: "127.0.0.1:12345".to_owned(),
         app: options(),
+        trust: Default::default(),
     };
     // The nickname alone (from --nick, CHAT_NICK or the configuration file; the server is
     // the default one): no form to fill in.
@@ -1295,4 +1296,60 @@ fn a_version_1_server_gets_no_request_it_cannot_decode() {
     // Messages and /who are version 1 and still go out.
     assert_eq!(sent(&enter_line(&mut app, "hello")).len(), 1);
     assert_eq!(sent(&enter_line(&mut app, "/who")).len(), 1);
+}
+
+#[test]
+fn a_new_certificate_is_asked_about_and_a_changed_one_cannot_be_accepted() {
+    use chat_tui::trust::Verdict;
+    let form_error = |app: &chat_tui::tui::app::App| match &app.screen {
+        Screen::Connect(f) => f.error.clone(),
+        Screen::Main => panic!("not on the connect screen"),
+    };
+    let mut app = fresh("alice");
+    app.start();
+    let untrusted = |verdict| NetEvent::Untrusted {
+        server: "127.0.0.1:12345".into(),
+        fingerprint: "SHA256:new".into(),
+        verdict,
+    };
+    // First use: asked; the form waits; other keys do nothing.
+    assert!(net(&mut app, untrusted(Verdict::FirstUse)).is_empty());
+    let prompt = app.trust_prompt.clone().expect("asked");
+    assert!(prompt.asks());
+    assert!(prompt.text().iter().any(|l| l.contains("SHA256:new")));
+    assert!(press(&mut app, KeyCode::Char('x')).is_empty());
+    assert!(app.trust_prompt.is_some());
+    // Yes: trusted from now on, and connecting again at once.
+    let effects = press(&mut app, KeyCode::Char('y'));
+    assert!(app.trust_prompt.is_none());
+    assert!(matches!(
+        &effects[..],
+        [Effect::Trust { server, fingerprint }, Effect::Connect { delay, .. }]
+            if server == "127.0.0.1:12345" && fingerprint == "SHA256:new" && delay.is_zero()
+    ));
+    // No: not connected, said on the form.
+    net(&mut app, untrusted(Verdict::FirstUse));
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert!(form_error(&app).expect("error").contains("not trusted"));
+
+    // A changed certificate: told, with both fingerprints and the command; no key accepts it.
+    let changed = Verdict::Changed {
+        old: "SHA256:old".into(),
+    };
+    net(&mut app, untrusted(changed));
+    let prompt = app.trust_prompt.clone().expect("told");
+    assert!(!prompt.asks());
+    let text = prompt.text().join("\n");
+    assert!(
+        text.contains("SHA256:old") && text.contains("SHA256:new"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chat-tui --forget-server 127.0.0.1:12345"),
+        "{text}"
+    );
+    assert!(press(&mut app, KeyCode::Char('y')).is_empty());
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert!(app.trust_prompt.is_none());
+    assert!(form_error(&app).expect("error").contains("CHANGED"));
 }

@@ -34,7 +34,7 @@ struct Tui {
     child: Box<dyn Child + Send + Sync>,
     writer: Box<dyn Write + Send>,
     screen: Arc<(Mutex<Screen>, Condvar)>,
-    _config_home: tempfile::TempDir,
+    _config_home: Option<tempfile::TempDir>,
 }
 
 impl Tui {
@@ -44,8 +44,25 @@ impl Tui {
     }
 
     /// `chat-tui` with `args`, the environment variables `env`, and `config` as its
-    /// configuration file (none if `None`).
+    /// configuration file (none if `None`), speaking the plain protocol (the test servers
+    /// have no certificate).
     fn spawn_with(args: &[&str], env: &[(&str, &str)], config: Option<&str>) -> Tui {
+        let mut all = vec!["--plaintext"];
+        all.extend_from_slice(args);
+        let config_home = tempfile::tempdir().expect("tempdir");
+        let mut tui = Tui::spawn_in(&all, env, config, config_home.path());
+        tui._config_home = Some(config_home);
+        tui
+    }
+
+    /// `chat-tui` with `args` and `env`, its configuration folder `config_home` (holding
+    /// `config` as its configuration file, if given).
+    fn spawn_in(
+        args: &[&str],
+        env: &[(&str, &str)],
+        config: Option<&str>,
+        config_home: &std::path::Path,
+    ) -> Tui {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: 24,
@@ -54,22 +71,22 @@ impl Tui {
                 pixel_height: 0,
             })
             .expect("open a pseudo-terminal");
-        let config_home = tempfile::tempdir().expect("tempdir");
         if let Some(config) = config {
-            let dir = config_home.path().join("chat-suite");
+            let dir = config_home.join("chat-suite");
             std::fs::create_dir_all(&dir).expect("config dir");
             std::fs::write(dir.join("chat-tui.toml"), config).expect("config file");
         }
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chat-tui"));
         cmd.args(args);
         cmd.env("TERM", "xterm-256color");
-        cmd.env("XDG_CONFIG_HOME", config_home.path());
+        cmd.env("XDG_CONFIG_HOME", config_home);
         for var in [
             "NO_COLOR",
             "CHAT_TUI_CONFIG",
             "CHAT_NICK",
             "CHAT_SERVER",
             "CHAT_PASSWORD",
+            "CHAT_TRUST_FINGERPRINT",
         ] {
             cmd.env_remove(var);
         }
@@ -116,7 +133,7 @@ impl Tui {
             child,
             writer,
             screen,
-            _config_home: config_home,
+            _config_home: None,
         }
     }
 
@@ -336,5 +353,74 @@ async fn a_nickname_from_the_environment_or_the_configuration_file_connects_at_o
     })
     .await
     .expect("clients");
+    let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_certificate_is_shown_and_asked_about_once_and_a_changed_one_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = Config {
+        listen: vec!["127.0.0.1:0".parse().expect("addr")],
+        log_file: None,
+        stats_interval: None,
+        ..Config::default()
+    };
+    chat_testing::with_tls(dir.path())(&mut config);
+    let server = Server::bind(config).await.expect("bind").spawn();
+    let fingerprint = server.tls().expect("tls").fingerprint();
+    let addr = server.addr().to_string();
+    let home = dir.path().join("home");
+    tokio::task::spawn_blocking(move || {
+        let args = ["--nick", "alice", "--server", &addr, "--utc"];
+        // First use: the fingerprint, and a question.
+        let mut alice = Tui::spawn_in(&args, &[], None, &home);
+        let screen = alice.wait_text("trust this server?");
+        assert!(screen.contains(&fingerprint), "{screen}");
+        alice.keys(b"y");
+        alice.wait_text("connected to");
+        let known = home.join("chat-suite/known_servers");
+        let kept = std::fs::read_to_string(&known).expect("known_servers");
+        assert!(kept.contains(&format!("{addr} {fingerprint}")), "{kept}");
+        alice.keys(b"\x03");
+        assert!(alice.wait_exit(), "exit status 0");
+
+        // Known now: no question.
+        let mut alice = Tui::spawn_in(&args, &[], None, &home);
+        let screen = alice.wait_text("connected to");
+        assert!(!screen.contains("trust this server?"), "{screen}");
+        alice.keys(b"\x03");
+        assert!(alice.wait_exit(), "exit status 0");
+
+        // The certificate accepted before is not this one: refused, both shown, with the
+        // command that forgets the old one.
+        let old = "SHA256:0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld";
+        std::fs::write(&known, format!("{addr} {old}\n")).expect("write");
+        let mut alice = Tui::spawn_in(&args, &[], None, &home);
+        let screen = alice.wait_text("certificate refused");
+        assert!(screen.contains("CHANGED"), "{screen}");
+        assert!(
+            screen.contains(old) && screen.contains(&fingerprint),
+            "{screen}"
+        );
+        assert!(
+            screen.contains(&format!("chat-tui --forget-server {addr}")),
+            "{screen}"
+        );
+        // Nothing the user can press accepts it.
+        alice.keys(b"y");
+        alice.keys(b"\r");
+        let screen = alice.wait_for("the refusal closed", |s| {
+            !s.contents().contains("certificate refused")
+        });
+        assert!(!screen.contains("connected to"), "{screen}");
+        assert_eq!(
+            std::fs::read_to_string(&known).expect("known"),
+            format!("{addr} {old}\n")
+        );
+        alice.keys(b"\x03");
+        assert!(alice.wait_exit(), "exit status 0");
+    })
+    .await
+    .expect("client");
     let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
 }

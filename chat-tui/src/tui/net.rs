@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use chat_core::client::{ClientError, ConnectOptions, TcpClient, connect};
+use chat_core::client::{ClientError, ConnectOptions, NetClient, connect_secured};
 use chat_core::protocol::{ClientFrame, Password, RejectReason, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::app::{Event, NetEvent};
+use crate::trust::Trust;
 
 /// What the network task is asked to do.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub enum NetCmd {
     },
     /// Send a frame; dropped when not connected (the app keeps unconfirmed messages).
     Send(ClientFrame),
+    /// The user trusts the certificate with `fingerprint` for `server` from now on.
+    Trust { server: String, fingerprint: String },
     /// Say goodbye, wait briefly for the server's answer, then report on `done` and stop.
     Quit {
         reason: String,
@@ -41,15 +44,19 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a goodbye waits for the server's `Bye`.
 const QUIT_WAIT: Duration = Duration::from_secs(2);
 
-/// Starts the network task; it reports on `events` and stops when the command channel closes
-/// or after a quit.
-pub fn spawn(events: mpsc::Sender<Event>) -> mpsc::UnboundedSender<NetCmd> {
+/// Starts the network task, trusting servers as `trust` says; it reports on `events` and stops
+/// when the command channel closes or after a quit.
+pub fn spawn(events: mpsc::Sender<Event>, trust: Trust) -> mpsc::UnboundedSender<NetCmd> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(rx, events));
+    tokio::spawn(run(rx, events, trust));
     tx
 }
 
-async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Event>) {
+async fn run(
+    mut cmds: mpsc::UnboundedReceiver<NetCmd>,
+    events: mpsc::Sender<Event>,
+    mut trust: Trust,
+) {
     let report = |ev: NetEvent| {
         let events = events.clone();
         async move { events.send(Event::Net(ev)).await.is_ok() }
@@ -66,6 +73,17 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
                     delay,
                 }) => (server, nick, password, delay),
                 Some(NetCmd::Send(_)) => continue,
+                Some(NetCmd::Trust {
+                    server,
+                    fingerprint,
+                }) => {
+                    if let Err(why) = trust.accept(&server, &fingerprint)
+                        && !report(NetEvent::Notice(why)).await
+                    {
+                        return;
+                    }
+                    continue;
+                }
                 Some(NetCmd::Quit { done, .. }) => {
                     let _ = done.send(());
                     return;
@@ -81,6 +99,13 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
                 () = &mut wake => break Wait::Elapsed,
                 cmd = cmds.recv() => match cmd {
                     Some(NetCmd::Send(_)) => {}
+                    Some(NetCmd::Trust { server, fingerprint }) => {
+                        if let Err(why) = trust.accept(&server, &fingerprint)
+                            && !report(NetEvent::Notice(why)).await
+                        {
+                            return;
+                        }
+                    }
                     Some(NetCmd::Connect { server, nick, password, delay }) => {
                         break Wait::Replaced(server, nick, password, delay);
                     }
@@ -107,8 +132,25 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
         let mut opts =
             ConnectOptions::new(nick).client(concat!("chat-tui/", env!("CARGO_PKG_VERSION")));
         opts.password = password;
-        let client = match connect(&server, &opts).await {
+        let security = trust.security(&server);
+        let client = match connect_secured(&server, &opts, &security).await {
             Ok(c) => c,
+            Err(ClientError::Untrusted {
+                server,
+                fingerprint,
+            }) => {
+                let verdict = trust.judge(&server);
+                if !report(NetEvent::Untrusted {
+                    server,
+                    fingerprint,
+                    verdict,
+                })
+                .await
+                {
+                    return;
+                }
+                continue;
+            }
             Err(e) => {
                 let retry = retryable(&e);
                 if !report(NetEvent::Failed {
@@ -122,7 +164,7 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<NetCmd>, events: mpsc::Sender<Eve
                 continue;
             }
         };
-        match session(client, &mut cmds, &events).await {
+        match session(client, &mut cmds, &events, &mut trust).await {
             End::Lost(message) => {
                 if !report(NetEvent::Lost { message }).await {
                     return;
@@ -171,11 +213,12 @@ enum End {
 }
 
 async fn session(
-    client: TcpClient,
+    client: NetClient,
     cmds: &mut mpsc::UnboundedReceiver<NetCmd>,
     events: &mpsc::Sender<Event>,
+    trust: &mut Trust,
 ) -> End {
-    let TcpClient {
+    let NetClient {
         welcome,
         mut sender,
         events: mut frames,
@@ -237,6 +280,13 @@ async fn session(
                     return End::Quit(done);
                 }
                 Some(NetCmd::Connect { .. }) => {} // already connected
+                Some(NetCmd::Trust { server, fingerprint }) => {
+                    if let Err(why) = trust.accept(&server, &fingerprint)
+                        && events.send(Event::Net(NetEvent::Notice(why))).await.is_err()
+                    {
+                        return End::Stop;
+                    }
+                }
                 None => return End::Stop,
             },
             _ = ping.tick() => match alive.tick(Instant::now()) {

@@ -32,6 +32,8 @@ pub struct TuiOptions {
     pub server: String,
     /// Display settings.
     pub app: Options,
+    /// Which certificates to trust (or no TLS at all).
+    pub trust: crate::trust::Trust,
 }
 
 /// The client as it starts: connecting at once when the nickname is known (from `--nick`,
@@ -86,7 +88,7 @@ type Term = Terminal<CrosstermBackend<io::Stdout>>;
 async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     spawn_terminal_reader(tx.clone());
-    let net = net::spawn(tx.clone());
+    let net = net::spawn(tx.clone(), opts.trust.clone());
     drop(tx);
 
     let (mut app, mut effects) = start(opts, Instant::now());
@@ -117,6 +119,15 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
                 }
                 Effect::Send(frame) => {
                     let _ = net.send(NetCmd::Send(frame));
+                }
+                Effect::Trust {
+                    server,
+                    fingerprint,
+                } => {
+                    let _ = net.send(NetCmd::Trust {
+                        server,
+                        fingerprint,
+                    });
                 }
                 Effect::Bell => {
                     let out = terminal.backend_mut();

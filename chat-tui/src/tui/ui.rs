@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use super::app::{App, ConnState, Field, Focus, Screen, TabKind};
+use super::app::{App, ConnState, Field, Focus, Screen, TabKind, TrustPrompt};
 use super::entry::{day_line, entry_lines, pending_lines};
 use super::layout::{centered, connect_block, connect_layout, layout};
 use super::theme::Theme;
@@ -18,6 +18,13 @@ use super::wrap::width as text_width;
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
+    draw_screen(frame, area, app);
+    if let Some(prompt) = &app.trust_prompt {
+        draw_trust(frame, area, app, prompt);
+    }
+}
+
+fn draw_screen(frame: &mut Frame, area: Rect, app: &App) {
     match &app.screen {
         Screen::Connect(_) => draw_connect(frame, area, app),
         Screen::Main => {
@@ -334,6 +341,51 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
             Block::bordered()
                 .title(" help ")
                 .title_bottom(" Esc closes "),
+        ),
+        popup,
+    );
+}
+
+/// The server's certificate, over whatever is on screen: the question on first use, the
+/// refusal when it changed.
+fn draw_trust(frame: &mut Frame, area: Rect, app: &App, prompt: &TrustPrompt) {
+    let theme = Theme::of(&app.opts);
+    let style = if prompt.asks() {
+        Style::default()
+    } else {
+        theme.error()
+    };
+    let w = area.width.clamp(20, 76);
+    let inner = usize::from(w.saturating_sub(4).max(1));
+    let mut lines = Vec::new();
+    for (i, text) in prompt.text().into_iter().enumerate() {
+        if i > 0 {
+            lines.push(Line::raw(""));
+        }
+        let line_style = if i == 0 || text.contains("SHA256:") {
+            style.add_modifier(Modifier::BOLD)
+        } else {
+            style
+        };
+        // Folded here, as the paragraph would fold it, so that the box is as tall as needed.
+        for range in super::wrap::wrap(&text, inner, inner) {
+            lines.push(Line::styled(text[range].to_owned(), line_style));
+        }
+    }
+    let rows = lines.len() as u16;
+    let popup = centered(area, w, rows + 2);
+    let title = if prompt.asks() {
+        " trust this server? "
+    } else {
+        " certificate refused "
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(title)
+                .title_bottom(prompt.keys())
+                .padding(ratatui::widgets::Padding::horizontal(1)),
         ),
         popup,
     );

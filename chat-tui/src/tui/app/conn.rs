@@ -27,6 +27,15 @@ impl App {
             }
             NetEvent::Failed { message, retry } => self.failed(message, retry),
             NetEvent::Lost { message } => self.lost(message),
+            NetEvent::Untrusted {
+                server,
+                fingerprint,
+                verdict,
+            } => self.untrusted(server, fingerprint, verdict),
+            NetEvent::Notice(text) => {
+                self.notice(0, &text, true);
+                Vec::new()
+            }
         }
     }
 
@@ -206,7 +215,7 @@ impl App {
     }
 
     /// Connecting after `delay` as the user asked: requested nickname, password given.
-    fn connect_effect(&self, delay: Duration) -> Effect {
+    pub(super) fn connect_effect(&self, delay: Duration) -> Effect {
         Effect::Connect {
             server: self.server.clone(),
             nick: self.requested_nick.clone(),

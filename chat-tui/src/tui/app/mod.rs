@@ -18,6 +18,7 @@
 //! | `commands.rs` | what each `/command` does |
 //! | `incoming/` | the server's frames, one file per family |
 //! | `conn.rs` | the connection's state, reconnecting, quitting |
+//! | `trust.rs` | a server certificate not trusted yet: the question, or the refusal |
 //! | `backoff.rs` | the delays between reconnection attempts |
 
 use std::collections::{HashMap, HashSet};
@@ -43,6 +44,7 @@ mod keys;
 mod outgoing;
 mod scroll;
 mod tabs;
+mod trust;
 
 pub use super::config::Options;
 pub use super::entry::{Entry, EntryKind};
@@ -54,6 +56,7 @@ pub use input::InputLine;
 pub use keys::Focus;
 pub use outgoing::Pending;
 pub use tabs::{Anchor, Tab, TabKind};
+pub use trust::TrustPrompt;
 
 /// Something that happened: input from the terminal, news from the network, or time passing.
 #[derive(Debug)]
@@ -111,6 +114,14 @@ pub enum NetEvent {
     Failed { message: String, retry: bool },
     /// An established connection was lost or closed by the server.
     Lost { message: String },
+    /// The server's certificate is not trusted (yet): `verdict` says why.
+    Untrusted {
+        server: String,
+        fingerprint: String,
+        verdict: crate::trust::Verdict,
+    },
+    /// Something the user should know (a certificate trusted for this run only).
+    Notice(String),
 }
 
 /// What the driver must do.
@@ -124,6 +135,8 @@ pub enum Effect {
         password: Option<Password>,
         delay: Duration,
     },
+    /// Trust the certificate with `fingerprint` for `server` from now on.
+    Trust { server: String, fingerprint: String },
     /// Send a frame on the current connection.
     Send(ClientFrame),
     /// Ring the terminal bell.
@@ -193,6 +206,8 @@ pub struct App {
     input: InputLine,
     /// The help overlay is open.
     pub help: bool,
+    /// A server certificate waiting for the user (over any screen).
+    pub trust_prompt: Option<TrustPrompt>,
     /// The roster sidebar is wanted (F2 toggles).
     pub show_roster: bool,
     /// Terminal size, from the last [`Event::Resize`].
@@ -250,6 +265,7 @@ impl App {
             focus: Focus::Input,
             input: InputLine::default(),
             help: false,
+            trust_prompt: None,
             show_roster,
             size: (80, 24),
             lag: None,
@@ -291,6 +307,7 @@ impl App {
                 self.dirty = false;
                 Vec::new()
             }
+            Event::Key(key) if self.trust_prompt.is_some() => self.trust_key(key),
             Event::Key(key) => match self.screen {
                 Screen::Connect(_) => self.form_key(key),
                 Screen::Main => self.main_key(key),
