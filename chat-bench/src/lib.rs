@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
-pub use wire::{Conn, Item, Protocol};
+pub use wire::{Conn, Item, Protocol, Transport};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct Options {
     pub server: String,
     /// What `server` speaks.
     pub protocol: Protocol,
+    /// Plain TCP or TLS.
+    pub transport: Transport,
     /// Subscribers.
     pub subscribers: usize,
     /// Publishers.
@@ -58,6 +60,7 @@ impl Options {
         Options {
             server: server.into(),
             protocol: Protocol::Chat,
+            transport: Transport::plain(),
             subscribers: 100,
             publishers: 1,
             size: 64,
@@ -155,6 +158,7 @@ fn parse(text: &[u8]) -> Option<(usize, u64, u64)> {
 /// Opens `count` connections named `prefix0`, `prefix1`, ..., at most 64 handshakes at a time.
 pub async fn connect_many(
     protocol: Protocol,
+    transport: &Transport,
     server: &str,
     prefix: &str,
     count: usize,
@@ -164,9 +168,12 @@ pub async fn connect_many(
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let (server, name, gate) = (server.to_owned(), format!("{prefix}{i}"), gate.clone());
+        let transport = transport.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            protocol.connect(&server, &name, subscribe).await
+            protocol
+                .connect(&transport, &server, &name, subscribe)
+                .await
         }));
     }
     let mut conns = Vec::with_capacity(count);
@@ -399,6 +406,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     let started = Instant::now();
     let subscribers = connect_many(
         protocol,
+        &opts.transport,
         &opts.server,
         &format!("{run_prefix}s"),
         opts.subscribers,
@@ -408,6 +416,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     // Stalled readers stay open (and unread) until the run is over.
     let stalled = connect_many(
         protocol,
+        &opts.transport,
         &opts.server,
         &format!("{run_prefix}z"),
         opts.stalled,
@@ -416,6 +425,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     .await?;
     let publishers = connect_many(
         protocol,
+        &opts.transport,
         &opts.server,
         &format!("{run_prefix}p"),
         opts.publishers,
@@ -608,6 +618,7 @@ pub struct IdleReport {
 /// after the measurement, so that the server can be looked at with a profiler meanwhile.
 pub async fn idle(
     protocol: Protocol,
+    transport: &Transport,
     server: &str,
     count: usize,
     server_pid: u32,
@@ -620,6 +631,7 @@ pub async fn idle(
     let started = Instant::now();
     let conns = connect_many(
         protocol,
+        transport,
         server,
         &format!("i{}x", std::process::id()),
         count,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chat_bench::{Options, Protocol, append_report, run};
+use chat_bench::{Options, Protocol, Transport, append_report, run};
 use clap::Parser;
 
 /// chat-bench: N subscribers and P publishers in the lobby of a chat server (or relay), or
@@ -23,6 +23,13 @@ struct Cli {
     /// What the server speaks.
     #[arg(long, value_enum, default_value_t = Protocol::Chat)]
     protocol: Protocol,
+    /// Speak TLS to the server (a chat server's port, or Redis started with --tls-port).
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: trust the certificate with this fingerprint (`chat-server fingerprint`
+    /// prints a chat server's); without it only certificates that chain to the web's roots.
+    #[arg(long, value_name = "SHA256:…", requires = "tls")]
+    trust_fingerprint: Option<String>,
     /// Subscribers.
     #[arg(short = 'n', default_value_t = 100)]
     subscribers: usize,
@@ -69,9 +76,21 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let transport = if cli.tls {
+        match Transport::tls(cli.trust_fingerprint.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("chat-bench: TLS: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        Transport::plain()
+    };
     let opts = Options {
         server: cli.server,
         protocol: cli.protocol,
+        transport,
         subscribers: cli.subscribers,
         publishers: cli.publishers.max(1),
         size: cli.size,
@@ -102,6 +121,7 @@ fn main() -> ExitCode {
         };
         return match runtime.block_on(chat_bench::idle(
             opts.protocol,
+            &opts.transport,
             &opts.server,
             count,
             pid,

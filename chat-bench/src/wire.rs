@@ -5,15 +5,79 @@
 //! Reading is the generator's hot path (it reads every delivery of every subscriber), so both
 //! parsers work in place on a connection's read buffer and allocate nothing per delivery.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::{BufMut, BytesMut};
-use chat_core::client::{ConnectOptions, connect};
+use chat_core::Connection;
+use chat_core::client::{ConnectOptions, handshake};
 use chat_core::frame::{LEN_PREFIX, decode_payload, encode_frame_into};
 use chat_core::protocol::{
-    Body, ClientFrame, DEFAULT_ROOM, MAX_SERVER_FRAME, Outgoing, ServerFrame, Target,
+    Body, ClientFrame, DEFAULT_ROOM, HANDSHAKE_MAX_FRAME, MAX_SERVER_FRAME, Outgoing, ServerFrame,
+    Target,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use chat_core::tls::tokio_rustls::TlsConnector;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// The reading side of a connection (TCP or TLS).
+pub type ReadSide = Box<dyn AsyncRead + Unpin + Send>;
+/// The writing side of a connection (TCP or TLS).
+pub type WriteSide = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// How the generator reaches the server: plain TCP, or TLS.
+#[derive(Clone, Default)]
+pub struct Transport {
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.tls.is_some() { "tls" } else { "plain" })
+    }
+}
+
+impl Transport {
+    /// Plain TCP.
+    pub fn plain() -> Self {
+        Transport::default()
+    }
+
+    /// TLS, trusting a certificate that chains to the web's roots or has the fingerprint
+    /// `pinned` (as `chat-server fingerprint` prints it).
+    pub fn tls(pinned: Option<String>) -> Result<Self, String> {
+        let seen = Arc::new(Mutex::new(None));
+        let config = chat_core::tls::client_config(pinned, seen).map_err(|e| e.to_string())?;
+        Ok(Transport {
+            tls: Some(TlsConnector::from(Arc::new(config))),
+        })
+    }
+
+    /// Whether this is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Opens a connection to `server`, past the TLS handshake if any.
+    pub async fn open(&self, server: &str) -> Result<(ReadSide, WriteSide), String> {
+        let stream = TcpStream::connect(server)
+            .await
+            .map_err(|e| format!("{server}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            let (r, w) = stream.into_split();
+            return Ok((Box::new(r), Box::new(w)));
+        };
+        let name = chat_core::tls::server_name(server)
+            .ok_or_else(|| format!("{server}: not a host name or an address"))?;
+        let stream = tls.connect(name, stream).await.map_err(|e| {
+            format!(
+                "{server}: TLS: {e} (give the certificate's fingerprint with --trust-fingerprint)"
+            )
+        })?;
+        let (r, w) = tokio::io::split(stream);
+        Ok((Box::new(r), Box::new(w)))
+    }
+}
 
 /// Which server the generator talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -29,12 +93,19 @@ pub enum Protocol {
 const CHANNEL: &str = "lobby";
 
 /// One open connection, past its handshake, read and written as raw bytes.
-#[derive(Debug)]
 pub struct Conn {
-    pub read: OwnedReadHalf,
-    pub write: OwnedWriteHalf,
+    pub read: ReadSide,
+    pub write: WriteSide,
     /// Received bytes not yet parsed.
     pub buf: BytesMut,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a parser found in the read buffer.
@@ -54,12 +125,21 @@ pub enum Item<'a> {
 impl Protocol {
     /// Opens a connection: logs in as `name` (chat) or subscribes to the channel (Redis, when
     /// `subscribe`; a publisher only publishes).
-    pub async fn connect(self, server: &str, name: &str, subscribe: bool) -> Result<Conn, String> {
+    pub async fn connect(
+        self,
+        transport: &Transport,
+        server: &str,
+        name: &str,
+        subscribe: bool,
+    ) -> Result<Conn, String> {
+        let (read, mut write) = transport.open(server).await?;
         match self {
             Protocol::Chat => {
                 let opts = ConnectOptions::new(name).client("chat-bench");
-                let client = connect(server, &opts)
+                let conn = Connection::new(read, write, HANDSHAKE_MAX_FRAME);
+                let client = tokio::time::timeout(opts.timeout, handshake(conn, None, &opts))
                     .await
+                    .map_err(|_| format!("{name}: no answer from {server}"))?
                     .map_err(|e| format!("{name}: {e}"))?;
                 let (read, buf) = client.events.into_parts();
                 Ok(Conn {
@@ -69,11 +149,6 @@ impl Protocol {
                 })
             }
             Protocol::Redis => {
-                let stream = TcpStream::connect(server)
-                    .await
-                    .map_err(|e| format!("{server}: {e}"))?;
-                let _ = stream.set_nodelay(true);
-                let (read, mut write) = stream.into_split();
                 if subscribe {
                     let cmd = format!(
                         "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{CHANNEL}\r\n",

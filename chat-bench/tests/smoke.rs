@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use chat_bench::{Options, Protocol, run};
+use chat_bench::{Options, Protocol, Transport, run};
 use chat_server::{Config, Server};
+use chat_service::tls::{CertSource, Reloadable};
 
 /// A server on a free loopback port, without log file or stats.
 fn config() -> Config {
@@ -83,13 +84,43 @@ impl Drop for Redis {
     }
 }
 
+/// A certificate for localhost and 127.0.0.1 made in `dir` (`cert.pem`, `key.pem`).
+fn certificate(dir: &std::path::Path) -> (CertSource, String) {
+    let source = CertSource::Generated {
+        dir: dir.to_owned(),
+        names: vec!["localhost".into(), "127.0.0.1".into()],
+    };
+    let fingerprint = Reloadable::load(source.clone())
+        .expect("certificate")
+        .fingerprint();
+    (source, fingerprint)
+}
+
 async fn start_redis() -> Redis {
+    start_redis_with(None).await
+}
+
+/// Redis on a free port; with a certificate, speaking TLS only (`--tls-port`).
+async fn start_redis_with(tls: Option<&CertSource>) -> Redis {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    let mut cmd = std::process::Command::new("redis-server");
+    match tls {
+        None => cmd.args(["--port", &port.to_string()]),
+        Some(source) => {
+            let (cert, key) = source.files();
+            cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .args(["--tls-auth-clients", "no"])
+        }
+    };
+    let child = cmd
+        .args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -126,6 +157,7 @@ async fn the_redis_mode_measures_redis_pub_sub() {
     }
     let idle = chat_bench::idle(
         Protocol::Redis,
+        &Transport::plain(),
         &redis.addr,
         50,
         redis.child.id(),
@@ -143,6 +175,7 @@ async fn the_idle_mode_reports_memory_per_connection() {
     // The server runs in this process: its memory is this process's.
     let report = chat_bench::idle(
         Protocol::Chat,
+        &Transport::plain(),
         &server.addr().to_string(),
         50,
         std::process::id(),
@@ -152,5 +185,55 @@ async fn the_idle_mode_reports_memory_per_connection() {
     .expect("idle");
     assert_eq!(report.connections, 50);
     assert!(report.server_rss_kib_before > 0 && report.server_rss_kib_after > 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_server_and_redis_are_measured_over_tls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (source, fingerprint) = certificate(&dir.path().join("tls"));
+    let mut config = config();
+    config.rate.burst = 1_000_000;
+    config.rate.per_sec = 1_000_000.0;
+    config.tls = Some(chat_server::config::TlsConfig {
+        source: source.clone(),
+        plaintext_from: chat_service::tls::PlaintextFrom::Loopback,
+    });
+    let server = Server::bind(config).await.expect("bind").spawn();
+    let redis = start_redis_with(Some(&source)).await;
+    let transport = Transport::tls(Some(fingerprint)).expect("tls");
+    for (protocol, addr) in [
+        (Protocol::Chat, server.addr().to_string()),
+        (Protocol::Redis, redis.addr.clone()),
+    ] {
+        let report = run(Options {
+            protocol,
+            transport: transport.clone(),
+            subscribers: 20,
+            publishers: 2,
+            messages: 200,
+            window: 16,
+            ..Options::new(addr)
+        })
+        .await
+        .expect("run");
+        assert_eq!(
+            report.deliveries_received,
+            400 * 20,
+            "{protocol:?}: {report:?}"
+        );
+        assert_eq!((report.lost, report.reordered), (0, 0));
+    }
+    // A certificate not trusted: refused, saying how to trust it.
+    let untrusted = Transport::tls(None).expect("tls");
+    let e = run(Options {
+        transport: untrusted,
+        subscribers: 1,
+        messages: 1,
+        ..Options::new(server.addr().to_string())
+    })
+    .await
+    .expect_err("untrusted");
+    assert!(e.contains("--trust-fingerprint"), "{e}");
     server.shutdown().await;
 }

@@ -169,8 +169,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
                     path.display()
                 );
             }
-            if let Some(ws) = m.ws {
-                tracing::info!("monitor: WebSocket feed also on ws://{ws}/?token=...");
+            if let Some(feed) = m.feed_url() {
+                tracing::info!("monitor: WebSocket feed also on {feed}?token=...");
             }
         }
         None => tracing::info!("monitor: off"),

@@ -88,6 +88,9 @@ struct BoundMonitor {
     token: Secret,
     monitor: Arc<Monitor>,
     max_viewers: usize,
+    /// The certificate the page and its feeds are served with (HTTPS, WSS): the chat port's,
+    /// when the monitor listens on an address other than loopback.
+    tls: Option<Arc<Reloadable>>,
 }
 
 /// Where the monitor can be reached.
@@ -99,12 +102,21 @@ pub struct MonitorInfo {
     pub ws: Option<SocketAddr>,
     /// The access token.
     pub token: Secret,
+    /// Served over HTTPS and WSS (the monitor listens on an address other than loopback).
+    pub secure: bool,
 }
 
 impl MonitorInfo {
     /// The page's address with the token, ready to open.
     pub fn url(&self) -> String {
-        format!("http://{}/?token={}", self.http, self.token.expose())
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}/?token={}", self.http, self.token.expose())
+    }
+
+    /// The WebSocket-only feed's address (without the token), if there is one.
+    pub fn feed_url(&self) -> Option<String> {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        self.ws.map(|ws| format!("{scheme}://{ws}/"))
     }
 }
 
@@ -140,12 +152,22 @@ impl Server {
                     }
                     None => None,
                 };
+                // It shows private messages: off loopback, never in clear.
+                let remote = !m.listen.is_loopback() || config.loopback_is_remote;
+                let tls = if remote { tls.clone() } else { None };
+                if remote && tls.is_none() {
+                    tracing::warn!(
+                        "the monitor listens on {} without TLS (no certificate configured)",
+                        m.listen
+                    );
+                }
                 Some(BoundMonitor {
                     http,
                     ws,
                     token: m.token.clone().unwrap_or_else(random_token),
                     monitor: Arc::new(Monitor::new(m.backlog, m.viewer_queue)),
                     max_viewers: m.max_viewers.max(1),
+                    tls,
                 })
             }
             None => None,
@@ -185,6 +207,7 @@ impl Server {
             http: m.http.local_addr().ok()?,
             ws: m.ws.as_ref().and_then(|l| l.local_addr().ok()),
             token: m.token.clone(),
+            secure: m.tls.is_some(),
         })
     }
 
@@ -323,13 +346,15 @@ fn spawn_monitor(
     token: &CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let state = Arc::new(MonitorState::new(
+    let mut state = MonitorState::new(
         m.monitor,
         stats.clone(),
         m.token,
         info.http.port(),
         m.max_viewers,
-    ));
+    );
+    state.tls = m.tls;
+    let state = Arc::new(state);
     tracker.spawn(http::serve_http(
         m.http,
         state.clone(),

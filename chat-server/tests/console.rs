@@ -2,79 +2,11 @@
 //! one clear line when a port is taken, and a monitor link that stays the same across restarts
 //! (the token kept in the data folder).
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::Duration;
+use chat_testing::process::Console;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-/// A server process, killed when dropped, with its standard error read line by line.
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary with `args`, its data folder under `home`, standard error piped (not a
-/// terminal), and neither `NO_COLOR` nor `RUST_LOG` set.
-fn start(home: &Path, args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--stats-interval", "0", "--no-log-file", "--db", ":memory:"])
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env_remove("NO_COLOR")
-        .env_remove("RUST_LOG")
-        .env_remove("CHAT_MONITOR_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chat-server");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Server { child, lines }
-}
-
-impl Server {
-    /// Every line up to and including the first that contains `needle`.
-    fn until(&self, needle: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(WAIT)
-                .unwrap_or_else(|e| panic!("no line with {needle:?} ({e}) after {seen:#?}"));
-            let found = line.contains(needle);
-            seen.push(line);
-            if found {
-                return seen;
-            }
-        }
-    }
-
-    /// Every line until the process closes standard error (it exited).
-    fn to_end(&self) -> Vec<String> {
-        let mut seen = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(WAIT) {
-            seen.push(line);
-        }
-        seen
-    }
+/// The binary with `args`, its data folder under `home`.
+fn start(home: &std::path::Path, args: &[&str]) -> Console {
+    Console::start(env!("CARGO_BIN_EXE_chat-server"), home, args)
 }
 
 const FREE_PORTS: [&str; 6] = ["--port", "0", "--http-port", "0", "--ws-port", "0"];
@@ -92,7 +24,7 @@ fn the_console_has_no_colour_codes_when_it_is_not_a_terminal() {
 #[test]
 fn the_monitor_link_survives_a_restart_and_its_token_file_is_private() {
     let home = tempfile::tempdir().expect("tmp");
-    let link = |server: &Server| {
+    let link = |server: &Console| {
         let lines = server.until("monitor: open");
         let last = lines.last().expect("a line").clone();
         last.split("monitor: open ")
@@ -148,6 +80,6 @@ fn a_port_in_use_is_reported_once_with_the_flag_that_changes_it() {
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(text.contains("--http-port sets this port"), "{text}");
     assert!(text.contains("--http-port 0 picks a free one"), "{text}");
-    let status = server.child.wait().expect("wait");
-    assert!(!status.success(), "the server does not start: {status}");
+    let status = server.wait();
+    assert_ne!(status, Some(0), "the server does not start: {status:?}");
 }

@@ -216,3 +216,99 @@ async fn a_renewed_certificate_is_served_to_new_connections_without_dropping_any
     still_chatting(&mut carol, &mut alice, "hello carol").await;
     server.stop().await;
 }
+
+/// A TLS connection to `addr` trusting the certificate `fingerprint`.
+async fn tls_to(
+    addr: std::net::SocketAddr,
+    fingerprint: &str,
+) -> chat_core::tls::tokio_rustls::client::TlsStream<TcpStream> {
+    let seen = Arc::new(Mutex::new(None));
+    let config = chat_core::tls::client_config(Some(fingerprint.to_owned()), seen).expect("config");
+    let connector = chat_core::tls::tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = chat_core::tls::server_name(&addr.to_string()).expect("name");
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    connector.connect(name, tcp).await.expect("TLS handshake")
+}
+
+#[tokio::test]
+async fn off_loopback_the_monitor_is_served_over_https_and_wss_only() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    const TOKEN: &str = "test-token-0123456789";
+    let dir = tempfile::tempdir().expect("dir");
+    let server = TestServer::start_with(|c| {
+        with_tls(dir.path())(c);
+        c.monitor = Some(chat_server::MonitorConfig {
+            http_port: 0,
+            ws_port: Some(0),
+            token: Some(chat_service::Secret::from(TOKEN)),
+            ..chat_server::MonitorConfig::default()
+        });
+        // The monitor's address counts as off loopback (the documented test hook).
+        c.loopback_is_remote = true;
+        generous_rate(c);
+    })
+    .await;
+    let fp = server.fingerprint();
+    let info = server.monitor.clone().expect("monitor");
+    assert!(info.url().starts_with("https://"), "{}", info.url());
+    assert!(info.feed_url().expect("feed").starts_with("wss://"));
+
+    // The page, over HTTPS.
+    let mut page = tls_to(info.http, &fp).await;
+    let req = format!(
+        "GET /?token={TOKEN} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        info.http
+    );
+    page.write_all(req.as_bytes()).await.expect("write");
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(WAIT, page.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("<html"), "the page itself");
+
+    // Plain HTTP gets no page (and no token check to probe).
+    let mut plain = TcpStream::connect(info.http).await.expect("connect");
+    plain.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut raw)).await;
+    assert!(!String::from_utf8_lossy(&raw).contains("HTTP/1.1 200"));
+
+    // The feed, over WSS on both ways in, from the page's https origin.
+    let origin = format!("https://{}", info.http);
+    let mut feeds = Vec::new();
+    for (addr, path) in [(info.http, "/ws"), (info.ws.expect("ws"), "/")] {
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("wss://{addr}{path}?token={TOKEN}"),
+            )
+            .expect("request");
+        req.headers_mut()
+            .insert("Origin", origin.parse().expect("header"));
+        let stream = tls_to(addr, &fp).await;
+        let (ws, _) = tokio_tungstenite::client_async(req, stream)
+            .await
+            .expect("WSS handshake");
+        feeds.push(ws);
+    }
+    let mut alice = tls_client(&server, "alice", None, &fp).await.expect("tls");
+    alice
+        .sender
+        .say("lobby", "seen on wss")
+        .await
+        .expect("send");
+    for ws in &mut feeds {
+        let text = loop {
+            match tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("in time")
+            {
+                Some(Ok(Message::Text(t))) if t.contains("seen on wss") => break t,
+                Some(Ok(_)) => {}
+                other => panic!("feed ended: {other:?}"),
+            }
+        };
+        assert!(text.contains("\"from\":\"alice\""), "{text}");
+    }
+    server.stop().await;
+}

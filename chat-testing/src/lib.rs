@@ -2,6 +2,8 @@
 //! for specific frames with a timeout (never a sleep), and a paused clock moved on demand for
 //! time-based behaviour (timeouts of minutes checked in milliseconds, without timing luck).
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use chat_service::tls::Reloadable;
+use chat_service::tls::tokio_rustls::TlsAcceptor;
 use chat_service::{Secret, accept};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
@@ -19,7 +21,7 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -55,6 +57,8 @@ pub struct MonitorState {
     pub started: Instant,
     /// Who may hold the monitor's connections.
     pub slots: Arc<Slots>,
+    /// The certificate for HTTPS and WSS; `None` serves plain HTTP (on loopback).
+    pub tls: Option<Arc<Reloadable>>,
 }
 
 impl MonitorState {
@@ -73,7 +77,31 @@ impl MonitorState {
             http_port,
             started: Instant::now(),
             slots: Arc::new(Slots::new(max_viewers)),
+            tls: None,
         }
+    }
+
+    /// The scheme of the page's own origin.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+}
+
+/// A monitor connection: TCP, or TLS over it.
+trait MonitorStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> MonitorStream for T {}
+
+/// `stream`, with TLS when the monitor serves it; `None` when the handshake failed or took
+/// longer than a request's headers may.
+async fn secured(stream: TcpStream, state: &MonitorState) -> Option<Box<dyn MonitorStream>> {
+    let Some(tls) = &state.tls else {
+        return Some(Box::new(stream));
+    };
+    let accept = TlsAcceptor::from(tls.config()).accept(stream);
+    match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
+        Ok(Ok(stream)) => Some(Box::new(stream)),
+        _ => None,
     }
 }
 
@@ -101,11 +129,14 @@ pub async fn serve_http(
         let shutdown = shutdown.clone();
         let tasks = tracker.clone();
         tracker.spawn(async move {
+            let _slot = slot;
+            let Some(stream) = secured(stream, &state).await else {
+                return;
+            };
             let service = service_fn(move |req| {
                 let reply = handle(req, &state, &shutdown, &tasks);
                 async move { Ok::<_, Infallible>(reply) }
             });
-            let _slot = slot;
             let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -138,6 +169,9 @@ pub async fn serve_ws(
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let _slot = slot;
+            let Some(stream) = secured(stream, &state).await else {
+                return;
+            };
             // The callback's type is tungstenite's; its error is the HTTP refusal itself.
             #[allow(clippy::result_large_err)]
             let check = |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
@@ -248,7 +282,7 @@ fn refusal(
     if !authorized(uri, headers, &state.token) {
         return Some((StatusCode::UNAUTHORIZED, "a token is needed\n"));
     }
-    if !same_origin(headers, state.http_port) {
+    if !same_origin(headers, state.scheme(), state.http_port) {
         return Some((
             StatusCode::FORBIDDEN,
             "WebSocket connections are accepted only from the monitor's own page\n",
@@ -285,9 +319,10 @@ fn authorized(uri: &Uri, headers: &HeaderMap, token: &Secret) -> bool {
     false
 }
 
-/// A browser's `Origin` must be the monitor page itself: same host as requested, the HTTP
-/// port. Requests without `Origin` (not from a browser page) pass: the token still applies.
-fn same_origin(headers: &HeaderMap, http_port: u16) -> bool {
+/// A browser's `Origin` must be the monitor page itself: its scheme, the same host as
+/// requested, the HTTP port. Requests without `Origin` (not from a browser page) pass: the
+/// token still applies.
+fn same_origin(headers: &HeaderMap, scheme: &str, http_port: u16) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -301,8 +336,9 @@ fn same_origin(headers: &HeaderMap, http_port: u16) -> bool {
     else {
         return false;
     };
-    origin == format!("http://{host}:{http_port}")
-        || (http_port == 80 && origin == format!("http://{host}"))
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    origin == format!("{scheme}://{host}:{http_port}")
+        || (http_port == default_port && origin == format!("{scheme}://{host}"))
 }
 
 /// `example.org:8765` → `example.org`; `[::1]:8765` → `[::1]`.
@@ -567,23 +603,33 @@ mod tests {
     #[test]
     fn origins() {
         let mut h = HeaderMap::new();
-        assert!(same_origin(&h, 8000), "no Origin: not a browser page");
+        assert!(
+            same_origin(&h, "http", 8000),
+            "no Origin: not a browser page"
+        );
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8765"));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("http://127.0.0.1:8000"),
         );
-        assert!(same_origin(&h, 8000));
+        assert!(same_origin(&h, "http", 8000));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("http://evil.example"),
         );
-        assert!(!same_origin(&h, 8000));
+        assert!(!same_origin(&h, "http", 8000));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("http://127.0.0.1:9999"),
         );
-        assert!(!same_origin(&h, 8000));
+        assert!(!same_origin(&h, "http", 8000));
+        // Served over HTTPS, the page's origin is https: an http page is another origin.
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://127.0.0.1:8000"),
+        );
+        assert!(same_origin(&h, "https", 8000));
+        assert!(!same_origin(&h, "http", 8000));
         assert_eq!(host_only("[::1]:8000"), "[::1]");
         assert_eq!(host_only("[::1]"), "[::1]");
         assert_eq!(host_only("example.org"), "example.org");
