@@ -13,6 +13,10 @@
 #              SERVERS="old=/tmp/chat-server-old new=target/release/chat-server"
 #   REDIS      0 to leave Redis out (default 1)
 #   SCENARIOS  the scenarios to run, separated by spaces (default: all of them)
+#   TRANSPORTS plain, tls, or both, separated by spaces (default: plain); with tls, the chat
+#              servers are measured over TLS with the certificate they make at first start,
+#              and Redis over --tls-port with the same certificate (the chat-server builds
+#              must speak TLS)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
@@ -26,15 +30,28 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 db_dir=$(mktemp -d)
 trap 'rm -rf "$db_dir"' EXIT
 servers=${SERVERS:-chat=target/release/chat-server}
+transports=${TRANSPORTS:-plain}
+# Systems as KIND|TRANSPORT|NAME=BINARY (the binary for chat servers only).
 systems=""
-for s in $servers; do systems="$systems chat:$s"; done
-[ "${REDIS:-1}" = 0 ] || systems="$systems redis"
+for t in $transports; do
+    for s in $servers; do systems="$systems chat|$t|$s"; done
+    [ "${REDIS:-1}" = 0 ] || systems="$systems redis|$t|"
+done
+export XDG_DATA_HOME="$db_dir/data"
+fingerprint=""
+if [[ " $transports " == *" tls "* ]]; then
+    first=${servers%% *}
+    # Makes the certificate (data folder/chat-suite/tls) that every TLS run presents.
+    fingerprint=$("${first#*=}" fingerprint)
+fi
+tls_dir="$db_dir/data/chat-suite/tls"
 wanted() { [ -z "${SCENARIOS:-}" ] || [[ " $SCENARIOS " == *" $1 "* ]]; }
 
-# chat:NAME=BINARY
+# NAME=BINARY TRANSPORT
 start_chat() {
     local binary=${1#*=}
     label=${1%%=*}
+    [ "$2" = plain ] || label="$label+$2"
     rm -f "$db_dir"/chat.db*
     "$binary" --port $chat_port --no-log-file --stats-interval 0 \
         --rate-burst 1000000 --rate-per-sec 1000000 --http-port 0 --ws-port 0 \
@@ -43,12 +60,20 @@ start_chat() {
     until (exec 3<>/dev/tcp/127.0.0.1/$chat_port) 2>/dev/null; do sleep 0.1; done
     addr=127.0.0.1:$chat_port proto=chat
 }
+# TRANSPORT
 start_redis() {
-    redis-server --port $redis_port --bind 127.0.0.1 --save '' --appendonly no \
+    local port_args=(--port $redis_port)
+    label=redis
+    if [ "$1" = tls ]; then
+        port_args=(--port 0 --tls-port $redis_port --tls-cert-file "$tls_dir/cert.pem"
+            --tls-key-file "$tls_dir/key.pem" --tls-auth-clients no)
+        label=redis+tls
+    fi
+    redis-server "${port_args[@]}" --bind 127.0.0.1 --save '' --appendonly no \
         --maxclients 20000 >/dev/null 2>&1 &
     pid=$!
     until (exec 3<>/dev/tcp/127.0.0.1/$redis_port) 2>/dev/null; do sleep 0.1; done
-    addr=127.0.0.1:$redis_port proto=redis label=redis
+    addr=127.0.0.1:$redis_port proto=redis
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 
@@ -58,11 +83,14 @@ scenario() {
     wanted "$name" || return 0
     for run in $(seq "$runs"); do
         for system in $systems; do
-            case $system in
-                chat:*) start_chat "${system#chat:}" ;;
-                redis) start_redis ;;
+            IFS='|' read -r kind transport build <<< "$system"
+            case $kind in
+                chat) start_chat "$build" "$transport" ;;
+                redis) start_redis "$transport" ;;
             esac
-            if "$bench" --protocol "$proto" --server "$addr" --server-pid "$pid" "$@" \
+            tls_args=()
+            [ "$transport" = plain ] || tls_args=(--tls --trust-fingerprint "$fingerprint")
+            if "$bench" --protocol "$proto" --server "$addr" --server-pid "$pid" "${tls_args[@]}" "$@" \
                 > target/compare-last.json; then
                 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["scenario"]=sys.argv[2]; r["run"]=int(sys.argv[3]); r["system"]=sys.argv[4]; print(json.dumps(r))' \
                     target/compare-last.json "$name" "$run" "$label" >> "$out"
@@ -85,11 +113,11 @@ scenario idle-10000 --idle 10000
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'scenario':<14} {'server':<8} {'run':>3} {'deliveries/s':>13} {'ns/delivery':>11} {'gen ns':>6} {'p50 us':>8} {'p99 us':>8} {'lost':>5} {'bytes/conn':>10}")
+print(f"{'scenario':<14} {'server':<10} {'run':>3} {'deliveries/s':>13} {'ns/delivery':>11} {'gen ns':>6} {'p50 us':>8} {'p99 us':>8} {'lost':>5} {'bytes/conn':>10}")
 for r in rows:
     sp = r.get("server_process") or {}
     lat = r.get("latency_us") or {}
-    print(f"{r['scenario']:<14} {r.get('system', r['protocol']):<8} {r['run']:>3} "
+    print(f"{r['scenario']:<14} {r.get('system', r['protocol']):<10} {r['run']:>3} "
           f"{r.get('deliveries_per_s', 0):>13,.0f} {sp.get('cpu_ns_per_delivery', 0):>11.0f} "
           f"{r.get('generator_cpu_ns_per_delivery', 0):>6.0f} "
           f"{lat.get('p50', 0):>8} {lat.get('p99', 0):>8} {r.get('lost', 0):>5} "
