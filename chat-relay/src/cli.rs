@@ -18,6 +18,16 @@ use chat_service::tls::{CertSource, PlaintextFrom, certificate_names};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
+    /// What to do instead of relaying.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Configuration file (TOML, one `flag-name = value` per line) [default:
+    /// ~/.config/chat-suite/chat-relay.toml, else /etc/chat-suite/chat-relay.toml, if one
+    /// exists]. A flag wins over its environment variable, which wins over the file.
+    #[arg(long, env = "CHAT_RELAY_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Address to accept guests on (repeatable): 127.0.0.1, 0.0.0.0, ::, or with a port of its
     /// own ([::1]:4000).
     #[arg(
@@ -124,6 +134,15 @@ pub struct Cli {
         value_name = "FINGERPRINT"
     )]
     pub server_fingerprint: Option<String>,
+}
+
+/// What `chat-relay` does instead of relaying.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Prints the effective configuration (flags, environment, configuration file and
+    /// defaults, each with where it came from; secrets redacted) as a configuration file, and
+    /// exits.
+    Config,
 }
 
 impl Cli {

@@ -76,6 +76,12 @@ pub(crate) fn open(path: &Path) -> std::io::Result<File> {
 }
 
 pub(crate) fn spawn(file: File, path: &Path) -> (LogSender, JoinHandle<()>) {
-    let (tx, handle) = chat_service::jsonl::spawn(file, path.to_owned(), LOG_QUEUE, "relay log");
+    let (tx, handle) = chat_service::jsonl::spawn(
+        file,
+        path.to_owned(),
+        LOG_QUEUE,
+        "relay log",
+        chat_service::jsonl::Reopen::default(),
+    );
     (LogSender(tx), handle)
 }

@@ -3,13 +3,17 @@
 use std::process::ExitCode;
 
 use chat_relay::Relay;
-use chat_relay::cli::Cli;
+use chat_relay::cli::{Cli, Command};
 use chat_service::ShutdownSignals;
-use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let loaded = chat_service::config_file::load::<Cli>("chat-relay.toml");
+    if loaded.cli.command == Some(Command::Config) {
+        print!("{}", loaded.describe());
+        return ExitCode::SUCCESS;
+    }
+    let cli = loaded.cli;
     chat_service::console::init_logging();
     match serve(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::event::SharedEvent;
 
-pub use chat_service::jsonl::open;
+pub use chat_service::jsonl::{Reopen, open};
 
 /// Records that may wait for the disk.
 pub const LOG_QUEUE: usize = 64 * 1024;
@@ -17,8 +17,8 @@ pub const LOG_QUEUE: usize = 64 * 1024;
 /// Sends records to the log writer.
 pub type LogSender = mpsc::Sender<SharedEvent>;
 
-/// Starts the writer on an opened file. The returned handle resolves once every sender has
-/// been dropped and everything was written and flushed.
-pub fn spawn(file: File, path: PathBuf) -> (LogSender, JoinHandle<()>) {
-    chat_service::jsonl::spawn(file, path, LOG_QUEUE, "message log")
+/// Starts the writer on an opened file; `reopen` asks it to open the path again. The returned
+/// handle resolves once every sender has been dropped and everything was written and flushed.
+pub fn spawn(file: File, path: PathBuf, reopen: Reopen) -> (LogSender, JoinHandle<()>) {
+    chat_service::jsonl::spawn(file, path, LOG_QUEUE, "message log", reopen)
 }

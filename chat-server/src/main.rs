@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 
 use chat_server::{Cli, Server};
 use chat_service::ShutdownSignals;
+use chat_service::jsonl::Reopen;
 
 /// mimalloc instead of the system allocator: with thousands of connections coming and going,
 /// glibc's malloc keeps far more memory than the server uses (measured in
@@ -18,7 +18,12 @@ use chat_service::ShutdownSignals;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let loaded = chat_service::config_file::load::<Cli>("chat-server.toml");
+    if loaded.cli.command == Some(chat_server::config::Command::Config) {
+        print!("{}", loaded.describe());
+        return ExitCode::SUCCESS;
+    }
+    let cli = loaded.cli;
     chat_service::console::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,18 +54,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads the TLS certificate again at every SIGHUP (a renewed one is served to the next
-/// connections; those open keep theirs); a certificate that cannot be used is reported and
-/// the old one stays.
-async fn reload_on_hangup(tls: std::sync::Arc<chat_service::tls::Reloadable>) {
+/// At every SIGHUP: reads the TLS certificate again (a renewed one is served to the next
+/// connections; those open keep theirs; one that cannot be used is reported and the old one
+/// stays), and opens the message log's path again before its next record (after logrotate
+/// renamed the file).
+async fn on_hangup(tls: Option<std::sync::Arc<chat_service::tls::Reloadable>>, log: Reopen) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot handle SIGHUP: the certificate is read at start only");
+            tracing::warn!(
+                "cannot handle SIGHUP: the certificate is read and the message log opened at \
+                 start only"
+            );
             return;
         };
         while hangups.recv().await.is_some() {
+            log.request();
+            tracing::info!("SIGHUP: the message log is opened again before its next record");
+            let Some(tls) = &tls else { continue };
             match tls.reload() {
                 Ok(fingerprint) => tracing::info!("TLS certificate reloaded: {fingerprint}"),
                 Err(e) => tracing::error!("TLS certificate not reloaded, the old one stays: {e}"),
@@ -68,7 +80,7 @@ async fn reload_on_hangup(tls: std::sync::Arc<chat_service::tls::Reloadable>) {
         }
     }
     #[cfg(not(unix))]
-    let _ = tls;
+    let _ = (tls, log);
 }
 
 /// The shortest time between two trims of one worker thread's heap.
@@ -153,8 +165,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
                  passwords and messages can be read on the way"
             );
         }
-        tokio::spawn(reload_on_hangup(tls));
     }
+    tokio::spawn(on_hangup(server.tls(), server.log_reopen()));
     match &config.log_file {
         Some(path) => tracing::info!("message log: {}", path.display()),
         None => tracing::info!("message log: off"),

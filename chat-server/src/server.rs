@@ -73,6 +73,7 @@ pub struct Server {
     config: Arc<Config>,
     listeners: Listeners,
     log: Option<std::fs::File>,
+    log_reopen: eventlog::Reopen,
     stats: Arc<Stats>,
     monitor: Option<BoundMonitor>,
     store: Box<dyn Store>,
@@ -176,6 +177,7 @@ impl Server {
             config: Arc::new(config),
             listeners,
             log,
+            log_reopen: eventlog::Reopen::default(),
             stats: Arc::new(Stats::default()),
             monitor,
             store,
@@ -188,6 +190,12 @@ impl Server {
     /// fingerprint; `None` without TLS.
     pub fn tls(&self) -> Option<Arc<Reloadable>> {
         self.tls.clone()
+    }
+
+    /// Asks the message log's writer to open its file again before the next record (after
+    /// logrotate renamed it; the binary does it at SIGHUP).
+    pub fn log_reopen(&self) -> eventlog::Reopen {
+        self.log_reopen.clone()
     }
 
     /// The addresses actually bound (with real port numbers).
@@ -219,6 +227,7 @@ impl Server {
             config,
             listeners,
             log,
+            log_reopen,
             stats,
             monitor,
             store,
@@ -230,7 +239,7 @@ impl Server {
 
         let (log_tx, log_task) = match (log, &config.log_file) {
             (Some(file), Some(path)) => {
-                let (tx, task) = eventlog::spawn(file, path.clone());
+                let (tx, task) = eventlog::spawn(file, path.clone(), log_reopen);
                 (Some(tx), Some(task))
             }
             _ => (None, None),

@@ -83,3 +83,69 @@ fn a_port_in_use_is_reported_once_with_the_flag_that_changes_it() {
     let status = server.wait();
     assert_ne!(status, Some(0), "the server does not start: {status:?}");
 }
+
+/// Waits (at most 20 s) until the file at `path` contains `text`.
+fn file_gets(path: &std::path::Path, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never got {text:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sighup_the_message_log_goes_on_in_a_new_file_as_logrotate_expects() {
+    let home = tempfile::tempdir().expect("tmp");
+    let log = home.path().join("messages.jsonl");
+    let server = Console::start_with_log(
+        env!("CARGO_BIN_EXE_chat-server"),
+        home.path(),
+        &log,
+        &[
+            "--port",
+            "0",
+            "--no-monitor",
+            "--plaintext-from",
+            "loopback",
+        ],
+    );
+    let addr = tokio::task::block_in_place(|| server.after("listening on "));
+    let options = chat_core::client::ConnectOptions::new("alice");
+    let mut alice = chat_core::client::connect(&addr, &options)
+        .await
+        .expect("alice");
+    alice
+        .sender
+        .say("lobby", "before the rotation")
+        .await
+        .expect("say");
+    tokio::task::block_in_place(|| file_gets(&log, "before the rotation"));
+
+    // logrotate without copytruncate: rename, then SIGHUP.
+    let rotated = home.path().join("messages.jsonl.1");
+    std::fs::rename(&log, &rotated).expect("rename");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    tokio::task::block_in_place(|| server.until("SIGHUP: the message log is opened again"));
+    alice
+        .sender
+        .say("lobby", "after the rotation")
+        .await
+        .expect("say");
+    tokio::task::block_in_place(|| file_gets(&log, "after the rotation"));
+    let old = std::fs::read_to_string(&rotated).expect("rotated");
+    assert!(old.contains("before the rotation"), "{old}");
+    assert!(!old.contains("after the rotation"), "{old}");
+    let new = std::fs::read_to_string(&log).expect("new");
+    assert!(!new.contains("before the rotation"), "{new}");
+}

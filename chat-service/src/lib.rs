@@ -2,6 +2,8 @@
 //! do not: listening and accepting, the signals that stop them, secrets, JSON Lines log files,
 //! the console's logging, and TLS certificates. `chat-core` stays the protocol, the codec and the client.
 
+#[cfg(feature = "clap")]
+pub mod config_file;
 pub mod console;
 pub mod jsonl;
 pub mod listen;

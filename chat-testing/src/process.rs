@@ -29,8 +29,19 @@ impl Console {
     /// message log, the database in memory), its data folder under `home`, standard error
     /// piped (not a terminal), and neither `NO_COLOR` nor `RUST_LOG` set.
     pub fn start(bin: &str, home: &Path, args: &[&str]) -> Console {
+        Console::spawn(bin, home, &["--no-log-file"], args)
+    }
+
+    /// [`Console::start`], with the message log written to `log`.
+    pub fn start_with_log(bin: &str, home: &Path, log: &Path, args: &[&str]) -> Console {
+        let log = log.to_str().expect("a UTF-8 path");
+        Console::spawn(bin, home, &["--log-file", log], args)
+    }
+
+    fn spawn(bin: &str, home: &Path, log: &[&str], args: &[&str]) -> Console {
         let mut child = Command::new(bin)
-            .args(["--stats-interval", "0", "--no-log-file", "--db", ":memory:"])
+            .args(["--stats-interval", "0", "--db", ":memory:"])
+            .args(log)
             .args(args)
             .env("HOME", home)
             .env("XDG_DATA_HOME", home.join("data"))

@@ -92,6 +92,10 @@ pub enum Command {
     /// Prints the SHA-256 fingerprint of the certificate the chat port presents (made first,
     /// if it is to be made and does not exist yet), and exits.
     Fingerprint,
+    /// Prints the effective configuration (flags, environment, configuration file and
+    /// defaults, each with where it came from; secrets redacted) as a configuration file, and
+    /// exits.
+    Config,
 }
 
 /// Where the store keeps its database.
@@ -174,13 +178,21 @@ impl Default for Config {
 
 /// chat-server: the chat suite's server.
 ///
-/// Every option can also be set through the environment variable named in brackets.
+/// Every option can also be set through the environment variable named in brackets, or in the
+/// configuration file under its long name (`max-clients = 2000`). A flag wins over its
+/// environment variable, which wins over the file, which wins over the default.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// Configuration file (TOML, one `flag-name = value` per line) [default:
+    /// ~/.config/chat-suite/chat-server.toml, else /etc/chat-suite/chat-server.toml, if one
+    /// exists].
+    #[arg(long, env = "CHAT_SERVER_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
 
     /// Address to listen on for chat; repeat for several (IPv4 or IPv6, optionally with
     /// `:port`, e.g. `--listen 0.0.0.0 --listen ::`).
