@@ -143,6 +143,15 @@ pub enum Command {
     /// defaults, each with where it came from; secrets redacted) as a configuration file, and
     /// exits.
     Config,
+    /// Prints the completion script for a shell, and exits (`chat-relay completions bash >
+    /// /etc/bash_completion.d/chat-relay`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: chat_service::manual::Shell,
+    },
+    /// Prints the man page (roff), and exits (`chat-relay man >
+    /// /usr/local/share/man/man1/chat-relay.1`).
+    Man,
 }
 
 impl Cli {

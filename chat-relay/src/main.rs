@@ -9,9 +9,16 @@ use chat_service::ShutdownSignals;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let loaded = chat_service::config_file::load::<Cli>("chat-relay.toml");
-    if loaded.cli.command == Some(Command::Config) {
-        print!("{}", loaded.describe());
-        return ExitCode::SUCCESS;
+    match loaded.cli.command {
+        Some(Command::Config) => {
+            print!("{}", loaded.describe());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Completions { shell }) => {
+            return chat_service::manual::print::<Cli>(Some(shell));
+        }
+        Some(Command::Man) => return chat_service::manual::print::<Cli>(None),
+        None => {}
     }
     let cli = loaded.cli;
     chat_service::console::init_logging();

@@ -57,3 +57,17 @@ fn the_relay_reads_its_file_below_flags_and_environment() {
         "{said}"
     );
 }
+
+#[test]
+fn the_relay_prints_completions_and_its_man_page() {
+    let bin = env!("CARGO_BIN_EXE_chat-relay");
+    let out = Command::new(bin)
+        .args(["completions", "fish"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("server-fingerprint"));
+    let out = Command::new(bin).arg("man").output().expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH chat-relay 1"));
+}

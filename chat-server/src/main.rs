@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use chat_server::config::Command;
 use chat_server::{Cli, Server};
 use chat_service::ShutdownSignals;
 use chat_service::jsonl::Reopen;
@@ -19,9 +20,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let loaded = chat_service::config_file::load::<Cli>("chat-server.toml");
-    if loaded.cli.command == Some(chat_server::config::Command::Config) {
-        print!("{}", loaded.describe());
-        return ExitCode::SUCCESS;
+    match loaded.cli.command {
+        Some(Command::Config) => {
+            print!("{}", loaded.describe());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Completions { shell }) => {
+            return chat_service::manual::print::<Cli>(Some(shell));
+        }
+        Some(Command::Man) => return chat_service::manual::print::<Cli>(None),
+        _ => {}
     }
     let cli = loaded.cli;
     chat_service::console::init_logging();
@@ -121,7 +129,7 @@ fn trim_due(last: Option<Instant>, now: Instant) -> bool {
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install().context("cannot handle Ctrl-C and SIGTERM")?;
     let dirs = directories::ProjectDirs::from("", "", "chat-suite");
-    if cli.command == Some(chat_server::config::Command::Fingerprint) {
+    if cli.command == Some(Command::Fingerprint) {
         let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
         let Some(tls) = config.tls else {
             anyhow::bail!("this server serves no TLS");

@@ -87,6 +87,7 @@ struct BoundMonitor {
     http: TcpListener,
     ws: Option<TcpListener>,
     token: Secret,
+    metrics_token: Option<Secret>,
     monitor: Arc<Monitor>,
     max_viewers: usize,
     /// The certificate the page and its feeds are served with (HTTPS, WSS): the chat port's,
@@ -165,7 +166,12 @@ impl Server {
                 Some(BoundMonitor {
                     http,
                     ws,
-                    token: m.token.clone().unwrap_or_else(random_token),
+                    token: match m.token.clone() {
+                        Some(token) => token,
+                        None => random_token()
+                            .map_err(|e| ServerError::Config(format!("monitor token: {e}")))?,
+                    },
+                    metrics_token: m.metrics_token.clone(),
                     monitor: Arc::new(Monitor::new(m.backlog, m.viewer_queue)),
                     max_viewers: m.max_viewers.max(1),
                     tls,
@@ -269,7 +275,7 @@ impl Server {
             shutdown: token.clone(),
             tracker: tracker.clone(),
             next_conn: AtomicU64::new(1),
-            store: Some(store),
+            store: Some(store.clone()),
             failures: Default::default(),
             addresses: Arc::new(AddressBook::new(config.limits.clone(), config.rate)),
             tls,
@@ -289,7 +295,20 @@ impl Server {
         }
         let live_monitor = monitor.as_ref().map(|m| m.monitor.clone());
         if let (Some(m), Some(info)) = (monitor, info) {
-            spawn_monitor(m, info, &stats, &token, &tracker);
+            // Listening, and the store thread there to take writes.
+            let ready = {
+                let (token, store) = (token.clone(), store.clone());
+                move || {
+                    if token.is_cancelled() {
+                        Err("shutting down")
+                    } else if !store.is_running() {
+                        Err("the database is closed")
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            spawn_monitor(m, info, &stats, &token, &tracker, Arc::new(ready));
         }
 
         shutdown.await;
@@ -354,6 +373,7 @@ fn spawn_monitor(
     stats: &Arc<Stats>,
     token: &CancellationToken,
     tracker: &TaskTracker,
+    ready: Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>,
 ) {
     let mut state = MonitorState::new(
         m.monitor,
@@ -363,6 +383,8 @@ fn spawn_monitor(
         m.max_viewers,
     );
     state.tls = m.tls;
+    state.metrics_token = m.metrics_token;
+    state.ready = ready;
     let state = Arc::new(state);
     tracker.spawn(http::serve_http(
         m.http,

@@ -163,3 +163,23 @@ fn the_server_runs_with_the_settings_of_its_file() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_flags() {
+    let home = tempfile::tempdir().expect("home");
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = run(home.path(), &[], &["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        // fish writes `-l metrics-token`, the others `--metrics-token`.
+        for flag in ["metrics-token", "config", "plaintext-from"] {
+            assert!(script.contains(flag), "{shell} completes {flag}");
+        }
+    }
+    let out = run(home.path(), &[], &["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.contains(".TH chat-server 1"), "{page}");
+    assert!(page.contains("\\-\\-relay\\-secret\\-file"), "{page}");
+    assert!(page.contains("CHAT_MAX_CLIENTS"), "{page}");
+}

@@ -151,6 +151,11 @@ async fn the_page_its_assets_stats_and_metrics() {
         );
         let sample = lines.next().expect("sample");
         let (n, v) = sample.split_once(' ').expect("name value");
+        // Labels, if any: `name{label="value"}`.
+        let n = n.split_once('{').map_or(n, |(n, labels)| {
+            assert!(labels.ends_with('}'), "{sample}");
+            n
+        });
         assert_eq!(n, name);
         v.parse::<u64>().expect("integer value");
         assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
@@ -165,10 +170,59 @@ async fn the_page_its_assets_stats_and_metrics() {
         "chat_rate_limited_total",
         "chat_slow_clients_dropped_total",
         "chat_monitor_viewers",
+        "chat_build_info",
     ] {
         assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
     }
     assert!(metrics.body.contains("chat_messages_total 1\n"));
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        metrics
+            .body
+            .contains(&format!("chat_build_info{{version=\"{version}\"}} 1\n"))
+    );
+    server.stop().await;
+}
+
+const METRICS_TOKEN: &str = "metrics-only-0123456789";
+
+#[tokio::test]
+async fn health_and_readiness_need_no_token_and_the_metrics_token_reads_only_metrics() {
+    let server = server_with_monitor(|m| {
+        m.metrics_token = Some(Secret::from(METRICS_TOKEN));
+    })
+    .await;
+    let addr = http_addr(&server);
+
+    let health = get(addr, "/healthz", &[]).await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let ready = get(addr, "/readyz", &[]).await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    assert_eq!(ready.header("cache-control"), Some("no-store"));
+
+    // Prometheus's token reads the metrics, by header or query...
+    let bearer = format!("Bearer {METRICS_TOKEN}");
+    let metrics = get(addr, "/metrics", &[("Authorization", &bearer)]).await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("chat_clients "), "{}", metrics.body);
+    let by_query = get(addr, &format!("/metrics?token={METRICS_TOKEN}"), &[]).await;
+    assert_eq!(by_query.status, 200);
+    // ... and nothing else: not the page, not the counters, not the feed of private messages.
+    for path in ["/", "/stats", "/ws"] {
+        let reply = get(addr, path, &[("Authorization", &bearer)]).await;
+        assert_eq!(reply.status, 401, "{path}");
+    }
+    let feed = format!("ws://{addr}/ws?token={METRICS_TOKEN}");
+    assert!(viewer(&feed, None).await.is_err(), "the feed refuses it");
+    // The monitor's own token still reads the metrics.
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(
+        get(addr, "/metrics", &[("Authorization", &bearer)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(addr, "/metrics", &[]).await.status, 401);
     server.stop().await;
 }
 

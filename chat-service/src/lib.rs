@@ -7,6 +7,8 @@ pub mod config_file;
 pub mod console;
 pub mod jsonl;
 pub mod listen;
+#[cfg(feature = "clap")]
+pub mod manual;
 pub mod secret;
 pub mod signals;
 pub mod tls;

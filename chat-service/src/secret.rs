@@ -2,9 +2,12 @@
 
 use std::path::Path;
 
-/// A secret that never shows in `Debug` output or logs.
+use zeroize::Zeroizing;
+
+/// A secret that never shows in `Debug` output or logs, and whose memory is wiped when it is
+/// dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
     /// The secret itself, for comparing or sending.
@@ -14,8 +17,10 @@ impl Secret {
 
     /// Reads a secret from the first line of a file; an empty secret is an error.
     pub fn from_file(path: &Path) -> Result<Secret, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the secret file {}: {e}", path.display()))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the secret file {}: {e}", path.display()))?,
+        );
         let secret = Secret::from(text.lines().next().unwrap_or(""));
         if secret.0.is_empty() {
             return Err(format!("the secret file {} is empty", path.display()));
@@ -32,14 +37,14 @@ impl std::fmt::Debug for Secret {
 
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
-        Secret(s.to_owned())
+        Secret(Zeroizing::new(s.to_owned()))
     }
 }
 
 impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
+        Ok(Secret::from(s))
     }
 }
 

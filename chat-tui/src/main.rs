@@ -25,6 +25,10 @@ use chat_tui::tui::run::{self, TuiOptions};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, after_help = AFTER_HELP)]
 struct Cli {
+    /// What to print instead of chatting.
+    #[command(subcommand)]
+    command: Option<Print>,
+
     /// Line mode for scripts, bots and dumb terminals.
     #[arg(long)]
     plain: bool,
@@ -80,6 +84,44 @@ struct Cli {
     forget_server: Option<String>,
 }
 
+/// What `chat-tui` prints instead of chatting.
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+enum Print {
+    /// Prints the completion script for a shell, and exits (`chat-tui completions bash >
+    /// ~/.local/share/bash-completion/completions/chat-tui`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff), and exits (`chat-tui man > ~/.local/share/man/man1/chat-tui.1`).
+    Man,
+}
+
+impl Print {
+    /// Prints it on standard output; a reader that stops early (`| head`) is no error.
+    fn print(self) -> ExitCode {
+        use clap::CommandFactory;
+        use std::io::Write;
+        let mut cmd = Cli::command();
+        let mut page = Vec::new();
+        let rendered = match self {
+            Print::Completions { shell } => {
+                clap_complete::generate(shell, &mut cmd, "chat-tui", &mut page);
+                Ok(())
+            }
+            Print::Man => clap_mangen::Man::new(cmd).render(&mut page),
+        };
+        let mut out = std::io::stdout().lock();
+        match rendered.and_then(|()| out.write_all(&page).and_then(|()| out.flush())) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("chat-tui: {e}");
+                ExitCode::from(line::exit::ERROR)
+            }
+            _ => ExitCode::SUCCESS,
+        }
+    }
+}
+
 const AFTER_HELP: &str = "\
 Configuration file (TOML; flags take precedence):
   nick = \"alice\"
@@ -105,6 +147,9 @@ const DEFAULT_SERVER: &str = "127.0.0.1:12345";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(print) = cli.command {
+        return print.print();
+    }
     let known = trust::default_known_servers().map(KnownServers::at);
     if let Some(server) = &cli.forget_server {
         return match trust::forget(known.as_ref(), server) {

@@ -574,3 +574,26 @@ fn a_version_1_server_gets_no_request_it_cannot_decode() {
         .collect();
     assert_eq!(texts, ["send Text(\"still here\")", "quit"]);
 }
+
+#[test]
+fn chat_tui_prints_completions_and_its_man_page() {
+    let bin = env!("CARGO_BIN_EXE_chat-tui");
+    let out = std::process::Command::new(bin)
+        .args(["completions", "bash"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(script.contains("--trust-fingerprint") && script.contains("--plain"));
+    let out = std::process::Command::new(bin)
+        .arg("man")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH chat-tui 1"), "{page}");
+    assert!(
+        page.contains("Exit status"),
+        "the help's epilogue is in the page"
+    );
+}

@@ -96,6 +96,15 @@ pub enum Command {
     /// defaults, each with where it came from; secrets redacted) as a configuration file, and
     /// exits.
     Config,
+    /// Prints the completion script for a shell, and exits (`chat-server completions bash >
+    /// /etc/bash_completion.d/chat-server`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: chat_service::manual::Shell,
+    },
+    /// Prints the man page (roff), and exits (`chat-server man >
+    /// /usr/local/share/man/man1/chat-server.1`).
+    Man,
 }
 
 /// Where the store keeps its database.
@@ -227,6 +236,12 @@ pub struct Cli {
     #[arg(long, env = "CHAT_MONITOR_TOKEN", hide_env_values = true)]
     pub monitor_token: Option<Secret>,
 
+    /// A token that reads the monitor's /metrics and nothing else, for Prometheus (which then
+    /// never holds the token that shows private messages) [default: none; /metrics needs the
+    /// monitor's token].
+    #[arg(long, env = "CHAT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+
     /// Records a new monitor viewer receives before the live feed.
     #[arg(long, env = "CHAT_MONITOR_BACKLOG", default_value_t = 200)]
     pub monitor_backlog: usize,
@@ -332,17 +347,27 @@ impl Cli {
         let relay_secret =
             Secret::resolve(self.relay_secret.clone(), self.relay_secret_file.as_deref())
                 .map_err(anyhow::Error::msg)?;
-        if let Some(t) = &self.monitor_token {
-            let t = t.expose();
-            let url_safe = t
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
-            if t.len() < 16 || !url_safe {
-                anyhow::bail!(
-                    "the monitor token must be at least 16 characters of A-Z, a-z, 0-9, '-', '_', \
-                     '.' or '~' (it goes into a URL)"
-                );
+        for (flag, token) in [
+            ("monitor", &self.monitor_token),
+            ("metrics", &self.metrics_token),
+        ] {
+            if let Some(t) = token {
+                let t = t.expose();
+                let url_safe = t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+                if t.len() < 16 || !url_safe {
+                    anyhow::bail!(
+                        "the {flag} token must be at least 16 characters of A-Z, a-z, 0-9, '-', \
+                         '_', '.' or '~' (it goes into a URL)"
+                    );
+                }
             }
+        }
+        if let (Some(m), Some(t)) = (&self.monitor_token, &self.metrics_token)
+            && m.expose() == t.expose()
+        {
+            anyhow::bail!("--metrics-token must differ from --monitor-token");
         }
         if let Some(secret) = &relay_secret {
             secret.check_relay_secret().map_err(anyhow::Error::msg)?;
@@ -394,6 +419,7 @@ impl Cli {
                 http_port: self.http_port,
                 ws_port: Some(self.ws_port),
                 token: self.monitor_token.clone(),
+                metrics_token: self.metrics_token.clone(),
                 backlog: self.monitor_backlog,
                 ..MonitorConfig::default()
             }),

@@ -43,7 +43,6 @@ const STYLE_CSS: &str = include_str!("../../web/style.css");
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the monitor's handlers share.
-#[derive(Debug)]
 pub struct MonitorState {
     /// The live feed.
     pub monitor: Arc<Monitor>,
@@ -59,6 +58,19 @@ pub struct MonitorState {
     pub slots: Arc<Slots>,
     /// The certificate for HTTPS and WSS; `None` serves plain HTTP (on loopback).
     pub tls: Option<Arc<Reloadable>>,
+    /// A token that reads `/metrics` and nothing else.
+    pub metrics_token: Option<Secret>,
+    /// Whether the server can serve (`/readyz`): why not, if not.
+    pub ready: Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>,
+}
+
+impl std::fmt::Debug for MonitorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitorState")
+            .field("http_port", &self.http_port)
+            .field("secure", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MonitorState {
@@ -78,6 +90,8 @@ impl MonitorState {
             started: Instant::now(),
             slots: Arc::new(Slots::new(max_viewers)),
             tls: None,
+            metrics_token: None,
+            ready: Arc::new(|| Ok(())),
         }
     }
 
@@ -207,7 +221,8 @@ fn handle(
         "/style.css" => Some(("text/css; charset=utf-8", STYLE_CSS)),
         _ => None,
     };
-    let known = asset.is_some() || matches!(path, "/stats" | "/metrics" | "/ws");
+    let known =
+        asset.is_some() || matches!(path, "/stats" | "/metrics" | "/ws" | "/healthz" | "/readyz");
     if !known {
         return reply(
             StatusCode::NOT_FOUND,
@@ -227,6 +242,32 @@ fn handle(
             return reply(status, "text/plain; charset=utf-8", why);
         }
         return upgrade(req, state.clone(), shutdown.clone(), tracker);
+    }
+    // Health: the process answers; readiness: it can serve. Neither says anything private.
+    match path {
+        "/healthz" => return reply(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        "/readyz" => {
+            return match (state.ready)() {
+                Ok(()) => reply(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+                Err(why) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    format!("not ready: {why}\n"),
+                ),
+            };
+        }
+        _ => {}
+    }
+    // The metrics token reads the metrics and nothing else.
+    if path == "/metrics"
+        && let Some(metrics_token) = &state.metrics_token
+        && authorized(req.uri(), req.headers(), metrics_token)
+    {
+        return reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(state),
+        );
     }
     // The script and the style sheet hold nothing secret; the page and the data need the token.
     let public = matches!(path, "/app.js" | "/style.css");
@@ -587,7 +628,11 @@ fn metrics(state: &MonitorState) -> String {
             m.viewers_dropped.load(Ordering::Relaxed),
         ),
     ];
-    let mut out = String::new();
+    let mut out = format!(
+        "# HELP chat_build_info The running version.\n# TYPE chat_build_info gauge\n\
+         chat_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    );
     for (name, kind, help, value) in rows {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"

@@ -32,6 +32,9 @@ pub struct MonitorConfig {
     pub ws_port: Option<u16>,
     /// The access token; `None` generates a random one at start.
     pub token: Option<Secret>,
+    /// A token that reads `/metrics` only (for Prometheus); `None`: `/metrics` needs the
+    /// access token.
+    pub metrics_token: Option<Secret>,
     /// Records a new viewer receives first.
     pub backlog: usize,
     /// Records that may wait for one viewer before it is dropped as too slow.
@@ -47,6 +50,7 @@ impl Default for MonitorConfig {
             http_port: 8000,
             ws_port: Some(8765),
             token: None,
+            metrics_token: None,
             backlog: 200,
             viewer_queue: 4096,
             max_viewers: 64,
@@ -148,18 +152,15 @@ impl Monitor {
     }
 }
 
-/// A random access token: 128 bits from the operating system, as 32 hex digits.
-pub fn random_token() -> Secret {
-    let mut bytes = [0u8; 16];
-    let from_os = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    if from_os.is_err() {
-        // No /dev/urandom (not a Unix system): fall back to a seeded generator.
-        let mut rng = fastrand::Rng::new();
-        rng.fill(&mut bytes);
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Secret::from(hex.as_str())
+/// A random access token: 128 bits from the operating system's generator (`getrandom`), as 32
+/// hex digits. There is no weaker fallback: without the generator there is no token.
+pub fn random_token() -> std::io::Result<Secret> {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
+    getrandom::fill(&mut *bytes).map_err(|e| {
+        std::io::Error::other(format!("the operating system gave no random bytes: {e}"))
+    })?;
+    let hex = zeroize::Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    Ok(Secret::from(hex.as_str()))
 }
 
 #[cfg(test)]
@@ -212,8 +213,8 @@ mod tests {
 
     #[test]
     fn tokens_are_random_hex() {
-        let a = random_token();
-        let b = random_token();
+        let a = random_token().expect("token");
+        let b = random_token().expect("token");
         assert_eq!(a.expose().len(), 32);
         assert!(a.expose().bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);

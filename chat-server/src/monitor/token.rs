@@ -28,7 +28,7 @@ pub fn kept_token(path: &Path) -> io::Result<Secret> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let token = random_token();
+    let token = random_token()?;
     write_owner_only(path, token.expose())?;
     Ok(token)
 }

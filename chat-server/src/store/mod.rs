@@ -255,6 +255,13 @@ pub struct StoreHandle<T> {
     tx: mpsc::Sender<Job<T>>,
 }
 
+impl<T> StoreHandle<T> {
+    /// Whether the store thread is still there to take writes.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
 impl<T> Clone for StoreHandle<T> {
     fn clone(&self) -> Self {
         StoreHandle {

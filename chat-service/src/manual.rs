@@ -1,0 +1,70 @@
+//! Shell completions and man pages, made from a command line's own definition, so that they
+//! never disagree with `--help`.
+
+use std::io::{self, Write};
+
+use clap::CommandFactory;
+pub use clap_complete::Shell;
+
+/// Prints the completion script for `shell` (`Some`) or the man page (`None`) of `P`'s command
+/// line on standard output; the exit status to end with. A reader that stops early (`| head`)
+/// is no error.
+pub fn print<P: CommandFactory>(shell: Option<Shell>) -> std::process::ExitCode {
+    let mut page = Vec::new();
+    let rendered = match shell {
+        Some(shell) => {
+            completions::<P>(shell, &mut page);
+            Ok(())
+        }
+        None => man_page::<P>(&mut page),
+    };
+    let mut out = io::stdout().lock();
+    match rendered.and_then(|()| out.write_all(&page).and_then(|()| out.flush())) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("{}: {e}", P::command().get_name());
+            std::process::ExitCode::FAILURE
+        }
+        _ => std::process::ExitCode::SUCCESS,
+    }
+}
+
+/// Writes the completion script of `P`'s command line for `shell`.
+pub fn completions<P: CommandFactory>(shell: Shell, out: &mut dyn Write) {
+    let mut cmd = P::command();
+    let name = cmd.get_name().to_owned();
+    clap_complete::generate(shell, &mut cmd, name, out);
+}
+
+/// Writes the man page (roff, section 1) of `P`'s command line.
+pub fn man_page<P: CommandFactory>(out: &mut dyn Write) -> io::Result<()> {
+    clap_mangen::Man::new(P::command()).render(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small command line.
+    #[derive(clap::Parser)]
+    #[command(name = "svc", version, about = "A service.")]
+    struct Svc {
+        /// The port.
+        #[arg(long)]
+        port: u16,
+    }
+
+    #[test]
+    fn completions_and_the_man_page_name_the_flags() {
+        let mut bash = Vec::new();
+        completions::<Svc>(Shell::Bash, &mut bash);
+        let bash = String::from_utf8(bash).expect("utf-8");
+        assert!(bash.contains("--port"), "{bash}");
+        assert!(bash.contains("complete -F"), "{bash}");
+        let mut man = Vec::new();
+        man_page::<Svc>(&mut man).expect("render");
+        let man = String::from_utf8(man).expect("utf-8");
+        assert!(man.starts_with(".ie \\n(.g .ds Aq"), "{man}");
+        assert!(man.contains(".TH svc 1"), "{man}");
+        assert!(man.contains("The port"), "{man}");
+    }
+}
