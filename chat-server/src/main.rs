@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use chat_server::config::Command;
+use chat_server::config::{AdminCommand, Command};
 use chat_server::{Cli, Server};
 use chat_service::ShutdownSignals;
 use chat_service::jsonl::Reopen;
@@ -136,6 +136,26 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         };
         let identity = chat_service::tls::Identity::load(&tls.source)?;
         println!("{}", identity.fingerprint);
+        return Ok(());
+    }
+    if let Some(Command::Admin {
+        command: AdminCommand::Backup { path },
+    }) = &cli.command
+    {
+        let path = path.clone();
+        let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
+        let chat_server::DbLocation::File(db) = config.db else {
+            anyhow::bail!("the database is in memory (--db :memory:): there is nothing to back up");
+        };
+        let report = chat_server::store::backup(&db, &path).map_err(anyhow::Error::msg)?;
+        println!(
+            "{} backed up to {}: {} bytes, {} messages, schema version {}",
+            db.display(),
+            path.display(),
+            report.bytes,
+            report.messages,
+            report.schema
+        );
         return Ok(());
     }
     if dirs.is_none() && cli.db.is_none() {

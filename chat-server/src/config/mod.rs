@@ -105,6 +105,23 @@ pub enum Command {
     /// Prints the man page (roff), and exits (`chat-server man >
     /// /usr/local/share/man/man1/chat-server.1`).
     Man,
+    /// Administration of the data: backups.
+    Admin {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        command: AdminCommand,
+    },
+}
+
+/// `chat-server admin ...`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Copies the database (the one --db names, or the data folder's) to a new file, while the
+    /// server runs or not: a consistent snapshot, checked, readable by its owner only.
+    Backup {
+        /// The copy, a file that does not exist yet.
+        path: PathBuf,
+    },
 }
 
 /// Where the store keeps its database.

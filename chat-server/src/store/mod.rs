@@ -26,7 +26,7 @@ use crate::event::SharedMessage;
 use crate::login::HashedPassword;
 
 pub use prune::Pruned;
-pub use sqlite::SqliteStore;
+pub use sqlite::{BackupReport, SqliteStore, backup};
 
 /// Most jobs waiting for the store thread. When it is full the hub refuses new messages with a
 /// "busy" error instead of waiting (the hub never waits).

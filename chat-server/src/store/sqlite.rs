@@ -75,6 +75,81 @@ impl SqliteStore {
 /// Creates the database file readable by its owner only (it holds private messages and
 /// password hashes); SQLite gives its `-wal` and `-shm` files the same permissions. An
 /// existing file is left as it is.
+/// What [`backup`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The copy's size, in bytes.
+    pub bytes: u64,
+    /// Its schema version.
+    pub schema: u32,
+    /// Messages in it.
+    pub messages: u64,
+}
+
+/// Copies the database at `db` (which a server may be using) to a new file `to`, readable by
+/// its owner only: a consistent snapshot (SQLite's `VACUUM INTO`, which reads in one
+/// transaction while the server goes on writing), checked with `PRAGMA integrity_check`. `to`
+/// must not exist.
+pub fn backup(db: &Path, to: &Path) -> Result<BackupReport, String> {
+    use rusqlite::OpenFlags;
+    let source = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
+    source
+        .busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    let schema: u32 = source
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| format!("{} is not a chat database: {e}", db.display()))?;
+    if schema == 0 {
+        return Err(format!("{} is not a chat database", db.display()));
+    }
+    if to.exists() {
+        return Err(format!(
+            "{} exists already: a backup goes to a new file",
+            to.display()
+        ));
+    }
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    // An empty file of our own first, so that the copy is private from its first byte.
+    create_private(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let target = to
+        .to_str()
+        .ok_or_else(|| format!("{} is not a UTF-8 path", to.display()))?;
+    let copied = source
+        .execute("VACUUM INTO ?1", [target])
+        .map_err(|e| format!("cannot copy {} to {}: {e}", db.display(), to.display()));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(to);
+        return Err(e);
+    }
+    let copy = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open the copy {}: {e}", to.display()))?;
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| format!("cannot check the copy {}: {e}", to.display()))?;
+    if check != "ok" {
+        return Err(format!(
+            "the copy {} fails its integrity check: {check}",
+            to.display()
+        ));
+    }
+    let messages: i64 = copy
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .map_err(|e| format!("cannot read the copy {}: {e}", to.display()))?;
+    let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+    Ok(BackupReport {
+        bytes,
+        schema,
+        messages: u64::try_from(messages).unwrap_or(0),
+    })
+}
+
 fn create_private(path: &Path) -> Result<(), StoreError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
