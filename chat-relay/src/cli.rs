@@ -7,6 +7,7 @@ use chat_service::{Secret, parse_listen_all};
 use clap::Parser;
 
 use crate::{Config, DEFAULT_PORT, RelayTls};
+use chat_service::console::LogFormat;
 use chat_service::tls::{CertSource, PlaintextFrom, certificate_names};
 
 /// chat-relay: lets guests into a chat server. Guests connect here instead of to the server
@@ -27,6 +28,11 @@ pub struct Cli {
     /// exists]. A flag wins over its environment variable, which wins over the file.
     #[arg(long, env = "CHAT_RELAY_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// How the console (standard error) is written: `text`, or `json` (one object per line,
+    /// for log collectors).
+    #[arg(long, env = "CHAT_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Address to accept guests on (repeatable): 127.0.0.1, 0.0.0.0, ::, or with a port of its
     /// own ([::1]:4000).

@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
         None => {}
     }
     let cli = loaded.cli;
-    chat_service::console::init_logging();
+    chat_service::console::init_logging(cli.log_format);
     match serve(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     let cli = loaded.cli;
-    chat_service::console::init_logging();
+    chat_service::console::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(release_free_memory)

@@ -149,3 +149,23 @@ async fn after_sighup_the_message_log_goes_on_in_a_new_file_as_logrotate_expects
     let new = std::fs::read_to_string(&log).expect("new");
     assert!(!new.contains("before the rotation"), "{new}");
 }
+
+#[test]
+fn with_log_format_json_every_console_line_is_a_json_object() {
+    let home = tempfile::tempdir().expect("tmp");
+    let server = start(
+        home.path(),
+        &["--port", "0", "--no-monitor", "--log-format", "json"],
+    );
+    let lines = server.until("monitor: off");
+    let mut listening = false;
+    for line in &lines {
+        let record: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(record["timestamp"].is_string(), "{line}");
+        assert!(record["level"].is_string(), "{line}");
+        let message = record["message"].as_str().expect("message");
+        listening |= record["level"] == "INFO" && message.contains("listening on 127.0.0.1:");
+    }
+    assert!(listening, "{lines:#?}");
+}

@@ -5,22 +5,41 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Logs to standard error at `info` (or what `RUST_LOG` says), without module paths, in colour
-/// only when standard error is a terminal and `NO_COLOR` is not set: journald, a file or a
-/// pipe get plain text.
-pub fn init_logging() {
-    let colour = use_colour(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-    );
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+/// How the console's lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum LogFormat {
+    /// Text for people: `2026-12-05T06:33:58.123Z  INFO listening on ...`.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors:
+    /// `{"timestamp":"...","level":"INFO","message":"listening on ..."}`.
+    Json,
+}
+
+/// Logs to standard error at `info` (or what `RUST_LOG` says), without module paths. Text is
+/// in colour only when standard error is a terminal and `NO_COLOR` is not set: journald, a
+/// file or a pipe get plain text.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let console = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => console
+            .with_ansi(use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
+            .init(),
+        LogFormat::Json => console
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Whether to write colour escape codes: only to a terminal, and never when `NO_COLOR` is set

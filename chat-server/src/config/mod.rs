@@ -17,6 +17,7 @@ pub use tls::TlsArgs;
 use crate::limits::LimitsConfig;
 use crate::ratelimit::RateConfig;
 use crate::store::Retention;
+use chat_service::console::LogFormat;
 use chat_service::tls::CertSource;
 pub use chat_service::tls::PlaintextFrom;
 
@@ -219,6 +220,11 @@ pub struct Cli {
     /// exists].
     #[arg(long, env = "CHAT_SERVER_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// How the console (standard error) is written: `text`, or `json` (one object per line,
+    /// for log collectors).
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Address to listen on for chat; repeat for several (IPv4 or IPv6, optionally with
     /// `:port`, e.g. `--listen 0.0.0.0 --listen ::`).
