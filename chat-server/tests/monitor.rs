@@ -134,21 +134,24 @@ async fn the_page_its_assets_stats_and_metrics() {
     .await;
     assert_eq!(
         metrics.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
-    // Prometheus text format: HELP and TYPE before each sample, `name value` samples.
+    // OpenMetrics text: HELP and TYPE before each family's sample, `# EOF` at the end.
     let mut names = Vec::new();
     let mut lines = metrics.body.lines();
     while let Some(help) = lines.next() {
-        let name = help
+        if help == "# EOF" {
+            assert_eq!(lines.next(), None, "nothing after # EOF");
+            break;
+        }
+        let family = help
             .strip_prefix("# HELP ")
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_else(|| panic!("expected HELP, got {help:?}"));
         let ty = lines.next().expect("TYPE line");
-        assert!(
-            ty == format!("# TYPE {name} counter") || ty == format!("# TYPE {name} gauge"),
-            "{ty}"
-        );
+        let kind = ty
+            .strip_prefix(&format!("# TYPE {family} "))
+            .unwrap_or_else(|| panic!("{ty}"));
         let sample = lines.next().expect("sample");
         let (n, v) = sample.split_once(' ').expect("name value");
         // Labels, if any: `name{label="value"}`.
@@ -156,11 +159,18 @@ async fn the_page_its_assets_stats_and_metrics() {
             assert!(labels.ends_with('}'), "{sample}");
             n
         });
-        assert_eq!(n, name);
+        let expected = match kind {
+            "counter" => format!("{family}_total"),
+            "info" => format!("{family}_info"),
+            "gauge" => family.to_owned(),
+            other => panic!("unexpected type {other}"),
+        };
+        assert_eq!(n, expected);
         v.parse::<u64>().expect("integer value");
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-        names.push(name.to_owned());
+        assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        names.push(n.to_owned());
     }
+    assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
     for wanted in [
         "chat_clients",
         "chat_messages_total",

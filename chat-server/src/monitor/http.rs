@@ -19,6 +19,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -60,6 +66,8 @@ pub struct MonitorState {
     pub tls: Option<Arc<Reloadable>>,
     /// A token that reads `/metrics` and nothing else.
     pub metrics_token: Option<Secret>,
+    /// What `/metrics` shows.
+    pub registry: Registry,
     /// Whether the server can serve (`/readyz`): why not, if not.
     pub ready: Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>,
 }
@@ -83,6 +91,7 @@ impl MonitorState {
         max_viewers: usize,
     ) -> Self {
         MonitorState {
+            registry: registry(stats.clone(), monitor.clone()),
             monitor,
             stats,
             token,
@@ -263,11 +272,7 @@ fn handle(
         && let Some(metrics_token) = &state.metrics_token
         && authorized(req.uri(), req.headers(), metrics_token)
     {
-        return reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics(state),
-        );
+        return reply(StatusCode::OK, METRICS_TYPE, metrics(state));
     }
     // The script and the style sheet hold nothing secret; the page and the data need the token.
     let public = matches!(path, "/app.js" | "/style.css");
@@ -286,11 +291,7 @@ fn handle(
             "application/json",
             stats_json(state).to_string(),
         ),
-        _ => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics(state),
-        ),
+        _ => reply(StatusCode::OK, METRICS_TYPE, metrics(state)),
     }
 }
 
@@ -525,121 +526,145 @@ fn stats_json(state: &MonitorState) -> serde_json::Value {
     v
 }
 
-/// The counters in Prometheus' text format.
-fn metrics(state: &MonitorState) -> String {
-    let s = state.stats.snapshot();
-    let m = &state.monitor;
-    let rows: [(&str, &str, &str, u64); 17] = [
-        ("chat_clients", "gauge", "Users online now.", s.clients_now),
-        (
-            "chat_clients_peak",
-            "gauge",
-            "Most users online at once.",
-            s.clients_peak,
-        ),
-        (
-            "chat_connections_total",
-            "counter",
-            "Connections accepted.",
-            s.connections_total,
-        ),
-        (
-            "chat_messages_total",
-            "counter",
-            "Messages accepted from clients.",
-            s.messages_in,
-        ),
-        (
-            "chat_deliveries_total",
-            "counter",
-            "Message frames queued to recipients.",
-            s.deliveries,
-        ),
-        (
-            "chat_bytes_received_total",
-            "counter",
-            "Bytes read from clients.",
-            s.bytes_in,
-        ),
-        (
-            "chat_bytes_sent_total",
-            "counter",
-            "Bytes written to clients.",
-            s.bytes_out,
-        ),
-        (
-            "chat_rate_limited_total",
-            "counter",
-            "Frames refused by the rate limit.",
-            s.rate_limited,
-        ),
-        (
-            "chat_slow_clients_dropped_total",
-            "counter",
-            "Clients dropped for not reading.",
-            s.slow_dropped,
-        ),
-        (
-            "chat_log_records_dropped_total",
-            "counter",
-            "Log records dropped (disk too slow).",
-            s.log_dropped,
-        ),
-        (
-            "chat_store_busy_total",
-            "counter",
-            "Messages refused or changes not kept (store too slow).",
-            s.store_busy,
-        ),
-        (
-            "chat_address_refused_total",
-            "counter",
-            "Connections refused over their address's limits.",
-            s.address_refused,
-        ),
-        (
-            "chat_password_hashes_total",
-            "counter",
-            "Passwords hashed or verified.",
-            s.password_hashes,
-        ),
-        (
-            "chat_messages_pruned_total",
-            "counter",
-            "Messages deleted by the retention.",
-            s.messages_pruned,
-        ),
-        (
-            "chat_rooms_expired_total",
-            "counter",
-            "Rooms deleted because they expired or made way for a new one.",
-            s.rooms_expired,
-        ),
-        (
-            "chat_monitor_viewers",
-            "gauge",
-            "Monitor viewers connected.",
-            m.viewers.load(Ordering::Relaxed),
-        ),
-        (
-            "chat_monitor_viewers_dropped_total",
-            "counter",
+/// The counters and gauges, read at each scrape.
+#[derive(Debug)]
+struct Counters {
+    stats: Arc<Stats>,
+    monitor: Arc<Monitor>,
+}
+
+impl Collector for Counters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.stats.snapshot();
+        let m = &self.monitor;
+        // Counters are named without `_total`: the encoder adds it.
+        let counters: [(&str, &str, u64); 13] = [
+            (
+                "chat_connections",
+                "Connections accepted.",
+                s.connections_total,
+            ),
+            (
+                "chat_messages",
+                "Messages accepted from clients.",
+                s.messages_in,
+            ),
+            (
+                "chat_deliveries",
+                "Message frames queued to recipients.",
+                s.deliveries,
+            ),
+            (
+                "chat_bytes_received",
+                "Bytes read from clients.",
+                s.bytes_in,
+            ),
+            ("chat_bytes_sent", "Bytes written to clients.", s.bytes_out),
+            (
+                "chat_rate_limited",
+                "Frames refused by the rate limit.",
+                s.rate_limited,
+            ),
+            (
+                "chat_slow_clients_dropped",
+                "Clients dropped for not reading.",
+                s.slow_dropped,
+            ),
+            (
+                "chat_log_records_dropped",
+                "Log records dropped (disk too slow).",
+                s.log_dropped,
+            ),
+            (
+                "chat_store_busy",
+                "Messages refused or changes not kept (store too slow).",
+                s.store_busy,
+            ),
+            (
+                "chat_address_refused",
+                "Connections refused over their address's limits.",
+                s.address_refused,
+            ),
+            (
+                "chat_password_hashes",
+                "Passwords hashed or verified.",
+                s.password_hashes,
+            ),
+            (
+                "chat_messages_pruned",
+                "Messages deleted by the retention.",
+                s.messages_pruned,
+            ),
+            (
+                "chat_rooms_expired",
+                "Rooms deleted because they expired or made way for a new one.",
+                s.rooms_expired,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let viewers_dropped = ConstCounter::new(m.viewers_dropped.load(Ordering::Relaxed));
+        viewers_dropped.encode(encoder.encode_descriptor(
+            "chat_monitor_viewers_dropped",
             "Monitor viewers dropped for not keeping up.",
-            m.viewers_dropped.load(Ordering::Relaxed),
-        ),
-    ];
-    let mut out = format!(
-        "# HELP chat_build_info The running version.\n# TYPE chat_build_info gauge\n\
-         chat_build_info{{version=\"{}\"}} 1\n",
-        env!("CARGO_PKG_VERSION")
+            None,
+            viewers_dropped.metric_type(),
+        )?)?;
+        let gauges: [(&str, &str, u64); 3] = [
+            ("chat_clients", "Users online now.", s.clients_now),
+            (
+                "chat_clients_peak",
+                "Most users online at once.",
+                s.clients_peak,
+            ),
+            (
+                "chat_monitor_viewers",
+                "Monitor viewers connected.",
+                m.viewers.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The registry `/metrics` encodes: the build, and the counters read at each scrape.
+pub(crate) fn registry(stats: Arc<Stats>, monitor: Arc<Monitor>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register(
+        "chat_build",
+        // The registry adds the full stop.
+        "The running version",
+        Info::new(vec![(
+            "version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        )]),
     );
-    for (name, kind, help, value) in rows {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
+    registry.register_collector(Box::new(Counters { stats, monitor }));
+    registry
+}
+
+/// The metrics in the OpenMetrics text format.
+fn metrics(state: &MonitorState) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &state.registry) {
+        tracing::error!("cannot encode the metrics: {e}");
     }
     out
 }
+
+/// The content type of [`metrics`].
+const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
