@@ -112,13 +112,29 @@ impl MonitorInfo {
     /// The page's address with the token, ready to open.
     pub fn url(&self) -> String {
         let scheme = if self.secure { "https" } else { "http" };
-        format!("{scheme}://{}/?token={}", self.http, self.token.expose())
+        format!(
+            "{scheme}://{}/?token={}",
+            reachable(self.http, chat_service::tls::host_name()),
+            self.token.expose()
+        )
     }
 
     /// The WebSocket-only feed's address (without the token), if there is one.
     pub fn feed_url(&self) -> Option<String> {
         let scheme = if self.secure { "wss" } else { "ws" };
-        self.ws.map(|ws| format!("{scheme}://{ws}/"))
+        let host = chat_service::tls::host_name();
+        self.ws
+            .map(|ws| format!("{scheme}://{}/", reachable(ws, host)))
+    }
+}
+
+/// Where a browser reaches a listener bound to `addr`: a listener on every address
+/// (`0.0.0.0`, `::`) by this machine's name, when it has one (the self-signed certificate is
+/// made for it too), else by its address.
+fn reachable(addr: SocketAddr, host: Option<String>) -> String {
+    match host {
+        Some(host) if addr.ip().is_unspecified() => format!("{host}:{}", addr.port()),
+        _ => addr.to_string(),
     }
 }
 
@@ -258,6 +274,7 @@ impl Server {
                 return;
             }
         };
+        let store_watch = store.watch();
         let hub = Hub::new(
             config.clone(),
             stats.clone(),
@@ -275,7 +292,7 @@ impl Server {
             shutdown: token.clone(),
             tracker: tracker.clone(),
             next_conn: AtomicU64::new(1),
-            store: Some(store.clone()),
+            store: Some(store),
             failures: Default::default(),
             addresses: Arc::new(AddressBook::new(config.limits.clone(), config.rate)),
             tls,
@@ -297,7 +314,7 @@ impl Server {
         if let (Some(m), Some(info)) = (monitor, info) {
             // Listening, and the store thread there to take writes.
             let ready = {
-                let (token, store) = (token.clone(), store.clone());
+                let (token, store) = (token.clone(), store_watch);
                 move || {
                     if token.is_cancelled() {
                         Err("shutting down")
@@ -556,5 +573,22 @@ async fn report_stats(shared: Arc<Shared>, every: Duration) {
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable;
+
+    #[test]
+    fn a_listener_on_every_address_is_shown_by_the_machines_name() {
+        let any = "0.0.0.0:8000".parse().expect("addr");
+        let host = Some("chat.example.org".to_owned());
+        assert_eq!(reachable(any, host.clone()), "chat.example.org:8000");
+        let any6 = "[::]:8000".parse().expect("addr");
+        assert_eq!(reachable(any6, host.clone()), "chat.example.org:8000");
+        assert_eq!(reachable(any, None), "0.0.0.0:8000");
+        let one = "192.0.2.7:8000".parse().expect("addr");
+        assert_eq!(reachable(one, host), "192.0.2.7:8000");
     }
 }

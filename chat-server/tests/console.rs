@@ -169,3 +169,97 @@ fn with_log_format_json_every_console_line_is_a_json_object() {
     }
     assert!(listening, "{lines:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_that_went_away_loses_its_lines_and_nothing_else() {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().expect("tmp");
+    let log = home.path().join("messages.jsonl");
+    /// Killed when dropped, a failed assertion included.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args([
+            "--port",
+            "0",
+            "--no-monitor",
+            "--stats-interval",
+            "0",
+            "--db",
+            ":memory:",
+        ])
+        .arg("--log-file")
+        .arg(&log)
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Killed(child);
+    let addr = tokio::task::block_in_place(|| {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let line = lines
+            .find_map(|l| l.ok().filter(|l| l.contains("listening on ")))
+            .expect("listening");
+        // The reading end closes here, as when the terminal or the pipe's reader is gone:
+        // every console line from now on fails to be written.
+        line.split("listening on ")
+            .nth(1)
+            .expect("addr")
+            .trim()
+            .to_owned()
+    });
+    let options = chat_core::client::ConnectOptions::new("alice");
+    let mut alice = chat_core::client::connect(&addr, &options)
+        .await
+        .expect("alice");
+    alice
+        .sender
+        .say("lobby", "still logged")
+        .await
+        .expect("say");
+    tokio::task::block_in_place(|| file_gets(&log, "still logged"));
+    // SIGHUP logs to the console too, and the log's writer reports the reopening there.
+    std::fs::rename(&log, home.path().join("messages.jsonl.1")).expect("rename");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // The signal is handled asynchronously: log in (a `join` record) until one lands in the
+    // new file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut n = 0;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("\"join\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing reached the new file"
+        );
+        n += 1;
+        let probe = chat_core::client::ConnectOptions::new(format!("probe{n}"));
+        drop(
+            chat_core::client::connect(&addr, &probe)
+                .await
+                .expect("probe"),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    alice
+        .sender
+        .say("lobby", "after the signal")
+        .await
+        .expect("say");
+    tokio::task::block_in_place(|| file_gets(&log, "after the signal"));
+    drop(child);
+}

@@ -19,13 +19,16 @@ pub enum LogFormat {
 
 /// Logs to standard error at `info` (or what `RUST_LOG` says), without module paths. Text is
 /// in colour only when standard error is a terminal and `NO_COLOR` is not set: journald, a
-/// file or a pipe get plain text.
+/// file or a pipe get plain text. A console that went away (a closed pipe) loses the lines and
+/// nothing else: reporting the failed write itself would go to standard error with
+/// `eprintln!`, which panics there, in whatever thread was logging.
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let console = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => console
             .with_ansi(use_colour(

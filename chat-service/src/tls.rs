@@ -113,16 +113,18 @@ impl CertSource {
     }
 }
 
+/// This machine's name (Linux: `/proc/sys/kernel/hostname`); `None` when it cannot be read.
+pub fn host_name() -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let host = host.trim();
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
 /// The names a self-signed certificate is made for: localhost, the loopback addresses, this
 /// machine's name, each specific --listen address, and each --tls-name.
 pub fn certificate_names(listen: &[std::net::SocketAddr], extra: &[String]) -> Vec<String> {
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let host = host.trim();
-        if !host.is_empty() {
-            names.push(host.to_owned());
-        }
-    }
+    names.extend(host_name());
     names.extend(
         listen
             .iter()

@@ -256,9 +256,21 @@ pub struct StoreHandle<T> {
 }
 
 impl<T> StoreHandle<T> {
-    /// Whether the store thread is still there to take writes.
+    /// Something that tells whether the store thread still takes writes, without keeping it
+    /// running: the thread ends once every handle is dropped, whoever holds a watch.
+    pub fn watch(&self) -> StoreWatch<T> {
+        StoreWatch(self.tx.downgrade())
+    }
+}
+
+/// Whether the store thread still takes writes (for `/readyz`), from [`StoreHandle::watch`].
+#[derive(Debug)]
+pub struct StoreWatch<T>(mpsc::WeakSender<Job<T>>);
+
+impl<T> StoreWatch<T> {
+    /// True while a handle exists and the thread has not stopped.
     pub fn is_running(&self) -> bool {
-        !self.tx.is_closed()
+        self.0.upgrade().is_some_and(|tx| !tx.is_closed())
     }
 }
 
