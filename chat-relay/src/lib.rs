@@ -198,6 +198,7 @@ pub struct Relay {
     tls: Option<Arc<chat_service::tls::Reloadable>>,
     listeners: chat_service::Listeners,
     log: Option<std::fs::File>,
+    log_reopen: chat_service::jsonl::Reopen,
     stats: Arc<Stats>,
 }
 
@@ -227,6 +228,7 @@ impl Relay {
             tls,
             listeners,
             log,
+            log_reopen: chat_service::jsonl::Reopen::default(),
             stats: Arc::new(Stats::default()),
         })
     }
@@ -239,6 +241,12 @@ impl Relay {
     /// The live counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// Asks the connection log's writer to open its file again before the next record (after
+    /// logrotate renamed it; the binary does it at SIGHUP).
+    pub fn log_reopen(&self) -> chat_service::jsonl::Reopen {
+        self.log_reopen.clone()
     }
 
     /// The certificate TLS guests get (to reload it, or show its fingerprint); `None`
@@ -255,11 +263,12 @@ impl Relay {
             tls,
             listeners,
             log,
+            log_reopen,
             stats,
         } = self;
         let (log_tx, log_task) = match (log, &config.log_file) {
             (Some(file), Some(path)) => {
-                let (tx, task) = log::spawn(file, path);
+                let (tx, task) = log::spawn(file, path, log_reopen);
                 (Some(tx), Some(task))
             }
             _ => (None, None),

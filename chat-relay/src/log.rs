@@ -75,13 +75,12 @@ pub(crate) fn open(path: &Path) -> std::io::Result<File> {
     chat_service::jsonl::open(path)
 }
 
-pub(crate) fn spawn(file: File, path: &Path) -> (LogSender, JoinHandle<()>) {
-    let (tx, handle) = chat_service::jsonl::spawn(
-        file,
-        path.to_owned(),
-        LOG_QUEUE,
-        "relay log",
-        chat_service::jsonl::Reopen::default(),
-    );
+pub(crate) fn spawn(
+    file: File,
+    path: &Path,
+    reopen: chat_service::jsonl::Reopen,
+) -> (LogSender, JoinHandle<()>) {
+    let (tx, handle) =
+        chat_service::jsonl::spawn(file, path.to_owned(), LOG_QUEUE, "relay log", reopen);
     (LogSender(tx), handle)
 }

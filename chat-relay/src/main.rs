@@ -9,18 +9,17 @@ use chat_service::ShutdownSignals;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let loaded = chat_service::config_file::load::<Cli>("chat-relay.toml");
-    match loaded.cli.command {
+    match &loaded.cli.command {
         Some(Command::Config) => {
-            print!("{}", loaded.describe());
-            return ExitCode::SUCCESS;
+            return chat_service::manual::write_out::<Cli>(loaded.describe().as_bytes());
         }
         Some(Command::Completions { shell }) => {
-            return chat_service::manual::print::<Cli>(Some(shell));
+            return chat_service::manual::print::<Cli>(Some(*shell));
         }
         Some(Command::Man) => return chat_service::manual::print::<Cli>(None),
         None => {}
     }
-    let cli = loaded.cli;
+    let cli = loaded.into_cli();
     chat_service::console::init_logging(cli.log_format);
     match serve(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,6 +33,7 @@ async fn main() -> ExitCode {
 async fn serve(cli: Cli) -> Result<(), String> {
     let signals =
         ShutdownSignals::install().map_err(|e| format!("cannot handle Ctrl-C and SIGTERM: {e}"))?;
+    let hangups = chat_service::signals::Hangups::install();
     let dirs = directories::ProjectDirs::from("", "", "chat-suite");
     let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
     let relay = Relay::bind(config.clone())
@@ -53,6 +53,7 @@ async fn serve(cli: Cli) -> Result<(), String> {
             config.server
         );
     }
+    tokio::spawn(hangups.serve(relay.tls(), relay.log_reopen(), "connection log"));
     match &config.log_file {
         Some(path) => tracing::info!("connection log: {}", path.display()),
         None => tracing::info!("connection log: off (--log-file to keep one)"),

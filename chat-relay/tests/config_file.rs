@@ -71,3 +71,42 @@ fn the_relay_prints_completions_and_its_man_page() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH chat-relay 1"));
 }
+
+#[test]
+fn sighup_reopens_the_relays_log_and_does_not_stop_it() {
+    use std::io::{BufRead, BufReader};
+    let home = tempfile::tempdir().expect("home");
+    let log = home.path().join("relay.jsonl");
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_chat-relay"))
+        .env("CHAT_RELAY_CONFIG", "/dev/null")
+        .env("CHAT_RELAY_SECRET", "a-relay-secret-of-more-than-32-bytes")
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env_remove("RUST_LOG")
+        .args(["--port", "0", "--stats-interval", "0", "--log-file"])
+        .arg(&log)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn chat-relay");
+    let mut lines = BufReader::new(relay.stderr.take().expect("stderr")).lines();
+    let mut wait_for = |needle: &str| {
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}"))
+    };
+    wait_for("connection log:");
+    let status = Command::new("kill")
+        .args(["-HUP", &relay.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    wait_for("SIGHUP: the connection log is opened again");
+    assert!(
+        relay.try_wait().expect("status").is_none(),
+        "the relay runs on"
+    );
+    let _ = relay.kill();
+    let _ = relay.wait();
+}

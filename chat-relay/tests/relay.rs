@@ -546,6 +546,8 @@ async fn the_frame_reader_hands_over_what_it_read_ahead() {
 #[test]
 fn the_binary_explains_itself_and_refuses_to_start_without_a_secret() {
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_chat-relay"))
+        // No configuration file of this machine's.
+        .env("CHAT_RELAY_CONFIG", "/dev/null")
         .arg("--help")
         .output()
         .expect("run chat-relay");
@@ -561,6 +563,8 @@ fn the_binary_explains_itself_and_refuses_to_start_without_a_secret() {
         assert!(text.contains(flag), "--help mentions {flag}");
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chat-relay"))
+        // No configuration file of this machine's.
+        .env("CHAT_RELAY_CONFIG", "/dev/null")
         .env(
             "XDG_DATA_HOME",
             std::env::temp_dir().join("chat-relay-test-data"),

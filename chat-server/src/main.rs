@@ -10,7 +10,6 @@ use anyhow::Context;
 use chat_server::config::{AdminCommand, Command};
 use chat_server::{Cli, Server};
 use chat_service::ShutdownSignals;
-use chat_service::jsonl::Reopen;
 
 /// mimalloc instead of the system allocator: with thousands of connections coming and going,
 /// glibc's malloc keeps far more memory than the server uses (measured in
@@ -20,18 +19,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let loaded = chat_service::config_file::load::<Cli>("chat-server.toml");
-    match loaded.cli.command {
+    match &loaded.cli.command {
         Some(Command::Config) => {
-            print!("{}", loaded.describe());
-            return ExitCode::SUCCESS;
+            return chat_service::manual::write_out::<Cli>(loaded.describe().as_bytes());
         }
         Some(Command::Completions { shell }) => {
-            return chat_service::manual::print::<Cli>(Some(shell));
+            return chat_service::manual::print::<Cli>(Some(*shell));
         }
         Some(Command::Man) => return chat_service::manual::print::<Cli>(None),
         _ => {}
     }
-    let cli = loaded.cli;
+    let cli = loaded.into_cli();
     chat_service::console::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,35 +58,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// At every SIGHUP: reads the TLS certificate again (a renewed one is served to the next
-/// connections; those open keep theirs; one that cannot be used is reported and the old one
-/// stays), and opens the message log's path again before its next record (after logrotate
-/// renamed the file).
-async fn on_hangup(tls: Option<std::sync::Arc<chat_service::tls::Reloadable>>, log: Reopen) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!(
-                "cannot handle SIGHUP: the certificate is read and the message log opened at \
-                 start only"
-            );
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            log.request();
-            tracing::info!("SIGHUP: the message log is opened again before its next record");
-            let Some(tls) = &tls else { continue };
-            match tls.reload() {
-                Ok(fingerprint) => tracing::info!("TLS certificate reloaded: {fingerprint}"),
-                Err(e) => tracing::error!("TLS certificate not reloaded, the old one stays: {e}"),
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (tls, log);
 }
 
 /// The shortest time between two trims of one worker thread's heap.
@@ -128,6 +97,7 @@ fn trim_due(last: Option<Instant>, now: Instant) -> bool {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install().context("cannot handle Ctrl-C and SIGTERM")?;
+    let hangups = chat_service::signals::Hangups::install();
     let dirs = directories::ProjectDirs::from("", "", "chat-suite");
     if cli.command == Some(Command::Fingerprint) {
         let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
@@ -194,7 +164,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
-    tokio::spawn(on_hangup(server.tls(), server.log_reopen()));
+    tokio::spawn(hangups.serve(server.tls(), server.log_reopen(), "message log"));
     match &config.log_file {
         Some(path) => tracing::info!("message log: {}", path.display()),
         None => tracing::info!("message log: off"),

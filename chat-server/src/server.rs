@@ -179,14 +179,23 @@ impl Server {
                         m.listen
                     );
                 }
+                let token = match m.token.clone() {
+                    Some(token) => token,
+                    None => random_token()
+                        .map_err(|e| ServerError::Config(format!("monitor token: {e}")))?,
+                };
+                // The metrics token must not open the page of private messages.
+                if m.metrics_token.as_ref() == Some(&token) {
+                    return Err(ServerError::Config(
+                        "--metrics-token must differ from the monitor's token (--monitor-token, \
+                         or the one kept in the data folder as monitor-token)"
+                            .to_owned(),
+                    ));
+                }
                 Some(BoundMonitor {
                     http,
                     ws,
-                    token: match m.token.clone() {
-                        Some(token) => token,
-                        None => random_token()
-                            .map_err(|e| ServerError::Config(format!("monitor token: {e}")))?,
-                    },
+                    token,
                     metrics_token: m.metrics_token.clone(),
                     monitor: Arc::new(Monitor::new(m.backlog, m.viewer_queue)),
                     max_viewers: m.max_viewers.max(1),

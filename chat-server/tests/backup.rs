@@ -13,7 +13,10 @@ fn admin(args: &[&str]) -> Output {
             cmd.env_remove(key);
         }
     }
-    cmd.args(args).output().expect("run chat-server")
+    cmd.args(args)
+        .env("CHAT_SERVER_CONFIG", "/dev/null")
+        .output()
+        .expect("run chat-server")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

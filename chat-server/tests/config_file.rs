@@ -183,3 +183,55 @@ fn completions_and_the_man_page_come_from_the_flags() {
     assert!(page.contains("\\-\\-relay\\-secret\\-file"), "{page}");
     assert!(page.contains("CHAT_MAX_CLIENTS"), "{page}");
 }
+
+#[test]
+fn what_the_command_line_or_the_environment_sets_wins_over_a_conflicting_or_incomplete_file() {
+    let home = tempfile::tempdir().expect("home");
+    let file = home.path().join("chat-server.toml");
+    let path = file.to_str().expect("utf-8");
+    std::fs::write(
+        &file,
+        "log-file = \"/srv/chat/messages.jsonl\"\ntls-key = \"/srv/chat/key.pem\"\n\
+         relay-secret-file = \"/srv/chat/relay-secret\"\n",
+    )
+    .expect("write");
+    let secret = "an-environment-secret-of-more-than-32-bytes";
+    let out = run(
+        home.path(),
+        &[("CHAT_RELAY_SECRET", secret)],
+        &[
+            "--config",
+            path,
+            "--no-log-file",
+            "--tls-cert",
+            "/srv/chat/cert.pem",
+            "config",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // --no-log-file beats the file's log-file, which it conflicts with.
+    assert!(setting(&text, "no-log-file").contains("true"), "{text}");
+    assert!(text.contains("# log-file ="), "{text}");
+    // --tls-cert needs --tls-key: the file gives it.
+    assert!(
+        setting(&text, "tls-cert").ends_with("# command line"),
+        "{text}"
+    );
+    assert!(
+        setting(&text, "tls-key").ends_with("# configuration file"),
+        "{text}"
+    );
+    // The secret from the environment beats the file's secret file.
+    assert!(
+        setting(&text, "relay-secret").ends_with("# environment"),
+        "{text}"
+    );
+    assert!(text.contains("# relay-secret-file ="), "{text}");
+    assert!(!text.contains(secret), "{text}");
+
+    // An empty CHAT_SERVER_CONFIG is a usage error that names the flag, as any empty value.
+    let out = run(home.path(), &[("CHAT_SERVER_CONFIG", "")], &["config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+}

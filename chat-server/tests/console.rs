@@ -184,6 +184,8 @@ async fn a_console_that_went_away_loses_its_lines_and_nothing_else() {
         }
     }
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        // No configuration file of this machine's.
+        .env("CHAT_SERVER_CONFIG", "/dev/null")
         .args([
             "--port",
             "0",

@@ -28,6 +28,8 @@ impl Drop for Server {
 /// Starts the binary on a free port with `db`; returns it and the address it listens on.
 fn start(db: &Path) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        // No configuration file of this machine's.
+        .env("CHAT_SERVER_CONFIG", "/dev/null")
         .args([
             "--port",
             "0",

@@ -529,3 +529,22 @@ async fn a_viewer_over_the_limit_is_told_why_and_refused_requests_take_no_place(
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_metrics_token_equal_to_the_monitor_token_is_refused_at_start() {
+    let config = chat_server::Config {
+        listen: vec!["127.0.0.1:0".parse().expect("addr")],
+        monitor: Some(MonitorConfig {
+            http_port: 0,
+            ws_port: None,
+            token: Some(Secret::from(TOKEN)),
+            metrics_token: Some(Secret::from(TOKEN)),
+            ..MonitorConfig::default()
+        }),
+        ..chat_server::Config::default()
+    };
+    let Err(e) = chat_server::Server::bind(config).await else {
+        panic!("the server started with the same token twice");
+    };
+    assert!(e.to_string().contains("--metrics-token must differ"), "{e}");
+}

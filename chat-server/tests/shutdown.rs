@@ -126,6 +126,8 @@ async fn the_binary_starts_chats_and_stops_cleanly_on_sigterm() {
     let log = dir.path().join("sub").join("chat.jsonl");
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            // No configuration file of this machine's.
+            .env("CHAT_SERVER_CONFIG", "/dev/null")
             // The monitor too, on free ports: the binary starts it by default.
             .args(["--http-port", "0", "--ws-port", "0"])
             .args(["--port", "0", "--stats-interval", "0", "--log-file"])
@@ -233,6 +235,8 @@ async fn the_binary_starts_chats_and_stops_cleanly_on_sigterm() {
 #[test]
 fn help_explains_every_flag() {
     let out = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        // No configuration file of this machine's.
+        .env("CHAT_SERVER_CONFIG", "/dev/null")
         .arg("--help")
         .output()
         .expect("run --help");
@@ -263,6 +267,8 @@ fn a_busy_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        // No configuration file of this machine's.
+        .env("CHAT_SERVER_CONFIG", "/dev/null")
         .args([
             "--port",
             &port,

@@ -25,8 +25,20 @@ pub fn default_path(name: &str) -> Option<PathBuf> {
     user.into_iter().chain([system]).find(|p| p.is_file())
 }
 
-/// A command line with a file's settings added.
-#[derive(Debug, Clone)]
+/// Whether `arg` was given on the command line or in the environment (a switch only when on).
+fn set_outside(matches: &ArgMatches, arg: &clap::Arg) -> bool {
+    let id = arg.get_id().as_str();
+    let outside = matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
+    let switch = matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse);
+    outside && (!switch || matches.try_get_one::<bool>(id).ok().flatten() == Some(&true))
+}
+
+/// A command line with a file's settings added. Its `Debug` shows no values (secrets may be
+/// among them).
+#[derive(Clone)]
 pub struct Merged {
     /// The command line, the file's settings first.
     pub argv: Vec<OsString>,
@@ -66,10 +78,22 @@ pub fn merge(
                 )
             })?;
         let id = arg.get_id().as_str();
-        if matches!(
-            matches.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        ) {
+        // The command line and the environment win: over this flag's setting, and over a
+        // setting that conflicts with one of theirs (the file's `log-file` under a
+        // `--no-log-file`).
+        let overridden = set_outside(matches, arg)
+            || cmd.get_arguments().any(|other| {
+                set_outside(matches, other)
+                    && (cmd
+                        .get_arg_conflicts_with(arg)
+                        .iter()
+                        .any(|c| c.get_id() == other.get_id())
+                        || cmd
+                            .get_arg_conflicts_with(other)
+                            .iter()
+                            .any(|c| c.get_id() == arg.get_id()))
+            });
+        if overridden {
             continue;
         }
         let switch = matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse);
@@ -114,11 +138,15 @@ pub fn merge(
     })
 }
 
-/// Parses a merged command line; a value from the file that its flag refuses is an error
-/// naming the file (`path`), the line and the key.
-pub fn parse_merged(cmd: &Command, merged: &Merged, path: &Path) -> Result<ArgMatches, String> {
+/// Parses a merged command line (`path`: the file its settings came from). A value from the
+/// file that its flag refuses is an error naming the file, the line and the key; any other
+/// error (or `--help`) is clap's own.
+pub fn parse_merged(
+    cmd: &Command,
+    merged: &Merged,
+    path: Option<&Path>,
+) -> Result<ArgMatches, LoadError> {
     cmd.clone().try_get_matches_from(&merged.argv).map_err(|e| {
-        let said = first_line(&e.to_string());
         // The flag the error is about, as clap shows it: `--port <PORT>`.
         let flag = e
             .get(clap::error::ContextKind::InvalidArg)
@@ -134,15 +162,19 @@ pub fn parse_merged(cmd: &Command, merged: &Merged, path: &Path) -> Result<ArgMa
             let arg = cmd.get_arguments().find(|a| a.get_long() == Some(&long))?;
             merged.from_file.get(arg.get_id().as_str())
         });
-        match from_file {
-            Some((key, line)) => format!("{}:{line}: `{key}`: {said}", path.display()),
-            None => format!("{}: {said}", path.display()),
+        match (from_file, path) {
+            (Some((key, line)), Some(path)) => LoadError::File(format!(
+                "{}:{line}: `{key}`: {}",
+                path.display(),
+                first_line(&e.to_string())
+            )),
+            _ => LoadError::Clap(e),
         }
     })
 }
 
-/// A command line parsed together with its configuration file.
-#[derive(Debug)]
+/// A command line parsed together with its configuration file. Its `Debug` shows no values
+/// (secrets may be among them).
 pub struct Loaded<P> {
     /// The parsed command line, file settings included.
     pub cli: P,
@@ -180,48 +212,73 @@ pub fn load<P: Parser>(name: &str) -> Loaded<P> {
 /// [`load`] on a given command line, returning errors.
 pub fn load_from<P: Parser>(argv: Vec<OsString>, name: &str) -> Result<Loaded<P>, LoadError> {
     let command = P::command();
+    // Leniently first: what the command line and the environment set, and which file to read.
+    // A flag the file completes (`--tls-cert` here, `tls-key` there) is no error yet; the
+    // merged command line is checked in full below.
     let matches = command
         .clone()
+        .ignore_errors(true)
         .try_get_matches_from(&argv)
         .map_err(LoadError::Clap)?;
     let named = matches
         .try_get_one::<PathBuf>("config")
         .ok()
         .flatten()
+        .filter(|p| !p.as_os_str().is_empty())
         .cloned();
     let file = match named {
         Some(path) => Some(path),
         None => default_path(name),
     };
-    let Some(path) = file else {
-        let cli = P::from_arg_matches(&matches).map_err(LoadError::Clap)?;
-        return Ok(Loaded {
-            cli,
-            file: None,
-            command,
-            matches,
+    let merged = match &file {
+        None => Merged {
+            argv,
             from_file: BTreeMap::new(),
-        });
+        },
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                LoadError::File(format!(
+                    "cannot read the configuration file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            merge(&command, &matches, &argv, path, &text).map_err(LoadError::File)?
+        }
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        LoadError::File(format!(
-            "cannot read the configuration file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let merged = merge(&command, &matches, &argv, &path, &text).map_err(LoadError::File)?;
-    let matches = parse_merged(&command, &merged, &path).map_err(LoadError::File)?;
+    let matches = parse_merged(&command, &merged, file.as_deref())?;
     let cli = P::from_arg_matches(&matches).map_err(LoadError::Clap)?;
     Ok(Loaded {
         cli,
-        file: Some(path),
+        file,
         command,
         matches,
         from_file: merged.from_file,
     })
 }
 
+impl std::fmt::Debug for Merged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Merged")
+            .field("from_file", &self.from_file.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> std::fmt::Debug for Loaded<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("file", &self.file)
+            .field("from_file", &self.from_file.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<P> Loaded<P> {
+    /// The parsed command line, dropping the rest (the raw values, secrets included).
+    pub fn into_cli(self) -> P {
+        self.cli
+    }
+
     /// The effective settings as a configuration file, each with where it came from; secrets
     /// are replaced by `(redacted)`, unset flags are comments.
     pub fn describe(&self) -> String {
@@ -363,7 +420,10 @@ mod tests {
             .map_err(|e| e.to_string())?;
         let path = Path::new("svc.toml");
         let merged = merge(&cmd, &matches, &argv, path, text)?;
-        parse_merged(&cmd, &merged, path)
+        parse_merged(&cmd, &merged, Some(path)).map_err(|e| match e {
+            LoadError::File(e) => e,
+            LoadError::Clap(e) => e.to_string(),
+        })
     }
 
     #[test]

@@ -18,8 +18,20 @@ pub fn print<P: CommandFactory>(shell: Option<Shell>) -> std::process::ExitCode 
         }
         None => man_page::<P>(&mut page),
     };
+    match rendered {
+        Ok(()) => write_out::<P>(&page),
+        Err(e) => {
+            eprintln!("{}: {e}", P::command().get_name());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `text` on standard output for `P`'s command (`chat-server config`, ...); the exit
+/// status to end with. A reader that stops early (`| head`) is no error.
+pub fn write_out<P: CommandFactory>(text: &[u8]) -> std::process::ExitCode {
     let mut out = io::stdout().lock();
-    match rendered.and_then(|()| out.write_all(&page).and_then(|()| out.flush())) {
+    match out.write_all(text).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
             eprintln!("{}: {e}", P::command().get_name());
             std::process::ExitCode::FAILURE

@@ -48,6 +48,8 @@ impl Console {
             .env_remove("NO_COLOR")
             .env_remove("RUST_LOG")
             .env_remove("CHAT_MONITOR_TOKEN")
+            // No configuration file of this machine's.
+            .env("CHAT_SERVER_CONFIG", "/dev/null")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -72,9 +72,6 @@ impl SqliteStore {
     }
 }
 
-/// Creates the database file readable by its owner only (it holds private messages and
-/// password hashes); SQLite gives its `-wal` and `-shm` files the same permissions. An
-/// existing file is left as it is.
 /// What [`backup`] copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackupReport {
@@ -88,10 +85,13 @@ pub struct BackupReport {
 
 /// Copies the database at `db` (which a server may be using) to a new file `to`, readable by
 /// its owner only: a consistent snapshot (SQLite's `VACUUM INTO`, which reads in one
-/// transaction while the server goes on writing), checked with `PRAGMA integrity_check`. `to`
-/// must not exist.
+/// transaction while the server goes on writing), checked with `PRAGMA integrity_check` and
+/// synced to disk before it is reported. `to` must not exist; a copy that fails is removed.
 pub fn backup(db: &Path, to: &Path) -> Result<BackupReport, String> {
     use rusqlite::OpenFlags;
+    let target = to
+        .to_str()
+        .ok_or_else(|| format!("{} is not a UTF-8 path", to.display()))?;
     let source = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -113,21 +113,39 @@ pub fn backup(db: &Path, to: &Path) -> Result<BackupReport, String> {
         ));
     }
     if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        let mut folders = std::fs::DirBuilder::new();
+        folders.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut folders, 0o700);
+        folders
+            .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     // An empty file of our own first, so that the copy is private from its first byte.
     create_private(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
-    let target = to
-        .to_str()
-        .ok_or_else(|| format!("{} is not a UTF-8 path", to.display()))?;
-    let copied = source
-        .execute("VACUUM INTO ?1", [target])
-        .map_err(|e| format!("cannot copy {} to {}: {e}", db.display(), to.display()));
-    if let Err(e) = copied {
+    let copied = copy_into(&source, db, to, target);
+    if copied.is_err() {
         let _ = std::fs::remove_file(to);
-        return Err(e);
     }
+    let (messages, bytes) = copied?;
+    Ok(BackupReport {
+        bytes,
+        schema,
+        messages,
+    })
+}
+
+/// `VACUUM INTO` the new (empty) file `to`, checked and synced: its messages and its size.
+fn copy_into(
+    source: &Connection,
+    db: &Path,
+    to: &Path,
+    target: &str,
+) -> Result<(u64, u64), String> {
+    use rusqlite::OpenFlags;
+    source
+        .execute("VACUUM INTO ?1", [target])
+        .map_err(|e| format!("cannot copy {} to {}: {e}", db.display(), to.display()))?;
     let copy = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open the copy {}: {e}", to.display()))?;
     let check: String = copy
@@ -142,14 +160,24 @@ pub fn backup(db: &Path, to: &Path) -> Result<BackupReport, String> {
     let messages: i64 = copy
         .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
         .map_err(|e| format!("cannot read the copy {}: {e}", to.display()))?;
+    drop(copy);
+    // VACUUM INTO does not sync what it wrote: the copy, then its folder's entry for it.
+    let synced = std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .and_then(
+            |()| match to.parent().filter(|d| !d.as_os_str().is_empty()) {
+                Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+                None => Ok(()),
+            },
+        );
+    synced.map_err(|e| format!("cannot sync the copy {}: {e}", to.display()))?;
     let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
-    Ok(BackupReport {
-        bytes,
-        schema,
-        messages: u64::try_from(messages).unwrap_or(0),
-    })
+    Ok((u64::try_from(messages).unwrap_or(0), bytes))
 }
 
+/// Creates the database file readable by its owner only (it holds private messages and
+/// password hashes); SQLite gives its `-wal` and `-shm` files the same permissions. An
+/// existing file is left as it is.
 fn create_private(path: &Path) -> Result<(), StoreError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

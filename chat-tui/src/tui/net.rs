@@ -91,30 +91,7 @@ async fn run(
                 None => return,
             },
         };
-        // Wait, but let a newer Connect or a Quit cut the wait short.
-        let wake = tokio::time::sleep(delay);
-        tokio::pin!(wake);
-        let outcome = loop {
-            tokio::select! {
-                () = &mut wake => break Wait::Elapsed,
-                cmd = cmds.recv() => match cmd {
-                    Some(NetCmd::Send(_)) => {}
-                    Some(NetCmd::Trust { server, fingerprint }) => {
-                        if let Err(why) = trust.accept(&server, &fingerprint)
-                            && !report(NetEvent::Notice(why)).await
-                        {
-                            return;
-                        }
-                    }
-                    Some(NetCmd::Connect { server, nick, password, delay }) => {
-                        break Wait::Replaced(server, nick, password, delay);
-                    }
-                    Some(NetCmd::Quit { done, .. }) => break Wait::Quit(done),
-                    None => break Wait::Closed,
-                },
-            }
-        };
-        match outcome {
+        match wait(delay, &mut cmds, &events, &mut trust).await {
             Wait::Elapsed => {}
             Wait::Replaced(server, nick, password, delay) => {
                 next = Some((server, nick, password, delay));
@@ -175,6 +152,38 @@ async fn run(
                 return;
             }
             End::Stop => return,
+        }
+    }
+}
+
+/// Waits `delay` before connecting, while a newer Connect or a Quit may cut the wait short
+/// (and the user may trust a certificate meanwhile).
+async fn wait(
+    delay: Duration,
+    cmds: &mut mpsc::UnboundedReceiver<NetCmd>,
+    events: &mpsc::Sender<Event>,
+    trust: &mut Trust,
+) -> Wait {
+    let wake = tokio::time::sleep(delay);
+    tokio::pin!(wake);
+    loop {
+        tokio::select! {
+            () = &mut wake => return Wait::Elapsed,
+            cmd = cmds.recv() => match cmd {
+                Some(NetCmd::Send(_)) => {}
+                Some(NetCmd::Trust { server, fingerprint }) => {
+                    if let Err(why) = trust.accept(&server, &fingerprint)
+                        && events.send(Event::Net(NetEvent::Notice(why))).await.is_err()
+                    {
+                        return Wait::Closed;
+                    }
+                }
+                Some(NetCmd::Connect { server, nick, password, delay }) => {
+                    return Wait::Replaced(server, nick, password, delay);
+                }
+                Some(NetCmd::Quit { done, .. }) => return Wait::Quit(done),
+                None => return Wait::Closed,
+            },
         }
     }
 }
