@@ -68,6 +68,7 @@ impl FanOut {
                     body: Body::Text(self.text.clone()),
                     attrs: Vec::new(),
                 },
+                arrived: tokio::time::Instant::now(),
             });
         }
         self.hub.settle();

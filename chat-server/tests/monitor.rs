@@ -136,9 +136,9 @@ async fn the_page_its_assets_stats_and_metrics() {
         metrics.header("content-type"),
         Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
-    // OpenMetrics text: HELP and TYPE before each family's sample, `# EOF` at the end.
+    // OpenMetrics text: HELP, TYPE (and UNIT) before each family's samples, `# EOF` at the end.
     let mut names = Vec::new();
-    let mut lines = metrics.body.lines();
+    let mut lines = metrics.body.lines().peekable();
     while let Some(help) = lines.next() {
         if help == "# EOF" {
             assert_eq!(lines.next(), None, "nothing after # EOF");
@@ -152,23 +152,31 @@ async fn the_page_its_assets_stats_and_metrics() {
         let kind = ty
             .strip_prefix(&format!("# TYPE {family} "))
             .unwrap_or_else(|| panic!("{ty}"));
-        let sample = lines.next().expect("sample");
-        let (n, v) = sample.split_once(' ').expect("name value");
-        // Labels, if any: `name{label="value"}`.
-        let n = n.split_once('{').map_or(n, |(n, labels)| {
-            assert!(labels.ends_with('}'), "{sample}");
-            n
-        });
-        let expected = match kind {
-            "counter" => format!("{family}_total"),
-            "info" => format!("{family}_info"),
-            "gauge" => family.to_owned(),
+        if lines.peek().is_some_and(|l| l.starts_with("# UNIT ")) {
+            lines.next();
+        }
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "info" => &["_info"],
+            "gauge" => &[""],
+            "histogram" => &["_sum", "_count", "_bucket"],
             other => panic!("unexpected type {other}"),
         };
-        assert_eq!(n, expected);
-        v.parse::<u64>().expect("integer value");
-        assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-        names.push(n.to_owned());
+        while let Some(sample) = lines.next_if(|l| !l.starts_with("# ")) {
+            let (n, v) = sample.split_once(' ').expect("name value");
+            // Labels, if any: `name{label="value"}`.
+            let n = n.split_once('{').map_or(n, |(n, labels)| {
+                assert!(labels.ends_with('}'), "{sample}");
+                n
+            });
+            assert!(
+                suffixes.iter().any(|s| n == format!("{family}{s}")),
+                "{sample} in {family}"
+            );
+            v.parse::<f64>().expect("a number");
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            names.push(n.to_owned());
+        }
     }
     assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
     for wanted in [
@@ -185,6 +193,24 @@ async fn the_page_its_assets_stats_and_metrics() {
         assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
     }
     assert!(metrics.body.contains("chat_messages_total 1\n"));
+    // The message's delivery was timed: one observation, in seconds.
+    assert!(
+        metrics
+            .body
+            .contains("# UNIT chat_delivery_latency_seconds seconds\n"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("chat_delivery_latency_seconds_count 1\n")
+    );
+    assert!(
+        metrics
+            .body
+            .contains("chat_delivery_latency_seconds_bucket{le=\"+Inf\"} 1\n")
+    );
     let version = env!("CARGO_PKG_VERSION");
     assert!(
         metrics

@@ -20,8 +20,12 @@ use crate::store::Account;
 pub(crate) enum Cmd {
     /// A connection completed the handshake.
     Join(Box<JoinRequest>),
-    /// A validated message from a client.
-    Send { conn: ConnId, msg: Outgoing },
+    /// A validated message from a client, read from its socket at `arrived`.
+    Send {
+        conn: ConnId,
+        msg: Outgoing,
+        arrived: tokio::time::Instant,
+    },
     /// A roster request.
     Who { conn: ConnId, room: String },
     /// A client was muted by its rate limiter.

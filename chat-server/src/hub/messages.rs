@@ -37,7 +37,7 @@ enum Recipients {
 }
 
 impl Hub {
-    pub(super) fn send(&mut self, conn: ConnId, msg: Outgoing) {
+    pub(super) fn send(&mut self, conn: ConnId, msg: Outgoing, arrived: tokio::time::Instant) {
         let Some(sender) = self.clients.get(&conn) else {
             return;
         };
@@ -104,6 +104,7 @@ impl Hub {
             }
         };
         self.sinks.record(EventKind::Message(message.clone()), at);
+        self.delivered.arrived(arrived);
         let (offline_for, queued_for): (Vec<String>, Vec<String>) = offline.into_iter().unzip();
         let ack = Ack {
             conn,

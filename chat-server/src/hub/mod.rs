@@ -69,7 +69,7 @@ use crate::config::Config;
 use crate::event::EventKind;
 use crate::eventlog::LogSender;
 use crate::monitor::Monitor;
-use crate::stats::Stats;
+use crate::stats::{Delivered, Stats};
 use crate::store::{Snapshot, StoreHandle, StoredRoom};
 
 /// How often the queues of clients still owed parts of their replay are looked at, when no
@@ -95,6 +95,8 @@ pub(crate) struct Hub {
     /// Registered nicknames.
     accounts: Accounts,
     fanout: Fanout,
+    /// The messages of the current batch, for the delivery latency.
+    delivered: Delivered,
     durable: Durable,
     sinks: Sinks,
     /// What newcomers are still to be sent after their Welcome.
@@ -130,6 +132,7 @@ impl Hub {
             rooms,
             accounts: Accounts::default(),
             fanout: Fanout::new(stats.clone()),
+            delivered: Delivered::default(),
             durable: Durable::none(stats.clone()),
             sinks: Sinks::new(stats.clone(), log, monitor),
             replays: Replays::default(),
@@ -295,6 +298,9 @@ impl Hub {
             );
         }
         self.fanout.write_deferred();
+        // What the hub had to write is written (or left to slow clients' own writers): the
+        // messages of this batch are delivered as far as the hub goes.
+        self.delivered.observe(&self.stats);
         // The sockets took what they could: those owed more of their replay may have room.
         if self.replays.waiting() {
             self.pump_all();
@@ -308,7 +314,7 @@ impl Hub {
         match cmd {
             // Not admitted: the session tells the client the server is shutting down.
             Cmd::Join(_) => {}
-            Cmd::Send { conn, msg } => {
+            Cmd::Send { conn, msg, .. } => {
                 let message =
                     "the server is shutting down: this message was not delivered".to_owned();
                 self.error(conn, Some(msg.tag), ErrorCode::Busy, message);
@@ -335,7 +341,7 @@ impl Hub {
         };
         match cmd {
             Cmd::Join(req) => self.join(*req),
-            Cmd::Send { conn, msg } => self.send(conn, msg),
+            Cmd::Send { conn, msg, arrived } => self.send(conn, msg, arrived),
             Cmd::Who { conn, room } => self.who(conn, &room),
             Cmd::RateLimited {
                 conn,

@@ -48,6 +48,7 @@ fn say(conn: ConnId, to: Target, text: &str) -> Cmd {
             body: Body::Text(text.to_owned()),
             attrs: Vec::new(),
         },
+        arrived: tokio::time::Instant::now(),
     }
 }
 

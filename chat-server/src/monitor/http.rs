@@ -24,7 +24,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -610,6 +610,13 @@ impl Collector for Counters {
                 counter.metric_type(),
             )?)?;
         }
+        let latency = &self.stats.delivery_latency.0;
+        latency.encode(encoder.encode_descriptor(
+            "chat_delivery_latency",
+            "From a message's arrival to the end of the hub's writes of it to its recipients.",
+            Some(&Unit::Seconds),
+            latency.metric_type(),
+        )?)?;
         let viewers_dropped = ConstCounter::new(m.viewers_dropped.load(Ordering::Relaxed));
         viewers_dropped.encode(encoder.encode_descriptor(
             "chat_monitor_viewers_dropped",

@@ -133,7 +133,7 @@ pub(super) fn step(
     // Keep-alives have an allowance of their own, outside the message limit: a client that
     // was rate-limited still gets its pings answered, and does not take the server for dead.
     if matches!(frame, ClientFrame::Ping { .. }) && flood.own.ping(now) {
-        return command(frame, conn, config);
+        return command(frame, conn, config, now);
     }
     let tag = match &frame {
         ClientFrame::Send(out) => Some(out.tag),
@@ -185,14 +185,18 @@ pub(super) fn step(
             ),
         );
     }
-    command(frame, conn, config)
+    command(frame, conn, config, now)
 }
 
-/// What an allowed frame asks for.
-fn command(frame: ClientFrame, conn: ConnId, config: &Config) -> Step {
+/// What an allowed frame, read at `now`, asks for.
+fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> Step {
     match frame {
         ClientFrame::Send(msg) => match check_outgoing(&msg, config) {
-            Ok(()) => Step::Hub(Cmd::Send { conn, msg }),
+            Ok(()) => Step::Hub(Cmd::Send {
+                conn,
+                msg,
+                arrived: now,
+            }),
             Err(err) => Step::Reply(ServerFrame::Error(err)),
         },
         ClientFrame::Who { room } => Step::Hub(Cmd::Who { conn, room }),
