@@ -374,7 +374,9 @@ async fn a_new_certificate_is_shown_and_asked_about_once_and_a_changed_one_is_re
         let args = ["--nick", "alice", "--server", &addr, "--utc"];
         // First use: the fingerprint, and a question.
         let mut alice = Tui::spawn_in(&args, &[], None, &home);
-        let screen = alice.wait_text("trust this server?");
+        let screen = alice.wait_for("the question with the fingerprint", |s| {
+            s.contents().contains("trust this server?") && s.contents().contains(&fingerprint)
+        });
         assert!(screen.contains(&fingerprint), "{screen}");
         alice.keys(b"y");
         alice.wait_text("connected to");
@@ -396,7 +398,11 @@ async fn a_new_certificate_is_shown_and_asked_about_once_and_a_changed_one_is_re
         let old = "SHA256:0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld";
         std::fs::write(&known, format!("{addr} {old}\n")).expect("write");
         let mut alice = Tui::spawn_in(&args, &[], None, &home);
-        let screen = alice.wait_text("certificate refused");
+        // The whole dialog, to its last line (a screen read mid-frame has only its start).
+        let forget = format!("chat-tui --forget-server {addr}");
+        let screen = alice.wait_for("the whole refusal", |s| {
+            s.contents().contains("certificate refused") && s.contents().contains(&forget)
+        });
         assert!(screen.contains("CHANGED"), "{screen}");
         assert!(
             screen.contains(old) && screen.contains(&fingerprint),

@@ -163,11 +163,17 @@ impl std::fmt::Debug for Hello {
 }
 
 /// A password in a frame: encoded as a plain string, never shown by `Debug` (so that no log
-/// or error message can contain it).
+/// or error message can contain it), and wiped from memory when dropped.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Password(pub String);
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

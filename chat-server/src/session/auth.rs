@@ -86,6 +86,8 @@ pub(super) async fn check_login(
     deny: bool,
     refusal: &impl Fn(RejectReason, String) -> Refusal,
 ) -> Result<Option<Login>, Refusal> {
+    // Wiped from memory once checked or hashed, whichever way this ends.
+    let password = zeroize::Zeroizing::new(password);
     let nick = &accepted.hello.nick;
     let Some(store) = &shared.store else {
         return Err(refusal(
@@ -221,6 +223,8 @@ pub(super) async fn hash(
     password: String,
     stats: &crate::stats::Stats,
 ) -> Result<login::HashedPassword, ErrorFrame> {
+    // Wiped from memory once hashed, or refused.
+    let password = zeroize::Zeroizing::new(password);
     let fail = |message: String| ErrorFrame {
         tag: None,
         code: ErrorCode::InvalidPassword,

@@ -230,8 +230,12 @@ fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> S
             before,
             limit,
         }),
-        ClientFrame::Register { password } => Step::Hash(HashFor::Register, password.0),
-        ClientFrame::SetPassword { password } => Step::Hash(HashFor::SetPassword, password.0),
+        ClientFrame::Register { mut password } => {
+            Step::Hash(HashFor::Register, std::mem::take(&mut password.0))
+        }
+        ClientFrame::SetPassword { mut password } => {
+            Step::Hash(HashFor::SetPassword, std::mem::take(&mut password.0))
+        }
         ClientFrame::AckOffline { up_to } => Step::Hub(Cmd::AckOffline { conn, up_to }),
     }
 }
