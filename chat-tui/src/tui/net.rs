@@ -65,33 +65,17 @@ async fn run(
     loop {
         let (server, nick, password, delay) = match next.take() {
             Some(c) => c,
-            None => match cmds.recv().await {
-                Some(NetCmd::Connect {
-                    server,
-                    nick,
-                    password,
-                    delay,
-                }) => (server, nick, password, delay),
-                Some(NetCmd::Send(_)) => continue,
-                Some(NetCmd::Trust {
-                    server,
-                    fingerprint,
-                }) => {
-                    if let Err(why) = trust.accept(&server, &fingerprint)
-                        && !report(NetEvent::Notice(why)).await
-                    {
-                        return;
-                    }
-                    continue;
-                }
-                Some(NetCmd::Quit { done, .. }) => {
+            // Idle until the app asks for a connection (trusting certificates meanwhile).
+            None => match wait(None, &mut cmds, &events, &mut trust).await {
+                Wait::Replaced(server, nick, password, delay) => (server, nick, password, delay),
+                Wait::Quit(done) => {
                     let _ = done.send(());
                     return;
                 }
-                None => return,
+                Wait::Elapsed | Wait::Closed => return,
             },
         };
-        match wait(delay, &mut cmds, &events, &mut trust).await {
+        match wait(Some(delay), &mut cmds, &events, &mut trust).await {
             Wait::Elapsed => {}
             Wait::Replaced(server, nick, password, delay) => {
                 next = Some((server, nick, password, delay));
@@ -156,15 +140,20 @@ async fn run(
     }
 }
 
-/// Waits `delay` before connecting, while a newer Connect or a Quit may cut the wait short
-/// (and the user may trust a certificate meanwhile).
+/// Waits `delay` before connecting (`None`: until asked to connect), while a newer Connect or
+/// a Quit may cut the wait short (and the user may trust a certificate meanwhile).
 async fn wait(
-    delay: Duration,
+    delay: Option<Duration>,
     cmds: &mut mpsc::UnboundedReceiver<NetCmd>,
     events: &mpsc::Sender<Event>,
     trust: &mut Trust,
 ) -> Wait {
-    let wake = tokio::time::sleep(delay);
+    let wake = async {
+        match delay {
+            Some(delay) => tokio::time::sleep(delay).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::pin!(wake);
     loop {
         tokio::select! {
