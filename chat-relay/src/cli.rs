@@ -145,19 +145,9 @@ pub struct Cli {
 /// What `chat-relay` does instead of relaying.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
-    /// Prints the effective configuration (flags, environment, configuration file and
-    /// defaults, each with where it came from; secrets redacted) as a configuration file, and
-    /// exits.
-    Config,
-    /// Prints the completion script for a shell, and exits (`chat-relay completions bash >
-    /// /etc/bash_completion.d/chat-relay`).
-    Completions {
-        /// bash, zsh, fish, elvish or powershell.
-        shell: chat_service::manual::Shell,
-    },
-    /// Prints the man page (roff), and exits (`chat-relay man >
-    /// /usr/local/share/man/man1/chat-relay.1`).
-    Man,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    Print(chat_service::manual::Print),
 }
 
 impl Cli {

@@ -9,15 +9,8 @@ use chat_service::ShutdownSignals;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let loaded = chat_service::config_file::load::<Cli>("chat-relay.toml");
-    match &loaded.cli.command {
-        Some(Command::Config) => {
-            return chat_service::manual::write_out::<Cli>(loaded.describe().as_bytes());
-        }
-        Some(Command::Completions { shell }) => {
-            return chat_service::manual::print::<Cli>(Some(*shell));
-        }
-        Some(Command::Man) => return chat_service::manual::print::<Cli>(None),
-        None => {}
+    if let Some(Command::Print(page)) = loaded.cli.command {
+        return page.show(&loaded);
     }
     let cli = loaded.into_cli();
     chat_service::console::init_logging(cli.log_format);

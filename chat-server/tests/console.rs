@@ -84,6 +84,29 @@ fn a_port_in_use_is_reported_once_with_the_flag_that_changes_it() {
     assert_ne!(status, Some(0), "the server does not start: {status:?}");
 }
 
+/// Sends SIGHUP to process `pid`.
+fn hang_up(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Alice, logged in to the server at `addr` over plain TCP from loopback.
+async fn alice_at(addr: &str) -> chat_core::client::TcpClient {
+    let options = chat_core::client::ConnectOptions::new("alice");
+    chat_core::client::connect(addr, &options)
+        .await
+        .expect("alice")
+}
+
+/// `client` says `text` in the lobby, and it reaches the message log at `log`.
+async fn logged(client: &mut chat_core::client::TcpClient, log: &std::path::Path, text: &str) {
+    client.sender.say("lobby", text).await.expect("say");
+    tokio::task::block_in_place(|| file_gets(log, text));
+}
+
 /// Waits (at most 20 s) until the file at `path` contains `text`.
 fn file_gets(path: &std::path::Path, text: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -117,32 +140,15 @@ async fn after_sighup_the_message_log_goes_on_in_a_new_file_as_logrotate_expects
         ],
     );
     let addr = tokio::task::block_in_place(|| server.after("listening on "));
-    let options = chat_core::client::ConnectOptions::new("alice");
-    let mut alice = chat_core::client::connect(&addr, &options)
-        .await
-        .expect("alice");
-    alice
-        .sender
-        .say("lobby", "before the rotation")
-        .await
-        .expect("say");
-    tokio::task::block_in_place(|| file_gets(&log, "before the rotation"));
+    let mut alice = alice_at(&addr).await;
+    logged(&mut alice, &log, "before the rotation").await;
 
     // logrotate without copytruncate: rename, then SIGHUP.
     let rotated = home.path().join("messages.jsonl.1");
     std::fs::rename(&log, &rotated).expect("rename");
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    hang_up(server.pid());
     tokio::task::block_in_place(|| server.until("SIGHUP: the message log is opened again"));
-    alice
-        .sender
-        .say("lobby", "after the rotation")
-        .await
-        .expect("say");
-    tokio::task::block_in_place(|| file_gets(&log, "after the rotation"));
+    logged(&mut alice, &log, "after the rotation").await;
     let old = std::fs::read_to_string(&rotated).expect("rotated");
     assert!(old.contains("before the rotation"), "{old}");
     assert!(!old.contains("after the rotation"), "{old}");
@@ -219,23 +225,11 @@ async fn a_console_that_went_away_loses_its_lines_and_nothing_else() {
             .trim()
             .to_owned()
     });
-    let options = chat_core::client::ConnectOptions::new("alice");
-    let mut alice = chat_core::client::connect(&addr, &options)
-        .await
-        .expect("alice");
-    alice
-        .sender
-        .say("lobby", "still logged")
-        .await
-        .expect("say");
-    tokio::task::block_in_place(|| file_gets(&log, "still logged"));
+    let mut alice = alice_at(&addr).await;
+    logged(&mut alice, &log, "still logged").await;
     // SIGHUP logs to the console too, and the log's writer reports the reopening there.
     std::fs::rename(&log, home.path().join("messages.jsonl.1")).expect("rename");
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &child.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    hang_up(child.0.id());
     // The signal is handled asynchronously: log in (a `join` record) until one lands in the
     // new file.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -257,11 +251,6 @@ async fn a_console_that_went_away_loses_its_lines_and_nothing_else() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    alice
-        .sender
-        .say("lobby", "after the signal")
-        .await
-        .expect("say");
-    tokio::task::block_in_place(|| file_gets(&log, "after the signal"));
+    logged(&mut alice, &log, "after the signal").await;
     drop(child);
 }

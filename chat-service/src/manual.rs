@@ -6,6 +6,38 @@ use std::io::{self, Write};
 use clap::CommandFactory;
 pub use clap_complete::Shell;
 
+use crate::config_file::Loaded;
+
+/// The subcommands a service answers by printing and exiting, shared by the server and the
+/// relay (flattened into their own subcommands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Print {
+    /// Prints the effective configuration (flags, environment, configuration file and
+    /// defaults, each with where it came from; secrets redacted) as a configuration file, and
+    /// exits.
+    Config,
+    /// Prints the completion script for a shell, and exits (e.g. `completions bash >
+    /// /etc/bash_completion.d/NAME`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: Shell,
+    },
+    /// Prints the man page (roff), and exits (e.g. `man > /usr/local/share/man/man1/NAME.1`).
+    Man,
+}
+
+impl Print {
+    /// Prints it for the command line (and configuration file) `loaded`; the exit status to
+    /// end with.
+    pub fn show<P: CommandFactory>(self, loaded: &Loaded<P>) -> std::process::ExitCode {
+        match self {
+            Print::Config => write_out::<P>(loaded.describe().as_bytes()),
+            Print::Completions { shell } => print::<P>(Some(shell)),
+            Print::Man => print::<P>(None),
+        }
+    }
+}
+
 /// Prints the completion script for `shell` (`Some`) or the man page (`None`) of `P`'s command
 /// line on standard output; the exit status to end with. A reader that stops early (`| head`)
 /// is no error.

@@ -93,19 +93,9 @@ pub enum Command {
     /// Prints the SHA-256 fingerprint of the certificate the chat port presents (made first,
     /// if it is to be made and does not exist yet), and exits.
     Fingerprint,
-    /// Prints the effective configuration (flags, environment, configuration file and
-    /// defaults, each with where it came from; secrets redacted) as a configuration file, and
-    /// exits.
-    Config,
-    /// Prints the completion script for a shell, and exits (`chat-server completions bash >
-    /// /etc/bash_completion.d/chat-server`).
-    Completions {
-        /// bash, zsh, fish, elvish or powershell.
-        shell: chat_service::manual::Shell,
-    },
-    /// Prints the man page (roff), and exits (`chat-server man >
-    /// /usr/local/share/man/man1/chat-server.1`).
-    Man,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    Print(chat_service::manual::Print),
     /// Administration of the data: backups.
     Admin {
         #[command(subcommand)]

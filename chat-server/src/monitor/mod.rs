@@ -9,6 +9,7 @@
 pub mod token;
 
 pub mod http;
+mod metrics;
 pub mod slots;
 
 use std::collections::VecDeque;
