@@ -97,8 +97,14 @@ function describe(r) {
       return ["stats", r.kind, "", "", JSON.stringify(r), [], "system"];
   }
 }
+// Bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069) shown as U+FFFD, as the
+// terminal clients show them: a message cannot reverse how its own text reads.
+const BIDI = /[\u202A-\u202E\u2066-\u2069]/g;
+function shown(v) { return String(v).replace(BIDI, "\uFFFD"); }
 function addRecord(r) {
-  const [group, label, from, to, text, nicks, cls] = describe(r);
+  const [group, label, ...rest] = describe(r);
+  const [from, to, text] = rest.slice(0, 3).map(shown);
+  const [nicks, cls] = rest.slice(3);
   const row = tbody.insertRow();
   row.record = r;
   row.nicks = nicks;

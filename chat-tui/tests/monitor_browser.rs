@@ -225,6 +225,17 @@ async fn the_page_shows_public_and_private_messages_live() {
     };
     assert_eq!(&cells[1..4], ["private", "alice", "→ bob"]);
 
+    // A right-to-left override cannot reverse how a message reads: it shows as U+FFFD, as in
+    // the terminal clients.
+    writeln!(bob, "invoice\u{202E}fdp.exe").expect("type");
+    bob.flush().expect("flush");
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&row("invoice\u{FFFD}fdp.exe")))
+        .await
+        .expect("the override is shown as U+FFFD");
+
     // The stats panel got its numbers (with the token, from the page's script).
     browser
         .wait()
