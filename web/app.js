@@ -93,6 +93,16 @@ function describe(r) {
       return ["message", "topic", r.nick, "#" + r.room, r.topic ? `topic: ${r.topic}` : "topic cleared", [r.nick], "system"];
     case "account":
       return ["join", "account", r.nick, "", r.change, [r.nick], "system"];
+    case "moderation": {
+      const where = r.room ? "#" + r.room : "server";
+      const until = r.until ? ` until ${r.until}` : "";
+      const why = r.reason ? ` (${r.reason})` : "";
+      return ["moderation", r.action.replace("_", " "), r.by, r.target, `${r.action.replace("_", " ")} ${r.target} in ${where}${until}${why}`, [r.by, r.target], "problem"];
+    }
+    case "renamed":
+      return ["nick_changed", "rename", r.old, r.new, `${r.old} is now ${r.new}`, [r.old, r.new], "system"];
+    case "away":
+      return ["join", "away", r.nick, "", r.message ? `away: ${r.message}` : "back", [r.nick], "system"];
     default:
       return ["stats", r.kind, "", "", JSON.stringify(r), [], "system"];
   }

@@ -128,6 +128,43 @@ pub enum EventKind {
         /// `registered` or `password changed`.
         change: &'static str,
     },
+    /// An operator acted: kick, ban, unban, mute, unmute, op, deop, lock or unlock a topic
+    /// (also for bans that `chat-server admin` lifted: `by` is `admin`).
+    Moderation {
+        /// The operator.
+        by: String,
+        /// `kick`, `ban`, `unban`, `mute`, `unmute`, `op`, `deop`, `lock_topic`,
+        /// `unlock_topic`.
+        action: &'static str,
+        /// Whom: a nickname, an address or an account (the room, for a topic lock).
+        target: String,
+        /// The room; absent for the whole server.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The operator's reason; may be empty.
+        reason: String,
+        /// When it ends by itself; absent: until lifted.
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "rfc3339_millis_option"
+        )]
+        until: Option<DateTime<Utc>>,
+    },
+    /// A user changed nickname (`/nick`).
+    Renamed {
+        /// The nickname before.
+        old: String,
+        /// The nickname now.
+        new: String,
+    },
+    /// A user went away (with a message) or came back (no message).
+    Away {
+        /// Nickname.
+        nick: String,
+        /// The away message; absent: back.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
 }
 
 /// A chat message as the hub accepted it, shared by every sink that takes it: the fan-out
@@ -163,6 +200,13 @@ fn message_fields<S: Serializer>(m: &SharedMessage, s: S) -> Result<S::Ok, S::Er
         text: m.body.text(),
     }
     .serialize(s)
+}
+
+fn rfc3339_millis_option<S: Serializer>(ts: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(ts) => rfc3339_millis(ts, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// Records are shared between sinks without copying.

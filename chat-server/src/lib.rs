@@ -9,6 +9,8 @@
 //! browser monitor ([`monitor`]).
 
 #[doc(hidden)]
+pub mod admin;
+pub mod bans;
 pub mod bench;
 pub mod config;
 pub mod event;

@@ -121,6 +121,16 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(Command::Admin { command }) = &cli.command {
+        let command = command.clone();
+        let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
+        let chat_server::DbLocation::File(db) = config.db else {
+            anyhow::bail!("the database is in memory (--db :memory:): there is nothing to administer");
+        };
+        let mut out = std::io::stdout().lock();
+        chat_server::admin::run(&db, &command, &mut out).map_err(anyhow::Error::msg)?;
+        return Ok(());
+    }
     if dirs.is_none() && cli.db.is_none() {
         tracing::warn!(
             "no data folder (is HOME set?): accounts, rooms and history are kept in memory only \

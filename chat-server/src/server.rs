@@ -291,6 +291,7 @@ impl Server {
             monitor.as_ref().map(|m| m.monitor.clone()),
         )
         .with_store(store.clone(), snapshot, hub_tx.downgrade());
+        let bans = hub.bans();
         let hub_stop = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(hub_rx, token.clone(), hub_stop.clone()));
 
@@ -305,6 +306,7 @@ impl Server {
             failures: Default::default(),
             addresses: Arc::new(AddressBook::new(config.limits.clone(), config.rate)),
             tls,
+            bans,
         });
         let slots = Arc::new(Semaphore::new(config.max_clients));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));

@@ -37,6 +37,8 @@ pub struct LineOptions {
     pub utc: bool,
     /// Which certificates to trust (or no TLS at all).
     pub trust: Trust,
+    /// Where the ignore list is kept (`None`: in memory only).
+    pub ignore_file: Option<std::path::PathBuf>,
 }
 
 /// Exit statuses, documented in the README.
@@ -79,11 +81,18 @@ pub async fn run(opts: LineOptions) -> u8 {
         Ok(client) => client,
         Err(code) => return code,
     };
+    let (ignored, unreadable) = crate::ignore::Ignored::load(opts.ignore_file.clone());
     let mut out = Output {
         json: opts.json,
         utc: opts.utc,
         me: client.welcome.nick.clone(),
+        ignored,
     };
+    if let Some(why) = unreadable
+        && out.show(&LineEvent::error(why)).is_err()
+    {
+        return exit::ERROR;
+    }
     if out
         .show(&LineEvent::welcome(&client.welcome, &opts.server))
         .is_err()
@@ -130,7 +139,7 @@ struct Io {
 /// status. The next line is read only once the message before it is answered (see
 /// [`Delivery`]).
 async fn chat(client: NetClient, io: &mut Io, delivery: &mut Delivery) -> u8 {
-    let me = client.welcome.nick.clone();
+    let mut me = client.welcome.nick.clone();
     let max_len = client.welcome.limits.max_message_len as usize;
     let version = client.welcome.version;
     let mut sender = client.sender;
@@ -162,6 +171,12 @@ async fn chat(client: NetClient, io: &mut Io, delivery: &mut Delivery) -> u8 {
                         return if quitting { exit::QUIT } else { exit::DISCONNECTED };
                     }
                 };
+                if let ServerFrame::NickChanged { old, new, .. } = &frame
+                    && fold(old) == fold(&me)
+                {
+                    me.clone_from(new);
+                    io.out.me.clone_from(new);
+                }
                 let answer = delivery.answer(&frame, tokio::time::Instant::now());
                 if let (Answer::Retry(_), Some(at)) = (answer, delivery.retry_at()) {
                     retry.as_mut().reset(at);
@@ -195,6 +210,19 @@ async fn chat(client: NetClient, io: &mut Io, delivery: &mut Delivery) -> u8 {
                 (Some(Command::Quit(String::new())), None)
             }
         };
+        let shown = match &command {
+            Some(Command::Ignore(nick)) => Some(ignore(&mut io.out.ignored, nick.clone(), true)),
+            Some(Command::Unignore(nick)) => {
+                Some(ignore(&mut io.out.ignored, Some(nick.clone()), false))
+            }
+            _ => None,
+        };
+        if let Some(ev) = shown {
+            if io.out.show(&ev).is_err() {
+                return exit::ERROR;
+            }
+            continue;
+        }
         let send = match step(command, &mut rooms, max_len, version) {
             Step::Nothing => continue,
             Step::Show(ev) => {
@@ -349,6 +377,10 @@ where
         _ => None,
     };
     let mut shown = LineEvent::from_frame(frame, me);
+    shown.retain(|ev| match ev {
+        LineEvent::Message { from, own, .. } => *own || !out.ignored.contains(from),
+        _ => true,
+    });
     for ev in &mut shown {
         // Our message, refused for going too fast, is sent again by itself.
         if let LineEvent::RateLimited { retrying, .. } = ev {
@@ -454,12 +486,38 @@ fn to_send(command: Option<Command>, rooms: &mut Rooms, max_len: usize) -> Step 
         Command::Register(password) => frame(ClientFrame::Register { password }),
         Command::Password(password) => frame(ClientFrame::SetPassword { password }),
         Command::Room(room) => Step::Show(rooms.switch(room_name(&room))),
+        Command::Mod(m) => match m.frame(Some(&rooms.current)) {
+            Ok(f) => frame(f),
+            Err(why) => Step::Show(LineEvent::error(why)),
+        },
+        Command::Ignore(_) | Command::Unignore(_) => Step::Nothing,
         Command::Query(_) | Command::Clear | Command::Close | Command::Reconnect => {
             Step::Show(LineEvent::error(
                 "that command is only available in the full-screen client; /help lists the \
                  commands of the line mode",
             ))
         }
+    }
+}
+
+/// `/ignore [NICK]` (`add`) or `/unignore NICK`: changes the list; what to show is the list,
+/// or why it could not be changed.
+fn ignore(list: &mut crate::ignore::Ignored, nick: Option<String>, add: bool) -> LineEvent {
+    let changed = match (&nick, add) {
+        (None, _) => Ok(()),
+        (Some(nick), true) => list.add(nick),
+        (Some(nick), false) => match list.remove(nick) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!("you were not ignoring {nick}")),
+            Err(e) => Err(e),
+        },
+    };
+    match changed {
+        Ok(()) => LineEvent::Ignored {
+            time: Utc::now(),
+            nicks: list.list(),
+        },
+        Err(why) => LineEvent::error(why),
     }
 }
 
@@ -626,6 +684,8 @@ struct Output {
     json: bool,
     utc: bool,
     me: String,
+    /// Whose messages are not shown.
+    ignored: crate::ignore::Ignored,
 }
 
 impl Output {

@@ -4,7 +4,7 @@
 //! `tui::app::Event`.)
 
 use chat_core::protocol::{
-    ChatMessage, DisconnectReason, NickChange, RoomInfo, ServerFrame, Welcome,
+    ChatMessage, DisconnectReason, ModAction, NickChange, RoomInfo, ServerFrame, Welcome,
 };
 use chrono::{DateTime, Utc};
 
@@ -154,6 +154,95 @@ pub enum LineEvent {
     },
     /// Local help text.
     Help { lines: Vec<String> },
+    /// An operator acted: `action` is `kick`, `ban`, `unban`, `mute`, `unmute`, `op`, `deop`,
+    /// `lock_topic` or `unlock_topic`; `text` says it in a sentence.
+    Moderation {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        action: &'static str,
+        by: String,
+        target: String,
+        room: Option<String>,
+        reason: String,
+        /// When it ends by itself (RFC 3339); absent: until lifted.
+        until: Option<String>,
+        text: String,
+    },
+    /// Someone (or we) changed nickname.
+    NickChanged {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        old: String,
+        new: String,
+    },
+    /// Someone went away (`message`), or came back (none).
+    Away {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        nick: String,
+        message: Option<String>,
+    },
+    /// The operators of a room.
+    Ops {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        room: String,
+        ops: Vec<String>,
+    },
+    /// The bans (answer to `/bans`).
+    Bans {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        bans: Vec<BanLine>,
+    },
+    /// Who someone is (answer to `/whois`).
+    Whois {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        nick: String,
+        account: bool,
+        relayed: bool,
+        operator: bool,
+        #[serde(serialize_with = "millis")]
+        since: DateTime<Utc>,
+        idle_secs: u64,
+        rooms_in_common: Vec<String>,
+        away: Option<String>,
+    },
+    /// Whom we ignore (after `/ignore`, `/unignore`).
+    Ignored {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        nicks: Vec<String>,
+    },
+}
+
+/// A ban in the answer to `/bans`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BanLine {
+    pub target: String,
+    pub by: String,
+    pub reason: String,
+    /// RFC 3339; absent: until lifted.
+    pub until: Option<String>,
+}
+
+fn action_name(action: ModAction) -> &'static str {
+    match action {
+        ModAction::Kick => "kick",
+        ModAction::Ban => "ban",
+        ModAction::Unban => "unban",
+        ModAction::Mute => "mute",
+        ModAction::Unmute => "unmute",
+        ModAction::Op => "op",
+        ModAction::Deop => "deop",
+        ModAction::LockTopic => "lock_topic",
+        ModAction::UnlockTopic => "unlock_topic",
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// A room in the answer to `/rooms`.
@@ -314,6 +403,46 @@ impl LineEvent {
             ServerFrame::Queued { to, .. } => LineEvent::Queued { time: now, to },
             ServerFrame::Registered { nick } => LineEvent::Registered { time: now, nick },
             ServerFrame::PasswordChanged => LineEvent::PasswordChanged { time: now },
+            ServerFrame::Moderation(n) => LineEvent::Moderation {
+                time: n.at,
+                action: action_name(n.action),
+                text: n.describe(),
+                by: n.by,
+                target: n.target,
+                room: n.room,
+                reason: n.reason,
+                until: n.until.map(rfc3339),
+            },
+            ServerFrame::Bans(bans) => LineEvent::Bans {
+                time: now,
+                bans: bans
+                    .into_iter()
+                    .map(|b| BanLine {
+                        target: b.target,
+                        by: b.by,
+                        reason: b.reason,
+                        until: b.until.map(rfc3339),
+                    })
+                    .collect(),
+            },
+            ServerFrame::NickChanged { old, new, at } => LineEvent::NickChanged { time: at, old, new },
+            ServerFrame::Away { nick, message } => LineEvent::Away {
+                time: now,
+                nick,
+                message,
+            },
+            ServerFrame::Ops { room, ops } => LineEvent::Ops { time: now, room, ops },
+            ServerFrame::Whois(w) => LineEvent::Whois {
+                time: now,
+                nick: w.nick,
+                account: w.account,
+                relayed: w.relayed,
+                operator: w.operator,
+                since: w.since,
+                idle_secs: w.idle_secs,
+                rooms_in_common: w.rooms_in_common,
+                away: w.away,
+            },
         }]
     }
 

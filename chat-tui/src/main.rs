@@ -204,6 +204,7 @@ fn main() -> ExitCode {
             json: cli.json,
             utc,
             trust,
+            ignore_file: chat_tui::ignore::default_path(),
         }))
     } else {
         let defaults = Options::default();
@@ -217,6 +218,7 @@ fn main() -> ExitCode {
                 .unwrap_or(defaults.scrollback)
                 .max(100),
             roster: file.roster.unwrap_or(defaults.roster),
+            ignore_file: chat_tui::ignore::default_path(),
         };
         runtime.block_on(run::run(TuiOptions {
             nick,

@@ -11,14 +11,18 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod moderation;
 mod reasons;
 
+pub use moderation::{BanInfo, ModAction, ModNotice, WhoisInfo};
 pub use reasons::{DisconnectReason, ErrorCode, ErrorFrame, RejectReason, Rejected};
 
 /// The protocol version this build speaks. Version 2 added rooms beyond `lobby`, history,
 /// accounts and offline private messages (the variants marked "since 2"); version 3 the
-/// stricter nickname rules' own refusals (`NickError`'s variants marked "since 3").
-pub const PROTOCOL_VERSION: u16 = 3;
+/// stricter nickname rules' own refusals (`NickError`'s variants marked "since 3"); version 4
+/// moderation (operators, kicks, bans, mutes, topic locks), nickname changes, away messages and
+/// `whois` (the variants marked "since 4").
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The room every user is in.
@@ -112,6 +116,88 @@ pub enum ClientFrame {
         /// The id of the last message received.
         up_to: MessageId,
     },
+    /// Puts someone out of a room (a room or server operator), or off the server (`room` is
+    /// `None`; a server operator). Since 4.
+    Kick {
+        /// The room; `None`: the server.
+        room: Option<String>,
+        /// Who.
+        nick: String,
+        /// Why; may be empty.
+        reason: String,
+    },
+    /// Bans someone online (their address, and their account if they are logged in), an
+    /// address (`203.0.113.7`; an IPv6 address bans its /64) or an account (`account:bob`,
+    /// or the name of an offline account), for `duration_secs` or until lifted (a server
+    /// operator). Since 4.
+    Ban {
+        /// A nickname, an address or an account.
+        target: String,
+        /// How long; `None`: until lifted.
+        duration_secs: Option<u64>,
+        /// Why; may be empty.
+        reason: String,
+    },
+    /// Lifts a ban: `target` as `/bans` lists it, or as it was given to `Ban`. Since 4.
+    Unban {
+        /// The address or account.
+        target: String,
+    },
+    /// Lists the bans; answered with [`ServerFrame::Bans`] (a server operator). Since 4.
+    ListBans,
+    /// Lets someone read but not speak in a room (a room operator), or anywhere (`room` is
+    /// `None`; a server operator). Since 4.
+    Mute {
+        /// The room; `None`: everywhere.
+        room: Option<String>,
+        /// Who.
+        nick: String,
+        /// How long; `None`: until lifted.
+        duration_secs: Option<u64>,
+        /// Why; may be empty.
+        reason: String,
+    },
+    /// Lifts a mute. Since 4.
+    Unmute {
+        /// The room; `None`: everywhere.
+        room: Option<String>,
+        /// Who.
+        nick: String,
+    },
+    /// Makes someone an operator of a room (a room operator), or of the server (`room` is
+    /// `None`; a server operator, and the target must be logged in to an account), or takes
+    /// it back (`grant` false). Since 4.
+    Op {
+        /// The room; `None`: the server.
+        room: Option<String>,
+        /// Who.
+        nick: String,
+        /// Grant or revoke.
+        grant: bool,
+    },
+    /// Locks a room's topic so that only its operators may set it, or unlocks it (a room
+    /// operator). Since 4.
+    LockTopic {
+        /// The room.
+        room: String,
+        /// Lock or unlock.
+        locked: bool,
+    },
+    /// Changes this connection's nickname; answered with [`ServerFrame::NickChanged`]. Since 4.
+    Nick {
+        /// The new nickname.
+        nick: String,
+    },
+    /// Marks this connection away with a message, or back (an empty message). Since 4.
+    Away {
+        /// The away message; empty: back.
+        message: String,
+    },
+    /// Asks about someone online; answered with [`ServerFrame::Whois`]. Since 4.
+    Whois {
+        /// Who.
+        nick: String,
+    },
 }
 
 impl ClientFrame {
@@ -132,6 +218,17 @@ impl ClientFrame {
             | ClientFrame::Register { .. }
             | ClientFrame::SetPassword { .. }
             | ClientFrame::AckOffline { .. } => 2,
+            ClientFrame::Kick { .. }
+            | ClientFrame::Ban { .. }
+            | ClientFrame::Unban { .. }
+            | ClientFrame::ListBans
+            | ClientFrame::Mute { .. }
+            | ClientFrame::Unmute { .. }
+            | ClientFrame::Op { .. }
+            | ClientFrame::LockTopic { .. }
+            | ClientFrame::Nick { .. }
+            | ClientFrame::Away { .. }
+            | ClientFrame::Whois { .. } => 4,
         }
     }
 }
@@ -428,6 +525,40 @@ pub enum ServerFrame {
     },
     /// The account's password was changed. Since 2.
     PasswordChanged,
+    /// An operator's action, told to the room it concerns (to the operator and the target for
+    /// the server's). Since 4.
+    Moderation(ModNotice),
+    /// Every ban, answering [`ClientFrame::ListBans`]. Since 4.
+    Bans(Vec<BanInfo>),
+    /// Someone (this connection too) changed nickname; told to everyone who shares a room with
+    /// them. Since 4.
+    NickChanged {
+        /// The nickname before.
+        old: String,
+        /// The nickname now.
+        new: String,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: Timestamp,
+    },
+    /// Someone went away (`message` is `Some`) or came back; told to everyone who shares a room
+    /// with them, and after a roster for its members who are away. Since 4.
+    Away {
+        /// Who.
+        nick: String,
+        /// The away message; `None`: back.
+        message: Option<String>,
+    },
+    /// The operators of a room among its members (room operators and server operators), after
+    /// each roster and whenever they change. Since 4.
+    Ops {
+        /// The room.
+        room: String,
+        /// Their nicknames, sorted.
+        ops: Vec<String>,
+    },
+    /// The answer to [`ClientFrame::Whois`]. Since 4.
+    Whois(WhoisInfo),
 }
 
 /// Handshake result.

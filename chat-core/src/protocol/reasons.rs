@@ -58,6 +58,12 @@ pub enum RejectReason {
     /// The connection is not encrypted, and the server accepts unencrypted connections only
     /// from its own machine: connect with TLS. Since 3.
     TlsRequired,
+    /// The address or the account is banned (the message has the reason). Since 4.
+    Banned {
+        /// When the ban ends; `None`: until an operator lifts it.
+        #[serde(with = "chrono::serde::ts_milliseconds_option")]
+        until: Option<super::Timestamp>,
+    },
 }
 
 /// Why a connection ended (in `Bye` to the client, in `Left` to the others).
@@ -79,6 +85,14 @@ pub enum DisconnectReason {
     LoggedInElsewhere,
     /// The user left this room only (`/part`); it stays connected. Since 2.
     LeftRoom,
+    /// An operator kicked the user (out of a room only, in `Left`; off the server, in `Bye`).
+    /// Since 4.
+    Kicked,
+    /// An operator banned the user. Since 4.
+    Banned,
+    /// The user changed nickname (in `Left` to a peer of version 3 or older, followed by a
+    /// `Joined` under the new nickname). Since 4.
+    Renamed,
 }
 
 impl ErrorCode {
@@ -107,6 +121,9 @@ impl RejectReason {
         match self {
             RejectReason::InvalidNick(rule) => RejectReason::InvalidNick(rule.for_version(version)),
             RejectReason::TlsRequired if version < 3 => RejectReason::Malformed,
+            // No older reason means "banned"; the message says it, and a client does not
+            // retry a malformed handshake.
+            RejectReason::Banned { .. } if version < 4 => RejectReason::Malformed,
             RejectReason::BadPassword
             | RejectReason::NoSuchAccount
             | RejectReason::GuestsNotAllowed
@@ -176,7 +193,26 @@ impl DisconnectReason {
             DisconnectReason::LoggedInElsewhere | DisconnectReason::LeftRoom if version < 2 => {
                 DisconnectReason::ConnectionClosed
             }
+            // A kick out of a room (in `Left`) reads as leaving it (`bye_for_version` makes it
+            // `ConnectionClosed` in a `Bye`).
+            DisconnectReason::Kicked | DisconnectReason::Renamed if version < 4 => {
+                if version < 2 {
+                    DisconnectReason::ConnectionClosed
+                } else {
+                    DisconnectReason::LeftRoom
+                }
+            }
+            DisconnectReason::Banned if version < 4 => DisconnectReason::ConnectionClosed,
             other => other,
+        }
+    }
+
+    /// This reason in a `Bye` to a peer speaking `version`: a reason the peer cannot decode
+    /// is `ConnectionClosed` (the `Bye`'s message says what happened).
+    pub fn bye_for_version(self, version: u16) -> DisconnectReason {
+        match self.for_version(version) {
+            same if same == self => same,
+            _ => DisconnectReason::ConnectionClosed,
         }
     }
 
@@ -191,6 +227,9 @@ impl DisconnectReason {
             DisconnectReason::ServerShutdown => "server shutting down",
             DisconnectReason::LoggedInElsewhere => "logged in elsewhere",
             DisconnectReason::LeftRoom => "left the room",
+            DisconnectReason::Kicked => "kicked",
+            DisconnectReason::Banned => "banned",
+            DisconnectReason::Renamed => "changed nickname",
         }
     }
 }

@@ -96,7 +96,9 @@ pub enum Command {
     #[command(flatten)]
     #[allow(missing_docs)]
     Print(chat_service::manual::Print),
-    /// Administration of the data: backups.
+    /// Administration at the console, on the database, while the server runs or not: backups,
+    /// accounts, rooms, bans and server operators (a running server applies the changes
+    /// within seconds).
     Admin {
         #[command(subcommand)]
         #[allow(missing_docs)]
@@ -112,6 +114,53 @@ pub enum AdminCommand {
     Backup {
         /// The copy, a file that does not exist yet.
         path: PathBuf,
+    },
+    /// Lists the accounts.
+    Accounts,
+    /// Shows an account: when it was registered, its rooms, whether it is an operator or
+    /// banned, how many private messages wait for it.
+    Account {
+        /// The account's nickname.
+        nick: String,
+    },
+    /// Deletes an account (its messages stay in the history); someone online logged in to it
+    /// is disconnected.
+    DeleteAccount {
+        /// The account's nickname.
+        nick: String,
+    },
+    /// Gives an account a new password: a random one, printed, or one read from standard input.
+    ResetPassword {
+        /// The account's nickname.
+        nick: String,
+        /// Read the new password from the first line of standard input instead.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Lists the stored rooms.
+    Rooms,
+    /// Deletes a room and its messages; its members are put out of it.
+    DeleteRoom {
+        /// The room (with or without #).
+        room: String,
+    },
+    /// Lists the bans in force.
+    Bans,
+    /// Lifts a ban: an address (203.0.113.7, 2001:db8::/64), `account:NAME`, or an account's
+    /// nickname.
+    Unban {
+        /// What is banned, as `bans` lists it or shorter.
+        target: String,
+    },
+    /// Makes an account a server operator.
+    Op {
+        /// The account's nickname.
+        nick: String,
+    },
+    /// Takes an account's server operator role back.
+    Deop {
+        /// The account's nickname.
+        nick: String,
     },
 }
 

@@ -77,7 +77,7 @@ impl Hub {
         let member = self.clients.get(&conn)?;
         if member.relayed {
             Some("guests connected through a relay cannot register".to_owned())
-        } else if member.logged_in {
+        } else if member.logged_in() {
             Some(format!(
                 "{} is registered already; /password changes its password",
                 member.nick
@@ -135,7 +135,7 @@ impl Hub {
             return;
         }
         if let Some(m) = self.clients.get_mut(&conn) {
-            m.logged_in = true;
+            m.account = Some(key.clone());
             self.guests = self.guests.saturating_sub(1);
         }
         for room in rooms {
@@ -242,9 +242,9 @@ impl Hub {
     ) -> Option<String> {
         self.accounts.forget(key, nick);
         if let Some(m) = self.clients.get_mut(&conn)
-            && m.logged_in
+            && m.account.as_deref() == Some(key)
         {
-            m.logged_in = false;
+            m.account = None;
             self.guests += 1;
         }
         if self.config.guests == GuestPolicy::Deny {

@@ -148,6 +148,7 @@ impl Hub {
         if !logged_in {
             self.guests += 1;
         }
+        let account = logged_in.then(|| keys.folded.clone());
         self.clients.insert(
             req.conn,
             Box::new(Member {
@@ -157,8 +158,11 @@ impl Hub {
                 relayed: req.relayed,
                 outbox: req.outbox.clone(),
                 caps,
-                logged_in,
+                account,
                 rooms_created: 0,
+                since: now,
+                last_active: now,
+                away: None,
             }),
         );
         if let Some(room) = self.rooms.get_mut(lobby) {
@@ -205,6 +209,7 @@ impl Hub {
             .map_or(&nobody, |room| &room.order);
         let welcome = roster::welcome(&head, order, &self.clients, MAX_SERVER_FRAME);
         self.queue_to(req.conn, welcome);
+        self.after_roster(req.conn, DEFAULT_ROOM);
     }
 
     /// An account logged in: created now if this login registers it (`--guests deny`), put
@@ -260,7 +265,7 @@ impl Hub {
     }
 
     /// Who online has `nick` or a look-alike, if anyone.
-    fn nick_online(&self, nick: &str) -> Option<ConnId> {
+    pub(super) fn nick_online(&self, nick: &str) -> Option<ConnId> {
         let keys = names::nick_keys(nick);
         keys.tagged()
             .iter()
@@ -317,8 +322,12 @@ impl Hub {
         };
         self.nicks.remove(conn, &member.keys);
         self.replays.forget(conn);
-        if !member.logged_in {
+        self.forget_ops(conn);
+        if !member.logged_in() {
             self.guests = self.guests.saturating_sub(1);
+        }
+        if member.away.is_some() {
+            self.away = self.away.saturating_sub(1);
         }
         let now = Utc::now();
         let mut left_rooms = Vec::new();

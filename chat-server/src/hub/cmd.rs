@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chat_core::protocol::{
-    ChatMessage, DisconnectReason, ErrorFrame, MessageId, Outgoing, Rejected, ServerFrame,
+    ChatMessage, ClientFrame, DisconnectReason, ErrorFrame, MessageId, Outgoing, Rejected,
+    ServerFrame,
 };
 use tokio::sync::oneshot;
 
@@ -86,6 +87,11 @@ pub(crate) enum Cmd {
         conn: ConnId,
         messages: Result<Vec<ChatMessage>, String>,
     },
+    /// A moderation or presence request (checked by the session): `Kick`, `Ban`, `Unban`,
+    /// `ListBans`, `Mute`, `Unmute`, `Op`, `LockTopic`, `Nick`, `Away`, `Whois`.
+    Moderate { conn: ConnId, frame: ClientFrame },
+    /// What `chat-server admin` changed in the database since the last look.
+    Admin(Result<Vec<crate::store::AdminEvent>, String>),
 }
 
 /// What to tell a client once its write is durable.

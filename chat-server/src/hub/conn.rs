@@ -30,9 +30,20 @@ impl Caps {
         self.version >= 2
     }
 
-    /// `reason` as this connection can decode it.
+    /// Moderation, nickname changes, away messages and `whois`: `Moderation`, `Bans`,
+    /// `NickChanged`, `Away`, `Ops`, `Whois` (version 4).
+    pub(crate) fn moderation(self) -> bool {
+        self.version >= 4
+    }
+
+    /// The protocol version.
+    pub(crate) fn version(self) -> u16 {
+        self.version
+    }
+
+    /// `reason` as this connection can decode it in a `Bye`.
     pub(crate) fn reason(self, reason: DisconnectReason) -> DisconnectReason {
-        reason.for_version(self.version)
+        reason.bye_for_version(self.version)
     }
 
     /// `code` as this connection can decode it.

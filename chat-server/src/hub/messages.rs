@@ -52,6 +52,14 @@ impl Hub {
         let Some((to, recipients)) = self.recipients(conn, tag, to) else {
             return;
         };
+        let room = match &recipients {
+            Recipients::Room(key) => Some(key.as_str()),
+            Recipients::Users { .. } => None,
+        };
+        if let Some(refusal) = self.muted(conn, room) {
+            self.error(conn, Some(tag), ErrorCode::NotAllowed, refusal);
+            return;
+        }
         // Room in the store's queue comes first: a message that cannot be stored is refused
         // whole, before anyone sees it.
         let permit = match self.durable.reserve() {
@@ -71,6 +79,9 @@ impl Hub {
             }
         };
         let (id, at) = self.next_message();
+        if let Some(sender) = self.clients.get_mut(&conn) {
+            sender.last_active = at;
+        }
         let message: SharedMessage = Arc::new(ChatMessage {
             id,
             at,
@@ -97,6 +108,7 @@ impl Hub {
                 missing,
             } => {
                 self.deliver(&online, &frame, conn);
+                self.tell_away(conn, &online);
                 if !missing.is_empty() {
                     self.no_such_user(conn, tag, missing);
                 }

@@ -19,6 +19,8 @@
 //! | `messages.rs` | accepting a message, delivering it, acknowledging it once stored |
 //! | `rooms.rs` | entering and leaving rooms, topics, rosters, history |
 //! | `accounts.rs` | registered nicknames, registration, passwords, offline messages |
+//! | `moderation.rs` | operators, kicks, bans, mutes, topic locks; `Mutes` |
+//! | `presence.rs` | `/nick`, `/away`, `whois` |
 //! | `fanout.rs` | `Fanout`: frames encoded once, batched per room, queued in order |
 //! | `frames.rs`, `roster.rs` | frames encoded from borrowed state (messages, history, rosters) |
 //! | `nick_index.rs` | which online member holds each nickname key |
@@ -34,7 +36,9 @@ mod fanout;
 mod frames;
 mod messages;
 mod model;
+mod moderation;
 mod nick_index;
+mod presence;
 mod replay;
 mod rooms;
 mod roster;
@@ -43,6 +47,7 @@ mod sinks;
 mod tests;
 mod upkeep;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -61,10 +66,12 @@ use self::accounts::Accounts;
 use self::durable::Durable;
 use self::fanout::Fanout;
 use self::model::{Members, Room, Rooms};
+use self::moderation::Mutes;
 use self::nick_index::NickIndex;
 use self::replay::Replays;
 use self::sinks::Sinks;
 use self::upkeep::RoomBuckets;
+use crate::bans::Bans;
 use crate::config::Config;
 use crate::event::EventKind;
 use crate::eventlog::LogSender;
@@ -75,6 +82,9 @@ use crate::store::{Snapshot, StoreHandle, StoredRoom};
 /// How often the queues of clients still owed parts of their replay are looked at, when no
 /// command comes (a client reading its replay frees room in its queue without telling).
 const REPLAY_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How often the hub asks whether `chat-server admin` changed the database.
+const ADMIN_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long shutdown waits for the store to confirm the messages accepted before it.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -103,6 +113,16 @@ pub(crate) struct Hub {
     replays: Replays,
     /// Rooms each address created lately.
     room_buckets: RoomBuckets,
+    /// Keys of the accounts that are server operators.
+    operators: HashSet<String>,
+    /// The bans in force, shared with the sessions.
+    bans: Arc<Bans>,
+    /// Who may not speak, where.
+    mutes: Mutes,
+    /// The last `chat-server admin` change applied.
+    admin_seen: i64,
+    /// Members who are away.
+    away: usize,
     next_msg_id: u64,
     /// Members not logged in to an account.
     guests: usize,
@@ -137,6 +157,11 @@ impl Hub {
             sinks: Sinks::new(stats.clone(), log, monitor),
             replays: Replays::default(),
             room_buckets: RoomBuckets::default(),
+            operators: HashSet::new(),
+            bans: Arc::new(Bans::default()),
+            mutes: Mutes::default(),
+            admin_seen: 0,
+            away: 0,
             stats,
             next_msg_id: 1,
             guests: 0,
@@ -188,8 +213,14 @@ impl Hub {
         for nick in snapshot.accounts {
             self.accounts.add(nick);
         }
+        self.restore_moderation(snapshot.moderation);
         self.durable.attach(store, me);
         self
+    }
+
+    /// The bans in force, which sessions check at each `Hello`.
+    pub(crate) fn bans(&self) -> Arc<Bans> {
+        self.bans.clone()
     }
 
     /// Handles commands until every session is gone (or `stop` fires). When `shutdown` fires
@@ -206,6 +237,8 @@ impl Hub {
         // Rooms expire, and the store applies the retention, at start and then regularly.
         let mut upkeep = tokio::time::interval(self.config.retention.every);
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut admin_check = tokio::time::interval(ADMIN_CHECK);
+        admin_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // While shutting down: when to stop waiting for the store's last acknowledgements.
         let mut draining: Option<tokio::time::Instant> = None;
         loop {
@@ -235,6 +268,9 @@ impl Hub {
                 }
                 () = tokio::time::sleep(REPLAY_TICK), if self.replays.waiting() => self.settle(),
                 _ = upkeep.tick(), if !self.closing && draining.is_none() => self.upkeep(),
+                _ = admin_check.tick(), if !self.closing && draining.is_none() => {
+                    self.check_elsewhere();
+                }
                 () = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {
                     tracing::warn!("the store did not confirm the last messages in time");
                     draining = None;
@@ -384,6 +420,15 @@ impl Hub {
             Cmd::Barrier => {}
             Cmd::Pruned(result) => self.pruned(result),
             Cmd::AckOffline { conn, up_to } => self.ack_offline(conn, up_to),
+            Cmd::Moderate { conn, frame } => self.moderate(conn, frame),
+            Cmd::Admin(Ok(events)) => {
+                for event in events {
+                    self.admin_event(event);
+                }
+            }
+            Cmd::Admin(Err(e)) => {
+                tracing::error!("could not read what chat-server admin changed: {e}");
+            }
         }
     }
 
@@ -413,6 +458,20 @@ impl Hub {
             None => code.for_version(1),
         };
         self.push_to(conn, &ServerFrame::Error(ErrorFrame { tag, code, message }));
+    }
+
+    /// Asks the store whether `chat-server admin` changed the database; if it did, the
+    /// changes are read and applied.
+    fn check_elsewhere(&mut self) {
+        let after = self.admin_seen;
+        self.durable.read(move |store| {
+            let events = match store.changed_elsewhere() {
+                Ok(false) => Ok(Vec::new()),
+                Ok(true) => store.admin_events(after),
+                Err(e) => Err(e),
+            };
+            Cmd::Admin(events.map_err(|e| e.to_string()))
+        });
     }
 
     /// Tells `conn` the store is too busy for `what`; nothing was changed.

@@ -1,6 +1,6 @@
 //! The hub's state of the chat: who is online ([`Member`]) and the rooms ([`Room`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -30,16 +30,43 @@ pub(super) struct Member {
     pub outbox: Arc<Outbox>,
     /// What its protocol version understands.
     pub caps: Caps,
-    /// Logged in to the account of this nickname (whose key is `keys.folded`).
-    pub logged_in: bool,
+    /// The key of the account logged in to (the nickname's, unless `/nick` changed it).
+    pub account: Option<String>,
     /// Rooms this connection created.
     pub rooms_created: u32,
+    /// Admitted at.
+    pub since: Timestamp,
+    /// Its last message (or its admission), for `whois`.
+    pub last_active: Timestamp,
+    /// Its away message, and who was told it already.
+    pub away: Option<Box<Away>>,
+}
+
+/// A member who is away.
+#[derive(Debug)]
+pub(super) struct Away {
+    pub message: String,
+    /// Who got the away message back after a private message (once each).
+    pub told: HashSet<ConnId>,
 }
 
 impl Member {
     /// The account's key when logged in (a copy: callers keep it while they change the hub).
     pub fn account_key(&self) -> Option<String> {
-        self.logged_in.then(|| self.keys.folded.clone())
+        self.account.clone()
+    }
+
+    /// Logged in to an account.
+    pub fn logged_in(&self) -> bool {
+        self.account.is_some()
+    }
+
+    /// Who they are for bans and mutes: their account, or their address (its /64 for IPv6).
+    pub fn identity(&self) -> String {
+        match &self.account {
+            Some(key) => crate::bans::account_target(key),
+            None => crate::bans::address_target(self.addr.ip()),
+        }
     }
 }
 
@@ -75,6 +102,12 @@ pub(super) struct Room {
     pub last_used: Timestamp,
     /// Accounts that are in it (online or not): a room with any never expires.
     pub accounts: u32,
+    /// Its operators' accounts (stored).
+    pub ops: HashSet<String>,
+    /// Its operators who are guests (for as long as they are connected).
+    pub guest_ops: HashSet<ConnId>,
+    /// Only its operators may set the topic.
+    pub topic_locked: bool,
 }
 
 impl Room {
@@ -90,6 +123,9 @@ impl Room {
             by_guest: false,
             last_used: chrono::Utc::now(),
             accounts: 0,
+            ops: HashSet::new(),
+            guest_ops: HashSet::new(),
+            topic_locked: false,
         }
     }
 

@@ -115,11 +115,12 @@ impl Hub {
         }
         let by_guest = self.clients.get_mut(&conn).is_some_and(|m| {
             m.rooms_created += 1;
-            !m.logged_in
+            !m.logged_in()
         });
         let mut room = Room::new(name.to_owned(), String::new());
         room.by_guest = by_guest;
         self.rooms.insert(key.to_owned(), room);
+        self.creator_is_op(conn, key);
         self.durable.write(Write::Room(StoredRoom {
             key: key.to_owned(),
             name: name.to_owned(),
@@ -141,24 +142,43 @@ impl Hub {
         let roster = roster::roster(&r.name, &r.order, &self.clients, MAX_SERVER_FRAME);
         self.push_to(conn, &entered);
         self.queue_to(conn, roster);
+        self.after_roster(conn, key);
     }
 
     /// Takes `conn` out of a room (never the lobby, where everyone stays).
     pub(super) fn part_room(&mut self, conn: ConnId, room: &str) {
-        let Some(member) = self.clients.get(&conn) else {
+        if !self.clients.contains_key(&conn) {
             return;
-        };
+        }
         let key = room_key(room);
-        let nick = member.nick.clone();
-        let account = member.account_key();
         if key == DEFAULT_ROOM {
             let message = format!("everyone stays in #{DEFAULT_ROOM}");
             self.error(conn, None, ErrorCode::NotAllowed, message);
             return;
         }
-        self.fanout.before_direct(&self.rooms, conn);
-        let Some(r) = self.rooms.get_mut(&key).filter(|r| r.has(conn)) else {
+        if !self.rooms.get(&key).is_some_and(|r| r.has(conn)) {
             self.not_in_room(conn, None, room);
+            return;
+        }
+        self.leave_room(conn, &key, DisconnectReason::LeftRoom, String::new());
+    }
+
+    /// Takes member `conn` out of room `key` (`/part`, or a kick): it gets `Parted`, the
+    /// others `Left` with `reason` and `message`, and its account no longer comes back to it.
+    pub(super) fn leave_room(
+        &mut self,
+        conn: ConnId,
+        key: &str,
+        reason: DisconnectReason,
+        message: String,
+    ) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let nick = member.nick.clone();
+        let account = member.account_key();
+        self.fanout.before_direct(&self.rooms, conn);
+        let Some(r) = self.rooms.get_mut(key).filter(|r| r.has(conn)) else {
             return;
         };
         r.members.remove(&conn);
@@ -170,21 +190,22 @@ impl Hub {
         }
         self.push_to(conn, &ServerFrame::Parted { room: name.clone() });
         let now = Utc::now();
+        // Rooms other than the lobby have no version 1 members.
         let frame = ServerFrame::Left {
             room: name.clone(),
             nick: nick.clone(),
-            reason: DisconnectReason::LeftRoom,
-            message: String::new(),
+            reason: reason.for_version(2),
+            message,
             at: now,
         };
         self.fanout
-            .broadcast(&self.rooms, &key, &frame, None, false);
+            .broadcast(&self.rooms, key, &frame, None, false);
         self.sinks
             .record(EventKind::RoomPart { nick, room: name }, now);
         if let Some(account) = account {
             self.durable.write(Write::Membership {
                 account,
-                room: key,
+                room: key.to_owned(),
                 joined: false,
             });
         }
@@ -198,6 +219,16 @@ impl Hub {
         };
         if !self.rooms.get(&key).is_some_and(|r| r.has(conn)) {
             self.not_in_room(conn, None, room);
+            return;
+        }
+        if self.rooms.get(&key).is_some_and(|r| r.topic_locked) && !self.room_op(conn, &key) {
+            let name = self.rooms.get(&key).map(|r| r.name.clone()).unwrap_or_default();
+            let message = format!("the topic of #{name} is locked: only its operators may set it");
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return;
+        }
+        if let Some(refusal) = self.muted(conn, Some(&key)) {
+            self.error(conn, None, ErrorCode::NotAllowed, refusal);
             return;
         }
         if !self.store_has_room(conn) {
@@ -336,6 +367,7 @@ impl Hub {
             Some(r) => {
                 let frame = roster::roster(&r.name, &r.order, &self.clients, MAX_SERVER_FRAME);
                 self.queue_to(conn, frame);
+                self.after_roster(conn, &key);
             }
             None => {
                 let message = format!("there is no room named {room:?}");

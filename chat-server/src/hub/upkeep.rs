@@ -31,9 +31,9 @@ impl Hub {
             return Err("gone".into());
         };
         let limits = &self.config.limits;
-        if !member.logged_in && member.rooms_created >= limits.rooms_per_guest {
+        if !member.logged_in() && member.rooms_created >= limits.rooms_per_guest {
             return Err(format!(
-                "a guest may create {} rooms; join an existing one (/rooms lists them), or \\
+                "a guest may create {} rooms; join an existing one (/rooms lists them), or \
                  /register to create more",
                 limits.rooms_per_guest
             ));

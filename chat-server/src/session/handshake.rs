@@ -198,6 +198,19 @@ pub(super) async fn handshake(
             addr,
         )));
     }
+    // Banned: refused before a password is hashed or a place taken.
+    let account = hello
+        .password
+        .is_some()
+        .then(|| names::nick_keys(&hello.nick).folded);
+    let now = chrono::Utc::now();
+    if let Some(ban) = shared.bans.check(addr.ip(), account.as_deref(), now) {
+        return Err(with_nick(Refusal::new(
+            RejectReason::Banned { until: ban.until }.for_version(hello.version),
+            ban.refusal(now),
+            addr,
+        )));
+    }
     Ok(Accepted {
         version: hello.version.min(PROTOCOL_VERSION),
         hello,

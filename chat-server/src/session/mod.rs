@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub addresses: Arc<AddressBook>,
     /// The certificate TLS connections get; `None` serves plain TCP only.
     pub tls: Option<Arc<chat_service::tls::Reloadable>>,
+    /// The bans in force (the hub changes them).
+    pub bans: Arc<crate::bans::Bans>,
 }
 
 /// A connection's frame reader. The socket's halves are owned: once the client is admitted,
@@ -309,6 +311,7 @@ mod tests {
             failures: Failures::default(),
             addresses: Arc::new(AddressBook::new(Default::default(), Default::default())),
             tls: None,
+            bans: Default::default(),
         }
     }
 

@@ -237,6 +237,84 @@ fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> S
             Step::Hash(HashFor::SetPassword, std::mem::take(&mut password.0))
         }
         ClientFrame::AckOffline { up_to } => Step::Hub(Cmd::AckOffline { conn, up_to }),
+        frame => match check_moderation(&frame) {
+            Ok(()) => Step::Hub(Cmd::Moderate { conn, frame }),
+            Err(message) => error(None, ErrorCode::InvalidText, message),
+        },
+    }
+}
+
+/// Longest nickname or ban target in a moderation request, in bytes.
+const MAX_NAME: usize = 128;
+/// Longest ban or mute: ten years.
+const MAX_DURATION_SECS: u64 = 10 * 365 * 86_400;
+
+/// Checks the fields of a moderation or presence request: names and reasons of reasonable
+/// size without control characters, reasons and away messages on one line, durations from a
+/// second to ten years.
+fn check_moderation(frame: &ClientFrame) -> Result<(), String> {
+    let name = |what: &str, value: &str| {
+        names::validate_text(value, MAX_NAME)
+            .map_err(|e| format!("invalid {what}: {e}"))
+            .and_then(|()| {
+                if value.contains(['\n', '\r', '\t']) {
+                    Err(format!("invalid {what}: one word, on one line"))
+                } else {
+                    Ok(())
+                }
+            })
+    };
+    let line = |what: &str, value: &str| {
+        check_topic(value).map_err(|e| format!("invalid {what}: {e}"))
+    };
+    let room = |value: &Option<String>| match value {
+        Some(r) => names::validate_room(r.strip_prefix('#').unwrap_or(r))
+            .map_err(|e| format!("invalid room {r:?}: {e}")),
+        None => Ok(()),
+    };
+    let duration = |secs: &Option<u64>| match secs {
+        Some(s) if *s == 0 || *s > MAX_DURATION_SECS => {
+            Err("a duration is from 1 second to 10 years".to_owned())
+        }
+        _ => Ok(()),
+    };
+    match frame {
+        ClientFrame::Kick { room: r, nick, reason } => {
+            room(r)?;
+            name("nickname", nick)?;
+            line("reason", reason)
+        }
+        ClientFrame::Ban {
+            target,
+            duration_secs,
+            reason,
+        } => {
+            names::validate_text(target, MAX_NAME).map_err(|e| format!("invalid target: {e}"))?;
+            duration(duration_secs)?;
+            line("reason", reason)
+        }
+        ClientFrame::Unban { target } => {
+            names::validate_text(target, MAX_NAME).map_err(|e| format!("invalid target: {e}"))
+        }
+        ClientFrame::Mute {
+            room: r,
+            nick,
+            duration_secs,
+            reason,
+        } => {
+            room(r)?;
+            name("nickname", nick)?;
+            duration(duration_secs)?;
+            line("reason", reason)
+        }
+        ClientFrame::Unmute { room: r, nick } | ClientFrame::Op { room: r, nick, .. } => {
+            room(r)?;
+            name("nickname", nick)
+        }
+        ClientFrame::LockTopic { room: r, .. } => room(&Some(r.clone())),
+        ClientFrame::Nick { nick } | ClientFrame::Whois { nick } => name("nickname", nick),
+        ClientFrame::Away { message } => line("away message", message),
+        _ => Ok(()),
     }
 }
 

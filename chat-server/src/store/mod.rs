@@ -12,6 +12,7 @@
 //!
 //! Reads run on the same thread between batches, so a read sees every write queued before it.
 
+pub mod moderation;
 mod prune;
 mod sqlite;
 
@@ -25,7 +26,8 @@ use tokio::sync::mpsc;
 use crate::event::SharedMessage;
 use crate::login::HashedPassword;
 
-pub use prune::Pruned;
+pub use moderation::{AdminAction, AdminEvent, ModWrite, Moderation};
+pub use prune::{Pruned, delete_room};
 pub use sqlite::{BackupReport, SqliteStore, backup};
 
 /// Most jobs waiting for the store thread. When it is full the hub refuses new messages with a
@@ -139,6 +141,8 @@ pub struct Snapshot {
     /// The most recent messages of each room that has any: the room's key, the messages
     /// (oldest first), and whether older ones exist.
     pub recent: Vec<(String, Vec<SharedMessage>, bool)>,
+    /// Operators, locked topics and bans.
+    pub moderation: Moderation,
 }
 
 /// One change to the stored state.
@@ -193,6 +197,8 @@ pub enum Write {
         /// Joined or left.
         joined: bool,
     },
+    /// Operators, locked topics, bans.
+    Moderation(ModWrite),
 }
 
 /// Persistent storage. Methods are called from the store thread only; see the module
@@ -216,6 +222,10 @@ pub trait Store: Send + fmt::Debug {
     ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
     /// Up to `limit` of the private messages kept for an account, oldest first.
     fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError>;
+    /// What `chat-server admin` changed after event `after`.
+    fn admin_events(&mut self, after: i64) -> Result<Vec<AdminEvent>, StoreError>;
+    /// Whether another program (`chat-server admin`) changed the database since the last call.
+    fn changed_elsewhere(&mut self) -> Result<bool, StoreError>;
     /// Deletes what `retention` no longer keeps at `now` (a bounded amount per call).
     fn prune(
         &mut self,

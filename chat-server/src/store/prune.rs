@@ -108,6 +108,7 @@ fn per_room_excess(tx: &Connection, keep: i64) -> Result<u64, StoreError> {
 pub fn delete_room(tx: &Connection, key: &str) -> Result<(), StoreError> {
     tx.execute("DELETE FROM messages WHERE room = ?1", [key])?;
     tx.execute("DELETE FROM account_rooms WHERE room = ?1", [key])?;
+    tx.execute("DELETE FROM room_ops WHERE room = ?1", [key])?;
     tx.execute("DELETE FROM rooms WHERE key = ?1", [key])?;
     Ok(())
 }

@@ -18,12 +18,15 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_offline.sql"),
     include_str!("migrations/0003_rooms.sql"),
+    include_str!("migrations/0004_moderation.sql"),
 ];
 
 /// SQLite behind the [`Store`] trait.
 #[derive(Debug)]
 pub struct SqliteStore {
     db: Connection,
+    /// The database's `data_version` when last looked at.
+    data_version: Option<i64>,
 }
 
 impl SqliteStore {
@@ -57,12 +60,20 @@ impl SqliteStore {
 
     fn with(mut db: Connection, version: usize) -> Result<Self, StoreError> {
         migrate(&mut db, version)?;
-        Ok(SqliteStore { db })
+        Ok(SqliteStore {
+            db,
+            data_version: None,
+        })
     }
 
     /// The schema version of the database.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         Ok(self.db.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// The database connection itself (`chat-server admin` works on it directly).
+    pub fn into_connection(self) -> Connection {
+        self.db
     }
 
     /// Direct access to the database, for tests that build old data.
@@ -330,11 +341,14 @@ impl Store for SqliteStore {
                 }
             }
         }
+        let moderation = super::moderation::load(&self.db)?;
+        super::moderation::changed_elsewhere(&self.db, &mut self.data_version)?;
         Ok(Snapshot {
             next_message_id: u64::try_from(last.unwrap_or(0)).unwrap_or(0) + 1,
             accounts,
             rooms,
             recent: recent_by_room,
+            moderation,
         })
     }
 
@@ -422,6 +436,7 @@ impl Store for SqliteStore {
                     };
                     tx.prepare_cached(sql)?.execute(params![account, room])?;
                 }
+                Write::Moderation(write) => super::moderation::apply(&tx, write)?,
             }
         }
         tx.commit()?;
@@ -495,6 +510,14 @@ impl Store for SqliteStore {
             .query_map(params![account, limit], |r| message_from_row(r, None))?
             .collect::<Result<Vec<Row>, _>>()?;
         rows.into_iter().map(Row::into_message).collect()
+    }
+
+    fn admin_events(&mut self, after: i64) -> Result<Vec<super::AdminEvent>, StoreError> {
+        super::moderation::admin_events(&self.db, after)
+    }
+
+    fn changed_elsewhere(&mut self) -> Result<bool, StoreError> {
+        super::moderation::changed_elsewhere(&self.db, &mut self.data_version)
     }
 
     fn prune(&mut self, retention: &Retention, now: DateTime<Utc>) -> Result<Pruned, StoreError> {

@@ -102,6 +102,49 @@ impl LineEvent {
                 one(message);
             }
             LineEvent::Help { .. } | LineEvent::RateLimited { .. } => {}
+            LineEvent::Moderation {
+                by,
+                target,
+                room,
+                reason,
+                text,
+                ..
+            } => {
+                for s in [by, target, reason, text] {
+                    one(s);
+                }
+                room.iter_mut().for_each(one);
+            }
+            LineEvent::NickChanged { old, new, .. } => {
+                one(old);
+                one(new);
+            }
+            LineEvent::Away { nick, message, .. } => {
+                one(nick);
+                message.iter_mut().for_each(one);
+            }
+            LineEvent::Ops { room, ops, .. } => {
+                one(room);
+                ops.iter_mut().for_each(one);
+            }
+            LineEvent::Bans { bans, .. } => {
+                for b in bans {
+                    one(&mut b.target);
+                    one(&mut b.by);
+                    one(&mut b.reason);
+                }
+            }
+            LineEvent::Whois {
+                nick,
+                rooms_in_common,
+                away,
+                ..
+            } => {
+                one(nick);
+                rooms_in_common.iter_mut().for_each(one);
+                away.iter_mut().for_each(one);
+            }
+            LineEvent::Ignored { nicks, .. } => nicks.iter_mut().for_each(one),
         }
         ev
     }
@@ -219,7 +262,86 @@ impl LineEvent {
                 message,
             } => disconnected_text(&stamp(time), reason, message),
             LineEvent::Help { lines } => lines.join("\n"),
+            LineEvent::Moderation { time, text, .. } => format!("{} ! {text}", stamp(time)),
+            LineEvent::NickChanged { time, old, new } if old == me => {
+                format!("{} * you are now {new}", stamp(time))
+            }
+            LineEvent::NickChanged { time, old, new } => {
+                format!("{} * {old} is now {new}", stamp(time))
+            }
+            LineEvent::Away {
+                time,
+                nick,
+                message: Some(message),
+            } => format!("{} * {nick} is away: {message}", stamp(time)),
+            LineEvent::Away { time, nick, .. } => format!("{} * {nick} is back", stamp(time)),
+            LineEvent::Ops { time, room, ops } if ops.is_empty() => {
+                format!("{} * #{room} has no operator online", stamp(time))
+            }
+            LineEvent::Ops { time, room, ops } => {
+                format!("{} * operators of #{room}: {}", stamp(time), ops.join(", "))
+            }
+            LineEvent::Bans { time, bans } => {
+                let mut out = format!("{} * {} bans", stamp(time), bans.len());
+                for b in bans {
+                    let until = b.until.as_deref().unwrap_or("lifted");
+                    let reason = if b.reason.is_empty() { "" } else { ": " };
+                    out.push_str(&format!(
+                        "\n    {} by {}, until {until}{reason}{}",
+                        b.target, b.by, b.reason
+                    ));
+                }
+                out
+            }
+            LineEvent::Whois {
+                time,
+                nick,
+                account,
+                relayed,
+                operator,
+                since,
+                idle_secs,
+                rooms_in_common,
+                away,
+            } => {
+                let who = match (account, relayed) {
+                    (true, _) => "an account",
+                    (false, true) => "a guest via a relay",
+                    (false, false) => "a guest",
+                };
+                let op = if *operator { ", server operator" } else { "" };
+                let rooms = if rooms_in_common.is_empty() {
+                    "no rooms in common".to_owned()
+                } else {
+                    format!("in common: #{}", rooms_in_common.join(", #"))
+                };
+                let away = away
+                    .as_ref()
+                    .map(|a| format!(", away: {a}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} * {nick}: {who}{op}, online since {}, idle {}, {rooms}{away}",
+                    stamp(time),
+                    dated(since, utc, now),
+                    idle(*idle_secs)
+                )
+            }
+            LineEvent::Ignored { time, nicks } if nicks.is_empty() => {
+                format!("{} * you ignore nobody", stamp(time))
+            }
+            LineEvent::Ignored { time, nicks } => {
+                format!("{} * you ignore {}", stamp(time), nicks.join(", "))
+            }
         }
+    }
+}
+
+/// Idle time for people: "42 s", "5 min", "3 h 2 min".
+fn idle(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Options {
     pub scrollback: usize,
     /// Show the roster sidebar when the terminal is wide enough.
     pub roster: bool,
+    /// Where the ignore list is kept (`None`: in memory only).
+    pub ignore_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             color: true,
             scrollback: 10_000,
             roster: true,
+            ignore_file: None,
         }
     }
 }

@@ -195,9 +195,13 @@ fn draw_roster(frame: &mut Frame, area: Rect, app: &App) {
         0
     };
     let me = fold(&app.nick);
+    let room = app.shown_room();
     for (i, user) in roster.iter().enumerate().skip(first).take(visible) {
         let own = fold(&user.nick) == me;
         let mut style = theme.nick(&user.nick);
+        if app.away.contains_key(&fold(&user.nick)) {
+            style = style.add_modifier(Modifier::DIM);
+        }
         if user.relayed {
             style = style.add_modifier(Modifier::ITALIC);
         }
@@ -210,7 +214,12 @@ fn draw_roster(frame: &mut Frame, area: Rect, app: &App) {
         if focused && i == app.roster_selected {
             style = style.add_modifier(Modifier::REVERSED);
         }
-        let mark = if own { "• " } else { "  " };
+        let mark = match (own, app.is_op(&room, &user.nick)) {
+            (true, true) => "•@",
+            (false, true) => " @",
+            (true, false) => "• ",
+            (false, false) => "  ",
+        };
         lines.push(Line::from(vec![
             Span::styled(mark, theme.dim()),
             Span::styled(crate::sanitize::sanitize_line(&user.nick), style),
@@ -260,8 +269,15 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             theme.bar().add_modifier(Modifier::BOLD),
         ));
     }
+    let hidden = app.tabs[app.active].hidden;
+    if hidden > 0 {
+        spans.push(Span::styled(format!("│ {hidden} hidden (ignored) "), theme.bar()));
+    }
     if app.focus == Focus::Roster {
-        spans.push(Span::styled("│ roster: Enter opens a tab ", theme.bar()));
+        spans.push(Span::styled(
+            "│ roster: Enter tab · w whois · i ignore · k kick · m mute · b ban ",
+            theme.bar(),
+        ));
     }
     // "F1 help" always shows, at the right; the rest is cut if the terminal is narrow.
     let [left, right] =
@@ -311,6 +327,20 @@ pub const HELP: &[(&str, &str)] = &[
         "claim your nickname · /password PASS changes it",
     ),
     ("/close  /reconnect", "close this tab · reconnect now"),
+    ("/nick NEW  /away [msg]", "change nickname · away (/back to return)"),
+    ("/whois NICK", "account, online since, idle, rooms in common"),
+    ("/ignore NICK", "hide their messages · /unignore · /ignore lists"),
+    (
+        "roster: w i k m b",
+        "whois · ignore · kick · mute · ban (Enter confirms)",
+    ),
+    (
+        "/kick /mute NICK",
+        "operators: [-s] server-wide, [10m] [reason] · /unmute",
+    ),
+    ("/op /deop NICK", "operators: room operator (-s: of the server)"),
+    ("/locktopic", "operators: only they set the topic · /unlocktopic"),
+    ("/ban TARGET [7d]", "nick, address or account:NAME · /unban /bans"),
     (
         "/quit  Ctrl-C",
         "leave (/quit reason) · //text sends \"/text\"",

@@ -24,6 +24,7 @@ pub fn options() -> Options {
         color: true,
         scrollback: 10_000,
         roster: true,
+        ignore_file: None,
     }
 }
 

@@ -51,6 +51,12 @@ impl App {
                 self.change_password(frame, password)
             }
             Command::Room(room) => self.show_room(&room),
+            Command::Mod(m) => match m.frame(tab.room()) {
+                Ok(frame) => self.request(frame),
+                Err(why) => self.refuse(&why),
+            },
+            Command::Ignore(nick) => self.ignore(nick),
+            Command::Unignore(nick) => self.unignore(&nick),
             Command::Reconnect => (self.reconnect_now(), false),
             Command::Help => {
                 self.help = true;
@@ -139,6 +145,44 @@ impl App {
     /// confirms it.
     fn change_password(&mut self, frame: ClientFrame, password: Password) -> (Vec<Effect>, bool) {
         self.request_then(frame, |app| app.new_password = Some(password))
+    }
+
+    /// `/ignore [NICK]`: hides someone's messages from now on (kept for the next start), or
+    /// lists whom.
+    fn ignore(&mut self, nick: Option<String>) -> (Vec<Effect>, bool) {
+        let Some(nick) = nick else {
+            let list = self.ignored.list();
+            let text = if list.is_empty() {
+                "you ignore nobody".to_owned()
+            } else {
+                format!("you ignore {}", list.join(", "))
+            };
+            self.notice_active(&text, false);
+            return (Vec::new(), false);
+        };
+        if fold(&nick) == fold(&self.nick) {
+            return self.refuse("that is you");
+        }
+        match self.ignored.add(&nick) {
+            Ok(()) => {
+                let text = format!("you ignore {nick}: their messages are hidden (/unignore {nick})");
+                self.notice_active(&text, false);
+                (Vec::new(), false)
+            }
+            Err(why) => self.refuse(&why),
+        }
+    }
+
+    /// `/unignore NICK`.
+    fn unignore(&mut self, nick: &str) -> (Vec<Effect>, bool) {
+        match self.ignored.remove(nick) {
+            Ok(true) => {
+                self.notice_active(&format!("you no longer ignore {nick}"), false);
+                (Vec::new(), false)
+            }
+            Ok(false) => self.refuse(&format!("you were not ignoring {nick}")),
+            Err(why) => self.refuse(&why),
+        }
     }
 
     /// `/room #name`: shows the tab of a room we are in.

@@ -52,6 +52,8 @@ impl App {
         self.server_version = w.version;
         self.limits = Some(w.limits.clone());
         self.set_roster(w.roster);
+        self.ops.clear();
+        self.away.clear();
         self.entered.clear();
         self.history_asked.clear();
         self.quiet_rosters.clear();

@@ -91,6 +91,11 @@ impl App {
                 }
                 self.focus = Focus::Input;
             }
+            KeyCode::Char(c @ ('w' | 'i' | 'k' | 'm' | 'b'))
+                if key.modifiers.is_empty() || key.modifiers == KeyModifiers::SHIFT =>
+            {
+                return self.roster_action(c.to_ascii_lowercase());
+            }
             KeyCode::Char(_) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
                 // Typing goes to the input line.
                 self.focus = Focus::Input;
@@ -98,6 +103,42 @@ impl App {
             }
             _ => self.dirty = false,
         }
+        Vec::new()
+    }
+
+    /// A key on the selected roster entry: `w` asks who they are, `i` ignores them (or no
+    /// longer), `k`, `m` and `b` put the kick, mute or ban on the input line, for Enter to
+    /// confirm (after adding a reason or a duration).
+    fn roster_action(&mut self, key: char) -> Vec<Effect> {
+        let Some(nick) = self
+            .shown_roster()
+            .get(self.roster_selected)
+            .map(|u| u.nick.clone())
+        else {
+            return Vec::new();
+        };
+        match key {
+            'w' => return self.command(crate::command::Command::Mod(
+                crate::command::ModCommand::Whois(nick),
+            ))
+            .0,
+            'i' if self.ignored.contains(&nick) => {
+                return self.command(crate::command::Command::Unignore(nick)).0;
+            }
+            'i' => return self.command(crate::command::Command::Ignore(Some(nick))).0,
+            _ => {}
+        }
+        let (line, what) = match key {
+            'k' => (format!("/kick {nick} "), "kick"),
+            'm' => (format!("/mute {nick} 10m "), "mute"),
+            _ => (format!("/ban {nick} 1d "), "ban"),
+        };
+        self.set_input(&line);
+        self.focus = Focus::Input;
+        let text = format!(
+            "Enter to {what} {nick} (add a reason first; Ctrl-U cancels)"
+        );
+        self.notice_active(&text, false);
         Vec::new()
     }
 

@@ -234,6 +234,12 @@ pub struct App {
     reclaiming: bool,
     /// Something changed since the last draw.
     dirty: bool,
+    /// The operators of each room we are in (folded room name to folded nicknames).
+    pub ops: HashMap<String, HashSet<String>>,
+    /// Who is away, and their message (by folded nickname).
+    pub away: HashMap<String, String>,
+    /// Whose messages are hidden.
+    pub ignored: crate::ignore::Ignored,
 }
 
 impl App {
@@ -241,7 +247,8 @@ impl App {
     /// call [`App::start`] to connect at once.
     pub fn new(nick: Option<String>, server: String, opts: Options, now: Instant) -> Self {
         let show_roster = opts.roster;
-        App {
+        let (ignored, unreadable) = crate::ignore::Ignored::load(opts.ignore_file.clone());
+        let mut app = App {
             screen: Screen::Connect(Box::new(ConnectForm::new(nick.as_deref(), &server))),
             opts,
             conn: ConnState::Idle,
@@ -281,7 +288,14 @@ impl App {
             quit_armed: false,
             reclaiming: false,
             dirty: true,
+            ops: HashMap::new(),
+            away: HashMap::new(),
+            ignored,
+        };
+        if let Some(why) = unreadable {
+            app.notice(0, &why, true);
         }
+        app
     }
 
     /// Submits the connect form (what Enter does there): used to connect at once when the

@@ -211,6 +211,8 @@ pub struct Tab {
     /// The oldest and newest message ids shown.
     pub(super) oldest_id: Option<u64>,
     pub(super) newest_id: Option<u64>,
+    /// Messages from ignored people not shown here.
+    pub hidden: usize,
 }
 
 /// A position in a tab's history: the entry at the bottom of the pane and how many of its
@@ -332,6 +334,7 @@ impl Tab {
             ids: BTreeSet::new(),
             oldest_id: None,
             newest_id: None,
+            hidden: 0,
         }
     }
 

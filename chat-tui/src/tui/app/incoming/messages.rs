@@ -24,6 +24,12 @@ impl App {
             self.last_echo = Some((tag, kind));
         }
         let own = fold(&m.from) == fold(&self.nick);
+        if !own && self.ignored.contains(&m.from) {
+            // Counted where it would have shown: its room, or the lobby for a private one.
+            let i = m.to.room().and_then(|r| self.known_room_tab(r)).unwrap_or(0);
+            self.tabs[i].hidden += 1;
+            return Vec::new();
+        }
         let from = sanitize_line(&m.from);
         let entry = message_entry(m.at, &m.from, m.body, &self.nick, history);
         let mention = matches!(entry.kind, EntryKind::Message { mention: true, .. });

@@ -10,6 +10,7 @@ use super::{App, Effect};
 mod accounts;
 mod errors;
 mod messages;
+mod moderation;
 mod presence;
 mod rooms;
 
@@ -50,6 +51,12 @@ impl App {
                 retry_after_ms,
             } => self.rate_limited(tag, retry_after_ms),
             ServerFrame::Bye { reason, message } => self.bye(reason, &message),
+            ServerFrame::Moderation(notice) => self.moderated(notice),
+            ServerFrame::Bans(bans) => self.bans(bans),
+            ServerFrame::NickChanged { old, new, .. } => self.nick_changed(&old, &new),
+            ServerFrame::Away { nick, message } => self.away_changed(&nick, message),
+            ServerFrame::Ops { room, ops } => self.room_ops(&room, ops),
+            ServerFrame::Whois(w) => self.whois(w),
             ServerFrame::Welcome(_) | ServerFrame::Rejected(_) | ServerFrame::Pong { .. } => {
                 self.dirty = false;
                 Vec::new()

@@ -120,7 +120,7 @@ impl App {
     }
 
     /// Changes the roster of a room other than the lobby, keeping it sorted.
-    fn change_room_roster(&mut self, room: &str, change: impl FnOnce(&mut Vec<UserInfo>)) {
+    pub(super) fn change_room_roster(&mut self, room: &str, change: impl FnOnce(&mut Vec<UserInfo>)) {
         let roster = self.room_rosters.entry(fold(room)).or_default();
         change(roster);
         sort_roster(roster);
@@ -132,7 +132,7 @@ impl App {
     }
 
     /// Changes the roster, keeping it sorted and the selection on the same person.
-    fn change_roster(&mut self, change: impl FnOnce(&mut Vec<UserInfo>)) {
+    pub(super) fn change_roster(&mut self, change: impl FnOnce(&mut Vec<UserInfo>)) {
         let selected = self.roster.get(self.roster_selected).map(|u| fold(&u.nick));
         change(&mut self.roster);
         // Members first, then relayed guests, each alphabetically.
