@@ -155,7 +155,10 @@ fn account(conn: &Connection, nick: &str) -> Shown {
         if v.is_empty() {
             "none".to_owned()
         } else {
-            v.iter().map(|r| format!("#{r}")).collect::<Vec<_>>().join(", ")
+            v.iter()
+                .map(|r| format!("#{r}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     let mut out = format!(
@@ -263,7 +266,9 @@ fn delete_room(conn: &mut Connection, room: &str) -> Shown {
     }
     let tx = conn.transaction()?;
     let found: Option<String> = tx
-        .query_row("SELECT name FROM rooms WHERE key = ?1", [&key], |r| r.get(0))
+        .query_row("SELECT name FROM rooms WHERE key = ?1", [&key], |r| {
+            r.get(0)
+        })
         .optional()?;
     let Some(name) = found else {
         return Err(Failure::Refused(format!("there is no room #{name}")));

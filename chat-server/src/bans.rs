@@ -193,23 +193,29 @@ mod tests {
 
     #[test]
     fn targets_are_canonical_and_ipv6_bans_cover_the_64() {
-        assert_eq!(parse_target("203.0.113.7").unwrap(), "address 203.0.113.7");
         assert_eq!(
-            parse_target("2001:db8:1:2:aaaa::9").unwrap(),
+            parse_target("203.0.113.7").expect("valid"),
+            "address 203.0.113.7"
+        );
+        assert_eq!(
+            parse_target("2001:db8:1:2:aaaa::9").expect("valid"),
             "address 2001:db8:1:2::/64"
         );
         assert_eq!(
-            parse_target("address 2001:db8:1:2::/64").unwrap(),
+            parse_target("address 2001:db8:1:2::/64").expect("valid"),
             "address 2001:db8:1:2::/64"
         );
-        assert_eq!(parse_target("::ffff:10.0.0.1").unwrap(), "address 10.0.0.1");
-        assert_eq!(parse_target("account:Bob").unwrap(), "account bob");
+        assert_eq!(
+            parse_target("::ffff:10.0.0.1").expect("valid"),
+            "address 10.0.0.1"
+        );
+        assert_eq!(parse_target("account:Bob").expect("valid"), "account bob");
         assert_eq!(parse_target("bob"), None);
         let bans = Bans::default();
-        assert!(bans.insert(ban(&parse_target("2001:db8:1:2::1").unwrap(), None)));
+        assert!(bans.insert(ban(&parse_target("2001:db8:1:2::1").expect("valid"), None)));
         let now = Utc::now();
-        let neighbour: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8:1:2:ffff::1".parse().expect("valid");
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("valid");
         assert!(bans.check(neighbour, None, now).is_some());
         assert!(bans.check(elsewhere, None, now).is_none());
     }
@@ -218,13 +224,22 @@ mod tests {
     fn an_expired_ban_no_longer_refuses_and_accounts_are_checked_too() {
         let bans = Bans::default();
         let now = Utc::now();
-        bans.insert(ban("address 10.0.0.1", Some(now - chrono::TimeDelta::seconds(1))));
-        bans.insert(ban("account bob", Some(now + chrono::TimeDelta::minutes(90))));
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        bans.insert(ban(
+            "address 10.0.0.1",
+            Some(now - chrono::TimeDelta::seconds(1)),
+        ));
+        bans.insert(ban(
+            "account bob",
+            Some(now + chrono::TimeDelta::minutes(90)),
+        ));
+        let ip: IpAddr = "10.0.0.1".parse().expect("valid");
         assert!(bans.check(ip, None, now).is_none());
         let found = bans.check(ip, Some("bob"), now).expect("account ban");
         let told = found.refusal(now);
-        assert!(told.contains("spam") && told.contains("1 h 30 min"), "{told}");
+        assert!(
+            told.contains("spam") && told.contains("1 h 30 min"),
+            "{told}"
+        );
         assert_eq!(bans.list(now).len(), 1);
     }
 }

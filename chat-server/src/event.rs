@@ -202,7 +202,10 @@ fn message_fields<S: Serializer>(m: &SharedMessage, s: S) -> Result<S::Ok, S::Er
     .serialize(s)
 }
 
-fn rfc3339_millis_option<S: Serializer>(ts: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+fn rfc3339_millis_option<S: Serializer>(
+    ts: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match ts {
         Some(ts) => rfc3339_millis(ts, s),
         None => s.serialize_none(),

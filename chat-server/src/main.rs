@@ -125,7 +125,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         let command = command.clone();
         let config = cli.into_config(dirs.as_ref().map(|d| d.data_dir()))?;
         let chat_server::DbLocation::File(db) = config.db else {
-            anyhow::bail!("the database is in memory (--db :memory:): there is nothing to administer");
+            anyhow::bail!(
+                "the database is in memory (--db :memory:): there is nothing to administer"
+            );
         };
         let mut out = std::io::stdout().lock();
         chat_server::admin::run(&db, &command, &mut out).map_err(anyhow::Error::msg)?;

@@ -38,8 +38,12 @@ async fn from(server: &TestServer, addr: &str, nick: &str) -> TcpClient {
 
 async fn join(client: &mut TcpClient, room: &str) {
     send(client, ClientFrame::Join { room: room.into() }).await;
-    expect(client, "Entered", |f| matches!(f, ServerFrame::Entered { room: r, .. } if r == room))
-        .await;
+    expect(
+        client,
+        "Entered",
+        |f| matches!(f, ServerFrame::Entered { room: r, .. } if r == room),
+    )
+    .await;
 }
 
 async fn refusal(client: &mut TcpClient, frame: ClientFrame) -> String {
@@ -50,9 +54,11 @@ async fn refusal(client: &mut TcpClient, frame: ClientFrame) -> String {
 }
 
 async fn notice(client: &mut TcpClient, action: ModAction) -> chat_core::protocol::ModNotice {
-    match expect(client, "a moderation notice", |f| {
-        matches!(f, ServerFrame::Moderation(n) if n.action == action)
-    })
+    match expect(
+        client,
+        "a moderation notice",
+        |f| matches!(f, ServerFrame::Moderation(n) if n.action == action),
+    )
     .await
     {
         ServerFrame::Moderation(n) => n,
@@ -65,11 +71,18 @@ async fn notice(client: &mut TcpClient, action: ModAction) -> chat_core::protoco
 async fn operator(server: &TestServer, db: &Path) -> TcpClient {
     let mut alice = from(server, "127.0.0.1", "alice").await;
     register(&mut alice, "alice-password").await;
-    let shown = admin(db, AdminCommand::Op { nick: "alice".into() });
+    let shown = admin(
+        db,
+        AdminCommand::Op {
+            nick: "alice".into(),
+        },
+    );
     assert!(shown.contains("alice is now a server operator"), "{shown}");
-    expect(&mut alice, "the lobby's operators", |f| {
-        matches!(f, ServerFrame::Ops { ops, .. } if ops == &["alice".to_owned()])
-    })
+    expect(
+        &mut alice,
+        "the lobby's operators",
+        |f| matches!(f, ServerFrame::Ops { ops, .. } if ops == &["alice".to_owned()]),
+    )
     .await;
     alice
 }
@@ -86,9 +99,11 @@ async fn room_operators_kick_mute_and_lock_the_topic_and_others_are_refused() {
     let mut dave = from(&server, "127.0.0.4", "dave").await;
     // Whoever creates a room is its operator.
     join(&mut carol, "rust").await;
-    expect(&mut carol, "carol is an operator", |f| {
-        matches!(f, ServerFrame::Ops { ops, .. } if ops == &["carol".to_owned()])
-    })
+    expect(
+        &mut carol,
+        "carol is an operator",
+        |f| matches!(f, ServerFrame::Ops { ops, .. } if ops == &["carol".to_owned()]),
+    )
     .await;
     join(&mut bob, "rust").await;
     join(&mut dave, "rust").await;
@@ -98,31 +113,51 @@ async fn room_operators_kick_mute_and_lock_the_topic_and_others_are_refused() {
         nick: nick.into(),
         reason: "spam".into(),
     };
-    assert!(refusal(&mut dave, kick("bob")).await.contains("only operators of #rust"));
+    assert!(
+        refusal(&mut dave, kick("bob"))
+            .await
+            .contains("only operators of #rust")
+    );
     let mute = ClientFrame::Mute {
         room: Some("rust".into()),
         nick: "bob".into(),
         duration_secs: Some(600),
         reason: "calm down".into(),
     };
-    assert!(refusal(&mut dave, mute.clone()).await.contains("only operators"));
+    assert!(
+        refusal(&mut dave, mute.clone())
+            .await
+            .contains("only operators")
+    );
     let lock = ClientFrame::LockTopic {
         room: "rust".into(),
         locked: true,
     };
-    assert!(refusal(&mut dave, lock.clone()).await.contains("only operators"));
+    assert!(
+        refusal(&mut dave, lock.clone())
+            .await
+            .contains("only operators")
+    );
     let op = ClientFrame::Op {
         room: Some("rust".into()),
         nick: "dave".into(),
         grant: true,
     };
-    assert!(refusal(&mut dave, op.clone()).await.contains("only operators"));
+    assert!(
+        refusal(&mut dave, op.clone())
+            .await
+            .contains("only operators")
+    );
     let ban = ClientFrame::Ban {
         target: "bob".into(),
         duration_secs: None,
         reason: String::new(),
     };
-    assert!(refusal(&mut carol, ban).await.contains("only server operators"));
+    assert!(
+        refusal(&mut carol, ban)
+            .await
+            .contains("only server operators")
+    );
     assert!(
         refusal(&mut carol, ClientFrame::ListBans)
             .await
@@ -133,7 +168,11 @@ async fn room_operators_kick_mute_and_lock_the_topic_and_others_are_refused() {
         nick: "bob".into(),
         reason: String::new(),
     };
-    assert!(refusal(&mut carol, server_kick).await.contains("server operators"));
+    assert!(
+        refusal(&mut carol, server_kick)
+            .await
+            .contains("server operators")
+    );
 
     // Carol mutes bob in #rust: his messages there are refused with the time left; in the
     // lobby he still speaks.
@@ -161,20 +200,40 @@ async fn room_operators_kick_mute_and_lock_the_topic_and_others_are_refused() {
     };
     assert!(refusal(&mut dave, topic("mine")).await.contains("locked"));
     send(&mut carol, topic("Rust only")).await;
-    expect(&mut dave, "the topic", |f| matches!(f, ServerFrame::Topic { topic, .. } if topic == "Rust only")).await;
+    expect(
+        &mut dave,
+        "the topic",
+        |f| matches!(f, ServerFrame::Topic { topic, .. } if topic == "Rust only"),
+    )
+    .await;
 
     // Carol makes dave an operator; then dave may kick bob, who is put out of #rust only.
     send(&mut carol, op).await;
-    expect(&mut dave, "dave is an operator", |f| {
-        matches!(f, ServerFrame::Ops { ops, .. } if ops.contains(&"dave".to_owned()))
-    })
+    expect(
+        &mut dave,
+        "dave is an operator",
+        |f| matches!(f, ServerFrame::Ops { ops, .. } if ops.contains(&"dave".to_owned())),
+    )
     .await;
     send(&mut dave, kick("bob")).await;
     let n = notice(&mut bob, ModAction::Kick).await;
     assert_eq!((n.by.as_str(), n.target.as_str()), ("dave", "bob"));
-    expect(&mut bob, "Parted", |f| matches!(f, ServerFrame::Parted { room } if room == "rust")).await;
-    match expect(&mut carol, "bob left", |f| matches!(f, ServerFrame::Left { nick, .. } if nick == "bob")).await {
-        ServerFrame::Left { message, .. } => assert!(message.contains("kicked by dave: spam"), "{message}"),
+    expect(
+        &mut bob,
+        "Parted",
+        |f| matches!(f, ServerFrame::Parted { room } if room == "rust"),
+    )
+    .await;
+    match expect(
+        &mut carol,
+        "bob left",
+        |f| matches!(f, ServerFrame::Left { nick, .. } if nick == "bob"),
+    )
+    .await
+    {
+        ServerFrame::Left { message, .. } => {
+            assert!(message.contains("kicked by dave: spam"), "{message}")
+        }
         _ => unreachable!(),
     }
     // Bob is still online, and a bystander is unaffected.
@@ -185,7 +244,10 @@ async fn room_operators_kick_mute_and_lock_the_topic_and_others_are_refused() {
         .filter(|e| e["kind"] == "moderation" && e["action"] == "kick")
         .collect();
     assert_eq!(kicks.len(), 1);
-    assert_eq!((kicks[0]["by"].as_str(), kicks[0]["target"].as_str()), (Some("dave"), Some("bob")));
+    assert_eq!(
+        (kicks[0]["by"].as_str(), kicks[0]["target"].as_str()),
+        (Some("dave"), Some("bob"))
+    );
     assert_eq!(kicks[0]["reason"], "spam");
 }
 
@@ -228,12 +290,22 @@ async fn a_ban_holds_under_another_nickname_and_across_a_restart_until_lifted() 
     // Back under another nickname, from the same address: refused with the reason and the
     // time left.
     let (reason, message) = refused(server.client_from("127.0.0.2", "robert", None).await);
-    assert!(matches!(reason, RejectReason::Banned { until: Some(_) }), "{reason:?}");
-    assert!(message.contains("flooding") && message.contains("ends in"), "{message}");
+    assert!(
+        matches!(reason, RejectReason::Banned { until: Some(_) }),
+        "{reason:?}"
+    );
+    assert!(
+        message.contains("flooding") && message.contains("ends in"),
+        "{message}"
+    );
     // Carol, elsewhere, chats on.
     still_chatting(&mut alice, &mut carol, "carol unaffected").await;
     send(&mut alice, ClientFrame::ListBans).await;
-    match expect(&mut alice, "the bans", |f| matches!(f, ServerFrame::Bans(_))).await {
+    match expect(&mut alice, "the bans", |f| {
+        matches!(f, ServerFrame::Bans(_))
+    })
+    .await
+    {
         ServerFrame::Bans(bans) => {
             assert_eq!(bans.len(), 1);
             assert_eq!(bans[0].target, "address 127.0.0.2");
@@ -252,8 +324,16 @@ async fn a_ban_holds_under_another_nickname_and_across_a_restart_until_lifted() 
     let (reason, _) = refused(server.client_from("127.0.0.2", "bob", None).await);
     assert!(matches!(reason, RejectReason::Banned { .. }));
     let listed = admin(&db, AdminCommand::Bans);
-    assert!(listed.contains("address 127.0.0.2") && listed.contains("flooding"), "{listed}");
-    admin(&db, AdminCommand::Unban { target: "127.0.0.2".into() });
+    assert!(
+        listed.contains("address 127.0.0.2") && listed.contains("flooding"),
+        "{listed}"
+    );
+    admin(
+        &db,
+        AdminCommand::Unban {
+            target: "127.0.0.2".into(),
+        },
+    );
     let mut tries = 0;
     let bob = loop {
         match server.client_from("127.0.0.2", "bob", None).await {
@@ -267,7 +347,10 @@ async fn a_ban_holds_under_another_nickname_and_across_a_restart_until_lifted() 
     };
     quit(bob).await;
     let log = server.stop().await;
-    assert!(log.iter().any(|e| e["kind"] == "moderation" && e["action"] == "unban" && e["by"] == "admin"));
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "moderation" && e["action"] == "unban" && e["by"] == "admin")
+    );
 }
 
 #[tokio::test]
@@ -316,7 +399,12 @@ async fn server_operators_kick_mute_and_name_operators_and_old_clients_get_a_bye
     send(&mut alice, mute).await;
     notice(&mut bob, ModAction::Mute).await;
     bob.sender.private(&["alice"], "psst").await.expect("msg");
-    assert!(expect_error(&mut bob).await.message.contains("until an operator unmutes you"));
+    assert!(
+        expect_error(&mut bob)
+            .await
+            .message
+            .contains("until an operator unmutes you")
+    );
     send(
         &mut alice,
         ClientFrame::Unmute {
@@ -336,7 +424,12 @@ async fn server_operators_kick_mute_and_name_operators_and_old_clients_get_a_bye
     };
     assert!(refusal(&mut alice, op_bob).await.contains("only accounts"));
     server.stop().await;
-    let shown = admin(&db, AdminCommand::Account { nick: "alice".into() });
+    let shown = admin(
+        &db,
+        AdminCommand::Account {
+            nick: "alice".into(),
+        },
+    );
     assert!(shown.contains("server operator:  yes"), "{shown}");
 }
 
@@ -349,7 +442,13 @@ async fn nick_changes_reach_every_roster_and_relayed_guests_stay_starred() {
     .await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
-    send(&mut bob, ClientFrame::Nick { nick: "robert".into() }).await;
+    send(
+        &mut bob,
+        ClientFrame::Nick {
+            nick: "robert".into(),
+        },
+    )
+    .await;
     for client in [&mut alice, &mut bob] {
         expect(client, "the change", |f| {
             matches!(f, ServerFrame::NickChanged { old, new, .. } if old == "bob" && new == "robert")
@@ -358,12 +457,31 @@ async fn nick_changes_reach_every_roster_and_relayed_guests_stay_starred() {
     }
     // Taken, or an account's, or starred: refused.
     register(&mut alice, "alice-pw").await;
-    assert!(refusal(&mut bob, ClientFrame::Nick { nick: "alice".into() }).await.contains("taken"));
-    assert!(refusal(&mut bob, ClientFrame::Nick { nick: "*x".into() }).await.contains("reserved"));
-    alice.sender.private(&["robert"], "found you").await.expect("msg");
+    assert!(
+        refusal(
+            &mut bob,
+            ClientFrame::Nick {
+                nick: "alice".into()
+            }
+        )
+        .await
+        .contains("taken")
+    );
+    assert!(
+        refusal(&mut bob, ClientFrame::Nick { nick: "*x".into() })
+            .await
+            .contains("reserved")
+    );
+    alice
+        .sender
+        .private(&["robert"], "found you")
+        .await
+        .expect("msg");
     expect_text(&mut bob, "found you").await;
     // A relayed guest renames and keeps the star.
-    let stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
     let conn = Connection::tcp(stream, HANDSHAKE_MAX_FRAME).expect("conn");
     let relay = RelayHello {
         secret: "s3cret-s3cret-s3cret-s3cret-s3cret".into(),
@@ -373,13 +491,25 @@ async fn nick_changes_reach_every_roster_and_relayed_guests_stay_starred() {
     let mut guest = handshake(conn, Some(relay), &ConnectOptions::new("*gus"))
         .await
         .expect("a relayed guest");
-    send(&mut guest, ClientFrame::Nick { nick: "gustav".into() }).await;
+    send(
+        &mut guest,
+        ClientFrame::Nick {
+            nick: "gustav".into(),
+        },
+    )
+    .await;
     expect(&mut alice, "the guest's change", |f| {
         matches!(f, ServerFrame::NickChanged { old, new, .. } if old == "*gus" && new == "*gustav")
     })
     .await;
     // Who is who.
-    send(&mut alice, ClientFrame::Whois { nick: "*gustav".into() }).await;
+    send(
+        &mut alice,
+        ClientFrame::Whois {
+            nick: "*gustav".into(),
+        },
+    )
+    .await;
     match expect(&mut alice, "whois", |f| matches!(f, ServerFrame::Whois(_))).await {
         ServerFrame::Whois(w) => {
             assert!(w.relayed && !w.account && !w.operator);
@@ -388,7 +518,10 @@ async fn nick_changes_reach_every_roster_and_relayed_guests_stay_starred() {
         _ => unreachable!(),
     }
     let log = server.stop().await;
-    assert!(log.iter().any(|e| e["kind"] == "renamed" && e["old"] == "bob" && e["new"] == "robert"));
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "renamed" && e["old"] == "bob" && e["new"] == "robert")
+    );
 }
 
 #[tokio::test]
@@ -396,7 +529,13 @@ async fn away_is_told_to_the_room_and_once_to_each_private_sender() {
     let server = TestServer::start_with(generous_rate).await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
-    send(&mut bob, ClientFrame::Away { message: "at lunch".into() }).await;
+    send(
+        &mut bob,
+        ClientFrame::Away {
+            message: "at lunch".into(),
+        },
+    )
+    .await;
     expect(&mut alice, "bob is away", |f| {
         matches!(f, ServerFrame::Away { nick, message: Some(m) } if nick == "bob" && m == "at lunch")
     })
@@ -421,10 +560,18 @@ async fn away_is_told_to_the_room_and_once_to_each_private_sender() {
         ServerFrame::Whois(w) => assert_eq!(w.away.as_deref(), Some("at lunch")),
         _ => unreachable!(),
     }
-    send(&mut bob, ClientFrame::Away { message: String::new() }).await;
-    expect(&mut alice, "bob is back", |f| {
-        matches!(f, ServerFrame::Away { nick, message: None } if nick == "bob")
-    })
+    send(
+        &mut bob,
+        ClientFrame::Away {
+            message: String::new(),
+        },
+    )
+    .await;
+    expect(
+        &mut alice,
+        "bob is back",
+        |f| matches!(f, ServerFrame::Away { nick, message: None } if nick == "bob"),
+    )
     .await;
     server.stop().await;
 }
@@ -441,11 +588,27 @@ async fn admin_deletes_accounts_and_rooms_of_a_running_server() {
     bob.sender.say("attic", "dusty").await.expect("say");
     expect_text(&mut bob, "dusty").await;
     let listed = admin(&db, AdminCommand::Accounts);
-    assert!(listed.contains("bob") && listed.contains("1 accounts"), "{listed}");
+    assert!(
+        listed.contains("bob") && listed.contains("1 accounts"),
+        "{listed}"
+    );
     let rooms = admin(&db, AdminCommand::Rooms);
-    assert!(rooms.contains("#attic") && rooms.contains("operators: bob"), "{rooms}");
-    admin(&db, AdminCommand::DeleteRoom { room: "#attic".into() });
-    expect(&mut bob, "put out of #attic", |f| matches!(f, ServerFrame::Parted { room } if room == "attic")).await;
+    assert!(
+        rooms.contains("#attic") && rooms.contains("operators: bob"),
+        "{rooms}"
+    );
+    admin(
+        &db,
+        AdminCommand::DeleteRoom {
+            room: "#attic".into(),
+        },
+    );
+    expect(
+        &mut bob,
+        "put out of #attic",
+        |f| matches!(f, ServerFrame::Parted { room } if room == "attic"),
+    )
+    .await;
     admin(&db, AdminCommand::DeleteAccount { nick: "bob".into() });
     match read_to_end(&mut bob).await.last() {
         Some(ServerFrame::Bye { message, .. }) => assert!(message.contains("deleted"), "{message}"),

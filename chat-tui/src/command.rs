@@ -56,7 +56,11 @@ pub enum Command {
 pub enum ModCommand {
     /// `/kick [-s] NICK [reason]`: out of the current room (off the server with `-s`, or
     /// from the lobby).
-    Kick { nick: String, reason: String, server: bool },
+    Kick {
+        nick: String,
+        reason: String,
+        server: bool,
+    },
     /// `/ban NICK|ADDRESS|account:NAME [DURATION] [reason]`.
     Ban {
         target: String,
@@ -77,7 +81,11 @@ pub enum ModCommand {
     /// `/unmute [-s] NICK`.
     Unmute { nick: String, server: bool },
     /// `/op [-s] NICK`, `/deop [-s] NICK`: of the current room (of the server with `-s`).
-    Op { nick: String, server: bool, grant: bool },
+    Op {
+        nick: String,
+        server: bool,
+        grant: bool,
+    },
     /// `/locktopic`, `/unlocktopic`: of the current room.
     LockTopic(bool),
     /// `/nick NEW`.
@@ -124,16 +132,28 @@ impl ModCommand {
                 reason,
                 server,
             } => ClientFrame::Mute {
-                room: if server { None } else { Some(in_room("/mute")?) },
+                room: if server {
+                    None
+                } else {
+                    Some(in_room("/mute")?)
+                },
                 nick,
                 duration_secs: duration,
                 reason,
             },
             ModCommand::Unmute { nick, server } => ClientFrame::Unmute {
-                room: if server { None } else { Some(in_room("/unmute")?) },
+                room: if server {
+                    None
+                } else {
+                    Some(in_room("/unmute")?)
+                },
                 nick,
             },
-            ModCommand::Op { nick, server, grant } => ClientFrame::Op {
+            ModCommand::Op {
+                nick,
+                server,
+                grant,
+            } => ClientFrame::Op {
                 room: if server { None } else { Some(in_room("/op")?) },
                 nick,
                 grant,
@@ -557,7 +577,10 @@ mod tests {
         assert_eq!(m("/back"), ModCommand::Away(String::new()));
         assert_eq!(m("/away lunch"), ModCommand::Away("lunch".into()));
         assert_eq!(parse("/ignore"), Some(Command::Ignore(None)));
-        assert_eq!(parse("/ignore bob"), Some(Command::Ignore(Some("bob".into()))));
+        assert_eq!(
+            parse("/ignore bob"),
+            Some(Command::Ignore(Some("bob".into())))
+        );
         assert_eq!(parse_duration("30s"), Some(30));
         assert_eq!(parse_duration("2h"), Some(7200));
         assert_eq!(parse_duration("0m"), None);

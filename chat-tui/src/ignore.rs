@@ -81,7 +81,8 @@ impl Ignored {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let mut text = String::from("# Nicknames chat-tui hides messages from (/ignore, /unignore).\n");
+        let mut text =
+            String::from("# Nicknames chat-tui hides messages from (/ignore, /unignore).\n");
         for nick in self.nicks.values() {
             text.push_str(nick);
             text.push('\n');

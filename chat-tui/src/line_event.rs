@@ -425,13 +425,19 @@ impl LineEvent {
                     })
                     .collect(),
             },
-            ServerFrame::NickChanged { old, new, at } => LineEvent::NickChanged { time: at, old, new },
+            ServerFrame::NickChanged { old, new, at } => {
+                LineEvent::NickChanged { time: at, old, new }
+            }
             ServerFrame::Away { nick, message } => LineEvent::Away {
                 time: now,
                 nick,
                 message,
             },
-            ServerFrame::Ops { room, ops } => LineEvent::Ops { time: now, room, ops },
+            ServerFrame::Ops { room, ops } => LineEvent::Ops {
+                time: now,
+                room,
+                ops,
+            },
             ServerFrame::Whois(w) => LineEvent::Whois {
                 time: now,
                 nick: w.nick,

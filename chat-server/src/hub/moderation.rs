@@ -63,10 +63,9 @@ impl Mutes {
             };
             let mut line = format!("you are muted {place} by {}", muted.by);
             match muted.until {
-                Some(until) => line.push_str(&format!(
-                    " for {} more",
-                    bans::time_left(until - now)
-                )),
+                Some(until) => {
+                    line.push_str(&format!(" for {} more", bans::time_left(until - now)))
+                }
                 None => line.push_str(" until an operator unmutes you"),
             }
             if !muted.reason.is_empty() {
@@ -114,12 +113,7 @@ impl Hub {
                 reason,
             } => self.ban(conn, &target, duration_secs, reason),
             ClientFrame::Unban { target } => self.unban(conn, &target),
-            ClientFrame::ListBans => {
-                if self.require_server_op(conn, "list the bans") {
-                    let list = self.bans.list(Utc::now()).iter().map(Ban::info).collect();
-                    self.push_to(conn, &ServerFrame::Bans(list));
-                }
-            }
+            ClientFrame::ListBans => self.list_bans(conn),
             ClientFrame::Mute {
                 room,
                 nick,
@@ -306,7 +300,10 @@ impl Hub {
             Some(r) => self.moderated_room(conn, r, "kick").map(Some),
             None if self.room_op(conn, DEFAULT_ROOM) => Some(None),
             None => {
-                self.refuse(conn, "only server operators may kick someone off the server".into());
+                self.refuse(
+                    conn,
+                    "only server operators may kick someone off the server".into(),
+                );
                 None
             }
         };
@@ -398,7 +395,10 @@ impl Hub {
             own.extend(m.account.as_deref().map(bans::account_target));
             own
         });
-        if let Some(t) = targets.iter().find(|t| own.as_ref().is_some_and(|o| o.contains(t))) {
+        if let Some(t) = targets
+            .iter()
+            .find(|t| own.as_ref().is_some_and(|o| o.contains(t)))
+        {
             self.refuse(conn, format!("that would ban you too ({t})"));
             return;
         }
@@ -431,7 +431,11 @@ impl Hub {
             .clients
             .iter()
             .filter(|(c, m)| {
-                !self.server_op(**c) && self.bans.check(m.addr.ip(), m.account.as_deref(), now).is_some()
+                !self.server_op(**c)
+                    && self
+                        .bans
+                        .check(m.addr.ip(), m.account.as_deref(), now)
+                        .is_some()
             })
             .map(|(c, _)| *c)
             .collect();
@@ -439,13 +443,22 @@ impl Hub {
         told.push(conn);
         self.announce(conn, act, &told, None);
         for victim in hit {
-            let message = match self.clients.get(&victim).and_then(|m| {
-                self.bans.check(m.addr.ip(), m.account.as_deref(), now)
-            }) {
+            let message = match self
+                .clients
+                .get(&victim)
+                .and_then(|m| self.bans.check(m.addr.ip(), m.account.as_deref(), now))
+            {
                 Some(ban) => ban.refusal(now),
                 None => continue,
             };
             self.remove(victim, DisconnectReason::Banned, message, true);
+        }
+    }
+
+    fn list_bans(&mut self, conn: ConnId) {
+        if self.require_server_op(conn, "list the bans") {
+            let list = self.bans.list(Utc::now()).iter().map(Ban::info).collect();
+            self.push_to(conn, &ServerFrame::Bans(list));
         }
     }
 
@@ -456,11 +469,15 @@ impl Hub {
         let target = bans::parse_target(given)
             .unwrap_or_else(|| bans::account_target(&names::nick_keys(given).folded));
         if self.bans.remove(&target).is_none() {
-            self.refuse(conn, format!("there is no ban on {given} (/bans lists them)"));
+            self.refuse(
+                conn,
+                format!("there is no ban on {given} (/bans lists them)"),
+            );
             return;
         }
-        self.durable
-            .write(Write::Moderation(ModWrite::Unban { target: target.clone() }));
+        self.durable.write(Write::Moderation(ModWrite::Unban {
+            target: target.clone(),
+        }));
         let act = Act {
             action: ModAction::Unban,
             target,
@@ -473,10 +490,16 @@ impl Hub {
 
     /// The scope of a mute `conn` asks for: a room (as its key and name) or the server, if
     /// `conn` may mute there.
-    fn mute_scope(&mut self, conn: ConnId, room: Option<String>) -> Option<Option<(String, String)>> {
+    fn mute_scope(
+        &mut self,
+        conn: ConnId,
+        room: Option<String>,
+    ) -> Option<Option<(String, String)>> {
         match room {
             Some(r) => self.moderated_room(conn, &r, "mute").map(Some),
-            None => self.require_server_op(conn, "mute on the whole server").then_some(None),
+            None => self
+                .require_server_op(conn, "mute on the whole server")
+                .then_some(None),
         }
     }
 
@@ -501,7 +524,11 @@ impl Hub {
         let until = duration.map(|secs| now + TimeDelta::seconds(i64::try_from(secs).unwrap_or(0)));
         let by = self.nick_of(conn);
         let victim = self.nick_of(target);
-        let identity = self.clients.get(&target).map(|m| m.identity()).unwrap_or_default();
+        let identity = self
+            .clients
+            .get(&target)
+            .map(|m| m.identity())
+            .unwrap_or_default();
         let muted = Muted {
             by: by.clone(),
             until,
@@ -537,8 +564,15 @@ impl Hub {
             return;
         };
         let victim = self.nick_of(target);
-        let identity = self.clients.get(&target).map(|m| m.identity()).unwrap_or_default();
-        if !self.mutes.remove(scope.as_ref().map(|(k, _)| k.clone()), identity) {
+        let identity = self
+            .clients
+            .get(&target)
+            .map(|m| m.identity())
+            .unwrap_or_default();
+        if !self
+            .mutes
+            .remove(scope.as_ref().map(|(k, _)| k.clone()), identity)
+        {
             self.refuse(conn, format!("{victim} is not muted there"));
             return;
         }
@@ -580,7 +614,11 @@ impl Hub {
         };
         let victim = self.nick_of(target);
         let account = self.clients.get(&target).and_then(|m| m.account.clone());
-        let action = if grant { ModAction::Op } else { ModAction::Deop };
+        let action = if grant {
+            ModAction::Op
+        } else {
+            ModAction::Deop
+        };
         match scope {
             Some((key, name)) => {
                 let Some(r) = self.rooms.get_mut(&key).filter(|r| r.has(target)) else {
@@ -595,7 +633,10 @@ impl Hub {
                 };
                 if !changed {
                     let already = if grant { "already" } else { "not" };
-                    self.refuse(conn, format!("{victim} is {already} an operator of #{name}"));
+                    self.refuse(
+                        conn,
+                        format!("{victim} is {already} an operator of #{name}"),
+                    );
                     return;
                 }
                 if let Some(account) = account {
@@ -617,7 +658,10 @@ impl Hub {
             }
             None => {
                 let Some(account) = account else {
-                    self.refuse(conn, format!("{victim} is a guest: only accounts can be server operators"));
+                    self.refuse(
+                        conn,
+                        format!("{victim} is a guest: only accounts can be server operators"),
+                    );
                     return;
                 };
                 let changed = if grant {
@@ -648,7 +692,11 @@ impl Hub {
     }
 
     fn lock_topic(&mut self, conn: ConnId, room: &str, locked: bool) {
-        let what = if locked { "lock its topic" } else { "unlock its topic" };
+        let what = if locked {
+            "lock its topic"
+        } else {
+            "unlock its topic"
+        };
         let Some((key, name)) = self.moderated_room(conn, room, what) else {
             return;
         };
@@ -858,10 +906,19 @@ impl Hub {
             return;
         }
         for conn in self.members_of(key) {
-            let name = self.rooms.get(key).map(|r| r.name.clone()).unwrap_or_default();
+            let name = self
+                .rooms
+                .get(key)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
             let message = format!("#{name} was deleted by an administrator");
             self.error(conn, None, ErrorCode::NoSuchRoom(name), message);
-            self.leave_room(conn, key, DisconnectReason::LeftRoom, "the room was deleted".into());
+            self.leave_room(
+                conn,
+                key,
+                DisconnectReason::LeftRoom,
+                "the room was deleted".into(),
+            );
         }
         self.rooms.remove(key);
     }

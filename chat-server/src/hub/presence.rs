@@ -3,9 +3,7 @@
 use std::collections::HashSet;
 
 use chat_core::names;
-use chat_core::protocol::{
-    DisconnectReason, ErrorCode, ServerFrame, UserInfo, WhoisInfo,
-};
+use chat_core::protocol::{DisconnectReason, ErrorCode, ServerFrame, UserInfo, WhoisInfo};
 use chrono::Utc;
 
 use super::Hub;
@@ -33,8 +31,12 @@ impl Hub {
         let member = self.clients.get(&conn).ok_or("gone")?;
         let nick = if member.relayed {
             // A relayed guest stays starred.
-            names::relayed_nick(requested.strip_prefix(names::RELAY_PREFIX).unwrap_or(requested))
-                .map_err(|rule| format!("invalid nickname {requested:?}: {rule}"))?
+            names::relayed_nick(
+                requested
+                    .strip_prefix(names::RELAY_PREFIX)
+                    .unwrap_or(requested),
+            )
+            .map_err(|rule| format!("invalid nickname {requested:?}: {rule}"))?
         } else if requested.starts_with(names::RELAY_PREFIX) {
             return Err("nicknames starting with '*' are reserved for guests of a relay".into());
         } else {
@@ -50,7 +52,9 @@ impl Hub {
         let own = member.account.as_deref() == Some(keys.folded.as_str());
         for (kind, key) in keys.tagged() {
             if self.holder(kind, key).is_some_and(|c| c != conn) {
-                return Err(format!("{nick} (or a nickname that looks the same) is taken"));
+                return Err(format!(
+                    "{nick} (or a nickname that looks the same) is taken"
+                ));
             }
             if !own && self.accounts.reserves(kind, key) {
                 return Err(format!(

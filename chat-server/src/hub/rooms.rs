@@ -198,8 +198,7 @@ impl Hub {
             message,
             at: now,
         };
-        self.fanout
-            .broadcast(&self.rooms, key, &frame, None, false);
+        self.fanout.broadcast(&self.rooms, key, &frame, None, false);
         self.sinks
             .record(EventKind::RoomPart { nick, room: name }, now);
         if let Some(account) = account {
@@ -222,7 +221,11 @@ impl Hub {
             return;
         }
         if self.rooms.get(&key).is_some_and(|r| r.topic_locked) && !self.room_op(conn, &key) {
-            let name = self.rooms.get(&key).map(|r| r.name.clone()).unwrap_or_default();
+            let name = self
+                .rooms
+                .get(&key)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
             let message = format!("the topic of #{name} is locked: only its operators may set it");
             self.error(conn, None, ErrorCode::NotAllowed, message);
             return;

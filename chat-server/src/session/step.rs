@@ -264,9 +264,8 @@ fn check_moderation(frame: &ClientFrame) -> Result<(), String> {
                 }
             })
     };
-    let line = |what: &str, value: &str| {
-        check_topic(value).map_err(|e| format!("invalid {what}: {e}"))
-    };
+    let line =
+        |what: &str, value: &str| check_topic(value).map_err(|e| format!("invalid {what}: {e}"));
     let room = |value: &Option<String>| match value {
         Some(r) => names::validate_room(r.strip_prefix('#').unwrap_or(r))
             .map_err(|e| format!("invalid room {r:?}: {e}")),
@@ -279,7 +278,11 @@ fn check_moderation(frame: &ClientFrame) -> Result<(), String> {
         _ => Ok(()),
     };
     match frame {
-        ClientFrame::Kick { room: r, nick, reason } => {
+        ClientFrame::Kick {
+            room: r,
+            nick,
+            reason,
+        } => {
             room(r)?;
             name("nickname", nick)?;
             line("reason", reason)

@@ -81,7 +81,9 @@ impl AdminAction {
 pub fn admin_events(db: &Connection, after: i64) -> Result<Vec<AdminEvent>, StoreError> {
     let rows = db
         .prepare_cached("SELECT id, action, target FROM admin_events WHERE id > ?1 ORDER BY id")?
-        .query_map([after], |r| Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?)))?
+        .query_map([after], |r| {
+            Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
+        })?
         .collect::<Result<Vec<(i64, String, String)>, _>>()?;
     Ok(rows
         .into_iter()

@@ -271,7 +271,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     }
     let hidden = app.tabs[app.active].hidden;
     if hidden > 0 {
-        spans.push(Span::styled(format!("│ {hidden} hidden (ignored) "), theme.bar()));
+        spans.push(Span::styled(
+            format!("│ {hidden} hidden (ignored) "),
+            theme.bar(),
+        ));
     }
     if app.focus == Focus::Roster {
         spans.push(Span::styled(
@@ -327,9 +330,18 @@ pub const HELP: &[(&str, &str)] = &[
         "claim your nickname · /password PASS changes it",
     ),
     ("/close  /reconnect", "close this tab · reconnect now"),
-    ("/nick NEW  /away [msg]", "change nickname · away (/back to return)"),
-    ("/whois NICK", "account, online since, idle, rooms in common"),
-    ("/ignore NICK", "hide their messages · /unignore · /ignore lists"),
+    (
+        "/nick NEW  /away [msg]",
+        "change nickname · away (/back to return)",
+    ),
+    (
+        "/whois NICK",
+        "account, online since, idle, rooms in common",
+    ),
+    (
+        "/ignore NICK",
+        "hide their messages · /unignore · /ignore lists",
+    ),
     (
         "roster: w i k m b",
         "whois · ignore · kick · mute · ban (Enter confirms)",
@@ -338,9 +350,18 @@ pub const HELP: &[(&str, &str)] = &[
         "/kick /mute NICK",
         "operators: [-s] server-wide, [10m] [reason] · /unmute",
     ),
-    ("/op /deop NICK", "operators: room operator (-s: of the server)"),
-    ("/locktopic", "operators: only they set the topic · /unlocktopic"),
-    ("/ban TARGET [7d]", "nick, address or account:NAME · /unban /bans"),
+    (
+        "/op /deop NICK",
+        "operators: room operator (-s: of the server)",
+    ),
+    (
+        "/locktopic",
+        "operators: only they set the topic · /unlocktopic",
+    ),
+    (
+        "/ban TARGET [7d]",
+        "nick, address or account:NAME · /unban /bans",
+    ),
     (
         "/quit  Ctrl-C",
         "leave (/quit reason) · //text sends \"/text\"",

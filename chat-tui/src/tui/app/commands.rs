@@ -165,7 +165,8 @@ impl App {
         }
         match self.ignored.add(&nick) {
             Ok(()) => {
-                let text = format!("you ignore {nick}: their messages are hidden (/unignore {nick})");
+                let text =
+                    format!("you ignore {nick}: their messages are hidden (/unignore {nick})");
                 self.notice_active(&text, false);
                 (Vec::new(), false)
             }

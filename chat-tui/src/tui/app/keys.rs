@@ -118,10 +118,13 @@ impl App {
             return Vec::new();
         };
         match key {
-            'w' => return self.command(crate::command::Command::Mod(
-                crate::command::ModCommand::Whois(nick),
-            ))
-            .0,
+            'w' => {
+                return self
+                    .command(crate::command::Command::Mod(
+                        crate::command::ModCommand::Whois(nick),
+                    ))
+                    .0;
+            }
             'i' if self.ignored.contains(&nick) => {
                 return self.command(crate::command::Command::Unignore(nick)).0;
             }
@@ -135,9 +138,7 @@ impl App {
         };
         self.set_input(&line);
         self.focus = Focus::Input;
-        let text = format!(
-            "Enter to {what} {nick} (add a reason first; Ctrl-U cancels)"
-        );
+        let text = format!("Enter to {what} {nick} (add a reason first; Ctrl-U cancels)");
         self.notice_active(&text, false);
         Vec::new()
     }

@@ -26,7 +26,10 @@ impl App {
         let own = fold(&m.from) == fold(&self.nick);
         if !own && self.ignored.contains(&m.from) {
             // Counted where it would have shown: its room, or the lobby for a private one.
-            let i = m.to.room().and_then(|r| self.known_room_tab(r)).unwrap_or(0);
+            let i =
+                m.to.room()
+                    .and_then(|r| self.known_room_tab(r))
+                    .unwrap_or(0);
             self.tabs[i].hidden += 1;
             return Vec::new();
         }

@@ -157,7 +157,10 @@ impl App {
             (false, false) => "a guest",
         };
         let op = if w.operator { ", server operator" } else { "" };
-        let since = w.since.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M");
+        let since = w
+            .since
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M");
         let idle = match w.idle_secs {
             0..60 => format!("{} s", w.idle_secs),
             60..3600 => format!("{} min", w.idle_secs / 60),

@@ -120,7 +120,11 @@ impl App {
     }
 
     /// Changes the roster of a room other than the lobby, keeping it sorted.
-    pub(super) fn change_room_roster(&mut self, room: &str, change: impl FnOnce(&mut Vec<UserInfo>)) {
+    pub(super) fn change_room_roster(
+        &mut self,
+        room: &str,
+        change: impl FnOnce(&mut Vec<UserInfo>),
+    ) {
         let roster = self.room_rosters.entry(fold(room)).or_default();
         change(roster);
         sort_roster(roster);
