@@ -85,3 +85,19 @@ fn documented_message_is_what_the_code_sends() {
         "update docs/protocol.md"
     );
 }
+
+#[test]
+fn documented_kick_is_what_the_code_sends() {
+    let doc = include_str!("../../docs/protocol.md");
+    let kick = ClientFrame::Kick {
+        room: Some("rust".into()),
+        nick: "bob".into(),
+        reason: "spamming".into(),
+    };
+    let real = encode_frame(&kick, 4096).expect("encode");
+    assert_eq!(
+        hex(&dump(doc, "kick")),
+        hex(&real),
+        "update docs/protocol.md"
+    );
+}

@@ -553,7 +553,10 @@ fn a_version_1_server_gets_no_request_it_cannot_decode() {
     let (addr, server) = version_1_server();
     let mut c = Plain::spawn(addr, &["--nick", "olduser"]);
     c.expect("connected to");
-    c.expect("! the server speaks protocol version 1 (this client: 3)");
+    c.expect(&format!(
+        "! the server speaks protocol version 1 (this client: {})",
+        chat_core::protocol::PROTOCOL_VERSION
+    ));
     c.type_line("/join #rust");
     c.expect("! not sent: that command needs protocol version 2, and the server speaks version 1");
     c.type_line("/register s3cret");
