@@ -278,7 +278,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     }
     if app.focus == Focus::Roster {
         spans.push(Span::styled(
-            "│ roster: Enter tab · w whois · i ignore · k kick · m mute · b ban ",
+            "│ roster: Enter opens a tab · w whois · i ignore · k kick · m mute · b ban ",
             theme.bar(),
         ));
     }
@@ -330,38 +330,6 @@ pub const HELP: &[(&str, &str)] = &[
         "claim your nickname · /password PASS changes it",
     ),
     ("/close  /reconnect", "close this tab · reconnect now"),
-    (
-        "/nick NEW  /away [msg]",
-        "change nickname · away (/back to return)",
-    ),
-    (
-        "/whois NICK",
-        "account, online since, idle, rooms in common",
-    ),
-    (
-        "/ignore NICK",
-        "hide their messages · /unignore · /ignore lists",
-    ),
-    (
-        "roster: w i k m b",
-        "whois · ignore · kick · mute · ban (Enter confirms)",
-    ),
-    (
-        "/kick /mute NICK",
-        "operators: [-s] server-wide, [10m] [reason] · /unmute",
-    ),
-    (
-        "/op /deop NICK",
-        "operators: room operator (-s: of the server)",
-    ),
-    (
-        "/locktopic",
-        "operators: only they set the topic · /unlocktopic",
-    ),
-    (
-        "/ban TARGET [7d]",
-        "nick, address or account:NAME · /unban /bans",
-    ),
     (
         "/quit  Ctrl-C",
         "leave (/quit reason) · //text sends \"/text\"",

@@ -14,11 +14,14 @@ impl App {
     pub(super) fn moderated(&mut self, notice: ModNotice) -> Vec<Effect> {
         let text = sanitize_line(&notice.describe());
         let about_me = fold(&notice.target) == fold(&self.nick);
+        // Kicked out of a room, whose tab closes: told in the lobby's.
+        let kicked_out = about_me && notice.action == ModAction::Kick;
         let i = notice
             .room
             .as_deref()
+            .filter(|_| !kicked_out)
             .and_then(|room| self.known_room_tab(room))
-            .unwrap_or(self.active);
+            .unwrap_or(if kicked_out { 0 } else { self.active });
         self.notice(i, &text, about_me);
         if about_me && matches!(notice.action, ModAction::Mute) {
             let line = "you can read but not speak until it ends or an operator unmutes you";
