@@ -311,8 +311,7 @@ fn bans(conn: &Connection) -> Shown {
 }
 
 fn unban(conn: &mut Connection, given: &str) -> Shown {
-    let target = crate::bans::parse_target(given)
-        .unwrap_or_else(|| crate::bans::account_target(&names::nick_keys(given).folded));
+    let target = crate::bans::lift_target(given);
     let tx = conn.transaction()?;
     if tx.execute("DELETE FROM bans WHERE target = ?1", [&target])? == 0 {
         return Err(Failure::Refused(format!(

@@ -116,6 +116,13 @@ pub fn parse_target(given: &str) -> Option<String> {
     (!account.is_empty()).then(|| account_target(&chat_core::names::fold(account)))
 }
 
+/// The ban target an operator means when lifting one: as [`parse_target`] reads it, or else
+/// the account of that name (`/unban bob`).
+pub fn lift_target(given: &str) -> String {
+    parse_target(given)
+        .unwrap_or_else(|| account_target(&chat_core::names::nick_keys(given).folded))
+}
+
 /// The bans in force, shared by the hub (which changes them) and the sessions (which check
 /// them). Changes are rare; checks take a read lock for a hash lookup or two.
 #[derive(Debug, Default)]

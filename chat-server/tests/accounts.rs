@@ -15,17 +15,6 @@ use chat_server::{Config, DbLocation, GuestPolicy};
 use chat_testing::*;
 use tokio::net::TcpStream;
 
-async fn join(client: &mut TcpClient, room: &str) {
-    send(client, ClientFrame::Join { room: room.into() }).await;
-    let name = room.trim_start_matches('#');
-    expect(
-        client,
-        "Entered",
-        |f| matches!(f, ServerFrame::Entered { room: r, .. } if r == name),
-    )
-    .await;
-}
-
 /// Sends text to a room and waits for its acknowledgement (the echo): it is stored then.
 async fn say_acked(client: &mut TcpClient, room: &str, text: &str) -> ChatMessage {
     let tag = client.sender.say(room, text).await.expect("say");

@@ -11,13 +11,6 @@ use chat_core::protocol::{
 use chat_testing::*;
 use tokio::io::AsyncWriteExt;
 
-fn bye(frames: &[ServerFrame]) -> (DisconnectReason, String) {
-    match frames.last() {
-        Some(ServerFrame::Bye { reason, message }) => (*reason, message.clone()),
-        other => panic!("expected Bye last, got {other:?} in {frames:?}"),
-    }
-}
-
 /// Starts a server with two chatting bystanders, runs `attack`, and checks that the
 /// bystanders still chat afterwards, that no attacker is left in the roster, and that the
 /// attack is in the log.

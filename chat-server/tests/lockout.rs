@@ -3,7 +3,7 @@
 //! rooms) would pass the send queue. The replay is paced and cut to fit, the Welcome comes
 //! first, and the account gets in, to every room.
 
-use chat_core::protocol::{ClientFrame, ServerFrame};
+use chat_core::protocol::ServerFrame;
 use chat_server::Config;
 use chat_testing::*;
 
@@ -24,16 +24,6 @@ async fn fill(client: &mut chat_core::client::TcpClient, room: &str, n: usize, s
             .await;
         }
     }
-}
-
-async fn join(client: &mut chat_core::client::TcpClient, room: &str) {
-    send(client, ClientFrame::Join { room: room.into() }).await;
-    expect(
-        client,
-        "Entered",
-        |f| matches!(f, ServerFrame::Entered { room: r, .. } if r == room),
-    )
-    .await;
 }
 
 fn config(c: &mut Config) {

@@ -23,6 +23,15 @@ fn on_file(path: &Path) -> impl FnOnce(&mut Config) + '_ {
     }
 }
 
+/// A server keeping its data in `db`, counting loopback addresses as different hosts.
+async fn on_disk(db: &Path) -> TestServer {
+    TestServer::start_with(|c| {
+        on_file(db)(c);
+        count_loopback(c);
+    })
+    .await
+}
+
 fn admin(db: &Path, command: AdminCommand) -> String {
     let mut out = Vec::new();
     chat_server::admin::run(db, &command, &mut out).expect("admin command");
@@ -34,16 +43,6 @@ async fn from(server: &TestServer, addr: &str, nick: &str) -> TcpClient {
         .client_from(addr, nick, None)
         .await
         .unwrap_or_else(|e| panic!("{nick}: {e}"))
-}
-
-async fn join(client: &mut TcpClient, room: &str) {
-    send(client, ClientFrame::Join { room: room.into() }).await;
-    expect(
-        client,
-        "Entered",
-        |f| matches!(f, ServerFrame::Entered { room: r, .. } if r == room),
-    )
-    .await;
 }
 
 async fn refusal(client: &mut TcpClient, frame: ClientFrame) -> String {
@@ -255,11 +254,7 @@ async fn room_operators_kick_mute_and_lock_the_topic_and_others_are_refused() {
 async fn a_ban_holds_under_another_nickname_and_across_a_restart_until_lifted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chat.db");
-    let server = TestServer::start_with(|c| {
-        on_file(&db)(c);
-        count_loopback(c);
-    })
-    .await;
+    let server = on_disk(&db).await;
     let mut alice = operator(&server, &db).await;
     let mut bob = from(&server, "127.0.0.2", "bob").await;
     let mut carol = from(&server, "127.0.0.3", "carol").await;
@@ -280,13 +275,9 @@ async fn a_ban_holds_under_another_nickname_and_across_a_restart_until_lifted() 
     )
     .await;
     notice(&mut alice, ModAction::Ban).await;
-    match read_to_end(&mut bob).await.last() {
-        Some(ServerFrame::Bye { reason, message }) => {
-            assert_eq!(*reason, DisconnectReason::Banned);
-            assert!(message.contains("flooding"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (reason, message) = bye(&read_to_end(&mut bob).await);
+    assert_eq!(reason, DisconnectReason::Banned);
+    assert!(message.contains("flooding"), "{message}");
     // Back under another nickname, from the same address: refused with the reason and the
     // time left.
     let (reason, message) = refused(server.client_from("127.0.0.2", "robert", None).await);
@@ -316,11 +307,7 @@ async fn a_ban_holds_under_another_nickname_and_across_a_restart_until_lifted() 
 
     // After a restart the ban holds; `chat-server admin` lists it and lifts it while the
     // server runs.
-    let server = TestServer::start_with(|c| {
-        on_file(&db)(c);
-        count_loopback(c);
-    })
-    .await;
+    let server = on_disk(&db).await;
     let (reason, _) = refused(server.client_from("127.0.0.2", "bob", None).await);
     assert!(matches!(reason, RejectReason::Banned { .. }));
     let listed = admin(&db, AdminCommand::Bans);
@@ -357,11 +344,7 @@ async fn a_ban_holds_under_another_nickname_and_across_a_restart_until_lifted() 
 async fn server_operators_kick_mute_and_name_operators_and_old_clients_get_a_bye() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chat.db");
-    let server = TestServer::start_with(|c| {
-        on_file(&db)(c);
-        count_loopback(c);
-    })
-    .await;
+    let server = on_disk(&db).await;
     let mut alice = operator(&server, &db).await;
     // A version 2 client is kicked off the server: a Bye with the reason in words.
     let (mut r, mut w) = raw_from("127.0.0.2", server.addr).await;
@@ -381,13 +364,9 @@ async fn server_operators_kick_mute_and_name_operators_and_old_clients_get_a_bye
         },
     )
     .await;
-    match frames_until_close(&mut r).await.last() {
-        Some(ServerFrame::Bye { reason, message }) => {
-            assert_eq!(*reason, DisconnectReason::ConnectionClosed);
-            assert_eq!(message, "kicked by alice: off you go");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (reason, message) = bye(&frames_until_close(&mut r).await);
+    assert_eq!(reason, DisconnectReason::ConnectionClosed);
+    assert_eq!(message, "kicked by alice: off you go");
     // A server-wide mute covers private messages too; unmuted, bob speaks again.
     let mut bob = from(&server, "127.0.0.3", "bob").await;
     let mute = ClientFrame::Mute {
@@ -442,6 +421,11 @@ async fn nick_changes_reach_every_roster_and_relayed_guests_stay_starred() {
     .await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
+    // A version 2 client in the lobby.
+    let (mut old, mut w) = raw(server.addr).await;
+    tokio::io::AsyncWriteExt::write_all(&mut w, &hello("oldie", 2))
+        .await
+        .expect("hello");
     send(
         &mut bob,
         ClientFrame::Nick {
@@ -455,6 +439,21 @@ async fn nick_changes_reach_every_roster_and_relayed_guests_stay_starred() {
         })
         .await;
     }
+    // The version 2 client sees bob leave and robert come.
+    let mut seen = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(f)) = old.recv().await {
+            let done = matches!(&f, ServerFrame::Joined { user, .. } if user.nick == "robert");
+            seen.push(f);
+            if done {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("robert joins, for a version 2 client");
+    assert!(seen.iter().any(|f| matches!(f,
+        ServerFrame::Left { nick, message, .. } if nick == "bob" && message == "is now robert")));
     // Taken, or an account's, or starred: refused.
     register(&mut alice, "alice-pw").await;
     assert!(
@@ -597,6 +596,29 @@ async fn admin_deletes_accounts_and_rooms_of_a_running_server() {
         rooms.contains("#attic") && rooms.contains("operators: bob"),
         "{rooms}"
     );
+    // A new password, printed, replaces the old one.
+    let reset = admin(
+        &db,
+        AdminCommand::ResetPassword {
+            nick: "bob".into(),
+            password_stdin: false,
+        },
+    );
+    let new = reset
+        .split("is: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("the new password is printed");
+    let (reason, _) = refused(login(&server, "bob", "bob-password").await);
+    assert_eq!(reason, RejectReason::BadPassword);
+    // Logging in with the new one replaces bob's connection; the new one goes on.
+    let mut bob_before = bob;
+    let mut bob = login(&server, "bob", new)
+        .await
+        .expect("the new password works");
+    let (reason, _) = bye(&read_to_end(&mut bob_before).await);
+    assert_eq!(reason, DisconnectReason::LoggedInElsewhere);
+    join(&mut bob, "attic").await;
     admin(
         &db,
         AdminCommand::DeleteRoom {
@@ -610,10 +632,8 @@ async fn admin_deletes_accounts_and_rooms_of_a_running_server() {
     )
     .await;
     admin(&db, AdminCommand::DeleteAccount { nick: "bob".into() });
-    match read_to_end(&mut bob).await.last() {
-        Some(ServerFrame::Bye { message, .. }) => assert!(message.contains("deleted"), "{message}"),
-        other => panic!("{other:?}"),
-    }
+    let (_, message) = bye(&read_to_end(&mut bob).await);
+    assert!(message.contains("deleted"), "{message}");
     // The nickname is free, and a reset of a deleted account is refused.
     let carol = server.client("bob").await;
     assert_eq!(carol.welcome.nick, "bob");
@@ -627,5 +647,47 @@ async fn admin_deletes_accounts_and_rooms_of_a_running_server() {
         &mut out,
     );
     assert!(refused.expect_err("no such account").contains("no account"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn room_operators_survive_a_restart_and_a_renamed_account_is_still_replaced_by_its_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chat.db");
+    let server = on_disk(&db).await;
+    let mut carol = server.client("carol").await;
+    register(&mut carol, "carol-password").await;
+    join(&mut carol, "den").await;
+    carol.sender.say("den", "mine").await.expect("say");
+    expect_text(&mut carol, "mine").await;
+    // Carol, renamed, is still logged in to her account: her next login replaces this one.
+    send(
+        &mut carol,
+        ClientFrame::Nick {
+            nick: "carol_away".into(),
+        },
+    )
+    .await;
+    expect(&mut carol, "renamed", |f| {
+        matches!(f, ServerFrame::NickChanged { .. })
+    })
+    .await;
+    let again = login(&server, "carol", "carol-password")
+        .await
+        .expect("login");
+    let (reason, _) = bye(&read_to_end(&mut carol).await);
+    assert_eq!(reason, DisconnectReason::LoggedInElsewhere);
+    quit(again).await;
+    server.stop().await;
+
+    // After a restart her room is given back at login, with her as its operator.
+    let server = on_disk(&db).await;
+    let mut carol = login(&server, "carol", "carol-password")
+        .await
+        .expect("login");
+    expect(&mut carol, "the den's operators", |f| {
+        matches!(f, ServerFrame::Ops { room, ops } if room == "den" && ops == &["carol".to_owned()])
+    })
+    .await;
     server.stop().await;
 }

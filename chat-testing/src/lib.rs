@@ -396,6 +396,26 @@ pub async fn frames_until_close(
     out
 }
 
+/// The goodbye that ends `frames`: its reason and message.
+pub fn bye(frames: &[ServerFrame]) -> (chat_core::protocol::DisconnectReason, String) {
+    match frames.last() {
+        Some(ServerFrame::Bye { reason, message }) => (*reason, message.clone()),
+        other => panic!("expected Bye last, got {other:?} in {frames:?}"),
+    }
+}
+
+/// Joins `room` (with or without `#`) and waits until the server says it is entered.
+pub async fn join<R: Rd, W: Wr>(client: &mut Client<R, W>, room: &str) {
+    send(client, ClientFrame::Join { room: room.into() }).await;
+    let name = room.trim_start_matches('#');
+    expect(
+        client,
+        "Entered",
+        |f| matches!(f, ServerFrame::Entered { room: r, .. } if r == name),
+    )
+    .await;
+}
+
 /// The one `Rejected` frame of a refused connection: its reason and message.
 pub fn rejection(frames: &[ServerFrame]) -> (RejectReason, String) {
     match frames {

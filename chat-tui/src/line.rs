@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use chat_core::client::{ClientError, ClientSender, ConnectOptions, NetClient, connect_secured};
 use chat_core::frame::FrameError;
-use chat_core::protocol::{
-    ClientFrame, DEFAULT_ROOM, DisconnectReason, Password, RejectReason, ServerFrame, Target,
-};
+use chat_core::protocol::{ClientFrame, DisconnectReason, Password, RejectReason, ServerFrame};
 use chrono::Utc;
 use tokio::sync::mpsc;
 
@@ -17,10 +15,12 @@ use crate::command::{Command, parse, room_name};
 use deliver::{Answer, Delivery};
 
 mod deliver;
+mod rooms;
 use crate::line_event::LineEvent;
 use crate::sanitize::sanitize_line;
 use crate::trust::{self, Trust, Verdict};
 use chat_core::names::fold;
+use rooms::Rooms;
 
 /// How the line client was asked to behave.
 #[derive(Debug, Clone)]
@@ -547,102 +547,6 @@ impl Interrupt {
             return;
         }
         std::future::pending::<()>().await;
-    }
-}
-
-/// The rooms the line client is in, the current one (where plain text goes: the room last
-/// joined with `/join`, or the one `/room` chose; rooms an account gets back at login do not
-/// change it), and the oldest message seen in each (where `/history` continues from).
-#[derive(Debug)]
-struct Rooms {
-    current: String,
-    joined: Vec<String>,
-    oldest: std::collections::HashMap<String, u64>,
-    /// The room asked for with `/join`, folded: it becomes current when entered.
-    joining: Option<String>,
-}
-
-impl Default for Rooms {
-    fn default() -> Self {
-        Rooms {
-            current: DEFAULT_ROOM.to_owned(),
-            joined: vec![DEFAULT_ROOM.to_owned()],
-            oldest: std::collections::HashMap::new(),
-            joining: None,
-        }
-    }
-}
-
-impl Rooms {
-    /// Follows a frame from the server; returns an event when the current room changed other
-    /// than by entering one (whose own event says so).
-    fn track(&mut self, frame: &ServerFrame) -> Option<LineEvent> {
-        match frame {
-            ServerFrame::Entered { room, .. } => {
-                if !self.joined.iter().any(|r| fold(r) == fold(room)) {
-                    self.joined.push(room.clone());
-                }
-                if self.joining.as_deref() == Some(fold(room).as_str()) {
-                    self.joining = None;
-                    self.current.clone_from(room);
-                    return Some(LineEvent::CurrentRoom {
-                        time: Utc::now(),
-                        room: room.clone(),
-                    });
-                }
-            }
-            ServerFrame::Parted { room } => {
-                self.joined.retain(|r| fold(r) != fold(room));
-                if fold(&self.current) == fold(room) {
-                    self.current = self
-                        .joined
-                        .last()
-                        .cloned()
-                        .unwrap_or_else(|| DEFAULT_ROOM.to_owned());
-                    return Some(LineEvent::CurrentRoom {
-                        time: Utc::now(),
-                        room: self.current.clone(),
-                    });
-                }
-            }
-            ServerFrame::Message(m) => {
-                if let Target::Room(room) = &m.to {
-                    self.seen(room, m.id);
-                }
-            }
-            ServerFrame::History { room, messages, .. } => {
-                if let Some(first) = messages.first() {
-                    self.seen(room, first.id);
-                }
-            }
-            _ => {}
-        }
-        None
-    }
-
-    fn seen(&mut self, room: &str, id: u64) {
-        let oldest = self.oldest.entry(room.to_owned()).or_insert(id);
-        *oldest = (*oldest).min(id);
-    }
-
-    /// Where `/history` continues from in `room`.
-    fn oldest(&self, room: &str) -> Option<u64> {
-        self.oldest.get(room).copied()
-    }
-
-    /// `/room NAME`: makes a joined room the current one.
-    fn switch(&mut self, room: &str) -> LineEvent {
-        let found = self.joined.iter().find(|r| fold(r) == fold(room)).cloned();
-        match found {
-            Some(room) => {
-                self.current.clone_from(&room);
-                LineEvent::CurrentRoom {
-                    time: Utc::now(),
-                    room,
-                }
-            }
-            None => LineEvent::error(format!("you are not in #{room}: /join #{room} first")),
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! `tui::app::Event`.)
 
 use chat_core::protocol::{
-    ChatMessage, DisconnectReason, ModAction, NickChange, RoomInfo, ServerFrame, Welcome,
+    ChatMessage, DisconnectReason, NickChange, RoomInfo, ServerFrame, Welcome,
 };
 use chrono::{DateTime, Utc};
 
@@ -227,20 +227,6 @@ pub struct BanLine {
     pub until: Option<String>,
 }
 
-fn action_name(action: ModAction) -> &'static str {
-    match action {
-        ModAction::Kick => "kick",
-        ModAction::Ban => "ban",
-        ModAction::Unban => "unban",
-        ModAction::Mute => "mute",
-        ModAction::Unmute => "unmute",
-        ModAction::Op => "op",
-        ModAction::Deop => "deop",
-        ModAction::LockTopic => "lock_topic",
-        ModAction::UnlockTopic => "unlock_topic",
-    }
-}
-
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -405,7 +391,7 @@ impl LineEvent {
             ServerFrame::PasswordChanged => LineEvent::PasswordChanged { time: now },
             ServerFrame::Moderation(n) => LineEvent::Moderation {
                 time: n.at,
-                action: action_name(n.action),
+                action: n.action.as_str(),
                 text: n.describe(),
                 by: n.by,
                 target: n.target,

@@ -30,6 +30,22 @@ pub enum ModAction {
 }
 
 impl ModAction {
+    /// Its name in logs and JSON: `kick`, `ban`, `unban`, `mute`, `unmute`, `op`, `deop`,
+    /// `lock_topic`, `unlock_topic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModAction::Kick => "kick",
+            ModAction::Ban => "ban",
+            ModAction::Unban => "unban",
+            ModAction::Mute => "mute",
+            ModAction::Unmute => "unmute",
+            ModAction::Op => "op",
+            ModAction::Deop => "deop",
+            ModAction::LockTopic => "lock_topic",
+            ModAction::UnlockTopic => "unlock_topic",
+        }
+    }
+
     /// The past-tense verb, for notices ("alice kicked bob").
     pub fn verb(self) -> &'static str {
         match self {

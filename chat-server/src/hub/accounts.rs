@@ -134,8 +134,8 @@ impl Hub {
         if !self.create_account(conn, &key, nick, hash) {
             return;
         }
-        if let Some(m) = self.clients.get_mut(&conn) {
-            m.account = Some(key.clone());
+        if self.clients.contains_key(&conn) {
+            self.set_account(conn, Some(key.clone()));
             self.guests = self.guests.saturating_sub(1);
         }
         for room in rooms {
@@ -241,10 +241,8 @@ impl Hub {
         error: &str,
     ) -> Option<String> {
         self.accounts.forget(key, nick);
-        if let Some(m) = self.clients.get_mut(&conn)
-            && m.account.as_deref() == Some(key)
-        {
-            m.account = None;
+        if self.by_account.get(key) == Some(&conn) {
+            self.set_account(conn, None);
             self.guests += 1;
         }
         if self.config.guests == GuestPolicy::Deny {

@@ -149,6 +149,9 @@ impl Hub {
             self.guests += 1;
         }
         let account = logged_in.then(|| keys.folded.clone());
+        if let Some(key) = &account {
+            self.by_account.insert(key.clone(), req.conn);
+        }
         self.clients.insert(
             req.conn,
             Box::new(Member {
@@ -238,15 +241,21 @@ impl Hub {
         self.replays.push(conn, Part::Offline(key));
     }
 
-    /// Disconnects whoever online holds `nick` or a look-alike: an account that logs in
-    /// takes its nickname back (from its own older connection).
+    /// Disconnects whoever online holds `nick` or a look-alike, and whoever is logged in to
+    /// its account under another nickname (`/nick`): an account that logs in takes its
+    /// nickname back (from its own older connection).
     fn evict_holders(&mut self, nick: &str) {
         let keys = names::nick_keys(nick);
-        let holders: Vec<ConnId> = keys
+        let mut holders: Vec<ConnId> = keys
             .tagged()
             .iter()
             .filter_map(|&(kind, key)| self.holder(kind, key))
             .collect();
+        if let Some(&renamed) = self.by_account.get(&keys.folded) {
+            holders.push(renamed);
+        }
+        holders.sort_unstable();
+        holders.dedup();
         for conn in holders {
             self.remove(
                 conn,
@@ -321,19 +330,22 @@ impl Hub {
             return;
         };
         self.nicks.remove(conn, &member.keys);
+        if let Some(key) = &member.account
+            && self.by_account.get(key) == Some(&conn)
+        {
+            self.by_account.remove(key);
+        }
         self.replays.forget(conn);
-        self.forget_ops(conn);
         if !member.logged_in() {
             self.guests = self.guests.saturating_sub(1);
         }
-        if member.away.is_some() {
-            self.away = self.away.saturating_sub(1);
-        }
+        self.away.remove(&conn);
         let now = Utc::now();
         let mut left_rooms = Vec::new();
         for (key, room) in &mut self.rooms {
             if room.members.remove(&conn).is_some() {
                 room.order.remove(conn);
+                room.guest_ops.remove(&conn);
                 left_rooms.push((key.clone(), room.name.clone()));
             }
         }

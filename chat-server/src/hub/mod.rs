@@ -47,7 +47,7 @@ mod sinks;
 mod tests;
 mod upkeep;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -115,6 +115,9 @@ pub(crate) struct Hub {
     room_buckets: RoomBuckets,
     /// Keys of the accounts that are server operators.
     operators: HashSet<String>,
+    /// Who online is logged in to each account (by key): after `/nick`, the nickname no
+    /// longer tells.
+    by_account: HashMap<String, ConnId>,
     /// The bans in force, shared with the sessions.
     bans: Arc<Bans>,
     /// Who may not speak, where.
@@ -122,7 +125,7 @@ pub(crate) struct Hub {
     /// The last `chat-server admin` change applied.
     admin_seen: i64,
     /// Members who are away.
-    away: usize,
+    away: HashSet<ConnId>,
     next_msg_id: u64,
     /// Members not logged in to an account.
     guests: usize,
@@ -158,10 +161,11 @@ impl Hub {
             replays: Replays::default(),
             room_buckets: RoomBuckets::default(),
             operators: HashSet::new(),
+            by_account: HashMap::new(),
             bans: Arc::new(Bans::default()),
             mutes: Mutes::default(),
             admin_seen: 0,
-            away: 0,
+            away: HashSet::new(),
             stats,
             next_msg_id: 1,
             guests: 0,
@@ -216,6 +220,23 @@ impl Hub {
         self.restore_moderation(snapshot.moderation);
         self.durable.attach(store, me);
         self
+    }
+
+    /// Makes `conn` logged in to `account` (`None`: a guest again), keeping the index of who
+    /// holds each account.
+    fn set_account(&mut self, conn: ConnId, account: Option<String>) {
+        let Some(m) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        if let Some(old) = m.account.take()
+            && self.by_account.get(&old) == Some(&conn)
+        {
+            self.by_account.remove(&old);
+        }
+        if let Some(key) = &account {
+            self.by_account.insert(key.clone(), conn);
+        }
+        m.account = account;
     }
 
     /// The bans in force, which sessions check at each `Hello`.

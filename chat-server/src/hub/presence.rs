@@ -151,7 +151,6 @@ impl Hub {
             return;
         };
         let message = (!message.is_empty()).then_some(message);
-        let was_away = member.away.is_some();
         member.away = message.clone().map(|message| {
             Box::new(Away {
                 message,
@@ -159,10 +158,10 @@ impl Hub {
             })
         });
         let nick = member.nick.clone();
-        match (was_away, message.is_some()) {
-            (false, true) => self.away += 1,
-            (true, false) => self.away = self.away.saturating_sub(1),
-            _ => {}
+        if message.is_some() {
+            self.away.insert(conn);
+        } else {
+            self.away.remove(&conn);
         }
         let frame = ServerFrame::Away {
             nick: nick.clone(),
@@ -180,6 +179,9 @@ impl Hub {
     /// After a private message from `from` to `online`: the away messages of those who are
     /// away, each once per sender.
     pub(super) fn tell_away(&mut self, from: ConnId, online: &[ConnId]) {
+        if self.away.is_empty() {
+            return;
+        }
         let mut frames = Vec::new();
         for to in online {
             let Some(m) = self.clients.get_mut(to) else {

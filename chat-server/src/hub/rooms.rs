@@ -183,6 +183,8 @@ impl Hub {
         };
         r.members.remove(&conn);
         r.order.remove(conn);
+        // A guest who leaves is no longer the room's operator.
+        r.guest_ops.remove(&conn);
         let name = r.name.clone();
         r.last_used = Utc::now();
         if account.is_some() {
