@@ -600,3 +600,88 @@ fn chat_tui_prints_completions_and_its_man_page() {
         "the help's epilogue is in the page"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignoring_hides_messages_and_survives_a_restart() {
+    let server = start_server().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut alice = Plain::spawn_with(
+        server.addr,
+        &["--plaintext", "--nick", "alice"],
+        home.path(),
+    );
+    alice.expect("connected to");
+    let mut bob = Plain::spawn(server.addr, &["--nick", "bob"]);
+    alice.expect("* bob joined");
+    alice.type_line("/ignore bob");
+    alice.expect("* you ignore bob");
+    bob.type_line("buy cheap watches");
+    bob.type_line("/msg alice psst, watches");
+    bob.type_line("/nick bobby");
+    alice.expect("* bob is now bobby");
+    // A message alice sees afterwards is proof the ignored ones came (and were hidden) before.
+    let mut carol = Plain::spawn(server.addr, &["--nick", "carol"]);
+    carol.type_line("carol here");
+    alice.expect("<carol> carol here");
+    assert!(
+        !alice.seen.iter().any(|l| l.contains("watches")),
+        "{:#?}",
+        alice.seen
+    );
+    alice.type_line("/quit");
+    assert_eq!(alice.finish().0, 0);
+    let kept = std::fs::read_to_string(home.path().join("chat-suite").join("ignored"))
+        .expect("the list is kept");
+    assert!(kept.lines().any(|l| l == "bob"), "{kept}");
+
+    // Started again, alice still ignores bob (who is bob again), until she says otherwise.
+    bob.type_line("/nick bob");
+    let mut alice = Plain::spawn_with(
+        server.addr,
+        &["--plaintext", "--nick", "alice"],
+        home.path(),
+    );
+    alice.expect("connected to");
+    alice.type_line("/ignore");
+    alice.expect("* you ignore bob");
+    bob.type_line("still selling watches");
+    carol.type_line("carol again");
+    alice.expect("<carol> carol again");
+    assert!(!alice.seen.iter().any(|l| l.contains("watches")));
+    alice.type_line("/unignore bob");
+    alice.expect("* you ignore nobody");
+    bob.type_line("fine, no watches");
+    alice.expect("<bob> fine, no watches");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderation_commands_and_their_json_events() {
+    let server = start_server().await;
+    let mut carol = Plain::spawn(server.addr, &["--nick", "carol", "--json"]);
+    carol.expect("\"type\":\"welcome\"");
+    let mut bob = Plain::spawn(server.addr, &["--nick", "bob"]);
+    carol.type_line("/join #den");
+    carol.expect("\"type\":\"ops\"");
+    bob.type_line("/join #den");
+    bob.expect("operators of #den: carol");
+    carol.type_line("/mute bob 10m hush");
+    let line = carol.expect("\"type\":\"moderation\"");
+    assert!(
+        line.contains("\"action\":\"mute\"") && line.contains("\"reason\":\"hush\""),
+        "{line}"
+    );
+    bob.expect("! carol muted bob in #den until");
+    bob.type_line("can I talk?");
+    bob.expect("! you are muted in #den by carol for");
+    bob.type_line("/kick carol");
+    bob.expect("! only operators of #den may kick");
+    carol.type_line("/whois bob");
+    let line = carol.expect("\"type\":\"whois\"");
+    assert!(
+        line.contains("\"rooms_in_common\":[\"den\",\"lobby\"]"),
+        "{line}"
+    );
+    carol.type_line("/kick bob enough");
+    bob.expect("! carol kicked bob from #den (enough)");
+    bob.expect("* you left #den");
+}

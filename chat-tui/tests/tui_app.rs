@@ -1353,3 +1353,80 @@ fn a_new_certificate_is_asked_about_and_a_changed_one_cannot_be_accepted() {
     assert!(app.trust_prompt.is_none());
     assert!(form_error(&app).expect("error").contains("CHANGED"));
 }
+
+#[test]
+fn roster_keys_ask_whois_ignore_and_prepare_a_kick_for_enter_to_confirm() {
+    let mut app = connected("alice", &["alice", "bob", "carol"]);
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.roster[app.roster_selected].nick, "bob");
+    let effects = press(&mut app, KeyCode::Char('w'));
+    assert_eq!(sent(&effects), [ClientFrame::Whois { nick: "bob".into() }]);
+    press(&mut app, KeyCode::Char('i'));
+    assert!(app.ignored.contains("bob"));
+    frame(&mut app, public(7, "bob", "spam spam", 1));
+    assert_eq!(app.tabs[0].hidden, 1, "bob's message is hidden and counted");
+    assert!(!last_text(&app, 0).contains("spam"));
+    press(&mut app, KeyCode::Char('i'));
+    assert!(!app.ignored.contains("bob"));
+    // `k` puts the kick on the input line; nothing is sent until Enter.
+    let effects = press(&mut app, KeyCode::Char('k'));
+    assert!(sent(&effects).is_empty());
+    assert_eq!(app.focus, Focus::Input);
+    assert_eq!(app.input_text(), "/kick bob ");
+    type_text(&mut app, "spamming");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        sent(&effects),
+        [ClientFrame::Kick {
+            room: Some("lobby".into()),
+            nick: "bob".into(),
+            reason: "spamming".into(),
+        }]
+    );
+}
+
+#[test]
+fn operators_are_marked_away_is_kept_and_a_nick_change_follows_into_tabs() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(
+        &mut app,
+        ServerFrame::Ops {
+            room: "lobby".into(),
+            ops: vec!["bob".into()],
+        },
+    );
+    assert!(app.is_op("lobby", "bob") && !app.is_op("lobby", "alice"));
+    frame(&mut app, private(3, "bob", &["alice"], "hi", 1));
+    frame(
+        &mut app,
+        ServerFrame::Away {
+            nick: "bob".into(),
+            message: Some("lunch".into()),
+        },
+    );
+    assert_eq!(app.away.get("bob").map(String::as_str), Some("lunch"));
+    assert_eq!(last_text(&app, 1), "bob is away: lunch");
+    frame(
+        &mut app,
+        ServerFrame::NickChanged {
+            old: "bob".into(),
+            new: "robert".into(),
+            at: at(2),
+        },
+    );
+    assert_eq!(titles(&app), ["lobby", "robert"]);
+    assert!(app.is_op("lobby", "robert"));
+    assert!(app.away.contains_key("robert"));
+    assert!(app.roster.iter().any(|u| u.nick == "robert"));
+    // Our own change renames us.
+    frame(
+        &mut app,
+        ServerFrame::NickChanged {
+            old: "alice".into(),
+            new: "alicia".into(),
+            at: at(3),
+        },
+    );
+    assert_eq!(app.nick, "alicia");
+}
