@@ -94,10 +94,11 @@ function describe(r) {
     case "account":
       return ["join", "account", r.nick, "", r.change, [r.nick], "system"];
     case "moderation": {
-      const where = r.room ? "#" + r.room : "server";
-      const until = r.until ? ` until ${r.until}` : "";
+      const what = r.action.replace("_", " ");
+      const where = r.room ? ` in #${r.room}` : (r.action === "kick" ? " off the server" : "");
+      const until = r.until ? ` until ${fmtTime(r.until)}` : "";
       const why = r.reason ? ` (${r.reason})` : "";
-      return ["moderation", r.action.replace("_", " "), r.by, r.target, `${r.action.replace("_", " ")} ${r.target} in ${where}${until}${why}`, [r.by, r.target], "problem"];
+      return ["moderation", what, r.by, r.target, `${what} ${r.target}${where}${until}${why}`, [r.by, r.target], "problem"];
     }
     case "renamed":
       return ["nick_changed", "rename", r.old, r.new, `${r.old} is now ${r.new}`, [r.old, r.new], "system"];

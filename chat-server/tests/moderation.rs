@@ -367,6 +367,17 @@ async fn server_operators_kick_mute_and_name_operators_and_old_clients_get_a_bye
     let (reason, message) = bye(&frames_until_close(&mut r).await);
     assert_eq!(reason, DisconnectReason::ConnectionClosed);
     assert_eq!(message, "kicked by alice: off you go");
+    // The others are told who kicked and why.
+    match expect(
+        &mut alice,
+        "oldie left",
+        |f| matches!(f, ServerFrame::Left { nick, .. } if nick == "oldie"),
+    )
+    .await
+    {
+        ServerFrame::Left { message, .. } => assert_eq!(message, "kicked by alice: off you go"),
+        _ => unreachable!(),
+    }
     // A server-wide mute covers private messages too; unmuted, bob speaks again.
     let mut bob = from(&server, "127.0.0.3", "bob").await;
     let mute = ClientFrame::Mute {

@@ -1430,3 +1430,29 @@ fn operators_are_marked_away_is_kept_and_a_nick_change_follows_into_tabs() {
     );
     assert_eq!(app.nick, "alicia");
 }
+
+#[test]
+fn kicked_or_banned_off_the_server_the_client_does_not_reconnect_by_itself() {
+    for (reason, said) in [
+        (chat_core::protocol::DisconnectReason::Kicked, "/reconnect"),
+        (chat_core::protocol::DisconnectReason::Banned, "banned"),
+    ] {
+        let mut app = connected("bob", &["alice", "bob"]);
+        frame(
+            &mut app,
+            ServerFrame::Bye {
+                reason,
+                message: "kicked by alice: enough".into(),
+            },
+        );
+        let effects = net(
+            &mut app,
+            NetEvent::Lost {
+                message: "closed".into(),
+            },
+        );
+        assert!(effects.is_empty(), "{reason:?}: {effects:?}");
+        assert!(matches!(app.conn, ConnState::Stopped { .. }));
+        assert!(last_text(&app, 0).contains(said), "{}", last_text(&app, 0));
+    }
+}

@@ -350,10 +350,13 @@ impl Hub {
             }
         }
         if announce {
-            let shown = if reason == DisconnectReason::Quit {
-                message.clone()
-            } else {
-                reason.describe().to_owned()
+            // A quit message, or an operator's words ("kicked by carol: enough"), say more
+            // than the reason.
+            let shown = match reason {
+                DisconnectReason::Quit | DisconnectReason::Kicked | DisconnectReason::Banned => {
+                    message.clone()
+                }
+                _ => reason.describe().to_owned(),
             };
             for (key, name) in left_rooms {
                 // The lobby has version 1 members, who know only the first reasons (the

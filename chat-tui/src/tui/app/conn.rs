@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chat_core::names::fold;
-use chat_core::protocol::{ClientFrame, NickChange, Welcome};
+use chat_core::protocol::{ClientFrame, DisconnectReason, NickChange, Welcome};
 
 use super::{App, Effect, NetEvent, Pending, Screen, TabKind};
 use crate::command::{older_server, unsupported};
@@ -167,13 +167,19 @@ impl App {
         for (_, (kind, p)) in unconfirmed {
             self.requeue(&kind, p);
         }
-        // Replaced by another login to the same account: reconnecting would replace that one
-        // in turn, back and forth. Only the user decides.
-        if std::mem::take(&mut self.replaced) {
-            let text = "logged in from another connection: /reconnect takes the account back";
+        // Replaced by another login to the same account (reconnecting would replace that one
+        // in turn, back and forth), kicked or banned by an operator: only the user decides.
+        if let Some(reason) = self.stopped_by.take() {
+            let text = match reason {
+                DisconnectReason::LoggedInElsewhere => {
+                    "logged in from another connection: /reconnect takes the account back"
+                }
+                DisconnectReason::Banned => "banned by an operator: not reconnecting",
+                _ => "kicked by an operator: /reconnect to come back",
+            };
             self.notice(0, text, true);
             self.conn = ConnState::Stopped {
-                reason: "logged in elsewhere".to_owned(),
+                reason: reason.describe().to_owned(),
             };
             return Vec::new();
         }

@@ -25,7 +25,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chat_core::protocol::{
-    ClientFrame, Limits, PROTOCOL_VERSION, Password, ServerFrame, UserInfo, Welcome,
+    ClientFrame, DisconnectReason, Limits, PROTOCOL_VERSION, Password, ServerFrame, UserInfo,
+    Welcome,
 };
 use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseEvent};
@@ -194,8 +195,9 @@ pub struct App {
     new_password: Option<Password>,
     /// The protocol version of the connection (the latest until a server says otherwise).
     server_version: u16,
-    /// The server said this connection was replaced by another login to the account.
-    replaced: bool,
+    /// The server ended this connection for a reason that reconnecting by itself would not
+    /// mend (another login to the account replaced it, an operator kicked or banned us).
+    stopped_by: Option<DisconnectReason>,
     /// Private messages kept for us shown since this connection began.
     offline_shown: usize,
     /// Selected roster row.
@@ -266,7 +268,7 @@ impl App {
             history_asked: HashSet::new(),
             new_password: None,
             server_version: PROTOCOL_VERSION,
-            replaced: false,
+            stopped_by: None,
             offline_shown: 0,
             roster_selected: 0,
             focus: Focus::Input,

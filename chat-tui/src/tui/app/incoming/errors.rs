@@ -123,7 +123,13 @@ impl App {
 
     /// The server says goodbye (the connection ends next).
     pub(super) fn bye(&mut self, reason: DisconnectReason, message: &str) -> Vec<Effect> {
-        self.replaced = reason == DisconnectReason::LoggedInElsewhere;
+        self.stopped_by = matches!(
+            reason,
+            DisconnectReason::LoggedInElsewhere
+                | DisconnectReason::Kicked
+                | DisconnectReason::Banned
+        )
+        .then_some(reason);
         if self.conn != ConnState::Quitting && !self.reclaiming {
             let message = sanitize_line(message);
             self.notice(

@@ -114,9 +114,10 @@ impl App {
             .filter(|(_, r)| r.iter().any(|u| fold(&u.nick) == old_key))
             .map(|(k, _)| k.clone())
             .collect();
+        let me = old_key == fold(&self.nick);
         for room in &rooms {
             self.change_room_roster(room, rename);
-            if let Some(i) = self.known_room_tab(room) {
+            if let Some(i) = self.known_room_tab(room).filter(|_| !me) {
                 self.notice(i, &shown, false);
             }
         }
@@ -128,7 +129,7 @@ impl App {
         if let Some(message) = self.away.remove(&old_key) {
             self.away.insert(new_key.clone(), message);
         }
-        if old_key == fold(&self.nick) {
+        if me {
             self.nick = new.to_owned();
             self.notice_active(&format!("you are now {}", sanitize_line(new)), false);
             return Vec::new();
