@@ -729,3 +729,30 @@ async fn a_long_offline_backlog_comes_in_pages_each_after_the_last_is_acknowledg
     let frames = read_to_end(&mut bob).await;
     assert!(!frames.iter().any(|f| matches!(f, ServerFrame::Offline(_))));
 }
+
+#[tokio::test]
+async fn history_of_a_room_without_messages_is_an_empty_page_and_the_store_carries_on() {
+    let server = TestServer::start_with(generous_rate).await;
+    let mut alice = server.client("alice").await;
+    join(&mut alice, "quiet").await;
+    send(
+        &mut alice,
+        ClientFrame::History {
+            room: "quiet".into(),
+            before: None,
+            limit: 50,
+        },
+    )
+    .await;
+    match expect(&mut alice, "history", |f| {
+        matches!(f, ServerFrame::History { .. })
+    })
+    .await
+    {
+        ServerFrame::History { messages, more, .. } => assert!(messages.is_empty() && !more),
+        _ => unreachable!(),
+    }
+    // Stored and acknowledged: the store thread is still there.
+    say_acked(&mut alice, "quiet", "anyone?").await;
+    server.stop().await;
+}

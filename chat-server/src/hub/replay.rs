@@ -67,14 +67,18 @@ pub(super) fn size(m: &ChatMessage) -> usize {
 }
 
 /// How many of the messages whose sizes are `sizes` (oldest first) fit in `budget` bytes,
-/// counted from the newest back: the newest ones are kept, and at least one.
+/// counted from the newest back: the newest ones are kept, and at least one if there is any.
 pub(super) fn newest_that_fit(
     sizes: impl DoubleEndedIterator<Item = usize>,
     budget: usize,
 ) -> usize {
+    let mut sizes = sizes.rev().peekable();
+    if sizes.peek().is_none() {
+        // Nothing to send is no message, not one.
+        return 0;
+    }
     let mut bytes = 0;
     sizes
-        .rev()
         .take_while(|size| {
             bytes += size;
             bytes <= budget
@@ -119,5 +123,17 @@ impl Hub {
         for conn in self.replays.clients() {
             self.pump(conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_that_fit;
+
+    #[test]
+    fn the_newest_that_fit_and_at_least_one_of_some_none_of_none() {
+        assert_eq!(newest_that_fit([10, 10, 10].into_iter(), 25), 2);
+        assert_eq!(newest_that_fit([100].into_iter(), 25), 1);
+        assert_eq!(newest_that_fit(std::iter::empty(), 25), 0);
     }
 }
