@@ -100,6 +100,8 @@ function describe(r) {
       const why = r.reason ? ` (${r.reason})` : "";
       return ["moderation", what, r.by, r.target, `${what} ${r.target}${where}${until}${why}`, [r.by, r.target], "problem"];
     }
+    case "deleted":
+      return ["moderation", "delete", r.by, r.room ? "#" + r.room : "private", `deleted message ${r.id} from ${r.from}`, [r.by, r.from], "problem"];
     case "renamed":
       return ["nick_changed", "rename", r.old, r.new, `${r.old} is now ${r.new}`, [r.old, r.new], "system"];
     case "away":

@@ -157,6 +157,18 @@ pub enum EventKind {
         /// The nickname now.
         new: String,
     },
+    /// A message was deleted (its text is gone from the store; earlier records keep it).
+    Deleted {
+        /// Who deleted it: its author or an operator.
+        by: String,
+        /// The message's id.
+        id: u64,
+        /// Its author.
+        from: String,
+        /// Its room; absent for a private message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
     /// A user went away (with a message) or came back (no message).
     Away {
         /// Nickname.

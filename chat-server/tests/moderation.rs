@@ -702,3 +702,100 @@ async fn room_operators_survive_a_restart_and_a_renamed_account_is_still_replace
     .await;
     server.stop().await;
 }
+
+async fn deleted(client: &mut TcpClient, id: u64) -> String {
+    match expect(
+        client,
+        "Deleted",
+        |f| matches!(f, ServerFrame::Deleted { id: i, .. } if *i == id),
+    )
+    .await
+    {
+        ServerFrame::Deleted { by, .. } => by,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn messages_are_deleted_by_their_author_or_an_operator_and_their_text_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chat.db");
+    // One recent message per room in memory: older ones are looked up in the store.
+    let server = TestServer::start_with(|c| {
+        on_file(&db)(c);
+        count_loopback(c);
+        c.history_replay = 1;
+    })
+    .await;
+    let mut carol = from(&server, "127.0.0.3", "carol").await;
+    let mut bob = from(&server, "127.0.0.2", "bob").await;
+    let mut dave = from(&server, "127.0.0.4", "dave").await;
+    join(&mut carol, "rust").await;
+    join(&mut bob, "rust").await;
+    join(&mut dave, "rust").await;
+    let spam = |text: &str| text.to_owned();
+    let mut ids = Vec::new();
+    for text in [spam("cheap watches"), spam("cheaper watches")] {
+        bob.sender.say("rust", &text).await.expect("say");
+        ids.push(expect_text(&mut bob, &text).await.id);
+    }
+    // Dave is neither its author nor an operator.
+    let delete = |id| ClientFrame::Delete { id };
+    assert!(
+        refusal(&mut dave, delete(ids[1]))
+            .await
+            .contains("author or an operator")
+    );
+    // Carol, the room's operator, deletes the older one (in the store only), bob his newer one.
+    send(&mut carol, delete(ids[0])).await;
+    assert_eq!(deleted(&mut dave, ids[0]).await, "carol");
+    send(&mut bob, delete(ids[1])).await;
+    assert_eq!(deleted(&mut dave, ids[1]).await, "bob");
+    assert!(
+        refusal(&mut bob, delete(ids[1]))
+            .await
+            .contains("no message")
+    );
+    // A private message, deleted by its author.
+    bob.sender
+        .private(&["dave"], "psst, watches")
+        .await
+        .expect("private");
+    let private = expect_text(&mut dave, "psst, watches").await.id;
+    send(&mut bob, delete(private)).await;
+    assert_eq!(deleted(&mut dave, private).await, "bob");
+    // The text is gone from the history, there and after a restart.
+    send(
+        &mut dave,
+        ClientFrame::History {
+            room: "rust".into(),
+            before: None,
+            limit: 50,
+        },
+    )
+    .await;
+    match expect(&mut dave, "history", |f| {
+        matches!(f, ServerFrame::History { .. })
+    })
+    .await
+    {
+        ServerFrame::History { messages, .. } => {
+            assert!(
+                messages.iter().all(|m| !m.body.text().contains("watches")),
+                "{messages:?}"
+            );
+        }
+        _ => unreachable!(),
+    }
+    let log = server.stop().await;
+    assert_eq!(log.iter().filter(|e| e["kind"] == "deleted").count(), 3);
+    let stored = rusqlite::Connection::open(&db).expect("open");
+    let left: i64 = stored
+        .query_row(
+            "SELECT count(*) FROM messages WHERE body LIKE '%watches%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(left, 0, "the deleted text is gone from the database");
+}

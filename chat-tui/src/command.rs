@@ -94,6 +94,10 @@ pub enum ModCommand {
     Away(String),
     /// `/whois NICK`.
     Whois(String),
+    /// `/delete ID`: one's own message, or anyone's as an operator.
+    Delete(u64),
+    /// `/delete NICK`: the latest message from NICK in the current tab or room.
+    DeleteLast(String),
 }
 
 impl ModCommand {
@@ -165,6 +169,10 @@ impl ModCommand {
             ModCommand::Nick(nick) => ClientFrame::Nick { nick },
             ModCommand::Away(message) => ClientFrame::Away { message },
             ModCommand::Whois(nick) => ClientFrame::Whois { nick },
+            ModCommand::Delete(id) => ClientFrame::Delete { id },
+            ModCommand::DeleteLast(nick) => {
+                return Err(format!("no message from {nick} here to delete"));
+            }
         })
     }
 }
@@ -290,6 +298,16 @@ fn parse_mod(name: &str, args: &str) -> Option<Command> {
             Ok(nick) => ModCommand::Whois(nick),
             Err(invalid) => return Some(invalid),
         },
+        "delete" | "del" => match args.split_whitespace().collect::<Vec<_>>()[..] {
+            [word] => match word.trim_start_matches('#').parse::<u64>() {
+                Ok(id) => ModCommand::Delete(id),
+                Err(_) => ModCommand::DeleteLast(word.to_owned()),
+            },
+            _ => {
+                let usage = "usage: /delete ID, or /delete NICK (their latest message here)";
+                return Some(Command::Invalid(usage.into()));
+            }
+        },
         "ignore" => {
             return Some(match args.split_whitespace().collect::<Vec<_>>()[..] {
                 [] => Command::Ignore(None),
@@ -358,16 +376,17 @@ pub const HELP: &[&str] = &[
     "  /away [message]   mark yourself away (/back, or /away alone, to come back)",
     "  /whois NICK       who someone is: account, since when, idle, rooms in common",
     "  /ignore [NICK]    hide someone's messages (alone: list); /unignore NICK",
+    "  /quit [reason]    leave (end of input and Ctrl-C do the same)",
+    "  /help             this list",
+    "  //text            send text that starts with '/'",
     "operators:",
     "  /kick [-s] NICK [reason]          out of the room (-s: off the server)",
     "  /mute [-s] NICK [10m] [reason]    can read, cannot speak (-s: everywhere)",
     "  /unmute [-s] NICK",
     "  /op [-s] NICK, /deop [-s] NICK    room operator (-s: server operator)",
     "  /locktopic, /unlocktopic          only operators may set the topic",
+    "  /delete ID|NICK                   a message, or NICK's latest here (your own: anyone)",
     "  /ban NICK|ADDRESS|account:NAME [7d] [reason]    /unban TARGET    /bans",
-    "  /quit [reason]    leave (end of input and Ctrl-C do the same)",
-    "  /help             this list",
-    "  //text            send text that starts with '/'",
 ];
 
 /// Parses one typed line; `None` for a blank line. A command may follow leading spaces or
@@ -575,6 +594,8 @@ mod tests {
             }
         );
         assert_eq!(m("/back"), ModCommand::Away(String::new()));
+        assert_eq!(m("/delete 42"), ModCommand::Delete(42));
+        assert_eq!(m("/delete bob"), ModCommand::DeleteLast("bob".into()));
         assert_eq!(m("/away lunch"), ModCommand::Away("lunch".into()));
         assert_eq!(parse("/ignore"), Some(Command::Ignore(None)));
         assert_eq!(
@@ -641,6 +662,8 @@ mod tests {
             "/nick a b",
             "/whois",
             "/unignore",
+            "/delete",
+            "/delete a b",
         ] {
             match parse(bad) {
                 Some(Command::Invalid(why)) => assert!(!why.is_empty()),

@@ -11,7 +11,7 @@ use chat_core::protocol::{ClientFrame, DisconnectReason, Password, RejectReason,
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::command::{Command, parse, room_name};
+use crate::command::{Command, ModCommand, parse, room_name};
 use deliver::{Answer, Delivery};
 
 mod deliver;
@@ -486,6 +486,13 @@ fn to_send(command: Option<Command>, rooms: &mut Rooms, max_len: usize) -> Step 
         Command::Register(password) => frame(ClientFrame::Register { password }),
         Command::Password(password) => frame(ClientFrame::SetPassword { password }),
         Command::Room(room) => Step::Show(rooms.switch(room_name(&room))),
+        Command::Mod(ModCommand::DeleteLast(nick)) => match rooms.latest_from(&nick) {
+            Some(id) => frame(ClientFrame::Delete { id }),
+            None => Step::Show(LineEvent::error(format!(
+                "no message from {nick} in #{} to delete",
+                rooms.current
+            ))),
+        },
         Command::Mod(m) => match m.frame(Some(&rooms.current)) {
             Ok(f) => frame(f),
             Err(why) => Step::Show(LineEvent::error(why)),

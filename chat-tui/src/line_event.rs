@@ -209,6 +209,14 @@ pub enum LineEvent {
         rooms_in_common: Vec<String>,
         away: Option<String>,
     },
+    /// A message was deleted (by its author or an operator).
+    Deleted {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        id: u64,
+        room: Option<String>,
+        by: String,
+    },
     /// Whom we ignore (after `/ignore`, `/unignore`).
     Ignored {
         #[serde(serialize_with = "millis")]
@@ -423,6 +431,12 @@ impl LineEvent {
                 time: now,
                 room,
                 ops,
+            },
+            ServerFrame::Deleted { id, room, by, at } => LineEvent::Deleted {
+                time: at,
+                id,
+                room,
+                by,
             },
             ServerFrame::Whois(w) => LineEvent::Whois {
                 time: now,

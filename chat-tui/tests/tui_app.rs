@@ -1456,3 +1456,24 @@ fn kicked_or_banned_off_the_server_the_client_does_not_reconnect_by_itself() {
         assert!(last_text(&app, 0).contains(said), "{}", last_text(&app, 0));
     }
 }
+
+#[test]
+fn a_deleted_message_shows_as_deleted_and_delete_nick_names_their_latest() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(&mut app, public(5, "bob", "cheap watches", 1));
+    frame(&mut app, public(6, "bob", "cheaper watches", 2));
+    let effects = enter_line(&mut app, "/delete bob");
+    assert_eq!(sent(&effects), [ClientFrame::Delete { id: 6 }]);
+    frame(
+        &mut app,
+        ServerFrame::Deleted {
+            id: 6,
+            room: Some("lobby".into()),
+            by: "alice".into(),
+            at: at(3),
+        },
+    );
+    assert_eq!(last_text(&app, 0), "(message deleted by alice)");
+    assert!(matches!(&enter_line(&mut app, "/delete carol")[..], []));
+    assert!(last_text(&app, 0).contains("no message from carol"));
+}

@@ -198,6 +198,13 @@ pub enum ClientFrame {
         /// Who.
         nick: String,
     },
+    /// Deletes a message: one's own, or, as an operator of its room (or of the server),
+    /// anyone's. Its text is removed from the store and from later history; whoever can see it
+    /// gets [`ServerFrame::Deleted`]. Since 4.
+    Delete {
+        /// The message's id.
+        id: MessageId,
+    },
 }
 
 impl ClientFrame {
@@ -228,7 +235,8 @@ impl ClientFrame {
             | ClientFrame::LockTopic { .. }
             | ClientFrame::Nick { .. }
             | ClientFrame::Away { .. }
-            | ClientFrame::Whois { .. } => 4,
+            | ClientFrame::Whois { .. }
+            | ClientFrame::Delete { .. } => 4,
         }
     }
 }
@@ -559,6 +567,19 @@ pub enum ServerFrame {
     },
     /// The answer to [`ClientFrame::Whois`]. Since 4.
     Whois(WhoisInfo),
+    /// A message was deleted (by its author, or by an operator): clients show it as deleted.
+    /// Told to the room's members, or to the people of a private message. Since 4.
+    Deleted {
+        /// The message's id.
+        id: MessageId,
+        /// Its room; `None` for a private message.
+        room: Option<String>,
+        /// Who deleted it.
+        by: String,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: Timestamp,
+    },
 }
 
 /// Handshake result.

@@ -88,8 +88,14 @@ pub(crate) enum Cmd {
         messages: Result<Vec<ChatMessage>, String>,
     },
     /// A moderation or presence request (checked by the session): `Kick`, `Ban`, `Unban`,
-    /// `ListBans`, `Mute`, `Unmute`, `Op`, `LockTopic`, `Nick`, `Away`, `Whois`.
+    /// `ListBans`, `Mute`, `Unmute`, `Op`, `LockTopic`, `Nick`, `Away`, `Whois`, `Delete`.
     Moderate { conn: ConnId, frame: ClientFrame },
+    /// A message to delete, looked up in the store.
+    Found {
+        conn: ConnId,
+        id: MessageId,
+        found: super::deletes::Found,
+    },
     /// What `chat-server admin` changed in the database since the last look.
     Admin(Result<Vec<crate::store::AdminEvent>, String>),
 }

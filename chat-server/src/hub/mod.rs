@@ -21,6 +21,7 @@
 //! | `accounts.rs` | registered nicknames, registration, passwords, offline messages |
 //! | `moderation.rs` | operators, kicks, bans, mutes, topic locks; `Mutes` |
 //! | `presence.rs` | `/nick`, `/away`, `whois` |
+//! | `deletes.rs` | deleting a message (its author, or an operator) |
 //! | `fanout.rs` | `Fanout`: frames encoded once, batched per room, queued in order |
 //! | `frames.rs`, `roster.rs` | frames encoded from borrowed state (messages, history, rosters) |
 //! | `nick_index.rs` | which online member holds each nickname key |
@@ -31,6 +32,7 @@ mod accounts;
 mod admit;
 mod cmd;
 mod conn;
+mod deletes;
 mod durable;
 mod fanout;
 mod frames;
@@ -442,6 +444,7 @@ impl Hub {
             Cmd::Pruned(result) => self.pruned(result),
             Cmd::AckOffline { conn, up_to } => self.ack_offline(conn, up_to),
             Cmd::Moderate { conn, frame } => self.moderate(conn, frame),
+            Cmd::Found { conn, id, found } => self.delete_found(conn, id, found),
             Cmd::Admin(Ok(events)) => {
                 for event in events {
                     self.admin_event(event);

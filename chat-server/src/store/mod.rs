@@ -199,6 +199,11 @@ pub enum Write {
     },
     /// Operators, locked topics, bans.
     Moderation(ModWrite),
+    /// A message was deleted: its text goes, and it is no longer kept for anyone.
+    DeleteMessage {
+        /// Its id.
+        id: MessageId,
+    },
 }
 
 /// Persistent storage. Methods are called from the store thread only; see the module
@@ -220,6 +225,11 @@ pub trait Store: Send + fmt::Debug {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
+    /// The message with this id, if it is stored, and its room's key (`None`: private).
+    fn message(
+        &mut self,
+        id: MessageId,
+    ) -> Result<Option<(Option<String>, ChatMessage)>, StoreError>;
     /// Up to `limit` of the private messages kept for an account, oldest first.
     fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError>;
     /// What `chat-server admin` changed after event `after`.

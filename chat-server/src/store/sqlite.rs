@@ -437,6 +437,12 @@ impl Store for SqliteStore {
                     tx.prepare_cached(sql)?.execute(params![account, room])?;
                 }
                 Write::Moderation(write) => super::moderation::apply(&tx, write)?,
+                Write::DeleteMessage { id } => {
+                    tx.prepare_cached("DELETE FROM offline WHERE message = ?1")?
+                        .execute([id_param(*id)])?;
+                    tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+                        .execute([id_param(*id)])?;
+                }
             }
         }
         tx.commit()?;
@@ -497,6 +503,27 @@ impl Store for SqliteStore {
             .map(Row::into_message)
             .collect::<Result<_, _>>()?;
         Ok((messages, more))
+    }
+
+    fn message(
+        &mut self,
+        id: MessageId,
+    ) -> Result<Option<(Option<String>, ChatMessage)>, StoreError> {
+        let row = self
+            .db
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS}, (SELECT name FROM rooms WHERE key = messages.room) \
+                 FROM messages WHERE id = ?1"
+            ))?
+            .query_row([id_param(id)], |r| {
+                let key: Option<String> = r.get(3)?;
+                let name: Option<String> = r.get(8)?;
+                let row = message_from_row(r, name.as_deref().or(key.as_deref()))?;
+                Ok((key, row))
+            })
+            .optional()?;
+        row.map(|(key, row)| row.into_message().map(|m| (key, m)))
+            .transpose()
     }
 
     fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {

@@ -17,7 +17,13 @@ pub(super) struct Rooms {
     oldest: std::collections::HashMap<String, u64>,
     /// The room asked for with `/join`, folded: it becomes current when entered.
     pub(super) joining: Option<String>,
+    /// The latest message of each sender (by folded nickname) in each room, for
+    /// `/delete NICK`.
+    latest: std::collections::HashMap<(String, String), u64>,
 }
+
+/// Senders whose latest message is remembered, at most (then the memory starts again).
+const MAX_LATEST: usize = 4096;
 
 impl Default for Rooms {
     fn default() -> Self {
@@ -26,6 +32,7 @@ impl Default for Rooms {
             joined: vec![DEFAULT_ROOM.to_owned()],
             oldest: std::collections::HashMap::new(),
             joining: None,
+            latest: std::collections::HashMap::new(),
         }
     }
 }
@@ -65,6 +72,10 @@ impl Rooms {
             ServerFrame::Message(m) => {
                 if let Target::Room(room) = &m.to {
                     self.seen(room, m.id);
+                    if self.latest.len() >= MAX_LATEST {
+                        self.latest.clear();
+                    }
+                    self.latest.insert((fold(room), fold(&m.from)), m.id);
                 }
             }
             ServerFrame::History { room, messages, .. } => {
@@ -85,6 +96,11 @@ impl Rooms {
     /// Where `/history` continues from in `room`.
     pub(super) fn oldest(&self, room: &str) -> Option<u64> {
         self.oldest.get(room).copied()
+    }
+
+    /// The latest message from `nick` in the current room, for `/delete NICK`.
+    pub(super) fn latest_from(&self, nick: &str) -> Option<u64> {
+        self.latest.get(&(fold(&self.current), fold(nick))).copied()
     }
 
     /// `/room NAME`: makes a joined room the current one.

@@ -145,6 +145,10 @@ impl LineEvent {
                 away.iter_mut().for_each(one);
             }
             LineEvent::Ignored { nicks, .. } => nicks.iter_mut().for_each(one),
+            LineEvent::Deleted { room, by, .. } => {
+                one(by);
+                room.iter_mut().for_each(one);
+            }
         }
         ev
     }
@@ -325,6 +329,9 @@ impl LineEvent {
                     dated(since, utc, now),
                     idle(*idle_secs)
                 )
+            }
+            LineEvent::Deleted { time, id, by, .. } => {
+                format!("{} * message {id} was deleted by {by}", stamp(time))
             }
             LineEvent::Ignored { time, nicks } if nicks.is_empty() => {
                 format!("{} * you ignore nobody", stamp(time))

@@ -17,6 +17,8 @@ use super::wrap::{width as text_width, wrap};
 pub struct Entry {
     /// When it happened.
     pub at: DateTime<Utc>,
+    /// The message's id, for a message (so that a deletion can find it).
+    pub id: Option<u64>,
     /// What happened.
     pub kind: EntryKind,
 }

@@ -54,6 +54,7 @@ impl Hub {
             ClientFrame::Nick { nick } => self.rename(conn, &nick),
             ClientFrame::Away { message } => self.set_away(conn, message),
             ClientFrame::Whois { nick } => self.whois(conn, &nick),
+            ClientFrame::Delete { id } => self.delete_message(conn, id),
             _ => {}
         }
     }

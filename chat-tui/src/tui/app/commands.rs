@@ -5,8 +5,8 @@
 use chat_core::names::fold;
 use chat_core::protocol::{Body, ClientFrame, DEFAULT_ROOM, Password, Target};
 
-use super::{App, Effect, TabKind};
-use crate::command::{Command, room_name};
+use super::{App, Effect, EntryKind, TabKind};
+use crate::command::{Command, ModCommand, room_name};
 
 impl App {
     /// Carries out a parsed line; returns the effects and whether to keep the input line.
@@ -51,6 +51,10 @@ impl App {
                 self.change_password(frame, password)
             }
             Command::Room(room) => self.show_room(&room),
+            Command::Mod(ModCommand::DeleteLast(nick)) => match self.last_from(&nick) {
+                Some(id) => self.request(ClientFrame::Delete { id }),
+                None => self.refuse(&format!("no message from {nick} in this tab")),
+            },
             Command::Mod(m) => match m.frame(tab.room()) {
                 Ok(frame) => self.request(frame),
                 Err(why) => self.refuse(&why),
@@ -184,6 +188,19 @@ impl App {
             Ok(false) => self.refuse(&format!("you were not ignoring {nick}")),
             Err(why) => self.refuse(&why),
         }
+    }
+
+    /// The id of the latest message from `nick` in the tab on screen.
+    fn last_from(&self, nick: &str) -> Option<u64> {
+        let key = fold(nick);
+        self.tabs[self.active]
+            .entries
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                EntryKind::Message { from, .. } if fold(from) == key => e.id,
+                _ => None,
+            })
     }
 
     /// `/room #name`: shows the tab of a room we are in.

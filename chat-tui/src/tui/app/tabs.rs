@@ -161,6 +161,7 @@ impl App {
     pub(super) fn notice(&mut self, i: usize, text: &str, error: bool) {
         let entry = Entry {
             at: self.wall,
+            id: None,
             kind: EntryKind::Notice {
                 text: text.to_owned(),
                 error,

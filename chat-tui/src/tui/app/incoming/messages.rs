@@ -3,8 +3,7 @@
 //! that a private message was kept for someone away.
 
 use chat_core::names::fold;
-use chat_core::protocol::{Body, ChatMessage, ClientFrame, Target};
-use chrono::{DateTime, Utc};
+use chat_core::protocol::{ChatMessage, ClientFrame, Target};
 
 use crate::sanitize::{sanitize_line, sanitize_text};
 use crate::tui::app::{App, Effect, Entry, EntryKind, TabKind};
@@ -34,7 +33,7 @@ impl App {
             return Vec::new();
         }
         let from = sanitize_line(&m.from);
-        let entry = message_entry(m.at, &m.from, m.body, &self.nick, history);
+        let entry = message_entry(&m, &self.nick, history);
         let mention = matches!(entry.kind, EntryKind::Message { mention: true, .. });
         let id = m.id;
         match m.to {
@@ -134,8 +133,7 @@ impl App {
                 break;
             }
             tab.saw(m.id);
-            tab.entries
-                .push_front(message_entry(m.at, &m.from, m.body, &self.nick, true));
+            tab.entries.push_front(message_entry(&m, &self.nick, true));
             tab.first_seq -= 1;
             shown += 1;
         }
@@ -174,6 +172,20 @@ impl App {
         effects
     }
 
+    /// A message was deleted: wherever it shows, its text is replaced.
+    pub(super) fn deleted(&mut self, id: u64, by: &str) -> Vec<Effect> {
+        let by = sanitize_line(by);
+        for tab in self.tabs.iter_mut().filter(|t| t.ids.contains(&id)) {
+            for entry in tab.entries.iter_mut().filter(|e| e.id == Some(id)) {
+                if let EntryKind::Message { text, action, .. } = &mut entry.kind {
+                    *text = format!("(message deleted by {by})");
+                    *action = false;
+                }
+            }
+        }
+        Vec::new()
+    }
+
     /// A private message (tagged `tag`) to someone away was kept for them: said in the tab
     /// the message went to.
     pub(super) fn queued(&mut self, tag: u64, to: &[String]) -> Vec<Effect> {
@@ -196,18 +208,19 @@ impl App {
     }
 }
 
-/// A chat message from `from` as an entry of history, its text made safe to show; `me` is
-/// our nickname (our own messages and mentions of us show differently), `history` marks one
-/// replayed from the server's store (never a mention).
-fn message_entry(at: DateTime<Utc>, from: &str, body: Body, me: &str, history: bool) -> Entry {
-    let own = fold(from) == fold(me);
-    let (text, action) = body.into_parts();
-    let text = sanitize_text(&text);
+/// A chat message as an entry of history, its text made safe to show; `me` is our nickname
+/// (our own messages and mentions of us show differently), `history` marks one replayed from
+/// the server's store (never a mention).
+fn message_entry(m: &ChatMessage, me: &str, history: bool) -> Entry {
+    let own = fold(&m.from) == fold(me);
+    let (text, action) = (m.body.text(), m.body.is_action());
+    let text = sanitize_text(text);
     let mention = !own && !history && mentions(&text, me);
     Entry {
-        at,
+        at: m.at,
+        id: Some(m.id),
         kind: EntryKind::Message {
-            from: sanitize_line(from),
+            from: sanitize_line(&m.from),
             text,
             action,
             own,

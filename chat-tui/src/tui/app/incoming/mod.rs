@@ -57,6 +57,7 @@ impl App {
             ServerFrame::Away { nick, message } => self.away_changed(&nick, message),
             ServerFrame::Ops { room, ops } => self.room_ops(&room, ops),
             ServerFrame::Whois(w) => self.whois(w),
+            ServerFrame::Deleted { id, by, .. } => self.deleted(id, &by),
             ServerFrame::Welcome(_) | ServerFrame::Rejected(_) | ServerFrame::Pong { .. } => {
                 self.dirty = false;
                 Vec::new()
