@@ -162,6 +162,33 @@ async fn room_operators_kick_mute_and_lock_the_topic_and_others_are_refused() {
             .await
             .contains("only server operators")
     );
+    // Lifting bans, muting everywhere and naming server operators are server operators' too.
+    for frame in [
+        ClientFrame::Unban {
+            target: "bob".into(),
+        },
+        ClientFrame::Unmute {
+            room: None,
+            nick: "bob".into(),
+        },
+        ClientFrame::Op {
+            room: None,
+            nick: "dave".into(),
+            grant: true,
+        },
+    ] {
+        assert!(
+            refusal(&mut carol, frame)
+                .await
+                .contains("only server operators")
+        );
+    }
+    // Unmuting in the room is its operators'.
+    let unmute = ClientFrame::Unmute {
+        room: Some("rust".into()),
+        nick: "bob".into(),
+    };
+    assert!(refusal(&mut dave, unmute).await.contains("only operators"));
     let server_kick = ClientFrame::Kick {
         room: None,
         nick: "bob".into(),

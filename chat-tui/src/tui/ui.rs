@@ -302,10 +302,9 @@ pub const HELP: &[(&str, &str)] = &[
         "Ctrl-A/E  Alt-B/F",
         "start / end of the line · a word back / forward",
     ),
-    ("Ctrl-W  Alt-Bksp", "delete the word before the cursor"),
     (
-        "Ctrl-U / Ctrl-K",
-        "delete to the start / end · Ctrl-Y puts it back",
+        "Ctrl-W/U/K",
+        "word (Alt-Bksp) / to start / to end; Ctrl-Y back",
     ),
     (
         "Alt-1..9  Alt-A",
@@ -320,16 +319,32 @@ pub const HELP: &[(&str, &str)] = &[
         "private message · /msg a,b text: a group tab",
     ),
     ("/query NICK", "open a private tab · /me action: an action"),
-    ("/who  /clear", "list who is in this room · clear this tab"),
+    (
+        "/who /part /rooms",
+        "who is here · leave the room · list every room",
+    ),
     ("/join #room", "join (or create) a room: it gets a tab"),
-    ("/part  /rooms", "leave this room · list every room"),
-    ("/topic text", "set this room's topic"),
-    ("/history [N]", "show N older messages of this room"),
+    (
+        "/topic /history N",
+        "set the topic · N older messages · /clear tab",
+    ),
     (
         "/register PASS",
         "claim your nickname · /password PASS changes it",
     ),
     ("/close  /reconnect", "close this tab · reconnect now"),
+    (
+        "/nick /away /whois",
+        "rename · away (/back) · who is it · /ignore NICK",
+    ),
+    (
+        "roster: w i k m b",
+        "whois, ignore, kick, mute, ban; Enter confirms",
+    ),
+    (
+        "/kick /mute /ban",
+        "operators: [-s] NICK [10m] [why] · /op /delete",
+    ),
     (
         "/quit  Ctrl-C",
         "leave (/quit reason) · //text sends \"/text\"",
