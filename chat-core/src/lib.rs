@@ -20,6 +20,7 @@
 pub mod client;
 pub mod codec;
 pub mod connection;
+pub mod files;
 pub mod frame;
 pub mod names;
 pub mod protocol;

@@ -177,6 +177,27 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+    /// A file transfer's step: offered, accepted, declined, done (verified by its recipient)
+    /// or cancelled; its name, size and hash, never its content.
+    File {
+        /// `offer`, `accepted`, `declined`, `done` or `cancelled`.
+        action: &'static str,
+        /// The transfer.
+        id: u64,
+        /// The sender.
+        from: String,
+        /// The recipient.
+        to: String,
+        /// The file's name as offered.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Its SHA-256, in hexadecimal.
+        sha256: String,
+        /// Who cancelled it and why (`cancelled` only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// A chat message as the hub accepted it, shared by every sink that takes it: the fan-out

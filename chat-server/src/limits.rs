@@ -130,6 +130,18 @@ impl Bucket {
         Bucket::new(burst, f64::from(burst) / 3600.0, now)
     }
 
+    /// Takes `n` tokens at `now`, going into debt if there are not enough: how long to wait
+    /// before going on, so that the rate holds on average (pacing rather than refusing).
+    pub fn pace(&mut self, n: f64, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst) - n;
+        if self.tokens >= 0.0 || self.per_sec <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((-self.tokens / self.per_sec).min(86_400.0))
+    }
+
     /// Takes a token at `now`; `Err(wait)` until one is there.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

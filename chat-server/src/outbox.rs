@@ -58,6 +58,11 @@ struct State {
     queue: VecDeque<Bytes>,
     /// Bytes queued plus bytes taken by the writer and not yet written.
     bytes: usize,
+    /// File chunks: written only when no chat frame waits (one per write at most), bounded
+    /// by the hub's flow control rather than by `limit`.
+    bulk: VecDeque<Bytes>,
+    /// Bytes of `bulk`, plus those of the chunk the writer took and has not written yet.
+    bulk_bytes: usize,
     closed: bool,
     /// Closed because writing to the socket failed (not by the hub).
     failed: bool,
@@ -149,6 +154,27 @@ impl Outbox {
         Ok(false)
     }
 
+    /// Queues a file chunk, behind every chat frame: the writer takes at most one chunk per
+    /// write, after what the queue holds, so a chat frame waits for one chunk at most. Never
+    /// waits, and is not bounded by the queue's limit (the hub bounds chunks in flight).
+    pub(crate) fn push_bulk(&self, frame: Bytes) -> Result<(), PushError> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(PushError::Closed);
+        }
+        st.bulk_bytes += frame.len();
+        st.bulk.push_back(frame);
+        drop(st);
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// File chunk bytes waiting for the client.
+    #[cfg(test)]
+    pub(crate) fn bulk_bytes(&self) -> usize {
+        self.lock().bulk_bytes
+    }
+
     /// Adds `frame` to the queue under its limit; whether the queue was empty.
     fn enqueue(&self, st: &mut State, frame: Bytes) -> Result<bool, PushError> {
         if st.closed {
@@ -205,7 +231,7 @@ impl Outbox {
         batch.append(&mut st.queue);
         st.queue = batch;
         // Over TLS, encrypted bytes the socket did not take are the writer's to send.
-        let wake = !st.queue.is_empty() || st.closed || socket.pending();
+        let wake = !st.queue.is_empty() || !st.bulk.is_empty() || st.closed || socket.pending();
         if !wake {
             st.queue.shrink_to(IDLE_QUEUE_CAPACITY);
         }
@@ -226,6 +252,9 @@ impl Outbox {
             return;
         }
         st.closed = true;
+        // A file's chunks are of no use once the connection ends.
+        st.bulk.clear();
+        st.bulk_bytes = 0;
         if discard {
             let keep = if st.partial {
                 st.queue.pop_front()
@@ -263,9 +292,11 @@ impl Outbox {
     /// Drops everything queued, as if written (benchmarks stand in for the writer with it).
     pub(crate) fn discard_queued(&self) -> usize {
         let mut st = self.lock();
-        let n = st.queue.len();
+        let n = st.queue.len() + st.bulk.len();
         st.queue.clear();
+        st.bulk.clear();
         st.bytes = 0;
+        st.bulk_bytes = 0;
         n
     }
 
@@ -302,16 +333,24 @@ impl Outbox {
         self.lock().closed
     }
 
-    /// The writer has written `n` bytes it had taken.
-    fn written(&self, n: usize) {
+    /// The writer has written `chat` bytes of chat frames and `bulk` bytes of file chunks it
+    /// had taken.
+    fn written(&self, chat: usize, bulk: usize) {
         let mut st = self.lock();
-        st.bytes = st.bytes.saturating_sub(n);
+        st.bytes = st.bytes.saturating_sub(chat);
+        st.bulk_bytes = st.bulk_bytes.saturating_sub(bulk);
     }
 
-    /// Moves everything queued into `batch` (which must be empty): `Ready(true)`, or
-    /// `Ready(false)` when the queue is closed and empty (nothing more will come); `Pending`
-    /// (the task woken at the next push) when there is nothing yet.
-    fn poll_take(&self, batch: &mut VecDeque<Bytes>, cx: &mut Context<'_>) -> Poll<bool> {
+    /// Moves everything queued into `batch` (which must be empty), then at most one file
+    /// chunk, and sets `chat` to the bytes of chat frames taken (they come first):
+    /// `Ready(true)`, or `Ready(false)` when the queue is closed and empty (nothing more will
+    /// come); `Pending` (the task woken at the next push) when there is nothing yet.
+    fn poll_take(
+        &self,
+        batch: &mut VecDeque<Bytes>,
+        chat: &mut usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<bool> {
         self.waker.register(cx.waker());
         let mut st = self.lock();
         // The writer calls this with nothing left of what it took before.
@@ -320,10 +359,15 @@ impl Outbox {
             // The hub wakes the task when it is done.
             return Poll::Pending;
         }
-        if !st.queue.is_empty() {
+        if !st.queue.is_empty() || !st.bulk.is_empty() {
             // The bytes stay counted until written (see `written`), so the limit covers what
-            // the writer holds too. Swapping keeps both allocations.
+            // the writer holds too. Swapping keeps both allocations. Nobody else writes
+            // meanwhile, so what is counted is exactly what is queued.
             std::mem::swap(batch, &mut st.queue);
+            *chat = st.bytes;
+            if let Some(chunk) = st.bulk.pop_front() {
+                batch.push_back(chunk);
+            }
             st.taken = true;
             st.partial = false;
             return Poll::Ready(true);
@@ -339,7 +383,8 @@ impl Outbox {
 
     /// [`Outbox::poll_take`] as a future.
     async fn take(&self, batch: &mut VecDeque<Bytes>) -> bool {
-        poll_fn(|cx| self.poll_take(batch, cx)).await
+        let mut chat = 0;
+        poll_fn(|cx| self.poll_take(batch, &mut chat, cx)).await
     }
 }
 
@@ -355,6 +400,8 @@ pub(crate) struct Writer<W> {
     sink: W,
     /// Frames taken from the outbox and not yet (entirely) written.
     batch: VecDeque<Bytes>,
+    /// Bytes of chat frames at the front of `batch` (a file chunk may follow them).
+    chat_left: usize,
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
@@ -362,6 +409,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         Writer {
             sink,
             batch: VecDeque::new(),
+            chat_left: 0,
         }
     }
 
@@ -381,13 +429,15 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 if let Err(e) = ready!(Pin::new(&mut self.sink).poll_flush(cx)) {
                     return Poll::Ready(e);
                 }
-                if !ready!(outbox.poll_take(&mut self.batch, cx)) {
+                if !ready!(outbox.poll_take(&mut self.batch, &mut self.chat_left, cx)) {
                     return Poll::Pending;
                 }
             }
             match ready!(poll_write_some(&mut self.sink, &mut self.batch, cx)) {
                 Ok(n) => {
-                    outbox.written(n);
+                    let chat = n.min(self.chat_left);
+                    self.chat_left -= chat;
+                    outbox.written(chat, n - chat);
                     stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => return Poll::Ready(e),
@@ -559,8 +609,50 @@ mod tests {
         let mut batch = VecDeque::new();
         assert!(ob.take(&mut batch).await);
         assert_eq!(ob.push(Bytes::from_static(b"123")), Err(PushError::Full));
-        ob.written(8);
+        ob.written(8, 0);
         assert_eq!(ob.push(Bytes::from_static(b"123")), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn file_chunks_go_after_chat_frames_one_per_write_and_outside_the_limit() {
+        let ob = Outbox::new(10);
+        // Chunks far over the chat limit are accepted (the hub bounds them).
+        ob.push_bulk(Bytes::from_static(b"chunk-one-32k"))
+            .expect("bulk");
+        ob.push_bulk(Bytes::from_static(b"chunk-two-32k"))
+            .expect("bulk");
+        ob.push(Bytes::from_static(b"hi")).expect("chat");
+        ob.push(Bytes::from_static(b"there")).expect("chat");
+        let (mut batch, mut chat) = (VecDeque::new(), 0);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(
+            ob.poll_take(&mut batch, &mut chat, &mut cx),
+            Poll::Ready(true)
+        );
+        // Both chat frames first, then one chunk; the chat's bytes are told apart.
+        let taken: Vec<&[u8]> = batch.iter().map(|b| &b[..]).collect();
+        assert_eq!(taken, [&b"hi"[..], b"there", b"chunk-one-32k"]);
+        assert_eq!(chat, 7);
+        ob.written(7, 13);
+        batch.clear();
+        assert_eq!(ob.pending_bytes(), 0);
+        assert_eq!(ob.bulk_bytes(), 13);
+        // A chat frame queued meanwhile still goes before the next chunk.
+        ob.push(Bytes::from_static(b"again")).expect("chat");
+        assert_eq!(
+            ob.poll_take(&mut batch, &mut chat, &mut cx),
+            Poll::Ready(true)
+        );
+        let taken: Vec<&[u8]> = batch.iter().map(|b| &b[..]).collect();
+        assert_eq!(taken, [&b"again"[..], b"chunk-two-32k"]);
+        // Closing drops what is left of a file.
+        ob.close(None, false);
+        assert_eq!(ob.bulk_bytes(), 0);
+        assert_eq!(
+            ob.push_bulk(Bytes::from_static(b"x")),
+            Err(PushError::Closed)
+        );
     }
 
     #[tokio::test]
@@ -690,7 +782,7 @@ mod tests {
         let wakes = std::sync::Arc::new(WakeCount::default());
         let waker = futures_util::task::waker(wakes.clone());
         let mut batch = VecDeque::new();
-        let waiting = ob.poll_take(&mut batch, &mut Context::from_waker(&waker));
+        let waiting = ob.poll_take(&mut batch, &mut 0, &mut Context::from_waker(&waker));
         assert!(waiting.is_pending());
         assert_eq!(ob.push_deferred(Bytes::from_static(b"hel")), Ok(true));
         // Already to be written: the caller lists it once.

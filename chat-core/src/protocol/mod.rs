@@ -11,9 +11,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod files;
 mod moderation;
 mod reasons;
 
+pub use files::{FILE_CHUNK, FILE_WINDOW, FileInfo, TransferId, sha256_hex};
 pub use moderation::{BanInfo, ModAction, ModNotice, WhoisInfo};
 pub use reasons::{DisconnectReason, ErrorCode, ErrorFrame, RejectReason, Rejected};
 
@@ -21,8 +23,8 @@ pub use reasons::{DisconnectReason, ErrorCode, ErrorFrame, RejectReason, Rejecte
 /// accounts and offline private messages (the variants marked "since 2"); version 3 the
 /// stricter nickname rules' own refusals (`NickError`'s variants marked "since 3"); version 4
 /// moderation (operators, kicks, bans, mutes, topic locks), nickname changes, away messages and
-/// `whois` (the variants marked "since 4").
-pub const PROTOCOL_VERSION: u16 = 4;
+/// `whois` (the variants marked "since 4"); version 5 file transfers (the `File*` variants).
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The room every user is in.
@@ -205,6 +207,56 @@ pub enum ClientFrame {
         /// The message's id.
         id: MessageId,
     },
+    /// Offers a file to one user online; answered with [`ServerFrame::FileOffered`] (carrying
+    /// the transfer's id) or an error with this `tag`. Since 5.
+    FileOffer {
+        /// Chosen by the client, echoed in the answer.
+        tag: u64,
+        /// The recipient's nickname.
+        to: String,
+        /// The file's name, without a directory.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The SHA-256 of its content.
+        sha256: [u8; 32],
+    },
+    /// The recipient accepts or declines an offer. Since 5.
+    FileAnswer {
+        /// The transfer.
+        id: TransferId,
+        /// Accept (the sender starts sending) or decline (the transfer ends).
+        accept: bool,
+    },
+    /// The next piece of an accepted transfer's content, from its sender: at most
+    /// [`FILE_WINDOW`] bytes beyond what the recipient acknowledged. Since 5.
+    FileChunk {
+        /// The transfer.
+        id: TransferId,
+        /// The bytes, following the previous chunk's.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The recipient has this many bytes of the transfer (flow control). Since 5.
+    FileAck {
+        /// The transfer.
+        id: TransferId,
+        /// Bytes received so far.
+        received: u64,
+    },
+    /// Either side stops a transfer (or withdraws an offer). Since 5.
+    FileCancel {
+        /// The transfer.
+        id: TransferId,
+        /// Why; may be empty.
+        reason: String,
+    },
+    /// The recipient has every byte and the SHA-256 matched: the transfer is complete.
+    /// Since 5.
+    FileDone {
+        /// The transfer.
+        id: TransferId,
+    },
 }
 
 impl ClientFrame {
@@ -237,6 +289,12 @@ impl ClientFrame {
             | ClientFrame::Away { .. }
             | ClientFrame::Whois { .. }
             | ClientFrame::Delete { .. } => 4,
+            ClientFrame::FileOffer { .. }
+            | ClientFrame::FileAnswer { .. }
+            | ClientFrame::FileChunk { .. }
+            | ClientFrame::FileAck { .. }
+            | ClientFrame::FileCancel { .. }
+            | ClientFrame::FileDone { .. } => 5,
         }
     }
 }
@@ -579,6 +637,54 @@ pub enum ServerFrame {
         /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: Timestamp,
+    },
+    /// The sender's offer was passed on: the transfer has this id. Since 5.
+    FileOffered {
+        /// The offer's tag.
+        tag: u64,
+        /// The transfer.
+        id: TransferId,
+        /// The recipient.
+        to: String,
+    },
+    /// Someone offers you a file; answer with [`ClientFrame::FileAnswer`]. Since 5.
+    FileOffer(FileInfo),
+    /// The recipient accepted (start sending) or declined. Since 5.
+    FileAnswer {
+        /// The transfer.
+        id: TransferId,
+        /// Accepted.
+        accept: bool,
+    },
+    /// A piece of an accepted transfer's content, for its recipient. Since 5.
+    FileChunk {
+        /// The transfer.
+        id: TransferId,
+        /// The bytes, following the previous chunk's.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// For the sender: the recipient has this many bytes. Since 5.
+    FileAck {
+        /// The transfer.
+        id: TransferId,
+        /// Bytes received so far.
+        received: u64,
+    },
+    /// The transfer ended before completing: cancelled by `by` (a nickname, or `server` for
+    /// a limit, a stall or a disconnection). Since 5.
+    FileCancelled {
+        /// The transfer.
+        id: TransferId,
+        /// Who cancelled it.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// For the sender: the recipient has the whole file, verified. Since 5.
+    FileDone {
+        /// The transfer.
+        id: TransferId,
     },
 }
 

@@ -8,9 +8,11 @@ use std::time::Duration;
 use chat_core::protocol::DEFAULT_MAX_FRAME;
 use clap::Parser;
 
+mod files;
 mod limits;
 mod tls;
 
+pub use files::{FileArgs, FilesConfig};
 pub use limits::LimitArgs;
 pub use tls::TlsArgs;
 
@@ -72,6 +74,8 @@ pub struct Config {
     /// TLS on the chat port; `None` serves plain TCP only (the library's default: the binary
     /// always serves TLS).
     pub tls: Option<TlsConfig>,
+    /// File transfers.
+    pub files: FilesConfig,
     /// Treats connections from loopback as if they came from elsewhere, for tests of what
     /// remote clients get (plain TCP refused, say). Not a flag.
     #[doc(hidden)]
@@ -237,6 +241,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             retention: Retention::default(),
             tls: None,
+            files: FilesConfig::default(),
             loopback_is_remote: false,
         }
     }
@@ -397,6 +402,10 @@ pub struct Cli {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tls: TlsArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub files: FileArgs,
 }
 
 impl Cli {
@@ -492,6 +501,7 @@ impl Cli {
             limits: self.limits.limits(self.max_clients.max(1))?,
             retention: self.limits.retention(),
             tls,
+            files: self.files.config()?,
             loopback_is_remote: false,
         })
     }

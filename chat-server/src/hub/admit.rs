@@ -330,6 +330,7 @@ impl Hub {
             return;
         };
         self.nicks.remove(conn, &member.keys);
+        self.transfers_gone(conn, &member.nick);
         if let Some(key) = &member.account
             && self.by_account.get(key) == Some(&conn)
         {

@@ -90,6 +90,8 @@ pub(crate) enum Cmd {
     /// A moderation or presence request (checked by the session): `Kick`, `Ban`, `Unban`,
     /// `ListBans`, `Mute`, `Unmute`, `Op`, `LockTopic`, `Nick`, `Away`, `Whois`, `Delete`.
     Moderate { conn: ConnId, frame: ClientFrame },
+    /// A file transfer's frame (offer, answer, chunk, acknowledgement, cancel, done).
+    File { conn: ConnId, frame: ClientFrame },
     /// A message to delete, looked up in the store.
     Found {
         conn: ConnId,

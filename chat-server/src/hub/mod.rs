@@ -22,6 +22,7 @@
 //! | `moderation.rs` | operators, kicks, bans, mutes, topic locks; `Mutes` |
 //! | `presence.rs` | `/nick`, `/away`, `whois` |
 //! | `deletes.rs` | deleting a message (its author, or an operator) |
+//! | `files.rs` | `Transfers`: file offers, answers, chunks under flow control, their ends |
 //! | `fanout.rs` | `Fanout`: frames encoded once, batched per room, queued in order |
 //! | `frames.rs`, `roster.rs` | frames encoded from borrowed state (messages, history, rosters) |
 //! | `nick_index.rs` | which online member holds each nickname key |
@@ -35,6 +36,7 @@ mod conn;
 mod deletes;
 mod durable;
 mod fanout;
+mod files;
 mod frames;
 mod messages;
 mod model;
@@ -88,6 +90,9 @@ const REPLAY_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 /// How often the hub asks whether `chat-server admin` changed the database.
 const ADMIN_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How often file transfers are checked for offers nobody answered and stalls.
+const FILE_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long shutdown waits for the store to confirm the messages accepted before it.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -128,6 +133,8 @@ pub(crate) struct Hub {
     admin_seen: i64,
     /// Members who are away.
     away: HashSet<ConnId>,
+    /// File transfers under way.
+    transfers: files::Transfers,
     next_msg_id: u64,
     /// Members not logged in to an account.
     guests: usize,
@@ -168,6 +175,7 @@ impl Hub {
             mutes: Mutes::default(),
             admin_seen: 0,
             away: HashSet::new(),
+            transfers: files::Transfers::default(),
             stats,
             next_msg_id: 1,
             guests: 0,
@@ -262,6 +270,8 @@ impl Hub {
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut admin_check = tokio::time::interval(ADMIN_CHECK);
         admin_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut file_check = tokio::time::interval(FILE_CHECK);
+        file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // While shutting down: when to stop waiting for the store's last acknowledgements.
         let mut draining: Option<tokio::time::Instant> = None;
         loop {
@@ -293,6 +303,10 @@ impl Hub {
                 _ = upkeep.tick(), if !self.closing && draining.is_none() => self.upkeep(),
                 _ = admin_check.tick(), if !self.closing && draining.is_none() => {
                     self.check_elsewhere();
+                }
+                _ = file_check.tick(), if !self.transfers.is_empty() => {
+                    self.transfers_idle();
+                    self.settle();
                 }
                 () = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {
                     tracing::warn!("the store did not confirm the last messages in time");
@@ -445,6 +459,7 @@ impl Hub {
             Cmd::AckOffline { conn, up_to } => self.ack_offline(conn, up_to),
             Cmd::Moderate { conn, frame } => self.moderate(conn, frame),
             Cmd::Found { conn, id, found } => self.delete_found(conn, id, found),
+            Cmd::File { conn, frame } => self.file(conn, frame),
             Cmd::Admin(Ok(events)) => {
                 for event in events {
                     self.admin_event(event);

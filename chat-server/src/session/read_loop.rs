@@ -211,6 +211,8 @@ pub(super) async fn read_loop<W: AsyncWrite + Unpin>(
     // A password being hashed, for a command to send once hashed.
     let mut hashing = None;
     loop {
+        // How long to wait before handing the command over (file chunks over the file rate).
+        let mut pause = None;
         let cmd = if let Some(hashing) = hashing.take() {
             match writer.drive(hashing, outbox, stats).await {
                 Ok(Ok(cmd)) => cmd,
@@ -275,6 +277,10 @@ pub(super) async fn read_loop<W: AsyncWrite + Unpin>(
                     }
                 }
                 Step::Hub(cmd) => cmd,
+                Step::Paced { cmd, wait } => {
+                    pause = Some(wait);
+                    cmd
+                }
                 Step::End(end) => return end,
                 Step::Hash(purpose, password) => {
                     let (hub, stats) = (shared.hub.clone(), shared.stats.clone());
@@ -283,6 +289,13 @@ pub(super) async fn read_loop<W: AsyncWrite + Unpin>(
                 }
             }
         };
+        if let Some(wait) = pause {
+            // Boxed: an idle connection's state does not carry a timer.
+            let sleep = Box::pin(tokio::time::sleep(wait));
+            if writer.drive(sleep, outbox, stats).await.is_err() {
+                return lost();
+            }
+        }
         match writer.drive(to_hub(shared, cmd), outbox, stats).await {
             Ok(true) => {}
             Ok(false) => return End::HubGone,

@@ -14,7 +14,7 @@ use super::Shared;
 use super::read_loop::End;
 use crate::config::Config;
 use crate::hub::{Cmd, ConnId};
-use crate::limits::Presence;
+use crate::limits::{Bucket, Presence};
 use crate::ratelimit::{RateLimiter, Verdict};
 
 /// A connection's flood control: its own bucket (an account's, kept from one login to the
@@ -22,6 +22,8 @@ use crate::ratelimit::{RateLimiter, Verdict};
 #[derive(Debug)]
 pub(super) struct Flood {
     own: RateLimiter,
+    /// File bytes per second (`--file-rate`): chunks are paced, not refused.
+    files: Option<Bucket>,
     presence: Presence,
     /// The account logged in to, whose bucket is kept when the connection ends.
     account: Option<String>,
@@ -36,6 +38,7 @@ impl Flood {
             .unwrap_or_else(|| RateLimiter::new(shared.config.rate, Instant::now()));
         Flood {
             own,
+            files: file_bucket(&shared.config),
             presence,
             account,
         }
@@ -49,6 +52,7 @@ impl Flood {
     ) -> Self {
         Flood {
             own: RateLimiter::new(config.rate, Instant::now()),
+            files: file_bucket(config),
             presence: Presence::uncounted(book),
             account: None,
         }
@@ -74,6 +78,20 @@ impl Flood {
     }
 }
 
+/// The bucket that paces a connection's file chunks: a second's worth at once.
+fn file_bucket(config: &Config) -> Option<Bucket> {
+    let rate = config.files.rate?;
+    let burst = u32::try_from(rate).unwrap_or(u32::MAX);
+    Some(Bucket::new(burst, rate as f64, Instant::now()))
+}
+
+/// What an acknowledgement costs of the file rate, in bytes: acknowledgements come one per
+/// chunk received, and a flood of them is paced like data.
+const ACK_COST: f64 = 256.0;
+
+/// Most bytes of a file name.
+const MAX_FILE_NAME: usize = 255;
+
 /// Most attributes on one message.
 const MAX_ATTRS: usize = 8;
 /// Longest room topic, in bytes.
@@ -96,6 +114,8 @@ pub(super) enum Step {
     },
     /// Hand this to the hub.
     Hub(Cmd),
+    /// Hand this to the hub after `wait` (a file chunk over the file rate).
+    Paced { cmd: Cmd, wait: std::time::Duration },
     /// The connection ends.
     End(End),
     /// Hash this password (off the connection's task), then hand it to the hub.
@@ -135,8 +155,20 @@ pub(super) fn step(
     if matches!(frame, ClientFrame::Ping { .. }) && flood.own.ping(now) {
         return command(frame, conn, config, now);
     }
+    // File data and acknowledgements are paced by the file rate instead of counting as
+    // messages: a transfer would otherwise use up the message allowance in a moment.
+    if let ClientFrame::FileChunk { data, .. } = &frame
+        && version >= 5
+    {
+        let cost = data.len() as f64;
+        return paced(flood, cost, Cmd::File { conn, frame }, now);
+    }
+    if matches!(frame, ClientFrame::FileAck { .. }) && version >= 5 {
+        return paced(flood, ACK_COST, Cmd::File { conn, frame }, now);
+    }
     let tag = match &frame {
         ClientFrame::Send(out) => Some(out.tag),
+        ClientFrame::FileOffer { tag, .. } => Some(*tag),
         _ => None,
     };
     match flood.check(now) {
@@ -237,11 +269,47 @@ fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> S
             Step::Hash(HashFor::SetPassword, std::mem::take(&mut password.0))
         }
         ClientFrame::AckOffline { up_to } => Step::Hub(Cmd::AckOffline { conn, up_to }),
+        ClientFrame::FileOffer {
+            tag,
+            ref to,
+            ref name,
+            ..
+        } => match check_file_offer(to, name) {
+            Ok(()) => Step::Hub(Cmd::File { conn, frame }),
+            Err(message) => error(Some(tag), ErrorCode::InvalidText, message),
+        },
+        ClientFrame::FileCancel { ref reason, .. } => match check_topic(reason) {
+            Ok(()) => Step::Hub(Cmd::File { conn, frame }),
+            Err(e) => error(None, ErrorCode::InvalidText, format!("invalid reason: {e}")),
+        },
+        ClientFrame::FileAnswer { .. }
+        | ClientFrame::FileChunk { .. }
+        | ClientFrame::FileAck { .. }
+        | ClientFrame::FileDone { .. } => Step::Hub(Cmd::File { conn, frame }),
         frame => match check_moderation(&frame) {
             Ok(()) => Step::Hub(Cmd::Moderate { conn, frame }),
             Err(message) => error(None, ErrorCode::InvalidText, message),
         },
     }
+}
+
+/// A file chunk or acknowledgement of `cost` bytes, paced by the file rate.
+fn paced(flood: &mut Flood, cost: f64, cmd: Cmd, now: Instant) -> Step {
+    match flood.files.as_mut().map(|b| b.pace(cost, now)) {
+        Some(wait) if !wait.is_zero() => Step::Paced { cmd, wait },
+        _ => Step::Hub(cmd),
+    }
+}
+
+/// Checks an offer's recipient and file name: a name of reasonable length, on one line,
+/// without control characters (the recipient makes it safe to save under, whatever it is).
+fn check_file_offer(to: &str, name: &str) -> Result<(), String> {
+    names::validate_text(to, MAX_NAME).map_err(|e| format!("invalid recipient: {e}"))?;
+    names::validate_text(name, MAX_FILE_NAME).map_err(|e| format!("invalid file name: {e}"))?;
+    if name.trim().is_empty() || name.contains(['\n', '\r', '\t']) {
+        return Err("invalid file name: one line, not blank".to_owned());
+    }
+    Ok(())
 }
 
 /// Longest nickname or ban target in a moderation request, in bytes.
