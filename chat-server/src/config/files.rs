@@ -55,7 +55,7 @@ impl FileArgs {
         }
         Ok(FilesConfig {
             max_size: self.max_file_size.saturating_mul(1_000_000),
-            rate: (self.file_rate > 0.0).then(|| (self.file_rate * 1e6) as u64),
+            rate: (self.file_rate > 0.0).then_some((self.file_rate * 1e6) as u64),
             max_transfers: self.max_transfers,
             per_address: self.max_transfers_per_address,
             ..FilesConfig::default()

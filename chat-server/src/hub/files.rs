@@ -114,10 +114,10 @@ impl Hub {
             ClientFrame::FileAnswer { id, accept } => self.file_answer(conn, id, accept),
             ClientFrame::FileChunk { id, data } => self.file_chunk(conn, id, data),
             ClientFrame::FileAck { id, received } => self.file_ack(conn, id, received),
-            ClientFrame::FileCancel { id, reason } => {
-                if self.mine(conn, id, |t| t.from == conn || t.to == conn) {
-                    self.cancel_transfer(id, Some(conn), &reason);
-                }
+            ClientFrame::FileCancel { id, reason }
+                if self.mine(conn, id, |t| t.from == conn || t.to == conn) =>
+            {
+                self.cancel_transfer(id, Some(conn), &reason);
             }
             ClientFrame::FileDone { id } => self.file_done(conn, id),
             _ => {}
