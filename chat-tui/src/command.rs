@@ -47,8 +47,63 @@ pub enum Command {
     Ignore(Option<String>),
     /// Show someone's messages again.
     Unignore(String),
+    /// A file transfer: `/file NICK PATH`, `/accept`, `/decline`, `/cancel`.
+    File(FileCommand),
     /// A command that cannot be carried out; the text says why.
     Invalid(String),
+}
+
+/// A file transfer command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileCommand {
+    /// `/file NICK PATH`: offer a file.
+    Send {
+        to: String,
+        path: std::path::PathBuf,
+    },
+    /// `/accept [ID]` (the latest offer when no id is given).
+    Accept(Option<u64>),
+    /// `/decline [ID]`.
+    Decline(Option<u64>),
+    /// `/cancel [ID]` (the latest transfer).
+    Cancel(Option<u64>),
+}
+
+/// `~/x` as a path in the home folder; anything else as typed.
+pub fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ if path == "~" => std::env::var_os("HOME").map_or_else(|| path.into(), Into::into),
+        _ => path.into(),
+    }
+}
+
+/// `/file`, `/accept`, `/decline`, `/cancel`.
+fn parse_file(name: &str, args: &str) -> Option<Command> {
+    let id = |usage: &str| match args.trim() {
+        "" => Ok(None),
+        n => n
+            .trim_start_matches('#')
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| Command::Invalid(format!("usage: {usage}"))),
+    };
+    let made = |r: Result<Option<u64>, Command>, f: fn(Option<u64>) -> FileCommand| {
+        r.map_or_else(|e| e, |id| Command::File(f(id)))
+    };
+    Some(match name {
+        "file" | "send" => match args.trim().split_once(char::is_whitespace) {
+            Some((to, path)) if !path.trim().is_empty() => Command::File(FileCommand::Send {
+                to: to.to_owned(),
+                path: expand_home(path.trim()),
+            }),
+            _ => Command::Invalid("usage: /file NICK PATH".into()),
+        },
+        "accept" => made(id("/accept [ID]"), FileCommand::Accept),
+        "decline" => made(id("/decline [ID]"), FileCommand::Decline),
+        "cancel" => made(id("/cancel [ID]"), FileCommand::Cancel),
+        _ => return None,
+    })
 }
 
 /// A moderation or presence request, before it is given the room it is typed in.
@@ -376,6 +431,7 @@ pub const HELP: &[&str] = &[
     "  /away [message]   mark yourself away (/back, or /away alone, to come back)",
     "  /whois NICK       who someone is: account, since when, idle, rooms in common",
     "  /ignore [NICK]    hide someone's messages (alone: list); /unignore NICK",
+    "  /file NICK PATH   send a file; /accept, /decline or /cancel [ID] (latest: no ID)",
     "  /quit [reason]    leave (end of input and Ctrl-C do the same)",
     "  /help             this list",
     "  //text            send text that starts with '/'",
@@ -469,7 +525,7 @@ pub fn parse(line: &str) -> Option<Command> {
             "" => Command::Invalid("usage: /password NEW-PASSWORD".into()),
             pass => Command::Password(pass.into()),
         },
-        other => match parse_mod(other, args.trim_end()) {
+        other => match parse_file(other, args).or_else(|| parse_mod(other, args.trim_end())) {
             Some(command) => command,
             None => Command::Invalid(format!(
                 "unknown command /{other}; /help lists the commands"
@@ -639,6 +695,35 @@ mod tests {
     }
 
     #[test]
+    fn file_commands() {
+        assert_eq!(
+            parse("/file bob my report.pdf"),
+            Some(Command::File(FileCommand::Send {
+                to: "bob".into(),
+                path: "my report.pdf".into()
+            }))
+        );
+        assert_eq!(
+            parse("/accept"),
+            Some(Command::File(FileCommand::Accept(None)))
+        );
+        assert_eq!(
+            parse("/decline #3"),
+            Some(Command::File(FileCommand::Decline(Some(3))))
+        );
+        assert_eq!(
+            parse("/cancel 12"),
+            Some(Command::File(FileCommand::Cancel(Some(12))))
+        );
+        if let Some(home) = std::env::var_os("HOME") {
+            assert_eq!(
+                expand_home("~/a.txt"),
+                std::path::Path::new(&home).join("a.txt")
+            );
+        }
+    }
+
+    #[test]
     fn mistakes_explain_themselves() {
         for bad in [
             "/msg",
@@ -664,6 +749,10 @@ mod tests {
             "/unignore",
             "/delete",
             "/delete a b",
+            "/file",
+            "/file bob",
+            "/accept x",
+            "/cancel 1 2",
         ] {
             match parse(bad) {
                 Some(Command::Invalid(why)) => assert!(!why.is_empty()),

@@ -15,6 +15,7 @@ use crate::command::{Command, ModCommand, parse, room_name};
 use deliver::{Answer, Delivery};
 
 mod deliver;
+mod files;
 mod rooms;
 use crate::line_event::LineEvent;
 use crate::sanitize::sanitize_line;
@@ -39,6 +40,10 @@ pub struct LineOptions {
     pub trust: Trust,
     /// Where the ignore list is kept (`None`: in memory only).
     pub ignore_file: Option<std::path::PathBuf>,
+    /// Where received files are saved.
+    pub download_dir: std::path::PathBuf,
+    /// Whose file offers are accepted without asking.
+    pub accept_files_from: Vec<String>,
 }
 
 /// Exit statuses, documented in the README.
@@ -105,10 +110,14 @@ pub async fn run(opts: LineOptions) -> u8 {
         return exit::ERROR;
     }
     let mut delivery = Delivery::default();
+    let max_frame = client.welcome.limits.max_frame;
+    let files = files::LineFiles::start(opts.download_dir, &opts.accept_files_from, max_frame);
     let mut io = Io {
         input,
         interrupt,
         out,
+        files,
+        input_done: false,
     };
     let code = chat(client, &mut io, &mut delivery).await;
     finish(code, delivery)
@@ -133,6 +142,9 @@ struct Io {
     input: mpsc::Receiver<String>,
     interrupt: Interrupt,
     out: Output,
+    files: files::LineFiles,
+    /// The input ended while files were still moving: the session quits once they are done.
+    input_done: bool,
 }
 
 /// The session: lines read and carried out, frames shown, until it ends; returns the exit
@@ -154,13 +166,39 @@ async fn chat(client: NetClient, io: &mut Io, delivery: &mut Delivery) -> u8 {
 
     loop {
         let (command, line) = tokio::select! {
-            line = io.input.recv(), if !quitting && delivery.idle() => match line {
-                Some(line) => (parse(&line), Some((delivery.read(), line))),
-                None => (Some(Command::Quit(String::new())), None), // end of input
-            },
+            line = io.input.recv(), if !quitting && !io.input_done && delivery.idle() => {
+                match line {
+                    Some(line) => (parse(&line), Some((delivery.read(), line))),
+                    // The end of the input waits for the files under way.
+                    None if io.files.busy() => {
+                        io.input_done = true;
+                        continue;
+                    }
+                    None => (Some(Command::Quit(String::new())), None),
+                }
+            }
+            Some(frame) = io.files.frames.recv() => {
+                let sent = sender.send(&frame).await;
+                if let Some(code) = after_send(sent, quitting, &mut io.out) {
+                    return code;
+                }
+                continue;
+            }
+            Some(event) = io.files.events.recv() => {
+                if let Some(ev) = io.files.event(event, &me)
+                    && io.out.show(&ev).is_err()
+                {
+                    return exit::ERROR;
+                }
+                if !(io.input_done && !quitting && !io.files.busy()) {
+                    continue;
+                }
+                (Some(Command::Quit(String::new())), None)
+            }
             frame = events.next() => {
-                let frame = match frame {
-                    Ok(Some(frame)) => frame,
+                let frame = match frame.map(|f| f.map(|f| io.files.route(f))) {
+                    Ok(Some(Some(frame))) => frame,
+                    Ok(Some(None)) => continue,
                     Ok(None) if quitting => return exit::QUIT,
                     Ok(None) => {
                         let _ = io.out.show(&lost("the server closed the connection"));
@@ -209,6 +247,17 @@ async fn chat(client: NetClient, io: &mut Io, delivery: &mut Delivery) -> u8 {
                 }
                 (Some(Command::Quit(String::new())), None)
             }
+        };
+        let command = match command {
+            Some(Command::File(f)) => {
+                if let Some(ev) = io.files.command(f, version)
+                    && io.out.show(&ev).is_err()
+                {
+                    return exit::ERROR;
+                }
+                continue;
+            }
+            other => other,
         };
         let shown = match &command {
             Some(Command::Ignore(nick)) => Some(ignore(&mut io.out.ignored, nick.clone(), true)),
@@ -497,7 +546,7 @@ fn to_send(command: Option<Command>, rooms: &mut Rooms, max_len: usize) -> Step 
             Ok(f) => frame(f),
             Err(why) => Step::Show(LineEvent::error(why)),
         },
-        Command::Ignore(_) | Command::Unignore(_) => Step::Nothing,
+        Command::Ignore(_) | Command::Unignore(_) | Command::File(_) => Step::Nothing,
         Command::Query(_) | Command::Clear | Command::Close | Command::Reconnect => {
             Step::Show(LineEvent::error(
                 "that command is only available in the full-screen client; /help lists the \

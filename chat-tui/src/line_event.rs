@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 
+mod files;
 mod text;
 
 /// One thing to show the user.
@@ -223,6 +224,55 @@ pub enum LineEvent {
         time: DateTime<Utc>,
         nicks: Vec<String>,
     },
+    /// A file offered to us (`outgoing` false: `/accept ID` or `/decline ID`), or our offer
+    /// passed on to its recipient (`outgoing` true).
+    FileOffer {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        id: u64,
+        outgoing: bool,
+        from: String,
+        to: String,
+        name: String,
+        size: u64,
+        sha256: Option<String>,
+    },
+    /// A transfer moved: `done` of `size` bytes.
+    FileProgress {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        id: u64,
+        outgoing: bool,
+        peer: String,
+        name: String,
+        done: u64,
+        size: u64,
+        percent: u8,
+        bytes_per_sec: u64,
+    },
+    /// A transfer completed: sent and verified by the recipient, or received, verified and
+    /// saved at `path`.
+    FileDone {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        id: u64,
+        outgoing: bool,
+        peer: String,
+        name: String,
+        size: u64,
+        path: Option<String>,
+    },
+    /// A transfer or an offer ended without the file (declined, cancelled, refused, damaged,
+    /// lost); `id` is absent when the offer never got one.
+    FileFailed {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        id: Option<u64>,
+        outgoing: bool,
+        peer: String,
+        name: String,
+        reason: String,
+    },
 }
 
 /// A ban in the answer to `/bans`.
@@ -349,6 +399,14 @@ impl LineEvent {
             },
             ServerFrame::Welcome(w) => LineEvent::welcome(&w, ""),
             ServerFrame::Pong { .. } => return Vec::new(),
+            // The file agent's (`crate::files`), which never passes them on.
+            ServerFrame::FileOffered { .. }
+            | ServerFrame::FileOffer(_)
+            | ServerFrame::FileAnswer { .. }
+            | ServerFrame::FileChunk { .. }
+            | ServerFrame::FileAck { .. }
+            | ServerFrame::FileCancelled { .. }
+            | ServerFrame::FileDone { .. } => return Vec::new(),
             ServerFrame::Entered { room, topic } => LineEvent::Entered {
                 time: now,
                 room,

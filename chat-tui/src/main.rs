@@ -78,6 +78,15 @@ struct Cli {
     #[arg(long)]
     trust_on_first_use: bool,
 
+    /// Where received files are saved [default: the download folder, e.g. ~/Downloads].
+    #[arg(long, env = "CHAT_DOWNLOAD_DIR", value_name = "PATH")]
+    download_dir: Option<PathBuf>,
+
+    /// With --plain: accept file offers from these nicknames without asking (a bot that
+    /// receives files), e.g. --accept-files-from alice,bob.
+    #[arg(long, value_name = "NICK,...", value_delimiter = ',')]
+    accept_files_from: Vec<String>,
+
     /// Forget the certificate accepted for HOST:PORT (after the server got a new one), then
     /// exit: the next connection shows the new one and asks.
     #[arg(long, value_name = "HOST:PORT", exclusive = true)]
@@ -128,6 +137,7 @@ Configuration file (TOML; flags take precedence):
   server = \"chat.example.org:12345\"
   scrollback = 10000
   utc = false
+  download_dir = \"~/Downloads\"
   roster = true
 
 Colours are off when NO_COLOR is set.
@@ -185,6 +195,12 @@ fn main() -> ExitCode {
         .or(file.server)
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
     let utc = cli.utc || file.utc.unwrap_or(false);
+    let download_dir = cli
+        .download_dir
+        .clone()
+        .or(file.download_dir.clone())
+        .map(|p| p.to_str().map_or(p.clone(), chat_tui::command::expand_home))
+        .unwrap_or_else(chat_tui::files::default_download_dir);
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -205,6 +221,8 @@ fn main() -> ExitCode {
             utc,
             trust,
             ignore_file: chat_tui::ignore::default_path(),
+            download_dir,
+            accept_files_from: cli.accept_files_from,
         }))
     } else {
         let defaults = Options::default();
@@ -226,6 +244,7 @@ fn main() -> ExitCode {
             server,
             app,
             trust,
+            download_dir,
         }))
     };
     // The terminal reader thread may still be blocked in a read: do not wait for it.

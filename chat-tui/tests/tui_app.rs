@@ -804,6 +804,7 @@ fn a_known_nickname_connects_at_once_and_a_refusal_brings_the_form_back() {
         server: "127.0.0.1:12345".to_owned(),
         app: options(),
         trust: Default::default(),
+        download_dir: std::env::temp_dir(),
     };
     // The nickname alone (from --nick, CHAT_NICK or the configuration file; the server is
     // the default one): no form to fill in.

@@ -145,6 +145,22 @@ impl LineEvent {
                 away.iter_mut().for_each(one);
             }
             LineEvent::Ignored { nicks, .. } => nicks.iter_mut().for_each(one),
+            LineEvent::FileOffer { from, to, name, .. } => {
+                one(from);
+                one(to);
+                one(name);
+            }
+            LineEvent::FileProgress { peer, name, .. } | LineEvent::FileDone { peer, name, .. } => {
+                one(peer);
+                one(name);
+            }
+            LineEvent::FileFailed {
+                peer, name, reason, ..
+            } => {
+                one(peer);
+                one(name);
+                one(reason);
+            }
             LineEvent::Deleted { room, by, .. } => {
                 one(by);
                 room.iter_mut().for_each(one);
@@ -338,6 +354,12 @@ impl LineEvent {
             }
             LineEvent::Ignored { time, nicks } => {
                 format!("{} * you ignore {}", stamp(time), nicks.join(", "))
+            }
+            LineEvent::FileOffer { time, .. }
+            | LineEvent::FileProgress { time, .. }
+            | LineEvent::FileDone { time, .. }
+            | LineEvent::FileFailed { time, .. } => {
+                format!("{} * {}", stamp(time), self.file_text())
             }
         }
     }

@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub utc: Option<bool>,
     /// Show the roster sidebar (default true; F2 toggles it).
     pub roster: Option<bool>,
+    /// Where received files are saved (default: the download folder).
+    pub download_dir: Option<PathBuf>,
 }
 
 /// The default location: `<config dir>/chat-suite/chat-tui.toml`

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::app::{Event, NetEvent};
+use crate::files::{FileCmd, FileLink, is_file_frame};
 use crate::trust::Trust;
 
 /// What the network task is asked to do.
@@ -46,9 +47,15 @@ const QUIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Starts the network task, trusting servers as `trust` says; it reports on `events` and stops
 /// when the command channel closes or after a quit.
-pub fn spawn(events: mpsc::Sender<Event>, trust: Trust) -> mpsc::UnboundedSender<NetCmd> {
+/// File frames from the server go to the file agent of `files`, whose frames are sent while
+/// nothing else waits.
+pub fn spawn(
+    events: mpsc::Sender<Event>,
+    trust: Trust,
+    files: FileLink,
+) -> mpsc::UnboundedSender<NetCmd> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(rx, events, trust));
+    tokio::spawn(run(rx, events, trust, files));
     tx
 }
 
@@ -56,6 +63,7 @@ async fn run(
     mut cmds: mpsc::UnboundedReceiver<NetCmd>,
     events: mpsc::Sender<Event>,
     mut trust: Trust,
+    mut files: FileLink,
 ) {
     let report = |ev: NetEvent| {
         let events = events.clone();
@@ -66,7 +74,7 @@ async fn run(
         let (server, nick, password, delay) = match next.take() {
             Some(c) => c,
             // Idle until the app asks for a connection (trusting certificates meanwhile).
-            None => match wait(None, &mut cmds, &events, &mut trust).await {
+            None => match wait(None, &mut cmds, &events, &mut trust, &mut files).await {
                 Wait::Replaced(server, nick, password, delay) => (server, nick, password, delay),
                 Wait::Quit(done) => {
                     let _ = done.send(());
@@ -75,7 +83,7 @@ async fn run(
                 Wait::Elapsed | Wait::Closed => return,
             },
         };
-        match wait(Some(delay), &mut cmds, &events, &mut trust).await {
+        match wait(Some(delay), &mut cmds, &events, &mut trust, &mut files).await {
             Wait::Elapsed => {}
             Wait::Replaced(server, nick, password, delay) => {
                 next = Some((server, nick, password, delay));
@@ -125,7 +133,9 @@ async fn run(
                 continue;
             }
         };
-        match session(client, &mut cmds, &events, &mut trust).await {
+        let ended = session(client, &mut cmds, &events, &mut trust, &mut files).await;
+        let _ = files.agent.send(FileCmd::Lost);
+        match ended {
             End::Lost(message) => {
                 if !report(NetEvent::Lost { message }).await {
                     return;
@@ -147,6 +157,7 @@ async fn wait(
     cmds: &mut mpsc::UnboundedReceiver<NetCmd>,
     events: &mpsc::Sender<Event>,
     trust: &mut Trust,
+    files: &mut FileLink,
 ) -> Wait {
     let wake = async {
         match delay {
@@ -158,6 +169,8 @@ async fn wait(
     loop {
         tokio::select! {
             () = &mut wake => return Wait::Elapsed,
+            // Not connected: what the file agent still sends goes nowhere.
+            Some(_) = files.frames.recv() => {}
             cmd = cmds.recv() => match cmd {
                 Some(NetCmd::Send(_)) => {}
                 Some(NetCmd::Trust { server, fingerprint }) => {
@@ -215,12 +228,15 @@ async fn session(
     cmds: &mut mpsc::UnboundedReceiver<NetCmd>,
     events: &mpsc::Sender<Event>,
     trust: &mut Trust,
+    files: &mut FileLink,
 ) -> End {
     let NetClient {
         welcome,
         mut sender,
         events: mut frames,
     } = client;
+    let max_frame = welcome.limits.max_frame;
+    let _ = files.agent.send(FileCmd::Connected { max_frame });
     if events
         .send(Event::Net(NetEvent::Connected(Box::new(welcome))))
         .await
@@ -233,6 +249,8 @@ async fn session(
     let mut alive = Liveness::new(Instant::now());
     loop {
         tokio::select! {
+            // In this order: the server's frames, the user's, the ping, and only then a file's.
+            biased;
             frame = frames.next() => match frame {
                 Ok(Some(ServerFrame::Pong { nonce, .. })) => {
                     if let Some(lag) = alive.pong(nonce, Instant::now())
@@ -240,6 +258,10 @@ async fn session(
                     {
                         return End::Stop;
                     }
+                }
+                Ok(Some(frame)) if is_file_frame(&frame) => {
+                    alive.heard(Instant::now());
+                    let _ = files.agent.send(FileCmd::Frame(frame));
                 }
                 Ok(Some(frame)) => {
                     alive.heard(Instant::now());
@@ -298,6 +320,18 @@ async fn session(
                         "nothing from the server for {} s",
                         DEAD_AFTER.as_secs()
                     ));
+                }
+            },
+            Some(frame) = files.frames.recv() => {
+                match tokio::time::timeout(SEND_TIMEOUT, sender.send(&frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return End::Lost(e.to_string()),
+                    Err(_) => {
+                        return End::Lost(format!(
+                            "the server has not read anything for {} s",
+                            SEND_TIMEOUT.as_secs()
+                        ));
+                    }
                 }
             }
         }

@@ -34,6 +34,8 @@ pub struct TuiOptions {
     pub app: Options,
     /// Which certificates to trust (or no TLS at all).
     pub trust: crate::trust::Trust,
+    /// Where received files are saved.
+    pub download_dir: std::path::PathBuf,
 }
 
 /// The client as it starts: connecting at once when the nickname is known (from `--nick`,
@@ -88,7 +90,18 @@ type Term = Terminal<CrosstermBackend<io::Stdout>>;
 async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     spawn_terminal_reader(tx.clone());
-    let net = net::spawn(tx.clone(), opts.trust.clone());
+    let (agent, frames, mut file_events) = crate::files::spawn(opts.download_dir.clone());
+    let files = agent.clone();
+    let link = crate::files::FileLink { agent, frames };
+    let net = net::spawn(tx.clone(), opts.trust.clone(), link);
+    let to_app = tx.clone();
+    tokio::spawn(async move {
+        while let Some(event) = file_events.recv().await {
+            if to_app.send(Event::File(event)).await.is_err() {
+                break;
+            }
+        }
+    });
     drop(tx);
 
     let (mut app, mut effects) = start(opts, Instant::now());
@@ -116,6 +129,9 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
                         password,
                         delay,
                     });
+                }
+                Effect::File(command) => {
+                    let _ = files.send(command.into());
                 }
                 Effect::Send(frame) => {
                     let _ = net.send(NetCmd::Send(frame));

@@ -50,6 +50,15 @@ impl Theme {
         }
     }
 
+    /// The done part of a progress bar.
+    pub fn gauge(&self) -> Style {
+        if self.color {
+            Style::default().fg(Color::Green)
+        } else {
+            Style::default().add_modifier(Modifier::BOLD)
+        }
+    }
+
     /// A nickname, in its own colour.
     pub fn nick(&self, nick: &str) -> Style {
         self.fg(nick_color(nick))

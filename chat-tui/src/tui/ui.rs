@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders, Clear, LineGauge, Paragraph};
 
 use super::app::{App, ConnState, Field, Focus, Screen, TabKind, TrustPrompt};
 use super::entry::{day_line, entry_lines, pending_lines};
@@ -30,7 +30,8 @@ fn draw_screen(frame: &mut Frame, area: Rect, app: &App) {
         Screen::Main => {
             let areas = layout(area, app.panes());
             draw_tabs(frame, areas.tabs, app);
-            draw_messages(frame, areas.messages, app);
+            let messages = draw_transfers(frame, areas.messages, app);
+            draw_messages(frame, messages, app);
             if let Some(r) = areas.roster {
                 draw_roster(frame, r, app);
             }
@@ -41,6 +42,51 @@ fn draw_screen(frame: &mut Frame, area: Rect, app: &App) {
             }
         }
     }
+}
+
+/// Most progress bars shown at once in a tab.
+const MAX_GAUGES: usize = 3;
+
+/// Draws a progress bar for each file transfer with the person of the tab on screen, at the
+/// bottom of the message pane; what is left of the pane for the messages.
+fn draw_transfers(frame: &mut Frame, area: Rect, app: &App) -> Rect {
+    let transfers = app.tab_transfers();
+    let n = transfers.len().min(MAX_GAUGES) as u16;
+    if n == 0 || area.height < n + 3 {
+        return area;
+    }
+    let [rest, bars] = Layout::vertical([Constraint::Fill(1), Constraint::Length(n)]).areas(area);
+    let theme = Theme::of(&app.opts);
+    for (i, p) in transfers.into_iter().take(MAX_GAUGES).enumerate() {
+        let arrow = if p.outgoing { "↑" } else { "↓" };
+        let left = p
+            .left()
+            .map(|d| format!(", {} left", crate::files::short_duration(d)))
+            .unwrap_or_default();
+        let label = format!(
+            "{arrow} {} {:>3}% {}/s{left} ",
+            crate::sanitize::sanitize_line(&p.name),
+            p.percent(),
+            crate::files::human_size(p.rate as u64),
+        );
+        let ratio = if p.size == 0 {
+            1.0
+        } else {
+            (p.done as f64 / p.size as f64).clamp(0.0, 1.0)
+        };
+        let gauge = LineGauge::default()
+            .label(label)
+            .ratio(ratio)
+            .filled_style(theme.gauge())
+            .unfilled_style(theme.dim());
+        let row = Rect {
+            y: bars.y + i as u16,
+            height: 1,
+            ..bars
+        };
+        frame.render_widget(gauge, row);
+    }
+    rest
 }
 
 fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {

@@ -62,6 +62,7 @@ impl App {
             Command::Ignore(nick) => self.ignore(nick),
             Command::Unignore(nick) => self.unignore(&nick),
             Command::Reconnect => (self.reconnect_now(), false),
+            Command::File(f) => self.file_command(f),
             Command::Help => {
                 self.help = true;
                 (Vec::new(), false)

@@ -293,6 +293,59 @@ impl InputLine {
         true
     }
 
+    /// Completes the path typed after `/file NICK ` (up to the cursor) with the names in its
+    /// folder that start with what is typed (a folder gets a `/`); Tab again cycles through
+    /// them. `None` when the line is not a `/file` command with its path being typed.
+    pub fn complete_path(&mut self) -> Option<bool> {
+        if self.completion.is_some() {
+            return Some(self.complete(Vec::new(), ""));
+        }
+        let DataCursor(row, col) = self.area.cursor();
+        if row != 0 {
+            return None;
+        }
+        let before: String = self.area.lines()[0].chars().take(col).collect();
+        let rest = before.strip_prefix("/file ")?.trim_start();
+        let (_nick, typed) = rest.split_once(char::is_whitespace)?;
+        let typed = typed.trim_start();
+        let (dir, start) = match typed.rfind('/') {
+            Some(i) => (&typed[..=i], &typed[i + 1..]),
+            None => ("", typed),
+        };
+        let folder = if dir.is_empty() {
+            std::path::PathBuf::from(".")
+        } else {
+            crate::command::expand_home(dir)
+        };
+        let mut candidates: Vec<String> = std::fs::read_dir(folder)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                // Hidden files only when a dot is typed.
+                let shown =
+                    name.starts_with(start) && (start.starts_with('.') || !name.starts_with('.'));
+                let slash = if e.path().is_dir() { "/" } else { "" };
+                shown.then(|| format!("{dir}{name}{slash}"))
+            })
+            .collect();
+        candidates.sort();
+        if candidates.is_empty() {
+            return Some(true);
+        }
+        for _ in 0..typed.chars().count() {
+            self.area.delete_char();
+        }
+        let text = candidates[0].clone();
+        self.completion = Some(Completion {
+            inserted: text.chars().count(),
+            candidates,
+            index: 0,
+        });
+        self.area.insert_str(text);
+        Some(true)
+    }
+
     /// Works out what is drawn in `area` and where it is scrolled to, as drawing it there would
     /// (the text area records its scroll position only while it is rendered, so it is rendered
     /// here, off screen). Once a password command and a space are typed, what is drawn is a copy
@@ -463,6 +516,32 @@ mod tests {
             input.history_back();
         }
         assert_eq!(input.text(), "line 5", "the oldest lines went");
+    }
+
+    #[test]
+    fn tab_completes_a_path_after_file_and_cycles_through_the_matches() {
+        let dir = tempfile::tempdir().expect("dir");
+        for name in ["report.pdf", "report-old.pdf", ".hidden"] {
+            std::fs::write(dir.path().join(name), "x").expect("write");
+        }
+        std::fs::create_dir(dir.path().join("reports")).expect("dir");
+        let typed = format!("/file bob {}/rep", dir.path().display());
+        let mut input = InputLine::default();
+        input.area.insert_str(&typed);
+        assert_eq!(input.complete_path(), Some(true));
+        let base = dir.path().display().to_string();
+        assert_eq!(input.text(), format!("/file bob {base}/report-old.pdf"));
+        assert_eq!(input.complete_path(), Some(true));
+        assert_eq!(input.text(), format!("/file bob {base}/report.pdf"));
+        assert_eq!(input.complete_path(), Some(true));
+        assert_eq!(input.text(), format!("/file bob {base}/reports/"));
+        // Not a path being typed: nickname completion applies.
+        let mut other = InputLine::default();
+        other.area.insert_str("/file bo");
+        assert_eq!(other.complete_path(), None);
+        let mut other = InputLine::default();
+        other.area.insert_str("hello rep");
+        assert_eq!(other.complete_path(), None);
     }
 
     #[test]

@@ -188,6 +188,10 @@ impl App {
             .iter()
             .flat_map(|t| t.kind.people().iter().cloned());
         let names = self.roster.iter().map(|u| u.nick.clone()).chain(privates);
+        // After `/file NICK `, Tab completes a path instead.
+        if let Some(done) = self.input.complete_path() {
+            return done;
+        }
         self.input.complete(names, &self.nick)
     }
 

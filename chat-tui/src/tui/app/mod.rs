@@ -38,6 +38,7 @@ use super::layout::{connect_layout, layout};
 mod backoff;
 mod commands;
 mod conn;
+mod files;
 mod form;
 mod incoming;
 mod input;
@@ -79,6 +80,8 @@ pub enum Event {
     Tick,
     /// The terminal went away (input closed, SIGHUP, SIGTERM).
     Hangup,
+    /// News from the file agent.
+    File(crate::files::FileEvent),
 }
 
 /// The time, as the driver read it.
@@ -140,6 +143,8 @@ pub enum Effect {
     Trust { server: String, fingerprint: String },
     /// Send a frame on the current connection.
     Send(ClientFrame),
+    /// A file transfer command for the file agent.
+    File(crate::command::FileCommand),
     /// Ring the terminal bell.
     Bell,
     /// Say goodbye to the server, then exit.
@@ -242,6 +247,8 @@ pub struct App {
     pub away: HashMap<String, String>,
     /// Whose messages are hidden.
     pub ignored: crate::ignore::Ignored,
+    /// File transfers under way, by id.
+    pub transfers: std::collections::BTreeMap<u64, crate::files::Progress>,
 }
 
 impl App {
@@ -293,6 +300,7 @@ impl App {
             ops: HashMap::new(),
             away: HashMap::new(),
             ignored,
+            transfers: std::collections::BTreeMap::new(),
         };
         if let Some(why) = unreadable {
             app.notice(0, &why, true);
@@ -354,6 +362,7 @@ impl App {
                 Vec::new()
             }
             Event::Net(net) => self.net(net),
+            Event::File(event) => self.file_event(event),
             Event::Hangup => {
                 // The terminal is gone: nobody can confirm anything.
                 self.quit_armed = true;

@@ -58,7 +58,17 @@ impl App {
             ServerFrame::Ops { room, ops } => self.room_ops(&room, ops),
             ServerFrame::Whois(w) => self.whois(w),
             ServerFrame::Deleted { id, by, .. } => self.deleted(id, &by),
-            ServerFrame::Welcome(_) | ServerFrame::Rejected(_) | ServerFrame::Pong { .. } => {
+            // File frames go to the file agent (the network task routes them), never here.
+            ServerFrame::Welcome(_)
+            | ServerFrame::Rejected(_)
+            | ServerFrame::Pong { .. }
+            | ServerFrame::FileOffered { .. }
+            | ServerFrame::FileOffer(_)
+            | ServerFrame::FileAnswer { .. }
+            | ServerFrame::FileChunk { .. }
+            | ServerFrame::FileAck { .. }
+            | ServerFrame::FileCancelled { .. }
+            | ServerFrame::FileDone { .. } => {
                 self.dirty = false;
                 Vec::new()
             }
