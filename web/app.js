@@ -63,6 +63,12 @@ function fmtTime(ts) {
   const d = new Date(ts);
   return isNaN(d) ? ts : d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
+function fmtSize(n) {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
+}
 function describe(r) {
   // [group, kind label, from, to, text, nicks, css class]
   switch (r.kind) {
@@ -106,6 +112,12 @@ function describe(r) {
       return ["nick_changed", "rename", r.old, r.new, `${r.old} is now ${r.new}`, [r.old, r.new], "system"];
     case "away":
       return ["join", "away", r.nick, "", r.message ? `away: ${r.message}` : "back", [r.nick], "system"];
+    case "file": {
+      // Names, sizes and hashes only: the server never sees a file's content.
+      const what = `${r.name} (${fmtSize(r.size)}, sha256 ${r.sha256.slice(0, 16)}…)`;
+      const how = r.action === "cancelled" ? `cancelled ${r.reason || ""}` : r.action;
+      return ["file", "file " + r.action, r.from, "→ " + r.to, `${how}: ${what}`, [r.from, r.to], r.action === "cancelled" || r.action === "declined" ? "problem" : "private"];
+    }
     default:
       return ["stats", r.kind, "", "", JSON.stringify(r), [], "system"];
   }

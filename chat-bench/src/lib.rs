@@ -3,6 +3,7 @@
 //! publisher, sequence number and send time; the report gives throughput, loss, reordering,
 //! latency percentiles, and the server's CPU and memory.
 
+pub mod file;
 mod idle;
 pub mod wire;
 
@@ -104,6 +105,9 @@ pub struct Report {
     pub generator_cpu_ns_per_delivery: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_process: Option<ServerUsage>,
+    /// File transfers made during the run (`--file-mb`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<file::FileReport>,
 }
 
 /// Delivery latency (publisher send → subscriber receipt), in microseconds.
@@ -512,6 +516,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         },
         generator_cpu_ns_per_delivery: own_cpu_ns.map(|ns| ns / received.max(1) as f64),
         server_process,
+        file: None,
     })
 }
 

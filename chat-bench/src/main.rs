@@ -69,6 +69,11 @@ struct Cli {
     /// server with a heap profiler meanwhile); a line on stderr says when it starts.
     #[arg(long, value_name = "SECS", default_value_t = 0, requires = "idle")]
     hold: u64,
+    /// During the run, also pass files of this many megabytes (10^6 bytes) from one extra
+    /// client to another through the server, one after the other, and report their
+    /// throughput ("file" in the report). Start the server with --file-rate 0.
+    #[arg(long, value_name = "MB")]
+    file_mb: Option<u64>,
     /// Also append the report (and progress lines) to this file (JSON Lines).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -140,7 +145,28 @@ fn main() -> ExitCode {
             }
         };
     }
-    match runtime.block_on(run(opts)) {
+    let completed = chat_bench::file::Completed::default();
+    let files = cli.file_mb.map(|mb| {
+        let task =
+            chat_bench::file::transfers(opts.server.clone(), mb * 1_000_000, completed.clone());
+        runtime.spawn(task)
+    });
+    let result = runtime.block_on(run(opts));
+    if let Some(files) = files {
+        if !files.is_finished() {
+            files.abort();
+        } else if let Ok(Err(e)) = runtime.block_on(files) {
+            eprintln!("chat-bench: file transfers: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = result.map(|mut report| {
+        if cli.file_mb.is_some() {
+            report.file = Some(chat_bench::file::report(&completed));
+        }
+        report
+    });
+    match result {
         Ok(report) => {
             println!(
                 "{}",

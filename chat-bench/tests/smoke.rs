@@ -237,3 +237,42 @@ async fn the_chat_server_and_redis_are_measured_over_tls() {
     assert!(e.contains("--trust-fingerprint"), "{e}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_pass_through_while_the_chat_runs_and_are_counted() {
+    let mut config = config();
+    config.rate.burst = 1_000_000;
+    config.rate.per_sec = 1_000_000.0;
+    config.files.rate = None;
+    let server = Server::bind(config).await.expect("bind").spawn();
+    let completed = chat_bench::file::Completed::default();
+    let files = tokio::spawn(chat_bench::file::transfers(
+        server.addr().to_string(),
+        3_000_000,
+        completed.clone(),
+    ));
+    // Until two files went through, while a chat run goes on.
+    let runs = async {
+        loop {
+            let report = run(Options {
+                subscribers: 10,
+                messages: 200,
+                ..Options::new(server.addr().to_string())
+            })
+            .await
+            .expect("run");
+            assert_eq!(report.lost, 0);
+            if chat_bench::file::report(&completed).transfers >= 2 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), runs)
+        .await
+        .expect("two transfers in time");
+    files.abort();
+    let report = chat_bench::file::report(&completed);
+    assert_eq!(report.bytes, report.transfers * 3_000_000);
+    assert!(report.mb_per_s > 0.0, "{report:?}");
+    server.shutdown().await;
+}

@@ -87,6 +87,30 @@ fn documented_message_is_what_the_code_sends() {
 }
 
 #[test]
+fn documented_file_frames_are_what_the_code_sends() {
+    let doc = include_str!("../../docs/protocol.md");
+    for (name, frame) in [
+        (
+            "file-chunk",
+            ClientFrame::FileChunk {
+                id: 3,
+                data: b"hi".to_vec(),
+            },
+        ),
+        (
+            "file-ack",
+            ClientFrame::FileAck {
+                id: 3,
+                received: 65_536,
+            },
+        ),
+    ] {
+        let real = encode_frame(&frame, 4096).expect("encode");
+        assert_eq!(hex(&dump(doc, name)), hex(&real), "update docs/protocol.md");
+    }
+}
+
+#[test]
 fn documented_kick_is_what_the_code_sends() {
     let doc = include_str!("../../docs/protocol.md");
     let kick = ClientFrame::Kick {

@@ -159,6 +159,36 @@ async fn a_guest_appears_starred_and_chats_with_direct_clients_both_ways() {
 }
 
 #[tokio::test]
+async fn files_go_through_the_relay_both_ways_unchanged() {
+    let server = TestServer::start_with(|c| {
+        c.relay_secret = Some(Secret::from(SECRET));
+        generous_rate(c);
+        c.files.rate = None;
+    })
+    .await;
+    let relay = TestRelay::start(server.addr, SECRET).await;
+    let mut alice = server.client("alice").await;
+    let mut bob = relay.guest("bob").await;
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    assert!(transfer(&mut bob, &mut alice, "from-guest.bin", &data).await == data);
+    assert!(transfer(&mut alice, &mut bob, "to-guest.bin", &data).await == data);
+    still_chatting(&mut alice, &mut bob, "got both").await;
+    relay.stop().await;
+    let log = server.stop().await;
+    let done: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|r| r["kind"] == "file" && r["action"] == "done")
+        .map(|r| {
+            (
+                r["from"].as_str().unwrap_or(""),
+                r["to"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(done, [("*bob", "alice"), ("alice", "*bob")]);
+}
+
+#[tokio::test]
 async fn starred_nicknames_are_for_guests_and_bad_ones_are_refused_with_the_rule() {
     let server = server_accepting_relays().await;
     let relay = TestRelay::start(server.addr, SECRET).await;

@@ -78,52 +78,8 @@ async fn a_file_goes_through_in_chunks_under_flow_control_and_is_recorded_withou
     let mut bob = server.client("bob").await;
     // 3 MB: three windows' worth, so the sender must wait for acknowledgements.
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let id = offered(&mut alice, &mut bob, "report.pdf", &data).await;
-    send(&mut bob, ClientFrame::FileAnswer { id, accept: true }).await;
-    expect(&mut alice, "accepted", |f| {
-        matches!(f, ServerFrame::FileAnswer { accept: true, .. })
-    })
-    .await;
-    let (mut sent, mut acked) = (0usize, 0u64);
-    let mut got = Vec::with_capacity(data.len());
-    while got.len() < data.len() {
-        // Alice sends while the window allows, as a client does.
-        while sent < data.len() && (sent as u64) < acked + FILE_WINDOW {
-            let end = (sent + 32 * 1024).min(data.len());
-            let chunk = ClientFrame::FileChunk {
-                id,
-                data: data[sent..end].to_vec(),
-            };
-            alice.sender.send(&chunk).await.expect("chunk");
-            sent = end;
-        }
-        let ServerFrame::FileChunk { data: piece, .. } = expect(&mut bob, "a chunk", |f| {
-            matches!(f, ServerFrame::FileChunk { .. })
-        })
-        .await
-        else {
-            unreachable!()
-        };
-        got.extend_from_slice(&piece);
-        let received = got.len() as u64;
-        send(&mut bob, ClientFrame::FileAck { id, received }).await;
-        let ServerFrame::FileAck { received, .. } = expect(&mut alice, "an ack", |f| {
-            matches!(f, ServerFrame::FileAck { .. })
-        })
-        .await
-        else {
-            unreachable!()
-        };
-        acked = received;
-    }
+    let got = transfer(&mut alice, &mut bob, "report.pdf", &data).await;
     assert!(got == data, "the content arrived changed");
-    send(&mut bob, ClientFrame::FileDone { id }).await;
-    expect(
-        &mut alice,
-        "FileDone",
-        |f| matches!(f, ServerFrame::FileDone { id: done } if *done == id),
-    )
-    .await;
     still_chatting(&mut alice, &mut bob, "thanks").await;
     let log = server.stop().await;
     let steps: Vec<&str> = log

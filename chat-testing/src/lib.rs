@@ -453,3 +453,74 @@ pub async fn tls_client(
     };
     chat_core::connect_secured(&server.addr.to_string(), &opts, &security).await
 }
+
+/// Sends `data` as a file named `name` from `from` to `to` the way a client does: the offer,
+/// its acceptance, chunks within the flow-control window, an acknowledgement for each chunk
+/// received, and the recipient's word that it has it all (the SHA-256 is checked here). Returns
+/// what arrived.
+pub async fn transfer<R1: Rd, W1: Wr, R2: Rd, W2: Wr>(
+    from: &mut Client<R1, W1>,
+    to: &mut Client<R2, W2>,
+    name: &str,
+    data: &[u8],
+) -> Vec<u8> {
+    use chat_core::protocol::FILE_WINDOW;
+    let offer = ClientFrame::FileOffer {
+        tag: 1,
+        to: to.welcome.nick.clone(),
+        name: name.into(),
+        size: data.len() as u64,
+        sha256: chat_core::files::sha256(data),
+    };
+    send(from, offer).await;
+    let ServerFrame::FileOffer(info) =
+        expect(to, "an offer", |f| matches!(f, ServerFrame::FileOffer(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(info.name, name);
+    let id = info.id;
+    send(to, ClientFrame::FileAnswer { id, accept: true }).await;
+    expect(from, "the acceptance", |f| {
+        matches!(f, ServerFrame::FileAnswer { accept: true, .. })
+    })
+    .await;
+    let (mut sent, mut acked) = (0usize, 0u64);
+    let mut got = Vec::with_capacity(data.len());
+    while got.len() < data.len() {
+        while sent < data.len() && (sent as u64) < acked + FILE_WINDOW {
+            let end = (sent + chat_core::protocol::FILE_CHUNK).min(data.len());
+            let chunk = ClientFrame::FileChunk {
+                id,
+                data: data[sent..end].to_vec(),
+            };
+            from.sender.send(&chunk).await.expect("chunk");
+            sent = end;
+        }
+        let ServerFrame::FileChunk { data: piece, .. } = expect(to, "a chunk", |f| {
+            matches!(f, ServerFrame::FileChunk { .. })
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        got.extend_from_slice(&piece);
+        let received = got.len() as u64;
+        send(to, ClientFrame::FileAck { id, received }).await;
+        let ServerFrame::FileAck { received, .. } =
+            expect(from, "an ack", |f| matches!(f, ServerFrame::FileAck { .. })).await
+        else {
+            unreachable!()
+        };
+        acked = received;
+    }
+    assert_eq!(chat_core::files::sha256(&got), info.sha256, "damaged");
+    send(to, ClientFrame::FileDone { id }).await;
+    expect(
+        from,
+        "done",
+        |f| matches!(f, ServerFrame::FileDone { id: done } if *done == id),
+    )
+    .await;
+    got
+}
