@@ -115,8 +115,8 @@ function describe(r) {
     case "file": {
       // Names, sizes and hashes only: the server never sees a file's content.
       const what = `${r.name} (${fmtSize(r.size)}, sha256 ${r.sha256.slice(0, 16)}…)`;
-      const how = r.action === "cancelled" ? `cancelled ${r.reason || ""}` : r.action;
-      return ["file", "file " + r.action, r.from, "→ " + r.to, `${how}: ${what}`, [r.from, r.to], r.action === "cancelled" || r.action === "declined" ? "problem" : "private"];
+      const how = { offer: "offered", done: "received and verified", cancelled: `cancelled ${r.reason || ""}` }[r.action] || r.action;
+      return ["file", "file", r.from, "→ " + r.to, `${how}: ${what}`, [r.from, r.to], r.action === "cancelled" || r.action === "declined" ? "problem" : "private"];
     }
     default:
       return ["stats", r.kind, "", "", JSON.stringify(r), [], "system"];

@@ -302,3 +302,67 @@ fn a_line_marks_each_new_day() {
     press(&mut app, KeyCode::PageUp);
     insta::assert_snapshot!("day_lines_scrolled_to_the_top", render(&mut app, 80, 8));
 }
+
+#[test]
+fn a_file_offer_and_transfers_under_way_in_the_private_tab() {
+    use chat_tui::files::{FileEvent, Progress};
+    let mut app = chatting();
+    let offer = chat_core::protocol::FileInfo {
+        id: 7,
+        from: "bob".into(),
+        name: "report.pdf".into(),
+        size: 2_400_000,
+        sha256: chat_core::files::sha256(b"report"),
+    };
+    let effects = app.update(Event::File(FileEvent::Incoming(offer)));
+    assert!(
+        effects.contains(&chat_tui::tui::app::Effect::Bell),
+        "{effects:?}"
+    );
+    // The offer opened bob's tab; the user goes there and accepts.
+    alt(&mut app, '2');
+    let effects = enter_line(&mut app, "/accept");
+    assert_eq!(
+        effects,
+        [chat_tui::tui::app::Effect::File(
+            chat_tui::command::FileCommand::Accept(None)
+        )]
+    );
+    let progress = |id, outgoing, name: &str, done, size, rate| Progress {
+        id,
+        outgoing,
+        peer: "bob".into(),
+        name: name.into(),
+        done,
+        size,
+        rate,
+    };
+    app.update(Event::File(FileEvent::Progress(progress(
+        7,
+        false,
+        "report.pdf",
+        1_080_000,
+        2_400_000,
+        1_200_000.0,
+    ))));
+    app.update(Event::File(FileEvent::Progress(progress(
+        8,
+        true,
+        "photos.tar",
+        30_000_000,
+        40_000_000,
+        25_000_000.0,
+    ))));
+    insta::assert_snapshot!(render(&mut app, 80, 16));
+    // Done: the bar goes, the tab says where the file is.
+    app.update(Event::File(FileEvent::Done {
+        progress: progress(7, false, "report.pdf", 2_400_000, 2_400_000, 1_200_000.0),
+        path: Some("/home/alice/Downloads/report.pdf".into()),
+    }));
+    let screen = render(&mut app, 80, 16);
+    assert!(
+        screen.contains("saved as /home/alice/Downloads/report.pdf"),
+        "{screen}"
+    );
+    assert!(!screen.contains("report.pdf  45%"), "{screen}");
+}

@@ -96,6 +96,17 @@ impl LineEvent {
                 peer,
                 name,
                 size,
+                done: 0,
+                ..
+            } => {
+                let dir = if *outgoing { "to" } else { "from" };
+                format!("{name} {dir} {peer}: started ({})", human_size(*size))
+            }
+            LineEvent::FileProgress {
+                outgoing,
+                peer,
+                name,
+                size,
                 percent,
                 bytes_per_sec,
                 done,

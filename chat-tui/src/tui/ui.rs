@@ -357,8 +357,10 @@ pub const HELP: &[(&str, &str)] = &[
         "tab N · next with activity · Ctrl-N/P next, prev",
     ),
     ("Alt-W", "close the tab (leaves a room; not the lobby)"),
-    ("PgUp / PgDn", "scroll (mouse wheel too) · End: live"),
-    ("Shift-drag", "select text with the mouse (most terminals)"),
+    (
+        "PgUp / PgDn",
+        "scroll (wheel too) · End: live · Shift-drag selects",
+    ),
     ("F1 / Esc", "open / close this help · F2 roster on/off"),
     (
         "/msg NICK text",
@@ -386,6 +388,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "roster: w i k m b",
         "whois, ignore, kick, mute, ban; Enter confirms",
+    ),
+    (
+        "/file NICK PATH",
+        "send a file (Tab: path) · /accept /decline /cancel",
     ),
     (
         "/kick /mute /ban",

@@ -51,6 +51,17 @@ impl App {
                 vec![Effect::Bell]
             }
             FileEvent::Progress(p) => {
+                // The first news of a transfer: it starts (for the sender, it was accepted).
+                if !self.transfers.contains_key(&p.id) {
+                    let name = sanitize_line(&p.name);
+                    let peer = sanitize_line(&p.peer);
+                    let text = if p.outgoing {
+                        format!("{peer} accepted {name}: sending (/cancel {})", p.id)
+                    } else {
+                        format!("receiving {name} from {peer} (/cancel {})", p.id)
+                    };
+                    self.tell(&p.peer, &text, false);
+                }
                 self.transfers.insert(p.id, p);
                 Vec::new()
             }
