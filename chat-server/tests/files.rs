@@ -338,3 +338,73 @@ async fn a_disconnection_cancels_the_transfer_for_the_other_side() {
     assert_eq!(reason, "bob disconnected");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_file_rate_holds_acknowledgements_back_and_the_senders_own_chat_goes_on() {
+    let server = TestServer::start_with(|c| {
+        generous_rate(c);
+        c.files.rate = Some(1_000_000);
+    })
+    .await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    // 4 MB at 1 MB/s, the first megabyte at once, each chunk sent once the one before is
+    // acknowledged: at least three seconds (a lower bound: the clock cannot make it shorter).
+    let data = vec![3u8; 4_000_000];
+    let start = tokio::time::Instant::now();
+    assert!(transfer(&mut alice, &mut bob, "slow.bin", &data).await == data);
+    let took = start.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(2_900),
+        "took {took:?}"
+    );
+    // A window's worth sent and received at once: its acknowledgement is held back for
+    // about a second, while alice's message goes through meanwhile.
+    let data = vec![4u8; FILE_WINDOW as usize];
+    send(&mut alice, offer(9, "bob", "next.bin", &data)).await;
+    let ServerFrame::FileOffer(info) = expect(&mut bob, "offer", |f| {
+        matches!(f, ServerFrame::FileOffer(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let id = info.id;
+    send(&mut bob, ClientFrame::FileAnswer { id, accept: true }).await;
+    for piece in data.chunks(32 * 1024) {
+        let chunk = ClientFrame::FileChunk {
+            id,
+            data: piece.to_vec(),
+        };
+        alice.sender.send(&chunk).await.expect("chunk");
+    }
+    let mut received = 0;
+    while received < data.len() {
+        let ServerFrame::FileChunk { data: piece, .. } = expect(&mut bob, "a chunk", |f| {
+            matches!(f, ServerFrame::FileChunk { .. })
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        received += piece.len();
+    }
+    let received = received as u64;
+    send(&mut bob, ClientFrame::FileAck { id, received }).await;
+    alice.sender.say("lobby", "meanwhile").await.expect("say");
+    let mut acked_first = false;
+    let frame = expect(&mut alice, "the echo", |f| {
+        acked_first |= matches!(f, ServerFrame::FileAck { received: r, .. } if *r == received);
+        matches!(f, ServerFrame::Message(m) if m.body.text() == "meanwhile")
+    })
+    .await;
+    assert!(matches!(frame, ServerFrame::Message(_)));
+    assert!(!acked_first, "the acknowledgement came before the echo");
+    expect(
+        &mut alice,
+        "the held acknowledgement",
+        |f| matches!(f, ServerFrame::FileAck { received: r, .. } if *r == received),
+    )
+    .await;
+    server.stop().await;
+}

@@ -8,9 +8,13 @@
 //! Transfers at once are bounded on the server and per sender's address; an offer nobody
 //! answers, or a transfer that stops moving, is cancelled after `files.idle`.
 //!
+//! `--file-rate` is kept by holding the recipient's acknowledgements back: the sender, whose
+//! window does not open, waits, while its connection is read as usual, so its own messages
+//! never queue behind its file.
+//!
 //! [`Outbox::push_bulk`]: crate::outbox::Outbox::push_bulk
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chat_core::frame::encode_frame;
 use chat_core::protocol::{
@@ -24,7 +28,7 @@ use super::Hub;
 use super::conn::ConnId;
 use super::fanout::logged;
 use crate::event::EventKind;
-use crate::limits::IpKey;
+use crate::limits::{Bucket, IpKey};
 
 /// Who cancels a transfer when the server does (a limit, a stall, a disconnection).
 const SERVER: &str = "server";
@@ -36,6 +40,10 @@ pub(super) struct Transfers {
     next_id: TransferId,
     /// Transfers whose sender is at each address.
     per_address: HashMap<IpKey, usize>,
+    /// Each sending connection's file rate (`--file-rate`).
+    rates: HashMap<ConnId, Bucket>,
+    /// Acknowledgements held back by the file rate: when each is due.
+    held: BTreeSet<(Instant, TransferId)>,
 }
 
 impl Transfers {
@@ -51,8 +59,19 @@ impl Transfers {
         self.next_id
     }
 
+    /// When the next acknowledgement held back is due.
+    pub(super) fn next_release(&self) -> Option<Instant> {
+        self.held.first().map(|(at, _)| *at)
+    }
+
     fn remove(&mut self, id: TransferId) -> Option<Transfer> {
         let t = self.by_id.remove(&id)?;
+        if let Some(at) = t.held_until {
+            self.held.remove(&(at, id));
+        }
+        if !self.by_id.values().any(|o| o.from == t.from) {
+            self.rates.remove(&t.from);
+        }
         if let Some(n) = self.per_address.get_mut(&t.address) {
             *n -= 1;
             if *n == 0 {
@@ -79,8 +98,12 @@ struct Transfer {
     accepted: bool,
     /// Bytes passed on to the recipient.
     forwarded: u64,
-    /// Bytes the recipient said it has.
+    /// Bytes the recipient said it has, as the sender was told.
     acked: u64,
+    /// Bytes the recipient said it has, not yet told to the sender (the file rate), and when
+    /// they will be.
+    received: u64,
+    held_until: Option<Instant>,
     /// Offered, accepted, or last moved.
     touched: Instant,
 }
@@ -165,6 +188,8 @@ impl Hub {
                     accepted: false,
                     forwarded: 0,
                     acked: 0,
+                    received: 0,
+                    held_until: None,
                     touched: Instant::now(),
                 };
                 let id = self.transfers.insert(transfer);
@@ -316,16 +341,59 @@ impl Hub {
     }
 
     fn file_ack(&mut self, conn: ConnId, id: TransferId, received: u64) {
-        let Some(t) = self.transfers.by_id.get_mut(&id) else {
+        let rate = self.config.files.rate;
+        let now = Instant::now();
+        let transfers = &mut self.transfers;
+        let Some(t) = transfers.by_id.get_mut(&id) else {
             return;
         };
-        if t.to != conn || received < t.acked || received > t.forwarded {
+        if t.to != conn || received < t.received || received > t.forwarded {
             return;
         }
-        t.acked = received;
-        t.touched = Instant::now();
-        let from = t.from;
-        self.push_to(from, &ServerFrame::FileAck { id, received });
+        let new = received - t.received;
+        t.received = received;
+        t.touched = now;
+        if t.held_until.is_some() {
+            // Told with the one held already; the bytes count against the rate all the same.
+            if let Some(b) = transfers.rates.get_mut(&t.from) {
+                b.pace(new as f64, now);
+            }
+            return;
+        }
+        let wait = rate.map_or(std::time::Duration::ZERO, |rate| {
+            let burst = u32::try_from(rate).unwrap_or(u32::MAX);
+            transfers
+                .rates
+                .entry(t.from)
+                .or_insert_with(|| Bucket::new(burst, rate as f64, now))
+                .pace(new as f64, now)
+        });
+        if wait.is_zero() {
+            t.acked = received;
+            let from = t.from;
+            self.push_to(from, &ServerFrame::FileAck { id, received });
+        } else {
+            t.held_until = Some(now + wait);
+            transfers.held.insert((now + wait, id));
+        }
+    }
+
+    /// Tells the senders the acknowledgements the file rate held back until now.
+    pub(super) fn release_acks(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, id)) = self.transfers.held.first() {
+            if at > now {
+                break;
+            }
+            self.transfers.held.remove(&(at, id));
+            let Some(t) = self.transfers.by_id.get_mut(&id) else {
+                continue;
+            };
+            t.held_until = None;
+            t.acked = t.received;
+            let (from, received) = (t.from, t.received);
+            self.push_to(from, &ServerFrame::FileAck { id, received });
+        }
     }
 
     fn file_done(&mut self, conn: ConnId, id: TransferId) {

@@ -276,6 +276,7 @@ impl Hub {
         let mut draining: Option<tokio::time::Instant> = None;
         loop {
             let drain_deadline = draining.unwrap_or_else(tokio::time::Instant::now);
+            let acks_due = self.transfers.next_release();
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -303,6 +304,12 @@ impl Hub {
                 _ = upkeep.tick(), if !self.closing && draining.is_none() => self.upkeep(),
                 _ = admin_check.tick(), if !self.closing && draining.is_none() => {
                     self.check_elsewhere();
+                }
+                () = tokio::time::sleep_until(acks_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if acks_due.is_some() =>
+                {
+                    self.release_acks();
+                    self.settle();
                 }
                 _ = file_check.tick(), if !self.transfers.is_empty() => {
                     self.transfers_idle();

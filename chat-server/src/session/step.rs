@@ -22,7 +22,9 @@ use crate::ratelimit::{RateLimiter, Verdict};
 #[derive(Debug)]
 pub(super) struct Flood {
     own: RateLimiter,
-    /// File bytes per second (`--file-rate`): chunks are paced, not refused.
+    /// File chunks and acknowledgements, in bytes per second: a bound on what a connection
+    /// can make the hub handle, far above `--file-rate` (which the hub keeps by holding
+    /// acknowledgements back): paced, not refused.
     files: Option<Bucket>,
     presence: Presence,
     /// The account logged in to, whose bucket is kept when the connection ends.
@@ -78,9 +80,13 @@ impl Flood {
     }
 }
 
-/// The bucket that paces a connection's file chunks: a second's worth at once.
+/// How far above `--file-rate` a connection's file frames are paced by its session: a sender
+/// keeping to its window never is.
+const FILE_FRAMES_FACTOR: u64 = 4;
+
+/// The bucket that paces a connection's file frames: a second's worth at once.
 fn file_bucket(config: &Config) -> Option<Bucket> {
-    let rate = config.files.rate?;
+    let rate = config.files.rate?.saturating_mul(FILE_FRAMES_FACTOR);
     let burst = u32::try_from(rate).unwrap_or(u32::MAX);
     Some(Bucket::new(burst, rate as f64, Instant::now()))
 }
