@@ -146,19 +146,31 @@ fn main() -> ExitCode {
         };
     }
     let completed = chat_bench::file::Completed::default();
+    // The transfers run on a thread and runtime of their own: on the generator's runtime,
+    // behind a thousand subscribers' tasks, each of their round trips would wait for the
+    // generator, and the figure would measure it rather than the server.
+    let (stop_files, stopped) = tokio::sync::oneshot::channel::<()>();
     let files = cli.file_mb.map(|mb| {
         let task =
             chat_bench::file::transfers(opts.server.clone(), mb * 1_000_000, completed.clone());
-        runtime.spawn(task)
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                tokio::select! {
+                    done = task => done,
+                    _ = stopped => Ok(()),
+                }
+            })
+        })
     });
     let result = runtime.block_on(run(opts));
-    if let Some(files) = files {
-        if !files.is_finished() {
-            files.abort();
-        } else if let Ok(Err(e)) = runtime.block_on(files) {
-            eprintln!("chat-bench: file transfers: {e}");
-            return ExitCode::FAILURE;
-        }
+    let _ = stop_files.send(());
+    if let Some(Ok(Err(e))) = files.map(std::thread::JoinHandle::join) {
+        eprintln!("chat-bench: file transfers: {e}");
+        return ExitCode::FAILURE;
     }
     let result = result.map(|mut report| {
         if cli.file_mb.is_some() {

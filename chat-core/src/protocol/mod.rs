@@ -12,10 +12,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 mod files;
+mod hello;
+mod message;
 mod moderation;
 mod reasons;
 
 pub use files::{FILE_CHUNK, FILE_WINDOW, FileInfo, TransferId, sha256_hex};
+pub use hello::{Hello, Password, RelayHello};
+pub use message::{Body, ChatMessage, MessageAttr, Outgoing, Target};
 pub use moderation::{BanInfo, ModAction, ModNotice, WhoisInfo};
 pub use reasons::{DisconnectReason, ErrorCode, ErrorFrame, RejectReason, Rejected};
 
@@ -297,178 +301,6 @@ impl ClientFrame {
             | ClientFrame::FileDone { .. } => 5,
         }
     }
-}
-
-/// The handshake frame. Its layout never changes.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
-    /// The protocol version the client speaks.
-    pub version: u16,
-    /// The nickname the client asks for.
-    pub nick: String,
-    /// Client software name and version, e.g. `chat-tui/0.1.0`.
-    pub client: String,
-    /// Account password: logs in to the account registered under `nick`. `None` connects as
-    /// a guest.
-    pub password: Option<String>,
-}
-
-impl std::fmt::Debug for Hello {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hello")
-            .field("version", &self.version)
-            .field("nick", &self.nick)
-            .field("client", &self.client)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-/// A password in a frame: encoded as a plain string, never shown by `Debug` (so that no log
-/// or error message can contain it), and wiped from memory when dropped.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Password(pub String);
-
-impl Drop for Password {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl From<&str> for Password {
-    fn from(s: &str) -> Self {
-        Password(s.to_owned())
-    }
-}
-
-impl From<String> for Password {
-    fn from(s: String) -> Self {
-        Password(s)
-    }
-}
-
-/// Sent by a relay before the guest's `Hello`.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayHello {
-    /// The secret shared between the relay and the server.
-    pub secret: String,
-    /// The guest's real address (`ip:port`), used for logging and rate limiting.
-    pub peer_addr: String,
-    /// Relay software name and version.
-    pub relay: String,
-}
-
-impl std::fmt::Debug for RelayHello {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayHello")
-            .field("secret", &"<redacted>")
-            .field("peer_addr", &self.peer_addr)
-            .field("relay", &self.relay)
-            .finish()
-    }
-}
-
-/// A message as a client sends it.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outgoing {
-    /// Chosen by the client; echoed in the sender's copy of the message and in any error or
-    /// rate-limit answer about it, so the client can match answers to what it sent.
-    pub tag: u64,
-    /// Where it goes.
-    pub to: Target,
-    /// What it says.
-    pub body: Body,
-    /// Optional attributes (replies, expiry, ...).
-    pub attrs: Vec<MessageAttr>,
-}
-
-/// Where a message goes.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Target {
-    /// Everyone in a room.
-    Room(String),
-    /// Only these users (a private message).
-    Users(Vec<String>),
-}
-
-impl Target {
-    /// The room, for a public message.
-    pub fn room(&self) -> Option<&str> {
-        match self {
-            Target::Room(room) => Some(room),
-            Target::Users(_) => None,
-        }
-    }
-
-    /// The recipients, for a private message (empty for a public one).
-    pub fn users(&self) -> &[String] {
-        match self {
-            Target::Room(_) => &[],
-            Target::Users(users) => users,
-        }
-    }
-
-    /// The room or the recipients, flattened for display: exactly one of the two is `Some`.
-    pub fn into_parts(self) -> (Option<String>, Option<Vec<String>>) {
-        match self {
-            Target::Room(room) => (Some(room), None),
-            Target::Users(users) => (None, Some(users)),
-        }
-    }
-}
-
-/// The content of a message.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Body {
-    /// Plain text; may contain newlines and tabs but no other control characters.
-    Text(String),
-    /// An action (`/me waves`), displayed as `* nick waves`.
-    Action(String),
-}
-
-impl Body {
-    /// The text of the body.
-    pub fn text(&self) -> &str {
-        match self {
-            Body::Text(t) | Body::Action(t) => t,
-        }
-    }
-
-    /// Whether it is an action (`/me`).
-    pub fn is_action(&self) -> bool {
-        matches!(self, Body::Action(_))
-    }
-
-    /// The text, and whether it is an action, flattened for display.
-    pub fn into_parts(self) -> (String, bool) {
-        match self {
-            Body::Text(text) => (text, false),
-            Body::Action(text) => (text, true),
-        }
-    }
-}
-
-/// Optional attributes of a message. New kinds are added at the end.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MessageAttr {
-    /// The message answers the message with this id.
-    ReplyTo(MessageId),
-    /// Clients hide the message this many seconds after its timestamp.
-    ExpiresIn(u32),
 }
 
 /// Everything a server can send.
@@ -757,26 +589,6 @@ pub struct Limits {
     pub rate_burst: u32,
     /// After the burst, one more message every this many milliseconds.
     pub rate_interval_ms: u32,
-}
-
-/// A delivered message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// Server-assigned id.
-    pub id: MessageId,
-    /// Server time of acceptance.
-    #[serde(with = "chrono::serde::ts_milliseconds")]
-    pub at: Timestamp,
-    /// Sender's nickname.
-    pub from: String,
-    /// The room, or every recipient of a private message (canonical nicknames).
-    pub to: Target,
-    /// Content.
-    pub body: Body,
-    /// Attributes as sent.
-    pub attrs: Vec<MessageAttr>,
-    /// The sender's tag: present only in the copy echoed to the sender.
-    pub tag: Option<u64>,
 }
 
 #[cfg(test)]
