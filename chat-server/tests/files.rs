@@ -408,3 +408,40 @@ async fn the_file_rate_holds_acknowledgements_back_and_the_senders_own_chat_goes
     .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_servers_own_limit_on_transfers_refuses_the_next_sender_clearly() {
+    let server = TestServer::start_with(|c| {
+        files(c);
+        count_loopback(c);
+        c.files.max_transfers = 1;
+    })
+    .await;
+    let mut alice = server
+        .client_from("127.0.0.2", "alice", None)
+        .await
+        .expect("alice");
+    let mut bob = server
+        .client_from("127.0.0.3", "bob", None)
+        .await
+        .expect("bob");
+    let mut carol = server
+        .client_from("127.0.0.4", "carol", None)
+        .await
+        .expect("carol");
+    let id = offered(&mut alice, &mut bob, "a.txt", b"a").await;
+    send(&mut carol, offer(1, "bob", "b.txt", b"b")).await;
+    let e = expect_error(&mut carol).await;
+    assert_eq!((e.code, e.tag), (ErrorCode::Busy, Some(1)));
+    assert!(
+        e.message.contains("1 file transfers under way"),
+        "{}",
+        e.message
+    );
+    // Once alice's ends, carol's place is free.
+    let reason = String::new();
+    send(&mut alice, ClientFrame::FileCancel { id, reason }).await;
+    cancelled(&mut bob).await;
+    offered(&mut carol, &mut bob, "b.txt", b"b").await;
+    server.stop().await;
+}

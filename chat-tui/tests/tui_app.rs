@@ -1478,3 +1478,32 @@ fn a_deleted_message_shows_as_deleted_and_delete_nick_names_their_latest() {
     assert!(matches!(&enter_line(&mut app, "/delete carol")[..], []));
     assert!(last_text(&app, 0).contains("no message from carol"));
 }
+
+#[test]
+fn file_commands_go_to_the_agent_and_an_older_server_is_not_asked() {
+    use chat_tui::command::FileCommand;
+    let mut app = connected("alice", &["alice", "bob"]);
+    let effects = enter_line(&mut app, "/file bob /tmp/report.pdf");
+    assert_eq!(
+        effects,
+        [Effect::File(FileCommand::Send {
+            to: "bob".into(),
+            path: "/tmp/report.pdf".into()
+        })]
+    );
+    // The offer's tab is on screen.
+    assert_eq!(app.tabs[app.active].kind.title(), "bob");
+    // A server of protocol 4 cannot pass files on: nothing is sent, the line stays.
+    let mut old = fresh("alice");
+    old.start();
+    let mut w = welcome("alice", &["alice", "bob"]);
+    w.version = 4;
+    net(&mut old, NetEvent::Connected(Box::new(w)));
+    let effects = enter_line(&mut old, "/file bob /tmp/report.pdf");
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::File(_))),
+        "{effects:?}"
+    );
+    let said = last_text(&old, old.active);
+    assert!(said.contains("cannot pass files on"), "{said}");
+}

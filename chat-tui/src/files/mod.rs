@@ -402,15 +402,7 @@ impl Agent {
         let Some(id) = id.or_else(latest) else {
             return self.notice("no file transfer to cancel");
         };
-        let (outgoing, peer, name) = if let Some(t) = self.outgoing.remove(&id) {
-            t.stop.store(true, Ordering::Relaxed);
-            (true, t.to, t.file.name)
-        } else if let Some(t) = self.incoming.remove(&id) {
-            t.stop.store(true, Ordering::Relaxed);
-            (false, t.info.from, t.info.name)
-        } else if let Some(info) = self.offers.remove(&id) {
-            (false, info.from, info.name)
-        } else {
+        let Some((outgoing, peer, name)) = self.end(id) else {
             return self.notice(format!("there is no file transfer {id}"));
         };
         let reason = String::new();
@@ -517,15 +509,7 @@ impl Agent {
             (by, true) => format!("cancelled by {by}"),
             (by, false) => format!("cancelled by {by}: {reason}"),
         };
-        let (outgoing, peer, name) = if let Some(t) = self.outgoing.remove(&id) {
-            t.stop.store(true, Ordering::Relaxed);
-            (true, t.to, t.file.name)
-        } else if let Some(t) = self.incoming.remove(&id) {
-            t.stop.store(true, Ordering::Relaxed);
-            (false, t.info.from, t.info.name)
-        } else if let Some(info) = self.offers.remove(&id) {
-            (false, info.from, info.name)
-        } else {
+        let Some((outgoing, peer, name)) = self.end(id) else {
             return;
         };
         self.event(FileEvent::Failed {
@@ -535,6 +519,21 @@ impl Agent {
             name,
             reason,
         });
+    }
+
+    /// Forgets transfer (or offer) `id`, stopping its thread: whether it was ours to send,
+    /// the other side, the file's name.
+    fn end(&mut self, id: TransferId) -> Option<(bool, String, String)> {
+        if let Some(t) = self.outgoing.remove(&id) {
+            t.stop.store(true, Ordering::Relaxed);
+            Some((true, t.to, t.file.name))
+        } else if let Some(t) = self.incoming.remove(&id) {
+            t.stop.store(true, Ordering::Relaxed);
+            Some((false, t.info.from, t.info.name))
+        } else {
+            let info = self.offers.remove(&id)?;
+            Some((false, info.from, info.name))
+        }
     }
 
     /// Every transfer fails: the connection is gone (or the client is closing).

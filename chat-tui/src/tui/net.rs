@@ -274,15 +274,8 @@ async fn session(
             },
             cmd = cmds.recv() => match cmd {
                 Some(NetCmd::Send(frame)) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, sender.send(&frame)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return End::Lost(e.to_string()),
-                        Err(_) => {
-                            return End::Lost(format!(
-                                "the server has not read anything for {} s",
-                                SEND_TIMEOUT.as_secs()
-                            ));
-                        }
+                    if let Err(end) = send(&mut sender, &frame).await {
+                        return end;
                     }
                 }
                 Some(NetCmd::Quit { reason, done }) => {
@@ -323,18 +316,27 @@ async fn session(
                 }
             },
             Some(frame) = files.frames.recv() => {
-                match tokio::time::timeout(SEND_TIMEOUT, sender.send(&frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return End::Lost(e.to_string()),
-                    Err(_) => {
-                        return End::Lost(format!(
-                            "the server has not read anything for {} s",
-                            SEND_TIMEOUT.as_secs()
-                        ));
-                    }
+                if let Err(end) = send(&mut sender, &frame).await {
+                    return end;
                 }
             }
         }
+    }
+}
+
+/// Sends `frame`; the end of the connection if that fails or the server reads nothing for
+/// [`SEND_TIMEOUT`].
+async fn send<W: tokio::io::AsyncWrite + Unpin>(
+    sender: &mut chat_core::client::ClientSender<W>,
+    frame: &ClientFrame,
+) -> Result<(), End> {
+    match tokio::time::timeout(SEND_TIMEOUT, sender.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(End::Lost(e.to_string())),
+        Err(_) => Err(End::Lost(format!(
+            "the server has not read anything for {} s",
+            SEND_TIMEOUT.as_secs()
+        ))),
     }
 }
 

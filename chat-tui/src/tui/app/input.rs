@@ -280,7 +280,14 @@ impl InputLine {
         }
         let suffix = if row == 0 && start == 0 { ": " } else { " " };
         let candidates: Vec<String> = candidates.into_iter().map(|n| n + suffix).collect();
-        for _ in start..col {
+        self.start_completion(col - start, candidates);
+        true
+    }
+
+    /// Replaces the `typed` characters before the cursor with the first of `candidates`
+    /// (not empty), which Tab then cycles through.
+    fn start_completion(&mut self, typed: usize, candidates: Vec<String>) {
+        for _ in 0..typed {
             self.area.delete_char();
         }
         let text = candidates[0].clone();
@@ -290,7 +297,6 @@ impl InputLine {
             index: 0,
         });
         self.area.insert_str(text);
-        true
     }
 
     /// Completes the path typed after `/file NICK ` (up to the cursor) with the names in its
@@ -333,16 +339,7 @@ impl InputLine {
         if candidates.is_empty() {
             return Some(true);
         }
-        for _ in 0..typed.chars().count() {
-            self.area.delete_char();
-        }
-        let text = candidates[0].clone();
-        self.completion = Some(Completion {
-            inserted: text.chars().count(),
-            candidates,
-            index: 0,
-        });
-        self.area.insert_str(text);
+        self.start_completion(typed.chars().count(), candidates);
         Some(true)
     }
 
