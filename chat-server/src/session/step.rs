@@ -25,7 +25,7 @@ pub(super) struct Flood {
     /// File chunks and acknowledgements, in bytes per second: a bound on what a connection
     /// can make the hub handle, far above `--file-rate` (which the hub keeps by holding
     /// acknowledgements back): paced, not refused.
-    files: Option<Bucket>,
+    files: Bucket,
     presence: Presence,
     /// The account logged in to, whose bucket is kept when the connection ends.
     account: Option<String>,
@@ -84,16 +84,25 @@ impl Flood {
 /// keeping to its window never is.
 const FILE_FRAMES_FACTOR: u64 = 4;
 
+/// The file rate the session's bound is taken from when `--file-rate` is 0 (no limit): file
+/// frames are still bounded, at four times this.
+const UNLIMITED_FILE_RATE: u64 = 250_000_000;
+
 /// The bucket that paces a connection's file frames: a second's worth at once.
-fn file_bucket(config: &Config) -> Option<Bucket> {
-    let rate = config.files.rate?.saturating_mul(FILE_FRAMES_FACTOR);
+fn file_bucket(config: &Config) -> Bucket {
+    let rate = config
+        .files
+        .rate
+        .unwrap_or(UNLIMITED_FILE_RATE)
+        .saturating_mul(FILE_FRAMES_FACTOR);
     let burst = u32::try_from(rate).unwrap_or(u32::MAX);
-    Some(Bucket::new(burst, rate as f64, Instant::now()))
+    Bucket::new(burst, rate as f64, Instant::now())
 }
 
-/// What an acknowledgement costs of the file rate, in bytes: acknowledgements come one per
-/// chunk received, and a flood of them is paced like data.
-const ACK_COST: f64 = 256.0;
+/// What an acknowledgement costs of the bound on file frames, in bytes: a chunk's worth, as
+/// a client acknowledges each chunk, so that a flood of small acknowledgements (each handled
+/// by the hub) is paced like the data it would stand for.
+const ACK_COST: f64 = chat_core::protocol::FILE_CHUNK as f64;
 
 /// Most bytes of a file name.
 const MAX_FILE_NAME: usize = 255;
@@ -301,9 +310,9 @@ fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> S
 
 /// A file chunk or acknowledgement of `cost` bytes, paced by the file rate.
 fn paced(flood: &mut Flood, cost: f64, cmd: Cmd, now: Instant) -> Step {
-    match flood.files.as_mut().map(|b| b.pace(cost, now)) {
-        Some(wait) if !wait.is_zero() => Step::Paced { cmd, wait },
-        _ => Step::Hub(cmd),
+    match flood.files.pace(cost, now) {
+        wait if wait.is_zero() => Step::Hub(cmd),
+        wait => Step::Paced { cmd, wait },
     }
 }
 
@@ -650,5 +659,31 @@ mod tests {
             step(too_large, 1, 2, &config, &mut flood, now),
             Step::End(End::Leave(DisconnectReason::ProtocolError, _))
         ));
+    }
+
+    #[test]
+    fn file_frames_skip_the_message_limit_but_a_flood_of_them_is_paced() {
+        let mut config = Config::default();
+        config.rate.burst = 1;
+        config.files.rate = Some(1_000_000);
+        let mut flood = Flood::uncounted(&config, book(&config));
+        let now = Instant::now();
+        let mut ack = |received| {
+            let frame = ClientFrame::FileAck { id: 1, received };
+            step(Ok(Some(frame)), 7, 5, &config, &mut flood, now)
+        };
+        // Four megabytes at once (four times the file rate): 122 acknowledgements of a chunk's
+        // worth each, far past the message limit of one.
+        for i in 0..122 {
+            assert!(matches!(ack(i), Step::Hub(Cmd::File { .. })), "ack {i}");
+        }
+        let Step::Paced { wait, .. } = ack(122) else {
+            panic!("the 123rd acknowledgement at once is paced");
+        };
+        assert!(wait > std::time::Duration::ZERO);
+        // A protocol 4 connection does not get file frames through at all.
+        let frame = ClientFrame::FileAck { id: 1, received: 0 };
+        let old = step(Ok(Some(frame)), 7, 4, &config, &mut flood, now);
+        assert!(!matches!(old, Step::Hub(_) | Step::Paced { .. }), "{old:?}");
     }
 }
