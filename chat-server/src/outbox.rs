@@ -170,7 +170,6 @@ impl Outbox {
     }
 
     /// File chunk bytes waiting for the client.
-    #[cfg(test)]
     pub(crate) fn bulk_bytes(&self) -> usize {
         self.lock().bulk_bytes
     }

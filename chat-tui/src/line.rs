@@ -120,6 +120,7 @@ pub async fn run(opts: LineOptions) -> u8 {
         input_done: false,
     };
     let code = chat(client, &mut io, &mut delivery).await;
+    io.files.shut_down().await;
     finish(code, delivery)
 }
 

@@ -30,6 +30,11 @@ use super::fanout::logged;
 use crate::event::EventKind;
 use crate::limits::{Bucket, IpKey};
 
+/// Most file bytes waiting in one recipient's queue, all its transfers together: a few
+/// windows. A recipient keeping to the protocol has at most a window per transfer there
+/// (it acknowledges what it read).
+const MAX_QUEUED: u64 = 4 * FILE_WINDOW;
+
 /// Who cancels a transfer when the server does (a limit, a stall, a disconnection).
 const SERVER: &str = "server";
 
@@ -47,6 +52,12 @@ pub(super) struct Transfers {
 }
 
 impl Transfers {
+    /// Whether transfer `id` is under way.
+    #[cfg(test)]
+    pub(super) fn has(&self, id: TransferId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
     /// No transfer is under way.
     pub(super) fn is_empty(&self) -> bool {
         self.by_id.is_empty()
@@ -69,9 +80,8 @@ impl Transfers {
         if let Some(at) = t.held_until {
             self.held.remove(&(at, id));
         }
-        if !self.by_id.values().any(|o| o.from == t.from) {
-            self.rates.remove(&t.from);
-        }
+        // The sender's rate bucket stays while it is connected (a new transfer must not
+        // start with a fresh burst); `forget` drops it.
         if let Some(n) = self.per_address.get_mut(&t.address) {
             *n -= 1;
             if *n == 0 {
@@ -317,8 +327,19 @@ impl Hub {
             return;
         }
         let len = data.len() as u64;
+        let to = t.to;
+        // What waits for the recipient, whatever the acknowledgements say (a recipient that
+        // acknowledges what it never read).
+        let queued = self
+            .clients
+            .get(&to)
+            .map_or(0, |m| m.outbox.bulk_bytes() as u64);
         let violation = if !t.accepted {
             Some("data came before the offer was accepted")
+        } else if len == 0 {
+            Some("an empty chunk came")
+        } else if queued + len > MAX_QUEUED {
+            Some("the recipient is not reading what it acknowledged")
         } else if t.forwarded + len > t.size {
             Some("more data came than the offered size")
         } else if t.forwarded + len - t.acked > FILE_WINDOW {
@@ -332,7 +353,6 @@ impl Hub {
         }
         t.forwarded += len;
         t.touched = Instant::now();
-        let to = t.to;
         let frame = encode_frame(&ServerFrame::FileChunk { id, data }, MAX_SERVER_FRAME);
         if let (Some(bytes), Some(m)) = (logged(frame), self.clients.get(&to)) {
             // Closed: the recipient is leaving, which cancels the transfer.
@@ -451,6 +471,7 @@ impl Hub {
 
     /// `conn` is leaving: its transfers end, and the other sides are told.
     pub(super) fn transfers_gone(&mut self, conn: ConnId, nick: &str) {
+        self.transfers.rates.remove(&conn);
         if self.transfers.is_empty() {
             return;
         }

@@ -289,3 +289,64 @@ fn a_message_is_acknowledged_only_once_its_commit_is_reported() {
         .collect();
     assert_eq!(replay, ["stored"]);
 }
+
+#[test]
+fn a_recipient_acknowledging_what_it_never_read_cannot_make_the_server_queue_more() {
+    use chat_core::protocol::{ClientFrame, FILE_CHUNK, FILE_WINDOW};
+    let mut hub = hub();
+    let _alice = join(&mut hub, 1, "alice");
+    // Bob's queue is never read (no socket): whatever is queued for him stays.
+    let bob = join(&mut hub, 2, "bob");
+    let size = 16 * FILE_WINDOW;
+    let file = |frame| Cmd::File { conn: 0, frame };
+    let by = |conn, cmd: Cmd| match cmd {
+        Cmd::File { frame, .. } => Cmd::File { conn, frame },
+        other => other,
+    };
+    hub.handle(by(
+        1,
+        file(ClientFrame::FileOffer {
+            tag: 1,
+            to: "bob".into(),
+            name: "big.bin".into(),
+            size,
+            sha256: [0; 32],
+        }),
+    ));
+    let id = 1;
+    hub.handle(by(2, file(ClientFrame::FileAnswer { id, accept: true })));
+    let mut sent = 0u64;
+    while sent < size && hub.transfers.has(id) {
+        let chunk = ClientFrame::FileChunk {
+            id,
+            data: vec![0; FILE_CHUNK],
+        };
+        hub.handle(by(1, file(chunk)));
+        sent += FILE_CHUNK as u64;
+        // Bob says he has it all, at once.
+        hub.handle(by(2, file(ClientFrame::FileAck { id, received: sent })));
+    }
+    assert!(!hub.transfers.has(id), "the transfer was cancelled");
+    assert!(
+        bob.bulk_bytes() as u64 <= 4 * FILE_WINDOW,
+        "{}",
+        bob.bulk_bytes()
+    );
+    assert!(sent < size);
+    // An empty chunk ends a transfer too.
+    hub.handle(by(
+        1,
+        file(ClientFrame::FileOffer {
+            tag: 2,
+            to: "bob".into(),
+            name: "x".into(),
+            size: 10,
+            sha256: [0; 32],
+        }),
+    ));
+    let id = 2;
+    hub.handle(by(2, file(ClientFrame::FileAnswer { id, accept: true })));
+    let empty = ClientFrame::FileChunk { id, data: vec![] };
+    hub.handle(by(1, file(empty)));
+    assert!(!hub.transfers.has(id));
+}

@@ -104,6 +104,9 @@ fn file_bucket(config: &Config) -> Bucket {
 /// by the hub) is paced like the data it would stand for.
 const ACK_COST: f64 = chat_core::protocol::FILE_CHUNK as f64;
 
+/// What a file chunk costs at least of the bound on file frames, in bytes.
+const MIN_CHUNK_COST: usize = 4096;
+
 /// Most bytes of a file name.
 const MAX_FILE_NAME: usize = 255;
 
@@ -175,7 +178,8 @@ pub(super) fn step(
     if let ClientFrame::FileChunk { data, .. } = &frame
         && version >= 5
     {
-        let cost = data.len() as f64;
+        // Every chunk costs at least a few kilobytes, so that empty ones are no way around.
+        let cost = data.len().max(MIN_CHUNK_COST) as f64;
         return paced(flood, cost, Cmd::File { conn, frame }, now);
     }
     if matches!(frame, ClientFrame::FileAck { .. }) && version >= 5 {

@@ -35,6 +35,25 @@ pub const FILE_TAG: u64 = 1 << 62;
 /// never gets far ahead of the connection.
 const FRAMES_QUEUED: usize = 16;
 
+/// How long the end of the client waits for the transfers' threads to clean up.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// Ends every transfer of the agent behind `agent` and waits (briefly) until their threads
+/// have removed what they were writing: for the end of the client.
+pub async fn shut_down(agent: &mpsc::UnboundedSender<FileCmd>) {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    if agent.send(FileCmd::Shutdown(done)).is_ok() {
+        let _ = tokio::time::timeout(SHUTDOWN_WAIT * 2, finished).await;
+    }
+}
+
+/// Waits for every one of `threads`.
+async fn futures_join(threads: Vec<tokio::task::JoinHandle<()>>) {
+    for t in threads {
+        let _ = t.await;
+    }
+}
+
 /// How often a transfer reports its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
@@ -49,6 +68,7 @@ pub fn is_file_frame(frame: &ServerFrame) -> bool {
         | ServerFrame::FileCancelled { .. }
         | ServerFrame::FileDone { .. } => true,
         ServerFrame::Error(e) => e.tag.is_some_and(|t| t & FILE_TAG != 0),
+        ServerFrame::RateLimited { tag, .. } => tag.is_some_and(|t| t & FILE_TAG != 0),
         _ => false,
     }
 }
@@ -70,6 +90,11 @@ pub enum FileCmd {
     Connected { max_frame: u32 },
     /// The connection is gone: every transfer fails.
     Lost,
+    /// A transfer's thread reports (internal).
+    Report(FileEvent),
+    /// Every transfer ends (the client is closing); `done` is told once their threads have
+    /// removed what they were writing.
+    Shutdown(tokio::sync::oneshot::Sender<()>),
     /// A file was hashed for an offer (internal).
     Hashed {
         tag: u64,
@@ -204,6 +229,7 @@ pub fn spawn(
         outgoing: HashMap::new(),
         offers: BTreeMap::new(),
         incoming: HashMap::new(),
+        threads: Vec::new(),
     };
     tokio::spawn(agent.run(cmd_rx));
     (cmd_tx, frame_rx, event_rx)
@@ -231,7 +257,6 @@ struct Incoming {
 #[derive(Debug, Clone)]
 struct Links {
     frames: mpsc::Sender<ClientFrame>,
-    events: mpsc::UnboundedSender<FileEvent>,
     stop: Arc<AtomicBool>,
     agent: mpsc::UnboundedSender<FileCmd>,
 }
@@ -246,8 +271,12 @@ impl Links {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Reports through the agent, which passes on only what concerns a transfer it still
+    /// has (a thread may report after the transfer was cancelled).
     fn event(&self, event: FileEvent) {
-        let _ = self.events.send(event);
+        if !self.stopped() {
+            let _ = self.agent.send(FileCmd::Report(event));
+        }
     }
 }
 
@@ -268,6 +297,8 @@ struct Agent {
     /// Offers to us not answered yet, oldest first.
     offers: BTreeMap<TransferId, FileInfo>,
     incoming: HashMap<TransferId, Incoming>,
+    /// The transfers' threads, waited for at shutdown (so that no temporary file is left).
+    threads: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -293,7 +324,6 @@ impl Agent {
     fn links(&self, stop: &Arc<AtomicBool>) -> Links {
         Links {
             frames: self.frames.clone(),
-            events: self.events.clone(),
             stop: stop.clone(),
             agent: self.me.clone(),
         }
@@ -317,7 +347,32 @@ impl Agent {
                 self.outgoing.remove(&id);
                 self.incoming.remove(&id);
             }
+            FileCmd::Report(event) => {
+                let id = match &event {
+                    FileEvent::Progress(p) | FileEvent::Done { progress: p, .. } => Some(p.id),
+                    FileEvent::Failed { id, .. } => *id,
+                    _ => None,
+                };
+                if id.is_none_or(|id| {
+                    self.outgoing.contains_key(&id) || self.incoming.contains_key(&id)
+                }) {
+                    self.event(event);
+                }
+            }
+            FileCmd::Shutdown(done) => {
+                self.lost("the client is closing");
+                let threads = std::mem::take(&mut self.threads);
+                let all = futures_join(threads);
+                let _ = tokio::time::timeout(SHUTDOWN_WAIT, all).await;
+                let _ = done.send(());
+            }
         }
+    }
+
+    /// Runs a transfer's work on a blocking thread, kept to be waited for at shutdown.
+    fn spawn(&mut self, work: impl FnOnce() + Send + 'static) {
+        self.threads.retain(|t| !t.is_finished());
+        self.threads.push(tokio::task::spawn_blocking(work));
     }
 
     /// Hashes the file at `path` on a blocking thread, for an offer to `to`.
@@ -386,7 +441,7 @@ impl Agent {
         let links = self.links(&stop);
         let dir = self.download_dir.clone();
         let job = recv::Receiving::new(info.clone(), dir, links, rx);
-        tokio::task::spawn_blocking(move || job.run());
+        self.spawn(move || job.run());
         self.incoming.insert(id, Incoming { info, chunks, stop });
     }
 
@@ -436,17 +491,14 @@ impl Agent {
                     self.outgoing.insert(id, t);
                 }
             }
-            ServerFrame::Error(e) => {
-                let tag = e.tag.unwrap_or_default();
-                if let Some((file, to)) = self.offered.remove(&tag) {
-                    self.event(FileEvent::Failed {
-                        id: None,
-                        outgoing: true,
-                        peer: to,
-                        name: file.name,
-                        reason: e.message,
-                    });
-                }
+            ServerFrame::Error(e) => self.refused(e.tag, e.message),
+            ServerFrame::RateLimited {
+                tag,
+                retry_after_ms,
+            } => {
+                let secs = f64::from(retry_after_ms) / 1000.0;
+                let why = format!("you are sending too fast: offer it again in {secs:.1} s");
+                self.refused(tag, why);
             }
             ServerFrame::FileOffer(info) => {
                 self.offers.insert(info.id, info.clone());
@@ -475,6 +527,19 @@ impl Agent {
         }
     }
 
+    /// The server refused the offer tagged `tag`.
+    fn refused(&mut self, tag: Option<u64>, reason: String) {
+        if let Some((file, to)) = tag.and_then(|t| self.offered.remove(&t)) {
+            self.event(FileEvent::Failed {
+                id: None,
+                outgoing: true,
+                peer: to,
+                name: file.name,
+                reason,
+            });
+        }
+    }
+
     fn answered(&mut self, id: TransferId, accept: bool) {
         if !accept {
             if let Some(t) = self.outgoing.remove(&id) {
@@ -495,12 +560,11 @@ impl Agent {
         t.acks = Some(acks);
         let links = Links {
             frames: self.frames.clone(),
-            events: self.events.clone(),
             stop: t.stop.clone(),
             agent: self.me.clone(),
         };
         let job = send::Sending::new(id, &t.file, t.to.clone(), self.chunk, links, rx);
-        tokio::task::spawn_blocking(move || job.run());
+        self.spawn(move || job.run());
     }
 
     fn cancelled(&mut self, id: TransferId, by: &str, reason: String) {
@@ -610,6 +674,25 @@ pub fn default_download_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_of_offers_go_to_the_agent_and_those_of_messages_do_not() {
+        let limited = |tag| ServerFrame::RateLimited {
+            tag: Some(tag),
+            retry_after_ms: 500,
+        };
+        assert!(is_file_frame(&limited(FILE_TAG | 3)));
+        assert!(!is_file_frame(&limited(3)));
+        let error = |tag| {
+            ServerFrame::Error(chat_core::protocol::ErrorFrame {
+                tag: Some(tag),
+                code: chat_core::protocol::ErrorCode::Busy,
+                message: String::new(),
+            })
+        };
+        assert!(is_file_frame(&error(FILE_TAG | 1)));
+        assert!(!is_file_frame(&error(1)));
+    }
 
     #[test]
     fn sizes_and_progress_read_well() {

@@ -132,6 +132,9 @@ impl Receiving {
             .map_err(|e| format!("cannot save the file in {}: {e}", dir.display()))?;
         part.placed = true;
         if !self.links.send(ClientFrame::FileDone { id: info.id }) {
+            // Cancelled (or the connection lost) while it was being saved: the file is not
+            // kept, as the user is told.
+            let _ = std::fs::remove_file(&path);
             return Ok(());
         }
         progress.rate = rate(progress.done, start);

@@ -115,6 +115,11 @@ impl LineFiles {
         }
     }
 
+    /// Ends every transfer, leaving no temporary file: for the end of the session.
+    pub(super) async fn shut_down(&self) {
+        files::shut_down(&self.agent).await;
+    }
+
     /// Whether a transfer is being prepared or under way.
     pub(super) fn busy(&self) -> bool {
         self.preparing > 0 || !self.active.is_empty()

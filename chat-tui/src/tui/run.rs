@@ -157,9 +157,13 @@ async fn event_loop(terminal: &mut Term, opts: TuiOptions) -> io::Result<()> {
                     if net.send(NetCmd::Quit { reason, done }).is_ok() {
                         let _ = tokio::time::timeout(QUIT_WAIT, finished).await;
                     }
+                    crate::files::shut_down(&files).await;
                     return Ok(());
                 }
-                Effect::Exit => return Ok(()),
+                Effect::Exit => {
+                    crate::files::shut_down(&files).await;
+                    return Ok(());
+                }
             }
         }
         if app.needs_redraw() {
