@@ -107,7 +107,9 @@ pub fn place(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
         let candidate = dir.join(numbered(&name, n));
         match std::fs::hard_link(tmp, &candidate) {
             Ok(()) => {
-                std::fs::remove_file(tmp)?;
+                // The file has its name: a temporary name left behind is no reason to say
+                // otherwise.
+                let _ = std::fs::remove_file(tmp);
                 return Ok(candidate);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

@@ -101,7 +101,7 @@ pub enum FileCmd {
         result: Result<Prepared, String>,
     },
     /// A transfer's thread is done (internal).
-    Finished(TransferId),
+    Finished(TransferId, Arc<AtomicBool>),
 }
 
 impl From<crate::command::FileCommand> for FileCmd {
@@ -343,9 +343,23 @@ impl Agent {
                 self.chunk = FILE_CHUNK.min(room);
             }
             FileCmd::Lost => self.lost("the connection was lost"),
-            FileCmd::Finished(id) => {
-                self.outgoing.remove(&id);
-                self.incoming.remove(&id);
+            // Only the transfer that thread worked for: after a reconnection, a new transfer
+            // may have the same id.
+            FileCmd::Finished(id, stop) => {
+                if self
+                    .outgoing
+                    .get(&id)
+                    .is_some_and(|t| Arc::ptr_eq(&t.stop, &stop))
+                {
+                    self.outgoing.remove(&id);
+                }
+                if self
+                    .incoming
+                    .get(&id)
+                    .is_some_and(|t| Arc::ptr_eq(&t.stop, &stop))
+                {
+                    self.incoming.remove(&id);
+                }
             }
             FileCmd::Report(event) => {
                 let id = match &event {

@@ -69,7 +69,8 @@ impl Receiving {
                 reason,
             });
         }
-        let _ = self.links.agent.send(FileCmd::Finished(id));
+        let stop = self.links.stop.clone();
+        let _ = self.links.agent.send(FileCmd::Finished(id, stop));
     }
 
     fn receive(&mut self) -> Result<(), String> {

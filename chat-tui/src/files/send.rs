@@ -100,7 +100,8 @@ impl Sending {
                 reason,
             });
         }
-        let _ = self.links.agent.send(FileCmd::Finished(self.id));
+        let stop = self.links.stop.clone();
+        let _ = self.links.agent.send(FileCmd::Finished(self.id, stop));
     }
 
     /// Sends the whole file, then waits for the recipient's word that it has it, verified.
