@@ -449,6 +449,21 @@ pub const HELP: &[&str] = &[
 /// new lines: `  /register PASS` is the command, not a message that would show the password
 /// to the room.
 pub fn parse(line: &str) -> Option<Command> {
+    // What is said gets its `:shortcodes:` as emoji.
+    let emoji = |t: String| crate::emoji::expand(&t).into_owned();
+    Some(match parse_line(line)? {
+        Command::Say(text) => Command::Say(emoji(text)),
+        Command::Me(text) => Command::Me(emoji(text)),
+        Command::Msg { to, text } => Command::Msg {
+            to,
+            text: emoji(text),
+        },
+        other => other,
+    })
+}
+
+/// [`parse`], before the emoji.
+fn parse_line(line: &str) -> Option<Command> {
     let line = line.trim_end_matches(['\r', '\n']);
     if line.trim().is_empty() {
         return None;
@@ -691,6 +706,26 @@ mod tests {
         assert_eq!(
             parse("  //not a command"),
             Some(Command::Say("/not a command".into()))
+        );
+    }
+
+    #[test]
+    fn shortcodes_in_what_is_said_become_emoji() {
+        assert_eq!(parse("done :tada:"), Some(Command::Say("done 🎉".into())));
+        assert_eq!(
+            parse("/me waves :wave:"),
+            Some(Command::Me("waves 👋".into()))
+        );
+        assert_eq!(
+            parse("/msg bob :+1: :)"),
+            Some(Command::Msg {
+                to: vec!["bob".into()],
+                text: "👍 :)".into()
+            })
+        );
+        assert_eq!(
+            parse("/topic :tada:"),
+            Some(Command::Topic(":tada:".into()))
         );
     }
 

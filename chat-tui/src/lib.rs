@@ -3,6 +3,7 @@
 //! The pieces are a library so that tests can drive them without a terminal.
 
 pub mod command;
+pub mod emoji;
 pub mod files;
 pub mod ignore;
 pub mod line;

@@ -341,7 +341,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Alt-Enter", "new line in the message"),
     (
         "Tab  Shift-Tab",
-        "complete a nickname · to and from the roster",
+        "complete a name or :emoji: · to and from the roster",
     ),
     ("Up / Down", "recall sent lines · move in the roster"),
     (

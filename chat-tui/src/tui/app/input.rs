@@ -299,6 +299,28 @@ impl InputLine {
         self.area.insert_str(text);
     }
 
+    /// Completes the emoji shortcode before the cursor (`:ta` → `:tada:`, Tab again for the
+    /// next match). `None` when the word before the cursor is not a `:` and two letters or
+    /// more.
+    pub fn complete_emoji(&mut self) -> Option<bool> {
+        let DataCursor(row, col) = self.area.cursor();
+        let line: Vec<char> = self.area.lines()[row].chars().collect();
+        let start = line[..col]
+            .iter()
+            .rposition(|c| c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        let word: String = line[start..col].iter().collect();
+        let prefix = word.strip_prefix(':')?;
+        if prefix.chars().count() < 2 || prefix.contains(':') {
+            return None;
+        }
+        let candidates = crate::emoji::complete(prefix, 50);
+        if !candidates.is_empty() {
+            self.start_completion(col - start, candidates);
+        }
+        Some(true)
+    }
+
     /// Completes the path typed after `/file NICK ` (up to the cursor) with the names in its
     /// folder that start with what is typed (a folder gets a `/`); Tab again cycles through
     /// them. `None` when the line is not a `/file` command with its path being typed.
@@ -513,6 +535,20 @@ mod tests {
             input.history_back();
         }
         assert_eq!(input.text(), "line 5", "the oldest lines went");
+    }
+
+    #[test]
+    fn tab_completes_an_emoji_shortcode_after_a_colon_and_two_letters() {
+        let mut input = InputLine::default();
+        input.area.insert_str("ship it :rocke");
+        assert_eq!(input.complete_emoji(), Some(true));
+        assert_eq!(input.text(), "ship it :rocket:");
+        let mut short = InputLine::default();
+        short.area.insert_str("ship it :r");
+        assert_eq!(short.complete_emoji(), None);
+        let mut nick = InputLine::default();
+        nick.area.insert_str("bo");
+        assert_eq!(nick.complete_emoji(), None);
     }
 
     #[test]

@@ -192,6 +192,10 @@ impl App {
         if let Some(done) = self.input.complete_path() {
             return done;
         }
+        // After a `:` and two letters, an emoji shortcode.
+        if let Some(done) = self.input.complete_emoji() {
+            return done;
+        }
         self.input.complete(names, &self.nick)
     }
 
