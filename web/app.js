@@ -107,7 +107,15 @@ function describe(r) {
       return ["moderation", what, r.by, r.target, `${what} ${r.target}${where}${until}${why}`, [r.by, r.target], "problem"];
     }
     case "deleted":
+      if (!r.by) {
+        // An expiring message, deleted by the server when it expired.
+        return ["message", "expired", r.from, r.room ? "#" + r.room : "private", `message ${r.id} from ${r.from} expired`, [r.from], "system"];
+      }
       return ["moderation", "delete", r.by, r.room ? "#" + r.room : "private", `deleted message ${r.id} from ${r.from}`, [r.by, r.from], "problem"];
+    case "edited":
+      return ["message", "edit", r.by, r.room ? "#" + r.room : "private", `message ${r.id}${r.by === r.from ? "" : " from " + r.from} now reads: ${r.text}`, [r.by, r.from], r.room ? "" : "private"];
+    case "reacted":
+      return ["message", "reaction", r.by, r.room ? "#" + r.room : "private", `${r.added ? "reacted" : "took back"} ${r.emoji} ${r.added ? "to" : "on"} message ${r.id} from ${r.from}`, [r.by, r.from], r.room ? "" : "private"];
     case "renamed":
       return ["nick_changed", "rename", r.old, r.new, `${r.old} is now ${r.new}`, [r.old, r.new], "system"];
     case "away":

@@ -125,3 +125,18 @@ fn documented_kick_is_what_the_code_sends() {
         "update docs/protocol.md"
     );
 }
+
+#[test]
+fn documented_react_is_what_the_code_sends() {
+    let doc = include_str!("../../docs/protocol.md");
+    let react = ClientFrame::React {
+        id: 42,
+        emoji: "👍".into(),
+    };
+    let real = encode_frame(&react, 4096).expect("encode");
+    assert_eq!(
+        hex(&dump(doc, "react")),
+        hex(&real),
+        "update docs/protocol.md"
+    );
+}

@@ -159,7 +159,7 @@ pub enum EventKind {
     },
     /// A message was deleted (its text is gone from the store; earlier records keep it).
     Deleted {
-        /// Who deleted it: its author or an operator.
+        /// Who deleted it: its author or an operator; empty: it expired.
         by: String,
         /// The message's id.
         id: u64,
@@ -168,6 +168,36 @@ pub enum EventKind {
         /// Its room; absent for a private message.
         #[serde(skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+    },
+    /// A message's text was replaced (the store keeps the new text only).
+    Edited {
+        /// Who edited it: its author or an operator.
+        by: String,
+        /// The message's id.
+        id: u64,
+        /// Its author.
+        from: String,
+        /// Its room; absent for a private message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The new text.
+        text: String,
+    },
+    /// Someone reacted to a message, or took their reaction back.
+    Reacted {
+        /// Who.
+        by: String,
+        /// The message's id.
+        id: u64,
+        /// Its author.
+        from: String,
+        /// Its room; absent for a private message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The emoji.
+        emoji: String,
+        /// Added (true) or taken back.
+        added: bool,
     },
     /// A user went away (with a message) or came back (no message).
     Away {

@@ -94,8 +94,44 @@ impl Body {
 pub enum MessageAttr {
     /// The message answers the message with this id.
     ReplyTo(MessageId),
-    /// Clients hide the message this many seconds after its timestamp.
+    /// The message expires this many seconds after its timestamp (at most
+    /// [`MAX_EXPIRY_SECS`]): since 6 the server deletes it then, from the store and from every
+    /// client (`Deleted` with an empty `by`); older clients hide it themselves.
     ExpiresIn(u32),
+}
+
+/// The longest life an expiring message may ask for: 30 days.
+pub const MAX_EXPIRY_SECS: u32 = 30 * 24 * 3600;
+/// The longest reaction, in bytes of UTF-8 (an emoji with its modifiers and joiners).
+pub const MAX_REACTION_LEN: usize = 32;
+/// The most different reactions one message may have.
+pub const MAX_REACTIONS: usize = 20;
+
+/// One emoji given to a message, with who gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// The emoji.
+    pub emoji: String,
+    /// Who reacted with it (nicknames), in the order they did.
+    pub nicks: Vec<String>,
+}
+
+impl MessageAttr {
+    /// The message this one answers, among `attrs`.
+    pub fn reply_to(attrs: &[MessageAttr]) -> Option<MessageId> {
+        attrs.iter().find_map(|a| match a {
+            MessageAttr::ReplyTo(id) => Some(*id),
+            MessageAttr::ExpiresIn(_) => None,
+        })
+    }
+
+    /// The seconds after which the message expires, among `attrs`.
+    pub fn expires_in(attrs: &[MessageAttr]) -> Option<u32> {
+        attrs.iter().find_map(|a| match a {
+            MessageAttr::ExpiresIn(secs) => Some(*secs),
+            MessageAttr::ReplyTo(_) => None,
+        })
+    }
 }
 
 /// A delivered message.

@@ -19,7 +19,10 @@ mod reasons;
 
 pub use files::{FILE_CHUNK, FILE_WINDOW, FileInfo, TransferId, sha256_hex};
 pub use hello::{Hello, Password, RelayHello};
-pub use message::{Body, ChatMessage, MessageAttr, Outgoing, Target};
+pub use message::{
+    Body, ChatMessage, MAX_EXPIRY_SECS, MAX_REACTION_LEN, MAX_REACTIONS, MessageAttr, Outgoing,
+    Reaction, Target,
+};
 pub use moderation::{BanInfo, ModAction, ModNotice, WhoisInfo};
 pub use reasons::{DisconnectReason, ErrorCode, ErrorFrame, RejectReason, Rejected};
 
@@ -27,8 +30,10 @@ pub use reasons::{DisconnectReason, ErrorCode, ErrorFrame, RejectReason, Rejecte
 /// accounts and offline private messages (the variants marked "since 2"); version 3 the
 /// stricter nickname rules' own refusals (`NickError`'s variants marked "since 3"); version 4
 /// moderation (operators, kicks, bans, mutes, topic locks), nickname changes, away messages and
-/// `whois` (the variants marked "since 4"); version 5 file transfers (the `File*` variants).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// `whois` (the variants marked "since 4"); version 5 file transfers (the `File*` variants);
+/// version 6 editing and reacting to messages (`Edit`, `Edited`, `React`, `Reactions`) and
+/// expiring messages enforced by the server (`Deleted` with an empty `by`).
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The room every user is in.
@@ -261,6 +266,24 @@ pub enum ClientFrame {
         /// The transfer.
         id: TransferId,
     },
+    /// Replaces a message's text: one's own, or, as an operator of its room (or of the
+    /// server), anyone's. The store keeps the new text only; whoever can see the message gets
+    /// [`ServerFrame::Edited`]. Since 6.
+    Edit {
+        /// The message's id.
+        id: MessageId,
+        /// The new text (the same rules as a message's).
+        text: String,
+    },
+    /// Adds this user's reaction (one emoji) to a message they can see, or takes it back if
+    /// it is there already; whoever can see the message gets [`ServerFrame::Reactions`].
+    /// Since 6.
+    React {
+        /// The message's id.
+        id: MessageId,
+        /// The reaction: one emoji (at most [`MAX_REACTION_LEN`] bytes, no spaces).
+        emoji: String,
+    },
 }
 
 impl ClientFrame {
@@ -299,6 +322,7 @@ impl ClientFrame {
             | ClientFrame::FileAck { .. }
             | ClientFrame::FileCancel { .. }
             | ClientFrame::FileDone { .. } => 5,
+            ClientFrame::Edit { .. } | ClientFrame::React { .. } => 6,
         }
     }
 }
@@ -464,7 +488,7 @@ pub enum ServerFrame {
         id: MessageId,
         /// Its room; `None` for a private message.
         room: Option<String>,
-        /// Who deleted it.
+        /// Who deleted it; empty: it expired (its `ExpiresIn`, since 6).
         by: String,
         /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
@@ -517,6 +541,32 @@ pub enum ServerFrame {
     FileDone {
         /// The transfer.
         id: TransferId,
+    },
+    /// A message's text was replaced (by its author, or by an operator): clients show the
+    /// new text marked as edited. Told live to the room's members or the people of a private
+    /// message, and after a `History` page for its messages that were edited. Since 6.
+    Edited {
+        /// The message's id.
+        id: MessageId,
+        /// Its room; `None` for a private message.
+        room: Option<String>,
+        /// The new text.
+        text: String,
+        /// Who edited it.
+        by: String,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: Timestamp,
+    },
+    /// A message's reactions, whole (an empty list: none left). Told live when they change,
+    /// and after a `History` page for its messages that have some. Since 6.
+    Reactions {
+        /// The message's id.
+        id: MessageId,
+        /// Its room; `None` for a private message.
+        room: Option<String>,
+        /// Each emoji with who reacted with it, in the order they were first given.
+        reactions: Vec<Reaction>,
     },
 }
 

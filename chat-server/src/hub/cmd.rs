@@ -92,11 +92,24 @@ pub(crate) enum Cmd {
     Moderate { conn: ConnId, frame: ClientFrame },
     /// A file transfer's frame (offer, answer, chunk, acknowledgement, cancel, done).
     File { conn: ConnId, frame: ClientFrame },
-    /// A message to delete, looked up in the store.
-    Found {
+    /// Delete, edit or react to a message (checked by the session).
+    MessageOp {
         conn: ConnId,
         id: MessageId,
-        found: super::deletes::Found,
+        op: super::message_ops::Op,
+    },
+    /// A message to change, looked up in the store (`conn` is `None` for an expiry).
+    Found {
+        conn: Option<ConnId>,
+        id: MessageId,
+        op: super::message_ops::Op,
+        found: super::message_ops::Lookup,
+    },
+    /// A page of history the store read, and the edits and reactions of its messages.
+    HistoryPage {
+        conn: ConnId,
+        frame: ServerFrame,
+        notes: Vec<ServerFrame>,
     },
     /// What `chat-server admin` changed in the database since the last look.
     Admin(Result<Vec<crate::store::AdminEvent>, String>),

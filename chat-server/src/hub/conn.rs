@@ -36,6 +36,11 @@ impl Caps {
         self.version >= 4
     }
 
+    /// Edits and reactions: `Edited`, `Reactions` (version 6).
+    pub(crate) fn message_ops(self) -> bool {
+        self.version >= 6
+    }
+
     /// The protocol version.
     pub(crate) fn version(self) -> u16 {
         self.version

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chat_core::frame::encode_frame;
 use chat_core::names;
 use chat_core::protocol::{
-    ChatMessage, ErrorCode, MAX_SERVER_FRAME, Outgoing, ServerFrame, Target, Timestamp,
+    ChatMessage, ErrorCode, MAX_SERVER_FRAME, MessageAttr, Outgoing, ServerFrame, Target, Timestamp,
 };
 use chrono::Utc;
 
@@ -60,6 +60,14 @@ impl Hub {
             self.error(conn, Some(tag), ErrorCode::NotAllowed, refusal);
             return;
         }
+        let expires = MessageAttr::expires_in(&attrs);
+        if expires.is_some() && !self.expiries.has_room() {
+            let message = "the server has as many expiring messages as it keeps track of: \
+                           send it without an expiry, or later"
+                .to_owned();
+            self.error(conn, Some(tag), ErrorCode::Busy, message);
+            return;
+        }
         // Room in the store's queue comes first: a message that cannot be stored is refused
         // whole, before anyone sees it.
         let permit = match self.durable.reserve() {
@@ -81,6 +89,9 @@ impl Hub {
         let (id, at) = self.next_message();
         if let Some(sender) = self.clients.get_mut(&conn) {
             sender.last_active = at;
+        }
+        if let Some(secs) = expires {
+            self.expiries.add(id, secs);
         }
         let message: SharedMessage = Arc::new(ChatMessage {
             id,
@@ -228,6 +239,9 @@ impl Hub {
             if room.recent.len() >= keep {
                 room.recent.pop_front();
                 room.older = true;
+                if !room.notes.is_empty() {
+                    room.trim_notes();
+                }
             }
             room.recent.push_back(message.clone());
         }

@@ -21,7 +21,8 @@
 //! | `accounts.rs` | registered nicknames, registration, passwords, offline messages |
 //! | `moderation.rs` | operators, kicks, bans, mutes, topic locks; `Mutes` |
 //! | `presence.rs` | `/nick`, `/away`, `whois` |
-//! | `deletes.rs` | deleting a message (its author, or an operator) |
+//! | `message_ops.rs` | deleting, editing, reacting to and expiring a message |
+//! | `expiry.rs` | `Expiries`: when each expiring message goes |
 //! | `files.rs` | `Transfers`: file offers, answers, chunks under flow control, their ends |
 //! | `fanout.rs` | `Fanout`: frames encoded once, batched per room, queued in order |
 //! | `frames.rs`, `roster.rs` | frames encoded from borrowed state (messages, history, rosters) |
@@ -33,11 +34,12 @@ mod accounts;
 mod admit;
 mod cmd;
 mod conn;
-mod deletes;
 mod durable;
+mod expiry;
 mod fanout;
 mod files;
 mod frames;
+mod message_ops;
 mod messages;
 mod model;
 mod moderation;
@@ -65,6 +67,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use cmd::{Ack, Cmd, JoinRequest, Login};
 pub(crate) use conn::ConnId;
+pub(crate) use message_ops::Op;
 
 use self::accounts::Accounts;
 use self::durable::Durable;
@@ -135,6 +138,8 @@ pub(crate) struct Hub {
     away: HashSet<ConnId>,
     /// File transfers under way.
     transfers: files::Transfers,
+    /// When each expiring message goes.
+    expiries: expiry::Expiries,
     next_msg_id: u64,
     /// Members not logged in to an account.
     guests: usize,
@@ -176,6 +181,7 @@ impl Hub {
             admin_seen: 0,
             away: HashSet::new(),
             transfers: files::Transfers::default(),
+            expiries: expiry::Expiries::default(),
             stats,
             next_msg_id: 1,
             guests: 0,
@@ -223,6 +229,21 @@ impl Hub {
                 room.recent = messages.into();
                 room.older = older;
             }
+        }
+        if !snapshot.notes.is_empty() {
+            let home: HashMap<u64, String> = self
+                .rooms
+                .iter()
+                .flat_map(|(key, r)| r.recent.iter().map(move |m| (m.id, key.clone())))
+                .collect();
+            for (id, notes) in snapshot.notes {
+                if let Some(room) = home.get(&id).and_then(|key| self.rooms.get_mut(key)) {
+                    room.notes.insert(id, notes);
+                }
+            }
+        }
+        for (id, at) in snapshot.expiring {
+            self.expiries.add_at(id, at);
         }
         for nick in snapshot.accounts {
             self.accounts.add(nick);
@@ -277,6 +298,7 @@ impl Hub {
         loop {
             let drain_deadline = draining.unwrap_or_else(tokio::time::Instant::now);
             let acks_due = self.transfers.next_release();
+            let expiry_due = self.expiries.next();
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -309,6 +331,14 @@ impl Hub {
                     if acks_due.is_some() =>
                 {
                     self.release_acks();
+                    self.settle();
+                }
+                () = tokio::time::sleep_until(expiry_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if expiry_due.is_some() =>
+                {
+                    for id in self.expiries.take_due(tokio::time::Instant::now()) {
+                        self.message_op(None, id, message_ops::Op::Expire);
+                    }
                     self.settle();
                 }
                 _ = file_check.tick(), if !self.transfers.is_empty() => {
@@ -465,7 +495,17 @@ impl Hub {
             Cmd::Pruned(result) => self.pruned(result),
             Cmd::AckOffline { conn, up_to } => self.ack_offline(conn, up_to),
             Cmd::Moderate { conn, frame } => self.moderate(conn, frame),
-            Cmd::Found { conn, id, found } => self.delete_found(conn, id, found),
+            Cmd::MessageOp { conn, id, op } => self.message_op(Some(conn), id, op),
+            Cmd::Found {
+                conn,
+                id,
+                op,
+                found,
+            } => self.message_found(conn, id, op, found),
+            Cmd::HistoryPage { conn, frame, notes } => {
+                self.push_to(conn, &frame);
+                self.send_notes(conn, notes);
+            }
             Cmd::File { conn, frame } => self.file(conn, frame),
             Cmd::Admin(Ok(events)) => {
                 for event in events {

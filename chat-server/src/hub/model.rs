@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chat_core::names::{self, NickKeys};
-use chat_core::protocol::Timestamp;
+use chat_core::protocol::{MessageId, Timestamp};
 
 use super::conn::{Caps, ConnId};
 use super::roster::{Listed, Order};
 use crate::event::SharedMessage;
 use crate::outbox::Outbox;
+use crate::store::Notes;
 
 /// Everyone online, by connection. Boxed: a map grows by doubling, and its empty slots then
 /// cost 16 bytes each rather than a whole member (memory per connection,
@@ -108,6 +109,8 @@ pub(super) struct Room {
     pub guest_ops: HashSet<ConnId>,
     /// Only its operators may set the topic.
     pub topic_locked: bool,
+    /// The edits and reactions of those of `recent` that have any.
+    pub notes: HashMap<MessageId, Notes>,
 }
 
 impl Room {
@@ -126,6 +129,7 @@ impl Room {
             ops: HashSet::new(),
             guest_ops: HashSet::new(),
             topic_locked: false,
+            notes: HashMap::new(),
         }
     }
 
@@ -137,6 +141,14 @@ impl Room {
     /// Whether `conn` is a member.
     pub fn has(&self, conn: ConnId) -> bool {
         self.members.contains_key(&conn)
+    }
+
+    /// Forgets the notes of messages no longer among the recent ones (older than the oldest).
+    pub fn trim_notes(&mut self) {
+        match self.recent.front().map(|m| m.id) {
+            Some(first) => self.notes.retain(|id, _| *id >= first),
+            None => self.notes.clear(),
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 
 use chat_core::names;
 use chat_core::protocol::{
-    DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, MAX_SERVER_FRAME, MessageId, RoomInfo,
-    ServerFrame, UserInfo,
+    ChatMessage, DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, MAX_SERVER_FRAME,
+    MessageId, RoomInfo, ServerFrame, UserInfo,
 };
 use chrono::Utc;
 
@@ -293,7 +293,9 @@ impl Hub {
             more: skip > 0 || room.older,
         };
         let bytes = chat_core::frame::encode_frame(&frame, MAX_SERVER_FRAME);
+        let notes = room_notes(room, skip..len);
         self.queue_to(conn, bytes);
+        self.send_notes(conn, notes);
     }
 
     /// Sends a page of a room's history, read by the store thread (members only).
@@ -326,29 +328,44 @@ impl Hub {
                 more: skip > 0,
             };
             let bytes = chat_core::frame::encode_frame(&frame, MAX_SERVER_FRAME);
+            let notes = room_notes(r, skip..older);
             self.queue_to(conn, bytes);
+            self.send_notes(conn, notes);
             return;
         }
         let queued = self.durable.read(move |store| {
-            let frame = match store.history(&key, before, limit) {
-                Ok((mut messages, more)) => {
+            let page = store
+                .history(&key, before, limit)
+                .and_then(|(mut messages, more)| {
                     // A page fits in the client's queue: the newest of it that do.
                     let sizes = messages.iter().map(size);
                     let cut = messages.len() - newest_that_fit(sizes, budget);
                     messages.drain(..cut);
-                    ServerFrame::History {
-                        room: name,
+                    let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+                    let mut found = store.notes(&ids)?;
+                    let page: Vec<&ChatMessage> = messages.iter().collect();
+                    let notes = Hub::notes_frames(&name, &page, |id| {
+                        let at = found.iter().position(|(i, _)| *i == id)?;
+                        Some(found.swap_remove(at).1)
+                    });
+                    let frame = ServerFrame::History {
+                        room: name.clone(),
                         messages,
                         more: more || cut > 0,
-                    }
-                }
-                Err(e) => ServerFrame::Error(ErrorFrame {
-                    tag: None,
-                    code: ErrorCode::Busy,
-                    message: format!("could not read the history: {e}"),
-                }),
-            };
-            Cmd::Reply { conn, frame }
+                    };
+                    Ok((frame, notes))
+                });
+            match page {
+                Ok((frame, notes)) => Cmd::HistoryPage { conn, frame, notes },
+                Err(e) => Cmd::Reply {
+                    conn,
+                    frame: ServerFrame::Error(ErrorFrame {
+                        tag: None,
+                        code: ErrorCode::Busy,
+                        message: format!("could not read the history: {e}"),
+                    }),
+                },
+            }
         });
         if !queued {
             self.busy(conn, "read history");
@@ -394,4 +411,13 @@ impl Hub {
         rooms.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         rooms
     }
+}
+
+/// The edits and reactions of `room`'s recent messages in `range`, as frames.
+fn room_notes(room: &Room, range: std::ops::Range<usize>) -> Vec<ServerFrame> {
+    if room.notes.is_empty() {
+        return Vec::new();
+    }
+    let page: Vec<&ChatMessage> = room.recent.range(range).map(|m| &**m).collect();
+    Hub::notes_frames(&room.name, &page, |id| room.notes.get(&id).cloned())
 }

@@ -132,6 +132,7 @@ impl Hub {
                         let before = room.recent.len();
                         room.recent.retain(|m| m.id > up_to);
                         room.older &= room.recent.len() == before;
+                        room.trim_notes();
                     }
                 }
                 if pruned.messages > 0 {

@@ -5,7 +5,8 @@
 use chat_core::frame::FrameError;
 use chat_core::names;
 use chat_core::protocol::{
-    Body, ClientFrame, DisconnectReason, ErrorCode, ErrorFrame, Outgoing, ServerFrame, Target,
+    Body, ClientFrame, DisconnectReason, ErrorCode, ErrorFrame, MAX_EXPIRY_SECS, MAX_REACTION_LEN,
+    MessageAttr, Outgoing, ServerFrame, Target,
 };
 use chrono::Utc;
 use tokio::time::Instant;
@@ -13,7 +14,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::read_loop::End;
 use crate::config::Config;
-use crate::hub::{Cmd, ConnId};
+use crate::hub::{Cmd, ConnId, Op};
 use crate::limits::{Bucket, Presence};
 use crate::ratelimit::{RateLimiter, Verdict};
 
@@ -305,6 +306,25 @@ fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> S
         | ClientFrame::FileChunk { .. }
         | ClientFrame::FileAck { .. }
         | ClientFrame::FileDone { .. } => Step::Hub(Cmd::File { conn, frame }),
+        ClientFrame::Edit { id, text } => {
+            let checked = check_text(&text, config).map_err(|(code, e)| (code, e.to_string()));
+            match checked {
+                Ok(()) => Step::Hub(Cmd::MessageOp {
+                    conn,
+                    id,
+                    op: Op::Edit(text),
+                }),
+                Err((code, message)) => error(None, code, message),
+            }
+        }
+        ClientFrame::React { id, emoji } => match check_reaction(&emoji) {
+            Ok(()) => Step::Hub(Cmd::MessageOp {
+                conn,
+                id,
+                op: Op::React(emoji),
+            }),
+            Err(message) => error(None, ErrorCode::InvalidText, message),
+        },
         frame => match check_moderation(&frame) {
             Ok(()) => Step::Hub(Cmd::Moderate { conn, frame }),
             Err(message) => error(None, ErrorCode::InvalidText, message),
@@ -428,6 +448,28 @@ fn check_topic(topic: &str) -> Result<(), String> {
 }
 
 /// Checks a message before it goes to the hub, so that the hub's work stays minimal.
+/// A message's text (or an edit's): valid, and no longer than `--max-message-len`.
+fn check_text(text: &str, config: &Config) -> Result<(), (ErrorCode, names::TextError)> {
+    names::validate_text(text, config.max_message_len).map_err(|e| {
+        let code = match e {
+            names::TextError::TooLong { .. } => ErrorCode::MessageTooLong {
+                max: u32::try_from(config.max_message_len).unwrap_or(u32::MAX),
+            },
+            _ => ErrorCode::InvalidText,
+        };
+        (code, e)
+    })
+}
+
+/// A reaction: one emoji, without blanks or control characters.
+fn check_reaction(emoji: &str) -> Result<(), String> {
+    names::validate_text(emoji, MAX_REACTION_LEN).map_err(|e| format!("invalid reaction: {e}"))?;
+    if emoji.is_empty() || emoji.chars().any(char::is_whitespace) {
+        return Err("a reaction is one emoji, without spaces".to_owned());
+    }
+    Ok(())
+}
+
 pub(super) fn check_outgoing(msg: &Outgoing, config: &Config) -> Result<(), ErrorFrame> {
     let err = |code, message: String| ErrorFrame {
         tag: Some(msg.tag),
@@ -437,13 +479,7 @@ pub(super) fn check_outgoing(msg: &Outgoing, config: &Config) -> Result<(), Erro
     let text = match &msg.body {
         Body::Text(t) | Body::Action(t) => t,
     };
-    if let Err(e) = names::validate_text(text, config.max_message_len) {
-        let code = match e {
-            names::TextError::TooLong { .. } => ErrorCode::MessageTooLong {
-                max: u32::try_from(config.max_message_len).unwrap_or(u32::MAX),
-            },
-            _ => ErrorCode::InvalidText,
-        };
+    if let Err((code, e)) = check_text(text, config) {
         return Err(err(code, e.to_string()));
     }
     match &msg.to {
@@ -466,6 +502,17 @@ pub(super) fn check_outgoing(msg: &Outgoing, config: &Config) -> Result<(), Erro
         return Err(err(
             ErrorCode::Unsupported,
             format!("at most {MAX_ATTRS} message attributes are allowed"),
+        ));
+    }
+    if let Some(secs) = MessageAttr::expires_in(&msg.attrs)
+        && !(1..=MAX_EXPIRY_SECS).contains(&secs)
+    {
+        return Err(err(
+            ErrorCode::InvalidText,
+            format!(
+                "a message may expire 1 second to {} days after it is sent",
+                MAX_EXPIRY_SECS / 86_400
+            ),
         ));
     }
     Ok(())

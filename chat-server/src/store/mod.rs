@@ -13,6 +13,7 @@
 //! Reads run on the same thread between batches, so a read sees every write queued before it.
 
 pub mod moderation;
+pub mod notes;
 mod prune;
 mod sqlite;
 
@@ -27,6 +28,7 @@ use crate::event::SharedMessage;
 use crate::login::HashedPassword;
 
 pub use moderation::{AdminAction, AdminEvent, ModWrite, Moderation};
+pub use notes::{Edit, Notes};
 pub use prune::{Pruned, delete_room};
 pub use sqlite::{BackupReport, SqliteStore, backup};
 
@@ -143,6 +145,10 @@ pub struct Snapshot {
     pub recent: Vec<(String, Vec<SharedMessage>, bool)>,
     /// Operators, locked topics and bans.
     pub moderation: Moderation,
+    /// The edits and reactions of the messages in `recent` that have any.
+    pub notes: Vec<(MessageId, Notes)>,
+    /// Every message that expires, with when (those already expired were deleted).
+    pub expiring: Vec<(MessageId, chat_core::protocol::Timestamp)>,
 }
 
 /// One change to the stored state.
@@ -204,6 +210,30 @@ pub enum Write {
         /// Its id.
         id: MessageId,
     },
+    /// A message's text was replaced; the earlier text is not kept.
+    EditMessage {
+        /// Its id.
+        id: MessageId,
+        /// The new text.
+        text: String,
+        /// Who edited it.
+        by: String,
+        /// When.
+        at: chat_core::protocol::Timestamp,
+    },
+    /// Someone reacted to a message (`add`), or took their reaction back.
+    React {
+        /// The message's id.
+        id: MessageId,
+        /// The emoji.
+        emoji: String,
+        /// Who.
+        nick: String,
+        /// Added or taken back.
+        add: bool,
+        /// When.
+        at: chat_core::protocol::Timestamp,
+    },
 }
 
 /// Persistent storage. Methods are called from the store thread only; see the module
@@ -230,6 +260,8 @@ pub trait Store: Send + fmt::Debug {
         &mut self,
         id: MessageId,
     ) -> Result<Option<(Option<String>, ChatMessage)>, StoreError>;
+    /// The edits and reactions of those of messages `ids` that have any.
+    fn notes(&mut self, ids: &[MessageId]) -> Result<Vec<(MessageId, Notes)>, StoreError>;
     /// Up to `limit` of the private messages kept for an account, oldest first.
     fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError>;
     /// What `chat-server admin` changed after event `after`.

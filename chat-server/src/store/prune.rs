@@ -54,6 +54,9 @@ pub fn prune(
     if let Some(per_room) = retention.per_room {
         pruned.messages += per_room_excess(&tx, i64::from(per_room))?;
     }
+    // Expiring messages are deleted by the hub when they expire; this catches any it could
+    // not keep track of.
+    pruned.messages += super::notes::delete_expired(&tx, now, MAX_DELETE)?;
     tx.commit()?;
     Ok(pruned)
 }

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_offline.sql"),
     include_str!("migrations/0003_rooms.sql"),
     include_str!("migrations/0004_moderation.sql"),
+    include_str!("migrations/0005_message_ops.sql"),
 ];
 
 /// SQLite behind the [`Store`] trait.
@@ -293,6 +294,8 @@ fn id_param(id: MessageId) -> i64 {
 
 impl Store for SqliteStore {
     fn load(&mut self, recent: usize) -> Result<Snapshot, StoreError> {
+        // What expired while the server was stopped goes before anything is loaded.
+        super::notes::delete_expired(&self.db, Utc::now(), i64::MAX)?;
         let last: Option<i64> = self
             .db
             .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
@@ -336,19 +339,25 @@ impl Store for SqliteStore {
             for key in keys {
                 let (messages, older) = self.history(key, None, recent)?;
                 if !messages.is_empty() {
-                    let shared = messages.into_iter().map(std::sync::Arc::new).collect();
+                    let shared: Vec<_> = messages.into_iter().map(std::sync::Arc::new).collect();
                     recent_by_room.push((key.to_owned(), shared, older));
                 }
             }
         }
         let moderation = super::moderation::load(&self.db)?;
         super::moderation::changed_elsewhere(&self.db, &mut self.data_version)?;
+        let ids: Vec<MessageId> = recent_by_room
+            .iter()
+            .flat_map(|(_, messages, _)| messages.iter().map(|m| m.id))
+            .collect();
         Ok(Snapshot {
             next_message_id: u64::try_from(last.unwrap_or(0)).unwrap_or(0) + 1,
             accounts,
             rooms,
             recent: recent_by_room,
             moderation,
+            notes: super::notes::notes(&self.db, &ids)?,
+            expiring: super::notes::expiring(&self.db)?,
         })
     }
 
@@ -374,9 +383,11 @@ impl Store for SqliteStore {
                         )
                     };
                     let id = id_param(message.id);
+                    let expires_ms = MessageAttr::expires_in(&message.attrs)
+                        .map(|secs| message.at.timestamp_millis() + i64::from(secs) * 1000);
                     tx.prepare_cached(
                         "INSERT INTO messages (id, at_ms, sender, room, recipients, action, \
-                         body, attrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                         body, attrs, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )?
                     .execute(params![
                         id,
@@ -387,6 +398,7 @@ impl Store for SqliteStore {
                         matches!(message.body, Body::Action(_)),
                         message.body.text(),
                         attrs,
+                        expires_ms,
                     ])?;
                     for account in offline_for {
                         tx.prepare_cached(
@@ -443,6 +455,16 @@ impl Store for SqliteStore {
                     tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
                         .execute([id_param(*id)])?;
                 }
+                Write::EditMessage { id, text, by, at } => {
+                    super::notes::edit(&tx, *id, text, by, *at)?;
+                }
+                Write::React {
+                    id,
+                    emoji,
+                    nick,
+                    add,
+                    at,
+                } => super::notes::react(&tx, *id, emoji, nick, *add, *at)?,
             }
         }
         tx.commit()?;
@@ -524,6 +546,10 @@ impl Store for SqliteStore {
             .optional()?;
         row.map(|(key, row)| row.into_message().map(|m| (key, m)))
             .transpose()
+    }
+
+    fn notes(&mut self, ids: &[MessageId]) -> Result<Vec<(MessageId, super::Notes)>, StoreError> {
+        super::notes::notes(&self.db, ids)
     }
 
     fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {

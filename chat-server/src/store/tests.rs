@@ -68,7 +68,7 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chat.db");
     {
-        let mut old = SqliteStore::open_at_version(&path, 1).unwrap();
+        let old = SqliteStore::open_at_version(&path, 1).unwrap();
         assert_eq!(old.schema_version().unwrap(), 1);
         // The room as the first schema stores it (no column for its creator).
         old.connection()
@@ -77,15 +77,14 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
                 [],
             )
             .unwrap();
-        old.apply(&[
-            room_message(7, "lobby", "from before"),
-            Write::Account {
-                key: "bob".into(),
-                nick: "Bob".into(),
-                hash: HashedPassword::from_stored("h".into()),
-            },
-        ])
-        .unwrap();
+        // A message and an account as the first schema stores them.
+        old.connection()
+            .execute_batch(
+                "INSERT INTO messages (id, at_ms, sender, room, recipients, action, body, attrs) \
+                 VALUES (7, 0, 'alice', 'lobby', NULL, 0, 'from before', NULL); \
+                 INSERT INTO accounts (key, nick, hash, created_ms) VALUES ('bob', 'Bob', 'h', 0);",
+            )
+            .unwrap();
     }
     let mut store = SqliteStore::open(&path).unwrap();
     assert_eq!(
@@ -397,4 +396,84 @@ fn a_deleted_room_takes_its_messages_and_memberships() {
     let snap = store.load(10).unwrap();
     assert!(snap.rooms.is_empty());
     assert!(snap.recent.is_empty());
+}
+
+#[test]
+fn an_edit_keeps_only_the_new_text_and_reactions_go_with_their_message() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    let at = Utc.timestamp_millis_opt(1_800_000_000_000).unwrap();
+    let react = |id, emoji: &str, nick: &str, add| Write::React {
+        id,
+        emoji: emoji.into(),
+        nick: nick.into(),
+        add,
+        at,
+    };
+    store
+        .apply(&[
+            lobby(),
+            room_message(1, "lobby", "teh text"),
+            room_message(2, "lobby", "other"),
+            Write::EditMessage {
+                id: 1,
+                text: "the text".into(),
+                by: "alice".into(),
+                at,
+            },
+            react(1, "👍", "Bob", true),
+            react(1, "👍", "carol", true),
+            react(1, "🎉", "bob", true),
+            react(1, "🎉", "BOB", false),
+            react(2, "👀", "bob", true),
+            // A reaction to a message that is not there is not kept.
+            react(9, "👀", "bob", true),
+        ])
+        .unwrap();
+    let (messages, _) = store.history("lobby", None, 10).unwrap();
+    assert_eq!(messages[0].body.text(), "the text");
+    let notes = store.notes(&[1, 2, 9]).unwrap();
+    assert_eq!(notes.len(), 2);
+    let (id, first) = &notes[0];
+    assert_eq!(*id, 1);
+    assert_eq!(first.edited.as_ref().map(|e| e.by.as_str()), Some("alice"));
+    assert_eq!(first.reactions.len(), 1);
+    assert_eq!(first.reactions[0].nicks, ["Bob", "carol"]);
+    store.apply(&[Write::DeleteMessage { id: 2 }]).unwrap();
+    assert_eq!(store.notes(&[2]).unwrap(), []);
+    let left: i64 = store
+        .connection()
+        .query_row("SELECT count(*) FROM reactions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 2, "the deleted message's reaction went with it");
+}
+
+#[test]
+fn expired_messages_are_gone_at_load_and_the_others_are_listed() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    let expiring = |id: u64, secs: u32, ago_secs: i64| {
+        let mut w = room_message(id, "lobby", "temporary");
+        if let Write::Message { message, .. } = &mut w {
+            let m = Arc::make_mut(message);
+            m.at = Utc::now() - chrono::Duration::seconds(ago_secs);
+            m.attrs = vec![MessageAttr::ExpiresIn(secs)];
+        }
+        w
+    };
+    store
+        .apply(&[
+            lobby(),
+            expiring(1, 60, 120),
+            expiring(2, 600, 60),
+            room_message(3, "lobby", "for good"),
+        ])
+        .unwrap();
+    let snap = store.load(10).unwrap();
+    let ids: Vec<u64> = snap.recent[0].1.iter().map(|m| m.id).collect();
+    assert_eq!(
+        ids,
+        [2, 3],
+        "the expired one is gone before anything is loaded"
+    );
+    assert_eq!(snap.expiring.len(), 1);
+    assert_eq!(snap.expiring[0].0, 2);
 }

@@ -54,7 +54,9 @@ impl Hub {
             ClientFrame::Nick { nick } => self.rename(conn, &nick),
             ClientFrame::Away { message } => self.set_away(conn, message),
             ClientFrame::Whois { nick } => self.whois(conn, &nick),
-            ClientFrame::Delete { id } => self.delete_message(conn, id),
+            ClientFrame::Delete { id } => {
+                self.message_op(Some(conn), id, super::message_ops::Op::Delete);
+            }
             _ => {}
         }
     }
