@@ -2,6 +2,9 @@
 
 use chat_core::protocol::{ClientFrame, DEFAULT_ROOM, PROTOCOL_VERSION, Password};
 
+mod messages;
+pub use messages::{MessageCommand, expiry, reaction_problem};
+
 /// What a typed line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -49,6 +52,8 @@ pub enum Command {
     Unignore(String),
     /// A file transfer: `/file NICK PATH`, `/accept`, `/decline`, `/cancel`.
     File(FileCommand),
+    /// About one message: `/reply`, `/edit`, `/react`, `/temp`, `/search`.
+    Message(MessageCommand),
     /// A command that cannot be carried out; the text says why.
     Invalid(String),
 }
@@ -432,6 +437,11 @@ pub const HELP: &[&str] = &[
     "  /whois NICK       who someone is: account, since when, idle, rooms in common",
     "  /ignore [NICK]    hide someone's messages (alone: list); /unignore NICK",
     "  /file NICK PATH   send a file; /accept, /decline or /cancel [ID] (latest: no ID)",
+    "  /reply ID text    answer message ID (/search shows ids; --json has them)",
+    "  /edit ID text     replace the text of your message ID",
+    "  /react ID EMOJI   react to message ID (👍 or :+1:); again: take it back",
+    "  /temp 5m text     a message that expires (30s, 5m, 2h, 1d; at most 30d)",
+    "  /search REGEX     messages seen in this run that match, with their ids",
     "  /quit [reason]    leave (end of input and Ctrl-C do the same)",
     "  /help             this list",
     "  //text            send text that starts with '/'",
@@ -458,6 +468,7 @@ pub fn parse(line: &str) -> Option<Command> {
             to,
             text: emoji(text),
         },
+        Command::Message(m) => messages::with_emoji(m),
         other => other,
     })
 }
@@ -540,7 +551,10 @@ fn parse_line(line: &str) -> Option<Command> {
             "" => Command::Invalid("usage: /password NEW-PASSWORD".into()),
             pass => Command::Password(pass.into()),
         },
-        other => match parse_file(other, args).or_else(|| parse_mod(other, args.trim_end())) {
+        other => match parse_file(other, args)
+            .or_else(|| messages::parse_message(other, args))
+            .or_else(|| parse_mod(other, args.trim_end()))
+        {
             Some(command) => command,
             None => Command::Invalid(format!(
                 "unknown command /{other}; /help lists the commands"

@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod emoji;
+pub mod extras;
 pub mod files;
 pub mod ignore;
 pub mod line;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chat_core::client::{ClientError, ClientSender, ConnectOptions, NetClient, connect_secured};
 use chat_core::frame::FrameError;
-use chat_core::protocol::{ClientFrame, DisconnectReason, Password, RejectReason, ServerFrame};
+use chat_core::protocol::{
+    Body, ClientFrame, DisconnectReason, MessageAttr, Password, RejectReason, ServerFrame, Target,
+};
 use chrono::Utc;
 use tokio::sync::mpsc;
 
@@ -16,11 +18,14 @@ use deliver::{Answer, Delivery};
 
 mod deliver;
 mod files;
+mod interrupt;
+mod messages;
 mod rooms;
 use crate::line_event::LineEvent;
 use crate::sanitize::sanitize_line;
 use crate::trust::{self, Trust, Verdict};
 use chat_core::names::fold;
+use interrupt::Interrupt;
 use rooms::Rooms;
 
 /// How the line client was asked to behave.
@@ -429,8 +434,10 @@ where
     let mut shown = LineEvent::from_frame(frame, me);
     shown.retain(|ev| match ev {
         LineEvent::Message { from, own, .. } => *own || !out.ignored.contains(from),
+        LineEvent::Edited { by, .. } => !out.ignored.contains(by),
         _ => true,
     });
+    rooms.seen.fill_quotes(&mut shown);
     for ev in &mut shown {
         // Our message, refused for going too fast, is sent again by itself.
         if let LineEvent::RateLimited { retrying, .. } = ev {
@@ -471,6 +478,9 @@ enum Step {
 /// What to do with a typed line, `None` being an empty one, for a server that speaks protocol
 /// `version` and takes messages up to `max_len` bytes long.
 fn step(command: Option<Command>, rooms: &mut Rooms, max_len: usize, version: u16) -> Step {
+    if let Some(Command::Message(m)) = command {
+        return messages::step(m, rooms, max_len, version);
+    }
     let step = to_send(command, rooms, max_len);
     if let Step::Send(Outbound::Frame(frame)) = &step {
         if let Some(message) = crate::command::unsupported(frame, version) {
@@ -547,7 +557,9 @@ fn to_send(command: Option<Command>, rooms: &mut Rooms, max_len: usize) -> Step 
             Ok(f) => frame(f),
             Err(why) => Step::Show(LineEvent::error(why)),
         },
-        Command::Ignore(_) | Command::Unignore(_) | Command::File(_) => Step::Nothing,
+        Command::Ignore(_) | Command::Unignore(_) | Command::File(_) | Command::Message(_) => {
+            Step::Nothing
+        }
         Command::Query(_) | Command::Clear | Command::Close | Command::Reconnect => {
             Step::Show(LineEvent::error(
                 "that command is only available in the full-screen client; /help lists the \
@@ -578,41 +590,14 @@ fn ignore(list: &mut crate::ignore::Ignored, nick: Option<String>, add: bool) ->
     }
 }
 
-/// Ctrl-C, registered once so that no press is missed between two waits.
-struct Interrupt {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
-}
-
-impl Interrupt {
-    fn new() -> Self {
-        Interrupt {
-            #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
-        }
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(s) = &mut self.signal
-            && s.recv().await.is_some()
-        {
-            return;
-        }
-        #[cfg(not(unix))]
-        if tokio::signal::ctrl_c().await.is_ok() {
-            return;
-        }
-        std::future::pending::<()>().await;
-    }
-}
-
 /// What the user asked to send.
 #[derive(Clone)]
 enum Outbound {
     Say(String, String),
     Me(String, String),
     Msg(Vec<String>, String),
+    /// A message to a room with attributes (a reply, an expiry).
+    Attr(String, String, Vec<MessageAttr>),
     Quit(String),
     Frame(ClientFrame),
 }
@@ -627,6 +612,10 @@ impl Outbound {
             Outbound::Say(room, text) => sender.say(room, text.as_str()).await.map(Some),
             Outbound::Me(room, text) => sender.action(room, text.as_str()).await.map(Some),
             Outbound::Msg(to, text) => sender.private(to, text.as_str()).await.map(Some),
+            Outbound::Attr(room, text, attrs) => {
+                let (to, body) = (Target::Room(room.clone()), Body::Text(text.clone()));
+                sender.message(to, body, attrs.clone()).await.map(Some)
+            }
             Outbound::Quit(reason) => sender.quit(reason.as_str()).await.map(|()| None),
             Outbound::Frame(frame) => sender.send(frame).await.map(|()| None),
         }

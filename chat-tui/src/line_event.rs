@@ -4,14 +4,17 @@
 //! `tui::app::Event`.)
 
 use chat_core::protocol::{
-    ChatMessage, DisconnectReason, NickChange, RoomInfo, ServerFrame, Welcome,
+    ChatMessage, DisconnectReason, MessageAttr, NickChange, RoomInfo, ServerFrame, Welcome,
 };
 use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 
+mod changes;
 mod files;
 mod text;
+
+pub use changes::{Found, ReactionLine};
 
 /// One thing to show the user.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,6 +51,13 @@ pub enum LineEvent {
         /// Replayed from the server's history (or kept for us while we were offline), not
         /// live: `time` is when it was originally sent.
         history: bool,
+        /// The id of the message it answers.
+        reply_to: Option<u64>,
+        /// Seconds after `time` when the server deletes it.
+        expires_in: Option<u32>,
+        /// The start of the message it answers, `nick: text…`, when this run saw it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        quote: Option<String>,
     },
     /// We are now in a room (it becomes the current room of the line client).
     Entered {
@@ -210,13 +220,40 @@ pub enum LineEvent {
         rooms_in_common: Vec<String>,
         away: Option<String>,
     },
-    /// A message was deleted (by its author or an operator).
+    /// A message was deleted (by its author or an operator), or it expired (`expired`, and
+    /// `by` is empty).
     Deleted {
         #[serde(serialize_with = "millis")]
         time: DateTime<Utc>,
         id: u64,
         room: Option<String>,
         by: String,
+        expired: bool,
+    },
+    /// A message's text was replaced (by its author or an operator).
+    Edited {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        id: u64,
+        room: Option<String>,
+        text: String,
+        by: String,
+    },
+    /// A message's reactions, whole (empty: none left).
+    Reactions {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        id: u64,
+        room: Option<String>,
+        reactions: Vec<ReactionLine>,
+    },
+    /// The messages seen in this run that match a pattern (answer to `/search`), oldest
+    /// first.
+    Search {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        pattern: String,
+        matches: Vec<Found>,
     },
     /// Whom we ignore (after `/ignore`, `/unignore`).
     Ignored {
@@ -337,6 +374,9 @@ impl LineEvent {
         let (room, to) = m.to.into_parts();
         let (text, action) = m.body.into_parts();
         LineEvent::Message {
+            reply_to: MessageAttr::reply_to(&m.attrs),
+            expires_in: MessageAttr::expires_in(&m.attrs),
+            quote: None,
             time: m.at,
             id: m.id,
             own: m.from == me,
@@ -494,8 +534,12 @@ impl LineEvent {
                 time: at,
                 id,
                 room,
+                expired: by.is_empty(),
                 by,
             },
+            frame @ (ServerFrame::Edited { .. } | ServerFrame::Reactions { .. }) => {
+                return LineEvent::from_change(frame, now).into_iter().collect();
+            }
             ServerFrame::Whois(w) => LineEvent::Whois {
                 time: now,
                 nick: w.nick,
@@ -543,6 +587,9 @@ mod tests {
             action,
             own,
             history: false,
+            reply_to: None,
+            expires_in: None,
+            quote: None,
         }
     }
 
@@ -659,5 +706,136 @@ mod tests {
         assert_eq!(json["type"], "message");
         assert_eq!(json["time"], "2026-11-21T12:04:31.000Z");
         assert_eq!(json["room"], "lobby");
+    }
+
+    #[test]
+    fn edits_reactions_expiries_and_replies_as_text_and_json() {
+        let t = |e: &LineEvent| e.to_text_on("me", true, at());
+        let edited = LineEvent::Edited {
+            time: at(),
+            id: 12,
+            room: Some("lobby".into()),
+            text: "fixed\u{1b}[2J".into(),
+            by: "alice".into(),
+        };
+        assert_eq!(
+            t(&edited),
+            "12:04:31 * alice edited message 12: fixed\u{FFFD}[2J"
+        );
+        let json: serde_json::Value = serde_json::from_str(&edited.to_json()).expect("json");
+        assert_eq!(json["type"], "edited");
+        assert_eq!(
+            (json["id"].as_u64(), &json["by"]),
+            (Some(12), &"alice".into())
+        );
+        assert_eq!(json["room"], "lobby");
+
+        let reactions = LineEvent::from_frame(
+            ServerFrame::Reactions {
+                id: 12,
+                room: None,
+                reactions: vec![
+                    chat_core::protocol::Reaction {
+                        emoji: "👍".into(),
+                        nicks: vec!["alice".into(), "bob".into()],
+                    },
+                    chat_core::protocol::Reaction {
+                        emoji: "🎉".into(),
+                        nicks: vec!["carol".into()],
+                    },
+                ],
+            },
+            "me",
+        );
+        let text = t(&reactions[0]);
+        assert!(
+            text.ends_with("* reactions to message 12: 👍 2 (alice, bob)  🎉 1 (carol)"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&reactions[0].to_json()).expect("json");
+        assert_eq!(json["type"], "reactions");
+        assert_eq!(json["reactions"][0]["emoji"], "👍");
+        assert_eq!(json["reactions"][0]["count"], 2);
+        assert_eq!(json["reactions"][1]["nicks"][0], "carol");
+        let none = LineEvent::Reactions {
+            time: at(),
+            id: 12,
+            room: None,
+            reactions: Vec::new(),
+        };
+        assert_eq!(t(&none), "12:04:31 * message 12 has no reactions left");
+
+        let expired = LineEvent::from_frame(
+            ServerFrame::Deleted {
+                id: 7,
+                room: Some("lobby".into()),
+                by: String::new(),
+                at: at(),
+            },
+            "me",
+        );
+        assert_eq!(t(&expired[0]), "12:04:31 * message 7 expired");
+        let json: serde_json::Value = serde_json::from_str(&expired[0].to_json()).expect("json");
+        assert_eq!(
+            (&json["type"], &json["expired"], &json["by"]),
+            (&"deleted".into(), &true.into(), &"".into())
+        );
+        let deleted = LineEvent::Deleted {
+            time: at(),
+            id: 7,
+            room: None,
+            by: "op".into(),
+            expired: false,
+        };
+        assert_eq!(t(&deleted), "12:04:31 * message 7 was deleted by op");
+
+        // A reply shows what it answers: quoted when seen, else its id; an expiring message
+        // shows how long it lives.
+        let mut reply = msg("bob", None, "sure", false, false);
+        if let LineEvent::Message {
+            reply_to,
+            expires_in,
+            ..
+        } = &mut reply
+        {
+            *reply_to = Some(3);
+            *expires_in = Some(300);
+        }
+        assert_eq!(t(&reply), "12:04:31 <bob> (↳ #3) sure (⏳ 5m)");
+        let json: serde_json::Value = serde_json::from_str(&reply.to_json()).expect("json");
+        assert_eq!(
+            (json["reply_to"].as_u64(), json["expires_in"].as_u64()),
+            (Some(3), Some(300))
+        );
+        assert!(json.get("quote").is_none());
+        if let LineEvent::Message { quote, .. } = &mut reply {
+            *quote = Some("alice: coffee?".into());
+        }
+        assert_eq!(t(&reply), "12:04:31 <bob> (↳ alice: coffee?) sure (⏳ 5m)");
+        let plain: serde_json::Value =
+            serde_json::from_str(&msg("a", None, "x", false, false).to_json()).expect("json");
+        assert!(plain["reply_to"].is_null() && plain["expires_in"].is_null());
+    }
+
+    #[test]
+    fn search_answers_list_ids() {
+        let found = LineEvent::Search {
+            time: at(),
+            pattern: "coff".into(),
+            matches: vec![Found {
+                id: 4,
+                time: at(),
+                from: "alice".into(),
+                room: Some("lobby".into()),
+                text: "coffee?".into(),
+            }],
+        };
+        assert_eq!(
+            found.to_text_on("me", true, at()),
+            "12:04:31 * 1 message matches /coff/:\n    #4 12:04:31 #lobby <alice> coffee?"
+        );
+        let json: serde_json::Value = serde_json::from_str(&found.to_json()).expect("json");
+        assert_eq!(json["type"], "search");
+        assert_eq!(json["matches"][0]["id"], 4);
     }
 }

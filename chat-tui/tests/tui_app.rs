@@ -1507,3 +1507,316 @@ fn file_commands_go_to_the_agent_and_an_older_server_is_not_asked() {
     let said = last_text(&old, old.active);
     assert!(said.contains("cannot pass files on"), "{said}");
 }
+
+/// A lobby message from `from` with attributes.
+fn with_attrs(
+    id: u64,
+    from: &str,
+    text: &str,
+    minute: i64,
+    attrs: Vec<chat_core::protocol::MessageAttr>,
+) -> ServerFrame {
+    match public(id, from, text, minute) {
+        ServerFrame::Message(mut m) => {
+            m.attrs = attrs;
+            ServerFrame::Message(m)
+        }
+        other => other,
+    }
+}
+
+/// The message entry with `id` in tab `tab`.
+fn message_entry(app: &chat_tui::tui::app::App, tab: usize, id: u64) -> EntryKind {
+    app.tabs[tab]
+        .entries
+        .iter()
+        .find(|e| e.id == Some(id))
+        .map(|e| e.kind.clone())
+        .expect("the message")
+}
+
+#[test]
+fn an_edit_replaces_the_text_and_marks_it_and_replies_quote_the_original() {
+    use chat_core::protocol::MessageAttr;
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(&mut app, public(5, "bob", "coffee at tne?", 1));
+    frame(
+        &mut app,
+        with_attrs(6, "alice", "yes!", 2, vec![MessageAttr::ReplyTo(5)]),
+    );
+    frame(
+        &mut app,
+        with_attrs(7, "bob", "and this?", 2, vec![MessageAttr::ReplyTo(2)]),
+    );
+    match message_entry(&app, 0, 6) {
+        EntryKind::Message { reply: Some(q), .. } => {
+            assert_eq!((q.id, q.text.as_deref()), (5, Some("bob: coffee at tne?")));
+        }
+        other => panic!("{other:?}"),
+    }
+    // An original this tab never showed is named by its id.
+    assert!(matches!(
+        message_entry(&app, 0, 7),
+        EntryKind::Message { reply: Some(q), .. } if q.id == 2 && q.text.is_none()
+    ));
+    frame(
+        &mut app,
+        ServerFrame::Edited {
+            id: 5,
+            room: Some("lobby".into()),
+            text: "coffee at ten?".into(),
+            by: "bob".into(),
+            at: at(3),
+        },
+    );
+    match message_entry(&app, 0, 5) {
+        EntryKind::Message { text, edited, .. } => {
+            assert_eq!((text.as_str(), edited), ("coffee at ten?", true));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The reply quotes the new text.
+    assert!(matches!(
+        message_entry(&app, 0, 6),
+        EntryKind::Message { reply: Some(q), .. } if q.text.as_deref() == Some("bob: coffee at ten?")
+    ));
+}
+
+#[test]
+fn reactions_show_with_counts_and_are_replaced_by_the_next_list() {
+    use chat_core::protocol::Reaction;
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(&mut app, public(5, "bob", "shipped!", 1));
+    let reactions = |list: &[(&str, &[&str])]| ServerFrame::Reactions {
+        id: 5,
+        room: Some("lobby".into()),
+        reactions: list
+            .iter()
+            .map(|(e, nicks)| Reaction {
+                emoji: (*e).into(),
+                nicks: nicks.iter().map(|n| (*n).into()).collect(),
+            })
+            .collect(),
+    };
+    frame(
+        &mut app,
+        reactions(&[("👍", &["bob", "alice"]), ("🎉", &["carol"])]),
+    );
+    let shown = |app: &chat_tui::tui::app::App| match message_entry(app, 0, 5) {
+        EntryKind::Message { reactions, .. } => reactions
+            .iter()
+            .map(|r| (r.emoji.clone(), r.count, r.mine))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        shown(&app),
+        [("👍".into(), 2, true), ("🎉".into(), 1, false)]
+    );
+    frame(&mut app, reactions(&[("🎉", &["carol", "bob"])]));
+    assert_eq!(shown(&app), [("🎉".into(), 2, false)]);
+    frame(&mut app, reactions(&[]));
+    assert!(shown(&app).is_empty());
+}
+
+#[test]
+fn an_expiring_message_counts_down_and_shows_as_expired() {
+    use chat_core::protocol::MessageAttr;
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(
+        &mut app,
+        with_attrs(5, "bob", "secret", 0, vec![MessageAttr::ExpiresIn(30)]),
+    );
+    frame(
+        &mut app,
+        with_attrs(6, "bob", "later", 0, vec![MessageAttr::ExpiresIn(3600)]),
+    );
+    assert!(matches!(
+        message_entry(&app, 0, 5),
+        EntryKind::Message { expires: Some(t), .. } if t == at(0) + chrono::Duration::seconds(30)
+    ));
+    // Each second redraws while a message counts down.
+    app.drawn();
+    app.update(Event::Tick);
+    assert!(app.needs_redraw());
+    // The server's word that it expired: `Deleted` with nobody as `by`.
+    frame(
+        &mut app,
+        ServerFrame::Deleted {
+            id: 5,
+            room: Some("lobby".into()),
+            by: String::new(),
+            at: at(1),
+        },
+    );
+    assert!(matches!(
+        message_entry(&app, 0, 5),
+        EntryKind::Message { text, expires: None, .. } if text == chat_tui::tui::app::EXPIRED
+    ));
+    // By this client's clock alone (an older server deletes nothing).
+    let now = app.now();
+    set_clock(&mut app, now, at(61));
+    app.update(Event::Tick);
+    assert!(matches!(
+        message_entry(&app, 0, 6),
+        EntryKind::Message { text, .. } if text == "(message expired)"
+    ));
+    app.drawn();
+    app.update(Event::Tick);
+    assert!(!app.needs_redraw(), "nothing counts down any more");
+}
+
+#[test]
+fn reply_edit_react_and_temp_send_their_frames() {
+    use chat_core::protocol::MessageAttr;
+    let mut app = connected("alice", &["alice", "bob"]);
+    let effects = enter_line(&mut app, "/reply 5 sure :tada:");
+    match &sent(&effects)[..] {
+        [ClientFrame::Send(o)] => {
+            assert_eq!(o.attrs, [MessageAttr::ReplyTo(5)]);
+            assert_eq!(o.body.text(), "sure 🎉");
+            assert_eq!(o.to, Target::Room("lobby".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let effects = enter_line(&mut app, "/temp 5m gone soon");
+    assert!(matches!(
+        &sent(&effects)[..],
+        [ClientFrame::Send(o)] if o.attrs == [MessageAttr::ExpiresIn(300)]
+    ));
+    assert_eq!(
+        sent(&enter_line(&mut app, "/edit 5 better")),
+        [ClientFrame::Edit {
+            id: 5,
+            text: "better".into()
+        }]
+    );
+    assert_eq!(
+        sent(&enter_line(&mut app, "/react 5 :+1:")),
+        [ClientFrame::React {
+            id: 5,
+            emoji: "👍".into()
+        }]
+    );
+    // Refused here: the line stays for correcting.
+    assert!(enter_line(&mut app, "/react 5 two words").is_empty());
+    assert_eq!(app.input_text(), "/react 5 two words");
+    assert!(last_text(&app, 0).contains("one emoji"));
+
+    // A server of protocol 5 gets neither an edit nor a reaction nor an expiring message.
+    let mut old = fresh("alice");
+    old.start();
+    let mut w = welcome("alice", &["alice", "bob"]);
+    w.version = 5;
+    net(&mut old, NetEvent::Connected(Box::new(w)));
+    for line in ["/edit 5 x", "/react 5 👍", "/temp 1m x"] {
+        let effects = enter_line(&mut old, line);
+        assert!(sent(&effects).is_empty(), "{line}: {effects:?}");
+        assert!(last_text(&old, 0).contains("protocol version"), "{line}");
+        press_with(&mut old, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    }
+    // A reply is an ordinary message to an older server.
+    assert_eq!(sent(&enter_line(&mut old, "/reply 5 ok")).len(), 1);
+}
+
+#[test]
+fn alt_up_selects_messages_and_keys_put_the_command_on_the_input_line() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(&mut app, public(5, "bob", "first", 1));
+    frame(&mut app, public(6, "alice", "my typo", 2));
+    frame(&mut app, public(7, "bob", "third", 3));
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    assert_eq!(app.selected, Some(7), "the newest first");
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    assert_eq!(app.selected, Some(6));
+    press(&mut app, KeyCode::Char('e'));
+    assert_eq!(app.input_text(), "/edit 6 my typo");
+    assert_eq!(app.selected, None, "acting ends the selection");
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+
+    // With a selection, plain Up and Down move it too.
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    press(&mut app, KeyCode::Up);
+    press(&mut app, KeyCode::Up);
+    press(&mut app, KeyCode::Up); // stays on the oldest
+    assert_eq!(app.selected, Some(5));
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.selected, Some(6));
+    press(&mut app, KeyCode::Char('d'));
+    assert_eq!(app.input_text(), "/delete 6");
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    for (key, line) in [
+        (KeyCode::Char('r'), "/reply 7 "),
+        (KeyCode::Enter, "/reply 7 "),
+        (KeyCode::Char('+'), "/react 7 "),
+    ] {
+        press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+        let effects = press(&mut app, key);
+        assert!(effects.is_empty(), "{key:?}: nothing is sent");
+        assert_eq!(app.input_text(), line);
+        press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    }
+    // Esc ends it; past the newest, Alt-Down ends it too.
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.selected, None);
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    press_with(&mut app, KeyCode::Down, KeyModifiers::ALT);
+    assert_eq!(app.selected, None);
+    // Up with no selection still recalls what was sent.
+    enter_line(&mut app, "hello");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.input_text(), "hello");
+    // Typing ends a selection and types.
+    press_with(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    press(&mut app, KeyCode::Char('h'));
+    assert_eq!((app.selected, app.input_text().as_str()), (None, "h"));
+}
+
+#[test]
+fn search_selects_the_newest_match_and_n_moves_through_the_others() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(&mut app, public(1, "bob", "Coffee?", 1));
+    frame(&mut app, public(2, "bob", "tea", 1));
+    frame(&mut app, public(3, "carol", "more coffee", 2));
+    frame(&mut app, public(4, "bob", "no", 2));
+    enter_line(&mut app, "/search coffee");
+    assert!(last_text(&app, 0).starts_with("2 messages match /coffee/"));
+    assert_eq!(app.selected, Some(3));
+    assert!(app.selection_status().expect("status").contains("2 of 2"));
+    press(&mut app, KeyCode::Char('n'));
+    assert_eq!(app.selected, Some(1));
+    press(&mut app, KeyCode::Char('n')); // no older match: stays
+    assert_eq!(app.selected, Some(1));
+    press(&mut app, KeyCode::Char('N'));
+    assert_eq!(app.selected, Some(3));
+    press(&mut app, KeyCode::Esc);
+    assert_eq!((app.selected, app.selection_status()), (None, None));
+    // An uppercase letter makes it case-sensitive.
+    enter_line(&mut app, "/search Coffee");
+    assert_eq!(app.selected, Some(1));
+    press(&mut app, KeyCode::Esc);
+    enter_line(&mut app, "/search nothing-like-it");
+    assert!(last_text(&app, 0).contains("no message in this tab matches"));
+    assert_eq!(app.selected, None);
+    let effects = enter_line(&mut app, "/search (unclosed");
+    assert!(effects.is_empty());
+    assert!(last_text(&app, 0).contains("not a valid pattern"));
+    assert_eq!(app.input_text(), "/search (unclosed", "kept for correcting");
+}
+
+#[test]
+fn selecting_an_old_message_scrolls_it_into_view() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    for i in 1..=60 {
+        frame(&mut app, public(i, "bob", &format!("message {i}"), 1));
+    }
+    enter_line(&mut app, "/search ^message 3$");
+    assert_eq!(app.selected, Some(3));
+    assert!(app.tabs[0].scroll.is_some(), "scrolled back to it");
+    press(&mut app, KeyCode::Esc);
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    assert_eq!(app.selected, Some(60));
+    assert!(app.tabs[0].scroll.is_none(), "the newest is live");
+}

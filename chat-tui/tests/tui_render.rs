@@ -366,3 +366,74 @@ fn a_file_offer_and_transfers_under_way_in_the_private_tab() {
     );
     assert!(!screen.contains("report.pdf  45%"), "{screen}");
 }
+
+#[test]
+fn replies_edits_reactions_and_expiring_messages() {
+    use chat_core::protocol::{MessageAttr, Reaction, ServerFrame};
+    let mut app = connected("alice", &["alice", "bob", "carol"]);
+    let with = |f: ServerFrame, attrs: Vec<MessageAttr>| match f {
+        ServerFrame::Message(mut m) => {
+            m.attrs = attrs;
+            ServerFrame::Message(m)
+        }
+        other => other,
+    };
+    frame(
+        &mut app,
+        public(
+            1,
+            "bob",
+            "anyone up for lunch at the new place on the corner?",
+            1,
+        ),
+    );
+    frame(
+        &mut app,
+        with(
+            public(2, "carol", "count me in", 2),
+            vec![MessageAttr::ReplyTo(1)],
+        ),
+    );
+    frame(
+        &mut app,
+        ServerFrame::Edited {
+            id: 2,
+            room: Some("lobby".into()),
+            text: "count me in, 12:30?".into(),
+            by: "carol".into(),
+            at: at(3),
+        },
+    );
+    frame(
+        &mut app,
+        ServerFrame::Reactions {
+            id: 1,
+            room: Some("lobby".into()),
+            reactions: vec![
+                Reaction {
+                    emoji: "👍".into(),
+                    nicks: vec!["alice".into(), "carol".into()],
+                },
+                Reaction {
+                    emoji: "🍕".into(),
+                    nicks: vec!["carol".into()],
+                },
+            ],
+        },
+    );
+    frame(
+        &mut app,
+        with(
+            public(3, "bob", "door code 4711", 3),
+            vec![MessageAttr::ExpiresIn(90)],
+        ),
+    );
+    // 29 seconds after it was sent.
+    let now = app.now();
+    set_clock(&mut app, now, at(3) + chrono::Duration::seconds(29));
+    insta::assert_snapshot!("message_extras", render(&mut app, 80, 12));
+    // Selected, a message shows its id, and the status bar its keys.
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
+    insta::assert_snapshot!("message_selected", render(&mut app, 80, 12));
+}

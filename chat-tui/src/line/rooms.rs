@@ -20,6 +20,8 @@ pub(super) struct Rooms {
     /// The latest message of each sender (by folded nickname) in each room, for
     /// `/delete NICK`.
     latest: std::collections::HashMap<(String, String), u64>,
+    /// The messages seen in this run, for `/search` and the quotes of replies.
+    pub(super) seen: super::messages::SeenMessages,
 }
 
 /// Senders whose latest message is remembered, at most (then the memory starts again).
@@ -33,6 +35,7 @@ impl Default for Rooms {
             oldest: std::collections::HashMap::new(),
             joining: None,
             latest: std::collections::HashMap::new(),
+            seen: super::messages::SeenMessages::default(),
         }
     }
 }
@@ -41,6 +44,7 @@ impl Rooms {
     /// Follows a frame from the server; returns an event when the current room changed other
     /// than by entering one (whose own event says so).
     pub(super) fn track(&mut self, frame: &ServerFrame) -> Option<LineEvent> {
+        self.seen.track(frame);
         match frame {
             ServerFrame::Entered { room, .. } => {
                 if !self.joined.iter().any(|r| fold(r) == fold(room)) {

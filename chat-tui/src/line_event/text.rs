@@ -46,11 +46,13 @@ impl LineEvent {
                 room,
                 to,
                 text,
+                quote,
                 ..
             } => {
                 one(from);
                 room.iter_mut().for_each(one);
                 to.iter_mut().flatten().for_each(one);
+                quote.iter_mut().for_each(one);
                 *text = sanitize_text(text);
             }
             LineEvent::Join { nick, room, .. } => {
@@ -165,6 +167,9 @@ impl LineEvent {
                 one(by);
                 room.iter_mut().for_each(one);
             }
+            LineEvent::Edited { .. } | LineEvent::Reactions { .. } | LineEvent::Search { .. } => {
+                ev.sanitize_change();
+            }
         }
         ev
     }
@@ -197,9 +202,17 @@ impl LineEvent {
                 action,
                 own,
                 history,
+                reply_to,
+                expires_in,
+                quote,
                 ..
             } => {
                 let who = message_label(from, room.as_deref(), to.as_deref(), *action, *own, me);
+                let who = match (reply_to, quote) {
+                    (Some(_), Some(quote)) => format!("{who} (↳ {quote})"),
+                    (Some(id), None) => format!("{who} (↳ #{id})"),
+                    (None, _) => who,
+                };
                 let (stamp, who) = if *history {
                     (dated(time, utc, now), format!("(earlier) {who}"))
                 } else {
@@ -208,7 +221,10 @@ impl LineEvent {
                 // Continuation lines start under the text, past the time.
                 let indent = " ".repeat(stamp.chars().count() + 1);
                 let body = text.replace('\n', &format!("\n{indent}"));
-                format!("{stamp} {who} {body}")
+                let expiry = expires_in
+                    .map(|s| format!(" (⏳ {})", crate::extras::time_left(u64::from(s))))
+                    .unwrap_or_default();
+                format!("{stamp} {who} {body}{expiry}")
             }
             LineEvent::Entered { time, room, topic } if topic.is_empty() => {
                 format!("{} * you joined #{room}", stamp(time))
@@ -346,8 +362,11 @@ impl LineEvent {
                     idle(*idle_secs)
                 )
             }
-            LineEvent::Deleted { time, id, by, .. } => {
-                format!("{} * message {id} was deleted by {by}", stamp(time))
+            LineEvent::Deleted { time, .. }
+            | LineEvent::Edited { time, .. }
+            | LineEvent::Reactions { time, .. }
+            | LineEvent::Search { time, .. } => {
+                self.change_text(&stamp(time), |t| dated(t, utc, now))
             }
             LineEvent::Ignored { time, nicks } if nicks.is_empty() => {
                 format!("{} * you ignore nobody", stamp(time))

@@ -38,14 +38,52 @@ pub enum EntryKind {
         /// From the server's history (or kept while we were offline): shown dimmed, with
         /// its original time.
         history: bool,
+        /// The message it answers, quoted above its text.
+        reply: Option<Quote>,
+        /// Its text was replaced since it was sent.
+        edited: bool,
+        /// The reactions it got, in the order first given.
+        reactions: Vec<Reacted>,
+        /// When it expires (its time plus its `ExpiresIn`).
+        expires: Option<DateTime<Utc>>,
     },
     /// Something the client or the server says (joins, leaves, errors, ...).
     Notice { text: String, error: bool },
 }
 
-/// How many rows `entry` takes at `width` columns.
-pub fn entry_height(entry: &Entry, opts: &Options, width: u16) -> usize {
-    entry_lines(entry, opts, width).len()
+/// The message a reply answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    /// Its id.
+    pub id: u64,
+    /// Its start, `alice: the first words…`, once found in the tab (else the id shows).
+    pub text: Option<String>,
+}
+
+/// One emoji given to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reacted {
+    /// The emoji.
+    pub emoji: String,
+    /// How many gave it.
+    pub count: usize,
+    /// We are among them.
+    pub mine: bool,
+}
+
+/// How an entry is drawn besides what it holds: the time (an expiring message shows the time
+/// it has left) and whether it is the selected message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// The wall-clock time the screen is drawn at.
+    pub now: DateTime<Utc>,
+    /// The entry is the selected message (it shows its id).
+    pub selected: bool,
+}
+
+/// How many rows `entry` takes at `width` columns, drawn as `view` says.
+pub fn entry_height(entry: &Entry, opts: &Options, width: u16, view: View) -> usize {
+    entry_lines(entry, opts, width, view).len()
 }
 
 /// The calendar day of `at`, in UTC or in local time (as the times are shown).
@@ -73,61 +111,142 @@ fn time(at: DateTime<Utc>, utc: bool) -> String {
     }
 }
 
-/// The rows of one history entry at `width` columns.
-pub fn entry_lines(entry: &Entry, opts: &Options, width: u16) -> Vec<Line<'static>> {
+/// The rows of one history entry at `width` columns, drawn as `view` says.
+pub fn entry_lines(entry: &Entry, opts: &Options, width: u16, view: View) -> Vec<Line<'static>> {
     let theme = Theme::of(opts);
     let stamp = Span::styled(format!("{} ", time(entry.at, opts.utc)), theme.dim());
     match &entry.kind {
-        EntryKind::Message {
-            from,
-            text,
-            action,
-            own,
-            mention,
-            history,
-        } => {
-            let mut nick_style = theme.nick(from);
-            if *own {
-                nick_style = nick_style.add_modifier(Modifier::BOLD);
-            }
-            if *history {
-                // Replayed from the server's history: dimmed, with its original time.
-                let dim = Style::default().add_modifier(Modifier::DIM);
-                let who = if *action {
-                    format!("* {from} ")
-                } else {
-                    format!("<{from}> ")
-                };
-                return wrapped(vec![stamp, Span::styled(who, dim)], text, dim, width);
-            }
-            let prefix = if *action {
-                vec![
-                    stamp,
-                    Span::raw("* "),
-                    Span::styled(from.clone(), nick_style),
-                    Span::raw(" "),
-                ]
-            } else {
-                vec![
-                    stamp,
-                    Span::styled("<", theme.dim()),
-                    Span::styled(from.clone(), nick_style),
-                    Span::styled("> ", theme.dim()),
-                ]
-            };
-            let body = if *mention {
-                theme.mention()
-            } else {
-                Style::default()
-            };
-            wrapped(prefix, text, body, width)
-        }
+        EntryKind::Message { .. } => message_lines(entry, stamp, opts, width, view),
         EntryKind::Notice { text, error } => {
             let style = if *error { theme.error() } else { theme.dim() };
             let prefix = vec![stamp, Span::styled("-- ", style)];
             wrapped(prefix, text, style, width)
         }
     }
+}
+
+/// The rows of a chat message: the quote of the message it answers, its text (with its id
+/// when selected, "(edited)", the time it has left), and its reactions.
+fn message_lines(
+    entry: &Entry,
+    stamp: Span<'static>,
+    opts: &Options,
+    width: u16,
+    view: View,
+) -> Vec<Line<'static>> {
+    let EntryKind::Message {
+        from,
+        text,
+        action,
+        own,
+        mention,
+        history,
+        reply,
+        edited,
+        reactions,
+        expires,
+    } = &entry.kind
+    else {
+        return Vec::new();
+    };
+    let theme = Theme::of(opts);
+    let dim = Style::default().add_modifier(Modifier::DIM);
+    let expired = expires.is_some_and(|at| at <= view.now);
+    let mut body = if expired {
+        "(message expired)".to_owned()
+    } else {
+        text.clone()
+    };
+    if *edited && !expired {
+        body.push_str(" (edited)");
+    }
+    if let Some(at) = expires.filter(|_| !expired) {
+        let millis = u64::try_from((at - view.now).num_milliseconds()).unwrap_or(0);
+        body.push_str(&format!(
+            " ⏳ {}",
+            crate::extras::time_left(millis.div_ceil(1000))
+        ));
+    }
+    let mut prefix = vec![stamp];
+    if view.selected {
+        let id = entry.id.map(|id| format!("#{id}")).unwrap_or_default();
+        prefix.push(Span::styled(
+            format!("{id} "),
+            theme.bar().add_modifier(Modifier::BOLD),
+        ));
+    }
+    let (who, mut style) = if *history {
+        // Replayed from the server's history: dimmed, with its original time.
+        let who = if *action {
+            format!("* {from} ")
+        } else {
+            format!("<{from}> ")
+        };
+        prefix.push(Span::styled(who, dim));
+        (None, dim)
+    } else {
+        let mut nick_style = theme.nick(from);
+        if *own {
+            nick_style = nick_style.add_modifier(Modifier::BOLD);
+        }
+        let body_style = if *mention {
+            theme.mention()
+        } else {
+            Style::default()
+        };
+        (Some(nick_style), body_style)
+    };
+    if let Some(nick_style) = who {
+        if *action {
+            prefix.extend([
+                Span::raw("* "),
+                Span::styled(from.clone(), nick_style),
+                Span::raw(" "),
+            ]);
+        } else {
+            prefix.extend([
+                Span::styled("<", theme.dim()),
+                Span::styled(from.clone(), nick_style),
+                Span::styled("> ", theme.dim()),
+            ]);
+        }
+    }
+    if view.selected {
+        style = style.add_modifier(Modifier::REVERSED);
+    }
+    let mut lines = Vec::new();
+    if let Some(quote) = reply {
+        let text = match &quote.text {
+            Some(start) => format!("↳ {start}"),
+            None => format!("↳ message {}", quote.id),
+        };
+        lines.push(Line::from(vec![
+            Span::raw("      "),
+            Span::styled(text, theme.dim()),
+        ]));
+    }
+    lines.extend(wrapped(prefix, &body, style, width));
+    if !reactions.is_empty() && !expired {
+        lines.push(reactions_line(reactions));
+    }
+    lines
+}
+
+/// A message's reactions on one row, under its text: `👍 2  🎉 1`, ours in bold.
+fn reactions_line(reactions: &[Reacted]) -> Line<'static> {
+    let mut spans = vec![Span::raw("      ")];
+    for (i, r) in reactions.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw("  "));
+        }
+        let style = if r.mine {
+            Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            Style::default()
+        };
+        spans.push(Span::styled(format!("{} {}", r.emoji, r.count), style));
+    }
+    Line::from(spans)
 }
 
 /// The rows of a message that `nick` typed and that is not sent yet, at `width` columns.

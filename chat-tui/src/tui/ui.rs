@@ -115,7 +115,7 @@ fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
         let mut skip = skip;
         while rows.len() < height {
             let Some(entry) = tab.entry(seq) else { break };
-            let mut lines = entry_lines(entry, &app.opts, area.width);
+            let mut lines = entry_lines(entry, &app.opts, area.width, app.entry_view(entry));
             if let Some(day) = tab.day_change(seq, app.today(), app.opts.utc) {
                 lines.insert(0, day_line(day, &app.opts));
             }
@@ -322,6 +322,12 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             theme.bar(),
         ));
     }
+    if let Some(selection) = app.selection_status() {
+        spans.push(Span::styled(
+            format!("│ {selection} "),
+            theme.bar().add_modifier(Modifier::BOLD),
+        ));
+    }
     if app.focus == Focus::Roster {
         spans.push(Span::styled(
             "│ roster: Enter opens a tab · w whois · i ignore · k kick · m mute · b ban ",
@@ -337,31 +343,32 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
 
 /// Every key and command, as the help overlay shows them.
 pub const HELP: &[(&str, &str)] = &[
-    ("Enter", "send · in the roster: open a private tab"),
-    ("Alt-Enter", "new line in the message"),
+    (
+        "Enter  Alt-Enter",
+        "send (roster: open a private tab) · new line",
+    ),
     (
         "Tab  Shift-Tab",
         "complete a name or :emoji: · to and from the roster",
     ),
     ("Up / Down", "recall sent lines · move in the roster"),
     (
-        "Ctrl-A/E  Alt-B/F",
-        "start / end of the line · a word back / forward",
-    ),
-    (
-        "Ctrl-W/U/K",
-        "word (Alt-Bksp) / to start / to end; Ctrl-Y back",
+        "Ctrl-A/E/W/U/K",
+        "start/end · rub out word/to start/to end (Ctrl-Y)",
     ),
     (
         "Alt-1..9  Alt-A",
         "tab N · next with activity · Ctrl-N/P next, prev",
     ),
-    ("Alt-W", "close the tab (leaves a room; not the lobby)"),
+    ("Alt-W  F2", "close the tab (not the lobby) · roster on/off"),
     (
         "PgUp / PgDn",
         "scroll (wheel too) · End: live · Shift-drag selects",
     ),
-    ("F1 / Esc", "open / close this help · F2 roster on/off"),
+    (
+        "Alt-Up / Alt-Down",
+        "select a message: r reply · e edit · d delete · + react",
+    ),
     (
         "/msg NICK text",
         "private message · /msg a,b text: a group tab",
@@ -392,6 +399,14 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "/file NICK PATH",
         "send a file (Tab: path) · /accept /decline /cancel",
+    ),
+    (
+        "/reply /edit ID",
+        "answer · change message ID (text) · /react ID :+1:",
+    ),
+    (
+        "/temp 5m text",
+        "expires (30s 5m 2h 1d) · /search RE: n N move, Esc",
     ),
     (
         "/kick /mute /ban",

@@ -214,7 +214,7 @@ pub fn echo(app: &mut App, nick: &str, effects: &[Effect], id: u64) {
                     from: nick.to_owned(),
                     to: o.to,
                     body: o.body,
-                    attrs: Vec::new(),
+                    attrs: o.attrs,
                     tag: Some(o.tag),
                 }),
             );

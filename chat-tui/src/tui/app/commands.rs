@@ -13,13 +13,13 @@ impl App {
     pub(super) fn command(&mut self, command: Command) -> (Vec<Effect>, bool) {
         let tab = self.tabs[self.active].kind.clone();
         match command {
-            Command::Say(text) => self.send_to_tab(tab, Body::Text(text)),
-            Command::Me(text) => self.send_to_tab(tab, Body::Action(text)),
+            Command::Say(text) => self.send_to_tab(tab, Body::Text(text), Vec::new()),
+            Command::Me(text) => self.send_to_tab(tab, Body::Action(text), Vec::new()),
             // To one person, their tab; to several, the tab of that group.
             Command::Msg { to, text } => match TabKind::private(&to, &self.nick) {
                 Some(tab) => {
                     let to = Target::Users(tab.people().to_vec());
-                    self.send(tab, to, Body::Text(text))
+                    self.send(tab, to, Body::Text(text), Vec::new())
                 }
                 None => self.refuse("that is you; pick someone else to talk to"),
             },
@@ -63,6 +63,7 @@ impl App {
             Command::Unignore(nick) => self.unignore(&nick),
             Command::Reconnect => (self.reconnect_now(), false),
             Command::File(f) => self.file_command(f),
+            Command::Message(m) => self.message_command(m, tab),
             Command::Help => {
                 self.help = true;
                 (Vec::new(), false)

@@ -150,6 +150,9 @@ impl App {
         if key.code != KeyCode::Tab {
             self.input.cancel_completion();
         }
+        if let Some(effects) = self.selection_key(key) {
+            return effects;
+        }
         match key.code {
             KeyCode::Enter if alt || shift => {
                 self.input.new_line();

@@ -16,6 +16,8 @@
 //! | `scroll.rs` | scrolling a tab's history by rows |
 //! | `outgoing.rs` | submitting a line, requests, messages pending and in flight |
 //! | `commands.rs` | what each `/command` does |
+//! | `replies.rs` | `/reply`, `/edit`, `/react`, `/temp`, `/search` |
+//! | `select.rs` | the selected message and the search |
 //! | `incoming/` | the server's frames, one file per family |
 //! | `conn.rs` | the connection's state, reconnecting, quitting |
 //! | `trust.rs` | a server certificate not trusted yet: the question, or the refusal |
@@ -44,7 +46,9 @@ mod incoming;
 mod input;
 mod keys;
 mod outgoing;
+mod replies;
 mod scroll;
+mod select;
 mod tabs;
 mod trust;
 
@@ -53,10 +57,11 @@ pub use super::entry::{Entry, EntryKind};
 pub use backoff::Backoff;
 pub use conn::ConnState;
 pub use form::{ConnectForm, Field};
-pub use incoming::mentions;
+pub use incoming::{EXPIRED, mentions};
 pub use input::InputLine;
 pub use keys::Focus;
 pub use outgoing::Pending;
+pub use select::Search;
 pub use tabs::{Anchor, Tab, TabKind};
 pub use trust::TrustPrompt;
 
@@ -249,6 +254,10 @@ pub struct App {
     pub ignored: crate::ignore::Ignored,
     /// File transfers under way, by id.
     pub transfers: std::collections::BTreeMap<u64, crate::files::Progress>,
+    /// The id of the selected message of the tab on screen.
+    pub selected: Option<u64>,
+    /// The search of the tab on screen, its current match selected.
+    search: Option<Search>,
 }
 
 impl App {
@@ -301,6 +310,8 @@ impl App {
             away: HashMap::new(),
             ignored,
             transfers: std::collections::BTreeMap::new(),
+            selected: None,
+            search: None,
         };
         if let Some(why) = unreadable {
             app.notice(0, &why, true);
@@ -369,8 +380,10 @@ impl App {
                 self.quit("terminal closed".to_owned())
             }
             Event::Tick => {
-                // Only the countdown changes with time, and queued messages may be due.
-                self.dirty = matches!(self.conn, ConnState::Waiting { .. });
+                // Only countdowns change with time (reconnecting, expiring messages), and
+                // queued messages may be due.
+                let expiring = self.expire_due();
+                self.dirty = matches!(self.conn, ConnState::Waiting { .. }) || expiring;
                 if self.flush_at.is_some_and(|at| at <= self.now) {
                     self.dirty = true;
                     self.flush_pending()

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chat_core::names::validate_text;
-use chat_core::protocol::{Body, ClientFrame, DEFAULT_ROOM, Outgoing, Target};
+use chat_core::protocol::{Body, ClientFrame, DEFAULT_ROOM, MessageAttr, Outgoing, Target};
 
 use super::{App, ConnState, Effect, TabKind};
 use crate::command::{parse, unsupported};
@@ -59,18 +59,29 @@ impl App {
     /// Sends text typed in a tab to that tab's room, or to its people. A private message to
     /// someone offline goes to the server too: a registered user gets it at their next login
     /// (the server says so); for anyone else it is not sent (see `incoming/errors.rs`).
-    pub(super) fn send_to_tab(&mut self, tab: TabKind, body: Body) -> (Vec<Effect>, bool) {
+    pub(super) fn send_to_tab(
+        &mut self,
+        tab: TabKind,
+        body: Body,
+        attrs: Vec<MessageAttr>,
+    ) -> (Vec<Effect>, bool) {
         let target = match &tab {
             TabKind::Lobby => Target::Room(DEFAULT_ROOM.to_owned()),
             TabKind::Room { name } => Target::Room(name.clone()),
             TabKind::Private { .. } | TabKind::Group { .. } => Target::Users(tab.people().to_vec()),
         };
-        self.send(tab, target, body)
+        self.send(tab, target, body, attrs)
     }
 
     /// Sends a message now, or queues it while disconnected. Returns the effects and whether
     /// the input must be kept (the message was refused locally).
-    pub(super) fn send(&mut self, tab: TabKind, target: Target, body: Body) -> (Vec<Effect>, bool) {
+    pub(super) fn send(
+        &mut self,
+        tab: TabKind,
+        target: Target,
+        body: Body,
+        attrs: Vec<MessageAttr>,
+    ) -> (Vec<Effect>, bool) {
         let text = match &body {
             Body::Text(t) | Body::Action(t) => t,
         };
@@ -83,10 +94,14 @@ impl App {
         }
         let i = self.tab_for(&tab);
         if self.conn == ConnState::Connected && self.tabs[i].pending.is_empty() {
-            return (vec![self.frame_for(tab, target, body)], false);
+            return (vec![self.frame_for(tab, target, body, attrs)], false);
         }
         // Queued behind what is already waiting, shown as pending in its tab.
-        self.tabs[i].pending.push(Pending { to: target, body });
+        self.tabs[i].pending.push(Pending {
+            to: target,
+            body,
+            attrs,
+        });
         (self.flush_pending(), false)
     }
 
@@ -115,7 +130,7 @@ impl App {
                 }
                 let p = self.tabs[i].pending.remove(0);
                 self.tabs[i].refused = 0;
-                effects.push(self.frame_for(kind.clone(), p.to, p.body));
+                effects.push(self.frame_for(kind.clone(), p.to, p.body, p.attrs));
             }
         }
         if waiting {
@@ -136,19 +151,26 @@ impl App {
         tab.refused = at + 1;
     }
 
-    pub(super) fn frame_for(&mut self, tab: TabKind, to: Target, body: Body) -> Effect {
+    pub(super) fn frame_for(
+        &mut self,
+        tab: TabKind,
+        to: Target,
+        body: Body,
+        attrs: Vec<MessageAttr>,
+    ) -> Effect {
         let tag = self.next_tag;
         self.next_tag += 1;
         let pending = Pending {
             to: to.clone(),
             body: body.clone(),
+            attrs: attrs.clone(),
         };
         self.in_flight.insert(tag, (tab, pending));
         Effect::Send(ClientFrame::Send(Outgoing {
             tag,
             to,
             body,
-            attrs: Vec::new(),
+            attrs,
         }))
     }
 }
@@ -161,4 +183,6 @@ pub struct Pending {
     pub to: Target,
     /// What to say.
     pub body: Body,
+    /// Its attributes (the message it answers, when it expires).
+    pub attrs: Vec<MessageAttr>,
 }

@@ -48,10 +48,11 @@ impl App {
     }
 
     /// Rows of entry `seq` of `tab` at `width` columns, the day line above it included.
-    fn entry_height(&self, tab: &Tab, seq: u64, width: u16) -> usize {
+    pub(super) fn entry_height(&self, tab: &Tab, seq: u64, width: u16) -> usize {
         let entry = &tab.entries[(seq - tab.first_seq) as usize];
         let day = tab.day_change(seq, self.today(), self.opts.utc);
-        entry_height(entry, &self.opts, width) + usize::from(day.is_some())
+        let view = self.entry_view(entry);
+        entry_height(entry, &self.opts, width, view) + usize::from(day.is_some())
     }
 
     /// Scrolls the tab on screen back by `rows`, no further than its oldest row at the top.
@@ -97,7 +98,7 @@ impl App {
 
     /// The anchor that puts the oldest row at the top of the pane; `None` when the whole
     /// history fits.
-    fn top_anchor(&self, tab: &Tab, area: Rect) -> Option<Anchor> {
+    pub(super) fn top_anchor(&self, tab: &Tab, area: Rect) -> Option<Anchor> {
         let mut rows = usize::from(area.height);
         let mut seq = tab.first_seq;
         let last = tab.last_seq()?;

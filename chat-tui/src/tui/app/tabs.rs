@@ -67,6 +67,7 @@ impl App {
             self.tabs[i].unread = 0;
             self.tabs[i].highlight = false;
             self.input.cancel_completion();
+            self.end_selection();
         }
     }
 
@@ -134,6 +135,8 @@ impl App {
         let scrollback = self.opts.scrollback.max(1);
         let viewed = i == self.active;
         let tab = &mut self.tabs[i];
+        let mut entry = entry;
+        tab.find_quote(&mut entry);
         tab.entries.push_back(entry);
         // The ids of messages long scrolled away are forgotten, the oldest first.
         while tab.ids.len() > scrollback.saturating_mul(2) {
@@ -347,6 +350,25 @@ impl Tab {
         self.oldest_id = Some(self.oldest_id.map_or(id, |o| o.min(id)));
         self.newest_id = Some(self.newest_id.map_or(id, |n| n.max(id)));
         true
+    }
+
+    /// Gives a reply the quoted start of the message it answers, when this tab shows it.
+    pub(super) fn find_quote(&self, entry: &mut Entry) {
+        let EntryKind::Message {
+            reply: Some(quote), ..
+        } = &mut entry.kind
+        else {
+            return;
+        };
+        if quote.text.is_some() || !self.ids.contains(&quote.id) {
+            return;
+        }
+        quote.text = self.entries.iter().find_map(|e| match &e.kind {
+            EntryKind::Message { from, text, .. } if e.id == Some(quote.id) => {
+                Some(crate::extras::quote(from, text))
+            }
+            _ => None,
+        });
     }
 
     /// Sequence number of the newest entry.

@@ -3,10 +3,11 @@
 //! that a private message was kept for someone away.
 
 use chat_core::names::fold;
-use chat_core::protocol::{ChatMessage, ClientFrame, Target};
+use chat_core::protocol::{ChatMessage, ClientFrame, MessageAttr, Target};
 
 use crate::sanitize::{sanitize_line, sanitize_text};
 use crate::tui::app::{App, Effect, Entry, EntryKind, TabKind};
+use crate::tui::entry::Quote;
 
 impl App {
     /// Shows a chat message in its tab (a room's, or the private conversation's); `history`
@@ -133,7 +134,9 @@ impl App {
                 break;
             }
             tab.saw(m.id);
-            tab.entries.push_front(message_entry(&m, &self.nick, true));
+            let mut entry = message_entry(&m, &self.nick, true);
+            tab.find_quote(&mut entry);
+            tab.entries.push_front(entry);
             tab.first_seq -= 1;
             shown += 1;
         }
@@ -170,20 +173,6 @@ impl App {
             effects.push(Effect::Send(ClientFrame::AckOffline { up_to }));
         }
         effects
-    }
-
-    /// A message was deleted: wherever it shows, its text is replaced.
-    pub(super) fn deleted(&mut self, id: u64, by: &str) -> Vec<Effect> {
-        let by = sanitize_line(by);
-        for tab in self.tabs.iter_mut().filter(|t| t.ids.contains(&id)) {
-            for entry in tab.entries.iter_mut().filter(|e| e.id == Some(id)) {
-                if let EntryKind::Message { text, action, .. } = &mut entry.kind {
-                    *text = format!("(message deleted by {by})");
-                    *action = false;
-                }
-            }
-        }
-        Vec::new()
     }
 
     /// A private message (tagged `tag`) to someone away was kept for them: said in the tab
@@ -226,6 +215,11 @@ fn message_entry(m: &ChatMessage, me: &str, history: bool) -> Entry {
             own,
             mention,
             history,
+            reply: MessageAttr::reply_to(&m.attrs).map(|id| Quote { id, text: None }),
+            edited: false,
+            reactions: Vec::new(),
+            expires: MessageAttr::expires_in(&m.attrs)
+                .map(|secs| m.at + chrono::Duration::seconds(i64::from(secs))),
         },
     }
 }

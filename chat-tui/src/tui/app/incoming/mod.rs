@@ -1,19 +1,22 @@
 //! What comes from the server: [`App::frame`] sends each frame to the handler of its family,
 //! one file each: chat messages and history ([`messages`]), who is online and in which room
-//! ([`presence`]), rooms entered, left and listed ([`rooms`]), accounts ([`accounts`]), and
-//! errors, rate limits and goodbyes ([`errors`]).
+//! ([`presence`]), rooms entered, left and listed ([`rooms`]), accounts ([`accounts`]),
+//! edits, reactions, deletions and expiries ([`changes`]), and errors, rate limits and
+//! goodbyes ([`errors`]).
 
 use chat_core::protocol::ServerFrame;
 
 use super::{App, Effect};
 
 mod accounts;
+mod changes;
 mod errors;
 mod messages;
 mod moderation;
 mod presence;
 mod rooms;
 
+pub use changes::EXPIRED;
 pub use messages::mentions;
 
 impl App {
@@ -58,6 +61,8 @@ impl App {
             ServerFrame::Ops { room, ops } => self.room_ops(&room, ops),
             ServerFrame::Whois(w) => self.whois(w),
             ServerFrame::Deleted { id, by, .. } => self.deleted(id, &by),
+            ServerFrame::Edited { id, text, .. } => self.edited(id, &text),
+            ServerFrame::Reactions { id, reactions, .. } => self.reactions(id, &reactions),
             // File frames go to the file agent (the network task routes them), never here.
             ServerFrame::Welcome(_)
             | ServerFrame::Rejected(_)

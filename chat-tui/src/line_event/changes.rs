@@ -1,0 +1,165 @@
+//! Changes to messages in the line mode: edits, reactions, deletions and expiries, and the
+//! answer to `/search`, with their text.
+
+use chat_core::protocol::{Reaction, ServerFrame};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{LineEvent, millis};
+use crate::sanitize::sanitize_line;
+
+/// One emoji given to a message: how many gave it, and who.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReactionLine {
+    pub emoji: String,
+    pub count: usize,
+    pub nicks: Vec<String>,
+}
+
+impl From<Reaction> for ReactionLine {
+    fn from(r: Reaction) -> Self {
+        ReactionLine {
+            emoji: r.emoji,
+            count: r.nicks.len(),
+            nicks: r.nicks,
+        }
+    }
+}
+
+/// A message found by `/search`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Found {
+    pub id: u64,
+    #[serde(serialize_with = "millis")]
+    pub time: DateTime<Utc>,
+    pub from: String,
+    /// Its room; absent for a private message.
+    pub room: Option<String>,
+    pub text: String,
+}
+
+impl LineEvent {
+    /// The event of an edit or of a message's reactions (`None` for another frame); `now`
+    /// stamps reactions, which carry no time.
+    pub(super) fn from_change(frame: ServerFrame, now: DateTime<Utc>) -> Option<Self> {
+        Some(match frame {
+            ServerFrame::Edited {
+                id,
+                room,
+                text,
+                by,
+                at,
+            } => LineEvent::Edited {
+                time: at,
+                id,
+                room,
+                text,
+                by,
+            },
+            ServerFrame::Reactions {
+                id,
+                room,
+                reactions,
+            } => LineEvent::Reactions {
+                time: now,
+                id,
+                room,
+                reactions: reactions.into_iter().map(ReactionLine::from).collect(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// Makes the fields of a change or a search answer safe to print (see `sanitized`).
+    pub(super) fn sanitize_change(&mut self) {
+        let one = |s: &mut String| *s = sanitize_line(s);
+        match self {
+            LineEvent::Edited { room, text, by, .. } => {
+                one(text);
+                one(by);
+                room.iter_mut().for_each(one);
+            }
+            LineEvent::Reactions {
+                room, reactions, ..
+            } => {
+                room.iter_mut().for_each(one);
+                for r in reactions {
+                    one(&mut r.emoji);
+                    r.nicks.iter_mut().for_each(one);
+                }
+            }
+            LineEvent::Search {
+                pattern, matches, ..
+            } => {
+                one(pattern);
+                for m in matches {
+                    one(&mut m.from);
+                    one(&mut m.text);
+                    m.room.iter_mut().for_each(one);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The text of a change or a search answer, after the time stamp `stamp`; `when` shows
+    /// the time of a message found.
+    pub(super) fn change_text(
+        &self,
+        stamp: &str,
+        when: impl Fn(&DateTime<Utc>) -> String,
+    ) -> String {
+        match self {
+            LineEvent::Deleted { id, expired, .. } if *expired => {
+                format!("{stamp} * message {id} expired")
+            }
+            LineEvent::Deleted { id, by, .. } => {
+                format!("{stamp} * message {id} was deleted by {by}")
+            }
+            LineEvent::Edited { id, text, by, .. } => {
+                format!("{stamp} * {by} edited message {id}: {text}")
+            }
+            LineEvent::Reactions { id, reactions, .. } if reactions.is_empty() => {
+                format!("{stamp} * message {id} has no reactions left")
+            }
+            LineEvent::Reactions { id, reactions, .. } => {
+                let each: Vec<String> = reactions
+                    .iter()
+                    .map(|r| format!("{} {} ({})", r.emoji, r.count, r.nicks.join(", ")))
+                    .collect();
+                format!("{stamp} * reactions to message {id}: {}", each.join("  "))
+            }
+            LineEvent::Search {
+                pattern, matches, ..
+            } if matches.is_empty() => {
+                format!("{stamp} * no message seen in this run matches /{pattern}/")
+            }
+            LineEvent::Search {
+                pattern, matches, ..
+            } => {
+                let noun = if matches.len() == 1 {
+                    "message matches"
+                } else {
+                    "messages match"
+                };
+                let mut out = format!("{stamp} * {} {noun} /{pattern}/:", matches.len());
+                for m in matches {
+                    let place = m
+                        .room
+                        .as_deref()
+                        .map(|r| format!("#{r} "))
+                        .unwrap_or_default();
+                    out.push_str(&format!(
+                        "\n    #{} {} {place}<{}> {}",
+                        m.id,
+                        when(&m.time),
+                        m.from,
+                        m.text
+                    ));
+                }
+                out
+            }
+            _ => String::new(),
+        }
+    }
+}

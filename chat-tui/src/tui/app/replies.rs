@@ -1,0 +1,49 @@
+//! What `/reply`, `/edit`, `/react`, `/temp` and `/search` do in the full-screen client.
+
+use chat_core::names::validate_text;
+use chat_core::protocol::{Body, ClientFrame};
+
+use super::{App, Effect, TabKind};
+use crate::command::MessageCommand;
+
+/// The first protocol version whose servers delete expiring messages.
+const EXPIRY_VERSION: u16 = 6;
+
+impl App {
+    /// Carries out a command about a message typed in `tab`; returns the effects and whether
+    /// to keep the input line.
+    pub(super) fn message_command(
+        &mut self,
+        m: MessageCommand,
+        tab: TabKind,
+    ) -> (Vec<Effect>, bool) {
+        let attrs = m.attrs();
+        match m {
+            MessageCommand::Reply { text, .. } => self.send_to_tab(tab, Body::Text(text), attrs),
+            MessageCommand::Temp { .. } if self.server_version < EXPIRY_VERSION => {
+                let why = format!(
+                    "not sent: the server speaks protocol version {} and would not delete the \
+                     message when it expires (version {EXPIRY_VERSION} does)",
+                    self.server_version
+                );
+                self.refuse(&why)
+            }
+            MessageCommand::Temp { text, .. } => self.send_to_tab(tab, Body::Text(text), attrs),
+            MessageCommand::Edit { id, text } => {
+                if let Err(e) = validate_text(&text, self.max_message_len()) {
+                    return self.refuse(&format!("not edited: {e}"));
+                }
+                self.request(ClientFrame::Edit { id, text })
+            }
+            MessageCommand::React { id, emoji } => self.request(ClientFrame::React { id, emoji }),
+            MessageCommand::Search(pattern) => self.search(&pattern),
+        }
+    }
+
+    /// The longest message the server takes, in bytes.
+    pub(super) fn max_message_len(&self) -> usize {
+        self.limits
+            .as_ref()
+            .map_or(4096, |l| l.max_message_len as usize)
+    }
+}
