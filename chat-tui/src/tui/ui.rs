@@ -292,12 +292,28 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         ConnState::Connected => theme.bar(),
         _ => theme.bar().add_modifier(Modifier::BOLD),
     };
+    let nick = Span::styled(
+        format!("{} ", app.nick),
+        theme.bar().add_modifier(Modifier::BOLD),
+    );
+    if let Some(selection) = app.selection_status() {
+        // The selection's keys need the room: the state only when it is not the usual one.
+        let mut spans = Vec::new();
+        if !matches!(app.conn, ConnState::Connected) {
+            spans.push(Span::styled(format!(" [{state}]"), state_style));
+        }
+        spans.push(Span::raw(" "));
+        spans.push(nick);
+        spans.push(Span::styled(
+            format!("│ {selection} "),
+            theme.bar().add_modifier(Modifier::BOLD),
+        ));
+        draw_bar(frame, area, &theme, spans);
+        return;
+    }
     let mut spans = vec![
         Span::styled(format!(" [{state}] "), state_style),
-        Span::styled(
-            format!("{} ", app.nick),
-            theme.bar().add_modifier(Modifier::BOLD),
-        ),
+        nick,
         Span::styled(
             format!("│ {} ", app.tabs[app.active].kind.label()),
             theme.bar(),
@@ -322,19 +338,18 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             theme.bar(),
         ));
     }
-    if let Some(selection) = app.selection_status() {
-        spans.push(Span::styled(
-            format!("│ {selection} "),
-            theme.bar().add_modifier(Modifier::BOLD),
-        ));
-    }
     if app.focus == Focus::Roster {
         spans.push(Span::styled(
             "│ roster: Enter opens a tab · w whois · i ignore · k kick · m mute · b ban ",
             theme.bar(),
         ));
     }
-    // "F1 help" always shows, at the right; the rest is cut if the terminal is narrow.
+    draw_bar(frame, area, &theme, spans);
+}
+
+/// The status bar's `spans`, and "F1 help", which always shows at the right; the rest is cut
+/// if the terminal is narrow.
+fn draw_bar(frame: &mut Frame, area: Rect, theme: &Theme, spans: Vec<Span<'_>>) {
     let [left, right] =
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(9)]).areas(area);
     frame.render_widget(Paragraph::new(Line::from(spans)).style(theme.bar()), left);

@@ -35,17 +35,14 @@ impl App {
     /// What the status bar says of the selection or the search, if anything.
     pub fn selection_status(&self) -> Option<String> {
         let id = self.selected?;
-        let keys = "r reply · e edit · d delete · + react · Esc";
+        let keys = "r reply · e edit · d delete · + react";
         Some(match &self.search {
+            // The message pane says what n and N do (older, newer) and that Esc ends it.
             Some(s) => {
                 let at = s.matches.iter().position(|m| *m == id).map_or(0, |p| p + 1);
-                format!(
-                    "/{}/ {at} of {} · n older · N newer · {keys}",
-                    s.pattern,
-                    s.matches.len()
-                )
+                format!("/{}/ {at} of {} · n N · {keys}", s.pattern, s.matches.len())
             }
-            None => format!("#{id}: {keys}"),
+            None => format!("#{id}: {keys} · Esc"),
         })
     }
 
