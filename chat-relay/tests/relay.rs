@@ -9,8 +9,8 @@ use chat_core::client::{ClientError, ConnectOptions, TcpClient, connect};
 use chat_core::frame::{decode_payload, encode_frame};
 use chat_core::names::NickError;
 use chat_core::protocol::{
-    ClientFrame, DisconnectReason, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME, PROTOCOL_VERSION,
-    RejectReason, ServerFrame, Target,
+    ClientFrame, DisconnectReason, ErrorCode, HANDSHAKE_MAX_FRAME, Hello, MAX_SERVER_FRAME,
+    PROTOCOL_VERSION, RejectReason, ServerFrame, Target,
 };
 use chat_core::{Connection, FrameReader};
 use chat_relay::{Config, Relay, RunningRelay};
@@ -156,6 +156,72 @@ async fn a_guest_appears_starred_and_chats_with_direct_clients_both_ways() {
         .expect("join record");
     assert_eq!(join["addr"], guest_addr.as_str());
     assert_eq!(join["relayed"], true);
+}
+
+#[tokio::test]
+async fn a_guest_edits_and_reacts_through_the_relay_under_its_starred_name() {
+    let server = server_accepting_relays().await;
+    let relay = TestRelay::start(server.addr, SECRET).await;
+    let mut alice = server.client("alice").await;
+    let mut bob = relay.guest("bob").await;
+    alice.sender.say("lobby", "hello guest").await.expect("say");
+    let hers = expect_text(&mut bob, "hello guest").await.id;
+    bob.sender.say("lobby", "helo").await.expect("say");
+    let his = expect_text(&mut alice, "helo").await.id;
+
+    send(
+        &mut bob,
+        ClientFrame::Edit {
+            id: his,
+            text: "hello".into(),
+        },
+    )
+    .await;
+    let edited = expect(
+        &mut alice,
+        "the guest's edit",
+        |f| matches!(f, ServerFrame::Edited { id, .. } if *id == his),
+    )
+    .await;
+    assert!(
+        matches!(&edited, ServerFrame::Edited { text, by, .. } if text == "hello" && by == "*bob"),
+        "{edited:?}"
+    );
+    send(
+        &mut bob,
+        ClientFrame::React {
+            id: hers,
+            emoji: "👋".into(),
+        },
+    )
+    .await;
+    let reactions = expect(
+        &mut alice,
+        "the guest's reaction",
+        |f| matches!(f, ServerFrame::Reactions { id, .. } if *id == hers),
+    )
+    .await;
+    let ServerFrame::Reactions { reactions, .. } = reactions else {
+        unreachable!()
+    };
+    assert_eq!(reactions.len(), 1);
+    assert_eq!(
+        (reactions[0].emoji.as_str(), &reactions[0].nicks[..]),
+        ("👋", &["*bob".to_owned()][..])
+    );
+    // Nor is a guest anyone else: alice's message stays hers.
+    send(
+        &mut bob,
+        ClientFrame::Edit {
+            id: hers,
+            text: "mine now".into(),
+        },
+    )
+    .await;
+    let refused = expect_error(&mut bob).await;
+    assert_eq!(refused.code, ErrorCode::NotAllowed, "{}", refused.message);
+    relay.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test]
