@@ -486,7 +486,7 @@ impl LineEvent {
                 });
                 return events;
             }
-            ServerFrame::Offline(messages) => {
+            ServerFrame::Offline(messages) | ServerFrame::PrivateHistory { messages, .. } => {
                 return messages
                     .into_iter()
                     .map(|m| LineEvent::message(m, me, true))

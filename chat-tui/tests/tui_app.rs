@@ -1820,3 +1820,105 @@ fn selecting_an_old_message_scrolls_it_into_view() {
     assert_eq!(app.selected, Some(60));
     assert!(app.tabs[0].scroll.is_none(), "the newest is live");
 }
+
+/// The texts of the messages of tab `i`, with whether each came from history.
+fn messages_of(app: &chat_tui::tui::app::App, i: usize) -> Vec<(String, bool)> {
+    app.tabs[i]
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Message { text, history, .. } => Some((text.clone(), *history)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_account_gets_each_private_tabs_history_and_pages_back_with_history() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    // A guest: nothing is asked, and /history says why.
+    let effects = frame(&mut app, private(5, "bob", &["alice"], "still there?", 1));
+    assert!(sent(&effects).is_empty(), "{effects:?}");
+    let tab = app
+        .tabs
+        .iter()
+        .position(|t| t.kind == TabKind::Private { nick: "bob".into() })
+        .expect("bob's tab");
+    app.active = tab;
+    assert!(sent(&enter_line(&mut app, "/history")).is_empty());
+    let said = app.tabs[tab].entries.back().expect("a notice");
+    assert!(
+        matches!(&said.kind, EntryKind::Notice { text, .. } if text.contains("accounts only")),
+        "{said:?}"
+    );
+    // The refused line stays on the input line, to be corrected.
+    assert_eq!(app.input_text(), "/history");
+    ctrl(&mut app, 'u');
+
+    // Once an account, the open private tab asks for its latest messages.
+    let effects = frame(
+        &mut app,
+        ServerFrame::Registered {
+            nick: "alice".into(),
+        },
+    );
+    assert_eq!(
+        sent(&effects),
+        [ClientFrame::PrivateHistory {
+            with: vec!["bob".into()],
+            before: None,
+            limit: 50
+        }]
+    );
+    let page = |ids: &[(u64, &str, &str)], more| ServerFrame::PrivateHistory {
+        with: vec!["bob".into()],
+        messages: ids
+            .iter()
+            .map(|(id, from, text)| {
+                let to = if *from == "bob" { "alice" } else { "bob" };
+                match private(*id, from, &[to], text, 0) {
+                    ServerFrame::Message(m) => m,
+                    _ => unreachable!(),
+                }
+            })
+            .collect(),
+        more,
+    };
+    frame(
+        &mut app,
+        page(
+            &[
+                (2, "alice", "lunch?"),
+                (3, "bob", "sure"),
+                (5, "bob", "still there?"),
+            ],
+            true,
+        ),
+    );
+    assert_eq!(
+        messages_of(&app, tab),
+        [
+            ("lunch?".to_owned(), true),
+            ("sure".to_owned(), true),
+            ("still there?".to_owned(), false)
+        ]
+    );
+    // Asked once per connection, not at every event.
+    assert!(sent(&frame(&mut app, joined("carol"))).is_empty());
+    // /history goes on from the oldest message shown, and says what it found.
+    assert_eq!(
+        sent(&enter_line(&mut app, "/history 20")),
+        [ClientFrame::PrivateHistory {
+            with: vec!["bob".into()],
+            before: Some(2),
+            limit: 20
+        }]
+    );
+    frame(&mut app, page(&[(1, "bob", "hi alice")], false));
+    assert_eq!(messages_of(&app, tab)[0], ("hi alice".to_owned(), true));
+    let said = app.tabs[tab].entries.back().expect("a notice");
+    assert!(
+        matches!(&said.kind, EntryKind::Notice { text, .. } if text == "1 earlier message; nothing older"),
+        "{said:?}"
+    );
+}

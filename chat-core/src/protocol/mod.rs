@@ -284,6 +284,17 @@ pub enum ClientFrame {
         /// The reaction: one emoji (at most [`MAX_REACTION_LEN`] bytes, no spaces).
         emoji: String,
     },
+    /// Asks an account for a page of its stored private conversation with `with` (one
+    /// nickname, or the others of a group): up to `limit` messages with an id below `before`
+    /// (the newest without), answered by [`ServerFrame::PrivateHistory`]. Since 6.
+    PrivateHistory {
+        /// The other people of the conversation.
+        with: Vec<String>,
+        /// Only messages older than this id.
+        before: Option<MessageId>,
+        /// At most this many (1 to 500).
+        limit: u32,
+    },
 }
 
 impl ClientFrame {
@@ -322,7 +333,9 @@ impl ClientFrame {
             | ClientFrame::FileAck { .. }
             | ClientFrame::FileCancel { .. }
             | ClientFrame::FileDone { .. } => 5,
-            ClientFrame::Edit { .. } | ClientFrame::React { .. } => 6,
+            ClientFrame::Edit { .. }
+            | ClientFrame::React { .. }
+            | ClientFrame::PrivateHistory { .. } => 6,
         }
     }
 }
@@ -567,6 +580,16 @@ pub enum ServerFrame {
         room: Option<String>,
         /// Each emoji with who reacted with it, in the order they were first given.
         reactions: Vec<Reaction>,
+    },
+    /// A page of a private conversation, oldest first (answer to
+    /// [`ClientFrame::PrivateHistory`]); `more`: older messages exist. Since 6.
+    PrivateHistory {
+        /// The other people of the conversation, as asked.
+        with: Vec<String>,
+        /// The messages, as they were delivered.
+        messages: Vec<ChatMessage>,
+        /// Whether older messages exist.
+        more: bool,
     },
 }
 

@@ -58,6 +58,13 @@ pub(crate) enum Cmd {
         before: Option<MessageId>,
         limit: u32,
     },
+    /// Fetch a page of the connection's account's private conversation with `with`.
+    PrivateHistory {
+        conn: ConnId,
+        with: Vec<String>,
+        before: Option<MessageId>,
+        limit: u32,
+    },
     /// Whether the connection's nickname could be registered now, asked before its password
     /// is hashed (hashing costs tens of milliseconds of CPU: only what could be carried out
     /// is hashed).

@@ -334,7 +334,7 @@ impl Hub {
     /// What a client of version 6 is told after a page of history: the edits and reactions
     /// of its messages that have any.
     pub(super) fn notes_frames(
-        room: &str,
+        room: Option<&str>,
         messages: &[&ChatMessage],
         mut notes: impl FnMut(MessageId) -> Option<Notes>,
     ) -> Vec<ServerFrame> {
@@ -344,7 +344,7 @@ impl Hub {
             if let Some(edit) = n.edited {
                 frames.push(ServerFrame::Edited {
                     id: m.id,
-                    room: Some(room.to_owned()),
+                    room: room.map(str::to_owned),
                     text: m.body.text().to_owned(),
                     by: edit.by,
                     at: edit.at,
@@ -353,7 +353,7 @@ impl Hub {
             if !n.reactions.is_empty() {
                 frames.push(ServerFrame::Reactions {
                     id: m.id,
-                    room: Some(room.to_owned()),
+                    room: room.map(str::to_owned),
                     reactions: n.reactions,
                 });
             }

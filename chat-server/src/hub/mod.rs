@@ -45,6 +45,7 @@ mod model;
 mod moderation;
 mod nick_index;
 mod presence;
+mod private;
 mod replay;
 mod rooms;
 mod roster;
@@ -485,6 +486,12 @@ impl Hub {
                 before,
                 limit,
             } => self.history(conn, &room, before, limit),
+            Cmd::PrivateHistory {
+                conn,
+                with,
+                before,
+                limit,
+            } => self.private_history(conn, with, before, limit),
             Cmd::MayRegister { conn, answer } => self.may_register(conn, answer),
             Cmd::Register { conn, hash } => self.register(conn, hash),
             Cmd::SetPassword { conn, hash } => self.set_password(conn, hash),

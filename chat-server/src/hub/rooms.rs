@@ -3,8 +3,8 @@
 
 use chat_core::names;
 use chat_core::protocol::{
-    ChatMessage, DEFAULT_ROOM, DisconnectReason, ErrorCode, ErrorFrame, MAX_SERVER_FRAME,
-    MessageId, RoomInfo, ServerFrame, UserInfo,
+    ChatMessage, DEFAULT_ROOM, DisconnectReason, ErrorCode, MAX_SERVER_FRAME, MessageId, RoomInfo,
+    ServerFrame, UserInfo,
 };
 use chrono::Utc;
 
@@ -14,6 +14,7 @@ use super::conn::ConnId;
 use super::fanout::encode;
 use super::frames::HistoryFrame;
 use super::model::{Room, room_key};
+use super::private::{fit_page, history_error};
 use super::replay::{newest_that_fit, size};
 use super::roster;
 use crate::config::MAX_HISTORY_PAGE;
@@ -334,37 +335,21 @@ impl Hub {
             return;
         }
         let queued = self.durable.read(move |store| {
+            // A page fits in the client's queue: the newest of it that do.
             let page = store
                 .history(&key, before, limit)
-                .and_then(|(mut messages, more)| {
-                    // A page fits in the client's queue: the newest of it that do.
-                    let sizes = messages.iter().map(size);
-                    let cut = messages.len() - newest_that_fit(sizes, budget);
-                    messages.drain(..cut);
-                    let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
-                    let mut found = store.notes(&ids)?;
-                    let page: Vec<&ChatMessage> = messages.iter().collect();
-                    let notes = Hub::notes_frames(&name, &page, |id| {
-                        let at = found.iter().position(|(i, _)| *i == id)?;
-                        Some(found.swap_remove(at).1)
-                    });
-                    let frame = ServerFrame::History {
-                        room: name.clone(),
-                        messages,
-                        more: more || cut > 0,
-                    };
-                    Ok((frame, notes))
-                });
+                .and_then(|(messages, more)| fit_page(store, messages, more, budget, Some(&name)));
             match page {
-                Ok((frame, notes)) => Cmd::HistoryPage { conn, frame, notes },
-                Err(e) => Cmd::Reply {
+                Ok((messages, more, notes)) => Cmd::HistoryPage {
                     conn,
-                    frame: ServerFrame::Error(ErrorFrame {
-                        tag: None,
-                        code: ErrorCode::Busy,
-                        message: format!("could not read the history: {e}"),
-                    }),
+                    frame: ServerFrame::History {
+                        room: name,
+                        messages,
+                        more,
+                    },
+                    notes,
                 },
+                Err(e) => history_error(conn, &e),
             }
         });
         if !queued {
@@ -419,5 +404,5 @@ fn room_notes(room: &Room, range: std::ops::Range<usize>) -> Vec<ServerFrame> {
         return Vec::new();
     }
     let page: Vec<&ChatMessage> = room.recent.range(range).map(|m| &**m).collect();
-    Hub::notes_frames(&room.name, &page, |id| room.notes.get(&id).cloned())
+    Hub::notes_frames(Some(&room.name), &page, |id| room.notes.get(&id).cloned())
 }

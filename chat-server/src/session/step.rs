@@ -282,6 +282,19 @@ fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> S
             before,
             limit,
         }),
+        ClientFrame::PrivateHistory {
+            with,
+            before,
+            limit,
+        } => match check_conversation(&with, config) {
+            Ok(()) => Step::Hub(Cmd::PrivateHistory {
+                conn,
+                with,
+                before,
+                limit,
+            }),
+            Err((code, message)) => error(None, code, message),
+        },
         ClientFrame::Register { mut password } => {
             Step::Hash(HashFor::Register, std::mem::take(&mut password.0))
         }
@@ -462,6 +475,22 @@ fn check_text(text: &str, config: &Config) -> Result<(), (ErrorCode, names::Text
 }
 
 /// A reaction: one emoji, without blanks or control characters.
+/// Checks whom a private history request names: one to `max_targets` nicknames.
+fn check_conversation(with: &[String], config: &Config) -> Result<(), (ErrorCode, String)> {
+    if with.is_empty() || with.len() > config.max_targets {
+        let max = u32::try_from(config.max_targets).unwrap_or(u32::MAX);
+        let message = format!("name 1 to {max} people whose conversation with you to show");
+        return Err((ErrorCode::BadTargets { max }, message));
+    }
+    match with.iter().find(|n| n.is_empty() || n.len() > MAX_NAME) {
+        Some(nick) => Err((
+            ErrorCode::InvalidText,
+            format!("{nick:?} is not a nickname"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_reaction(emoji: &str) -> Result<(), String> {
     names::validate_text(emoji, MAX_REACTION_LEN).map_err(|e| format!("invalid reaction: {e}"))?;
     if emoji.is_empty() || emoji.chars().any(char::is_whitespace) {

@@ -262,6 +262,16 @@ pub trait Store: Send + fmt::Debug {
     ) -> Result<Option<(Option<String>, ChatMessage)>, StoreError>;
     /// The edits and reactions of those of messages `ids` that have any.
     fn notes(&mut self, ids: &[MessageId]) -> Result<Vec<(MessageId, Notes)>, StoreError>;
+    /// A page of the private conversation of `account` (a key) with the nicknames `with`:
+    /// up to `limit` messages below `before`, oldest first, sent since the account exists;
+    /// and whether older ones exist.
+    fn private_history(
+        &mut self,
+        account: &str,
+        with: &[String],
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError>;
     /// Up to `limit` of the private messages kept for an account, oldest first.
     fn offline(&mut self, account: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError>;
     /// What `chat-server admin` changed after event `after`.

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_rooms.sql"),
     include_str!("migrations/0004_moderation.sql"),
     include_str!("migrations/0005_message_ops.sql"),
+    include_str!("migrations/0006_private_history.sql"),
 ];
 
 /// SQLite behind the [`Store`] trait.
@@ -231,6 +232,18 @@ fn migrate(db: &mut Connection, target: usize) -> Result<(), StoreError> {
 
 const MESSAGE_COLUMNS: &str = "id, at_ms, sender, room, recipients, action, body, attrs";
 
+/// The parties of a private message from `sender` to `to`, as `parties` keeps them: each
+/// nickname once, in ASCII lower case (as SQLite's `lower()` makes them in migration 6).
+fn parties(sender: &str, to: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = std::iter::once(sender)
+        .chain(to.iter().map(String::as_str))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// A message from a row of [`MESSAGE_COLUMNS`] (`room_name` is shown instead of the key).
 fn message_from_row(row: &rusqlite::Row<'_>, room_name: Option<&str>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -400,6 +413,14 @@ impl Store for SqliteStore {
                         attrs,
                         expires_ms,
                     ])?;
+                    if let Target::Users(users) = &message.to {
+                        for party in parties(&message.from, users) {
+                            tx.prepare_cached(
+                                "INSERT OR IGNORE INTO parties (party, message) VALUES (?1, ?2)",
+                            )?
+                            .execute(params![party, id])?;
+                        }
+                    }
                     for account in offline_for {
                         tx.prepare_cached(
                             "INSERT INTO offline (account, message) VALUES (?1, ?2)",
@@ -546,6 +567,62 @@ impl Store for SqliteStore {
             .optional()?;
         row.map(|(key, row)| row.into_message().map(|m| (key, m)))
             .transpose()
+    }
+
+    fn private_history(
+        &mut self,
+        account: &str,
+        with: &[String],
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let found: Option<(String, i64)> = self
+            .db
+            .prepare_cached("SELECT nick, created_ms FROM accounts WHERE key = ?1")?
+            .query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((nick, since_ms)) = found else {
+            return Ok((Vec::new(), false));
+        };
+        let me = nick.to_ascii_lowercase();
+        let others = parties(&nick, with);
+        let others: Vec<String> = others.into_iter().filter(|p| *p != me).collect();
+        if others.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        // The messages whose parties are exactly `me` and `others`, sent since the account
+        // exists (not a guest's of the same name before it), newest first.
+        let mut sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM parties p JOIN messages m ON m.id = p.message \
+             WHERE p.party = ?1 AND p.message < ?2 AND m.at_ms >= ?3 \
+             AND (SELECT count(*) FROM parties q WHERE q.message = p.message) = ?4"
+        );
+        for i in 0..others.len() {
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM parties q WHERE q.message = p.message \
+                 AND q.party = ?{})",
+                i + 6
+            ));
+        }
+        sql.push_str(" ORDER BY p.message DESC LIMIT ?5");
+        let want = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let count = i64::try_from(others.len() + 1).unwrap_or(i64::MAX);
+        let before = before.map_or(i64::MAX, id_param);
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&me, &before, &since_ms, &count, &want];
+        values.extend(others.iter().map(|o| o as &dyn rusqlite::ToSql));
+        let mut rows = self
+            .db
+            .prepare_cached(&sql)?
+            .query_map(values.as_slice(), |r| message_from_row(r, None))?
+            .collect::<Result<Vec<Row>, _>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        rows.reverse();
+        let messages = rows
+            .into_iter()
+            .map(Row::into_message)
+            .collect::<Result<_, _>>()?;
+        Ok((messages, more))
     }
 
     fn notes(&mut self, ids: &[MessageId]) -> Result<Vec<(MessageId, super::Notes)>, StoreError> {

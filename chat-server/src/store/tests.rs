@@ -82,6 +82,8 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
             .execute_batch(
                 "INSERT INTO messages (id, at_ms, sender, room, recipients, action, body, attrs) \
                  VALUES (7, 0, 'alice', 'lobby', NULL, 0, 'from before', NULL); \
+                 INSERT INTO messages (id, at_ms, sender, room, recipients, action, body, attrs) \
+                 VALUES (6, 0, 'Carol', NULL, 'Bob\nDave', 0, 'private, from before', NULL); \
                  INSERT INTO accounts (key, nick, hash, created_ms) VALUES ('bob', 'Bob', 'h', 0);",
             )
             .unwrap();
@@ -113,6 +115,16 @@ fn a_database_of_the_previous_schema_is_upgraded_with_its_data() {
     }
     store.apply(&[pm]).unwrap();
     assert_eq!(store.offline("bob", 100).unwrap().len(), 1);
+    // Private messages stored before private history are in it.
+    let (group, more) = store
+        .private_history("bob", &["dave".into(), "CAROL".into()], None, 10)
+        .unwrap();
+    let texts: Vec<&str> = group.iter().map(|m| m.body.text()).collect();
+    assert_eq!((texts, more), (vec!["private, from before"], false));
+    let (pair, _) = store
+        .private_history("bob", &["alice".into()], None, 10)
+        .unwrap();
+    assert_eq!(pair.iter().map(|m| m.id).collect::<Vec<_>>(), [8]);
 }
 
 #[test]

@@ -131,8 +131,11 @@ impl App {
 
     /// `/history [N]`: asks for the page of the room's history before the oldest message shown.
     fn older_history(&mut self, limit: u32, tab: &TabKind) -> (Vec<Effect>, bool) {
+        if matches!(tab, TabKind::Private { .. } | TabKind::Group { .. }) {
+            return self.older_private_history(limit);
+        }
         let Some(room) = tab.room() else {
-            return self.refuse("/history works in a room's tab");
+            return self.refuse("/history works in a room's tab or a private one");
         };
         let room = room.to_owned();
         let before = self.tabs[self.active].oldest_id;

@@ -56,6 +56,9 @@ impl App {
         self.away.clear();
         self.entered.clear();
         self.history_asked.clear();
+        self.private_fetched.clear();
+        // A password that got us in is an account's (a guest with one is refused).
+        self.account = self.password.is_some();
         self.quiet_rosters.clear();
         self.offline_shown = 0;
         let verb = if first {

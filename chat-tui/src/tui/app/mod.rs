@@ -46,6 +46,7 @@ mod incoming;
 mod input;
 mod keys;
 mod outgoing;
+mod private;
 mod replies;
 mod scroll;
 mod select;
@@ -205,6 +206,10 @@ pub struct App {
     new_password: Option<Password>,
     /// The protocol version of the connection (the latest until a server says otherwise).
     server_version: u16,
+    /// This connection is logged in to an account (it has private history).
+    account: bool,
+    /// The private conversations whose latest messages were asked for on this connection.
+    private_fetched: HashSet<String>,
     /// The server ended this connection for a reason that reconnecting by itself would not
     /// mend (another login to the account replaced it, an operator kicked or banned us).
     stopped_by: Option<DisconnectReason>,
@@ -284,6 +289,8 @@ impl App {
             history_asked: HashSet::new(),
             new_password: None,
             server_version: PROTOCOL_VERSION,
+            account: false,
+            private_fetched: HashSet::new(),
             stopped_by: None,
             offline_shown: 0,
             roster_selected: 0,
@@ -329,7 +336,8 @@ impl App {
     pub fn update(&mut self, event: Event) -> Vec<Effect> {
         let was_dirty = self.dirty;
         self.dirty = true;
-        let effects = self.handle(event);
+        let mut effects = self.handle(event);
+        effects.extend(self.fetch_private_histories());
         self.dirty |= was_dirty;
         self.sync_styles();
         self.lay_out();

@@ -8,6 +8,7 @@ impl App {
     /// The nickname `nick` is now an account.
     pub(super) fn registered(&mut self, nick: &str) -> Vec<Effect> {
         self.adopt_new_password();
+        self.account = true;
         // The account is this nickname (perhaps with the number the server added).
         nick.clone_into(&mut self.requested_nick);
         let nick = sanitize_line(nick);

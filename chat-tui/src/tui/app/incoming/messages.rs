@@ -6,6 +6,7 @@ use chat_core::names::fold;
 use chat_core::protocol::{ChatMessage, ClientFrame, MessageAttr, Target};
 
 use crate::sanitize::{sanitize_line, sanitize_text};
+use crate::tui::app::private::conversation_key;
 use crate::tui::app::{App, Effect, Entry, EntryKind, TabKind};
 use crate::tui::entry::Quote;
 
@@ -96,6 +97,36 @@ impl App {
             return Vec::new();
         };
         let shown = self.insert_history(i, messages);
+        self.history_notice(i, shown, more, asked);
+        Vec::new()
+    }
+
+    /// A page of a private conversation (an account's, protocol 6): into its tab, if it is
+    /// still open.
+    pub(super) fn private_history(
+        &mut self,
+        with: &[String],
+        messages: Vec<ChatMessage>,
+        more: bool,
+    ) -> Vec<Effect> {
+        let asked = self.history_asked.remove(&conversation_key(with));
+        let kind = match with {
+            [nick] => TabKind::Private { nick: nick.clone() },
+            nicks => TabKind::Group {
+                nicks: nicks.to_vec(),
+            },
+        };
+        let Some(i) = self.tabs.iter().position(|t| t.kind.is(&kind)) else {
+            return Vec::new();
+        };
+        let shown = self.insert_history(i, messages);
+        self.history_notice(i, shown, more, asked);
+        Vec::new()
+    }
+
+    /// Says in tab `i` what a page of history brought: always after `/history` (`asked`),
+    /// otherwise only when there is more.
+    fn history_notice(&mut self, i: usize, shown: usize, more: bool, asked: bool) {
         if asked || (shown > 0 && more) {
             let text = match (shown, more) {
                 (0, false) => "no older messages".to_owned(),
@@ -106,7 +137,6 @@ impl App {
             };
             self.notice(i, &text, false);
         }
-        Vec::new()
     }
 
     /// Adds messages from a room's history to tab `i`: older than what it shows at the top,

@@ -29,6 +29,11 @@ impl App {
                 messages,
                 more,
             } => self.history(&room, messages, more),
+            ServerFrame::PrivateHistory {
+                with,
+                messages,
+                more,
+            } => self.private_history(&with, messages, more),
             ServerFrame::Offline(messages) => self.offline(messages),
             ServerFrame::Queued { tag, to } => self.queued(tag, &to),
             ServerFrame::Joined { room, user, .. } => self.joined(&room, user),

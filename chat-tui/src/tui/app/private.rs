@@ -1,0 +1,75 @@
+//! Private history (protocol 6, for accounts): each private or group tab gets the latest
+//! messages of its conversation from the server once per connection (so a restarted client
+//! has them back), and `/history` in it pages back.
+
+use chat_core::names::fold;
+use chat_core::protocol::ClientFrame;
+
+use super::{App, ConnState, Effect, TabKind};
+
+/// Messages asked for when a private tab opens (or the client reconnects).
+const FIRST_PAGE: u32 = 50;
+
+/// The first protocol version whose servers keep private history.
+const PRIVATE_HISTORY_VERSION: u16 = 6;
+
+impl App {
+    /// Why this connection cannot read private history, if it cannot.
+    pub(super) fn no_private_history(&self) -> Option<&'static str> {
+        if self.server_version < PRIVATE_HISTORY_VERSION {
+            Some("this server keeps no private history (it speaks an older protocol)")
+        } else if !self.account {
+            Some("private history is kept for accounts only: /register PASSWORD keeps yours")
+        } else {
+            None
+        }
+    }
+
+    /// Asks for the latest messages of each private or group tab that has not had them on
+    /// this connection.
+    pub(super) fn fetch_private_histories(&mut self) -> Vec<Effect> {
+        if !matches!(self.conn, ConnState::Connected) || self.no_private_history().is_some() {
+            return Vec::new();
+        }
+        let mut effects = Vec::new();
+        for tab in &self.tabs {
+            if !matches!(tab.kind, TabKind::Private { .. } | TabKind::Group { .. }) {
+                continue;
+            }
+            let people = tab.kind.people();
+            if self.private_fetched.insert(conversation_key(people)) {
+                effects.push(Effect::Send(ClientFrame::PrivateHistory {
+                    with: people.to_vec(),
+                    before: None,
+                    limit: FIRST_PAGE,
+                }));
+            }
+        }
+        effects
+    }
+
+    /// `/history [N]` in a private or group tab: the page before the oldest message shown.
+    pub(super) fn older_private_history(&mut self, limit: u32) -> (Vec<Effect>, bool) {
+        if let Some(why) = self.no_private_history() {
+            return self.refuse(why);
+        }
+        let people = self.tabs[self.active].kind.people().to_vec();
+        let key = conversation_key(&people);
+        let frame = ClientFrame::PrivateHistory {
+            with: people,
+            before: self.tabs[self.active].oldest_id,
+            limit,
+        };
+        self.request_then(frame, |app| {
+            app.history_asked.insert(key);
+        })
+    }
+}
+
+/// A conversation's key among the rooms' in `history_asked` (which a room name cannot be):
+/// its people's folded nicknames, sorted.
+pub(super) fn conversation_key(people: &[String]) -> String {
+    let mut keys: Vec<String> = people.iter().map(|n| fold(n)).collect();
+    keys.sort_unstable();
+    format!("@{}", keys.join(","))
+}
