@@ -21,6 +21,7 @@ pub mod login;
 pub mod monitor;
 mod outbox;
 pub mod ratelimit;
+pub mod search;
 pub mod server;
 mod session;
 pub mod stats;

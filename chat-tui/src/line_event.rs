@@ -248,12 +248,15 @@ pub enum LineEvent {
         reactions: Vec<ReactionLine>,
     },
     /// The messages seen in this run that match a pattern (answer to `/search`), oldest
-    /// first.
+    /// first; or, `server`, the stored ones (answer to `/search -s`), newest first, `next`
+    /// saying that `/search -s` goes on with older ones.
     Search {
         #[serde(serialize_with = "millis")]
         time: DateTime<Utc>,
         pattern: String,
         matches: Vec<Found>,
+        server: bool,
+        next: Option<u64>,
     },
     /// Whom we ignore (after `/ignore`, `/unignore`).
     Ignored {
@@ -537,7 +540,9 @@ impl LineEvent {
                 expired: by.is_empty(),
                 by,
             },
-            frame @ (ServerFrame::Edited { .. } | ServerFrame::Reactions { .. }) => {
+            frame @ (ServerFrame::Edited { .. }
+            | ServerFrame::Reactions { .. }
+            | ServerFrame::Found { .. }) => {
                 return LineEvent::from_change(frame, now).into_iter().collect();
             }
             ServerFrame::Whois(w) => LineEvent::Whois {
@@ -822,6 +827,8 @@ mod tests {
         let found = LineEvent::Search {
             time: at(),
             pattern: "coff".into(),
+            server: false,
+            next: None,
             matches: vec![Found {
                 id: 4,
                 time: at(),

@@ -1922,3 +1922,53 @@ fn an_account_gets_each_private_tabs_history_and_pages_back_with_history() {
         "{said:?}"
     );
 }
+
+#[test]
+fn a_server_search_lists_what_it_found_and_goes_on_with_older_matches() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    assert_eq!(
+        sent(&enter_line(&mut app, "/search -s coffee")),
+        [ClientFrame::Search {
+            pattern: "coffee".into(),
+            before: None,
+            limit: 20
+        }]
+    );
+    let ServerFrame::Message(m) = public(42, "bob", "coffee at ten?", 0) else {
+        unreachable!()
+    };
+    frame(
+        &mut app,
+        ServerFrame::Found {
+            pattern: "coffee".into(),
+            messages: vec![m],
+            next: Some(42),
+        },
+    );
+    let notices: Vec<String> = app.tabs[0]
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Notice { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    let tail = &notices[notices.len() - 2..];
+    assert_eq!(
+        tail[0],
+        "1 stored message matches /coffee/; /search -s shows older ones:"
+    );
+    assert!(
+        tail[1].starts_with("  #42 ") && tail[1].ends_with(" #lobby <bob> coffee at ten?"),
+        "{}",
+        tail[1]
+    );
+    assert_eq!(
+        sent(&enter_line(&mut app, "/search -s")),
+        [ClientFrame::Search {
+            pattern: "coffee".into(),
+            before: Some(42),
+            limit: 20
+        }]
+    );
+}

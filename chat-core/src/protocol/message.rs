@@ -107,6 +107,12 @@ pub const MAX_REACTION_LEN: usize = 32;
 /// The most different reactions one message may have.
 pub const MAX_REACTIONS: usize = 20;
 
+/// The longest pattern a server search takes, in bytes.
+pub const MAX_SEARCH_PATTERN: usize = 256;
+
+/// The most matches one server search answers with.
+pub const MAX_SEARCH_RESULTS: u32 = 100;
+
 /// One emoji given to a message, with who gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reaction {

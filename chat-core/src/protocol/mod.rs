@@ -16,12 +16,13 @@ mod hello;
 mod message;
 mod moderation;
 mod reasons;
+mod versions;
 
 pub use files::{FILE_CHUNK, FILE_WINDOW, FileInfo, TransferId, sha256_hex};
 pub use hello::{Hello, Password, RelayHello};
 pub use message::{
-    Body, ChatMessage, MAX_EXPIRY_SECS, MAX_REACTION_LEN, MAX_REACTIONS, MessageAttr, Outgoing,
-    Reaction, Target,
+    Body, ChatMessage, MAX_EXPIRY_SECS, MAX_REACTION_LEN, MAX_REACTIONS, MAX_SEARCH_PATTERN,
+    MAX_SEARCH_RESULTS, MessageAttr, Outgoing, Reaction, Target,
 };
 pub use moderation::{BanInfo, ModAction, ModNotice, WhoisInfo};
 pub use reasons::{DisconnectReason, ErrorCode, ErrorFrame, RejectReason, Rejected};
@@ -295,49 +296,17 @@ pub enum ClientFrame {
         /// At most this many (1 to 500).
         limit: u32,
     },
-}
-
-impl ClientFrame {
-    /// The protocol version that introduced this frame.
-    pub fn since_version(&self) -> u16 {
-        match self {
-            ClientFrame::Hello(_)
-            | ClientFrame::RelayHello(_)
-            | ClientFrame::Send(_)
-            | ClientFrame::Who { .. }
-            | ClientFrame::Ping { .. }
-            | ClientFrame::Quit { .. } => 1,
-            ClientFrame::Join { .. }
-            | ClientFrame::Part { .. }
-            | ClientFrame::ListRooms
-            | ClientFrame::SetTopic { .. }
-            | ClientFrame::History { .. }
-            | ClientFrame::Register { .. }
-            | ClientFrame::SetPassword { .. }
-            | ClientFrame::AckOffline { .. } => 2,
-            ClientFrame::Kick { .. }
-            | ClientFrame::Ban { .. }
-            | ClientFrame::Unban { .. }
-            | ClientFrame::ListBans
-            | ClientFrame::Mute { .. }
-            | ClientFrame::Unmute { .. }
-            | ClientFrame::Op { .. }
-            | ClientFrame::LockTopic { .. }
-            | ClientFrame::Nick { .. }
-            | ClientFrame::Away { .. }
-            | ClientFrame::Whois { .. }
-            | ClientFrame::Delete { .. } => 4,
-            ClientFrame::FileOffer { .. }
-            | ClientFrame::FileAnswer { .. }
-            | ClientFrame::FileChunk { .. }
-            | ClientFrame::FileAck { .. }
-            | ClientFrame::FileCancel { .. }
-            | ClientFrame::FileDone { .. } => 5,
-            ClientFrame::Edit { .. }
-            | ClientFrame::React { .. }
-            | ClientFrame::PrivateHistory { .. } => 6,
-        }
-    }
+    /// Searches the stored messages this user may read (its rooms, and an account's private
+    /// conversations) for `pattern`, a regular expression whose words the server looks up in
+    /// its index, newest first, below `before`; answered by [`ServerFrame::Found`]. Since 6.
+    Search {
+        /// The regular expression (at most [`MAX_SEARCH_PATTERN`] bytes).
+        pattern: String,
+        /// Only messages older than this id (where the previous answer stopped).
+        before: Option<MessageId>,
+        /// At most this many matches (1 to 100).
+        limit: u32,
+    },
 }
 
 /// Everything a server can send.
@@ -590,6 +559,15 @@ pub enum ServerFrame {
         messages: Vec<ChatMessage>,
         /// Whether older messages exist.
         more: bool,
+    },
+    /// Stored messages that match a [`ClientFrame::Search`], newest first. Since 6.
+    Found {
+        /// The pattern, as asked.
+        pattern: String,
+        /// The matches.
+        messages: Vec<ChatMessage>,
+        /// Where to go on (as the next `before`) for older matches; `None`: there are none.
+        next: Option<MessageId>,
     },
 }
 

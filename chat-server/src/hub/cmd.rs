@@ -65,6 +65,13 @@ pub(crate) enum Cmd {
         before: Option<MessageId>,
         limit: u32,
     },
+    /// Search the stored messages the connection may read.
+    Search {
+        conn: ConnId,
+        query: Box<crate::search::Query>,
+        before: Option<MessageId>,
+        limit: u32,
+    },
     /// Whether the connection's nickname could be registered now, asked before its password
     /// is hashed (hashing costs tens of milliseconds of CPU: only what could be carried out
     /// is hashed).

@@ -492,6 +492,12 @@ impl Hub {
                 before,
                 limit,
             } => self.private_history(conn, with, before, limit),
+            Cmd::Search {
+                conn,
+                query,
+                before,
+                limit,
+            } => self.search(conn, *query, before, limit),
             Cmd::MayRegister { conn, answer } => self.may_register(conn, answer),
             Cmd::Register { conn, hash } => self.register(conn, hash),
             Cmd::SetPassword { conn, hash } => self.set_password(conn, hash),

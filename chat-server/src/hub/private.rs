@@ -1,13 +1,17 @@
-//! Private history: the pages of an account's stored private conversations (version 6).
+//! Reading what is stored for one user (version 6): the pages of an account's private
+//! conversations, and searches of the messages it may read.
 
-use chat_core::protocol::{ChatMessage, ErrorCode, ErrorFrame, MessageId, ServerFrame};
+use chat_core::protocol::{
+    ChatMessage, ErrorCode, ErrorFrame, MAX_SEARCH_RESULTS, MessageId, ServerFrame,
+};
 
 use super::Hub;
 use super::cmd::Cmd;
 use super::conn::ConnId;
 use super::replay::{newest_that_fit, size};
 use crate::config::MAX_HISTORY_PAGE;
-use crate::store::{Store, StoreError};
+use crate::search::Query;
+use crate::store::{SearchScope, Store, StoreError};
 
 impl Hub {
     /// Sends `conn` a page of its account's private conversation with `with`, read by the
@@ -57,6 +61,76 @@ impl Hub {
         });
         if !queued {
             self.busy(conn, "read history");
+        }
+    }
+}
+
+impl Hub {
+    /// Searches, on the store thread, the stored messages of the rooms `conn` is in and of its
+    /// account's private conversations.
+    pub(super) fn search(
+        &mut self,
+        conn: ConnId,
+        query: Query,
+        before: Option<MessageId>,
+        limit: u32,
+    ) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let scope = SearchScope {
+            rooms: self
+                .rooms
+                .iter()
+                .filter(|(_, r)| r.has(conn))
+                .map(|(key, r)| (key.clone(), r.name.clone()))
+                .collect(),
+            account: member.account_key(),
+        };
+        let pattern = query.pattern.clone();
+        if !self.durable.exists() {
+            let frame = ServerFrame::Found {
+                pattern,
+                messages: Vec::new(),
+                next: None,
+            };
+            self.push_to(conn, &frame);
+            return;
+        }
+        let limit = (limit as usize).clamp(1, MAX_SEARCH_RESULTS as usize);
+        let budget = self.history_budget();
+        let queued = self.durable.read(move |store| {
+            let found = store
+                .search(&scope, &query, before, limit)
+                .and_then(|(messages, next)| {
+                    // Newest first: what fits of the newest, the rest found again from `next`.
+                    let mut messages = messages;
+                    messages.reverse();
+                    // (Their edits and reactions are not sent: the matches are a list to read.)
+                    let (mut messages, more, _) = fit_page(store, messages, false, budget, None)?;
+                    messages.reverse();
+                    let next = if more {
+                        messages.last().map(|m| m.id)
+                    } else {
+                        next
+                    };
+                    Ok((messages, next, Vec::new()))
+                });
+            match found {
+                Ok((messages, next, notes)) => Cmd::HistoryPage {
+                    conn,
+                    frame: ServerFrame::Found {
+                        pattern,
+                        messages,
+                        next,
+                    },
+                    notes,
+                },
+                Err(e) => history_error(conn, &e),
+            }
+        });
+        if !queued {
+            self.busy(conn, "search");
         }
     }
 }

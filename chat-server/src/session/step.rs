@@ -295,6 +295,19 @@ fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> S
             }),
             Err((code, message)) => error(None, code, message),
         },
+        ClientFrame::Search {
+            pattern,
+            before,
+            limit,
+        } => match crate::search::Query::parse(&pattern) {
+            Ok(query) => Step::Hub(Cmd::Search {
+                conn,
+                query: Box::new(query),
+                before,
+                limit,
+            }),
+            Err(message) => error(None, ErrorCode::InvalidText, message),
+        },
         ClientFrame::Register { mut password } => {
             Step::Hash(HashFor::Register, std::mem::take(&mut password.0))
         }

@@ -14,7 +14,9 @@
 
 pub mod moderation;
 pub mod notes;
+pub use search::SearchScope;
 mod prune;
+mod search;
 mod sqlite;
 
 use std::fmt;
@@ -265,6 +267,15 @@ pub trait Store: Send + fmt::Debug {
     /// A page of the private conversation of `account` (a key) with the nicknames `with`:
     /// up to `limit` messages below `before`, oldest first, sent since the account exists;
     /// and whether older ones exist.
+    /// The stored messages `scope` may read that match `query`, newest first, below
+    /// `before`: at most `limit`, and where to go on for older ones (`None`: none left).
+    fn search(
+        &mut self,
+        scope: &SearchScope,
+        query: &crate::search::Query,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, Option<MessageId>), StoreError>;
     fn private_history(
         &mut self,
         account: &str,

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_moderation.sql"),
     include_str!("migrations/0005_message_ops.sql"),
     include_str!("migrations/0006_private_history.sql"),
+    include_str!("migrations/0007_search.sql"),
 ];
 
 /// SQLite behind the [`Store`] trait.
@@ -230,7 +231,7 @@ fn migrate(db: &mut Connection, target: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-const MESSAGE_COLUMNS: &str = "id, at_ms, sender, room, recipients, action, body, attrs";
+pub(super) const MESSAGE_COLUMNS: &str = "id, at_ms, sender, room, recipients, action, body, attrs";
 
 /// The parties of a private message from `sender` to `to`, as `parties` keeps them: each
 /// nickname once, in ASCII lower case (as SQLite's `lower()` makes them in migration 6).
@@ -245,7 +246,10 @@ fn parties(sender: &str, to: &[String]) -> Vec<String> {
 }
 
 /// A message from a row of [`MESSAGE_COLUMNS`] (`room_name` is shown instead of the key).
-fn message_from_row(row: &rusqlite::Row<'_>, room_name: Option<&str>) -> rusqlite::Result<Row> {
+pub(super) fn message_from_row(
+    row: &rusqlite::Row<'_>,
+    room_name: Option<&str>,
+) -> rusqlite::Result<Row> {
     Ok(Row {
         id: row.get(0)?,
         at_ms: row.get(1)?,
@@ -259,7 +263,7 @@ fn message_from_row(row: &rusqlite::Row<'_>, room_name: Option<&str>) -> rusqlit
 }
 
 /// A `messages` row as read.
-struct Row {
+pub(super) struct Row {
     id: i64,
     at_ms: i64,
     sender: String,
@@ -271,7 +275,7 @@ struct Row {
 }
 
 impl Row {
-    fn into_message(self) -> Result<ChatMessage, StoreError> {
+    pub(super) fn into_message(self) -> Result<ChatMessage, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("message {}: {what}", self.id));
         let at = DateTime::<Utc>::from_timestamp_millis(self.at_ms)
             .ok_or_else(|| corrupt("timestamp out of range"))?;
@@ -623,6 +627,16 @@ impl Store for SqliteStore {
             .map(Row::into_message)
             .collect::<Result<_, _>>()?;
         Ok((messages, more))
+    }
+
+    fn search(
+        &mut self,
+        scope: &super::SearchScope,
+        query: &crate::search::Query,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, Option<MessageId>), StoreError> {
+        super::search::search(&self.db, scope, query, before, limit)
     }
 
     fn notes(&mut self, ids: &[MessageId]) -> Result<Vec<(MessageId, super::Notes)>, StoreError> {

@@ -18,6 +18,9 @@ pub enum MessageCommand {
     Temp { secs: u32, text: String },
     /// `/search REGEX`: finds messages in the scrollback.
     Search(String),
+    /// `/search -s REGEX` (or `--server`): asks the server to search what it stored; empty:
+    /// the older matches of the last such search.
+    ServerSearch(String),
 }
 
 impl MessageCommand {
@@ -103,9 +106,12 @@ pub(super) fn parse_message(name: &str, args: &str) -> Option<Command> {
             },
             None => Err(invalid("/temp DURATION text (30s, 5m, 2h, 1d)")),
         },
-        "search" | "find" => match args.trim() {
-            "" => Err(invalid("/search REGEX")),
-            pattern => Ok(MessageCommand::Search(pattern.to_owned())),
+        "search" | "find" => match args.trim().split_once(' ').unwrap_or((args.trim(), "")) {
+            ("", _) => Err(invalid("/search REGEX")),
+            ("-s" | "--server", pattern) => {
+                Ok(MessageCommand::ServerSearch(pattern.trim().to_owned()))
+            }
+            _ => Ok(MessageCommand::Search(args.trim().to_owned())),
         },
         _ => return None,
     };
@@ -136,7 +142,7 @@ pub(super) fn with_emoji(m: MessageCommand) -> Command {
             }
             MessageCommand::React { id, emoji: e }
         }
-        search @ MessageCommand::Search(_) => search,
+        search @ (MessageCommand::Search(_) | MessageCommand::ServerSearch(_)) => search,
     })
 }
 
@@ -221,6 +227,15 @@ mod tests {
         );
         // The pattern is searched as typed: no emoji in it.
         assert_eq!(m("/search :tada:"), MessageCommand::Search(":tada:".into()));
+        assert_eq!(
+            m("/search -s coffee (at|by) ten"),
+            MessageCommand::ServerSearch("coffee (at|by) ten".into())
+        );
+        assert_eq!(
+            m("/find --server tea"),
+            MessageCommand::ServerSearch("tea".into())
+        );
+        assert_eq!(m("/search -s"), MessageCommand::ServerSearch(String::new()));
     }
 
     #[test]

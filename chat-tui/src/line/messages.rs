@@ -14,6 +14,9 @@ use crate::line_event::{Found, LineEvent};
 /// Messages kept for `/search` and quotes, at most.
 pub(super) const KEPT: usize = 1000;
 
+/// Matches asked for per server search.
+const SEARCH_PAGE: u32 = 20;
+
 /// The first protocol version whose servers delete expiring messages.
 const EXPIRY_VERSION: u16 = 6;
 
@@ -31,6 +34,8 @@ struct Seen {
 #[derive(Debug, Default)]
 pub(super) struct SeenMessages {
     kept: VecDeque<Seen>,
+    /// The last server search: its pattern, and where its older matches start.
+    server_search: Option<(String, Option<u64>)>,
 }
 
 impl SeenMessages {
@@ -48,6 +53,9 @@ impl SeenMessages {
                 }
             }
             ServerFrame::Deleted { id, .. } => self.kept.retain(|s| s.id != *id),
+            ServerFrame::Found { pattern, next, .. } => {
+                self.server_search = Some((pattern.clone(), *next));
+            }
             _ => {}
         }
     }
@@ -109,6 +117,8 @@ impl SeenMessages {
             time: Utc::now(),
             pattern: pattern.to_owned(),
             matches,
+            server: false,
+            next: None,
         }
     }
 }
@@ -119,6 +129,26 @@ pub(super) fn step(m: MessageCommand, rooms: &Rooms, max_len: usize, version: u1
     let attrs = m.attrs();
     let (frame, text) = match m {
         MessageCommand::Search(pattern) => return Step::Show(rooms.seen.search(&pattern)),
+        MessageCommand::ServerSearch(pattern) => {
+            let (pattern, before) = match (pattern.is_empty(), &rooms.seen.server_search) {
+                (false, _) => (pattern, None),
+                (true, Some((last, Some(next)))) => (last.clone(), Some(*next)),
+                (true, Some((last, None))) => {
+                    let why = format!("no older stored message matches /{last}/");
+                    return Step::Show(LineEvent::error(why));
+                }
+                (true, None) => {
+                    let why = "/search -s REGEX searches what the server stored".to_owned();
+                    return Step::Show(LineEvent::error(why));
+                }
+            };
+            let search = ClientFrame::Search {
+                pattern,
+                before,
+                limit: SEARCH_PAGE,
+            };
+            (search, 0)
+        }
         MessageCommand::Reply { text, .. } | MessageCommand::Temp { text, .. }
             if text.len() > max_len =>
         {

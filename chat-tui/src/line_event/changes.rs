@@ -1,7 +1,7 @@
 //! Changes to messages in the line mode: edits, reactions, deletions and expiries, and the
 //! answer to `/search`, with their text.
 
-use chat_core::protocol::{Reaction, ServerFrame};
+use chat_core::protocol::{ChatMessage, Reaction, ServerFrame};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -38,6 +38,19 @@ pub struct Found {
     pub text: String,
 }
 
+impl From<ChatMessage> for Found {
+    fn from(m: ChatMessage) -> Self {
+        let (room, _) = m.to.into_parts();
+        Found {
+            id: m.id,
+            time: m.at,
+            from: m.from,
+            room,
+            text: m.body.into_parts().0,
+        }
+    }
+}
+
 impl LineEvent {
     /// The event of an edit or of a message's reactions (`None` for another frame); `now`
     /// stamps reactions, which carry no time.
@@ -65,6 +78,17 @@ impl LineEvent {
                 id,
                 room,
                 reactions: reactions.into_iter().map(ReactionLine::from).collect(),
+            },
+            ServerFrame::Found {
+                pattern,
+                messages,
+                next,
+            } => LineEvent::Search {
+                time: now,
+                pattern,
+                matches: messages.into_iter().map(Found::from).collect(),
+                server: true,
+                next,
             },
             _ => return None,
         })
@@ -130,19 +154,31 @@ impl LineEvent {
                 format!("{stamp} * reactions to message {id}: {}", each.join("  "))
             }
             LineEvent::Search {
-                pattern, matches, ..
-            } if matches.is_empty() => {
-                format!("{stamp} * no message seen in this run matches /{pattern}/")
-            }
-            LineEvent::Search {
-                pattern, matches, ..
+                pattern,
+                matches,
+                server,
+                next,
+                ..
             } => {
+                let more = if next.is_some() {
+                    " (/search -s for older ones)"
+                } else {
+                    ""
+                };
+                let (kind, none) = if *server {
+                    ("stored ", "no stored message you can read")
+                } else {
+                    ("", "no message seen in this run")
+                };
                 let noun = if matches.len() == 1 {
                     "message matches"
                 } else {
                     "messages match"
                 };
-                let mut out = format!("{stamp} * {} {noun} /{pattern}/:", matches.len());
+                let mut out = match matches.len() {
+                    0 => format!("{stamp} * {none} matches /{pattern}/{more}"),
+                    n => format!("{stamp} * {n} {kind}{noun} /{pattern}/{more}:"),
+                };
                 for m in matches {
                     let place = m
                         .room

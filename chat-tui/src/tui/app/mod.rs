@@ -210,6 +210,8 @@ pub struct App {
     account: bool,
     /// The private conversations whose latest messages were asked for on this connection.
     private_fetched: HashSet<String>,
+    /// The last server search: its pattern, and where its older matches start.
+    server_search: Option<(String, Option<u64>)>,
     /// The server ended this connection for a reason that reconnecting by itself would not
     /// mend (another login to the account replaced it, an operator kicked or banned us).
     stopped_by: Option<DisconnectReason>,
@@ -291,6 +293,7 @@ impl App {
             server_version: PROTOCOL_VERSION,
             account: false,
             private_fetched: HashSet::new(),
+            server_search: None,
             stopped_by: None,
             offline_shown: 0,
             roster_selected: 0,

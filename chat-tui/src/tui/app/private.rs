@@ -1,9 +1,12 @@
 //! Private history (protocol 6, for accounts): each private or group tab gets the latest
 //! messages of its conversation from the server once per connection (so a restarted client
-//! has them back), and `/history` in it pages back.
+//! has them back), and `/history` in it pages back. And the server's search (`/search -s`).
 
 use chat_core::names::fold;
-use chat_core::protocol::ClientFrame;
+use chat_core::protocol::{ChatMessage, ClientFrame, Target};
+use chrono::Local;
+
+use crate::sanitize::sanitize_line;
 
 use super::{App, ConnState, Effect, TabKind};
 
@@ -72,4 +75,74 @@ pub(super) fn conversation_key(people: &[String]) -> String {
     let mut keys: Vec<String> = people.iter().map(|n| fold(n)).collect();
     keys.sort_unstable();
     format!("@{}", keys.join(","))
+}
+
+/// Matches asked for per server search.
+const SEARCH_PAGE: u32 = 20;
+
+impl App {
+    /// `/search -s REGEX`: asks the server; `/search -s` alone: the older matches of the last.
+    pub(super) fn server_search(&mut self, pattern: String) -> (Vec<Effect>, bool) {
+        let (pattern, before) = if pattern.is_empty() {
+            match &self.server_search {
+                Some((last, Some(next))) => (last.clone(), Some(*next)),
+                Some((last, None)) => {
+                    let text = format!("no older stored message matches /{last}/");
+                    return self.refuse(&text);
+                }
+                None => return self.refuse("/search -s REGEX searches what the server stored"),
+            }
+        } else {
+            (pattern, None)
+        };
+        self.request(ClientFrame::Search {
+            pattern,
+            before,
+            limit: SEARCH_PAGE,
+        })
+    }
+
+    /// The server's matches, newest first: listed in the tab on screen, each with its place
+    /// and id (for `/reply`, `/react`).
+    pub(super) fn found(
+        &mut self,
+        pattern: String,
+        messages: Vec<ChatMessage>,
+        next: Option<u64>,
+    ) -> Vec<Effect> {
+        let pattern = sanitize_line(&pattern);
+        let more = if next.is_some() {
+            "; /search -s shows older ones"
+        } else {
+            ""
+        };
+        let head = match messages.len() {
+            0 => format!("no stored message you can read matches /{pattern}/{more}"),
+            1 => format!("1 stored message matches /{pattern}/{more}:"),
+            n => format!("{n} stored messages match /{pattern}/, newest first{more}:"),
+        };
+        self.notice_active(&head, false);
+        for m in &messages {
+            let place = match &m.to {
+                Target::Room(room) => format!("#{}", sanitize_line(room)),
+                Target::Users(_) => "private".to_owned(),
+            };
+            let at = if self.opts.utc {
+                m.at.format("%Y-%m-%d %H:%M").to_string()
+            } else {
+                m.at.with_timezone(&Local)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+            };
+            let text = format!(
+                "  #{} {at} {place} <{}> {}",
+                m.id,
+                sanitize_line(&m.from),
+                sanitize_line(m.body.text())
+            );
+            self.notice_active(&text, false);
+        }
+        self.server_search = Some((pattern, next));
+        Vec::new()
+    }
 }

@@ -37,6 +37,7 @@ impl App {
             }
             MessageCommand::React { id, emoji } => self.request(ClientFrame::React { id, emoji }),
             MessageCommand::Search(pattern) => self.search(&pattern),
+            MessageCommand::ServerSearch(pattern) => self.server_search(pattern),
         }
     }
 

@@ -34,6 +34,11 @@ impl App {
                 messages,
                 more,
             } => self.private_history(&with, messages, more),
+            ServerFrame::Found {
+                pattern,
+                messages,
+                next,
+            } => self.found(pattern, messages, next),
             ServerFrame::Offline(messages) => self.offline(messages),
             ServerFrame::Queued { tag, to } => self.queued(tag, &to),
             ServerFrame::Joined { room, user, .. } => self.joined(&room, user),

@@ -1,0 +1,153 @@
+//! The server's search (`ClientFrame::Search`): a pattern, a regular expression, gives the
+//! words to look up in the store's full-text index (SQLite FTS5: each word as the beginning of
+//! a word of the message, all of them required), and every message found must then match the
+//! pattern itself. A pattern without a word (`\d+`, an emoji) cannot use the index and is
+//! refused rather than read through every stored message.
+
+use chat_core::protocol::MAX_SEARCH_PATTERN;
+use regex::{Regex, RegexBuilder};
+use regex_syntax::hir::{Hir, HirKind};
+
+/// The most words of a pattern looked up.
+const MAX_WORDS: usize = 16;
+
+/// A search, checked and compiled.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The pattern as the client sent it.
+    pub pattern: String,
+    /// The FTS5 query: the pattern's words, each a prefix, all required.
+    pub words: String,
+    /// What every message found must match (case-insensitive unless the pattern has a
+    /// capital letter, as in the clients' scrollback search).
+    pub regex: Regex,
+}
+
+impl Query {
+    /// Checks and compiles `pattern`, or says what is wrong with it.
+    pub fn parse(pattern: &str) -> Result<Query, String> {
+        if pattern.trim().is_empty() {
+            return Err("a search needs a pattern".to_owned());
+        }
+        if pattern.len() > MAX_SEARCH_PATTERN {
+            return Err(format!(
+                "a search pattern is at most {MAX_SEARCH_PATTERN} bytes long; this one is {}",
+                pattern.len()
+            ));
+        }
+        let regex = RegexBuilder::new(pattern)
+            .case_insensitive(!pattern.chars().any(char::is_uppercase))
+            .size_limit(1 << 20)
+            .dfa_size_limit(1 << 20)
+            .build()
+            .map_err(|e| invalid(&e.to_string()))?;
+        let hir = regex_syntax::Parser::new()
+            .parse(pattern)
+            .map_err(|e| invalid(&e.to_string()))?;
+        let mut literals = Vec::new();
+        required_literals(&hir, &mut literals);
+        let mut words: Vec<String> = literals
+            .iter()
+            .flat_map(|l| l.split(|c: char| !c.is_alphanumeric()))
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        words.truncate(MAX_WORDS);
+        if words.is_empty() {
+            return Err(
+                "the server looks messages up by their words: the pattern needs one (letters or \
+                 digits outside brackets and alternatives), as in coffee or cof+ee"
+                    .to_owned(),
+            );
+        }
+        let words = words
+            .iter()
+            .map(|w| format!("\"{w}\"*"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Query {
+            pattern: pattern.to_owned(),
+            words,
+            regex,
+        })
+    }
+}
+
+/// "not a valid pattern", with the last line of the parser's explanation.
+fn invalid(why: &str) -> String {
+    let last = why.lines().last().unwrap_or_default();
+    format!(
+        "not a valid pattern: {}",
+        last.trim_start_matches("error: ")
+    )
+}
+
+/// The literal runs of text every match of `hir` contains.
+fn required_literals(hir: &Hir, out: &mut Vec<String>) {
+    match hir.kind() {
+        HirKind::Literal(lit) => out.push(String::from_utf8_lossy(&lit.0).into_owned()),
+        HirKind::Concat(parts) => {
+            for (i, part) in parts.iter().enumerate() {
+                let mut inner = Vec::new();
+                required_literals(part, &mut inner);
+                // Text right after another part may continue a word (`caf(é)+`, `[cC]offee`):
+                // its first word is not the beginning of one, unless a `\b` or `^` is between.
+                if i > 0
+                    && !matches!(parts[i - 1].kind(), HirKind::Look(_))
+                    && let Some(first) = inner.first_mut()
+                {
+                    *first = first.trim_start_matches(char::is_alphanumeric).to_owned();
+                }
+                out.append(&mut inner);
+            }
+        }
+        HirKind::Capture(c) => required_literals(&c.sub, out),
+        HirKind::Repetition(r) if r.min > 0 => required_literals(&r.sub, out),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_words_of_a_pattern_are_looked_up_and_the_pattern_filters() {
+        let q = Query::parse("coffee at (ten|eleven)").expect("valid");
+        assert_eq!(q.words, r#""at"* "coffee"*"#);
+        assert!(q.regex.is_match("Coffee at ELEVEN?"));
+        assert!(!q.regex.is_match("coffee at noon"));
+        // A capital letter makes it case-sensitive, and words are looked up in lower case.
+        let q = Query::parse("Café+").expect("valid");
+        assert_eq!(q.words, r#""caf"*"#);
+        assert!(!q.regex.is_match("café"));
+        // Text after a class may be the middle of a word: not looked up.
+        assert_eq!(
+            Query::parse("[cC]offee at").expect("valid").words,
+            r#""at"*"#
+        );
+        // Optional parts are not required.
+        assert_eq!(Query::parse("tea(pot)?").expect("valid").words, r#""tea"*"#);
+        assert_eq!(Query::parse("(tea)+").expect("valid").words, r#""tea"*"#);
+    }
+
+    #[test]
+    fn patterns_without_words_or_too_long_or_invalid_are_refused_with_the_reason() {
+        for (pattern, says) in [
+            (r"\d+", "needs one"),
+            ("🎉", "needs one"),
+            ("tea|coffee", "needs one"),
+            ("(unclosed", "not a valid pattern"),
+            ("   ", "needs a pattern"),
+        ] {
+            let e = Query::parse(pattern).expect_err(pattern);
+            assert!(e.contains(says), "{pattern}: {e}");
+        }
+        let long = "a".repeat(MAX_SEARCH_PATTERN + 1);
+        assert!(Query::parse(&long).expect_err("long").contains("at most"));
+        // A pattern whose compiled form would be huge is refused, not built.
+        assert!(Query::parse("coffee\\w{1000}{1000}").is_err());
+    }
+}

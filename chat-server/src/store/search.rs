@@ -1,0 +1,83 @@
+//! Searching the stored messages (migration 7's full-text index): the index gives, newest
+//! first, the messages that have the pattern's words and that the searcher may read; each must
+//! then match the pattern. At most [`SCAN`] of them are read per request, so a pattern whose
+//! words are everywhere costs a bounded amount: the answer then says where to go on.
+
+use std::collections::HashMap;
+
+use chat_core::protocol::{ChatMessage, MessageId, Target};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+use super::sqlite::{MESSAGE_COLUMNS, Row, message_from_row};
+use crate::search::Query;
+
+/// Messages read from the index per request, at most.
+pub const SCAN: usize = 2_000;
+
+/// What a searcher may read.
+#[derive(Debug, Clone, Default)]
+pub struct SearchScope {
+    /// The rooms it is in: key to name.
+    pub rooms: HashMap<String, String>,
+    /// Its account's key, whose private conversations it may read (since the account exists).
+    pub account: Option<String>,
+}
+
+pub(super) fn search(
+    db: &Connection,
+    scope: &SearchScope,
+    query: &Query,
+    before: Option<MessageId>,
+    limit: usize,
+) -> Result<(Vec<ChatMessage>, Option<MessageId>), StoreError> {
+    let rooms: Vec<&String> = scope.rooms.keys().collect();
+    let rooms = serde_json::to_string(&rooms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // The account's nickname as `parties` keeps it, and since when it exists.
+    let (me, since_ms): (Option<String>, i64) = match &scope.account {
+        Some(key) => db
+            .prepare_cached("SELECT nick, created_ms FROM accounts WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
+            .optional()?
+            .map_or((None, i64::MAX), |(nick, at)| {
+                (Some(nick.to_ascii_lowercase()), at)
+            }),
+        None => (None, i64::MAX),
+    };
+    let columns = MESSAGE_COLUMNS
+        .split(", ")
+        .map(|c| format!("m.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut statement = db.prepare_cached(&format!(
+        "SELECT {columns} FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
+         WHERE messages_fts MATCH ?1 AND messages_fts.rowid < ?2 \
+         AND (m.room IN (SELECT value FROM json_each(?3)) \
+              OR (m.room IS NULL AND ?4 IS NOT NULL AND m.at_ms >= ?5 \
+                  AND EXISTS (SELECT 1 FROM parties p WHERE p.party = ?4 AND p.message = m.id))) \
+         ORDER BY messages_fts.rowid DESC"
+    ))?;
+    let before = before.map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX));
+    let mut rows = statement.query(params![query.words, before, rooms, me, since_ms])?;
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    while let Some(row) = rows.next()? {
+        let row: Row = message_from_row(row, None)?;
+        let mut message = row.into_message()?;
+        let id = message.id;
+        scanned += 1;
+        if query.regex.is_match(message.body.text()) {
+            if let Target::Room(key) = &message.to
+                && let Some(name) = scope.rooms.get(key)
+            {
+                message.to = Target::Room(name.clone());
+            }
+            found.push(message);
+        }
+        if found.len() >= limit || scanned >= SCAN {
+            // Perhaps more below the last one read.
+            return Ok((found, Some(id)));
+        }
+    }
+    Ok((found, None))
+}
