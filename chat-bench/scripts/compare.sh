@@ -108,6 +108,8 @@ scenario open-500 -n 1000 -p 1 -s 64 -m 5000 --rate 500
 scenario open-2000 -n 1000 -p 1 -s 64 -m 20000 --rate 2000
 scenario stalled-none -n 999 -p 1 -s 64 -m 100000 --window 64
 scenario stalled-one -n 999 --stalled 1 -p 1 -s 64 -m 100000 --window 64
+# Few subscribers: the messages, each stored before its echo, are what costs.
+scenario store-w64 -n 10 -p 1 -s 64 -m 200000 --window 64
 scenario idle-10000 --idle 10000
 
 python3 - "$out" <<'PY'

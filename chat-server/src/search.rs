@@ -1,7 +1,7 @@
 //! The server's search (`ClientFrame::Search`): a pattern, a regular expression, gives the
-//! words to look up in the store's full-text index (SQLite FTS5: each word as the beginning of
-//! a word of the message, all of them required), and every message found must then match the
-//! pattern itself. A pattern without a word (`\d+`, an emoji) cannot use the index and is
+//! words to look up in the store's full-text index (SQLite FTS5, all of them required: a word
+//! that the pattern's text goes on after, as a whole word; the last of a run of text, as the
+//! beginning of one), and every message found must then match the pattern itself. A pattern without a word (`\d+`, an emoji) cannot use the index and is
 //! refused rather than read through every stored message.
 
 use chat_core::protocol::MAX_SEARCH_PATTERN;
@@ -46,11 +46,19 @@ impl Query {
             .map_err(|e| invalid(&e.to_string()))?;
         let mut literals = Vec::new();
         required_literals(&hir, &mut literals);
-        let mut words: Vec<String> = literals
+        // A word that its literal continues with another character ends there: a whole word
+        // of the message (looked up as it is); the last of a literal may go on (a prefix).
+        let mut words: Vec<(String, bool)> = literals
             .iter()
-            .flat_map(|l| l.split(|c: char| !c.is_alphanumeric()))
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
+            .flat_map(|l| {
+                let parts: Vec<&str> = l.split(|c: char| !c.is_alphanumeric()).collect();
+                let last = parts.len() - 1;
+                parts
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, w)| (w.to_lowercase(), i == last))
+            })
+            .filter(|(w, _)| !w.is_empty())
             .collect();
         words.sort_unstable();
         words.dedup();
@@ -64,7 +72,7 @@ impl Query {
         }
         let words = words
             .iter()
-            .map(|w| format!("\"{w}\"*"))
+            .map(|(w, prefix)| format!("\"{w}\"{}", if *prefix { "*" } else { "" }))
             .collect::<Vec<_>>()
             .join(" ");
         Ok(Query {
@@ -116,7 +124,7 @@ mod tests {
     #[test]
     fn the_words_of_a_pattern_are_looked_up_and_the_pattern_filters() {
         let q = Query::parse("coffee at (ten|eleven)").expect("valid");
-        assert_eq!(q.words, r#""at"* "coffee"*"#);
+        assert_eq!(q.words, r#""at" "coffee""#);
         assert!(q.regex.is_match("Coffee at ELEVEN?"));
         assert!(!q.regex.is_match("coffee at noon"));
         // A capital letter makes it case-sensitive, and words are looked up in lower case.

@@ -276,6 +276,11 @@ pub trait Store: Send + fmt::Debug {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, Option<MessageId>), StoreError>;
+    /// Adds up to `max` of the messages stored since the last time to the search index;
+    /// how many it added (0: the index is up to date).
+    fn index(&mut self, max: usize) -> Result<usize, StoreError>;
+    /// How many stored messages wait to be indexed.
+    fn index_backlog(&mut self) -> Result<u64, StoreError>;
     fn private_history(
         &mut self,
         account: &str,
@@ -458,6 +463,9 @@ fn run<T>(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Job<T>>, mut on_comm
     let mut writes = Vec::new();
     let mut reports = Vec::new();
     let mut reads = Vec::new();
+    // Whatever waited to be indexed when the server stopped.
+    let mut unindexed = store.index_backlog().unwrap_or(0);
+    index_when_idle(store.as_mut(), &rx, &mut unindexed);
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
         while jobs.len() < MAX_BATCH {
@@ -476,6 +484,7 @@ fn run<T>(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Job<T>>, mut on_comm
             }
         }
         if !writes.is_empty() {
+            unindexed += writes.len() as u64;
             let result = store.apply(&writes);
             if let Err(e) = &result {
                 tracing::error!("could not store {} changes: {e}", writes.len());
@@ -485,6 +494,34 @@ fn run<T>(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Job<T>>, mut on_comm
         }
         for read in reads.drain(..) {
             read(store.as_mut());
+        }
+        index_when_idle(store.as_mut(), &rx, &mut unindexed);
+    }
+}
+
+/// Indexes the messages stored since the last time (see migration 7): while nothing else
+/// waits, in batches; or, when too many wait, one batch even though more jobs do.
+/// `unindexed` counts the writes since the index was last up to date: at least as many as the
+/// messages that wait.
+fn index_when_idle<T>(store: &mut dyn Store, rx: &mpsc::Receiver<Job<T>>, unindexed: &mut u64) {
+    let busy = !rx.is_empty();
+    if busy && *unindexed < search::INDEX_BACKLOG {
+        return;
+    }
+    loop {
+        match store.index(search::INDEX_BATCH) {
+            Ok(0) => {
+                *unindexed = 0;
+                return;
+            }
+            Ok(n) => *unindexed = unindexed.saturating_sub(n as u64),
+            Err(e) => {
+                tracing::error!("could not index messages for search: {e}");
+                return;
+            }
+        }
+        if !rx.is_empty() {
+            return;
         }
     }
 }

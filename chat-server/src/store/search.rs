@@ -24,6 +24,47 @@ pub struct SearchScope {
     pub account: Option<String>,
 }
 
+/// Messages indexed per transaction while the store thread is idle.
+pub const INDEX_BATCH: usize = 5_000;
+
+/// Messages that may wait to be indexed: past this, the store thread indexes them even while
+/// busy (and a search first indexes what waits, at most this many).
+pub const INDEX_BACKLOG: u64 = 20_000;
+
+/// Indexes up to `max` of the messages stored since the last time, in one transaction;
+/// returns how many there were.
+pub(super) fn index(db: &mut Connection, max: usize) -> Result<usize, StoreError> {
+    let tx = db.transaction()?;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let (count, last): (i64, Option<i64>) = tx.query_row(
+        "SELECT count(*), max(id) FROM (SELECT id FROM messages \
+         WHERE id > (SELECT up_to FROM search_progress) ORDER BY id LIMIT ?1)",
+        [max],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some(last) = last else {
+        return Ok(0);
+    };
+    tx.execute(
+        "INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages \
+         WHERE id > (SELECT up_to FROM search_progress) AND id <= ?1",
+        [last],
+    )?;
+    tx.execute("UPDATE search_progress SET up_to = ?1", [last])?;
+    tx.commit()?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
+/// How many stored messages wait to be indexed.
+pub(super) fn backlog(db: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = db.query_row(
+        "SELECT count(*) FROM messages WHERE id > (SELECT up_to FROM search_progress)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 pub(super) fn search(
     db: &Connection,
     scope: &SearchScope,

@@ -636,7 +636,18 @@ impl Store for SqliteStore {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, Option<MessageId>), StoreError> {
+        // What waits to be indexed first: at most the backlog the store thread lets build up
+        // (more only right after an upgrade, while the older messages are being indexed).
+        super::search::index(&mut self.db, super::search::INDEX_BACKLOG as usize)?;
         super::search::search(&self.db, scope, query, before, limit)
+    }
+
+    fn index(&mut self, max: usize) -> Result<usize, StoreError> {
+        super::search::index(&mut self.db, max)
+    }
+
+    fn index_backlog(&mut self) -> Result<u64, StoreError> {
+        super::search::backlog(&self.db)
     }
 
     fn notes(&mut self, ids: &[MessageId]) -> Result<Vec<(MessageId, super::Notes)>, StoreError> {

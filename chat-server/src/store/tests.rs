@@ -489,3 +489,58 @@ fn expired_messages_are_gone_at_load_and_the_others_are_listed() {
     assert_eq!(snap.expiring.len(), 1);
     assert_eq!(snap.expiring[0].0, 2);
 }
+
+#[test]
+fn the_search_index_follows_messages_stored_edited_and_deleted_before_or_after_indexing() {
+    let mut store = SqliteStore::in_memory().unwrap();
+    store.apply(&[lobby()]).unwrap();
+    let found = |store: &mut SqliteStore, pattern: &str| -> Vec<u64> {
+        let scope = SearchScope {
+            rooms: [("lobby".to_owned(), "lobby".to_owned())].into(),
+            account: None,
+        };
+        let query = crate::search::Query::parse(pattern).unwrap();
+        let (messages, _) = store.search(&scope, &query, None, 10).unwrap();
+        messages.iter().map(|m| m.id).collect()
+    };
+    store
+        .apply(&[
+            room_message(1, "lobby", "coffee one"),
+            room_message(2, "lobby", "coffee two"),
+        ])
+        .unwrap();
+    assert_eq!(store.index_backlog().unwrap(), 2);
+    assert_eq!(store.index(10).unwrap(), 2);
+    assert_eq!(store.index(10).unwrap(), 0, "up to date");
+    // Stored and deleted before being indexed; an indexed one edited, another deleted.
+    store
+        .apply(&[room_message(3, "lobby", "coffee three")])
+        .unwrap();
+    store
+        .apply(&[
+            Write::DeleteMessage { id: 3 },
+            Write::DeleteMessage { id: 2 },
+            Write::EditMessage {
+                id: 1,
+                text: "tea one".into(),
+                by: "alice".into(),
+                at: Utc::now(),
+            },
+            room_message(4, "lobby", "coffee four"),
+        ])
+        .unwrap();
+    // A search indexes what waits first.
+    assert_eq!(found(&mut store, "coffee"), [4]);
+    assert_eq!(found(&mut store, "tea"), [1]);
+    assert_eq!(store.index_backlog().unwrap(), 0);
+    let integrity: String = store
+        .connection()
+        .query_row(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1) \
+             RETURNING 'ok'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| e.to_string());
+    assert_eq!(integrity, "ok");
+}

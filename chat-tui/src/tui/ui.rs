@@ -421,7 +421,7 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         "/temp 5m text",
-        "expires (30s 5m 2h 1d) · /search RE: n N move, Esc",
+        "expires (30s 5m 2h 1d) · /search [-s: server] RE: n N",
     ),
     (
         "/kick /mute /ban",
