@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use chat_tui::tui::app::{App, Event, NetEvent};
+use chat_tui::tui::app::{App, Event, NetEvent, TabKind};
 use chat_tui::tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -436,4 +436,37 @@ fn replies_edits_reactions_and_expiring_messages() {
     press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
     press_with(&mut app, KeyCode::Up, KeyModifiers::ALT);
     insta::assert_snapshot!("message_selected", render(&mut app, 80, 12));
+}
+
+#[test]
+fn a_line_marks_where_the_unread_messages_of_a_tab_begin() {
+    let mut app = chatting();
+    frame(
+        &mut app,
+        private(10, "bob", &["alice"], "are you there?", 4),
+    );
+    let bob = app
+        .tabs
+        .iter()
+        .position(|t| t.kind == TabKind::Private { nick: "bob".into() })
+        .expect("bob's tab");
+    app.select_tab(bob);
+    app.select_tab(0);
+    // While the tab is elsewhere, two more arrive: the marker goes above the first of them.
+    frame(&mut app, private(11, "bob", &["alice"], "hello?", 5));
+    frame(&mut app, private(12, "bob", &["alice"], "ok, later", 6));
+    app.select_tab(bob);
+    let screen = render(&mut app, 80, 24);
+    let rows: Vec<&str> = screen.lines().collect();
+    let marker = rows
+        .iter()
+        .position(|r| r.contains("── unread ──"))
+        .expect("a marker");
+    assert!(rows[marker - 1].contains("are you there?"), "{screen}");
+    assert!(rows[marker + 1].contains("hello?"), "{screen}");
+    assert_eq!(screen.matches("── unread ──").count(), 1);
+    // Read, and left with nothing new: the marker stays where it was.
+    app.select_tab(0);
+    app.select_tab(bob);
+    assert!(render(&mut app, 80, 24).contains("── unread ──"));
 }

@@ -103,6 +103,14 @@ pub fn day_line(day: NaiveDate, opts: &Options) -> Line<'static> {
     Line::from(Span::styled(text, Theme::of(opts).dim()))
 }
 
+/// The line drawn above the first message that arrived while the tab was not on screen.
+pub fn unread_line(opts: &Options) -> Line<'static> {
+    Line::from(Span::styled(
+        "── unread ──────────",
+        Theme::of(opts).marker(),
+    ))
+}
+
 fn time(at: DateTime<Utc>, utc: bool) -> String {
     if utc {
         at.format("%H:%M").to_string()

@@ -41,6 +41,11 @@ impl Theme {
         }
     }
 
+    /// The unread marker: seen at a glance, as an error is.
+    pub fn marker(&self) -> Style {
+        self.error()
+    }
+
     /// The status line and the active tab's label.
     pub fn bar(&self) -> Style {
         if self.color {

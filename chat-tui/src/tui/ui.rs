@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, LineGauge, Paragraph};
 
 use super::app::{App, ConnState, Field, Focus, Screen, TabKind, TrustPrompt};
-use super::entry::{day_line, entry_lines, pending_lines};
+use super::entry::{day_line, entry_lines, pending_lines, unread_line};
 use super::layout::{centered, connect_block, connect_layout, layout};
 use super::theme::Theme;
 use super::wrap::width as text_width;
@@ -116,6 +116,9 @@ fn draw_messages(frame: &mut Frame, area: Rect, app: &App) {
         while rows.len() < height {
             let Some(entry) = tab.entry(seq) else { break };
             let mut lines = entry_lines(entry, &app.opts, area.width, app.entry_view(entry));
+            if tab.marker_above(seq) {
+                lines.insert(0, unread_line(&app.opts));
+            }
             if let Some(day) = tab.day_change(seq, app.today(), app.opts.utc) {
                 lines.insert(0, day_line(day, &app.opts));
             }

@@ -47,12 +47,15 @@ impl App {
         usize::from(self.message_area().height.saturating_sub(1)).max(1)
     }
 
-    /// Rows of entry `seq` of `tab` at `width` columns, the day line above it included.
+    /// Rows of entry `seq` of `tab` at `width` columns, the day line and the unread marker
+    /// above it included.
     pub(super) fn entry_height(&self, tab: &Tab, seq: u64, width: u16) -> usize {
         let entry = &tab.entries[(seq - tab.first_seq) as usize];
         let day = tab.day_change(seq, self.today(), self.opts.utc);
         let view = self.entry_view(entry);
-        entry_height(entry, &self.opts, width, view) + usize::from(day.is_some())
+        entry_height(entry, &self.opts, width, view)
+            + usize::from(day.is_some())
+            + usize::from(tab.marker_above(seq))
     }
 
     /// Scrolls the tab on screen back by `rows`, no further than its oldest row at the top.

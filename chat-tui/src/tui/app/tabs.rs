@@ -155,6 +155,10 @@ impl App {
             };
         }
         if counts && !viewed {
+            if tab.unread == 0 {
+                // Not above the tab's very first entry: there is nothing read before it.
+                tab.unread_from = tab.last_seq().filter(|&seq| seq > tab.first_seq);
+            }
             tab.unread += 1;
             tab.highlight |= highlight;
         }
@@ -200,6 +204,9 @@ pub struct Tab {
     pub first_seq: u64,
     /// Messages received while the tab was not on screen.
     pub unread: usize,
+    /// The first entry that arrived unread since the tab was last on screen: the unread marker
+    /// is drawn above it (it stays while the tab is read, until the next unread one).
+    pub unread_from: Option<u64>,
     /// Among them, a private message or a mention.
     pub highlight: bool,
     /// `None` when showing the newest lines, else the position scrolled back to.
@@ -331,6 +338,7 @@ impl Tab {
             // Room below: older history is added in front, numbered downwards.
             first_seq: FIRST_SEQ,
             unread: 0,
+            unread_from: None,
             highlight: false,
             scroll: None,
             pending: Vec::new(),
@@ -380,6 +388,11 @@ impl Tab {
     pub fn entry(&self, seq: u64) -> Option<&Entry> {
         seq.checked_sub(self.first_seq)
             .and_then(|i| self.entries.get(i as usize))
+    }
+
+    /// Whether the unread marker goes above entry `seq`.
+    pub fn marker_above(&self, seq: u64) -> bool {
+        self.unread_from == Some(seq) && self.entry(seq).is_some()
     }
 
     /// The day to announce above entry `seq` ([`day_line`](crate::tui::entry::day_line)):
