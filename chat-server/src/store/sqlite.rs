@@ -233,6 +233,19 @@ fn migrate(db: &mut Connection, target: usize) -> Result<(), StoreError> {
 
 pub(super) const MESSAGE_COLUMNS: &str = "id, at_ms, sender, room, recipients, action, body, attrs";
 
+/// A page of history from `rows` read newest first, one more than `limit` asked for: the
+/// messages oldest first, and whether older ones exist.
+fn page(mut rows: Vec<Row>, limit: usize) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    rows.reverse();
+    let messages = rows
+        .into_iter()
+        .map(Row::into_message)
+        .collect::<Result<_, _>>()?;
+    Ok((messages, more))
+}
+
 /// The parties of a private message from `sender` to `to`, as `parties` keeps them: each
 /// nickname once, in ASCII lower case (as SQLite's `lower()` makes them in migration 6).
 fn parties(sender: &str, to: &[String]) -> Vec<String> {
@@ -531,7 +544,7 @@ impl Store for SqliteStore {
         let name = name.unwrap_or_else(|| room.to_owned());
         // One more than asked for tells whether older messages exist.
         let want = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut rows = self
+        let rows = self
             .db
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ?1 AND id < ?2 \
@@ -542,14 +555,7 @@ impl Store for SqliteStore {
                 |r| message_from_row(r, Some(&name)),
             )?
             .collect::<Result<Vec<Row>, _>>()?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        rows.reverse();
-        let messages = rows
-            .into_iter()
-            .map(Row::into_message)
-            .collect::<Result<_, _>>()?;
-        Ok((messages, more))
+        page(rows, limit)
     }
 
     fn message(
@@ -614,19 +620,12 @@ impl Store for SqliteStore {
         let before = before.map_or(i64::MAX, id_param);
         let mut values: Vec<&dyn rusqlite::ToSql> = vec![&me, &before, &since_ms, &count, &want];
         values.extend(others.iter().map(|o| o as &dyn rusqlite::ToSql));
-        let mut rows = self
+        let rows = self
             .db
             .prepare_cached(&sql)?
             .query_map(values.as_slice(), |r| message_from_row(r, None))?
             .collect::<Result<Vec<Row>, _>>()?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        rows.reverse();
-        let messages = rows
-            .into_iter()
-            .map(Row::into_message)
-            .collect::<Result<_, _>>()?;
-        Ok((messages, more))
+        page(rows, limit)
     }
 
     fn search(
