@@ -11,6 +11,7 @@
 //! | `step.rs` | checking one frame (pure): protocol, rate limit, limits |
 
 mod auth;
+mod checks;
 mod handshake;
 mod read_loop;
 mod step;
