@@ -76,4 +76,16 @@ mod tests {
         assert_eq!(expiries.take_due(Instant::now()), [7]);
         assert!(expiries.next().is_none());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_most_max_expiring_wait_and_room_comes_back_as_they_go() {
+        let mut expiries = Expiries::default();
+        for id in 0..MAX_EXPIRING as u64 {
+            expiries.add(id, 60);
+        }
+        assert!(!expiries.has_room(), "full: the hub refuses one more");
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(expiries.take_due(Instant::now()).len(), MAX_EXPIRING);
+        assert!(expiries.has_room());
+    }
 }
