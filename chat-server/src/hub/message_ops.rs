@@ -168,7 +168,9 @@ impl Hub {
         told
     }
 
-    /// Deletes the message (`by` empty: it expired).
+    /// Deletes the message (`by` empty: it expired). A client of version 4 or later is told
+    /// with `Deleted`; an older one gets a notice in its place: the message again, same id,
+    /// its text replaced by "(message deleted)".
     fn delete(&mut self, conn: Option<ConnId>, found: Found, by: String) {
         let id = found.message.id;
         self.durable.write(Write::DeleteMessage { id });
@@ -184,9 +186,25 @@ impl Hub {
             by: by.clone(),
             at: now,
         };
-        if let Some(bytes) = encode(&frame) {
+        let notice = ServerFrame::Message(ChatMessage {
+            body: Body::Text(deletion_notice(&by, &found.message.from).to_owned()),
+            at: now,
+            attrs: Vec::new(),
+            tag: None,
+            ..found.message.clone()
+        });
+        if let (Some(bytes), Some(older)) = (encode(&frame), encode(&notice)) {
             for c in self.audience(&found, conn) {
-                self.queue_modern(c, bytes.clone());
+                let Some(m) = self.clients.get(&c) else {
+                    continue;
+                };
+                let bytes = if m.caps.moderation() {
+                    bytes.clone()
+                } else {
+                    older.clone()
+                };
+                let outbox = m.outbox.clone();
+                self.fanout.queue(&self.rooms, c, &outbox, bytes);
             }
         }
         let kind = EventKind::Deleted {
@@ -372,5 +390,16 @@ impl Hub {
                 self.push_to(conn, &frame);
             }
         }
+    }
+}
+
+/// The text an older client (version 3 or earlier) gets in place of a deleted message.
+fn deletion_notice(by: &str, author: &str) -> &'static str {
+    if by.is_empty() {
+        "(message expired)"
+    } else if fold(by) == fold(author) {
+        "(message deleted)"
+    } else {
+        "(message deleted by an operator)"
     }
 }
