@@ -8,7 +8,7 @@ use std::path::Path;
 
 use chat_core::names;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::config::AdminCommand;
 use crate::store::moderation::{self, AdminAction, record_admin_event};
@@ -177,7 +177,7 @@ fn account(conn: &Connection, nick: &str) -> Shown {
 
 fn delete_account(conn: &mut Connection, nick: &str) -> Shown {
     let (key, nick) = account_key(conn, nick)?;
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for sql in [
         "DELETE FROM offline WHERE account = ?1",
         "DELETE FROM account_rooms WHERE account = ?1",
@@ -264,7 +264,7 @@ fn delete_room(conn: &mut Connection, room: &str) -> Shown {
     if key == chat_core::protocol::DEFAULT_ROOM {
         return Err(Failure::Refused("the lobby cannot be deleted".into()));
     }
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: Option<String> = tx
         .query_row("SELECT name FROM rooms WHERE key = ?1", [&key], |r| {
             r.get(0)
@@ -312,7 +312,7 @@ fn bans(conn: &Connection) -> Shown {
 
 fn unban(conn: &mut Connection, given: &str) -> Shown {
     let target = crate::bans::lift_target(given);
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if tx.execute("DELETE FROM bans WHERE target = ?1", [&target])? == 0 {
         return Err(Failure::Refused(format!(
             "there is no ban on {given} (`chat-server admin bans` lists them)"
@@ -325,7 +325,7 @@ fn unban(conn: &mut Connection, given: &str) -> Shown {
 
 fn operator(conn: &mut Connection, nick: &str, grant: bool) -> Shown {
     let (key, nick) = account_key(conn, nick)?;
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
         "UPDATE accounts SET operator = ?2 WHERE key = ?1",
         params![key, grant],
