@@ -140,3 +140,18 @@ fn documented_react_is_what_the_code_sends() {
         "update docs/protocol.md"
     );
 }
+
+#[test]
+fn documented_mentions_is_what_the_code_sends() {
+    let doc = include_str!("../../docs/protocol.md");
+    let mentions = ClientFrame::Mentions {
+        before: Some(300),
+        limit: 2,
+    };
+    let real = encode_frame(&mentions, 4096).expect("encode");
+    assert_eq!(
+        hex(&dump(doc, "mentions")),
+        hex(&real),
+        "update docs/protocol.md"
+    );
+}

@@ -317,6 +317,7 @@ mod tests {
             nick: "Zoe".into(),
             hash: hash.clone(),
             rooms: Vec::new(),
+            last_login: None,
         };
         let write = crate::store::Write::Password {
             key: "zoe".into(),

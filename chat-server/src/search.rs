@@ -4,7 +4,8 @@
 //! beginning of one), and every message found must then match the pattern itself. A pattern without a word (`\d+`, an emoji) cannot use the index and is
 //! refused rather than read through every stored message.
 
-use chat_core::protocol::MAX_SEARCH_PATTERN;
+use chat_core::names::fold;
+use chat_core::protocol::{MAX_SEARCH_PATTERN, MessageId};
 use regex::{Regex, RegexBuilder};
 use regex_syntax::hir::{Hir, HirKind};
 
@@ -21,6 +22,10 @@ pub struct Query {
     /// What every message found must match (case-insensitive unless the pattern has a
     /// capital letter, as in the clients' scrollback search).
     pub regex: Regex,
+    /// Only messages with this id or a larger one.
+    pub from_id: MessageId,
+    /// Not the messages of this sender (a folded nickname).
+    pub not_from: Option<String>,
 }
 
 impl Query {
@@ -79,6 +84,36 @@ impl Query {
             pattern: pattern.to_owned(),
             words,
             regex,
+            from_id: 0,
+            not_from: None,
+        })
+    }
+
+    /// The messages by others that mention `nick` as a word (case-insensitively; letters,
+    /// digits, `_` and `-` are a word's, as the clients highlight mentions), from message
+    /// `from_id` on.
+    pub fn mentioning(nick: &str, from_id: MessageId) -> Result<Query, String> {
+        let words: Vec<String> = nick
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .take(MAX_WORDS)
+            .map(|w| format!("\"{}\"", w.to_lowercase()))
+            .collect();
+        if words.is_empty() {
+            return Err(format!("{nick:?} has no word to look up"));
+        }
+        let edge = r"[^\p{Alphabetic}\p{N}_\-]";
+        let pattern = format!("(?:^|{edge}){}(?:$|{edge})", regex::escape(nick));
+        let regex = RegexBuilder::new(&pattern)
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| invalid(&e.to_string()))?;
+        Ok(Query {
+            pattern,
+            words: words.join(" "),
+            regex,
+            from_id,
+            not_from: Some(fold(nick)),
         })
     }
 }
@@ -139,6 +174,20 @@ mod tests {
         // Optional parts are not required.
         assert_eq!(Query::parse("tea(pot)?").expect("valid").words, r#""tea"*"#);
         assert_eq!(Query::parse("(tea)+").expect("valid").words, r#""tea"*"#);
+    }
+
+    #[test]
+    fn a_mention_is_the_nickname_as_a_word_by_someone_else() {
+        let q = Query::mentioning("Zoë_2", 40).expect("a nickname with words");
+        assert_eq!(q.words, r#""zoë" "2""#);
+        for text in ["zoë_2: hi", "hi ZOË_2!", "(zoë_2)", "zoë_2"] {
+            assert!(q.regex.is_match(text), "{text}");
+        }
+        for text in ["zoë_23", "xzoë_2", "zoë_2-b", "zoë 2"] {
+            assert!(!q.regex.is_match(text), "{text}");
+        }
+        assert_eq!((q.from_id, q.not_from.as_deref()), (40, Some("zoë_2")));
+        assert!(Query::mentioning("__", 0).is_err());
     }
 
     #[test]

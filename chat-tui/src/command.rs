@@ -171,6 +171,7 @@ pub const HELP: &[&str] = &[
     "  /temp 5m text     a message that expires (30s, 5m, 2h, 1d; at most 30d)",
     "  /search REGEX     messages seen in this run that match, with their ids",
     "  /search -s REGEX  stored messages you may read that match (again: older ones)",
+    "  /mentions         what mentioned you since your last login (accounts; more: older)",
     "  /quit [reason]    leave (end of input and Ctrl-C do the same)",
     "  /help             this list",
     "  //text            send text that starts with '/'",

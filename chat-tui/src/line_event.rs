@@ -258,6 +258,17 @@ pub enum LineEvent {
         server: bool,
         next: Option<u64>,
     },
+    /// The stored messages that mentioned us since `since`, our previous login (`None`: since
+    /// the account exists), newest first (answer to `/mentions`); `next`: `/mentions more`
+    /// goes on with older ones.
+    Mentions {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        #[serde(serialize_with = "millis_option")]
+        since: Option<DateTime<Utc>>,
+        matches: Vec<Found>,
+        next: Option<u64>,
+    },
     /// Whom we ignore (after `/ignore`, `/unignore`).
     Ignored {
         #[serde(serialize_with = "millis")]
@@ -542,7 +553,8 @@ impl LineEvent {
             },
             frame @ (ServerFrame::Edited { .. }
             | ServerFrame::Reactions { .. }
-            | ServerFrame::Found { .. }) => {
+            | ServerFrame::Found { .. }
+            | ServerFrame::Mentions { .. }) => {
                 return LineEvent::from_change(frame, now).into_iter().collect();
             }
             ServerFrame::Whois(w) => LineEvent::Whois {
@@ -568,6 +580,13 @@ impl LineEvent {
 
 fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+fn millis_option<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => millis(t, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]

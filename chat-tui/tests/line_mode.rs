@@ -327,6 +327,8 @@ async fn rooms_history_and_accounts_from_the_line_client() {
     assert_eq!(code, 0);
     bob.type_line("/msg alice welcome back");
     bob.expect("alice offline: the message is kept for when they log in");
+    bob.type_line("alice will love this");
+    bob.expect("<bob> alice will love this");
 
     // Wrong password: refused, exit status 4.
     let wrong = Plain::spawn(server.addr, &["--nick", "alice", "--password", "nope"]);
@@ -339,6 +341,10 @@ async fn rooms_history_and_accounts_from_the_line_client() {
     // Her room comes back, and the message kept for her arrives with its original time.
     alice.expect("you joined #rust");
     alice.expect("(earlier) [PM bob → you] welcome back");
+    // What mentioned her since her last login (her registration).
+    alice.type_line("/mentions");
+    alice.expect("1 message mentioned you since your last login");
+    alice.expect("#lobby <bob> alice will love this");
     bob.type_line("/quit");
     bob.finish();
     alice.type_line("/quit");

@@ -1972,3 +1972,63 @@ fn a_server_search_lists_what_it_found_and_goes_on_with_older_matches() {
         }]
     );
 }
+
+#[test]
+fn mentions_are_asked_for_and_listed_with_older_ones_on_request() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    assert_eq!(
+        sent(&enter_line(&mut app, "/mentions")),
+        [ClientFrame::Mentions {
+            before: None,
+            limit: 20
+        }]
+    );
+    let ServerFrame::Message(m) = public(42, "bob", "alice: coffee at ten?", 0) else {
+        unreachable!()
+    };
+    frame(
+        &mut app,
+        ServerFrame::Mentions {
+            since: Some(m.at),
+            messages: vec![m],
+            next: Some(42),
+        },
+    );
+    let notices: Vec<String> = app.tabs[0]
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Notice { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    let tail = &notices[notices.len() - 2..];
+    assert!(
+        tail[0].starts_with("1 message mentioned you since your last login (")
+            && tail[0].ends_with("); /mentions more shows older ones:"),
+        "{}",
+        tail[0]
+    );
+    assert!(
+        tail[1].starts_with("  #42 ") && tail[1].ends_with(" #lobby <bob> alice: coffee at ten?"),
+        "{}",
+        tail[1]
+    );
+    assert_eq!(
+        sent(&enter_line(&mut app, "/mentions more")),
+        [ClientFrame::Mentions {
+            before: Some(42),
+            limit: 20
+        }]
+    );
+    frame(
+        &mut app,
+        ServerFrame::Mentions {
+            since: None,
+            messages: Vec::new(),
+            next: None,
+        },
+    );
+    // None older: said here, nothing sent.
+    assert!(sent(&enter_line(&mut app, "/mentions more")).is_empty());
+}

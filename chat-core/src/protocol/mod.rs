@@ -33,8 +33,9 @@ pub use reasons::{DisconnectReason, ErrorCode, ErrorFrame, RejectReason, Rejecte
 /// moderation (operators, kicks, bans, mutes, topic locks), nickname changes, away messages and
 /// `whois` (the variants marked "since 4"); version 5 file transfers (the `File*` variants);
 /// version 6 editing and reacting to messages (`Edit`, `Edited`, `React`, `Reactions`) and
-/// expiring messages enforced by the server (`Deleted` with an empty `by`).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// expiring messages enforced by the server (`Deleted` with an empty `by`), private history and
+/// search; version 7 the mentions of an account since its previous login (`Mentions`).
+pub const PROTOCOL_VERSION: u16 = 7;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// The room every user is in.
@@ -307,6 +308,15 @@ pub enum ClientFrame {
         /// At most this many matches (1 to 100).
         limit: u32,
     },
+    /// Asks an account for the stored messages that mention its nickname (as a word, sent by
+    /// someone else, in the rooms it is in and its private conversations) since its previous
+    /// login, newest first, below `before`; answered by [`ServerFrame::Mentions`]. Since 7.
+    Mentions {
+        /// Only messages older than this id (where the previous answer stopped).
+        before: Option<MessageId>,
+        /// At most this many (1 to 100).
+        limit: u32,
+    },
 }
 
 /// Everything a server can send.
@@ -567,6 +577,18 @@ pub enum ServerFrame {
         /// The matches.
         messages: Vec<ChatMessage>,
         /// Where to go on (as the next `before`) for older matches; `None`: there are none.
+        next: Option<MessageId>,
+    },
+    /// Stored messages that mention the account, newest first (answer to
+    /// [`ClientFrame::Mentions`]). Since 7.
+    Mentions {
+        /// The account's previous login, since when they are listed; `None`: it had none
+        /// recorded (every mention since the account exists is listed).
+        #[serde(with = "chrono::serde::ts_milliseconds_option")]
+        since: Option<Timestamp>,
+        /// The messages.
+        messages: Vec<ChatMessage>,
+        /// Where to go on (as the next `before`) for older ones; `None`: there are none.
         next: Option<MessageId>,
     },
 }

@@ -42,6 +42,7 @@ impl ClientFrame {
             | ClientFrame::React { .. }
             | ClientFrame::PrivateHistory { .. }
             | ClientFrame::Search { .. } => 6,
+            ClientFrame::Mentions { .. } => 7,
         }
     }
 }

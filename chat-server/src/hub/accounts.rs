@@ -17,7 +17,7 @@ use super::conn::ConnId;
 use crate::config::GuestPolicy;
 use crate::event::EventKind;
 use crate::login::HashedPassword;
-use crate::store::Write;
+use crate::store::{LastLogin, Write};
 
 /// Kept private messages per `Offline` frame, at most, and their text's size: a page is sent
 /// when the previous one is acknowledged, so a backlog never fills a client's send queue.
@@ -188,8 +188,36 @@ impl Hub {
         let stored = self.store_acked(conn, write, ack);
         if stored {
             self.accounts.add(nick);
+            // Its mentions are listed from its creation on.
+            let now = self.record_login(conn, key, None);
+            if let Some(m) = self.clients.get_mut(&conn) {
+                m.previous_login = Some(now);
+            }
         }
         stored
+    }
+
+    /// Stores that `conn` logged in to account `key` now (its next login lists the mentions
+    /// from here), keeping the login before, `previous`, for its mentions now.
+    pub(super) fn record_login(
+        &mut self,
+        conn: ConnId,
+        key: &str,
+        previous: Option<LastLogin>,
+    ) -> LastLogin {
+        let now = LastLogin {
+            at: Utc::now(),
+            first_id: self.next_msg_id,
+        };
+        self.durable.write(Write::LoggedIn {
+            key: key.to_owned(),
+            at: now.at,
+            first_id: now.first_id,
+        });
+        if let Some(m) = self.clients.get_mut(&conn) {
+            m.previous_login = previous;
+        }
+        now
     }
 
     /// Queues a write whose client waits for the answer; false (the client told) if the

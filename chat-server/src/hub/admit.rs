@@ -166,6 +166,7 @@ impl Hub {
                 since: now,
                 last_active: now,
                 away: None,
+                previous_login: None,
             }),
         );
         if let Some(room) = self.rooms.get_mut(lobby) {
@@ -231,6 +232,8 @@ impl Hub {
                 );
                 return;
             }
+        } else {
+            self.record_login(conn, &key, login.account.last_login);
         }
         // An old client (version 1) knows only the lobby.
         if caps.rooms() {

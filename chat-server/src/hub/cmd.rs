@@ -72,6 +72,12 @@ pub(crate) enum Cmd {
         before: Option<MessageId>,
         limit: u32,
     },
+    /// List the stored messages that mention the connection's account.
+    Mentions {
+        conn: ConnId,
+        before: Option<MessageId>,
+        limit: u32,
+    },
     /// Whether the connection's nickname could be registered now, asked before its password
     /// is hashed (hashing costs tens of milliseconds of CPU: only what could be carried out
     /// is hashed).

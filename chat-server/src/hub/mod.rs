@@ -498,6 +498,11 @@ impl Hub {
                 before,
                 limit,
             } => self.search(conn, *query, before, limit),
+            Cmd::Mentions {
+                conn,
+                before,
+                limit,
+            } => self.mentions(conn, before, limit),
             Cmd::MayRegister { conn, answer } => self.may_register(conn, answer),
             Cmd::Register { conn, hash } => self.register(conn, hash),
             Cmd::SetPassword { conn, hash } => self.set_password(conn, hash),

@@ -11,7 +11,7 @@ use super::conn::{Caps, ConnId};
 use super::roster::{Listed, Order};
 use crate::event::SharedMessage;
 use crate::outbox::Outbox;
-use crate::store::Notes;
+use crate::store::{LastLogin, Notes};
 
 /// Everyone online, by connection. Boxed: a map grows by doubling, and its empty slots then
 /// cost 16 bytes each rather than a whole member (memory per connection,
@@ -41,6 +41,9 @@ pub(super) struct Member {
     pub last_active: Timestamp,
     /// Its away message, and who was told it already.
     pub away: Option<Box<Away>>,
+    /// Its account's login before this one, from which its mentions are listed (`None`: none
+    /// recorded, or a guest).
+    pub previous_login: Option<LastLogin>,
 }
 
 /// A member who is away.

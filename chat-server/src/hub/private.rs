@@ -1,5 +1,6 @@
-//! Reading what is stored for one user (version 6): the pages of an account's private
-//! conversations, and searches of the messages it may read.
+//! Reading what is stored for one user: the pages of an account's private conversations
+//! (version 6), searches of the messages it may read (6), and the messages that mention it
+//! since its previous login (7).
 
 use chat_core::protocol::{
     ChatMessage, ErrorCode, ErrorFrame, MAX_SEARCH_RESULTS, MessageId, ServerFrame,
@@ -75,6 +76,56 @@ impl Hub {
         before: Option<MessageId>,
         limit: u32,
     ) {
+        let pattern = query.pattern.clone();
+        self.look_up(conn, query, before, limit, move |messages, next| {
+            ServerFrame::Found {
+                pattern,
+                messages,
+                next,
+            }
+        });
+    }
+
+    /// Lists the stored messages that mention `conn`'s account since its previous login.
+    pub(super) fn mentions(&mut self, conn: ConnId, before: Option<MessageId>, limit: u32) {
+        let Some(member) = self.clients.get(&conn) else {
+            return;
+        };
+        let Some(account) = member.account_key() else {
+            let message = "mentions are listed for accounts only (a guest's nickname may have                            been someone else's): /register PASSWORD makes this nickname yours"
+                .to_owned();
+            self.error(conn, None, ErrorCode::NotAllowed, message);
+            return;
+        };
+        let since = member.previous_login;
+        let query = match Query::mentioning(&account, since.map_or(0, |l| l.first_id)) {
+            Ok(query) => query,
+            Err(message) => {
+                self.error(conn, None, ErrorCode::InvalidText, message);
+                return;
+            }
+        };
+        let since = since.map(|l| l.at);
+        self.look_up(conn, query, before, limit, move |messages, next| {
+            ServerFrame::Mentions {
+                since,
+                messages,
+                next,
+            }
+        });
+    }
+
+    /// Looks `query` up, on the store thread, in the stored messages of the rooms `conn` is
+    /// in and of its account's private conversations; `answer` makes the frame of what it
+    /// found, newest first, and where to go on.
+    fn look_up(
+        &mut self,
+        conn: ConnId,
+        query: Query,
+        before: Option<MessageId>,
+        limit: u32,
+        answer: impl FnOnce(Vec<ChatMessage>, Option<MessageId>) -> ServerFrame + Send + 'static,
+    ) {
         let Some(member) = self.clients.get(&conn) else {
             return;
         };
@@ -87,13 +138,8 @@ impl Hub {
                 .collect(),
             account: member.account_key(),
         };
-        let pattern = query.pattern.clone();
         if !self.durable.exists() {
-            let frame = ServerFrame::Found {
-                pattern,
-                messages: Vec::new(),
-                next: None,
-            };
+            let frame = answer(Vec::new(), None);
             self.push_to(conn, &frame);
             return;
         }
@@ -114,17 +160,13 @@ impl Hub {
                     } else {
                         next
                     };
-                    Ok((messages, next, Vec::new()))
+                    Ok((messages, next))
                 });
             match found {
-                Ok((messages, next, notes)) => Cmd::HistoryPage {
+                Ok((messages, next)) => Cmd::HistoryPage {
                     conn,
-                    frame: ServerFrame::Found {
-                        pattern,
-                        messages,
-                        next,
-                    },
-                    notes,
+                    frame: answer(messages, next),
+                    notes: Vec::new(),
                 },
                 Err(e) => history_error(conn, &e),
             }

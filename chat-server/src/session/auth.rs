@@ -156,6 +156,7 @@ pub(super) async fn check_login(
                 nick: nick.clone(),
                 hash: login::HashedPassword::default(),
                 rooms: Vec::new(),
+                last_login: None,
             },
             create: Some(hash),
         }));

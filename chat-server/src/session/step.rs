@@ -295,6 +295,11 @@ fn command(frame: ClientFrame, conn: ConnId, config: &Config, now: Instant) -> S
             }),
             Err(message) => error(None, ErrorCode::InvalidText, message),
         },
+        ClientFrame::Mentions { before, limit } => Step::Hub(Cmd::Mentions {
+            conn,
+            before,
+            limit,
+        }),
         ClientFrame::Register { mut password } => {
             Step::Hash(HashFor::Register, std::mem::take(&mut password.0))
         }

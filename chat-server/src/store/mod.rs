@@ -12,6 +12,7 @@
 //!
 //! Reads run on the same thread between batches, so a read sees every write queued before it.
 
+mod backup;
 pub mod moderation;
 pub mod notes;
 pub use search::SearchScope;
@@ -23,16 +24,17 @@ use std::fmt;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chat_core::protocol::{ChatMessage, MessageId};
+use chat_core::protocol::{ChatMessage, MessageId, Timestamp};
 use tokio::sync::mpsc;
 
 use crate::event::SharedMessage;
 use crate::login::HashedPassword;
 
+pub use backup::{BackupReport, backup};
 pub use moderation::{AdminAction, AdminEvent, ModWrite, Moderation};
 pub use notes::{Edit, Notes};
 pub use prune::{Pruned, delete_room};
-pub use sqlite::{BackupReport, SqliteStore, backup};
+pub use sqlite::SqliteStore;
 
 /// Most jobs waiting for the store thread. When it is full the hub refuses new messages with a
 /// "busy" error instead of waiting (the hub never waits).
@@ -77,6 +79,17 @@ pub struct Account {
     pub hash: HashedPassword,
     /// Keys of the rooms it is in besides `lobby`.
     pub rooms: Vec<String>,
+    /// Its latest login before this one, if one was recorded.
+    pub last_login: Option<LastLogin>,
+}
+
+/// An account's login, as stored: the mentions of the account are listed from its previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastLogin {
+    /// When.
+    pub at: Timestamp,
+    /// The id the next message got then: later messages have this id or a larger one.
+    pub first_id: MessageId,
 }
 
 /// A room as stored.
@@ -150,7 +163,7 @@ pub struct Snapshot {
     /// The edits and reactions of the messages in `recent` that have any.
     pub notes: Vec<(MessageId, Notes)>,
     /// Every message that expires, with when (those already expired were deleted).
-    pub expiring: Vec<(MessageId, chat_core::protocol::Timestamp)>,
+    pub expiring: Vec<(MessageId, Timestamp)>,
 }
 
 /// One change to the stored state.
@@ -176,6 +189,15 @@ pub enum Write {
         nick: String,
         /// The password hash.
         hash: HashedPassword,
+    },
+    /// An account logged in (what mentions it since is listed at its next login).
+    LoggedIn {
+        /// The account's key.
+        key: String,
+        /// When.
+        at: Timestamp,
+        /// The id the next message gets.
+        first_id: MessageId,
     },
     /// An account's password changed.
     Password {

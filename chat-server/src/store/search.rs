@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use chat_core::names::fold;
 use chat_core::protocol::{ChatMessage, MessageId, Target};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -92,14 +93,15 @@ pub(super) fn search(
         .join(", ");
     let mut statement = db.prepare_cached(&format!(
         "SELECT {columns} FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
-         WHERE messages_fts MATCH ?1 AND messages_fts.rowid < ?2 \
+         WHERE messages_fts MATCH ?1 AND messages_fts.rowid < ?2 AND messages_fts.rowid >= ?6 \
          AND (m.room IN (SELECT value FROM json_each(?3)) \
               OR (m.room IS NULL AND ?4 IS NOT NULL AND m.at_ms >= ?5 \
                   AND EXISTS (SELECT 1 FROM parties p WHERE p.party = ?4 AND p.message = m.id))) \
          ORDER BY messages_fts.rowid DESC"
     ))?;
     let before = before.map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX));
-    let mut rows = statement.query(params![query.words, before, rooms, me, since_ms])?;
+    let from = i64::try_from(query.from_id).unwrap_or(i64::MAX);
+    let mut rows = statement.query(params![query.words, before, rooms, me, since_ms, from])?;
     let mut found = Vec::new();
     let mut scanned = 0;
     while let Some(row) = rows.next()? {
@@ -107,7 +109,11 @@ pub(super) fn search(
         let mut message = row.into_message()?;
         let id = message.id;
         scanned += 1;
-        if query.regex.is_match(message.body.text()) {
+        let by_them = query
+            .not_from
+            .as_ref()
+            .is_some_and(|n| *n == fold(&message.from));
+        if !by_them && query.regex.is_match(message.body.text()) {
             if let Target::Room(key) = &message.to
                 && let Some(name) = scope.rooms.get(key)
             {

@@ -1,5 +1,5 @@
-//! Commands about one message: `/reply`, `/edit`, `/react`, `/temp` (a message that expires)
-//! and `/search`.
+//! Commands about one message: `/reply`, `/edit`, `/react`, `/temp` (a message that expires),
+//! `/search` and `/mentions`.
 
 use chat_core::protocol::{MAX_EXPIRY_SECS, MAX_REACTION_LEN, MessageAttr};
 
@@ -21,6 +21,9 @@ pub enum MessageCommand {
     /// `/search -s REGEX` (or `--server`): asks the server to search what it stored; empty:
     /// the older matches of the last such search.
     ServerSearch(String),
+    /// `/mentions`: the stored messages that mentioned us since our previous login (an
+    /// account's); `more`: the older ones of the last answer (`/mentions more`).
+    Mentions { more: bool },
 }
 
 impl MessageCommand {
@@ -113,6 +116,11 @@ pub(super) fn parse_message(name: &str, args: &str) -> Option<Command> {
             }
             _ => Ok(MessageCommand::Search(args.trim().to_owned())),
         },
+        "mentions" => match args.trim() {
+            "" => Ok(MessageCommand::Mentions { more: false }),
+            "more" | "-m" => Ok(MessageCommand::Mentions { more: true }),
+            _ => Err(invalid("/mentions, then /mentions more for older ones")),
+        },
         _ => return None,
     };
     Some(made.map_or_else(|e| e, Command::Message))
@@ -142,7 +150,9 @@ pub(super) fn with_emoji(m: MessageCommand) -> Command {
             }
             MessageCommand::React { id, emoji: e }
         }
-        search @ (MessageCommand::Search(_) | MessageCommand::ServerSearch(_)) => search,
+        other @ (MessageCommand::Search(_)
+        | MessageCommand::ServerSearch(_)
+        | MessageCommand::Mentions { .. }) => other,
     })
 }
 
@@ -236,6 +246,8 @@ mod tests {
             MessageCommand::ServerSearch("tea".into())
         );
         assert_eq!(m("/search -s"), MessageCommand::ServerSearch(String::new()));
+        assert_eq!(m("/mentions"), MessageCommand::Mentions { more: false });
+        assert_eq!(m("/mentions more"), MessageCommand::Mentions { more: true });
     }
 
     #[test]
@@ -252,6 +264,7 @@ mod tests {
             "/temp 5m",
             "/search",
             "/search   ",
+            "/mentions of me",
         ] {
             assert!(invalid(bad).starts_with("usage:"), "{bad}");
         }

@@ -1,5 +1,6 @@
 //! The messages the line client saw in this run (the last [`KEPT`]), for `/search` and for the
-//! quote a reply shows; and what `/reply`, `/edit`, `/react`, `/temp` and `/search` come to.
+//! quote a reply shows; and what `/reply`, `/edit`, `/react`, `/temp`, `/search` and
+//! `/mentions` come to.
 
 use std::collections::VecDeque;
 
@@ -36,6 +37,8 @@ pub(super) struct SeenMessages {
     kept: VecDeque<Seen>,
     /// The last server search: its pattern, and where its older matches start.
     server_search: Option<(String, Option<u64>)>,
+    /// Where the older mentions start, after a `/mentions` (`Some(None)`: none are left).
+    mentions_next: Option<Option<u64>>,
 }
 
 impl SeenMessages {
@@ -56,6 +59,7 @@ impl SeenMessages {
             ServerFrame::Found { pattern, next, .. } => {
                 self.server_search = Some((pattern.clone(), *next));
             }
+            ServerFrame::Mentions { next, .. } => self.mentions_next = Some(*next),
             _ => {}
         }
     }
@@ -148,6 +152,18 @@ pub(super) fn step(m: MessageCommand, rooms: &Rooms, max_len: usize, version: u1
                 limit: SEARCH_PAGE,
             };
             (search, 0)
+        }
+        MessageCommand::Mentions { more } => {
+            let before = match (more, rooms.seen.mentions_next) {
+                (false, _) => None,
+                (true, Some(Some(next))) => Some(next),
+                (true, _) => {
+                    let why = "no older mentions: /mentions lists the latest".to_owned();
+                    return Step::Show(LineEvent::error(why));
+                }
+            };
+            let limit = SEARCH_PAGE;
+            (ClientFrame::Mentions { before, limit }, 0)
         }
         MessageCommand::Reply { text, .. } | MessageCommand::Temp { text, .. }
             if text.len() > max_len =>

@@ -1,5 +1,5 @@
 //! Changes to messages in the line mode: edits, reactions, deletions and expiries, and the
-//! answer to `/search`, with their text.
+//! answers to `/search` and `/mentions`, with their text.
 
 use chat_core::protocol::{ChatMessage, Reaction, ServerFrame};
 use chrono::{DateTime, Utc};
@@ -90,6 +90,16 @@ impl LineEvent {
                 server: true,
                 next,
             },
+            ServerFrame::Mentions {
+                since,
+                messages,
+                next,
+            } => LineEvent::Mentions {
+                time: now,
+                since,
+                matches: messages.into_iter().map(Found::from).collect(),
+                next,
+            },
             _ => return None,
         })
     }
@@ -116,12 +126,9 @@ impl LineEvent {
                 pattern, matches, ..
             } => {
                 one(pattern);
-                for m in matches {
-                    one(&mut m.from);
-                    one(&mut m.text);
-                    m.room.iter_mut().for_each(one);
-                }
+                matches.iter_mut().for_each(Found::sanitize);
             }
+            LineEvent::Mentions { matches, .. } => matches.iter_mut().for_each(Found::sanitize),
             _ => {}
         }
     }
@@ -175,27 +182,65 @@ impl LineEvent {
                 } else {
                     "messages match"
                 };
-                let mut out = match matches.len() {
+                let head = match matches.len() {
                     0 => format!("{stamp} * {none} matches /{pattern}/{more}"),
                     n => format!("{stamp} * {n} {kind}{noun} /{pattern}/{more}:"),
                 };
-                for m in matches {
-                    let place = m
-                        .room
-                        .as_deref()
-                        .map(|r| format!("#{r} "))
-                        .unwrap_or_default();
-                    out.push_str(&format!(
-                        "\n    #{} {} {place}<{}> {}",
-                        m.id,
-                        when(&m.time),
-                        m.from,
-                        m.text
-                    ));
-                }
-                out
+                listed(head, matches, when)
+            }
+            LineEvent::Mentions {
+                since,
+                matches,
+                next,
+                ..
+            } => {
+                let since = since.as_ref().map_or_else(
+                    || "since your account exists".to_owned(),
+                    |t| format!("since your last login ({})", when(t)),
+                );
+                let more = if next.is_some() {
+                    " (/mentions more for older ones)"
+                } else {
+                    ""
+                };
+                let head = match matches.len() {
+                    0 => format!("{stamp} * nothing mentioned you {since}{more}"),
+                    1 => format!("{stamp} * 1 message mentioned you {since}{more}:"),
+                    n => {
+                        format!("{stamp} * {n} messages mentioned you {since}, newest first{more}:")
+                    }
+                };
+                listed(head, matches, when)
             }
             _ => String::new(),
         }
     }
+}
+
+impl Found {
+    fn sanitize(&mut self) {
+        let one = |s: &mut String| *s = sanitize_line(s);
+        one(&mut self.from);
+        one(&mut self.text);
+        self.room.iter_mut().for_each(one);
+    }
+}
+
+/// `head`, then a line for each message found: its id, time, place, sender and text.
+fn listed(mut out: String, matches: &[Found], when: impl Fn(&DateTime<Utc>) -> String) -> String {
+    for m in matches {
+        let place = m
+            .room
+            .as_deref()
+            .map(|r| format!("#{r} "))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n    #{} {} {place}<{}> {}",
+            m.id,
+            when(&m.time),
+            m.from,
+            m.text
+        ));
+    }
+    out
 }

@@ -273,3 +273,44 @@ fn search_answers_list_ids() {
     assert_eq!(json["type"], "search");
     assert_eq!(json["matches"][0]["id"], 4);
 }
+
+#[test]
+fn mentions_list_ids_and_since_when() {
+    let found = |id| Found {
+        id,
+        time: at(),
+        from: "bob".into(),
+        room: None,
+        text: "alice?".into(),
+    };
+    let mentions = LineEvent::Mentions {
+        time: at(),
+        since: Some(at()),
+        matches: vec![found(9), found(7)],
+        next: Some(7),
+    };
+    assert_eq!(
+        mentions.to_text_on("alice", true, at()),
+        "12:04:31 * 2 messages mentioned you since your last login (12:04:31), newest first \
+         (/mentions more for older ones):\n    #9 12:04:31 <bob> alice?\n    #7 12:04:31 <bob> alice?"
+    );
+    let json: serde_json::Value = serde_json::from_str(&mentions.to_json()).expect("json");
+    assert_eq!(json["type"], "mentions");
+    assert_eq!(json["since"], "2026-11-21T12:04:31.000Z");
+    assert_eq!(
+        (json["matches"][1]["id"].as_u64(), json["next"].as_u64()),
+        (Some(7), Some(7))
+    );
+    let none = LineEvent::Mentions {
+        time: at(),
+        since: None,
+        matches: Vec::new(),
+        next: None,
+    };
+    assert_eq!(
+        none.to_text_on("alice", true, at()),
+        "12:04:31 * nothing mentioned you since your account exists"
+    );
+    let json: serde_json::Value = serde_json::from_str(&none.to_json()).expect("json");
+    assert!(json["since"].is_null());
+}

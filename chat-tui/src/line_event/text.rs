@@ -167,7 +167,10 @@ impl LineEvent {
                 one(by);
                 room.iter_mut().for_each(one);
             }
-            LineEvent::Edited { .. } | LineEvent::Reactions { .. } | LineEvent::Search { .. } => {
+            LineEvent::Edited { .. }
+            | LineEvent::Reactions { .. }
+            | LineEvent::Search { .. }
+            | LineEvent::Mentions { .. } => {
                 ev.sanitize_change();
             }
         }
@@ -365,7 +368,8 @@ impl LineEvent {
             LineEvent::Deleted { time, .. }
             | LineEvent::Edited { time, .. }
             | LineEvent::Reactions { time, .. }
-            | LineEvent::Search { time, .. } => {
+            | LineEvent::Search { time, .. }
+            | LineEvent::Mentions { time, .. } => {
                 self.change_text(&stamp(time), |t| dated(t, utc, now))
             }
             LineEvent::Ignored { time, nicks } if nicks.is_empty() => {

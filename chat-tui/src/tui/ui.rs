@@ -405,7 +405,10 @@ pub const HELP: &[(&str, &str)] = &[
         "/register PASS",
         "claim your nickname · /password PASS changes it",
     ),
-    ("/close  /reconnect", "close this tab · reconnect now"),
+    (
+        "/close  /mentions",
+        "close this tab · what mentioned you · /reconnect now",
+    ),
     (
         "/nick /away /whois",
         "rename · away (/back) · who is it · /ignore NICK",

@@ -212,6 +212,8 @@ pub struct App {
     private_fetched: HashSet<String>,
     /// The last server search: its pattern, and where its older matches start.
     server_search: Option<(String, Option<u64>)>,
+    /// Where the older mentions start, after a `/mentions` (`Some(None)`: none are left).
+    mentions_next: Option<Option<u64>>,
     /// The server ended this connection for a reason that reconnecting by itself would not
     /// mend (another login to the account replaced it, an operator kicked or banned us).
     stopped_by: Option<DisconnectReason>,
@@ -294,6 +296,7 @@ impl App {
             account: false,
             private_fetched: HashSet::new(),
             server_search: None,
+            mentions_next: None,
             stopped_by: None,
             offline_shown: 0,
             roster_selected: 0,

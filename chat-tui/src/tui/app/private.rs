@@ -1,10 +1,11 @@
 //! Private history (protocol 6, for accounts): each private or group tab gets the latest
 //! messages of its conversation from the server once per connection (so a restarted client
-//! has them back), and `/history` in it pages back. And the server's search (`/search -s`).
+//! has them back), and `/history` in it pages back. And the server's search (`/search -s`),
+//! and the messages that mentioned us since our previous login (`/mentions`, protocol 7).
 
 use chat_core::names::fold;
 use chat_core::protocol::{ChatMessage, ClientFrame, Target};
-use chrono::Local;
+use chrono::{DateTime, Local, Utc};
 
 use crate::sanitize::sanitize_line;
 
@@ -121,28 +122,79 @@ impl App {
             1 => format!("1 stored message matches /{pattern}/{more}:"),
             n => format!("{n} stored messages match /{pattern}/, newest first{more}:"),
         };
-        self.notice_active(&head, false);
-        for m in &messages {
+        self.list_found(&head, &messages);
+        self.server_search = Some((pattern, next));
+        Vec::new()
+    }
+
+    /// `/mentions`: asks the server for what mentioned us since our previous login; `more`:
+    /// the older ones of the last answer.
+    pub(super) fn mentions(&mut self, more: bool) -> (Vec<Effect>, bool) {
+        let before = match (more, self.mentions_next) {
+            (false, _) => None,
+            (true, Some(Some(next))) => Some(next),
+            (true, _) => return self.refuse("no older mentions: /mentions lists the latest"),
+        };
+        self.request(ClientFrame::Mentions {
+            before,
+            limit: SEARCH_PAGE,
+        })
+    }
+
+    /// The messages that mentioned us, newest first: listed in the tab on screen like the
+    /// server's search matches.
+    pub(super) fn mentioned(
+        &mut self,
+        since: Option<DateTime<Utc>>,
+        messages: Vec<ChatMessage>,
+        next: Option<u64>,
+    ) -> Vec<Effect> {
+        let since = since.map_or_else(
+            || "since your account exists".to_owned(),
+            |t| format!("since your last login ({})", self.when(&t)),
+        );
+        let more = if next.is_some() {
+            "; /mentions more shows older ones"
+        } else {
+            ""
+        };
+        let head = match messages.len() {
+            0 => format!("nothing mentioned you {since}{more}"),
+            1 => format!("1 message mentioned you {since}{more}:"),
+            n => format!("{n} messages mentioned you {since}, newest first{more}:"),
+        };
+        self.list_found(&head, &messages);
+        self.mentions_next = Some(next);
+        Vec::new()
+    }
+
+    /// `head`, then each message found with its place, time and id, in the tab on screen.
+    fn list_found(&mut self, head: &str, messages: &[ChatMessage]) {
+        self.notice_active(head, false);
+        for m in messages {
             let place = match &m.to {
                 Target::Room(room) => format!("#{}", sanitize_line(room)),
                 Target::Users(_) => "private".to_owned(),
             };
-            let at = if self.opts.utc {
-                m.at.format("%Y-%m-%d %H:%M").to_string()
-            } else {
-                m.at.with_timezone(&Local)
-                    .format("%Y-%m-%d %H:%M")
-                    .to_string()
-            };
             let text = format!(
-                "  #{} {at} {place} <{}> {}",
+                "  #{} {} {place} <{}> {}",
                 m.id,
+                self.when(&m.at),
                 sanitize_line(&m.from),
                 sanitize_line(m.body.text())
             );
             self.notice_active(&text, false);
         }
-        self.server_search = Some((pattern, next));
-        Vec::new()
+    }
+
+    /// A date and time as the message list shows them (local time unless `--utc`).
+    fn when(&self, at: &DateTime<Utc>) -> String {
+        if self.opts.utc {
+            at.format("%Y-%m-%d %H:%M").to_string()
+        } else {
+            at.with_timezone(&Local)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! What `/reply`, `/edit`, `/react`, `/temp` and `/search` do in the full-screen client.
+//! What `/reply`, `/edit`, `/react`, `/temp`, `/search` and `/mentions` do in the full-screen
+//! client.
 
 use chat_core::names::validate_text;
 use chat_core::protocol::{Body, ClientFrame};
@@ -38,6 +39,7 @@ impl App {
             MessageCommand::React { id, emoji } => self.request(ClientFrame::React { id, emoji }),
             MessageCommand::Search(pattern) => self.search(&pattern),
             MessageCommand::ServerSearch(pattern) => self.server_search(pattern),
+            MessageCommand::Mentions { more } => self.mentions(more),
         }
     }
 

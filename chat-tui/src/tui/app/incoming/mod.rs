@@ -39,6 +39,11 @@ impl App {
                 messages,
                 next,
             } => self.found(pattern, messages, next),
+            ServerFrame::Mentions {
+                since,
+                messages,
+                next,
+            } => self.mentioned(since, messages, next),
             ServerFrame::Offline(messages) => self.offline(messages),
             ServerFrame::Queued { tag, to } => self.queued(tag, &to),
             ServerFrame::Joined { room, user, .. } => self.joined(&room, user),
