@@ -240,6 +240,15 @@ pub fn fold(s: &str) -> String {
     s.nfkc().flat_map(char::to_lowercase).collect()
 }
 
+/// A private conversation's key, for clients that keep something per conversation: its
+/// people's folded nicknames, sorted, after an `@` (which no room name has, so that rooms and
+/// conversations can share a map).
+pub fn conversation_key(people: &[String]) -> String {
+    let mut keys: Vec<String> = people.iter().map(|n| fold(n)).collect();
+    keys.sort_unstable();
+    format!("@{}", keys.join(","))
+}
+
 /// A rule a room name breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RoomError {

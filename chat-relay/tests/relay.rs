@@ -220,6 +220,19 @@ async fn a_guest_edits_and_reacts_through_the_relay_under_its_starred_name() {
     .await;
     let refused = expect_error(&mut bob).await;
     assert_eq!(refused.code, ErrorCode::NotAllowed, "{}", refused.message);
+    // Mentions are an account's: a relayed guest is told so.
+    let mentions = ClientFrame::Mentions {
+        before: None,
+        limit: 20,
+    };
+    send(&mut bob, mentions).await;
+    let refused = expect_error(&mut bob).await;
+    assert_eq!(refused.code, ErrorCode::NotAllowed, "{}", refused.message);
+    assert!(
+        refused.message.contains("accounts only"),
+        "{}",
+        refused.message
+    );
     relay.stop().await;
     server.stop().await;
 }

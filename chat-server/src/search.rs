@@ -1,8 +1,9 @@
 //! The server's search (`ClientFrame::Search`): a pattern, a regular expression, gives the
 //! words to look up in the store's full-text index (SQLite FTS5, all of them required: a word
 //! that the pattern's text goes on after, as a whole word; the last of a run of text, as the
-//! beginning of one), and every message found must then match the pattern itself. A pattern without a word (`\d+`, an emoji) cannot use the index and is
-//! refused rather than read through every stored message.
+//! beginning of one), and every message found must then match the pattern itself. A pattern
+//! without a word (`\d+`, an emoji) cannot use the index and is refused rather than read
+//! through every stored message.
 
 use chat_core::names::fold;
 use chat_core::protocol::{MAX_SEARCH_PATTERN, MessageId};
@@ -17,8 +18,9 @@ const MAX_WORDS: usize = 16;
 pub struct Query {
     /// The pattern as the client sent it.
     pub pattern: String,
-    /// The FTS5 query: the pattern's words, each a prefix, all required.
-    pub words: String,
+    /// The words looked up, all required, in lower case: each with whether it may be the
+    /// beginning of a longer word (a prefix) or is a whole word.
+    pub words: Vec<(String, bool)>,
     /// What every message found must match (case-insensitive unless the pattern has a
     /// capital letter, as in the clients' scrollback search).
     pub regex: Regex,
@@ -75,11 +77,6 @@ impl Query {
                     .to_owned(),
             );
         }
-        let words = words
-            .iter()
-            .map(|(w, prefix)| format!("\"{w}\"{}", if *prefix { "*" } else { "" }))
-            .collect::<Vec<_>>()
-            .join(" ");
         Ok(Query {
             pattern: pattern.to_owned(),
             words,
@@ -93,11 +90,11 @@ impl Query {
     /// digits, `_` and `-` are a word's, as the clients highlight mentions), from message
     /// `from_id` on.
     pub fn mentioning(nick: &str, from_id: MessageId) -> Result<Query, String> {
-        let words: Vec<String> = nick
+        let words: Vec<(String, bool)> = nick
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
             .take(MAX_WORDS)
-            .map(|w| format!("\"{}\"", w.to_lowercase()))
+            .map(|w| (w.to_lowercase(), false))
             .collect();
         if words.is_empty() {
             return Err(format!("{nick:?} has no word to look up"));
@@ -110,11 +107,36 @@ impl Query {
             .map_err(|e| invalid(&e.to_string()))?;
         Ok(Query {
             pattern,
-            words: words.join(" "),
+            words,
             regex,
             from_id,
             not_from: Some(fold(nick)),
         })
+    }
+}
+
+impl Query {
+    /// The FTS5 query: every word required; a prefix as the indexed words that begin so, which
+    /// `expand` gives (`None`: too many to list, looked up as a prefix, which FTS5 answers by
+    /// merging all their lists whole before the first match comes out; an empty list: no
+    /// indexed word begins so).
+    pub fn fts(&self, mut expand: impl FnMut(&str) -> Option<Vec<String>>) -> String {
+        let quoted = |w: &str| format!("\"{}\"", w.replace('"', "\"\""));
+        self.words
+            .iter()
+            .map(
+                |(w, prefix)| match (*prefix, (*prefix).then(|| expand(w)).flatten()) {
+                    (false, _) => quoted(w),
+                    (true, None) => format!("{}*", quoted(w)),
+                    (true, Some(terms)) if terms.is_empty() => quoted(w),
+                    (true, Some(terms)) => {
+                        let each: Vec<String> = terms.iter().map(|t| quoted(t)).collect();
+                        format!("({})", each.join(" OR "))
+                    }
+                },
+            )
+            .collect::<Vec<_>>()
+            .join(" AND ")
     }
 }
 
@@ -159,27 +181,36 @@ mod tests {
     #[test]
     fn the_words_of_a_pattern_are_looked_up_and_the_pattern_filters() {
         let q = Query::parse("coffee at (ten|eleven)").expect("valid");
-        assert_eq!(q.words, r#""at" "coffee""#);
+        assert_eq!(q.fts(|_| None), r#""at" AND "coffee""#);
         assert!(q.regex.is_match("Coffee at ELEVEN?"));
         assert!(!q.regex.is_match("coffee at noon"));
         // A capital letter makes it case-sensitive, and words are looked up in lower case.
         let q = Query::parse("Café+").expect("valid");
-        assert_eq!(q.words, r#""caf"*"#);
+        assert_eq!(q.fts(|_| None), r#""caf"*"#);
         assert!(!q.regex.is_match("café"));
         // Text after a class may be the middle of a word: not looked up.
         assert_eq!(
-            Query::parse("[cC]offee at").expect("valid").words,
+            Query::parse("[cC]offee at").expect("valid").fts(|_| None),
             r#""at"*"#
         );
         // Optional parts are not required.
-        assert_eq!(Query::parse("tea(pot)?").expect("valid").words, r#""tea"*"#);
-        assert_eq!(Query::parse("(tea)+").expect("valid").words, r#""tea"*"#);
+        let words = |p: &str| Query::parse(p).expect("valid").fts(|_| None);
+        assert_eq!(words("tea(pot)?"), r#""tea"*"#);
+        assert_eq!(words("(tea)+"), r#""tea"*"#);
+        // A prefix whose indexed words are few is looked up as those words.
+        let q = Query::parse("tea with ju").expect("valid");
+        let expand = |w: &str| match w {
+            "ju" => Some(vec!["jug".to_owned(), "juice".to_owned()]),
+            _ => None,
+        };
+        assert_eq!(q.fts(expand), r#"("jug" OR "juice") AND "tea" AND "with""#);
+        assert_eq!(q.fts(|_| Some(Vec::new())), r#""ju" AND "tea" AND "with""#);
     }
 
     #[test]
     fn a_mention_is_the_nickname_as_a_word_by_someone_else() {
         let q = Query::mentioning("Zoë_2", 40).expect("a nickname with words");
-        assert_eq!(q.words, r#""zoë" "2""#);
+        assert_eq!(q.fts(|_| None), r#""zoë" AND "2""#);
         for text in ["zoë_2: hi", "hi ZOË_2!", "(zoë_2)", "zoë_2"] {
             assert!(q.regex.is_match(text), "{text}");
         }

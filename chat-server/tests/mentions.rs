@@ -115,7 +115,11 @@ async fn an_account_lists_what_mentioned_it_since_its_previous_login() {
     .await;
     let e = expect_error(&mut carol).await;
     assert_eq!(e.code, ErrorCode::NotAllowed);
-    assert!(e.message.contains("accounts only"), "{}", e.message);
+    assert!(
+        e.message.contains("accounts only") && !e.message.contains("  "),
+        "{}",
+        e.message
+    );
 
     // A version 6 connection cannot ask.
     let (mut old, mut old_w) = raw_from("127.0.0.6", server.addr).await;

@@ -41,6 +41,9 @@ pub enum Command {
     Topic(String),
     /// Fetch older messages of the current room (the count, default 50).
     History(u32),
+    /// `/history NICK[,NICK...] [N]`: older messages of the private conversation with them
+    /// (an account's; the count, default 50).
+    PrivateHistory { with: Vec<String>, limit: u32 },
     /// Register the current nickname with this password.
     Register(Password),
     /// Change the account's password.
@@ -145,6 +148,38 @@ pub fn room_name(room: &str) -> &str {
     room.strip_prefix('#').unwrap_or(room)
 }
 
+/// `/history [N]` (the current room), `/history NICK[,NICK...] [N]` (a private conversation).
+fn history(args: &str) -> Command {
+    let usage = || Command::Invalid("usage: /history [NICK] [N], N from 1 to 500".into());
+    let count = |n: Option<&str>| match n.map(str::parse::<u32>) {
+        None => Some(DEFAULT_HISTORY_PAGE),
+        Some(Ok(n)) if (1..=500).contains(&n) => Some(n),
+        Some(_) => None,
+    };
+    let mut words = args.split_whitespace();
+    let (first, second) = (words.next(), words.next());
+    if words.next().is_some() {
+        return usage();
+    }
+    match first {
+        None => Command::History(DEFAULT_HISTORY_PAGE),
+        Some(n) if n.chars().all(|c| c.is_ascii_digit()) && second.is_none() => {
+            count(Some(n)).map_or_else(usage, Command::History)
+        }
+        Some(people) => match count(second) {
+            Some(limit) => Command::PrivateHistory {
+                with: people
+                    .split(',')
+                    .map(|n| n.trim_start_matches('@').to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                limit,
+            },
+            None => usage(),
+        },
+    }
+}
+
 /// The help text of the line client.
 pub const HELP: &[&str] = &[
     "commands:",
@@ -158,6 +193,7 @@ pub const HELP: &[&str] = &[
     "  /rooms            list the rooms, their members and topics",
     "  /topic text       set the current room's topic",
     "  /history [N]      show N older messages of the current room (default 50)",
+    "  /history NICK [N] older messages of your private conversation with NICK (accounts)",
     "  /register PASS    register your nickname (log in later with --password)",
     "  /password PASS    change your password",
     "  /nick NEW         change your nickname",
@@ -266,13 +302,7 @@ fn parse_line(line: &str) -> Option<Command> {
         },
         "rooms" | "list" => Command::Rooms,
         "topic" => Command::Topic(args.trim().to_owned()),
-        "history" => match args.trim() {
-            "" => Command::History(DEFAULT_HISTORY_PAGE),
-            n => match n.parse::<u32>() {
-                Ok(n) if (1..=500).contains(&n) => Command::History(n),
-                _ => Command::Invalid("usage: /history [N], N from 1 to 500".into()),
-            },
-        },
+        "history" => history(args),
         "register" => match args.trim() {
             "" => Command::Invalid("usage: /register PASSWORD".into()),
             pass => Command::Register(pass.into()),
@@ -343,6 +373,23 @@ mod tests {
         );
         assert_eq!(parse("/history"), Some(Command::History(50)));
         assert_eq!(parse("/history 20"), Some(Command::History(20)));
+        let private = |with: &[&str], limit| {
+            Some(Command::PrivateHistory {
+                with: with.iter().map(|n| (*n).to_owned()).collect(),
+                limit,
+            })
+        };
+        assert_eq!(parse("/history bob"), private(&["bob"], 50));
+        assert_eq!(parse("/history @bob 20"), private(&["bob"], 20));
+        assert_eq!(parse("/history bob,carol"), private(&["bob", "carol"], 50));
+        for bad in [
+            "/history 0",
+            "/history 501",
+            "/history bob x",
+            "/history bob 2 3",
+        ] {
+            assert!(matches!(parse(bad), Some(Command::Invalid(_))), "{bad}");
+        }
         assert_eq!(
             parse("/register s3cret pass"),
             Some(Command::Register("s3cret pass".into()))
@@ -514,7 +561,7 @@ mod tests {
             "/query a b",
             "/join",
             "/join a b",
-            "/history x",
+            "/history x y z",
             "/history 0",
             "/register",
             "/password",

@@ -543,6 +543,11 @@ fn to_send(command: Option<Command>, rooms: &mut Rooms, max_len: usize) -> Step 
             before: rooms.oldest(&rooms.current),
             limit,
         }),
+        Command::PrivateHistory { with, limit } => frame(ClientFrame::PrivateHistory {
+            before: rooms.oldest(&chat_core::names::conversation_key(&with)),
+            with,
+            limit,
+        }),
         Command::Register(password) => frame(ClientFrame::Register { password }),
         Command::Password(password) => frame(ClientFrame::SetPassword { password }),
         Command::Room(room) => Step::Show(rooms.switch(room_name(&room))),

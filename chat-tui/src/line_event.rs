@@ -94,6 +94,15 @@ pub enum LineEvent {
         count: usize,
         more: bool,
     },
+    /// The end of a page of a private conversation's history (answer to `/history NICK`):
+    /// how many messages it had, and whether older ones exist.
+    PrivateHistoryEnd {
+        #[serde(serialize_with = "millis")]
+        time: DateTime<Utc>,
+        with: Vec<String>,
+        count: usize,
+        more: bool,
+    },
     /// A private message was kept for offline users.
     Queued {
         #[serde(serialize_with = "millis")]
@@ -500,11 +509,29 @@ impl LineEvent {
                 });
                 return events;
             }
-            ServerFrame::Offline(messages) | ServerFrame::PrivateHistory { messages, .. } => {
+            ServerFrame::Offline(messages) => {
                 return messages
                     .into_iter()
                     .map(|m| LineEvent::message(m, me, true))
                     .collect();
+            }
+            ServerFrame::PrivateHistory {
+                with,
+                messages,
+                more,
+            } => {
+                let count = messages.len();
+                let mut events: Vec<LineEvent> = messages
+                    .into_iter()
+                    .map(|m| LineEvent::message(m, me, true))
+                    .collect();
+                events.push(LineEvent::PrivateHistoryEnd {
+                    time: now,
+                    with,
+                    count,
+                    more,
+                });
+                return events;
             }
             ServerFrame::Queued { to, .. } => LineEvent::Queued { time: now, to },
             ServerFrame::Registered { nick } => LineEvent::Registered { time: now, nick },

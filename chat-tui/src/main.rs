@@ -47,7 +47,7 @@ struct Cli {
     #[arg(long, short, env = "CHAT_SERVER")]
     server: Option<String>,
 
-    /// With --plain: print one JSON object per event instead of text.
+    /// The line mode (--plain), printing one JSON object per event instead of text.
     #[arg(long)]
     json: bool,
 
@@ -212,7 +212,7 @@ fn main() -> ExitCode {
             return ExitCode::from(line::exit::ERROR);
         }
     };
-    let code = if cli.plain {
+    let code = if cli.plain || cli.json {
         runtime.block_on(line::run(LineOptions {
             server,
             nick,

@@ -285,6 +285,40 @@ fn without_plain_the_user_is_told_what_to_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_alone_is_the_line_mode() {
+    let server = start_server().await;
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-tui"))
+            .args(["--json", "--plaintext", "--nick", "jo", "--server"])
+            .arg(server.addr.to_string())
+            .env("XDG_CONFIG_HOME", "/nonexistent/chat-tui-tests")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"/quit\n").expect("write");
+        drop(stdin);
+        (child.wait_with_output().expect("run"), server)
+    })
+    .await
+    .expect("join");
+    let (out, server) = out;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = String::from_utf8_lossy(&out.stdout);
+    let welcome: serde_json::Value =
+        serde_json::from_str(first.lines().next().expect("a line")).expect("json");
+    assert_eq!(welcome["type"], "welcome");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_history_and_accounts_from_the_line_client() {
     let server = start_server().await;
     let mut alice = Plain::spawn(server.addr, &["--nick", "alice"]);
@@ -345,6 +379,10 @@ async fn rooms_history_and_accounts_from_the_line_client() {
     alice.type_line("/mentions");
     alice.expect("1 message mentioned you since your last login");
     alice.expect("#lobby <bob> alice will love this");
+    // Her private conversation with bob, from the store.
+    alice.type_line("/history bob");
+    alice.expect("(earlier) [PM bob → you] welcome back");
+    alice.expect("1 earlier message with bob; nothing older");
     bob.type_line("/quit");
     bob.finish();
     alice.type_line("/quit");

@@ -1,14 +1,16 @@
 //! The monitor page in a real browser: a server with its monitor, two real `chat-tui --plain`
 //! clients chatting and sending private messages, and headless Chromium (driven through
-//! ChromeDriver) showing them; what users type that is far too long, and a token the server no
-//! longer accepts. Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them);
-//! `CHROMIUM` and `CHROMEDRIVER` point elsewhere if needed.
+//! ChromeDriver) showing them; edits, reactions, deletions and expiries; what users type that
+//! is far too long, and a token the server no longer accepts. Needs Debian's `chromium` and
+//! `chromium-driver` (`.ci/run` installs them); `CHROMIUM` and `CHROMEDRIVER` point elsewhere
+//! if needed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chat_core::client::{ConnectOptions, connect};
+use chat_core::protocol::{Body, ClientFrame, MessageAttr, Outgoing, ServerFrame, Target};
 use chat_server::{Config, MonitorConfig, RunningServer, Server};
 use chat_service::Secret;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -249,6 +251,88 @@ async fn the_page_shows_public_and_private_messages_live() {
 
     browser.clone().close().await.expect("close the browser");
     drop((alice, bob));
+    let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
+}
+
+/// The id of the next message `client` receives with `text`.
+async fn id_of(client: &mut chat_core::client::TcpClient, text: &str) -> u64 {
+    let wait = async {
+        loop {
+            match client.events.next().await {
+                Ok(Some(ServerFrame::Message(m))) if m.body.text() == text => return m.id,
+                Ok(Some(_)) => {}
+                other => panic!("waiting for {text:?}: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.expect("in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_reactions_deletions_and_expiries_show_on_the_page() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = monitored_server("browser-test-token", 0).await;
+    let chat = server.addr().to_string();
+    let session = Browser::start().await;
+    session
+        .open_live(&server.monitor().expect("monitor").url())
+        .await;
+    let mut alice = connect(&chat, &ConnectOptions::new("alice"))
+        .await
+        .expect("alice connects");
+    let mut bob = connect(&chat, &ConnectOptions::new("bob"))
+        .await
+        .expect("bob connects");
+    let say = |text: &str, attrs: Vec<MessageAttr>| {
+        ClientFrame::Send(Outgoing {
+            tag: 1,
+            to: Target::Room("lobby".into()),
+            body: Body::Text(text.into()),
+            attrs,
+        })
+    };
+    for (text, attrs) in [
+        ("teh first", vec![]),
+        ("spam", vec![]),
+        ("gone in a second", vec![MessageAttr::ExpiresIn(1)]),
+    ] {
+        alice.sender.send(&say(text, attrs)).await.expect("say");
+    }
+    let first = id_of(&mut bob, "teh first").await;
+    let spam = id_of(&mut bob, "spam").await;
+    let expiring = id_of(&mut bob, "gone in a second").await;
+    let edit = ClientFrame::Edit {
+        id: first,
+        text: "the first".into(),
+    };
+    let react = ClientFrame::React {
+        id: first,
+        emoji: "👍".into(),
+    };
+    alice.sender.send(&edit).await.expect("edit");
+    bob.sender.send(&react).await.expect("react");
+    let delete = ClientFrame::Delete { id: spam };
+    alice.sender.send(&delete).await.expect("delete");
+
+    let row = |kind: &str, text: &str| {
+        format!(
+            "//tbody[@id='events']/tr[td[@class='kind' and .='{kind}'] and td[@class='text' and \
+             .='{text}']]"
+        )
+    };
+    for (kind, text) in [
+        ("edit", format!("message {first} now reads: the first")),
+        (
+            "reaction",
+            format!("reacted 👍 to message {first} from alice"),
+        ),
+        ("delete", format!("deleted message {spam} from alice")),
+        ("expired", format!("message {expiring} from alice expired")),
+    ] {
+        session.wait_for(&row(kind, &text), &text).await;
+    }
+    session.screenshot("monitor-message-ops.png").await;
+    session.client.close().await.expect("close the browser");
     let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
 }
 

@@ -1921,6 +1921,33 @@ fn an_account_gets_each_private_tabs_history_and_pages_back_with_history() {
         matches!(&said.kind, EntryKind::Notice { text, .. } if text == "1 earlier message; nothing older"),
         "{said:?}"
     );
+    // From another tab, /history bob goes to bob's tab and pages back there.
+    app.active = 0;
+    assert_eq!(
+        sent(&enter_line(&mut app, "/history bob 10")),
+        [ClientFrame::PrivateHistory {
+            with: vec!["bob".into()],
+            before: Some(1),
+            limit: 10
+        }]
+    );
+    assert_eq!(app.active, tab);
+    // A conversation without a tab: the tab opens and gets its latest messages.
+    let effects = enter_line(&mut app, "/history carol");
+    assert_eq!(
+        sent(&effects),
+        [ClientFrame::PrivateHistory {
+            with: vec!["carol".into()],
+            before: None,
+            limit: 50
+        }]
+    );
+    assert_eq!(
+        app.tabs[app.active].kind,
+        TabKind::Private {
+            nick: "carol".into()
+        }
+    );
 }
 
 #[test]

@@ -92,7 +92,8 @@ impl Hub {
             return;
         };
         let Some(account) = member.account_key() else {
-            let message = "mentions are listed for accounts only (a guest's nickname may have                            been someone else's): /register PASSWORD makes this nickname yours"
+            let message = "mentions are listed for accounts only (a guest's nickname may have \
+                           been someone else's): /register PASSWORD makes this nickname yours"
                 .to_owned();
             self.error(conn, None, ErrorCode::NotAllowed, message);
             return;

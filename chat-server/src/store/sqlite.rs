@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_private_history.sql"),
     include_str!("migrations/0007_search.sql"),
     include_str!("migrations/0008_mentions.sql"),
+    include_str!("migrations/0009_search_words.sql"),
 ];
 
 /// SQLite behind the [`Store`] trait.

@@ -1,7 +1,7 @@
 //! What room the line client is in: the rooms joined, the current one, and where `/history`
 //! continues from in each.
 
-use chat_core::names::fold;
+use chat_core::names::{conversation_key, fold};
 use chat_core::protocol::{DEFAULT_ROOM, ServerFrame, Target};
 use chrono::Utc;
 
@@ -85,6 +85,11 @@ impl Rooms {
             ServerFrame::History { room, messages, .. } => {
                 if let Some(first) = messages.first() {
                     self.seen(room, first.id);
+                }
+            }
+            ServerFrame::PrivateHistory { with, messages, .. } => {
+                if let Some(first) = messages.first() {
+                    self.seen(&conversation_key(with), first.id);
                 }
             }
             _ => {}

@@ -89,7 +89,9 @@ impl LineEvent {
                 one(topic);
                 one(by);
             }
-            LineEvent::Queued { to, .. } => to.iter_mut().for_each(one),
+            LineEvent::Queued { to, .. } | LineEvent::PrivateHistoryEnd { with: to, .. } => {
+                to.iter_mut().for_each(one);
+            }
             LineEvent::Registered { nick, .. } => one(nick),
             LineEvent::PasswordChanged { .. } => {}
             LineEvent::Roster { room, users, .. } => {
@@ -254,7 +256,17 @@ impl LineEvent {
                 room,
                 count,
                 more,
-            } => history_end_text(&stamp(time), room, *count, *more),
+            } => history_end_text(&stamp(time), &format!("of #{room}"), "", *count, *more),
+            LineEvent::PrivateHistoryEnd {
+                time,
+                with,
+                count,
+                more,
+            } => {
+                let with = with.join(",");
+                let place = format!("with {with}");
+                history_end_text(&stamp(time), &place, &format!(" {with}"), *count, *more)
+            }
             LineEvent::Queued { time, to } => format!(
                 "{} * {} offline: the message is kept for when they log in",
                 stamp(time),
@@ -508,14 +520,16 @@ fn rooms_text(stamp: &str, rooms: &[RoomLine]) -> String {
 }
 
 /// The end of a page of a room's history: how many, and whether there are older ones.
-fn history_end_text(stamp: &str, room: &str, count: usize, more: bool) -> String {
+/// "12 earlier messages of #rust; nothing older": `place` says of what, `args` what
+/// `/history` takes to go on.
+fn history_end_text(stamp: &str, place: &str, args: &str, count: usize, more: bool) -> String {
     let older = if more {
-        "; /history shows older ones"
+        format!("; /history{args} shows older ones")
     } else {
-        "; nothing older"
+        "; nothing older".to_owned()
     };
     let noun = if count == 1 { "message" } else { "messages" };
-    format!("{stamp} * {count} earlier {noun} of #{room}{older}")
+    format!("{stamp} * {count} earlier {noun} {place}{older}")
 }
 
 /// The connection ended: we left, or the server or the network ended it.

@@ -38,6 +38,7 @@ impl App {
             Command::Rooms => self.request(ClientFrame::ListRooms),
             Command::Topic(topic) => self.set_topic(topic, &tab),
             Command::History(limit) => self.older_history(limit, &tab),
+            Command::PrivateHistory { with, limit } => self.history_with(with, limit),
             Command::Register(password) => {
                 let frame = ClientFrame::Register {
                     password: password.clone(),

@@ -3,7 +3,7 @@
 //! has them back), and `/history` in it pages back. And the server's search (`/search -s`),
 //! and the messages that mentioned us since our previous login (`/mentions`, protocol 7).
 
-use chat_core::names::fold;
+use chat_core::names::conversation_key;
 use chat_core::protocol::{ChatMessage, ClientFrame, Target};
 use chrono::{DateTime, Local, Utc};
 
@@ -52,6 +52,33 @@ impl App {
         effects
     }
 
+    /// `/history NICK[,NICK...] [N]`: goes to the conversation's tab (a private one opens if
+    /// needed, and gets its latest messages at once); in a tab that has them, pages back.
+    pub(super) fn history_with(&mut self, with: Vec<String>, limit: u32) -> (Vec<Effect>, bool) {
+        let kind = match with.as_slice() {
+            [nick] => TabKind::Private { nick: nick.clone() },
+            _ => TabKind::Group {
+                nicks: with.clone(),
+            },
+        };
+        let fetched = self.private_fetched.contains(&conversation_key(&with));
+        match self.tabs.iter().position(|t| t.kind.is(&kind)) {
+            Some(i) => self.select_tab(i),
+            None if with.len() == 1 => {
+                let (effects, keep) = self.query(&with[0]);
+                if keep {
+                    return (effects, keep);
+                }
+            }
+            None => return self.refuse("no tab for that group: /msg NICK,NICK text opens one"),
+        }
+        if fetched {
+            self.older_private_history(limit)
+        } else {
+            (Vec::new(), false)
+        }
+    }
+
     /// `/history [N]` in a private or group tab: the page before the oldest message shown.
     pub(super) fn older_private_history(&mut self, limit: u32) -> (Vec<Effect>, bool) {
         if let Some(why) = self.no_private_history() {
@@ -68,14 +95,6 @@ impl App {
             app.history_asked.insert(key);
         })
     }
-}
-
-/// A conversation's key among the rooms' in `history_asked` (which a room name cannot be):
-/// its people's folded nicknames, sorted.
-pub(super) fn conversation_key(people: &[String]) -> String {
-    let mut keys: Vec<String> = people.iter().map(|n| fold(n)).collect();
-    keys.sort_unstable();
-    format!("@{}", keys.join(","))
 }
 
 /// Matches asked for per server search.

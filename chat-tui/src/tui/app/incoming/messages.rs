@@ -6,9 +6,9 @@ use chat_core::names::fold;
 use chat_core::protocol::{ChatMessage, ClientFrame, MessageAttr, Target};
 
 use crate::sanitize::{sanitize_line, sanitize_text};
-use crate::tui::app::private::conversation_key;
 use crate::tui::app::{App, Effect, Entry, EntryKind, TabKind};
 use crate::tui::entry::Quote;
+use chat_core::names::conversation_key;
 
 impl App {
     /// Shows a chat message in its tab (a room's, or the private conversation's); `history`
