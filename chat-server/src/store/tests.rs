@@ -533,6 +533,24 @@ fn the_search_index_follows_messages_stored_edited_and_deleted_before_or_after_i
     assert_eq!(found(&mut store, "coffee"), [4]);
     assert_eq!(found(&mut store, "tea"), [1]);
     assert_eq!(store.index_backlog().unwrap(), 0);
+    // The last word is a word's beginning, looked up as the few indexed words that begin so,
+    // or as a prefix when they are many or it has accents (the index has none).
+    store
+        .apply(&[
+            room_message(5, "lobby", "coffeehouse opens"),
+            room_message(6, "lobby", "café au lait"),
+        ])
+        .unwrap();
+    assert_eq!(found(&mut store, "coff"), [5, 4]);
+    assert_eq!(found(&mut store, "caf"), [6]);
+    assert_eq!(found(&mut store, "café"), [6]);
+    assert!(found(&mut store, "cofx").is_empty());
+    let many: Vec<Write> = (0..40)
+        .map(|i| room_message(10 + i, "lobby", &format!("w{i:02} said so")))
+        .collect();
+    store.apply(&many).unwrap();
+    assert_eq!(found(&mut store, "w").len(), 10, "a prefix of 40 words");
+    assert_eq!(found(&mut store, "w3"), [49, 48, 47, 46, 45, 44, 43, 42, 41, 40]);
     let integrity: String = store
         .connection()
         .query_row(
