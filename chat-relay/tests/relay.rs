@@ -159,7 +159,7 @@ async fn a_guest_appears_starred_and_chats_with_direct_clients_both_ways() {
 }
 
 #[tokio::test]
-async fn a_guest_edits_and_reacts_through_the_relay_under_its_starred_name() {
+async fn a_guest_edits_reacts_and_searches_through_the_relay_under_its_starred_name() {
     let server = server_accepting_relays().await;
     let relay = TestRelay::start(server.addr, SECRET).await;
     let mut alice = server.client("alice").await;
@@ -220,6 +220,22 @@ async fn a_guest_edits_and_reacts_through_the_relay_under_its_starred_name() {
     .await;
     let refused = expect_error(&mut bob).await;
     assert_eq!(refused.code, ErrorCode::NotAllowed, "{}", refused.message);
+    // A guest searches what the server stored of the rooms it is in.
+    let search = ClientFrame::Search {
+        pattern: "hello gu".into(),
+        before: None,
+        limit: 20,
+    };
+    send(&mut bob, search).await;
+    let found = expect(&mut bob, "search results", |f| {
+        matches!(f, ServerFrame::Found { .. })
+    })
+    .await;
+    let ServerFrame::Found { messages, .. } = found else {
+        unreachable!()
+    };
+    let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [hers]);
     // Mentions are an account's: a relayed guest is told so.
     let mentions = ClientFrame::Mentions {
         before: None,

@@ -3,7 +3,7 @@
 //! version 5 client gets an edit as a message marked "(edit)"), others are refused, the store
 //! keeps only the latest text, and both survive a restart; replies carry what they answer;
 //! expiring messages go from every client and from the store when they expire, on a paused
-//! clock, across a restart too; a version 3 client gets a notice in place of a deleted message.
+//! clock, across a restart too; a version 2 client gets a notice in place of a deleted message.
 
 use std::path::Path;
 use std::time::Duration;
@@ -298,13 +298,13 @@ async fn an_expiring_message_goes_from_every_client_and_the_store_when_it_expire
 }
 
 #[tokio::test]
-async fn a_version_3_client_gets_a_notice_in_place_of_a_deleted_message() {
+async fn a_version_2_client_gets_a_notice_in_place_of_a_deleted_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start_with(on_file(&dir.path().join("chat.db"))).await;
     let mut bob = from(&server, "127.0.0.2", "bob").await;
     let mut dave = from(&server, "127.0.0.4", "dave").await;
     let (mut old, mut old_w) = raw_from("127.0.0.6", server.addr).await;
-    old_w.write_all(&hello("oldie", 3)).await.expect("hello");
+    old_w.write_all(&hello("oldie", 2)).await.expect("hello");
     loop {
         if let ServerFrame::Welcome(_) = old.recv().await.expect("read").expect("open") {
             break;
@@ -316,7 +316,7 @@ async fn a_version_3_client_gets_a_notice_in_place_of_a_deleted_message() {
     let notice = loop {
         match old.recv().await.expect("read").expect("open") {
             ServerFrame::Message(m) if m.body.text().starts_with("(message") => break m,
-            ServerFrame::Deleted { .. } => panic!("a version 3 client knows no Deleted"),
+            ServerFrame::Deleted { .. } => panic!("a version 2 client knows no Deleted"),
             _ => {}
         }
     };

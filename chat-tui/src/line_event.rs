@@ -497,17 +497,13 @@ impl LineEvent {
                 more,
             } => {
                 let count = messages.len();
-                let mut events: Vec<LineEvent> = messages
-                    .into_iter()
-                    .map(|m| LineEvent::message(m, me, true))
-                    .collect();
-                events.push(LineEvent::HistoryEnd {
+                let end = LineEvent::HistoryEnd {
                     time: now,
                     room,
                     count,
                     more,
-                });
-                return events;
+                };
+                return earlier(messages, me, end);
             }
             ServerFrame::Offline(messages) => {
                 return messages
@@ -521,17 +517,13 @@ impl LineEvent {
                 more,
             } => {
                 let count = messages.len();
-                let mut events: Vec<LineEvent> = messages
-                    .into_iter()
-                    .map(|m| LineEvent::message(m, me, true))
-                    .collect();
-                events.push(LineEvent::PrivateHistoryEnd {
+                let end = LineEvent::PrivateHistoryEnd {
                     time: now,
                     with,
                     count,
                     more,
-                });
-                return events;
+                };
+                return earlier(messages, me, end);
             }
             ServerFrame::Queued { to, .. } => LineEvent::Queued { time: now, to },
             ServerFrame::Registered { nick } => LineEvent::Registered { time: now, nick },
@@ -603,6 +595,16 @@ impl LineEvent {
         serde_json::to_string(self)
             .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":\"{e}\"}}"))
     }
+}
+
+/// A page of history's messages, marked earlier, then `end`.
+fn earlier(messages: Vec<ChatMessage>, me: &str, end: LineEvent) -> Vec<LineEvent> {
+    let mut events: Vec<LineEvent> = messages
+        .into_iter()
+        .map(|m| LineEvent::message(m, me, true))
+        .collect();
+    events.push(end);
+    events
 }
 
 fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

@@ -1972,14 +1972,7 @@ fn a_server_search_lists_what_it_found_and_goes_on_with_older_matches() {
             next: Some(42),
         },
     );
-    let notices: Vec<String> = app.tabs[0]
-        .entries
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EntryKind::Notice { text, .. } => Some(text.clone()),
-            _ => None,
-        })
-        .collect();
+    let notices = notices(&app, 0);
     let tail = &notices[notices.len() - 2..];
     assert_eq!(
         tail[0],
@@ -2021,14 +2014,7 @@ fn mentions_are_asked_for_and_listed_with_older_ones_on_request() {
             next: Some(42),
         },
     );
-    let notices: Vec<String> = app.tabs[0]
-        .entries
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EntryKind::Notice { text, .. } => Some(text.clone()),
-            _ => None,
-        })
-        .collect();
+    let notices = notices(&app, 0);
     let tail = &notices[notices.len() - 2..];
     assert!(
         tail[0].starts_with("1 message mentioned you since your last login (")
@@ -2058,4 +2044,16 @@ fn mentions_are_asked_for_and_listed_with_older_ones_on_request() {
     );
     // None older: said here, nothing sent.
     assert!(sent(&enter_line(&mut app, "/mentions more")).is_empty());
+}
+
+/// The notices of tab `tab`, in order.
+fn notices(app: &chat_tui::tui::app::App, tab: usize) -> Vec<String> {
+    app.tabs[tab]
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Notice { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
 }

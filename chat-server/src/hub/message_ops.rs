@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::Hub;
 use super::cmd::Cmd;
-use super::conn::ConnId;
+use super::conn::{Caps, ConnId};
 use super::fanout::encode;
 use crate::event::EventKind;
 use crate::store::{Edit, Notes, Write};
@@ -193,20 +193,8 @@ impl Hub {
             tag: None,
             ..found.message.clone()
         });
-        if let (Some(bytes), Some(older)) = (encode(&frame), encode(&notice)) {
-            for c in self.audience(&found, conn) {
-                let Some(m) = self.clients.get(&c) else {
-                    continue;
-                };
-                let bytes = if m.caps.moderation() {
-                    bytes.clone()
-                } else {
-                    older.clone()
-                };
-                let outbox = m.outbox.clone();
-                self.fanout.queue(&self.rooms, c, &outbox, bytes);
-            }
-        }
+        let audience = self.audience(&found, conn);
+        self.queue_by_version(&audience, &frame, &notice, Caps::moderation);
         let kind = EventKind::Deleted {
             by,
             id,
@@ -260,21 +248,8 @@ impl Hub {
             tag: None,
             ..edited
         });
-        let (Some(bytes), Some(older)) = (encode(&frame), encode(&fallback)) else {
-            return;
-        };
-        for c in self.audience(&found, Some(conn)) {
-            let Some(m) = self.clients.get(&c) else {
-                continue;
-            };
-            let bytes = if m.caps.message_ops() {
-                bytes.clone()
-            } else {
-                older.clone()
-            };
-            let outbox = m.outbox.clone();
-            self.fanout.queue(&self.rooms, c, &outbox, bytes);
-        }
+        let audience = self.audience(&found, Some(conn));
+        self.queue_by_version(&audience, &frame, &fallback, Caps::message_ops);
         let kind = EventKind::Edited {
             by,
             id,
@@ -339,6 +314,31 @@ impl Hub {
             added: add,
         };
         self.sinks.record(kind, now);
+    }
+
+    /// Queues `frame` for each of `audience` whose version `knows` it, `older` for the others.
+    fn queue_by_version(
+        &mut self,
+        audience: &[ConnId],
+        frame: &ServerFrame,
+        older: &ServerFrame,
+        knows: fn(Caps) -> bool,
+    ) {
+        let (Some(bytes), Some(older)) = (encode(frame), encode(older)) else {
+            return;
+        };
+        for &c in audience {
+            let Some(m) = self.clients.get(&c) else {
+                continue;
+            };
+            let bytes = if knows(m.caps) {
+                bytes.clone()
+            } else {
+                older.clone()
+            };
+            let outbox = m.outbox.clone();
+            self.fanout.queue(&self.rooms, c, &outbox, bytes);
+        }
     }
 
     /// Queues `bytes` for `conn` if it speaks version 6 (edits and reactions).

@@ -550,7 +550,10 @@ fn the_search_index_follows_messages_stored_edited_and_deleted_before_or_after_i
         .collect();
     store.apply(&many).unwrap();
     assert_eq!(found(&mut store, "w").len(), 10, "a prefix of 40 words");
-    assert_eq!(found(&mut store, "w3"), [49, 48, 47, 46, 45, 44, 43, 42, 41, 40]);
+    assert_eq!(
+        found(&mut store, "w3"),
+        [49, 48, 47, 46, 45, 44, 43, 42, 41, 40]
+    );
     let integrity: String = store
         .connection()
         .query_row(

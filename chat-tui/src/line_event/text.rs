@@ -528,8 +528,11 @@ fn history_end_text(stamp: &str, place: &str, args: &str, count: usize, more: bo
     } else {
         "; nothing older".to_owned()
     };
-    let noun = if count == 1 { "message" } else { "messages" };
-    format!("{stamp} * {count} earlier {noun} {place}{older}")
+    match count {
+        0 => format!("{stamp} * no earlier messages {place}{older}"),
+        1 => format!("{stamp} * 1 earlier message {place}{older}"),
+        n => format!("{stamp} * {n} earlier messages {place}{older}"),
+    }
 }
 
 /// The connection ended: we left, or the server or the network ended it.
