@@ -45,6 +45,10 @@ pub struct LimitsConfig {
     pub rooms_per_hour: u32,
     /// Rooms one guest connection may create.
     pub rooms_per_guest: u32,
+    /// Messages with an expiry followed at once.
+    pub expiring: usize,
+    /// Messages with an expiry one address may have waiting.
+    pub expiring_per_address: usize,
     /// Places among `--max-clients` that guests cannot take, kept for accounts; `None` keeps a
     /// tenth of them.
     pub account_slots: Option<usize>,
@@ -62,6 +66,8 @@ impl Default for LimitsConfig {
             registrations_per_hour: 3,
             rooms_per_hour: 10,
             rooms_per_guest: 3,
+            expiring: 100_000,
+            expiring_per_address: 1_000,
             account_slots: None,
             exempt: default_exempt(),
         }

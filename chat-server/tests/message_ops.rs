@@ -298,6 +298,48 @@ async fn an_expiring_message_goes_from_every_client_and_the_store_when_it_expire
 }
 
 #[tokio::test]
+async fn one_address_cannot_take_every_expiring_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chat.db");
+    let server = TestServer::start_with(|c| {
+        on_file(&db)(c);
+        c.limits.expiring = 3;
+        c.limits.expiring_per_address = 2;
+    })
+    .await;
+    let mut alice = from(&server, "127.0.0.1", "alice").await;
+    let mut bob = from(&server, "127.0.0.2", "bob").await;
+    let mut carol = from(&server, "127.0.0.3", "carol").await;
+    for text in ["one", "two"] {
+        send(&mut alice, expiring(text, MAX_EXPIRY_SECS)).await;
+        expect_text(&mut bob, text).await;
+    }
+    // Alice's address has its share; bob's has not.
+    let refused = refusal(
+        &mut alice,
+        expiring("three", MAX_EXPIRY_SECS),
+        ErrorCode::Busy,
+    )
+    .await;
+    assert!(refused.contains("your address has 2"), "{refused}");
+    send(&mut bob, expiring("bob's", MAX_EXPIRY_SECS)).await;
+    expect_text(&mut alice, "bob's").await;
+    // The server's own limit: three wait.
+    let refused = refusal(
+        &mut carol,
+        expiring("carol's", MAX_EXPIRY_SECS),
+        ErrorCode::Busy,
+    )
+    .await;
+    assert!(refused.contains("as many expiring messages"), "{refused}");
+    // Messages without an expiry go on. (The share comes back as they expire: the unit test
+    // of `Expiries`, on a paused clock.)
+    still_chatting(&mut carol, &mut bob, "plain messages go on").await;
+    still_chatting(&mut alice, &mut bob, "alice too").await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_version_2_client_gets_a_notice_in_place_of_a_deleted_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start_with(on_file(&dir.path().join("chat.db"))).await;

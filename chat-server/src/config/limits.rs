@@ -67,6 +67,26 @@ pub struct LimitArgs {
     )]
     pub rooms_per_hour: u32,
 
+    /// Messages with an expiry (/temp) the server follows at once; one more is refused until
+    /// some have expired.
+    #[arg(
+        long,
+        env = "CHAT_MAX_EXPIRING",
+        value_name = "N",
+        default_value_t = 100_000
+    )]
+    pub max_expiring: usize,
+
+    /// Messages with an expiry that one address may have waiting at once (counted until they
+    /// expire).
+    #[arg(
+        long,
+        env = "CHAT_MAX_EXPIRING_PER_ADDRESS",
+        value_name = "N",
+        default_value_t = 1_000
+    )]
+    pub max_expiring_per_address: usize,
+
     /// Rooms one guest (one connection without an account) may create.
     #[arg(
         long,
@@ -171,6 +191,8 @@ impl LimitArgs {
             registrations_per_hour: self.registrations_per_hour,
             rooms_per_hour: self.rooms_per_hour,
             rooms_per_guest: self.rooms_per_guest,
+            expiring: self.max_expiring,
+            expiring_per_address: self.max_expiring_per_address,
             account_slots: self
                 .account_slots
                 .map(|n| n.min(max_clients.saturating_sub(1))),

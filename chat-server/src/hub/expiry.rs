@@ -2,32 +2,55 @@
 //! hub when it expires (`Deleted` with an empty `by` to whoever can see it, and from the store
 //! and the room's recent messages). The times are kept in memory, loaded from the store at
 //! start; what already expired while the server was stopped was deleted by the store before.
+//! At most `--max-expiring` wait at once, and `--max-expiring-per-address` from one address
+//! (counted until they are due, also when deleted before): one address cannot take them all.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chat_core::protocol::{MessageId, Timestamp};
 use chrono::Utc;
 use tokio::time::{Duration, Instant};
 
-/// Most expiring messages waiting at once; a new one beyond is refused.
-pub(super) const MAX_EXPIRING: usize = 100_000;
+use crate::limits::{IpKey, LimitsConfig};
 
-/// When each expiring message goes, soonest first.
+/// When each expiring message goes, soonest first, and how many each address has waiting.
 #[derive(Debug, Default)]
 pub(super) struct Expiries {
     due: BTreeSet<(Instant, MessageId)>,
+    /// The address each waiting message came from (not those loaded at start, nor those from
+    /// exempt addresses).
+    from: HashMap<MessageId, IpKey>,
+    /// How many are waiting per address.
+    per_address: HashMap<IpKey, usize>,
 }
 
 impl Expiries {
-    /// Whether another one may be added.
-    pub fn has_room(&self) -> bool {
-        self.due.len() < MAX_EXPIRING
+    /// Why one more from `addr` (`None`: not counted) cannot be added, if it cannot.
+    pub fn refusal(&self, addr: Option<IpKey>, limits: &LimitsConfig) -> Option<String> {
+        if self.due.len() >= limits.expiring {
+            return Some(
+                "the server has as many expiring messages as it keeps track of: send it \
+                 without an expiry, or later"
+                    .to_owned(),
+            );
+        }
+        let mine = addr.map_or(0, |a| self.per_address.get(&a).copied().unwrap_or(0));
+        (mine >= limits.expiring_per_address).then(|| {
+            format!(
+                "your address has {mine} messages waiting to expire, the most one address may \
+                 have: send it without an expiry, or once some have expired"
+            )
+        })
     }
 
-    /// Message `id` goes `secs` seconds from now.
-    pub fn add(&mut self, id: MessageId, secs: u32) {
+    /// Message `id`, from `addr`, goes `secs` seconds from now.
+    pub fn add(&mut self, id: MessageId, secs: u32, addr: Option<IpKey>) {
         self.due
             .insert((Instant::now() + Duration::from_secs(u64::from(secs)), id));
+        if let Some(addr) = addr {
+            self.from.insert(id, addr);
+            *self.per_address.entry(addr).or_default() += 1;
+        }
     }
 
     /// Message `id`, loaded from the store, goes at `at` (a wall-clock time).
@@ -49,6 +72,14 @@ impl Expiries {
                 break;
             }
             self.due.pop_first();
+            if let Some(addr) = self.from.remove(&id)
+                && let Some(n) = self.per_address.get_mut(&addr)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_address.remove(&addr);
+                }
+            }
             ids.push(id);
         }
         ids
@@ -62,8 +93,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn messages_come_due_in_the_order_they_expire() {
         let mut expiries = Expiries::default();
-        expiries.add(7, 60);
-        expiries.add(3, 30);
+        expiries.add(7, 60, None);
+        expiries.add(3, 30, None);
         expiries.add_at(9, Utc::now() - chrono::Duration::seconds(5));
         assert_eq!(expiries.take_due(Instant::now()), [9], "already expired");
         tokio::time::advance(Duration::from_secs(30)).await;
@@ -79,13 +110,37 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn at_most_max_expiring_wait_and_room_comes_back_as_they_go() {
+        let limits = LimitsConfig::default();
         let mut expiries = Expiries::default();
-        for id in 0..MAX_EXPIRING as u64 {
-            expiries.add(id, 60);
+        for id in 0..limits.expiring as u64 {
+            expiries.add(id, 60, None);
         }
-        assert!(!expiries.has_room(), "full: the hub refuses one more");
+        let refused = expiries.refusal(None, &limits).expect("full");
+        assert!(refused.contains("as many expiring messages"), "{refused}");
         tokio::time::advance(Duration::from_secs(60)).await;
-        assert_eq!(expiries.take_due(Instant::now()).len(), MAX_EXPIRING);
-        assert!(expiries.has_room());
+        assert_eq!(expiries.take_due(Instant::now()).len(), limits.expiring);
+        assert!(expiries.refusal(None, &limits).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_address_has_its_share_and_gets_it_back_as_they_go() {
+        let limits = LimitsConfig {
+            expiring_per_address: 2,
+            ..LimitsConfig::default()
+        };
+        let (a, b) = (IpKey::V4(1), IpKey::V4(2));
+        let mut expiries = Expiries::default();
+        expiries.add(1, 10, Some(a));
+        expiries.add(2, 20, Some(a));
+        let refused = expiries.refusal(Some(a), &limits).expect("a has its share");
+        assert!(refused.contains("your address has 2"), "{refused}");
+        assert!(expiries.refusal(Some(b), &limits).is_none());
+        assert!(expiries.refusal(None, &limits).is_none(), "not counted");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(expiries.take_due(Instant::now()), [1]);
+        assert!(expiries.refusal(Some(a), &limits).is_none());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(expiries.take_due(Instant::now()), [2]);
+        assert!(expiries.per_address.is_empty() && expiries.from.is_empty());
     }
 }

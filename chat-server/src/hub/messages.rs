@@ -61,10 +61,10 @@ impl Hub {
             return;
         }
         let expires = MessageAttr::expires_in(&attrs);
-        if expires.is_some() && !self.expiries.has_room() {
-            let message = "the server has as many expiring messages as it keeps track of: \
-                           send it without an expiry, or later"
-                .to_owned();
+        let counted = self.counted_address(conn);
+        if expires.is_some()
+            && let Some(message) = self.expiries.refusal(counted, &self.config.limits)
+        {
             self.error(conn, Some(tag), ErrorCode::Busy, message);
             return;
         }
@@ -91,7 +91,7 @@ impl Hub {
             sender.last_active = at;
         }
         if let Some(secs) = expires {
-            self.expiries.add(id, secs);
+            self.expiries.add(id, secs, counted);
         }
         let message: SharedMessage = Arc::new(ChatMessage {
             id,

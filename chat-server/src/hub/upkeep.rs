@@ -1,5 +1,5 @@
-//! Keeping rooms and the store within bounds: who may create a room (a few per guest, a few
-//! per address an hour), making way for a new room at `--max-rooms`, expiring rooms that are
+//! Keeping rooms and the store within bounds: the address a connection counts under, who may
+//! create a room (a few per guest, a few per address an hour), making way for a new room at `--max-rooms`, expiring rooms that are
 //! empty, that no account is in, and that nobody used for a while (guests' rooms sooner), and
 //! applying the message retention (`--retain-days` and the others).
 
@@ -25,6 +25,19 @@ pub(super) struct RoomBuckets {
 }
 
 impl Hub {
+    /// The address `conn` counts under for what one address may have (rooms created, expiring
+    /// messages); `None` for an exempt address (`--exempt`, loopback by default).
+    pub(super) fn counted_address(&self, conn: ConnId) -> Option<IpKey> {
+        let addr = self.clients.get(&conn)?.addr.ip().to_canonical();
+        let exempt = self
+            .config
+            .limits
+            .exempt
+            .iter()
+            .any(|net| net.contains(&addr));
+        (!exempt).then(|| IpKey::of(addr))
+    }
+
     /// Whether `conn` may create a room now, or why not.
     pub(super) fn may_create_room(&mut self, conn: ConnId) -> Result<(), String> {
         let Some(member) = self.clients.get(&conn) else {
@@ -38,18 +51,17 @@ impl Hub {
                 limits.rooms_per_guest
             ));
         }
-        let addr = member.addr.ip().to_canonical();
-        if limits.exempt.iter().any(|net| net.contains(&addr)) {
+        let Some(addr) = self.counted_address(conn) else {
             return Ok(());
-        }
+        };
         let now = Instant::now();
         let buckets = &mut self.room_buckets.by_address;
         if buckets.len() >= PRUNE_AT {
             buckets.clear();
         }
-        let per_hour = limits.rooms_per_hour;
+        let per_hour = self.config.limits.rooms_per_hour;
         let bucket = buckets
-            .entry(IpKey::of(addr))
+            .entry(addr)
             .or_insert_with(|| Bucket::per_hour(per_hour, now));
         bucket.take(now).map_err(|wait| {
             format!(
