@@ -2057,3 +2057,33 @@ fn notices(app: &chat_tui::tui::app::App, tab: usize) -> Vec<String> {
         })
         .collect()
 }
+
+#[test]
+fn reply_and_react_take_a_nickname_for_their_latest_message_in_the_tab() {
+    let mut app = connected("alice", &["alice", "bob"]);
+    frame(&mut app, public(41, "bob", "lunch?", 0));
+    frame(&mut app, public(42, "bob", "at noon?", 1));
+    let sent_reply = sent(&enter_line(&mut app, "/reply bob: sure"));
+    assert!(
+        matches!(
+            &sent_reply[..],
+            [ClientFrame::Send(o)] if o.attrs == [chat_core::protocol::MessageAttr::ReplyTo(42)]
+        ),
+        "{sent_reply:?}"
+    );
+    assert_eq!(
+        sent(&enter_line(&mut app, "/react @bob :+1:")),
+        [ClientFrame::React {
+            id: 42,
+            emoji: "👍".into()
+        }]
+    );
+    // Nobody of that name wrote here: said, nothing sent, the line kept.
+    assert!(sent(&enter_line(&mut app, "/react carol :+1:")).is_empty());
+    assert_eq!(app.input_text(), "/react carol :+1:");
+    assert!(
+        notices(&app, 0)
+            .last()
+            .is_some_and(|n| n.contains("no message from carol"))
+    );
+}

@@ -10,10 +10,14 @@ use super::{Command, parse_duration};
 pub enum MessageCommand {
     /// `/reply ID text`: a message to the current tab that answers message `id`.
     Reply { id: u64, text: String },
+    /// `/reply NICK text`: answers the latest message from `nick` in the current tab.
+    ReplyLatest { nick: String, text: String },
     /// `/edit ID text`: replaces the text of message `id`.
     Edit { id: u64, text: String },
     /// `/react ID EMOJI`: adds our reaction to message `id`, or takes it back.
     React { id: u64, emoji: String },
+    /// `/react NICK EMOJI`: the same for the latest message from `nick` in the current tab.
+    ReactLatest { nick: String, emoji: String },
     /// `/temp DURATION text`: a message to the current tab that expires after `secs`.
     Temp { secs: u32, text: String },
     /// `/search REGEX`: finds messages in the scrollback.
@@ -27,6 +31,29 @@ pub enum MessageCommand {
 }
 
 impl MessageCommand {
+    /// The command with "the latest message from NICK" replaced by that message's id, which
+    /// `latest` finds in the current tab; or why it cannot be.
+    pub fn resolved(self, latest: impl Fn(&str) -> Option<u64>) -> Result<Self, String> {
+        let id = |nick: &str| {
+            latest(nick).ok_or_else(|| {
+                format!(
+                    "no message from {nick} here to answer or react to (a message id works too)"
+                )
+            })
+        };
+        Ok(match self {
+            MessageCommand::ReplyLatest { nick, text } => MessageCommand::Reply {
+                id: id(&nick)?,
+                text,
+            },
+            MessageCommand::ReactLatest { nick, emoji } => MessageCommand::React {
+                id: id(&nick)?,
+                emoji,
+            },
+            other => other,
+        })
+    }
+
     /// The attributes of the message this command sends (`/reply`, `/temp`).
     pub fn attrs(&self) -> Vec<MessageAttr> {
         match self {
@@ -74,6 +101,14 @@ pub fn reaction_problem(emoji: &str) -> Option<String> {
     }
 }
 
+/// `emoji` if it can be a reaction, or why not.
+fn reaction(emoji: String) -> Result<String, String> {
+    match reaction_problem(&emoji) {
+        Some(why) => Err(why),
+        None => Ok(emoji),
+    }
+}
+
 /// The commands about a message, or `None` for another name.
 pub(super) fn parse_message(name: &str, args: &str) -> Option<Command> {
     let invalid = |usage: &str| Command::Invalid(format!("usage: {usage}"));
@@ -87,17 +122,35 @@ pub(super) fn parse_message(name: &str, args: &str) -> Option<Command> {
         },
         None => Err(invalid(usage)),
     };
+    // A nickname where an id goes: that person's latest message in the tab.
+    let nick = |word: &str| {
+        let nick = word.trim_start_matches('@').trim_end_matches([':', ',']);
+        (!nick.is_empty() && !nick.starts_with('#')).then(|| nick.to_owned())
+    };
     let made = match name {
-        "reply" | "re" => {
-            with_id("/reply ID text").map(|(id, text)| MessageCommand::Reply { id, text })
-        }
+        "reply" | "re" => match word_and_text(args) {
+            Some((word, text)) if message_id(word).is_none() && nick(word).is_some() => {
+                Ok(MessageCommand::ReplyLatest {
+                    nick: nick(word).unwrap_or_default(),
+                    text: text.to_owned(),
+                })
+            }
+            _ => {
+                with_id("/reply ID|NICK text").map(|(id, text)| MessageCommand::Reply { id, text })
+            }
+        },
         "edit" => with_id("/edit ID text").map(|(id, text)| MessageCommand::Edit { id, text }),
-        "react" => match with_id("/react ID EMOJI") {
-            Ok((id, emoji)) => Ok(MessageCommand::React {
+        "react" => match word_and_text(args) {
+            Some((word, emoji)) if message_id(word).is_none() && nick(word).is_some() => {
+                Ok(MessageCommand::ReactLatest {
+                    nick: nick(word).unwrap_or_default(),
+                    emoji: emoji.trim().to_owned(),
+                })
+            }
+            _ => with_id("/react ID|NICK EMOJI").map(|(id, emoji)| MessageCommand::React {
                 id,
                 emoji: emoji.trim().to_owned(),
             }),
-            Err(e) => Err(e),
         },
         "temp" => match word_and_text(args) {
             Some((word, text)) => match expiry(word) {
@@ -135,6 +188,10 @@ pub(super) fn with_emoji(m: MessageCommand) -> Command {
             id,
             text: emoji(text),
         },
+        MessageCommand::ReplyLatest { nick, text } => MessageCommand::ReplyLatest {
+            nick,
+            text: emoji(text),
+        },
         MessageCommand::Edit { id, text } => MessageCommand::Edit {
             id,
             text: emoji(text),
@@ -143,13 +200,14 @@ pub(super) fn with_emoji(m: MessageCommand) -> Command {
             secs,
             text: emoji(text),
         },
-        MessageCommand::React { id, emoji: e } => {
-            let e = emoji(e);
-            if let Some(why) = reaction_problem(&e) {
-                return Command::Invalid(why);
-            }
-            MessageCommand::React { id, emoji: e }
-        }
+        MessageCommand::React { id, emoji: e } => match reaction(emoji(e)) {
+            Ok(e) => MessageCommand::React { id, emoji: e },
+            Err(why) => return Command::Invalid(why),
+        },
+        MessageCommand::ReactLatest { nick, emoji: e } => match reaction(emoji(e)) {
+            Ok(e) => MessageCommand::ReactLatest { nick, emoji: e },
+            Err(why) => return Command::Invalid(why),
+        },
         other @ (MessageCommand::Search(_)
         | MessageCommand::ServerSearch(_)
         | MessageCommand::Mentions { .. }) => other,
@@ -268,7 +326,30 @@ mod tests {
         ] {
             assert!(invalid(bad).starts_with("usage:"), "{bad}");
         }
-        assert!(invalid("/reply bob hi").contains("not a message id"));
+        assert_eq!(
+            m("/reply @bob: sure :tada:"),
+            MessageCommand::ReplyLatest {
+                nick: "bob".into(),
+                text: "sure 🎉".into()
+            }
+        );
+        assert_eq!(
+            m("/react bob :+1:"),
+            MessageCommand::ReactLatest {
+                nick: "bob".into(),
+                emoji: "👍".into()
+            }
+        );
+        let latest = |nick: &str| (nick == "bob").then_some(41);
+        assert_eq!(
+            m("/react bob :+1:").resolved(latest),
+            Ok(MessageCommand::React {
+                id: 41,
+                emoji: "👍".into()
+            })
+        );
+        let none = m("/reply carol hi").resolved(latest).expect_err("none");
+        assert!(none.contains("no message from carol"), "{none}");
         assert!(invalid("/edit x1 hi").contains("not a message id"));
         assert!(invalid("/react 3 thumbs up").contains("one emoji"));
         assert!(invalid("/react 3 :nosuchshortcode_at_all_really_long:").contains("at most 32"));

@@ -130,6 +130,10 @@ impl SeenMessages {
 /// What a command about a message comes to, typed in `rooms.current`, for a server that
 /// speaks protocol `version` and takes messages up to `max_len` bytes long.
 pub(super) fn step(m: MessageCommand, rooms: &Rooms, max_len: usize, version: u16) -> Step {
+    let m = match m.resolved(|nick| rooms.latest_from(nick)) {
+        Ok(m) => m,
+        Err(why) => return Step::Show(LineEvent::error(why)),
+    };
     let attrs = m.attrs();
     let (frame, text) = match m {
         MessageCommand::Search(pattern) => return Step::Show(rooms.seen.search(&pattern)),
@@ -185,6 +189,10 @@ pub(super) fn step(m: MessageCommand, rooms: &Rooms, max_len: usize, version: u1
             (ClientFrame::Edit { id, text }, len)
         }
         MessageCommand::React { id, emoji } => (ClientFrame::React { id, emoji }, 0),
+        // Made into `Reply` and `React` above.
+        MessageCommand::ReplyLatest { .. } | MessageCommand::ReactLatest { .. } => {
+            return Step::Show(LineEvent::error("no such message".to_owned()));
+        }
     };
     if text > max_len {
         return too_long(text, max_len);
@@ -325,5 +333,28 @@ mod tests {
             text: "x".repeat(101),
         };
         assert!(matches!(step(long, &rooms, 100, 6), Step::NotSent(..)));
+    }
+
+    #[test]
+    fn a_nickname_names_its_latest_message_in_the_room() {
+        let mut rooms = Rooms::default();
+        rooms.track(&message(7, "bob", "first", vec![]));
+        rooms.track(&message(9, "bob", "latest", vec![]));
+        let reply = MessageCommand::ReplyLatest {
+            nick: "Bob".into(),
+            text: "yes".into(),
+        };
+        assert!(matches!(
+            step(reply, &rooms, 100, 6),
+            Step::Send(Outbound::Attr(_, _, attrs)) if attrs == [MessageAttr::ReplyTo(9)]
+        ));
+        let react = MessageCommand::ReactLatest {
+            nick: "carol".into(),
+            emoji: "👍".into(),
+        };
+        assert!(matches!(
+            step(react, &rooms, 100, 6),
+            Step::Show(LineEvent::Error { message, .. }) if message.contains("no message from carol")
+        ));
     }
 }

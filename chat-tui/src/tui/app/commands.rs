@@ -197,7 +197,7 @@ impl App {
     }
 
     /// The id of the latest message from `nick` in the tab on screen.
-    fn last_from(&self, nick: &str) -> Option<u64> {
+    pub(super) fn last_from(&self, nick: &str) -> Option<u64> {
         let key = fold(nick);
         self.tabs[self.active]
             .entries

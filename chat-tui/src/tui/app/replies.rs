@@ -18,6 +18,10 @@ impl App {
         m: MessageCommand,
         tab: TabKind,
     ) -> (Vec<Effect>, bool) {
+        let m = match m.resolved(|nick| self.last_from(nick)) {
+            Ok(m) => m,
+            Err(why) => return self.refuse(&why),
+        };
         let attrs = m.attrs();
         match m {
             MessageCommand::Reply { text, .. } => self.send_to_tab(tab, Body::Text(text), attrs),
@@ -40,6 +44,10 @@ impl App {
             MessageCommand::Search(pattern) => self.search(&pattern),
             MessageCommand::ServerSearch(pattern) => self.server_search(pattern),
             MessageCommand::Mentions { more } => self.mentions(more),
+            // Made into `Reply` and `React` above.
+            MessageCommand::ReplyLatest { .. } | MessageCommand::ReactLatest { .. } => {
+                (Vec::new(), false)
+            }
         }
     }
 
