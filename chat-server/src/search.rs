@@ -28,6 +28,9 @@ pub struct Query {
     pub from_id: MessageId,
     /// Not the messages of this sender (a folded nickname).
     pub not_from: Option<String>,
+    /// Only messages sent since the searcher's account exists, in rooms too (private ones
+    /// always are).
+    pub since_account: bool,
 }
 
 impl Query {
@@ -58,14 +61,14 @@ impl Query {
         let mut words: Vec<(String, bool)> = literals
             .iter()
             .flat_map(|l| {
-                let parts: Vec<&str> = l.split(|c: char| !c.is_alphanumeric()).collect();
-                let last = parts.len() - 1;
+                let parts = index_words(l);
+                let goes_on = parts.last().is_some_and(|w| l.ends_with(w.as_str()));
+                let last = parts.len().saturating_sub(1);
                 parts
                     .into_iter()
                     .enumerate()
-                    .map(move |(i, w)| (w.to_lowercase(), i == last))
+                    .map(move |(i, w)| (w.to_lowercase(), i == last && goes_on))
             })
-            .filter(|(w, _)| !w.is_empty())
             .collect();
         words.sort_unstable();
         words.dedup();
@@ -83,16 +86,16 @@ impl Query {
             regex,
             from_id: 0,
             not_from: None,
+            since_account: false,
         })
     }
 
     /// The messages by others that mention `nick` as a word (case-insensitively; letters,
     /// digits, `_` and `-` are a word's, as the clients highlight mentions), from message
-    /// `from_id` on.
-    pub fn mentioning(nick: &str, from_id: MessageId) -> Result<Query, String> {
-        let words: Vec<(String, bool)> = nick
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
+    /// `from` on (`None`: since the searcher's account exists).
+    pub fn mentioning(nick: &str, from: Option<MessageId>) -> Result<Query, String> {
+        let words: Vec<(String, bool)> = index_words(nick)
+            .into_iter()
             .take(MAX_WORDS)
             .map(|w| (w.to_lowercase(), false))
             .collect();
@@ -109,8 +112,9 @@ impl Query {
             pattern,
             words,
             regex,
-            from_id,
+            from_id: from.unwrap_or(0),
             not_from: Some(fold(nick)),
+            since_account: from.is_none(),
         })
     }
 }
@@ -138,6 +142,18 @@ impl Query {
             .collect::<Vec<_>>()
             .join(" AND ")
     }
+}
+
+/// The words of `text` as the index keeps them: runs of letters, digits and private-use
+/// characters (what SQLite's `unicode61` tokenizer keeps; combining marks, such as the vowel
+/// signs of Devanagari or Thai, separate words there). A quoted run that the tokenizer cut in
+/// two would be a phrase, which an index without positions cannot look up.
+fn index_words(text: &str) -> Vec<String> {
+    static WORD: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let word = WORD.get_or_init(|| Regex::new(r"[\p{L}\p{N}\p{Co}]+").expect("a valid regex"));
+    word.find_iter(text)
+        .map(|m| m.as_str().to_owned())
+        .collect()
 }
 
 /// "not a valid pattern", with the last line of the parser's explanation.
@@ -209,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_mention_is_the_nickname_as_a_word_by_someone_else() {
-        let q = Query::mentioning("Zoë_2", 40).expect("a nickname with words");
+        let q = Query::mentioning("Zoë_2", Some(40)).expect("a nickname with words");
         assert_eq!(q.fts(|_| None), r#""zoë" AND "2""#);
         for text in ["zoë_2: hi", "hi ZOË_2!", "(zoë_2)", "zoë_2"] {
             assert!(q.regex.is_match(text), "{text}");
@@ -218,7 +234,17 @@ mod tests {
             assert!(!q.regex.is_match(text), "{text}");
         }
         assert_eq!((q.from_id, q.not_from.as_deref()), (40, Some("zoë_2")));
-        assert!(Query::mentioning("__", 0).is_err());
+        assert!(Query::mentioning("__", None).is_err());
+        // Combining vowel signs separate the index's words: each is looked up alone.
+        let q = Query::mentioning("राम", None).expect("words");
+        assert_eq!(q.fts(|_| None), r#""र" AND "म""#);
+        assert!(q.since_account && q.regex.is_match("नमस्ते राम!"));
+        let q = Query::parse("สวัสดี").expect("words");
+        assert!(
+            q.words.iter().all(|(w, _)| w.chars().count() <= 3),
+            "{:?}",
+            q.words
+        );
     }
 
     #[test]

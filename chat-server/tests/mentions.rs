@@ -146,3 +146,39 @@ async fn an_account_lists_what_mentioned_it_since_its_previous_login() {
     still_chatting(&mut bob, &mut carol, "bystanders chat on").await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_account_without_a_recorded_login_lists_mentions_since_it_exists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chat.db");
+    let server = TestServer::start_with(on_file(&db)).await;
+    let mut bob = from(&server, "127.0.0.3", "bob").await;
+    bob.sender
+        .say("lobby", "alice was a guest's name then")
+        .await
+        .expect("say");
+    expect_text(&mut bob, "alice was a guest's name then").await;
+    let mut alice = from(&server, "127.0.0.2", "alice").await;
+    register(&mut alice, "alice-password").await;
+    bob.sender
+        .say("lobby", "alice: welcome")
+        .await
+        .expect("say");
+    expect_text(&mut alice, "alice: welcome").await;
+    quit(alice).await;
+    quit(bob).await;
+    server.stop().await;
+    // As an account from before logins were recorded.
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .execute("UPDATE accounts SET login_ms = NULL, login_id = NULL", [])
+        .expect("forget the logins");
+
+    let server = TestServer::start_with(on_file(&db)).await;
+    let mut alice = login(&server, "alice", "alice-password")
+        .await
+        .expect("login");
+    let (since, found, _) = mentions(&mut alice, None, 10).await;
+    assert_eq!((since, texts(&found)), (None, vec!["alice: welcome"]));
+    server.stop().await;
+}

@@ -298,6 +298,54 @@ async fn an_expiring_message_goes_from_every_client_and_the_store_when_it_expire
 }
 
 #[tokio::test]
+async fn a_guest_who_takes_a_departed_guests_nickname_is_not_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(on_file(&dir.path().join("chat.db"))).await;
+    let mut carol = from(&server, "127.0.0.3", "carol").await;
+    let mut bob = from(&server, "127.0.0.2", "bob").await;
+    bob.sender
+        .private(&["carol"], "secret plans")
+        .await
+        .expect("pm");
+    let his = expect_text(&mut carol, "secret plans").await.id;
+    carol
+        .sender
+        .private(&["bob"], "for bob only")
+        .await
+        .expect("pm");
+    let hers = expect_text(&mut bob, "for bob only").await.id;
+    quit(bob).await;
+    let mut mallory = from(&server, "127.0.0.9", "bob").await;
+    assert_eq!(mallory.welcome.nick, "bob", "the nickname is free again");
+    let edit = ClientFrame::Edit {
+        id: his,
+        text: "mine now".into(),
+    };
+    let refused = refusal(&mut mallory, edit, ErrorCode::NotAllowed).await;
+    assert!(refused.contains("only its author"), "{refused}");
+    let refused = refusal(&mut mallory, react(hers, "👀"), ErrorCode::NotAllowed).await;
+    assert!(refused.contains("cannot see"), "{refused}");
+    // Carol's edit of what she sent the first bob does not reach the second.
+    let edit = ClientFrame::Edit {
+        id: hers,
+        text: "for bob only, edited".into(),
+    };
+    send(&mut carol, edit).await;
+    assert_eq!(edited(&mut carol, hers).await.0, "for bob only, edited");
+    carol.sender.say("lobby", "marker").await.expect("say");
+    loop {
+        match mallory.events.next().await.expect("read").expect("open") {
+            ServerFrame::Message(m) if m.body.text() == "marker" => break,
+            ServerFrame::Edited { id, .. } | ServerFrame::Reactions { id, .. } if id == hers => {
+                panic!("the second bob was told of the first's message")
+            }
+            _ => {}
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn one_address_cannot_take_every_expiring_slot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chat.db");

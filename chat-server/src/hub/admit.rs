@@ -164,6 +164,7 @@ impl Hub {
                 account,
                 rooms_created: 0,
                 since: now,
+                nick_from_id: self.next_msg_id,
                 last_active: now,
                 away: None,
                 previous_login: None,
@@ -232,7 +233,7 @@ impl Hub {
                 );
                 return;
             }
-        } else {
+        } else if caps.mentions() {
             self.record_login(conn, &key, login.account.last_login);
         }
         // An old client (version 1) knows only the lobby.

@@ -41,6 +41,12 @@ impl Caps {
         self.version >= 6
     }
 
+    /// Mentions since the previous login (version 7): only such a login moves where the next
+    /// one's mentions start (an older client, a bot, cannot ask for them).
+    pub(crate) fn mentions(self) -> bool {
+        self.version >= 7
+    }
+
     /// The protocol version.
     pub(crate) fn version(self) -> u16 {
         self.version

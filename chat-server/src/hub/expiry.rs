@@ -3,7 +3,7 @@
 //! and the room's recent messages). The times are kept in memory, loaded from the store at
 //! start; what already expired while the server was stopped was deleted by the store before.
 //! At most `--max-expiring` wait at once, and `--max-expiring-per-address` from one address
-//! (counted until they are due, also when deleted before): one address cannot take them all.
+//! (until they expire or are deleted): one address cannot take them all.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -17,9 +17,9 @@ use crate::limits::{IpKey, LimitsConfig};
 #[derive(Debug, Default)]
 pub(super) struct Expiries {
     due: BTreeSet<(Instant, MessageId)>,
-    /// The address each waiting message came from (not those loaded at start, nor those from
-    /// exempt addresses).
-    from: HashMap<MessageId, IpKey>,
+    /// When each waiting message goes, and the address it came from (`None` for those loaded
+    /// at start and those from exempt addresses).
+    waiting: HashMap<MessageId, (Instant, Option<IpKey>)>,
     /// How many are waiting per address.
     per_address: HashMap<IpKey, usize>,
 }
@@ -45,10 +45,10 @@ impl Expiries {
 
     /// Message `id`, from `addr`, goes `secs` seconds from now.
     pub fn add(&mut self, id: MessageId, secs: u32, addr: Option<IpKey>) {
-        self.due
-            .insert((Instant::now() + Duration::from_secs(u64::from(secs)), id));
+        let at = Instant::now() + Duration::from_secs(u64::from(secs));
+        self.due.insert((at, id));
+        self.waiting.insert(id, (at, addr));
         if let Some(addr) = addr {
-            self.from.insert(id, addr);
             *self.per_address.entry(addr).or_default() += 1;
         }
     }
@@ -56,7 +56,28 @@ impl Expiries {
     /// Message `id`, loaded from the store, goes at `at` (a wall-clock time).
     pub fn add_at(&mut self, id: MessageId, at: Timestamp) {
         let left = (at - Utc::now()).to_std().unwrap_or_default();
-        self.due.insert((Instant::now() + left, id));
+        let at = Instant::now() + left;
+        self.due.insert((at, id));
+        self.waiting.insert(id, (at, None));
+    }
+
+    /// Message `id` was deleted: it no longer waits, nor counts for its address.
+    pub fn forget(&mut self, id: MessageId) {
+        if let Some((at, addr)) = self.waiting.remove(&id) {
+            self.due.remove(&(at, id));
+            self.uncount(addr);
+        }
+    }
+
+    fn uncount(&mut self, addr: Option<IpKey>) {
+        if let Some(addr) = addr
+            && let Some(n) = self.per_address.get_mut(&addr)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&addr);
+            }
+        }
     }
 
     /// When the next one goes.
@@ -72,13 +93,8 @@ impl Expiries {
                 break;
             }
             self.due.pop_first();
-            if let Some(addr) = self.from.remove(&id)
-                && let Some(n) = self.per_address.get_mut(&addr)
-            {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_address.remove(&addr);
-                }
+            if let Some((_, addr)) = self.waiting.remove(&id) {
+                self.uncount(addr);
             }
             ids.push(id);
         }
@@ -139,8 +155,13 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(expiries.take_due(Instant::now()), [1]);
         assert!(expiries.refusal(Some(a), &limits).is_none());
-        tokio::time::advance(Duration::from_secs(10)).await;
+        // A deleted one gives its place back at once.
+        expiries.add(3, 30, Some(a));
+        assert!(expiries.refusal(Some(a), &limits).is_some());
+        expiries.forget(3);
+        assert!(expiries.refusal(Some(a), &limits).is_none());
+        tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(expiries.take_due(Instant::now()), [2]);
-        assert!(expiries.per_address.is_empty() && expiries.from.is_empty());
+        assert!(expiries.per_address.is_empty() && expiries.waiting.is_empty());
     }
 }

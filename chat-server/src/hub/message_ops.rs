@@ -115,7 +115,7 @@ impl Hub {
             return;
         };
         match op {
-            Op::Delete | Op::Edit(_) if !self.may_change(conn, &by, &found) => {
+            Op::Delete | Op::Edit(_) if !self.may_change(conn, &found) => {
                 let what = if op == Op::Delete { "delete" } else { "edit" };
                 let whose = match &found.message.to {
                     Target::Room(room) => format!("its author or an operator of #{room}"),
@@ -130,27 +130,38 @@ impl Hub {
         }
     }
 
-    /// Whether `conn` (nickname `by`) may delete or edit the message: its author, or an
-    /// operator of its room (a server operator, for a private message).
-    fn may_change(&self, conn: ConnId, by: &str, found: &Found) -> bool {
-        fold(&found.message.from) == fold(by)
+    /// Whether `conn` may delete or edit the message: its author, or an operator of its room
+    /// (a server operator, for a private message).
+    fn may_change(&self, conn: ConnId, found: &Found) -> bool {
+        self.is_party(conn, &found.message.from, found.message.id)
             || match &found.key {
                 Some(key) => self.room_op(conn, key),
                 None => self.server_op(conn),
             }
     }
 
-    /// Whether `conn` (nickname `by`) can see the message: a member of its room, or one of
-    /// the people of a private message.
-    fn may_see(&self, conn: ConnId, by: &str, found: &Found) -> bool {
+    /// Whether `conn` can see the message: a member of its room, or one of the people of a
+    /// private message.
+    fn may_see(&self, conn: ConnId, found: &Found) -> bool {
         match &found.key {
             Some(key) => self.rooms.get(key).is_some_and(|r| r.has(conn)),
             None => {
-                let me = fold(by);
+                let id = found.message.id;
                 let mut people = found.message.to.users().iter().chain([&found.message.from]);
-                people.any(|n| fold(n) == me)
+                people.any(|n| self.is_party(conn, n, id))
             }
         }
+    }
+
+    /// Whether `conn` is who wrote or received, as `nick`, message `id`: logged in to
+    /// `nick`'s account, or a guest that has held `nick` since before the message (a nickname
+    /// has one holder at a time). A guest that took the nickname of one who left is not them.
+    fn is_party(&self, conn: ConnId, nick: &str, id: MessageId) -> bool {
+        let Some(m) = self.clients.get(&conn) else {
+            return false;
+        };
+        let key = fold(nick);
+        m.account.as_ref() == Some(&key) || (m.keys.folded == key && m.nick_from_id <= id)
     }
 
     /// Everyone online who can see the message, and `conn`, sorted.
@@ -158,8 +169,16 @@ impl Hub {
         let mut told: Vec<ConnId> = match &found.key {
             Some(key) => self.members_of(key),
             None => {
+                let id = found.message.id;
                 let people = found.message.to.users().iter().chain([&found.message.from]);
-                people.filter_map(|nick| self.nick_online(nick)).collect()
+                people
+                    .filter_map(|nick| {
+                        let holder = self
+                            .nick_online(nick)
+                            .filter(|&c| self.is_party(c, nick, id));
+                        holder.or_else(|| self.by_account.get(&fold(nick)).copied())
+                    })
+                    .collect()
             }
         };
         told.extend(conn);
@@ -174,6 +193,7 @@ impl Hub {
     fn delete(&mut self, conn: Option<ConnId>, found: Found, by: String) {
         let id = found.message.id;
         self.durable.write(Write::DeleteMessage { id });
+        self.expiries.forget(id);
         if let Some(room) = found.key.as_ref().and_then(|k| self.rooms.get_mut(k)) {
             room.recent.retain(|m| m.id != id);
             room.notes.remove(&id);
@@ -263,7 +283,7 @@ impl Hub {
     /// Adds `by`'s reaction `emoji` to the message, or takes it back.
     fn react(&mut self, conn: ConnId, mut found: Found, by: String, emoji: String) {
         let id = found.message.id;
-        if !self.may_see(conn, &by, &found) {
+        if !self.may_see(conn, &found) {
             let text = format!("you cannot see message {id}: only who can may react to it");
             self.error(conn, None, ErrorCode::NotAllowed, text);
             return;

@@ -37,6 +37,10 @@ pub(super) struct Member {
     pub rooms_created: u32,
     /// Admitted at.
     pub since: Timestamp,
+    /// The id the next message had when it took its nickname (at its admission, or its latest
+    /// `/nick`): a guest is who sent or received a message under that nickname only if it held
+    /// it since before (ids only grow).
+    pub nick_from_id: MessageId,
     /// Its last message (or its admission), for `whois`.
     pub last_active: Timestamp,
     /// Its away message, and who was told it already.

@@ -76,11 +76,13 @@ impl Hub {
             }
         };
         let keys = names::nick_keys(&nick);
+        let next_id = self.next_msg_id;
         let Some(member) = self.clients.get_mut(&conn) else {
             return;
         };
         let old = std::mem::replace(&mut member.nick, nick.clone());
         let old_keys = std::mem::replace(&mut member.keys, keys.clone());
+        member.nick_from_id = next_id;
         let relayed = member.relayed;
         self.nicks.remove(conn, &old_keys);
         let clients = &self.clients;

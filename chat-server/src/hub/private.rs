@@ -99,12 +99,18 @@ impl Hub {
             return;
         };
         let since = member.previous_login;
-        let query = match Query::mentioning(&account, since.map_or(0, |l| l.first_id)) {
-            Ok(query) => query,
-            Err(message) => {
-                self.error(conn, None, ErrorCode::InvalidText, message);
-                return;
-            }
+        // The nickname as registered: the folded key can differ from it beyond case (`İ`).
+        let nick = self.accounts.nick(&account).cloned().unwrap_or(account);
+        let Ok(query) = Query::mentioning(&nick, since.map(|l| l.first_id)) else {
+            // A nickname without a letter or digit (`__`) is not a word anyone writes.
+            let since = since.map(|l| l.at);
+            let frame = ServerFrame::Mentions {
+                since,
+                messages: Vec::new(),
+                next: None,
+            };
+            self.push_to(conn, &frame);
+            return;
         };
         let since = since.map(|l| l.at);
         self.look_up(conn, query, before, limit, move |messages, next| {

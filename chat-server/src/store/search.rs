@@ -94,12 +94,16 @@ pub(super) fn search(
         .map(|c| format!("m.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // Whether the searcher may read each message is a column, not a condition: every message
+    // the index gives counts against `SCAN`, those of other rooms too.
     let mut statement = db.prepare_cached(&format!(
-        "SELECT {columns} FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
+        "SELECT {columns}, CASE WHEN m.room IS NOT NULL \
+         THEN m.room IN (SELECT value FROM json_each(?3)) AND (?7 = 0 OR m.at_ms >= ?5) \
+         ELSE ?4 IS NOT NULL AND m.at_ms >= ?5 \
+             AND EXISTS (SELECT 1 FROM parties p WHERE p.party = ?4 AND p.message = m.id) \
+         END \
+         FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
          WHERE messages_fts MATCH ?1 AND messages_fts.rowid < ?2 AND messages_fts.rowid >= ?6 \
-         AND (m.room IN (SELECT value FROM json_each(?3)) \
-              OR (m.room IS NULL AND ?4 IS NOT NULL AND m.at_ms >= ?5 \
-                  AND EXISTS (SELECT 1 FROM parties p WHERE p.party = ?4 AND p.message = m.id))) \
          ORDER BY messages_fts.rowid DESC"
     ))?;
     let before = before.map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX));
@@ -109,10 +113,20 @@ pub(super) fn search(
         expanded.insert(word.as_str(), words_beginning(db, word)?);
     }
     let words = query.fts(|w| expanded.get(w).cloned().flatten());
-    let mut rows = statement.query(params![words, before, rooms, me, since_ms, from])?;
+    let since_account = query.since_account;
+    let mut rows = statement.query(params![
+        words,
+        before,
+        rooms,
+        me,
+        since_ms,
+        from,
+        since_account
+    ])?;
     let mut found = Vec::new();
     let mut scanned = 0;
     while let Some(row) = rows.next()? {
+        let visible: bool = row.get(8)?;
         let row: Row = message_from_row(row, None)?;
         let mut message = row.into_message()?;
         let id = message.id;
@@ -121,7 +135,7 @@ pub(super) fn search(
             .not_from
             .as_ref()
             .is_some_and(|n| *n == fold(&message.from));
-        if !by_them && query.regex.is_match(message.body.text()) {
+        if visible && !by_them && query.regex.is_match(message.body.text()) {
             if let Target::Room(key) = &message.to
                 && let Some(name) = scope.rooms.get(key)
             {
@@ -144,7 +158,10 @@ pub(super) fn search(
 /// is in half of all messages; those words as alternatives give the newest matches at once.
 /// (The vocabulary table counts each word's messages as it lists it, which costs a fraction
 /// of that.)
-fn words_beginning(db: &Connection, prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
+pub(super) fn words_beginning(
+    db: &Connection,
+    prefix: &str,
+) -> Result<Option<Vec<String>>, StoreError> {
     if !prefix.is_ascii() {
         return Ok(None);
     }

@@ -225,11 +225,12 @@ fn id_param(id: MessageId) -> i64 {
 
 impl Store for SqliteStore {
     fn load(&mut self, recent: usize) -> Result<Snapshot, StoreError> {
-        // What expired while the server was stopped goes before anything is loaded.
-        super::notes::delete_expired(&self.db, Utc::now(), i64::MAX)?;
+        // The largest id before what expired while the server was stopped goes (before anything
+        // is loaded): ids are not given out twice.
         let last: Option<i64> = self
             .db
             .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
+        super::notes::delete_expired(&self.db, Utc::now(), i64::MAX)?;
         let accounts = self
             .db
             .prepare("SELECT nick FROM accounts ORDER BY key")?

@@ -554,6 +554,17 @@ fn the_search_index_follows_messages_stored_edited_and_deleted_before_or_after_i
         found(&mut store, "w3"),
         [49, 48, 47, 46, 45, 44, 43, 42, 41, 40]
     );
+    let words = |prefix: &str| super::search::words_beginning(store.connection(), prefix).unwrap();
+    let coff = Some(vec!["coffee".to_owned(), "coffeehouse".to_owned()]);
+    assert_eq!(words("coff"), coff, "looked up as these two words");
+    assert_eq!(words("cofx"), Some(Vec::new()));
+    assert_eq!(words("w"), None, "40 words: looked up as a prefix");
+    assert_eq!(words("café"), None, "accents: looked up as a prefix");
+    // A vowel sign separates the index's words: the pattern's are looked up the same way.
+    store
+        .apply(&[room_message(60, "lobby", "नमस्ते राम!")])
+        .unwrap();
+    assert_eq!(found(&mut store, "राम"), [60]);
     let integrity: String = store
         .connection()
         .query_row(
