@@ -254,6 +254,18 @@ async fn the_page_shows_public_and_private_messages_live() {
     let _ = tokio::time::timeout(WAIT, server.shutdown()).await;
 }
 
+/// A monitored server, and a browser showing its monitor live (one browser at a time: keep
+/// the guard).
+async fn live_page() -> (tokio::sync::MutexGuard<'static, ()>, RunningServer, Browser) {
+    let one = ONE_BROWSER.lock().await;
+    let server = monitored_server("browser-test-token", 0).await;
+    let session = Browser::start().await;
+    session
+        .open_live(&server.monitor().expect("monitor").url())
+        .await;
+    (one, server, session)
+}
+
 /// The id of the next message `client` receives with `text`.
 async fn id_of(client: &mut chat_core::client::TcpClient, text: &str) -> u64 {
     let wait = async {
@@ -270,13 +282,8 @@ async fn id_of(client: &mut chat_core::client::TcpClient, text: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_reactions_deletions_and_expiries_show_on_the_page() {
-    let _one = ONE_BROWSER.lock().await;
-    let server = monitored_server("browser-test-token", 0).await;
+    let (_one, server, session) = live_page().await;
     let chat = server.addr().to_string();
-    let session = Browser::start().await;
-    session
-        .open_live(&server.monitor().expect("monitor").url())
-        .await;
     let mut alice = connect(&chat, &ConnectOptions::new("alice"))
         .await
         .expect("alice connects");
@@ -360,13 +367,8 @@ return {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_nickname_and_a_long_message_stay_inside_the_page() {
-    let _one = ONE_BROWSER.lock().await;
-    let server = monitored_server("browser-test-token", 0).await;
+    let (_one, server, session) = live_page().await;
     let chat = server.addr().to_string();
-    let session = Browser::start().await;
-    session
-        .open_live(&server.monitor().expect("monitor").url())
-        .await;
 
     // A connection refused for its 200-character nickname, then a 4,000-character message.
     let nick = "Bartholomew".repeat(19) + "xyz";
