@@ -42,19 +42,41 @@ impl Hub {
             return;
         }
         let limit = (limit as usize).clamp(1, MAX_HISTORY_PAGE);
+        let asked = with.clone();
+        self.send_page(
+            conn,
+            None,
+            move |store| store.private_history(&account, &asked, before, limit),
+            move |messages, more| ServerFrame::PrivateHistory {
+                with,
+                messages,
+                more,
+            },
+        );
+    }
+
+    /// Sends `conn` a page of history that `read` gets from the store (oldest first, and
+    /// whether older messages exist), cut to the newest that fit its queue and followed by
+    /// their notes (edits, reactions) as frames for `room` (`None`: private); `frame` makes
+    /// the page's frame.
+    pub(super) fn send_page(
+        &mut self,
+        conn: ConnId,
+        room: Option<String>,
+        read: impl FnOnce(&mut dyn Store) -> Result<(Vec<ChatMessage>, bool), StoreError>
+        + Send
+        + 'static,
+        frame: impl FnOnce(Vec<ChatMessage>, bool) -> ServerFrame + Send + 'static,
+    ) {
         let budget = self.history_budget();
         let queued = self.durable.read(move |store| {
-            let page = store
-                .private_history(&account, &with, before, limit)
-                .and_then(|(messages, more)| fit_page(store, messages, more, budget, None));
+            let page = read(store).and_then(|(messages, more)| {
+                fit_page(store, messages, more, budget, room.as_deref())
+            });
             match page {
                 Ok((messages, more, notes)) => Cmd::HistoryPage {
                     conn,
-                    frame: ServerFrame::PrivateHistory {
-                        with,
-                        messages,
-                        more,
-                    },
+                    frame: frame(messages, more),
                     notes,
                 },
                 Err(e) => history_error(conn, &e),
@@ -187,7 +209,7 @@ impl Hub {
 /// A page of history read from the store, cut to the newest messages that fit in `budget`
 /// bytes, with `more` true if any were cut; and the notes (edits, reactions) of what is left,
 /// as frames for `room` (`None`: private).
-pub(super) fn fit_page(
+fn fit_page(
     store: &mut dyn Store,
     mut messages: Vec<ChatMessage>,
     more: bool,
@@ -208,7 +230,7 @@ pub(super) fn fit_page(
 }
 
 /// The answer to a history request the store could not read.
-pub(super) fn history_error(conn: ConnId, e: &StoreError) -> Cmd {
+fn history_error(conn: ConnId, e: &StoreError) -> Cmd {
     Cmd::Reply {
         conn,
         frame: ServerFrame::Error(ErrorFrame {

@@ -9,12 +9,10 @@ use chat_core::protocol::{
 use chrono::Utc;
 
 use super::Hub;
-use super::cmd::Cmd;
 use super::conn::ConnId;
 use super::fanout::encode;
 use super::frames::HistoryFrame;
 use super::model::{Room, room_key};
-use super::private::{fit_page, history_error};
 use super::replay::{newest_that_fit, size};
 use super::roster;
 use crate::config::MAX_HISTORY_PAGE;
@@ -334,27 +332,16 @@ impl Hub {
             self.send_notes(conn, notes);
             return;
         }
-        let queued = self.durable.read(move |store| {
-            // A page fits in the client's queue: the newest of it that do.
-            let page = store
-                .history(&key, before, limit)
-                .and_then(|(messages, more)| fit_page(store, messages, more, budget, Some(&name)));
-            match page {
-                Ok((messages, more, notes)) => Cmd::HistoryPage {
-                    conn,
-                    frame: ServerFrame::History {
-                        room: name,
-                        messages,
-                        more,
-                    },
-                    notes,
-                },
-                Err(e) => history_error(conn, &e),
-            }
-        });
-        if !queued {
-            self.busy(conn, "read history");
-        }
+        self.send_page(
+            conn,
+            Some(name.clone()),
+            move |store| store.history(&key, before, limit),
+            move |messages, more| ServerFrame::History {
+                room: name,
+                messages,
+                more,
+            },
+        );
     }
 
     /// Whether the store's queue has room for a change `conn` asks for; if not, `conn` is told

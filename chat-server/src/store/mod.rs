@@ -286,9 +286,6 @@ pub trait Store: Send + fmt::Debug {
     ) -> Result<Option<(Option<String>, ChatMessage)>, StoreError>;
     /// The edits and reactions of those of messages `ids` that have any.
     fn notes(&mut self, ids: &[MessageId]) -> Result<Vec<(MessageId, Notes)>, StoreError>;
-    /// A page of the private conversation of `account` (a key) with the nicknames `with`:
-    /// up to `limit` messages below `before`, oldest first, sent since the account exists;
-    /// and whether older ones exist.
     /// The stored messages `scope` may read that match `query`, newest first, below
     /// `before`: at most `limit`, and where to go on for older ones (`None`: none left).
     fn search(
@@ -303,6 +300,9 @@ pub trait Store: Send + fmt::Debug {
     fn index(&mut self, max: usize) -> Result<usize, StoreError>;
     /// How many stored messages wait to be indexed.
     fn index_backlog(&mut self) -> Result<u64, StoreError>;
+    /// A page of the private conversation of `account` (a key) with the nicknames `with`:
+    /// up to `limit` messages below `before`, oldest first, sent since the account exists;
+    /// and whether older ones exist.
     fn private_history(
         &mut self,
         account: &str,

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use chat_core::names::fold;
 use chat_core::protocol::{ChatMessage, MessageId, Target};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::StoreError;
-use super::sqlite::{MESSAGE_COLUMNS, Row, message_from_row};
+use super::sqlite::{MESSAGE_COLUMNS, Row, account_party, message_from_row};
 use crate::search::Query;
 
 /// Messages read from the index per request, at most.
@@ -79,16 +79,11 @@ pub(super) fn search(
     let rooms: Vec<&String> = scope.rooms.keys().collect();
     let rooms = serde_json::to_string(&rooms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     // The account's nickname as `parties` keeps it, and since when it exists.
-    let (me, since_ms): (Option<String>, i64) = match &scope.account {
-        Some(key) => db
-            .prepare_cached("SELECT nick, created_ms FROM accounts WHERE key = ?1")?
-            .query_row([key], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
-            .optional()?
-            .map_or((None, i64::MAX), |(nick, at)| {
-                (Some(nick.to_ascii_lowercase()), at)
-            }),
-        None => (None, i64::MAX),
+    let found = match &scope.account {
+        Some(key) => account_party(db, key)?,
+        None => None,
     };
+    let (me, since_ms) = found.map_or((None, i64::MAX), |(me, since)| (Some(me), since));
     let columns = MESSAGE_COLUMNS
         .split(", ")
         .map(|c| format!("m.{c}"))

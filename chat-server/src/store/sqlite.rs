@@ -159,6 +159,19 @@ fn parties(sender: &str, to: &[String]) -> Vec<String> {
     all
 }
 
+/// Account `key` as a party of private messages: its nickname as `parties` keeps it, and
+/// since when it exists (its private history and searches start there).
+pub(super) fn account_party(
+    db: &Connection,
+    key: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    Ok(db
+        .prepare_cached("SELECT nick, created_ms FROM accounts WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
+        .optional()?
+        .map(|(nick, since)| (nick.to_ascii_lowercase(), since)))
+}
+
 /// A message from a row of [`MESSAGE_COLUMNS`] (`room_name` is shown instead of the key).
 pub(super) fn message_from_row(
     row: &rusqlite::Row<'_>,
@@ -513,16 +526,10 @@ impl Store for SqliteStore {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
-        let found: Option<(String, i64)> = self
-            .db
-            .prepare_cached("SELECT nick, created_ms FROM accounts WHERE key = ?1")?
-            .query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((nick, since_ms)) = found else {
+        let Some((me, since_ms)) = account_party(&self.db, account)? else {
             return Ok((Vec::new(), false));
         };
-        let me = nick.to_ascii_lowercase();
-        let others = parties(&nick, with);
+        let others = parties(&me, with);
         let others: Vec<String> = others.into_iter().filter(|p| *p != me).collect();
         if others.is_empty() {
             return Ok((Vec::new(), false));

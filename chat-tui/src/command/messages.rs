@@ -101,14 +101,6 @@ pub fn reaction_problem(emoji: &str) -> Option<String> {
     }
 }
 
-/// `emoji` if it can be a reaction, or why not.
-fn reaction(emoji: String) -> Result<String, String> {
-    match reaction_problem(&emoji) {
-        Some(why) => Err(why),
-        None => Ok(emoji),
-    }
-}
-
 /// The commands about a message, or `None` for another name.
 pub(super) fn parse_message(name: &str, args: &str) -> Option<Command> {
     let invalid = |usage: &str| Command::Invalid(format!("usage: {usage}"));
@@ -181,37 +173,25 @@ pub(super) fn parse_message(name: &str, args: &str) -> Option<Command> {
 
 /// A message command with its `:shortcodes:` as emoji; a reaction that is not one emoji, or
 /// is too long, is refused here.
-pub(super) fn with_emoji(m: MessageCommand) -> Command {
-    let emoji = |t: String| crate::emoji::expand(&t).into_owned();
-    Command::Message(match m {
-        MessageCommand::Reply { id, text } => MessageCommand::Reply {
-            id,
-            text: emoji(text),
-        },
-        MessageCommand::ReplyLatest { nick, text } => MessageCommand::ReplyLatest {
-            nick,
-            text: emoji(text),
-        },
-        MessageCommand::Edit { id, text } => MessageCommand::Edit {
-            id,
-            text: emoji(text),
-        },
-        MessageCommand::Temp { secs, text } => MessageCommand::Temp {
-            secs,
-            text: emoji(text),
-        },
-        MessageCommand::React { id, emoji: e } => match reaction(emoji(e)) {
-            Ok(e) => MessageCommand::React { id, emoji: e },
-            Err(why) => return Command::Invalid(why),
-        },
-        MessageCommand::ReactLatest { nick, emoji: e } => match reaction(emoji(e)) {
-            Ok(e) => MessageCommand::ReactLatest { nick, emoji: e },
-            Err(why) => return Command::Invalid(why),
-        },
-        other @ (MessageCommand::Search(_)
+pub(super) fn with_emoji(mut m: MessageCommand) -> Command {
+    let expand = |t: &mut String| *t = crate::emoji::expand(t).into_owned();
+    match &mut m {
+        MessageCommand::Reply { text, .. }
+        | MessageCommand::ReplyLatest { text, .. }
+        | MessageCommand::Edit { text, .. }
+        | MessageCommand::Temp { text, .. } => expand(text),
+        MessageCommand::React { emoji, .. } | MessageCommand::ReactLatest { emoji, .. } => {
+            expand(emoji);
+            if let Some(why) = reaction_problem(emoji) {
+                return Command::Invalid(why);
+            }
+        }
+        // A pattern is searched as typed.
+        MessageCommand::Search(_)
         | MessageCommand::ServerSearch(_)
-        | MessageCommand::Mentions { .. }) => other,
-    })
+        | MessageCommand::Mentions { .. } => {}
+    }
+    Command::Message(m)
 }
 
 #[cfg(test)]
