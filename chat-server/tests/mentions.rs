@@ -90,6 +90,12 @@ async fn an_account_lists_what_mentioned_it_since_its_previous_login() {
         .await
         .expect("pm");
     expect_text(&mut bob, "psst alice").await;
+    // Between two others, about her: not hers to read.
+    bob.sender
+        .private(&["carol"], "alice is late again")
+        .await
+        .expect("pm");
+    expect_text(&mut carol, "alice is late again").await;
 
     let mut alice = login(&server, "alice", "alice-password")
         .await

@@ -180,16 +180,21 @@ async fn edits_and_reactions_reach_whoever_sees_the_message_and_survive_a_restar
     send(&mut carol, ClientFrame::Send(reply)).await;
     let got = expect_text(&mut dave, "agreed").await;
     assert_eq!(MessageAttr::reply_to(&got.attrs), Some(first));
+    let agreed = got.id;
+    send(&mut bob, react(agreed, "🙌")).await;
+    assert_eq!(reactions(&mut dave, agreed).await, [said("🙌", &["bob"])]);
     still_chatting(&mut bob, &mut eve, "bystanders chat on").await;
 
     let log = server.stop().await;
     assert_eq!(log.iter().filter(|e| e["kind"] == "edited").count(), 1);
-    assert_eq!(log.iter().filter(|e| e["kind"] == "reacted").count(), 4);
+    assert_eq!(log.iter().filter(|e| e["kind"] == "reacted").count(), 5);
 
     // After a restart: the history has the new text, then the edit and the reactions.
     let server = TestServer::start_with(on_file(&db)).await;
     let mut dave = from(&server, "127.0.0.4", "dave").await;
     join(&mut dave, "rust").await;
+    // The recent message kept in memory comes back with its reactions, loaded at start.
+    assert_eq!(reactions(&mut dave, agreed).await, [said("🙌", &["bob"])]);
     let page = ClientFrame::History {
         room: "rust".into(),
         before: None,

@@ -199,6 +199,13 @@ async fn search_finds_what_the_searcher_may_read_and_the_pattern_matches() {
         .await
         .expect("pm");
     expect_text(&mut alice, "coffee, just us").await;
+    // Between two others: not alice's to find.
+    let mut dan = from(&server, "127.0.0.5", "dan", None).await;
+    bob.sender
+        .private(&["dan"], "coffee, just bob and dan")
+        .await
+        .expect("pm");
+    expect_text(&mut dan, "coffee, just bob and dan").await;
     alice
         .sender
         .say("lobby", "gone soon: coffee")

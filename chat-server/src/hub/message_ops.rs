@@ -322,7 +322,7 @@ impl Hub {
         };
         if let Some(bytes) = encode(&frame) {
             for c in self.audience(&found, Some(conn)) {
-                self.queue_current(c, bytes.clone());
+                self.queue_if(c, bytes.clone(), Caps::message_ops);
             }
         }
         let kind = EventKind::Reacted {
@@ -358,14 +358,6 @@ impl Hub {
             };
             let outbox = m.outbox.clone();
             self.fanout.queue(&self.rooms, c, &outbox, bytes);
-        }
-    }
-
-    /// Queues `bytes` for `conn` if it speaks version 6 (edits and reactions).
-    fn queue_current(&mut self, conn: ConnId, bytes: bytes::Bytes) {
-        if let Some(m) = self.clients.get(&conn).filter(|m| m.caps.message_ops()) {
-            let outbox = m.outbox.clone();
-            self.fanout.queue(&self.rooms, conn, &outbox, bytes);
         }
     }
 

@@ -61,7 +61,7 @@ impl Hub {
             return;
         }
         let expires = MessageAttr::expires_in(&attrs);
-        let counted = self.counted_address(conn);
+        let counted = expires.and_then(|_| self.counted_address(conn));
         if expires.is_some()
             && let Some(message) = self.expiries.refusal(counted, &self.config.limits)
         {
@@ -237,11 +237,11 @@ impl Hub {
         }
         {
             if room.recent.len() >= keep {
-                room.recent.pop_front();
-                room.older = true;
-                if !room.notes.is_empty() {
-                    room.trim_notes();
+                if let Some(gone) = room.recent.pop_front() {
+                    // Notes are kept for recent messages only.
+                    room.notes.remove(&gone.id);
                 }
+                room.older = true;
             }
             room.recent.push_back(message.clone());
         }

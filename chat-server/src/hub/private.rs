@@ -177,19 +177,16 @@ impl Hub {
         let queued = self.durable.read(move |store| {
             let found = store
                 .search(&scope, &query, before, limit)
-                .and_then(|(messages, next)| {
+                .map(|(mut messages, next)| {
                     // Newest first: what fits of the newest, the rest found again from `next`.
-                    let mut messages = messages;
-                    messages.reverse();
                     // (Their edits and reactions are not sent: the matches are a list to read.)
-                    let (mut messages, more, _) = fit_page(store, messages, false, budget, None)?;
-                    messages.reverse();
-                    let next = if more {
-                        messages.last().map(|m| m.id)
-                    } else {
-                        next
-                    };
-                    Ok((messages, next))
+                    let fit = newest_that_fit(messages.iter().rev().map(size), budget);
+                    if fit == messages.len() {
+                        return (messages, next);
+                    }
+                    messages.truncate(fit);
+                    let next = messages.last().map(|m| m.id);
+                    (messages, next)
                 });
             match found {
                 Ok((messages, next)) => Cmd::HistoryPage {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::StoreError;
+use super::sqlite::id_param;
 
 /// An edit: who made it, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub fn notes(db: &Connection, ids: &[MessageId]) -> Result<Vec<(MessageId, Notes
         "SELECT emoji, nick FROM reactions WHERE message = ?1 ORDER BY at_ms, emoji, who",
     )?;
     for &id in ids {
-        let key = i64::try_from(id).unwrap_or(i64::MAX);
+        let key = id_param(id);
         let mut notes = Notes::default();
         let mut rows = edits.query([key])?;
         if let Some(row) = rows.next()? {
@@ -170,10 +171,6 @@ pub fn delete_expired(tx: &Connection, now: DateTime<Utc>, max: i64) -> Result<u
         params![ms, max],
     )?;
     Ok(deleted as u64)
-}
-
-fn id_param(id: MessageId) -> i64 {
-    i64::try_from(id).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

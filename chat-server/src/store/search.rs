@@ -10,7 +10,7 @@ use chat_core::protocol::{ChatMessage, MessageId, Target};
 use rusqlite::{Connection, params};
 
 use super::StoreError;
-use super::sqlite::{MESSAGE_COLUMNS, Row, account_party, message_from_row};
+use super::sqlite::{MESSAGE_COLUMNS, Row, account_party, id_param, message_from_row};
 use crate::search::Query;
 
 /// Messages read from the index per request, at most.
@@ -101,8 +101,8 @@ pub(super) fn search(
          WHERE messages_fts MATCH ?1 AND messages_fts.rowid < ?2 AND messages_fts.rowid >= ?6 \
          ORDER BY messages_fts.rowid DESC"
     ))?;
-    let before = before.map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX));
-    let from = i64::try_from(query.from_id).unwrap_or(i64::MAX);
+    let before = before.map_or(i64::MAX, id_param);
+    let from = id_param(query.from_id);
     let mut expanded = HashMap::new();
     for (word, _) in query.words.iter().filter(|(_, prefix)| *prefix) {
         expanded.insert(word.as_str(), words_beginning(db, word)?);

@@ -232,7 +232,7 @@ impl Row {
     }
 }
 
-fn id_param(id: MessageId) -> i64 {
+pub(super) fn id_param(id: MessageId) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
 

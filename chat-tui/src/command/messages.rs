@@ -30,7 +30,21 @@ pub enum MessageCommand {
     Mentions { more: bool },
 }
 
+/// The first protocol version whose servers delete expiring messages.
+const EXPIRY_VERSION: u16 = 6;
+
 impl MessageCommand {
+    /// Why a server of protocol `version` is not sent this command, if it is not: a `/temp`
+    /// message it would not delete. (Frames it cannot decode: [`super::unsupported`].)
+    pub fn unsupported(&self, version: u16) -> Option<String> {
+        matches!(self, MessageCommand::Temp { .. } if version < EXPIRY_VERSION).then(|| {
+            format!(
+                "not sent: the server speaks protocol version {version} and would not delete \
+                 the message when it expires (version {EXPIRY_VERSION} does)"
+            )
+        })
+    }
+
     /// The command with "the latest message from NICK" replaced by that message's id, which
     /// `latest` finds in the current tab; or why it cannot be.
     pub fn resolved(self, latest: impl Fn(&str) -> Option<u64>) -> Result<Self, String> {

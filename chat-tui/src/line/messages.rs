@@ -18,9 +18,6 @@ pub(super) const KEPT: usize = 1000;
 /// Matches asked for per server search.
 const SEARCH_PAGE: u32 = 20;
 
-/// The first protocol version whose servers delete expiring messages.
-const EXPIRY_VERSION: u16 = 6;
-
 /// One message seen.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -134,6 +131,9 @@ pub(super) fn step(m: MessageCommand, rooms: &Rooms, max_len: usize, version: u1
         Ok(m) => m,
         Err(why) => return Step::Show(LineEvent::error(why)),
     };
+    if let Some(why) = m.unsupported(version) {
+        return Step::NotSent(LineEvent::error(why.clone()), why);
+    }
     let attrs = m.attrs();
     let (frame, text) = match m {
         MessageCommand::Search(pattern) => return Step::Show(rooms.seen.search(&pattern)),
@@ -173,13 +173,6 @@ pub(super) fn step(m: MessageCommand, rooms: &Rooms, max_len: usize, version: u1
             if text.len() > max_len =>
         {
             return too_long(text.len(), max_len);
-        }
-        MessageCommand::Temp { .. } if version < EXPIRY_VERSION => {
-            let why = format!(
-                "not sent: the server speaks protocol version {version} and would not delete \
-                 the message when it expires (version {EXPIRY_VERSION} does)"
-            );
-            return Step::NotSent(LineEvent::error(why.clone()), why);
         }
         MessageCommand::Reply { text, .. } | MessageCommand::Temp { text, .. } => {
             return Step::Send(Outbound::Attr(rooms.current.clone(), text, attrs));

@@ -161,7 +161,7 @@ fn message_lines(
     let dim = Style::default().add_modifier(Modifier::DIM);
     let expired = expires.is_some_and(|at| at <= view.now);
     let mut body = if expired {
-        "(message expired)".to_owned()
+        crate::tui::app::EXPIRED.to_owned()
     } else {
         text.clone()
     };

@@ -6,7 +6,7 @@ use chat_core::protocol::{ModAction, ServerFrame};
 
 use super::Act;
 use crate::hub::Hub;
-use crate::hub::conn::ConnId;
+use crate::hub::conn::{Caps, ConnId};
 use crate::hub::fanout::encode;
 use crate::store::{ModWrite, Write};
 
@@ -144,7 +144,17 @@ impl Hub {
 
     /// Queues `bytes` for `conn` if it speaks version 4.
     pub(in crate::hub) fn queue_modern(&mut self, conn: ConnId, bytes: bytes::Bytes) {
-        if let Some(m) = self.clients.get(&conn).filter(|m| m.caps.moderation()) {
+        self.queue_if(conn, bytes, Caps::moderation);
+    }
+
+    /// Queues `bytes` for `conn` if its version `knows` them.
+    pub(in crate::hub) fn queue_if(
+        &mut self,
+        conn: ConnId,
+        bytes: bytes::Bytes,
+        knows: fn(Caps) -> bool,
+    ) {
+        if let Some(m) = self.clients.get(&conn).filter(|m| knows(m.caps)) {
             let outbox = m.outbox.clone();
             self.fanout.queue(&self.rooms, conn, &outbox, bytes);
         }

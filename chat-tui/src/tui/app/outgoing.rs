@@ -85,11 +85,7 @@ impl App {
         let text = match &body {
             Body::Text(t) | Body::Action(t) => t,
         };
-        let max = self
-            .limits
-            .as_ref()
-            .map_or(4096, |l| l.max_message_len as usize);
-        if let Err(e) = validate_text(text, max) {
+        if let Err(e) = validate_text(text, self.max_message_len()) {
             return self.refuse(&format!("message not sent: {e}"));
         }
         let i = self.tab_for(&tab);

@@ -7,9 +7,6 @@ use chat_core::protocol::{Body, ClientFrame};
 use super::{App, Effect, TabKind};
 use crate::command::MessageCommand;
 
-/// The first protocol version whose servers delete expiring messages.
-const EXPIRY_VERSION: u16 = 6;
-
 impl App {
     /// Carries out a command about a message typed in `tab`; returns the effects and whether
     /// to keep the input line.
@@ -22,17 +19,12 @@ impl App {
             Ok(m) => m,
             Err(why) => return self.refuse(&why),
         };
+        if let Some(why) = m.unsupported(self.server_version) {
+            return self.refuse(&why);
+        }
         let attrs = m.attrs();
         match m {
             MessageCommand::Reply { text, .. } => self.send_to_tab(tab, Body::Text(text), attrs),
-            MessageCommand::Temp { .. } if self.server_version < EXPIRY_VERSION => {
-                let why = format!(
-                    "not sent: the server speaks protocol version {} and would not delete the \
-                     message when it expires (version {EXPIRY_VERSION} does)",
-                    self.server_version
-                );
-                self.refuse(&why)
-            }
             MessageCommand::Temp { text, .. } => self.send_to_tab(tab, Body::Text(text), attrs),
             MessageCommand::Edit { id, text } => {
                 if let Err(e) = validate_text(&text, self.max_message_len()) {
