@@ -2,6 +2,8 @@
 //! reactions, and when it expires. The latest text is the message's `body`: an edit replaces
 //! it, and nothing of the earlier text is kept.
 
+use std::collections::HashMap;
+
 use chat_core::names::fold;
 use chat_core::protocol::{MessageId, Reaction, Timestamp};
 use chrono::{DateTime, Utc};
@@ -58,42 +60,48 @@ impl Notes {
     }
 }
 
-/// The notes of those of messages `ids` that have any.
+/// The notes of those of messages `ids` that have any, in the order of `ids` (two queries,
+/// whatever the number of ids).
 pub fn notes(db: &Connection, ids: &[MessageId]) -> Result<Vec<(MessageId, Notes)>, StoreError> {
-    let mut found: Vec<(MessageId, Notes)> = Vec::new();
+    let list = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut by_id: HashMap<MessageId, Notes> = HashMap::new();
     let mut edits = db.prepare_cached(
-        "SELECT edited_by, edited_ms FROM messages WHERE id = ?1 AND edited_ms IS NOT NULL",
+        "SELECT m.id, m.edited_by, m.edited_ms FROM json_each(?1) j \
+         JOIN messages m ON m.id = j.value WHERE m.edited_ms IS NOT NULL",
     )?;
+    let mut rows = edits.query([&list])?;
+    while let Some(row) = rows.next()? {
+        by_id.entry(message_id(row.get(0)?)).or_default().edited = Some(Edit {
+            by: row.get(1)?,
+            at: DateTime::from_timestamp_millis(row.get(2)?).unwrap_or_default(),
+        });
+    }
     let mut reactions = db.prepare_cached(
-        "SELECT emoji, nick FROM reactions WHERE message = ?1 ORDER BY at_ms, emoji, who",
+        "SELECT r.message, r.emoji, r.nick FROM json_each(?1) j \
+         JOIN reactions r ON r.message = j.value ORDER BY r.message, r.at_ms, r.emoji, r.who",
     )?;
-    for &id in ids {
-        let key = id_param(id);
-        let mut notes = Notes::default();
-        let mut rows = edits.query([key])?;
-        if let Some(row) = rows.next()? {
-            notes.edited = Some(Edit {
-                by: row.get(0)?,
-                at: DateTime::from_timestamp_millis(row.get(1)?).unwrap_or_default(),
-            });
-        }
-        let mut rows = reactions.query([key])?;
-        while let Some(row) = rows.next()? {
-            let emoji: String = row.get(0)?;
-            let nick: String = row.get(1)?;
-            match notes.reactions.iter_mut().find(|r| r.emoji == emoji) {
-                Some(r) => r.nicks.push(nick),
-                None => notes.reactions.push(Reaction {
-                    emoji,
-                    nicks: vec![nick],
-                }),
-            }
-        }
-        if !notes.is_empty() {
-            found.push((id, notes));
+    let mut rows = reactions.query([&list])?;
+    while let Some(row) = rows.next()? {
+        let notes = by_id.entry(message_id(row.get(0)?)).or_default();
+        let emoji: String = row.get(1)?;
+        let nick: String = row.get(2)?;
+        match notes.reactions.iter_mut().find(|r| r.emoji == emoji) {
+            Some(r) => r.nicks.push(nick),
+            None => notes.reactions.push(Reaction {
+                emoji,
+                nicks: vec![nick],
+            }),
         }
     }
-    Ok(found)
+    Ok(ids
+        .iter()
+        .filter_map(|id| by_id.remove(id).map(|notes| (*id, notes)))
+        .collect())
+}
+
+/// A message id as stored (never negative).
+fn message_id(id: i64) -> MessageId {
+    MessageId::try_from(id).unwrap_or_default()
 }
 
 /// Replaces message `id`'s text.
